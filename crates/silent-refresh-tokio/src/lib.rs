@@ -1,0 +1,1 @@
+//! silent-refresh-tokio (in progress).

@@ -1,0 +1,1 @@
+//! silent-refresh-ureq (in progress).

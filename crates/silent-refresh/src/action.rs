@@ -1,0 +1,74 @@
+//! What the machine asks its driver to do, and when to wake it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::ids::{AttemptId, RequestId};
+use crate::secret::Secret;
+use crate::token::{AccessToken, Generation, Token};
+
+/// One thing for the driver to do. Drain them with
+/// [`crate::TokenMachine::poll_action`] until `None`, in order: a `Persist` always
+/// comes before the first `Grant` of its token.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Run a refresh and report its result with
+    /// [`crate::TokenMachine::handle_refresh_result`] and this attempt id. Do not
+    /// abort it when the machine gives up on it: with rotating refresh tokens the server
+    /// may already have consumed the credential, and a late result is still adopted.
+    StartRefresh {
+        /// The attempt id to report the result with.
+        attempt: AttemptId,
+        /// The newest refresh credential, if any (none for e.g. client credentials).
+        refresh_token: Option<Secret>,
+    },
+    /// A new token was adopted: store it (it holds the rotated refresh credential and
+    /// a wall-clock expiry) before using it.
+    Persist {
+        /// The generation the machine gave the token.
+        generation: Generation,
+        /// The token to store, with `Expiry::At` (or `Never`).
+        token: Token,
+    },
+    /// Signed out: delete the stored token.
+    Forget,
+    /// Give this token to this request.
+    Grant {
+        /// The request.
+        request: RequestId,
+        /// The token (shared).
+        token: Arc<AccessToken>,
+    },
+    /// Fail this request.
+    Reject {
+        /// The request.
+        request: RequestId,
+        /// Why.
+        error: Error,
+    },
+}
+
+/// Why the machine wants to be woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WakeReason {
+    /// Actions are queued: drain them now.
+    PendingActions,
+    /// The current token's refresh window opens.
+    RefreshWindow,
+    /// A backoff after a failed refresh ends.
+    BackoffEnds,
+    /// The refresh in flight times out.
+    RefreshTimeout,
+    /// A parked request reaches its deadline.
+    RequestDeadline,
+}
+
+/// When to call [`crate::TokenMachine::handle_timeout`] next, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wakeup {
+    /// The instant.
+    pub at: Instant,
+    /// The reason, for logs.
+    pub reason: WakeReason,
+}

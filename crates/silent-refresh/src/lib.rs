@@ -1,0 +1,113 @@
+//! A sans-IO state machine that keeps an OAuth access token fresh.
+//!
+//! Many requests need a valid token at once; the machine refreshes before expiry,
+//! runs at most one refresh at a time, parks the requests that cannot go on, and
+//! releases every one of them exactly once, with the newest token or a clear error.
+//! It reads no clock and does no I/O: you feed it inputs with `now`, and drain
+//! what it wants done. The `silent-refresh-tokio` and `silent-refresh-ureq` crates
+//! drive it for you; drive it yourself like this:
+//!
+//! ```
+//! use std::time::{Duration, Instant, SystemTime};
+//! use silent_refresh::{Action, Config, Credentials, Expiry, Token, TokenMachine};
+//!
+//! let start = Instant::now(); // the driver owns the clock, the machine never reads it
+//! let mut machine = TokenMachine::new(Config::default(), start, SystemTime::now());
+//! machine.handle_sign_in(start, SystemTime::now(), Credentials::RefreshToken("rt-1".into()));
+//!
+//! // A request arrives: there is no access token yet, so it parks and a refresh starts.
+//! let request = machine.handle_request(start, None);
+//! let mut granted = None;
+//! let mut rounds = 0;
+//! loop {
+//!     rounds += 1;
+//!     assert!(rounds < 10, "the driver loop must settle");
+//!     let now = start + Duration::from_millis(120); // say, when the refresh answered
+//!     let mut fed_input = false;
+//!     while let Some(action) = machine.poll_action() {
+//!         match action {
+//!             Action::StartRefresh { attempt, refresh_token } => {
+//!                 // Send the refresh (see the `oauth2` module), then report the result.
+//!                 assert_eq!(refresh_token.unwrap().expose(), "rt-1");
+//!                 let token = Token::bearer("at-1", Expiry::In(Duration::from_secs(3600)))
+//!                     .with_refresh_token("rt-2");
+//!                 machine.handle_refresh_result(now, attempt, Ok(token));
+//!                 fed_input = true;
+//!             }
+//!             Action::Persist { token, .. } => {
+//!                 // Store the rotated refresh credential before using the token.
+//!                 assert_eq!(token.refresh_token.unwrap().expose(), "rt-2");
+//!             }
+//!             Action::Grant { request: id, token } => {
+//!                 assert_eq!(id, request);
+//!                 granted = Some(token);
+//!             }
+//!             Action::Reject { error, .. } => panic!("{error}"),
+//!             Action::Forget => {}
+//!         }
+//!     }
+//!     if !fed_input {
+//!         break;
+//!     }
+//! }
+//! let token = granted.expect("granted");
+//! assert_eq!(token.authorization(), "Bearer at-1");
+//! // Sleep until the next wake-up (the proactive refresh), then call handle_timeout.
+//! let wakeup = machine.poll_timeout().expect("a refresh is scheduled");
+//! assert!(wakeup.at > start + Duration::from_secs(3000));
+//! ```
+//!
+//! # The rules it keeps
+//!
+//! 1. **Single flight**: at most one refresh is in flight.
+//! 2. **Exactly once**: every request gets one `Grant` or one `Reject`; a cancelled one
+//!    gets none.
+//! 3. **Never expired**: no token is granted at or after its `usable_until`.
+//! 4. **Stale-while-refreshing** (default) or **wait-for-fresh** ([`RefreshMode`]).
+//! 5. Parked requests are released in **arrival order**, with the newest token.
+//! 6. **Refresh only when needed**: no token and someone waiting, the refresh window
+//!    reached, or a 401 of the *current* generation (many 401s, one refresh).
+//! 7. **Failures are classified**: transient ones back off (with jitter and
+//!    `Retry-After`), terminal ones require a sign-in and fail requests fast.
+//! 8. **Late results**: a result for an attempt that timed out is still adopted if no
+//!    newer token was adopted since it started; duplicates change nothing.
+//! 9. **Rotation and persistence**: each refresh sends the newest refresh credential;
+//!    a `Persist` precedes the first `Grant` of each new token.
+//! 10. **Bounded**: parked requests are capped and each has a deadline.
+//! 11. **Total**: no input sequence panics; time that goes backwards counts as none.
+//! 12. **Sign-out** rejects every parked request, clears the token, and emits `Forget`.
+//!
+//! # Timing
+//!
+//! For a token adopted at `base` (when its refresh was *sent*) that expires at `exp`,
+//! with lifetime `L = exp − base`:
+//! - `usable_until = exp − min(safety_margin, margin_fraction × L)`;
+//! - `refresh_at = exp − min(refresh_threshold, refresh_fraction × L) + jitter`, with
+//!   the jitter in `[0, jitter_fraction × that threshold)`, capped at `usable_until`.
+//!
+//! A token without expiry is refreshed only when a request using it is rejected.
+//! Secrets ([`Secret`]) print as `[redacted]` and are wiped on drop.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod action;
+mod config;
+mod error;
+mod failure;
+mod ids;
+mod jitter;
+mod machine;
+mod parked;
+mod schedule;
+mod secret;
+mod token;
+
+pub use action::{Action, WakeReason, Wakeup};
+pub use config::{Config, ConfigBuilder, RefreshMode};
+pub use error::Error;
+pub use failure::{FailureKind, RefreshFailure};
+pub use ids::{AttemptId, RequestId};
+pub use machine::{Status, TokenMachine};
+pub use secret::Secret;
+pub use token::{AccessToken, Credentials, Expiry, Generation, Token};

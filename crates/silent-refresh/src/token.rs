@@ -1,0 +1,153 @@
+//! Tokens: what a refresher returns, what the store keeps, and what a request is granted.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::secret::Secret;
+
+/// When a token stops being valid, as the authorization server said it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Expiry {
+    /// The token carries no expiry: it is usable until a request using it is rejected.
+    Never,
+    /// Valid for this long, counted from the instant the refresh request was sent
+    /// (or, for a token given at sign-in, from the sign-in).
+    In(Duration),
+    /// Valid until this wall-clock time: the form a stored token keeps, so a token
+    /// loaded after a restart gets the right remaining lifetime.
+    At(SystemTime),
+}
+
+/// A token set: what a refresher returns and what the program's store keeps.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Token {
+    /// The access token sent with requests.
+    pub access_token: Secret,
+    /// The token type, usually `Bearer`.
+    pub token_type: String,
+    /// When the access token expires.
+    pub expiry: Expiry,
+    /// The credential for the next refresh. `None` in a refresh result keeps the old one.
+    pub refresh_token: Option<Secret>,
+    /// The scope the token was granted, when the server said.
+    pub scope: Option<String>,
+}
+
+impl Token {
+    /// A bearer token with the given access secret and expiry, without refresh credential.
+    pub fn bearer(access_token: impl Into<Secret>, expiry: Expiry) -> Self {
+        Self {
+            access_token: access_token.into(),
+            token_type: "Bearer".to_owned(),
+            expiry,
+            refresh_token: None,
+            scope: None,
+        }
+    }
+
+    /// The same token with a refresh credential.
+    #[must_use]
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<Secret>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+}
+
+/// The number the machine gives each token it adopts: 1, 2, 3, … within one machine.
+///
+/// A rejection (401) names the generation the request used, so that only a rejection
+/// of the *current* token triggers a refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Generation(pub u64);
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gen#{}", self.0)
+    }
+}
+
+/// An access token granted to a request. Shared (`Arc`) between all the requests the
+/// same token serves, so a grant costs a reference count, not a copy.
+#[derive(Debug, PartialEq)]
+pub struct AccessToken {
+    /// The generation of this token: report it back with a rejection (401).
+    pub generation: Generation,
+    /// The secret to send.
+    pub secret: Secret,
+    /// The token type, usually `Bearer`.
+    pub token_type: String,
+    /// The scope the token was granted, when the server said.
+    pub scope: Option<String>,
+    /// The last instant at which the machine hands this token out (`None`: no expiry).
+    pub usable_until: Option<Instant>,
+}
+
+impl AccessToken {
+    /// The value of an `Authorization` header for this token, e.g. `Bearer abc`.
+    ///
+    /// The scheme is normalised to `Bearer` when the server sent it in another case
+    /// (RFC 6750 servers commonly send `bearer`). The result contains the secret:
+    /// never log it.
+    #[must_use]
+    pub fn authorization(&self) -> String {
+        let scheme = if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty()
+        {
+            "Bearer"
+        } else {
+            self.token_type.as_str()
+        };
+        format!("{scheme} {}", self.secret.expose())
+    }
+
+    /// Whether the machine may still hand this token out at `now`.
+    #[must_use]
+    pub fn is_usable_at(&self, now: Instant) -> bool {
+        self.usable_until.is_none_or(|until| now < until)
+    }
+}
+
+/// What the program signs in with.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// A token, with or without a refresh credential inside it.
+    Token(Token),
+    /// Only a refresh credential: the first request that needs a token refreshes.
+    RefreshToken(Secret),
+    /// The refresher authenticates by itself (for example the client-credentials
+    /// grant), so a refresh is always possible; optionally with a token to start from.
+    ClientCredentials {
+        /// A token to use until it needs refreshing.
+        token: Option<Token>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_debug_hides_secrets() {
+        let token = Token::bearer("access-xyz", Expiry::Never).with_refresh_token("refresh-xyz");
+        let printed = format!("{token:?}");
+        assert!(!printed.contains("access-xyz"), "{printed}");
+        assert!(!printed.contains("refresh-xyz"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn authorization_normalises_bearer() {
+        let token = AccessToken {
+            generation: Generation(1),
+            secret: Secret::new("abc"),
+            token_type: "bearer".into(),
+            scope: None,
+            usable_until: None,
+        };
+        assert_eq!(token.authorization(), "Bearer abc");
+        assert!(!format!("{token:?}").contains("abc"));
+    }
+}

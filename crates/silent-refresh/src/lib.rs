@@ -98,6 +98,10 @@ mod failure;
 mod ids;
 mod jitter;
 mod machine;
+#[cfg(feature = "model")]
+pub mod model;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod parked;
 mod schedule;
 mod secret;

@@ -1,0 +1,1 @@
+//! Reference model and rule checker (being written).

@@ -51,9 +51,11 @@ impl Default for Config {
             // Up to 10% of the threshold later, so a fleet does not refresh in one second.
             jitter_fraction: 0.1,
             mode: RefreshMode::StaleWhileRefreshing,
-            // HTTP clients commonly give a token endpoint 30 s.
-            refresh_timeout: Duration::from_secs(30),
-            // A request waits for a token at most as long as one refresh may take.
+            // A token endpoint answers in well under a second; 10 s leaves room for a
+            // slow one and still lets a waiting request see a second attempt.
+            refresh_timeout: Duration::from_secs(10),
+            // A request waits for a token up to 30 s (a common HTTP client timeout),
+            // long enough for a timed-out refresh, a backoff and a retry.
             request_timeout: Duration::from_secs(30),
             // Bounded memory (under 100 bytes each); past it callers get `Overloaded`.
             max_parked: 100_000,
@@ -199,7 +201,7 @@ impl ConfigBuilder {
         mode: RefreshMode
     );
     setter!(
-        /// Give up on a refresh after this long. Default 30 s.
+        /// Give up on a refresh after this long. Default 10 s.
         refresh_timeout: Duration
     );
     setter!(

@@ -1,0 +1,756 @@
+//! One or more unit tests for every rule of the contract (`shared/DESIGN.md`), on a
+//! fake clock: time is an argument, nothing sleeps.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use silent_refresh::{
+    Action, AttemptId, Config, Credentials, Error, Expiry, Generation, RefreshFailure, RefreshMode,
+    RequestId, Status, Token, TokenMachine, WakeReason,
+};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
+/// A machine on a fake clock, and what it asked for.
+struct Sim {
+    machine: TokenMachine,
+    t0: Instant,
+    wall0: SystemTime,
+    now: Instant,
+}
+
+impl Sim {
+    fn new(config: Config) -> Self {
+        let t0 = Instant::now();
+        let wall0 = SystemTime::UNIX_EPOCH + secs(1_800_000_000);
+        Self {
+            machine: TokenMachine::new(config, t0, wall0),
+            t0,
+            wall0,
+            now: t0,
+        }
+    }
+
+    /// No jitter, so instants in tests are exact.
+    fn exact() -> Self {
+        Self::new(Config::builder().jitter_fraction(0.0).build().unwrap())
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        self.wall0 + (self.now - self.t0)
+    }
+
+    fn at(&mut self, offset: Duration) -> &mut Self {
+        self.now = self.t0 + offset;
+        self
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.machine.poll_action()).collect()
+    }
+
+    fn sign_in(&mut self, credentials: Credentials) -> Vec<Action> {
+        let wall = self.wall_now();
+        self.machine.handle_sign_in(self.now, wall, credentials);
+        self.drain()
+    }
+
+    /// Signs in with a one-hour token (generation 1) and a refresh credential.
+    fn signed_in(&mut self) -> &mut Self {
+        let token = Token::bearer("at-1", Expiry::In(secs(3600))).with_refresh_token("rt-1");
+        self.sign_in(Credentials::Token(token));
+        self
+    }
+
+    fn request(&mut self) -> (RequestId, Vec<Action>) {
+        let id = self.machine.handle_request(self.now, None);
+        (id, self.drain())
+    }
+
+    fn timeout(&mut self) -> Vec<Action> {
+        self.machine.handle_timeout(self.now);
+        self.drain()
+    }
+
+    fn result(&mut self, attempt: AttemptId, result: Result<Token, RefreshFailure>) -> Vec<Action> {
+        self.machine
+            .handle_refresh_result(self.now, attempt, result);
+        self.drain()
+    }
+}
+
+fn token(access: &str, lifetime: Duration) -> Token {
+    Token::bearer(access, Expiry::In(lifetime))
+}
+
+fn started(actions: &[Action]) -> Vec<AttemptId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartRefresh { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect()
+}
+
+fn the_attempt(actions: &[Action]) -> AttemptId {
+    let attempts = started(actions);
+    assert_eq!(
+        attempts.len(),
+        1,
+        "expected one StartRefresh in {actions:?}"
+    );
+    attempts[0]
+}
+
+fn grants(actions: &[Action]) -> Vec<(RequestId, Generation, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Grant { request, token } => {
+                Some((*request, token.generation, token.secret.expose().to_owned()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejects(actions: &[Action]) -> Vec<(RequestId, Error)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reject { request, error } => Some((*request, error.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+// ----- rule 1: single flight ---------------------------------------------------------
+
+#[test]
+fn rule1_many_waiting_requests_start_one_refresh() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all.extend(sim.request().1);
+    }
+    assert_eq!(started(&all).len(), 1);
+    assert_eq!(sim.machine.parked_len(), 100);
+    assert!(sim.machine.refresh_in_flight().is_some());
+}
+
+// ----- rule 2: exactly once ---------------------------------------------------------
+
+#[test]
+fn rule2_every_parked_request_gets_exactly_one_outcome() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let mut ids = Vec::new();
+    let mut actions = Vec::new();
+    for _ in 0..10 {
+        let (id, a) = sim.request();
+        ids.push(id);
+        actions.extend(a);
+    }
+    let attempt = the_attempt(&actions);
+    let released = sim.result(attempt, Ok(token("at", secs(3600))));
+    let granted: Vec<RequestId> = grants(&released).into_iter().map(|g| g.0).collect();
+    assert_eq!(granted, ids);
+    // Nothing more for them, ever.
+    sim.at(secs(7200));
+    let later = sim.timeout();
+    assert!(grants(&later).is_empty() && rejects(&later).is_empty());
+}
+
+#[test]
+fn rule2_cancelled_request_gets_nothing_and_leaves_nothing() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let (a, actions) = sim.request();
+    let (b, _) = sim.request();
+    let attempt = the_attempt(&actions);
+    sim.machine.handle_cancel(sim.now, a);
+    assert_eq!(sim.machine.parked_len(), 1);
+    let released = sim.result(attempt, Ok(token("at", secs(3600))));
+    let granted: Vec<RequestId> = grants(&released).into_iter().map(|g| g.0).collect();
+    assert_eq!(granted, vec![b]);
+    assert!(rejects(&released).is_empty());
+}
+
+#[test]
+fn rule2_parked_request_is_rejected_at_its_deadline_not_left_hanging() {
+    let mut sim = Sim::new(Config::builder().request_timeout(secs(5)).build().unwrap());
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let (id, _) = sim.request();
+    let wake = sim.machine.poll_timeout().unwrap();
+    assert_eq!(wake.reason, WakeReason::RequestDeadline);
+    assert_eq!(wake.at, sim.t0 + secs(5));
+    sim.at(secs(5));
+    let actions = sim.timeout();
+    assert!(
+        matches!(rejects(&actions).as_slice(), [(r, Error::DeadlineExceeded { .. })] if *r == id)
+    );
+}
+
+// ----- rule 3: never expired ----------------------------------------------------------
+
+#[test]
+fn rule3_no_grant_at_or_after_usable_until() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(token("at-1", secs(3600)))); // no refresh credential
+    // usable_until = 3600 - 30 s.
+    sim.at(secs(3569));
+    assert_eq!(grants(&sim.request().1).len(), 1);
+    sim.at(secs(3570));
+    let (_, actions) = sim.request();
+    assert!(grants(&actions).is_empty());
+    assert!(matches!(
+        rejects(&actions)[0].1,
+        Error::SignInRequired { .. }
+    ));
+}
+
+#[test]
+fn rule3_expired_token_parks_requests_until_the_new_one() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.at(secs(4000));
+    let (id, actions) = sim.request();
+    assert!(grants(&actions).is_empty());
+    let attempt = the_attempt(&actions);
+    let released = sim.result(attempt, Ok(token("at-2", secs(3600))));
+    assert_eq!(
+        grants(&released),
+        vec![(id, Generation(2), "at-2".to_owned())]
+    );
+}
+
+// ----- rule 4: stale-while-refreshing and wait-for-fresh -----------------------------
+
+#[test]
+fn rule4_stale_while_refreshing_grants_old_token_while_refreshing() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.at(secs(3300)); // window opens at 3600 - 300
+    let actions = sim.timeout();
+    let attempt = the_attempt(&actions);
+    for _ in 0..5 {
+        let (_, a) = sim.request();
+        assert_eq!(grants(&a)[0].1, Generation(1));
+        assert!(started(&a).is_empty());
+    }
+    let released = sim.result(attempt, Ok(token("at-2", secs(3600))));
+    assert!(grants(&released).is_empty());
+    assert_eq!(grants(&sim.request().1)[0].1, Generation(2));
+}
+
+fn wait_for_fresh() -> Sim {
+    Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .mode(RefreshMode::WaitForFresh)
+            .build()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn rule4_wait_for_fresh_parks_in_window_and_grants_the_new_token() {
+    let mut sim = wait_for_fresh();
+    sim.signed_in();
+    sim.at(secs(3300));
+    let (a, actions) = sim.request();
+    let attempt = the_attempt(&actions);
+    assert!(grants(&actions).is_empty());
+    let released = sim.result(attempt, Ok(token("at-2", secs(3600))));
+    assert_eq!(
+        grants(&released),
+        vec![(a, Generation(2), "at-2".to_owned())]
+    );
+}
+
+#[test]
+fn rule4_wait_for_fresh_grants_old_token_when_the_refresh_fails() {
+    let mut sim = wait_for_fresh();
+    sim.signed_in();
+    sim.at(secs(3300));
+    let (a, actions) = sim.request();
+    let attempt = the_attempt(&actions);
+    let released = sim.result(attempt, Err(RefreshFailure::transient("503")));
+    assert_eq!(
+        grants(&released),
+        vec![(a, Generation(1), "at-1".to_owned())]
+    );
+}
+
+// ----- rule 5: arrival order, newest token ------------------------------------------
+
+#[test]
+fn rule5_parked_requests_are_released_in_arrival_order_with_newest_token() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let attempt = the_attempt(&sim.drain());
+    let ids: Vec<RequestId> = (0..50).map(|_| sim.request().0).collect();
+    let released = sim.result(attempt, Ok(token("at-2", secs(3600))));
+    let got = grants(&released);
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), ids);
+    assert!(got.iter().all(|g| g.1 == Generation(2)));
+}
+
+// ----- rule 6: refresh only when needed ---------------------------------------------
+
+#[test]
+fn rule6_no_refresh_before_the_window() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    for t in [0, 60, 1800, 3299] {
+        sim.at(secs(t));
+        assert!(started(&sim.request().1).is_empty(), "at {t}s");
+    }
+    let wake = sim.machine.poll_timeout().unwrap();
+    assert_eq!(
+        (wake.at, wake.reason),
+        (sim.t0 + secs(3300), WakeReason::RefreshWindow)
+    );
+}
+
+#[test]
+fn rule6_short_token_with_long_threshold_is_not_refreshed_on_every_request() {
+    // The browser bug: "refresh when less than 2 h remain" with 60 s tokens.
+    let mut sim = Sim::new(
+        Config::builder()
+            .refresh_threshold(secs(7200))
+            .jitter_fraction(0.0)
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::Token(
+        token("at", secs(60)).with_refresh_token("rt"),
+    ));
+    for t in 0..30 {
+        sim.at(secs(t));
+        assert!(started(&sim.request().1).is_empty(), "at {t}s");
+    }
+    sim.at(secs(30));
+    assert_eq!(started(&sim.request().1).len(), 1);
+}
+
+#[test]
+fn rule6_rejection_of_an_old_generation_triggers_no_refresh() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let attempt = the_attempt(&sim.drain());
+    sim.result(attempt, Ok(token("at-2", secs(3600))));
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    assert!(started(&sim.drain()).is_empty());
+    assert_eq!(grants(&sim.request().1)[0].1, Generation(2));
+}
+
+#[test]
+fn rule6_many_rejections_of_the_current_generation_trigger_one_refresh() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    let mut actions = Vec::new();
+    for _ in 0..100 {
+        sim.machine.handle_rejected(sim.now, Generation(1));
+        actions.extend(sim.drain());
+    }
+    assert_eq!(started(&actions).len(), 1);
+}
+
+#[test]
+fn rule6_no_token_and_nobody_waiting_starts_nothing() {
+    let mut sim = Sim::exact();
+    let actions = sim.sign_in(Credentials::RefreshToken("rt".into()));
+    assert!(actions.is_empty());
+    assert_eq!(sim.machine.poll_timeout(), None);
+}
+
+// ----- rule 7: failures -------------------------------------------------------------
+
+#[test]
+fn rule7_transient_failures_back_off_exponentially_then_retry() {
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .seed(7)
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let (_, actions) = sim.request();
+    let mut attempt = the_attempt(&actions);
+    let mut previous = Duration::ZERO;
+    for round in 1..=4u32 {
+        sim.result(attempt, Err(RefreshFailure::transient("connection reset")));
+        let until = sim.machine.backoff_until().unwrap();
+        let delay = until - sim.now;
+        let base = secs(1) * 2u32.pow(round - 1);
+        assert!(
+            delay <= base && delay >= base / 2,
+            "round {round}: {delay:?}"
+        );
+        assert!(delay > previous / 2);
+        previous = delay;
+        // Nothing starts during the backoff.
+        sim.now = until - ms(1);
+        assert!(started(&sim.timeout()).is_empty());
+        sim.now = until;
+        attempt = the_attempt(&sim.timeout());
+    }
+}
+
+#[test]
+fn rule7_retry_after_is_honoured() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&sim.request().1);
+    sim.result(
+        attempt,
+        Err(RefreshFailure::transient("429").with_retry_after(secs(20))),
+    );
+    assert_eq!(sim.machine.backoff_until(), Some(sim.now + secs(20)));
+}
+
+#[test]
+fn rule7_transient_failure_keeps_granting_a_usable_token() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.at(secs(3300));
+    let attempt = the_attempt(&sim.timeout());
+    sim.result(attempt, Err(RefreshFailure::transient("502")));
+    assert_eq!(grants(&sim.request().1)[0].1, Generation(1));
+}
+
+#[test]
+fn rule7_terminal_failure_rejects_everyone_and_fails_fast_until_sign_in() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let (a, actions) = sim.request();
+    let (b, _) = sim.request();
+    let attempt = the_attempt(&actions);
+    let out = sim.result(attempt, Err(RefreshFailure::terminal("invalid_grant")));
+    let rejected: Vec<RequestId> = rejects(&out).into_iter().map(|r| r.0).collect();
+    assert_eq!(rejected, vec![a, b]);
+    assert!(matches!(sim.machine.status(), Status::SignInRequired(_)));
+    let (_, later) = sim.request();
+    match &rejects(&later)[0].1 {
+        Error::SignInRequired { reason } => assert!(reason.contains("invalid_grant")),
+        other => panic!("{other:?}"),
+    }
+    assert!(started(&later).is_empty());
+    assert_eq!(sim.machine.poll_timeout(), None);
+    // New credentials recover.
+    sim.signed_in();
+    assert_eq!(grants(&sim.request().1)[0].1, Generation(1));
+}
+
+// ----- rule 8: late and duplicate results --------------------------------------------
+
+#[test]
+fn rule8_late_result_of_a_timed_out_attempt_is_adopted() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (id, actions) = sim.request();
+    let first = the_attempt(&actions);
+    sim.at(Config::default().refresh_timeout());
+    assert!(sim.timeout().is_empty() || sim.machine.backoff_until().is_some());
+    assert!(sim.machine.refresh_in_flight().is_none());
+    sim.at(Config::default().refresh_timeout() + ms(200));
+    let out = sim.result(
+        first,
+        Ok(token("at-late", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert_eq!(
+        grants(&out),
+        vec![(id, Generation(1), "at-late".to_owned())]
+    );
+}
+
+#[test]
+fn rule8_late_result_is_dropped_after_a_newer_adoption() {
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .request_timeout(secs(120))
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let first = the_attempt(&sim.request().1);
+    sim.at(secs(30));
+    sim.timeout(); // first times out
+    let until = sim.machine.backoff_until().unwrap();
+    sim.now = until;
+    let second = the_attempt(&sim.timeout());
+    sim.result(second, Ok(token("at-2", secs(3600))));
+    assert_eq!(sim.machine.generation(), Generation(1));
+    let out = sim.result(first, Ok(token("at-late", secs(3600))));
+    assert!(out.is_empty());
+    assert_eq!(sim.machine.generation(), Generation(1));
+}
+
+#[test]
+fn rule8_duplicate_result_changes_nothing() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&sim.request().1);
+    sim.result(attempt, Ok(token("at-1", secs(3600))));
+    let dup = sim.result(attempt, Ok(token("at-dup", secs(3600))));
+    assert!(dup.is_empty());
+    assert_eq!(sim.machine.generation(), Generation(1));
+    let dup_failure = sim.result(attempt, Err(RefreshFailure::terminal("invalid_grant")));
+    assert!(dup_failure.is_empty());
+    assert_eq!(sim.machine.status(), &Status::SignedIn);
+}
+
+// ----- rule 9: rotation and persistence ----------------------------------------------
+
+#[test]
+fn rule9_refresh_sends_the_newest_credential_and_persists_before_granting() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    match &actions[0] {
+        Action::StartRefresh { refresh_token, .. } => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    let attempt = the_attempt(&actions);
+    let out = sim.result(
+        attempt,
+        Ok(token("at-1", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert!(
+        matches!(&out[0], Action::Persist { generation: Generation(1), token }
+        if token.refresh_token.as_ref().unwrap().expose() == "rt-2")
+    );
+    assert!(matches!(&out[1], Action::Grant { .. }));
+    // A response without a refresh credential keeps the rotated one.
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let actions = sim.drain();
+    let attempt = match &actions[0] {
+        Action::StartRefresh {
+            attempt,
+            refresh_token,
+        } => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-2");
+            *attempt
+        }
+        other => panic!("{other:?}"),
+    };
+    let out = sim.result(attempt, Ok(token("at-2", secs(3600))));
+    assert!(matches!(&out[0], Action::Persist { token, .. }
+        if token.refresh_token.as_ref().unwrap().expose() == "rt-2"));
+    sim.machine.handle_rejected(sim.now, Generation(2));
+    match &sim.drain()[0] {
+        Action::StartRefresh { refresh_token, .. } => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-2");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rule9_persisted_token_carries_wall_clock_expiry_counted_from_the_send() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&sim.request().1);
+    let sent_wall = sim.wall_now();
+    sim.at(secs(2)); // the response arrives 2 s later
+    let out = sim.result(attempt, Ok(token("at", secs(3600))));
+    match &out[0] {
+        Action::Persist { token, .. } => {
+            assert_eq!(token.expiry, Expiry::At(sent_wall + secs(3600)))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stored_token_loaded_after_restart_keeps_its_remaining_lifetime() {
+    let mut sim = Sim::exact();
+    let wall = sim.wall_now();
+    // Stored with 100 s left: usable for 90 s (10% margin), refreshed after 50 s.
+    let stored = Token::bearer("at", Expiry::At(wall + secs(100))).with_refresh_token("rt");
+    sim.sign_in(Credentials::Token(stored));
+    assert_eq!(sim.machine.poll_timeout().unwrap().at, sim.t0 + secs(50));
+    // One whose wall-clock expiry has passed is treated as expired: refresh at once.
+    let mut sim = Sim::exact();
+    let wall = sim.wall_now();
+    let dead = Token::bearer("at", Expiry::At(wall - secs(1))).with_refresh_token("rt");
+    sim.sign_in(Credentials::Token(dead));
+    assert_eq!(sim.machine.generation(), Generation(0));
+    let (_, actions) = sim.request();
+    assert!(grants(&actions).is_empty());
+    assert_eq!(started(&actions).len(), 1);
+}
+
+#[test]
+fn token_already_expired_on_arrival_is_a_failed_refresh() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&sim.request().1);
+    let out = sim.result(attempt, Ok(token("dead", Duration::ZERO)));
+    assert!(grants(&out).is_empty());
+    assert!(sim.machine.backoff_until().is_some());
+    assert!(sim.machine.last_failure().unwrap().contains("expired"));
+}
+
+// ----- rule 10: bounded ---------------------------------------------------------------
+
+#[test]
+fn rule10_overload_is_an_error_not_memory_growth() {
+    let mut sim = Sim::new(Config::builder().max_parked(3).build().unwrap());
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    for _ in 0..3 {
+        assert!(rejects(&sim.request().1).is_empty());
+    }
+    let (_, actions) = sim.request();
+    assert!(matches!(
+        rejects(&actions)[0].1,
+        Error::Overloaded { limit: 3 }
+    ));
+    assert_eq!(sim.machine.parked_len(), 3);
+}
+
+#[test]
+fn rule10_custom_deadline_is_kept() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let id = sim.machine.handle_request(sim.now, Some(sim.t0 + secs(2)));
+    sim.drain();
+    sim.at(secs(2));
+    assert_eq!(rejects(&sim.timeout())[0].0, id);
+}
+
+// ----- rule 11: total ------------------------------------------------------------------
+
+#[test]
+fn rule11_time_going_backwards_counts_as_no_time() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.at(secs(3300));
+    let attempt = the_attempt(&sim.timeout());
+    sim.at(secs(10)); // backwards
+    let (_, actions) = sim.request();
+    assert!(started(&actions).is_empty());
+    assert_eq!(sim.machine.now(), sim.t0 + secs(3300));
+    sim.result(attempt, Ok(token("at-2", secs(3600))));
+    assert_eq!(sim.machine.generation(), Generation(2));
+}
+
+#[test]
+fn rule11_unknown_ids_and_results_without_refresh_are_ignored() {
+    let mut sim = Sim::exact();
+    sim.machine.handle_cancel(sim.now, RequestId(999));
+    sim.machine
+        .handle_refresh_result(sim.now, AttemptId(42), Ok(token("x", secs(10))));
+    sim.machine
+        .handle_refresh_result(sim.now, AttemptId(0), Err(RefreshFailure::terminal("x")));
+    sim.machine.handle_rejected(sim.now, Generation(77));
+    assert!(sim.drain().is_empty());
+    assert_eq!(sim.machine.status(), &Status::AwaitingSignIn);
+    // Huge durations saturate instead of overflowing.
+    sim.sign_in(Credentials::Token(
+        token("at", Duration::MAX).with_refresh_token("rt"),
+    ));
+    assert_eq!(grants(&sim.request().1).len(), 1);
+}
+
+#[test]
+fn rule11_poll_timeout_moves_forward_after_handle_timeout() {
+    let mut sim = Sim::new(Config::builder().seed(3).build().unwrap());
+    sim.signed_in();
+    let mut steps = 0;
+    while let Some(wake) = sim.machine.poll_timeout() {
+        steps += 1;
+        assert!(steps < 100, "livelock");
+        sim.now = wake.at;
+        for action in sim.timeout() {
+            if let Action::StartRefresh { attempt, .. } = action {
+                let failure = RefreshFailure::transient("down");
+                sim.machine
+                    .handle_refresh_result(sim.now, attempt, Err(failure));
+            }
+        }
+        sim.drain();
+        if let Some(next) = sim.machine.poll_timeout() {
+            assert!(
+                next.at > sim.now,
+                "{next:?} not after {:?}",
+                sim.now - sim.t0
+            );
+        }
+        if sim.now > sim.t0 + secs(7200) {
+            break;
+        }
+    }
+    assert!(steps > 5);
+}
+
+// ----- rule 12: sign-out ---------------------------------------------------------------
+
+#[test]
+fn rule12_sign_out_rejects_parked_clears_and_forgets() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let (a, actions) = sim.request();
+    let attempt = the_attempt(&actions);
+    sim.machine.handle_sign_out(sim.now);
+    let out = sim.drain();
+    assert!(matches!(rejects(&out).as_slice(), [(r, Error::SignedOut)] if *r == a));
+    assert!(out.iter().any(|a| matches!(a, Action::Forget)));
+    // The refresh in flight of the old session is ignored; requests fail fast.
+    assert!(sim.result(attempt, Ok(token("at", secs(3600)))).is_empty());
+    assert!(matches!(rejects(&sim.request().1)[0].1, Error::SignedOut));
+    assert_eq!(sim.machine.poll_timeout(), None);
+}
+
+// ----- sign-in, client credentials, errors ---------------------------------------------
+
+#[test]
+fn requests_before_sign_in_wait_for_it() {
+    let mut sim = Sim::exact();
+    let (a, actions) = sim.request();
+    assert!(actions.is_empty());
+    sim.at(secs(1));
+    let out = sim.sign_in(Credentials::Token(token("at", secs(3600))));
+    assert!(matches!(&out[0], Action::Persist { .. }));
+    assert_eq!(grants(&out), vec![(a, Generation(1), "at".to_owned())]);
+}
+
+#[test]
+fn client_credentials_refresh_without_a_refresh_credential() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::ClientCredentials { token: None });
+    let (_, actions) = sim.request();
+    assert!(matches!(
+        &actions[0],
+        Action::StartRefresh {
+            refresh_token: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn errors_never_print_secrets() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(
+        token("super-secret-at", secs(3600)).with_refresh_token("super-secret-rt"),
+    ));
+    let debug = format!("{:?}", sim.machine);
+    assert!(!debug.contains("super-secret"), "{debug}");
+    let actions = sim.request().1;
+    assert!(!format!("{actions:?}").contains("super-secret"));
+}

@@ -42,7 +42,7 @@
 //! # The response
 //!
 //! A success (`2xx` with an `access_token`, in JSON or, when the server says so, a form
-//! body) becomes a [`Token`](crate::Token): `expires_in` (a number or a numeric
+//! body) becomes a [`Token`]: `expires_in` (a number or a numeric
 //! string) becomes [`Expiry::In`](crate::Expiry::In), counted from when the request was
 //! sent; without it the token never expires by time ([`Expiry::Never`](crate::Expiry::Never)).
 //! A missing `token_type` means `Bearer`; a missing or empty `refresh_token` keeps the

@@ -17,7 +17,7 @@ const MAX_QUOTE: usize = 200;
 const TOKEN_LIKE: usize = 40;
 
 /// What a refusal said: the status, and the OAuth error (RFC 6749 §5.2) if there was one.
-#[derive(Debug)]
+/// No `Debug`: the description is server text that may echo a credential.
 pub(super) struct Refusal<'a> {
     /// The response's status.
     pub(super) status: StatusCode,
@@ -122,10 +122,17 @@ impl Refusal<'_> {
                     "the token endpoint redirected{to}; configure the token URL as the final address"
                 )
             }
-            FailureKind::Terminal => {
-                "the token endpoint refused the refresh without an OAuth error; check the token URL"
-                    .to_owned()
+            FailureKind::Terminal => match code {
+                401 => {
+                    "the token endpoint refused the client authentication without an OAuth \
+                        error; check the client id, secret and authentication method"
+                }
+                404 | 405 | 410 => {
+                    "the token endpoint does not exist at this address; check the token URL"
+                }
+                _ => "the token endpoint refused the refresh without an OAuth error",
             }
+            .to_owned(),
         }
     }
 
@@ -284,6 +291,14 @@ mod tests {
             LOCATION,
             HeaderValue::from_static("https://new.example/token"),
         );
+        let unauthorized = refusal(401, &headers, None, None);
+        assert!(
+            unauthorized.message.contains("client authentication"),
+            "{}",
+            unauthorized.message
+        );
+        let missing = refusal(404, &headers, None, None);
+        assert!(missing.message.contains("token URL"), "{}", missing.message);
         let moved = refusal(301, &redirect, None, None);
         assert!(
             moved.message.contains("https://new.example/token"),

@@ -116,6 +116,7 @@ fn token(mut fields: Map<String, Value>) -> Result<Token, &'static str> {
     };
     let expiry = match fields.get("expires_in") {
         None | Some(Value::Null) => Expiry::Never,
+        Some(Value::String(value)) if value.trim().is_empty() => Expiry::Never,
         Some(value) => Expiry::In(lifetime(value).ok_or("expires_in is not a number of seconds")?),
     };
     let scope = match fields.remove("scope") {
@@ -217,7 +218,7 @@ mod tests {
 
         let token = parse_json(
             200,
-            r#"{"access_token":"at-1","token_type":"bearer","expires_in":null,
+            r#"{"access_token":"at-1","token_type":"bearer","expires_in":"",
                 "refresh_token":"","scope":""}"#,
         )
         .expect("token");
@@ -228,6 +229,9 @@ mod tests {
             "an empty credential keeps the old one"
         );
         assert_eq!(token.scope, None);
+
+        let token = parse_json(200, r#"{"access_token":"at-1","expires_in":null}"#).expect("token");
+        assert_eq!(token.expiry, Expiry::Never);
     }
 
     #[test]

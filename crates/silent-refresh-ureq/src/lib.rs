@@ -1,1 +1,106 @@
-//! silent-refresh-ureq (in progress).
+//! Keeps an OAuth access token fresh for blocking threads, with ureq 3 as the HTTP
+//! client: for CLI tools, build scripts and synchronous services.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::time::Duration;
+//! use silent_refresh_ureq::{
+//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token, TokenChange, TokenSource,
+//! };
+//!
+//! // The refresher talks to the authorization server; here, a stand-in that counts calls.
+//! // (For a real server, use `OAuth2Refresher`.)
+//! let refreshes = Arc::new(AtomicUsize::new(0));
+//! let counter = refreshes.clone();
+//! let refresher = move |refresh_token: Option<Secret>| -> Result<Token, RefreshFailure> {
+//!     assert_eq!(refresh_token.expect("a refresh credential").expose(), "rt-1");
+//!     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+//!     Ok(Token::bearer(format!("at-{n}"), Expiry::In(Duration::from_secs(3600)))
+//!         .with_refresh_token(format!("rt-{}", n + 1)))
+//! };
+//!
+//! let source = TokenSource::builder(Config::default())
+//!     .credentials(Credentials::RefreshToken("rt-1".into()))
+//!     .refresher(refresher)
+//!     .on_token_change(|change| {
+//!         if let TokenChange::Persist { token, .. } = change {
+//!             // Store the rotated refresh credential (a file, a keychain) here.
+//!             assert_eq!(token.refresh_token.as_ref().expect("rotated").expose(), "rt-2");
+//!         }
+//!     })
+//!     .build();
+//!
+//! // Eight threads ask at once: one refresh, and every thread gets its token.
+//! std::thread::scope(|scope| {
+//!     for _ in 0..8 {
+//!         scope.spawn(|| {
+//!             let token = source.token().expect("a token");
+//!             assert_eq!(token.authorization(), "Bearer at-1");
+//!         });
+//!     }
+//! });
+//! assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+//! ```
+//!
+//! # How it works
+//!
+//! A [`TokenSource`] drives the core's sans-IO [`silent_refresh::TokenMachine`] (read
+//! its docs for the rules it keeps) behind one mutex, feeding it `Instant::now()`:
+//! - A fresh token is returned without taking the lock (an atomic snapshot).
+//! - Otherwise the caller parks a request in the machine and waits on a condition
+//!   variable until its outcome arrives or the machine's next deadline (its own
+//!   deadline, the refresh timeout, the end of a backoff), when it feeds the machine
+//!   the time. Nothing polls and nothing sleeps in a loop.
+//! - Each refresh runs on a short-lived thread of its own, at most one at a time.
+//!   So no caller waits past its deadline for a slow token endpoint, and while the
+//!   old token is still valid callers get it at once. A panicking refresher is a
+//!   transient failure; it never poisons the source.
+//! - New tokens go to the token-change callback ([`TokenChange`]) before anyone can
+//!   use them, so a rotated refresh credential is never lost.
+//!
+//! Proactive refresh while the program is idle needs a thread, so it is opt-in:
+//! [`TokenSourceBuilder::proactive_refresh`]. Without it, a refresh is started by the
+//! first call that finds the token in its refresh window.
+//!
+//! # Sending requests
+//!
+//! [`BearerAuth`] is a ureq 3 middleware that adds the token to requests for the
+//! origins you allow (never to the token endpoint, never across a redirect), reports
+//! a 401 and sends the request again once with the new token when its body allows.
+//! [`OAuth2Refresher`] refreshes against an OAuth 2.0 token endpoint with the core's
+//! codec.
+//!
+//! # Logs
+//!
+//! `tracing` events (target `silent_refresh_ureq`): refresh started, succeeded,
+//! failed (with the failure's message), backing off; token adopted; sign-in and
+//! sign-out; 401s. They carry generations, attempt ids and durations, never a
+//! token or a refresh credential.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bearer;
+mod change;
+mod driver;
+mod error;
+mod oauth2;
+mod origin;
+mod proactive;
+mod refresher;
+mod replay;
+mod source;
+
+pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
+pub use change::TokenChange;
+pub use error::Error;
+pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use refresher::Refresher;
+pub use source::{TokenSource, TokenSourceBuilder};
+
+pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
+pub use silent_refresh::{
+    AccessToken, Config, Credentials, Expiry, FailureKind, Generation, RefreshFailure, RefreshMode,
+    Secret, Status, Token,
+};

@@ -1,0 +1,283 @@
+//! The ureq 3 middleware that attaches the access token to requests.
+
+use std::fmt;
+use std::io::{Cursor, Read};
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use silent_refresh::AccessToken;
+use ureq::middleware::{Middleware, MiddlewareNext};
+use ureq::{Agent, Body, RequestExt, SendBody};
+
+use crate::error::Error;
+use crate::origin::{Endpoint, Origin};
+use crate::replay::{self, Replay};
+use crate::source::TokenSource;
+
+/// Bodies up to this size are kept in memory so a request can be sent again after a
+/// 401, unless [`BearerAuthBuilder::replay_limit`] says otherwise.
+pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
+
+/// A ureq 3 [`Middleware`] that adds `Authorization: Bearer …` to requests for the
+/// origins you allowed, and handles a 401.
+///
+/// Install it on the agent you send API requests with:
+///
+/// ```
+/// use std::sync::Arc;
+/// use silent_refresh_ureq::{BearerAuth, Config, TokenSource};
+///
+/// let source = Arc::new(TokenSource::builder(Config::default()).build());
+/// let auth = BearerAuth::builder(source)
+///     .allow_origin("https://api.example.com")
+///     .build()?;
+/// let agent: ureq::Agent = ureq::Agent::config_builder().middleware(auth).build().into();
+/// # let _ = agent;
+/// # Ok::<(), silent_refresh_ureq::Error>(())
+/// ```
+///
+/// What it does, request by request:
+/// - **Origins.** Only a request whose scheme, host and port equal an allowed origin
+///   gets the token, and never one for the token endpoint (the refresher's, see
+///   [`crate::Refresher::token_endpoint`], and any given to
+///   [`BearerAuthBuilder::exclude`]). A request that already has an `Authorization`
+///   header is left alone. Every other request passes through untouched.
+/// - **Redirects.** An authorized request does not follow redirects: ureq runs the
+///   redirects of a request inside the transport, out of a middleware's sight, so
+///   the only sure way to keep the token from reaching another host is to hand the
+///   `3xx` response back to you. Follow it with a new request if you trust the
+///   target: the middleware then decides anew whether that origin gets the token.
+/// - **401.** It reports the rejected token's generation to the [`TokenSource`]
+///   (only a rejection of the current token starts a refresh) and, if the body can
+///   be sent again, sends the request once more with the new token. A body can be
+///   sent again when it is empty or at most [`replay_limit`](BearerAuthBuilder::replay_limit)
+///   bytes long: the middleware reads it into memory before sending it, and sends it
+///   with its `Content-Length`. A larger body is streamed on after the bytes already
+///   read (with chunked framing, unless the request carried a `Content-Length` or
+///   `Transfer-Encoding` header, in which case it is not read at all), and its 401 is
+///   returned to you after the rejection was reported: your own retry gets the new
+///   token.
+/// - **Errors.** When no token can be had, the request is not sent and ureq returns
+///   `ureq::Error::Other` holding a [`crate::Error`] (downcast it to see why).
+///
+/// The second send goes through a private ureq agent with the request's full
+/// configuration (timeouts, TLS, proxy, `http_status_as_error`), but with ureq's
+/// default connector and its own connection pool, and without the middleware that
+/// your agent runs after this one: install this middleware last.
+pub struct BearerAuth {
+    source: Arc<TokenSource>,
+    origins: Vec<Origin>,
+    excluded: Vec<Endpoint>,
+    replay_limit: usize,
+    retry_agent: Agent,
+}
+
+impl BearerAuth {
+    /// A builder for the middleware, taking tokens from `source`.
+    pub fn builder(source: Arc<TokenSource>) -> BearerAuthBuilder {
+        BearerAuthBuilder {
+            source,
+            origins: Vec::new(),
+            excluded: Vec::new(),
+            allow_insecure_http: false,
+            replay_limit: DEFAULT_REPLAY_LIMIT,
+        }
+    }
+
+    /// Whether a request for `uri` gets the token.
+    #[must_use]
+    pub fn authorizes(&self, uri: &http::Uri) -> bool {
+        let Some(origin) = Origin::of(uri) else {
+            return false;
+        };
+        self.origins.contains(&origin) && !self.excluded.iter().any(|e| e.matches(&origin, uri))
+    }
+}
+
+impl Middleware for BearerAuth {
+    fn handle(
+        &self,
+        request: Request<SendBody>,
+        next: MiddlewareNext,
+    ) -> Result<Response<Body>, ureq::Error> {
+        if !self.authorizes(request.uri()) || request.headers().contains_key(AUTHORIZATION) {
+            return next.handle(request);
+        }
+        let token = self.source.token().map_err(into_ureq)?;
+        let request = request
+            .middleware_config()
+            .ok_or_else(|| into_ureq(Error::NotInAgent))?
+            .max_redirects(0)
+            .build();
+        let (mut parts, body) = request.into_parts();
+        set_authorization(&mut parts.headers, &token)?;
+        tracing::debug!(generation = token.generation.0, uri = %parts.uri.path(), "attaching the access token");
+
+        let mut again = None;
+        let first = if replay::worth_buffering(&parts.headers, self.replay_limit) {
+            let mut reader = body.into_reader();
+            let mut read = Vec::new();
+            let cap = u64::try_from(self.replay_limit)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            (&mut reader)
+                .take(cap)
+                .read_to_end(&mut read)
+                .map_err(ureq::Error::Io)?;
+            if read.len() > self.replay_limit {
+                let mut rest = Cursor::new(read).chain(reader);
+                next.handle(Request::from_parts(parts, SendBody::from_reader(&mut rest)))
+            } else {
+                let body = Replay::new(&parts.method, read, &mut parts.headers);
+                let copy = parts.clone();
+                let first = body.send(|b| next.handle(Request::from_parts(parts, b)));
+                again = Some((copy, body));
+                first
+            }
+        } else {
+            next.handle(Request::from_parts(parts, body))
+        };
+
+        if !is_unauthorized(&first) {
+            return first;
+        }
+        tracing::info!(
+            generation = token.generation.0,
+            "the server rejected the access token (401)"
+        );
+        self.source.report_rejected(token.generation);
+        let Some((mut parts, body)) = again else {
+            tracing::debug!("not sending the request again: its body cannot be replayed");
+            return first;
+        };
+        drop(first);
+        let token = self.source.token().map_err(into_ureq)?;
+        set_authorization(&mut parts.headers, &token)?;
+        tracing::debug!(
+            generation = token.generation.0,
+            "sending the request again with the new token"
+        );
+        let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
+        if is_unauthorized(&second) {
+            tracing::warn!(
+                generation = token.generation.0,
+                "the server rejected the new access token too (401)"
+            );
+            self.source.report_rejected(token.generation);
+        }
+        second
+    }
+}
+
+impl fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuth")
+            .field(
+                "origins",
+                &self
+                    .origins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
+            .field("excluded", &self.excluded)
+            .field("replay_limit", &self.replay_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`BearerAuth`].
+#[derive(Debug)]
+#[must_use]
+pub struct BearerAuthBuilder {
+    source: Arc<TokenSource>,
+    origins: Vec<String>,
+    excluded: Vec<String>,
+    allow_insecure_http: bool,
+    replay_limit: usize,
+}
+
+impl BearerAuthBuilder {
+    /// Attach the token to requests for this origin: `https://host` or
+    /// `https://host:port` (no path). Call once per origin.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origins.push(origin.into());
+        self
+    }
+
+    /// Never attach the token to requests for this URL (its query is ignored). The
+    /// refresher's token endpoint is always excluded.
+    pub fn exclude(mut self, url: impl Into<String>) -> Self {
+        self.excluded.push(url.into());
+        self
+    }
+
+    /// Allow plain `http` origins that are not the loopback interface (refused by
+    /// default: the token would cross the network in clear text).
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Keep request bodies up to this many bytes in memory, so that the request can
+    /// be sent again after a 401. `0` replays only empty bodies. Default
+    /// [`DEFAULT_REPLAY_LIMIT`].
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// Checks the origins and returns the middleware.
+    pub fn build(self) -> Result<BearerAuth, Error> {
+        if self.origins.is_empty() {
+            return Err(Error::NoOrigin);
+        }
+        let mut origins = Vec::with_capacity(self.origins.len());
+        for text in &self.origins {
+            let origin = Origin::parse(text)?;
+            if !origin.is_https() && !origin.is_loopback() && !self.allow_insecure_http {
+                return Err(Error::InsecureOrigin {
+                    origin: text.clone(),
+                });
+            }
+            origins.push(origin);
+        }
+        let mut excluded = Vec::with_capacity(self.excluded.len() + 1);
+        for text in self
+            .excluded
+            .iter()
+            .map(String::as_str)
+            .chain(self.source.token_endpoint())
+        {
+            excluded.push(Endpoint::parse(text)?);
+        }
+        Ok(BearerAuth {
+            source: self.source,
+            origins,
+            excluded,
+            replay_limit: self.replay_limit,
+            retry_agent: Agent::new_with_defaults(),
+        })
+    }
+}
+
+fn set_authorization(headers: &mut HeaderMap, token: &AccessToken) -> Result<(), ureq::Error> {
+    let mut value =
+        HeaderValue::from_str(&token.authorization()).map_err(|e| ureq::Error::Http(e.into()))?;
+    value.set_sensitive(true);
+    headers.insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+fn is_unauthorized(result: &Result<Response<Body>, ureq::Error>) -> bool {
+    match result {
+        Ok(response) => response.status() == StatusCode::UNAUTHORIZED,
+        Err(ureq::Error::StatusCode(status)) => *status == StatusCode::UNAUTHORIZED.as_u16(),
+        Err(_) => false,
+    }
+}
+
+fn into_ureq(error: Error) -> ureq::Error {
+    ureq::Error::Other(Box::new(error))
+}

@@ -1,1 +1,89 @@
-//! silent-refresh-tokio (in progress).
+//! Fresh OAuth access tokens for tokio programs: one call gets a valid token, and ten
+//! thousand tasks asking at once cost one refresh.
+//!
+//! ```
+//! use std::time::Duration;
+//! use silent_refresh_tokio::{TokenChange, TokenSource};
+//! use silent_refresh_tokio::silent_refresh::{
+//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token,
+//! };
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), silent_refresh_tokio::Error> {
+//!     let source = TokenSource::builder(Config::default())
+//!         // A refresh credential from the program's store (or a whole stored token).
+//!         .credentials(Credentials::RefreshToken("rt-1".into()))
+//!         // Exchange it for a token: call your token endpoint here, or use
+//!         // `OAuth2Refresher` (feature `reqwest`).
+//!         .refresher(|refresh_token: Option<Secret>| async move {
+//!             match refresh_token.as_ref().map(Secret::expose) {
+//!                 Some("rt-1") => Ok(Token::bearer("at-1", Expiry::In(Duration::from_secs(3600)))
+//!                     .with_refresh_token("rt-2")),
+//!                 _ => Err(RefreshFailure::terminal("unknown refresh credential")),
+//!             }
+//!         })
+//!         // Store the rotated refresh credential before any request uses the new token.
+//!         .on_token_change(|change| {
+//!             if let TokenChange::Persist { token, .. } = change {
+//!                 assert_eq!(token.refresh_token.as_ref().map(Secret::expose), Some("rt-2"));
+//!             }
+//!         })
+//!         .build()?;
+//!
+//!     // The first call refreshes; the next ones get the same token at once, until it
+//!     // is refreshed in the background shortly before it expires.
+//!     let token = source.token().await?;
+//!     assert_eq!(token.authorization(), "Bearer at-1");
+//!     assert!(std::sync::Arc::ptr_eq(&token, &source.token().await?));
+//!
+//!     // A request answered 401: report the token's generation; the next call gets a
+//!     // new token (many reports of one generation, one refresh).
+//!     source.report_rejected(token.generation);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # What it does
+//!
+//! A [`TokenSource`] drives the sans-IO [`silent_refresh::TokenMachine`] (read its docs
+//! for the rules: single flight, exactly-once outcomes, stale-while-refreshing, backoff,
+//! rotation). One background task per source runs the refreshes (through your
+//! [`Refresher`]) and sleeps until the machine's next deadline: the proactive refresh,
+//! the end of a backoff, a refresh or request timeout. It ends when the last clone of
+//! the source is dropped.
+//!
+//! [`TokenSource::token`] reads a published snapshot while the token is fresh (no
+//! contended lock, no task hop, one reference count); otherwise the call enters the
+//! machine and waits for its outcome, and dropping it mid-wait removes it.
+//!
+//! [`AuthorizedClient`] sends through any HTTP client with the token attached, only to
+//! origins you allow, and retries once after a 401.
+//!
+//! # Logs
+//!
+//! `tracing` events for refresh start (debug), success (info), failure (warn; error
+//! when terminal) and backoff (info). They never contain a token or a refresh
+//! credential.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod change;
+mod driver;
+mod error;
+#[cfg(feature = "reqwest")]
+mod oauth2;
+mod origin;
+mod refresher;
+mod send;
+mod shared;
+mod source;
+
+pub use change::TokenChange;
+pub use error::Error;
+#[cfg(feature = "reqwest")]
+pub use oauth2::OAuth2Refresher;
+pub use refresher::Refresher;
+pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+pub use silent_refresh;
+pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -207,6 +207,10 @@ impl Inner {
         self.lock().machine.status().clone()
     }
 
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
     pub(crate) fn generation(&self) -> Generation {
         self.lock().machine.generation()
     }

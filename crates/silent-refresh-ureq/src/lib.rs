@@ -101,6 +101,6 @@ pub use source::{TokenSource, TokenSourceBuilder};
 
 pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 pub use silent_refresh::{
-    AccessToken, Config, Credentials, Expiry, FailureKind, Generation, RefreshFailure, RefreshMode,
-    Secret, Status, Token,
+    AccessToken, Config, ConfigBuilder, Credentials, Expiry, FailureKind, Generation,
+    RefreshFailure, RefreshMode, Secret, Status, Token,
 };

@@ -103,6 +103,11 @@ impl TokenSource {
         self.inner.generation()
     }
 
+    /// How many callers are waiting for a token right now (for metrics and tests).
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting()
+    }
+
     /// The token endpoint the refresher talks to, if it said.
     pub fn token_endpoint(&self) -> Option<&str> {
         self.inner.refresher().token_endpoint()

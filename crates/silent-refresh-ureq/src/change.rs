@@ -5,9 +5,12 @@ use silent_refresh::{Generation, Token};
 /// A change to store, passed to the callback given to
 /// [`crate::TokenSourceBuilder::on_token_change`].
 ///
-/// The callback runs while the source is locked, before any caller is handed the new
-/// token: keep it short (write a file, a keychain entry), and do not call back into
-/// the [`crate::TokenSource`] from it (that panics instead of deadlocking).
+/// The callback runs synchronously, in order, while the source is locked, before any
+/// caller is handed the new token: once it returns, the rotated refresh credential is
+/// the one to keep. Keep it short (write a file, a keychain entry). From inside it,
+/// the source's `sign_in`, `sign_out` and `report_rejected` take effect as soon as it
+/// returns; `token` returns [`crate::Error::Reentrant`]; the getters (`status`,
+/// `generation`, `waiting`) panic rather than deadlock.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TokenChange {

@@ -8,7 +8,7 @@
 //! left poisoned; should it be anyway, the state is recovered, since every update of
 //! it is complete before any user code runs.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -29,8 +29,17 @@ use crate::refresher::Refresher;
 pub(crate) type OnChange = Box<dyn Fn(&TokenChange) + Send + Sync>;
 
 thread_local! {
-    /// Set while this thread runs the token-change callback, which holds the lock.
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// The sources whose token-change callback this thread is running (it holds their
+    /// lock), innermost last, with the commands the callback issued to them.
+    static IN_CALLBACK: RefCell<Vec<(usize, Vec<Command>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An input the token-change callback gave its own source: applied when the
+/// callback returns, since the source is locked while it runs.
+enum Command {
+    SignIn(Credentials),
+    SignOut,
+    Rejected(Generation),
 }
 
 /// A snapshot of the machine's fresh token, read without the lock.
@@ -87,8 +96,45 @@ impl Inner {
 
     /// The lock, recovered if a panic ever poisoned it (see the module docs).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        assert_not_in_callback();
+        assert!(
+            !self.in_own_callback(),
+            "a TokenSource getter was called from its own on_token_change callback, which runs \
+             while the source is locked; read it after the callback returns"
+        );
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this thread is running this source's token-change callback.
+    pub(crate) fn in_own_callback(&self) -> bool {
+        let key = self.key();
+        IN_CALLBACK.with(|stack| stack.borrow().iter().any(|(k, _)| *k == key))
+    }
+
+    /// Identifies this source in `IN_CALLBACK`.
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Applies `command`, or keeps it for when the callback returns if this thread is
+    /// running this source's callback.
+    fn command(self: &Arc<Self>, command: Command) {
+        let key = self.key();
+        let command = IN_CALLBACK.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            match stack.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some((_, deferred)) => {
+                    deferred.push(command);
+                    None
+                }
+                None => Some(command),
+            }
+        });
+        if let Some(command) = command {
+            let mut st = self.lock();
+            let before = st.machine.poll_timeout();
+            apply(&mut st.machine, command);
+            self.drain(&mut st, before);
+        }
     }
 
     /// Waits for a change for at most `timeout` (`None`: until notified).
@@ -132,6 +178,9 @@ impl Inner {
         self: &Arc<Self>,
         deadline: Option<Instant>,
     ) -> Result<Arc<AccessToken>, Error> {
+        if self.in_own_callback() {
+            return Err(Error::Reentrant);
+        }
         let mut st = self.lock();
         let now = Instant::now();
         let own_deadline = deadline.unwrap_or_else(|| {
@@ -180,27 +229,15 @@ impl Inner {
     }
 
     pub(crate) fn report_rejected(self: &Arc<Self>, generation: Generation) {
-        let mut st = self.lock();
-        let before = st.machine.poll_timeout();
-        st.machine.handle_rejected(Instant::now(), generation);
-        self.drain(&mut st, before);
+        self.command(Command::Rejected(generation));
     }
 
     pub(crate) fn sign_in(self: &Arc<Self>, credentials: Credentials) {
-        let mut st = self.lock();
-        let before = st.machine.poll_timeout();
-        st.machine
-            .handle_sign_in(Instant::now(), SystemTime::now(), credentials);
-        tracing::info!("signed in");
-        self.drain(&mut st, before);
+        self.command(Command::SignIn(credentials));
     }
 
     pub(crate) fn sign_out(self: &Arc<Self>) {
-        let mut st = self.lock();
-        let before = st.machine.poll_timeout();
-        st.machine.handle_sign_out(Instant::now());
-        tracing::info!("signed out");
-        self.drain(&mut st, before);
+        self.command(Command::SignOut);
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -230,9 +267,15 @@ impl Inner {
                 } => self.start_refresh(st, attempt, refresh_token),
                 Action::Persist { generation, token } => {
                     tracing::info!(generation = generation.0, "new token adopted");
-                    self.notify_change(&TokenChange::Persist { generation, token });
+                    for command in self.notify_change(&TokenChange::Persist { generation, token }) {
+                        apply(&mut st.machine, command);
+                    }
                 }
-                Action::Forget => self.notify_change(&TokenChange::Forget),
+                Action::Forget => {
+                    for command in self.notify_change(&TokenChange::Forget) {
+                        apply(&mut st.machine, command);
+                    }
+                }
                 Action::Grant { request, token } => {
                     if st.waiting.contains(&request) {
                         st.outcomes.insert(request, Ok(token));
@@ -319,25 +362,35 @@ impl Inner {
         self.drain(&mut st, before);
     }
 
-    fn notify_change(&self, change: &TokenChange) {
+    /// Runs the token-change callback; returns the commands it gave this source.
+    fn notify_change(&self, change: &TokenChange) -> Vec<Command> {
         let Some(callback) = &self.on_change else {
-            return;
+            return Vec::new();
         };
-        IN_CALLBACK.with(|flag| flag.set(true));
+        IN_CALLBACK.with(|stack| stack.borrow_mut().push((self.key(), Vec::new())));
         let outcome = catch_unwind(AssertUnwindSafe(|| callback(change)));
-        IN_CALLBACK.with(|flag| flag.set(false));
+        let deferred = IN_CALLBACK
+            .with(|stack| stack.borrow_mut().pop())
+            .map(|(_, deferred)| deferred)
+            .unwrap_or_default();
         if outcome.is_err() {
-            tracing::error!("the token-change callback panicked; the token was not stored");
+            tracing::error!("the token-change callback panicked; the change may not be stored");
         }
+        deferred
     }
 }
 
-/// Calling into the source from the token-change callback would deadlock (the
-/// callback runs under the lock): fail loudly instead.
-fn assert_not_in_callback() {
-    assert!(
-        !IN_CALLBACK.with(Cell::get),
-        "a TokenSource method was called from its on_token_change callback, which runs while \
-         the source is locked; store the change and return instead"
-    );
+fn apply(machine: &mut TokenMachine, command: Command) {
+    let now = Instant::now();
+    match command {
+        Command::SignIn(credentials) => {
+            tracing::info!("signed in");
+            machine.handle_sign_in(now, SystemTime::now(), credentials);
+        }
+        Command::SignOut => {
+            tracing::info!("signed out");
+            machine.handle_sign_out(now);
+        }
+        Command::Rejected(generation) => machine.handle_rejected(now, generation),
+    }
 }

@@ -9,6 +9,12 @@ pub enum Error {
     /// exceeded, overloaded, invalid configuration), which says what to do.
     #[error(transparent)]
     Token(#[from] silent_refresh::Error),
+    /// A token was asked for from inside the source's own token-change callback, which
+    /// runs while the source is locked.
+    #[error(
+        "a token was requested from inside the token-change callback; ask for it after the callback returns, from another thread"
+    )]
+    Reentrant,
     /// An origin given to [`crate::BearerAuthBuilder::allow_origin`] (or a token
     /// endpoint) is not a `scheme://host[:port]` URL.
     #[error(
@@ -39,4 +45,18 @@ pub enum Error {
         "the bearer middleware must run inside a ureq agent: install it with `Agent::config_builder().middleware(..)`"
     )]
     NotInAgent,
+}
+
+impl Error {
+    /// Whether the credentials are dead or gone: the program must sign in again
+    /// (terminal refresh failure, or signed out).
+    #[must_use]
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(
+            self,
+            Self::Token(
+                silent_refresh::Error::SignInRequired { .. } | silent_refresh::Error::SignedOut
+            )
+        )
+    }
 }

@@ -99,6 +99,7 @@ pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use source::{TokenSource, TokenSourceBuilder};
 
+pub use silent_refresh;
 pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 pub use silent_refresh::{
     AccessToken, Config, ConfigBuilder, Credentials, Expiry, FailureKind, Generation,

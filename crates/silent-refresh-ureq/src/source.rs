@@ -55,10 +55,15 @@ impl TokenSource {
     /// waiting at most the configured `request_timeout`.
     ///
     /// Fails fast with [`silent_refresh::Error::SignInRequired`] or
-    /// [`silent_refresh::Error::SignedOut`] when there are no usable credentials.
+    /// [`silent_refresh::Error::SignedOut`] when there are no usable credentials, and
+    /// with [`Error::Reentrant`] when called from the source's own token-change
+    /// callback.
     /// Report a 401 of a request sent with the token to
     /// [`report_rejected`](Self::report_rejected) with its `generation`.
     pub fn token(&self) -> Result<Arc<AccessToken>, Error> {
+        if self.inner.in_own_callback() {
+            return Err(Error::Reentrant);
+        }
         match self.inner.fast_token(Instant::now()) {
             Some(token) => Ok(token),
             None => self.inner.wait_for_token(None),
@@ -67,6 +72,9 @@ impl TokenSource {
 
     /// Like [`token`](Self::token), waiting at most until `deadline`.
     pub fn token_before(&self, deadline: Instant) -> Result<Arc<AccessToken>, Error> {
+        if self.inner.in_own_callback() {
+            return Err(Error::Reentrant);
+        }
         match self.inner.fast_token(Instant::now()) {
             Some(token) => Ok(token),
             None => self.inner.wait_for_token(Some(deadline)),

@@ -406,22 +406,30 @@ fn each_new_token_is_persisted_before_any_thread_gets_it() {
 }
 
 #[test]
-fn calling_the_source_from_the_callback_panics_instead_of_deadlocking() {
+fn from_its_callback_the_source_defers_commands_refuses_tokens_and_never_deadlocks() {
     let cell: Arc<OnceLock<Weak<TokenSource>>> = Arc::new(OnceLock::new());
-    let reentry_refused = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let source = Arc::new(
         TokenSource::builder(short_config().build().expect("config"))
             .on_token_change({
-                let (cell, refused) = (cell.clone(), reentry_refused.clone());
-                move |_| {
-                    if let Some(source) = cell.get().and_then(Weak::upgrade) {
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                source.status()
-                            }));
-                        if outcome.is_err() {
-                            refused.fetch_add(1, Ordering::SeqCst);
-                        }
+                let (cell, seen) = (cell.clone(), seen.clone());
+                move |change| {
+                    let Some(source) = cell.get().and_then(Weak::upgrade) else {
+                        return;
+                    };
+                    let mut seen = seen.lock().expect("seen");
+                    if let TokenChange::Persist { generation, .. } = change {
+                        seen.push(format!("persist {}", generation.0));
+                        // Refused, not deadlocked.
+                        seen.push(format!("token {:?}", source.token().err()));
+                        let getter = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            source.generation()
+                        }));
+                        seen.push(format!("getter panicked {}", getter.is_err()));
+                        // Takes effect when the callback returns.
+                        source.sign_out();
+                    } else {
+                        seen.push("forget".to_owned());
                     }
                 }
             })
@@ -432,8 +440,22 @@ fn calling_the_source_from_the_callback_panics_instead_of_deadlocking() {
         "at",
         Expiry::In(Duration::from_secs(3600)),
     )));
-    assert_eq!(reentry_refused.load(Ordering::SeqCst), 1);
-    assert_eq!(source.token().expect("still works").secret.expose(), "at");
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [
+            "persist 1".to_owned(),
+            format!("token {:?}", Some(Error::Reentrant)),
+            "getter panicked true".to_owned(),
+            "forget".to_owned(),
+        ]
+    );
+    assert_eq!(source.status(), Status::SignedOut);
+    assert!(
+        source
+            .token()
+            .expect_err("signed out by the callback")
+            .needs_sign_in()
+    );
 }
 
 #[test]

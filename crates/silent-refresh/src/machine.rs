@@ -453,6 +453,7 @@ impl TokenMachine {
             self.reject_all_parked(&error);
         } else if self.grantable(now) {
             let token = self.current_token_unchecked();
+            self.actions.reserve(self.parked.len());
             for request in self.parked.drain() {
                 self.actions.push_back(Action::Grant {
                     request,

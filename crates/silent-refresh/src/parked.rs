@@ -1,15 +1,20 @@
 //! The queue of requests waiting for a token: FIFO, each with a deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Instant;
 
 use crate::ids::RequestId;
 
 /// Parked requests. Request ids grow with arrival, so ordering by id is arrival order.
+///
+/// Deadlines live in a min-heap with lazy deletion: a cancelled request leaves its
+/// heap entry behind until it reaches the top (skipped there) or the heap is rebuilt,
+/// which happens once stale entries outnumber live ones, so memory stays bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Parked {
     by_arrival: BTreeMap<RequestId, Instant>,
-    by_deadline: BTreeSet<(Instant, RequestId)>,
+    deadlines: BinaryHeap<Reverse<(Instant, RequestId)>>,
 }
 
 impl Parked {
@@ -23,38 +28,91 @@ impl Parked {
 
     pub(crate) fn push(&mut self, id: RequestId, deadline: Instant) {
         self.by_arrival.insert(id, deadline);
-        self.by_deadline.insert((deadline, id));
+        self.deadlines.push(Reverse((deadline, id)));
     }
 
     /// Removes a request; `false` if it was not parked.
     pub(crate) fn remove(&mut self, id: RequestId) -> bool {
-        match self.by_arrival.remove(&id) {
-            Some(deadline) => {
-                self.by_deadline.remove(&(deadline, id));
-                true
-            }
-            None => false,
+        if self.by_arrival.remove(&id).is_none() {
+            return false;
         }
+        if self.deadlines.len() > 2 * self.by_arrival.len() + 64 {
+            self.deadlines = self
+                .by_arrival
+                .iter()
+                .map(|(&id, &at)| Reverse((at, id)))
+                .collect();
+        }
+        self.skip_stale();
+        true
     }
 
+    /// The earliest deadline of a parked request.
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
-        self.by_deadline.first().map(|(deadline, _)| *deadline)
+        self.deadlines
+            .peek()
+            .map(|Reverse((deadline, _))| *deadline)
     }
 
     /// Removes and returns the next request whose deadline is at or before `now`.
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<RequestId> {
-        let &(deadline, id) = self.by_deadline.first()?;
+        let &Reverse((deadline, id)) = self.deadlines.peek()?;
         if deadline > now {
             return None;
         }
-        self.by_deadline.pop_first();
+        self.deadlines.pop();
         self.by_arrival.remove(&id);
+        self.skip_stale();
         Some(id)
     }
 
     /// Removes every request, in arrival order.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = RequestId> + use<> {
-        self.by_deadline.clear();
+        self.deadlines.clear();
         std::mem::take(&mut self.by_arrival).into_keys()
+    }
+
+    /// Drops heap entries of requests no longer parked, so the top is always live.
+    fn skip_stale(&mut self) {
+        while let Some(&Reverse((_, id))) = self.deadlines.peek() {
+            if self.by_arrival.contains_key(&id) {
+                break;
+            }
+            self.deadlines.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn deadlines_survive_cancellation_and_memory_stays_bounded() {
+        let t0 = Instant::now();
+        let mut parked = Parked::default();
+        for n in 0..1000u64 {
+            // Deadlines in reverse arrival order: the heap must still find the earliest.
+            parked.push(RequestId(n), t0 + Duration::from_secs(2000 - n));
+        }
+        for n in 500..1000u64 {
+            assert!(parked.remove(RequestId(n)));
+        }
+        assert!(!parked.remove(RequestId(600)));
+        assert_eq!(parked.len(), 500);
+        assert!(parked.deadlines.len() <= 2 * 500 + 64);
+        assert_eq!(
+            parked.earliest_deadline(),
+            Some(t0 + Duration::from_secs(1501))
+        );
+        assert_eq!(
+            parked.pop_expired(t0 + Duration::from_secs(1501)),
+            Some(RequestId(499))
+        );
+        assert_eq!(parked.pop_expired(t0 + Duration::from_secs(1501)), None);
+        let rest: Vec<RequestId> = parked.drain().collect();
+        assert_eq!(rest, (0..499).map(RequestId).collect::<Vec<_>>());
+        assert!(parked.is_empty() && parked.earliest_deadline().is_none());
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! One or more unit tests for every rule of the contract (`shared/DESIGN.md`), on a
 //! fake clock: time is an argument, nothing sleeps.
 

@@ -6,7 +6,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
-use super::classify::Refusal;
+use super::classify::{Refusal, clean};
 use crate::failure::RefreshFailure;
 use crate::secret::Secret;
 use crate::token::{Expiry, Token};
@@ -26,7 +26,13 @@ pub(super) fn parse(
         ))
     };
     if status.is_success() {
-        let fields = fields.map_err(unusable)?;
+        let fields = fields.map_err(|why| {
+            let mut failure = unusable(why);
+            failure
+                .message
+                .push_str(&what_came_back(headers, body, client_secret));
+            failure
+        })?;
         if fields.contains_key("access_token") {
             return token(fields).map_err(unusable);
         }
@@ -36,13 +42,46 @@ pub(super) fn parse(
         // An error in a 2xx body (GitHub does this): a refusal like any other.
         return Err(refusal(status, headers, Some(&fields), client_secret));
     }
-    Err(refusal(
-        status,
-        headers,
-        fields.ok().as_ref(),
-        client_secret,
-    ))
+    let mut failure = refusal(status, headers, fields.as_ref().ok(), client_secret);
+    if fields.is_err() {
+        failure
+            .message
+            .push_str(&what_came_back(headers, body, client_secret));
+    }
+    Err(failure)
 }
+
+/// What a body that is neither JSON nor a form looked like (a proxy's HTML page, a
+/// plain-text error), for the failure message: its content type and first bytes,
+/// cleaned like any server text. Only for bodies that did not parse, so never a token.
+fn what_came_back(headers: &HeaderMap, body: &[u8], client_secret: Option<&Secret>) -> String {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let content_type = match content_type {
+        Some(value) => clean(&value, client_secret),
+        None => "none".to_owned(),
+    };
+    let trimmed = body.trim_ascii_start();
+    if trimmed.is_empty() {
+        return format!(" (content-type {content_type}, empty body)");
+    }
+    if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
+        // Broken JSON may be a truncated success: it could hold a token, so no quote.
+        return format!(
+            " (content-type {content_type}, {} bytes of malformed JSON, not quoted)",
+            body.len()
+        );
+    }
+    let head = String::from_utf8_lossy(&trimmed[..trimmed.len().min(BODY_PREVIEW)]);
+    format!(
+        " (content-type {content_type}, body starts: {})",
+        clean(head.trim_end(), client_secret)
+    )
+}
+
+/// How many bytes of an unreadable body a failure message quotes.
+const BODY_PREVIEW: usize = 120;
 
 /// The failure for a refusal, with its OAuth error if the body held one.
 fn refusal(
@@ -363,10 +402,27 @@ mod tests {
             failure.message
         );
 
-        // An HTML error page is classified by its status alone.
+        // An HTML error page is classified by its status alone, and quoted.
         let failure = parse_json(502, "<html>Bad gateway</html>").expect_err("refused");
         assert_eq!(failure.kind, FailureKind::Transient);
-        assert!(!failure.message.contains("html"), "{}", failure.message);
+        assert!(
+            failure.message.contains("body starts: <html>Bad gateway"),
+            "{}",
+            failure.message
+        );
+
+        // Broken JSON is never quoted: it may be a truncated token.
+        let failure = parse_json(200, r#"{"access_token":"at-secret-part"#).expect_err("broken");
+        assert!(
+            !failure.message.contains("at-secret-part"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("malformed JSON"),
+            "{}",
+            failure.message
+        );
 
         // A non-string error code counts as none.
         let failure = parse_json(400, r#"{"error":{"code":"x"}}"#).expect_err("refused");

@@ -234,7 +234,8 @@ fn oauth2_terminal_error_codes_table() {
 
 #[test]
 fn oauth2_transient_answers_table() {
-    let cases: &[(u16, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (500, &[JSON], r#"{"error":"server_error"}"#),
         (503, &[JSON], r#"{"error":"temporarily_unavailable"}"#),
         (400, &[JSON], r#"{"error":"temporarily_unavailable"}"#),

@@ -273,3 +273,149 @@ pub fn until_waiting(source: &TokenSource, n: usize) {
         thread::yield_now();
     }
 }
+
+/// The client secret the stand-in authorization server expects.
+pub const CLIENT_SECRET: &str = "cs-SECRET-7f3a9c";
+
+/// State of the stand-in authorization server.
+#[derive(Debug)]
+pub struct AuthState {
+    /// The only refresh credential it accepts; it rotates on each refresh.
+    pub current_refresh: String,
+    /// A reused refresh credential revokes the whole family (as OAuth 2.1 advises).
+    pub revoked: bool,
+    pub refreshes: u64,
+    pub reuses: u64,
+    /// Access tokens issued, with when and for how long.
+    pub issued: Vec<(String, Instant, Duration)>,
+    pub lifetime: Duration,
+    /// Replies to give instead of the next refreshes (for failures).
+    pub scripted: std::collections::VecDeque<Reply>,
+}
+
+impl AuthState {
+    /// Whether `access` was issued here and has not expired by the server's clock.
+    pub fn accepts(&self, access: &str) -> bool {
+        self.issued
+            .iter()
+            .any(|(token, at, lifetime)| token == access && at.elapsed() < *lifetime)
+    }
+}
+
+/// A token endpoint at `/token` with rotating refresh tokens that revoke on reuse.
+pub struct AuthServer {
+    pub server: TestServer,
+    pub state: Arc<Mutex<AuthState>>,
+}
+
+impl AuthServer {
+    pub fn start(first_refresh: &str, lifetime: Duration) -> Self {
+        let state = Arc::new(Mutex::new(AuthState {
+            current_refresh: first_refresh.to_owned(),
+            revoked: false,
+            refreshes: 0,
+            reuses: 0,
+            issued: Vec::new(),
+            lifetime,
+            scripted: Default::default(),
+        }));
+        let server = {
+            let state = state.clone();
+            TestServer::start(move |request| token_endpoint(&state, request))
+        };
+        Self { server, state }
+    }
+
+    pub fn token_url(&self) -> String {
+        self.server.url("/token")
+    }
+
+    pub fn grant(&self) -> silent_refresh_ureq::RefreshGrant {
+        silent_refresh_ureq::RefreshGrant::new(self.token_url(), "test-client")
+            .client_secret(CLIENT_SECRET)
+    }
+
+    pub fn refresher(&self) -> silent_refresh_ureq::OAuth2Refresher {
+        silent_refresh_ureq::OAuth2Refresher::builder(self.grant())
+            .build()
+            .expect("a loopback token endpoint is allowed")
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        self.state.lock().expect("auth state")
+    }
+}
+
+fn invalid_grant(description: &str) -> Reply {
+    Reply::json(
+        400,
+        &serde_json::json!({"error": "invalid_grant", "error_description": description}),
+    )
+}
+
+fn token_endpoint(state: &Mutex<AuthState>, request: &Recorded) -> Reply {
+    let mut state = state.lock().expect("auth state");
+    if request.method != "POST" || request.path() != "/token" {
+        return Reply::status(404);
+    }
+    if let Some(reply) = state.scripted.pop_front() {
+        return reply;
+    }
+    if request
+        .header("authorization")
+        .is_none_or(|v| !v.starts_with("Basic "))
+    {
+        return Reply::json(401, &serde_json::json!({"error": "invalid_client"}));
+    }
+    if request.form_value("grant_type").as_deref() != Some("refresh_token") {
+        return Reply::json(400, &serde_json::json!({"error": "unsupported_grant_type"}));
+    }
+    let presented = request.form_value("refresh_token").unwrap_or_default();
+    if state.revoked {
+        return invalid_grant("the refresh token family was revoked");
+    }
+    if presented != state.current_refresh {
+        state.reuses += 1;
+        state.revoked = true;
+        return invalid_grant("refresh token reused; the family is revoked");
+    }
+    state.refreshes += 1;
+    let n = state.refreshes;
+    let access = format!("at-SECRET-{n}");
+    state.current_refresh = format!("rt-SECRET-{}", n + 1);
+    let lifetime = state.lifetime;
+    state
+        .issued
+        .push((access.clone(), Instant::now(), lifetime));
+    Reply::json(
+        200,
+        &serde_json::json!({
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": lifetime.as_secs_f64(),
+            "refresh_token": state.current_refresh,
+        }),
+    )
+}
+
+/// An API at `/data` that answers 200 to a bearer the authorization server issued
+/// and that has not expired, 401 otherwise; `/redirect?to=URL` answers 302.
+pub fn api_server(auth: &AuthServer) -> TestServer {
+    let state = auth.state.clone();
+    TestServer::start(move |request| {
+        if request.path() == "/redirect" {
+            let to = request.target.split_once("to=").map(|(_, to)| decode(to));
+            return Reply::status(302).header("Location", &to.unwrap_or_default());
+        }
+        let bearer = request
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        match bearer {
+            Some(token) if state.lock().expect("auth state").accepts(&token) => {
+                Reply::text(200, &format!("ok {} bytes", request.body.len()))
+            }
+            _ => Reply::status(401).header("WWW-Authenticate", "Bearer error=\"invalid_token\""),
+        }
+    })
+}

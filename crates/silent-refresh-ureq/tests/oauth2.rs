@@ -1,0 +1,213 @@
+//! The ureq OAuth 2.0 refresher against a real token endpoint on 127.0.0.1 with
+//! rotating refresh tokens that revoke the family on reuse.
+
+mod support;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use silent_refresh_ureq::{
+    Config, Credentials, Error, OAuth2Refresher, RefreshGrant, Refresher, Secret, Status,
+    TokenChange, TokenSource,
+};
+use support::{AuthServer, Reply, short_config};
+
+fn core_error(
+    result: Result<Arc<silent_refresh_ureq::AccessToken>, Error>,
+) -> silent_refresh::Error {
+    match result {
+        Err(Error::Token(error)) => error,
+        other => panic!("expected a token error, got {other:?}"),
+    }
+}
+
+#[test]
+fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_token() {
+    const LIFETIME: Duration = Duration::from_millis(200);
+    let auth = AuthServer::start("rt-SECRET-1", LIFETIME);
+    let stored = Arc::new(Mutex::new(None::<String>));
+    let source = TokenSource::builder(
+        Config::builder()
+            .request_timeout(Duration::from_secs(10))
+            .build()
+            .expect("config"),
+    )
+    .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+    .refresher(auth.refresher())
+    .on_token_change({
+        let stored = stored.clone();
+        move |change| {
+            if let TokenChange::Persist { token, .. } = change {
+                *stored.lock().expect("store") =
+                    token.refresh_token.as_ref().map(|s| s.expose().to_owned());
+            }
+        }
+    })
+    .build();
+
+    let calls = AtomicU64::new(0);
+    thread::scope(|scope| {
+        for _ in 0..64 {
+            scope.spawn(|| {
+                loop {
+                    let token = source.token().expect("every call answered with a token");
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    assert!(
+                        auth.state().accepts(token.secret.expose()),
+                        "the server issued it and it has not expired"
+                    );
+                    if token.generation.0 >= 4 {
+                        break;
+                    }
+                    thread::yield_now();
+                }
+            });
+        }
+    });
+    let state = auth.state();
+    assert_eq!(state.reuses, 0);
+    assert!(!state.revoked);
+    assert_eq!(
+        state.refreshes,
+        source.generation().0,
+        "one refresh per token"
+    );
+    assert_eq!(
+        stored.lock().expect("store").as_deref(),
+        Some(state.current_refresh.as_str()),
+        "the stored credential is the one the server will accept next"
+    );
+    assert!(calls.load(Ordering::Relaxed) >= 64 * 4);
+}
+
+#[test]
+fn a_reused_refresh_token_revokes_the_family_and_both_holders_must_sign_in() {
+    let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
+    // Two processes hold the same credential: the first rotates it, the second reuses it.
+    let first = TokenSource::builder(short_config().build().expect("config"))
+        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+        .refresher(auth.refresher())
+        .build();
+    let second = TokenSource::builder(short_config().build().expect("config"))
+        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+        .refresher(auth.refresher())
+        .build();
+
+    let token = first.token().expect("the first holder refreshes");
+    match core_error(second.token()) {
+        silent_refresh::Error::SignInRequired { reason } => {
+            assert!(reason.contains("reused"), "{reason}");
+        }
+        other => panic!("expected SignInRequired, got {other:?}"),
+    }
+    assert_eq!(auth.state().reuses, 1);
+
+    // The family is revoked: the first holder's next refresh fails for good too.
+    first.report_rejected(token.generation);
+    let error = first.token().expect_err("revoked");
+    assert!(error.needs_sign_in(), "{error}");
+    assert!(matches!(first.status(), Status::SignInRequired(_)));
+    let asked_at = Instant::now();
+    assert!(first.token().expect_err("fails fast").needs_sign_in());
+    assert!(asked_at.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff() {
+    let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
+    auth.state().scripted.extend([
+        Reply::text(503, "maintenance"),
+        Reply::json(
+            400,
+            &serde_json::json!({"error": "temporarily_unavailable"}),
+        ),
+    ]);
+    let source = TokenSource::builder(
+        short_config()
+            .request_timeout(Duration::from_secs(10))
+            .build()
+            .expect("config"),
+    )
+    .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+    .refresher(auth.refresher())
+    .build();
+
+    let token = source
+        .token()
+        .expect("granted after two transient failures");
+    assert_eq!(token.secret.expose(), "at-SECRET-1");
+    assert_eq!(auth.server.requests().len(), 3);
+    assert_eq!(auth.state().refreshes, 1);
+}
+
+#[test]
+fn an_unreachable_token_endpoint_is_a_transient_failure() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let refresher = OAuth2Refresher::builder(
+        RefreshGrant::new(format!("http://{closed}/token"), "client").client_secret("cs"),
+    )
+    .build()
+    .expect("loopback");
+    let failure = refresher
+        .refresh(Some(Secret::new("rt")))
+        .expect_err("nobody listens");
+    assert!(!failure.is_terminal(), "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("could not reach the token endpoint"),
+        "{failure}"
+    );
+
+    let source = TokenSource::builder(short_config().build().expect("config"))
+        .credentials(Credentials::RefreshToken("rt".into()))
+        .refresher(refresher)
+        .build();
+    match core_error(source.token()) {
+        silent_refresh::Error::DeadlineExceeded { last_failure } => {
+            assert!(last_failure.is_some_and(|f| f.contains("could not reach")));
+        }
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_refresh_request_is_a_form_post_with_the_credential_and_client_authentication() {
+    let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
+    let token = auth
+        .refresher()
+        .refresh(Some(Secret::new("rt-SECRET-1")))
+        .expect("token");
+    assert_eq!(token.access_token.expose(), "at-SECRET-1");
+    assert_eq!(
+        token.refresh_token.expect("rotated").expose(),
+        "rt-SECRET-2"
+    );
+    let request = &auth.server.requests()[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path(), "/token");
+    assert_eq!(
+        request.form_value("grant_type").as_deref(),
+        Some("refresh_token")
+    );
+    assert_eq!(
+        request.form_value("refresh_token").as_deref(),
+        Some("rt-SECRET-1")
+    );
+    assert!(
+        request
+            .header("authorization")
+            .is_some_and(|v| v.starts_with("Basic "))
+    );
+    assert!(
+        request
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+    );
+}

@@ -1,1 +1,50 @@
-//! Reference model and rule checker (being written).
+//! The reference model, the rule checker, and the harness that runs both beside the
+//! real machine (feature `model`). The property tests and the fuzzer share them.
+//!
+//! - [`Op`]: one random input, owned and small (`Arbitrary` with the `arbitrary`
+//!   feature), resolved against the run so far ("the latest attempt", "a request").
+//! - [`Model`]: the contract as plain functions; it predicts every action exactly.
+//! - [`Checker`]: the twelve rules of the contract, one function each ([`RULES`]),
+//!   checked on the trace alone (inputs, instants, actions).
+//! - [`Harness`] and [`run`]: feed each op to the machine and the model, compare,
+//!   check; at the end fail the refresh in flight, let time pass every deadline and
+//!   check that every request got its outcome.
+//!
+//! ```
+//! use std::time::Instant;
+//! use silent_refresh::RefreshMode;
+//! use silent_refresh::model::{run, CredentialsPick, ExpiryPick, Op, Setup, Shape, AttemptPick};
+//!
+//! let setup = Setup { mode: RefreshMode::StaleWhileRefreshing, shape: Shape::Small, seed: 7 };
+//! let ops = [
+//!     Op::SignIn(CredentialsPick::RefreshToken),
+//!     Op::Request { deadline: None },
+//!     Op::RefreshOk { attempt: AttemptPick::Latest, rotate: true, expiry: ExpiryPick::Short(40) },
+//!     Op::WakeUp,
+//!     Op::Request { deadline: None },
+//! ];
+//! // The one clock reading of a run; the machine never reads a clock itself.
+//! run(setup.config(), Instant::now(), &ops).expect("the machine keeps the contract");
+//! ```
+
+mod checker;
+mod harness;
+mod op;
+mod reference;
+mod trace;
+
+#[cfg(test)]
+mod tests;
+
+pub use checker::{
+    Adopted, Checker, Failed, RULES, ResultFor, Rule, RuleCheck, View, Violation, ViolationKind,
+};
+pub use harness::{Harness, run};
+#[cfg(feature = "arbitrary")]
+pub use op::decode;
+pub use op::{
+    AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
+    RequestPick, Setup, Shape, TimeStep,
+};
+pub use reference::{EXPIRED_RESULT, MAX_ABANDONED, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT};
+pub use trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};

@@ -1,0 +1,1315 @@
+//! The rule checker: the twelve rules of the contract (DESIGN.md), checked on the trace
+//! alone — the inputs, the instants and the actions — without looking inside the
+//! machine or the model.
+//!
+//! For each step the checker first works out what the input itself does (a result for
+//! the attempt in flight, a timeout that became due, a sign-in…) into a [`View`], then
+//! books the step's actions into its own record of requests, attempts and tokens, and
+//! finally runs one function per rule over (record before, view, record after). The rules
+//! are listed in [`RULES`], in the contract's order.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
+use crate::config::{Config, RefreshMode};
+use crate::error::Error;
+use crate::failure::FailureKind;
+use crate::ids::{AttemptId, RequestId};
+use crate::token::{Expiry, Generation};
+
+/// Timed-out attempts whose late result the contract lets the machine remember; the
+/// oldest is forgotten first (rule 10 bounds the table).
+const MAX_REMEMBERED: usize = 8;
+
+/// A rule of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// 1. At most one refresh in flight.
+    SingleFlight = 1,
+    /// 2. Every request gets exactly one outcome; a cancelled one none.
+    ExactlyOnce = 2,
+    /// 3. No token is granted at or past its `usable_until`.
+    NeverExpired = 3,
+    /// 4. A usable token is granted at once (stale-while-refreshing), or after the
+    ///    refresh ends (wait-for-fresh).
+    StaleWhileRefreshing = 4,
+    /// 5. Parked requests are released in arrival order with the newest token.
+    ArrivalOrder = 5,
+    /// 6. A refresh starts only when needed, and always when needed.
+    RefreshOnlyWhenNeeded = 6,
+    /// 7. Transient failures back off; terminal ones reject and fail fast.
+    FailuresClassified = 7,
+    /// 8. Late results are adopted only when nothing newer was; duplicates change nothing.
+    LateResults = 8,
+    /// 9. Each refresh sends the newest refresh credential; `Persist` precedes `Grant`.
+    RotationAndPersistence = 9,
+    /// 10. Parked requests are capped and none outlives its deadline.
+    Bounded = 10,
+    /// 11. Totality: time runs forward and the next wake-up is in the future.
+    Total = 11,
+    /// 12. Sign-out rejects every parked request, clears the token and emits `Forget`.
+    SignOut = 12,
+}
+
+impl Rule {
+    /// The rule's number in DESIGN.md.
+    #[must_use]
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+/// What a violation is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ViolationKind {
+    /// The trace breaks a rule of the contract.
+    Rule(Rule),
+    /// The machine did something other than the reference model predicted.
+    ModelMismatch,
+}
+
+/// A broken rule or a disagreement with the model, at a step of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The step (1-based) at which it was found.
+    pub step: usize,
+    /// What is broken.
+    pub kind: ViolationKind,
+    /// What happened (labels stand for secrets; no secret is printed).
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ViolationKind::Rule(rule) => write!(
+                f,
+                "step {}: rule {} ({rule:?}) broken: {}",
+                self.step,
+                rule.number(),
+                self.detail
+            ),
+            ViolationKind::ModelMismatch => write!(
+                f,
+                "step {}: the machine disagrees with the model: {}",
+                self.step, self.detail
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+type Check = Result<(), String>;
+
+/// One rule's check: the record before the step, what the input did, the record after.
+pub type RuleCheck = fn(&Checker, &View<'_>, &Checker) -> Check;
+
+/// The rules, in the contract's order.
+pub const RULES: [(Rule, RuleCheck); 12] = [
+    (Rule::SingleFlight, single_flight),
+    (Rule::ExactlyOnce, exactly_once),
+    (Rule::NeverExpired, never_expired),
+    (Rule::StaleWhileRefreshing, stale_while_refreshing),
+    (Rule::ArrivalOrder, arrival_order),
+    (Rule::RefreshOnlyWhenNeeded, refresh_only_when_needed),
+    (Rule::FailuresClassified, failures_classified),
+    (Rule::LateResults, late_results),
+    (Rule::RotationAndPersistence, rotation_and_persistence),
+    (Rule::Bounded, bounded),
+    (Rule::Total, total),
+    (Rule::SignOut, sign_out),
+];
+
+// ----- the record ------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    AwaitingSignIn,
+    SignedIn,
+    SignInRequired,
+    SignedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Parked,
+    Granted,
+    Rejected,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    id: RequestId,
+    deadline: Instant,
+    fate: Fate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AttemptState {
+    /// The machine waits for its result.
+    InFlight,
+    /// It timed out; a late success may still be adopted.
+    TimedOut,
+    /// Its result came (a later one is a duplicate).
+    Answered,
+    /// A token was adopted, or the credentials changed, since it started.
+    Forgotten,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    id: AttemptId,
+    started: Instant,
+    state: AttemptState,
+}
+
+/// A token the machine adopted (or, in a [`View`], must adopt).
+#[derive(Clone, Debug)]
+pub struct Adopted {
+    generation: Generation,
+    access: Label,
+    scope: Option<String>,
+    /// The refresh credential stored with it: its own, or the one it kept.
+    refresh: Option<Label>,
+    /// When its refresh was sent (or the sign-in happened).
+    base: Instant,
+    expires_at: Option<Instant>,
+    rejected: bool,
+}
+
+impl Adopted {
+    fn lifetime_base(&self) -> Instant {
+        self.expires_at.map_or(self.base, |exp| self.base.min(exp))
+    }
+
+    /// DESIGN.md: "`usable_until`: the expiry less a safety margin", the margin capped at
+    /// a fraction of the lifetime.
+    fn usable_until(&self, config: &Config) -> Option<Instant> {
+        let exp = self.expires_at?;
+        let base = self.lifetime_base();
+        let lifetime = exp.saturating_duration_since(base);
+        let margin = config
+            .safety_margin
+            .min(lifetime.mul_f64(config.margin_fraction));
+        Some(exp.checked_sub(margin).map_or(base, |t| t.max(base)))
+    }
+
+    fn usable_at(&self, config: &Config, now: Instant) -> bool {
+        !self.rejected && self.usable_until(config).is_none_or(|until| now < until)
+    }
+
+    /// DESIGN.md: "`refresh_at`: … `min(configured threshold, fraction × lifetime)`, less a
+    /// seeded jitter" — the earliest and the latest instant the jitter allows.
+    fn window(&self, config: &Config) -> Option<(Instant, Instant)> {
+        let exp = self.expires_at?;
+        let until = self.usable_until(config)?;
+        let base = self.lifetime_base();
+        let lifetime = exp.saturating_duration_since(base);
+        let threshold = config
+            .refresh_threshold
+            .min(lifetime.mul_f64(config.refresh_fraction));
+        let max_jitter = threshold.mul_f64(config.jitter_fraction);
+        let opens = |lead: Duration| {
+            exp.checked_sub(lead)
+                .map_or(base, |t| t.max(base))
+                .min(until)
+        };
+        Some((
+            opens(threshold),
+            opens(threshold.saturating_sub(max_jitter)),
+        ))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    not_before: Instant,
+    not_after: Instant,
+}
+
+/// The checker: its own record of the run, built from the trace alone.
+#[derive(Clone, Debug)]
+pub struct Checker {
+    config: Config,
+    steps: usize,
+    now: Instant,
+    anchor: (Instant, SystemTime),
+    session: Session,
+    self_authenticating: bool,
+    refresh_token: Option<Label>,
+    requests: Vec<Request>,
+    attempts: Vec<Attempt>,
+    tokens: Vec<Adopted>,
+    current: Option<Generation>,
+    failures: u32,
+    backoff: Option<Backoff>,
+}
+
+/// How a refresh result relates to the attempts the checker knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultFor {
+    /// The attempt in flight.
+    InFlight,
+    /// A timed-out attempt the machine still remembers.
+    TimedOut,
+    /// An attempt answered, forgotten or never started.
+    Stale,
+}
+
+/// A failure of the attempt in flight during a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// Transient (including a timeout and an unusable token), with the server's
+    /// `Retry-After`.
+    Transient(Option<Duration>),
+    /// Terminal.
+    Terminal,
+}
+
+/// What a step's input does by itself, before the machine decides anything else.
+#[derive(Clone, Debug)]
+pub struct View<'a> {
+    step: &'a Step,
+    now: Instant,
+    anchor: (Instant, SystemTime),
+    /// The session once the input took effect.
+    session: Session,
+    self_authenticating: bool,
+    /// The newest refresh credential once the input took effect (before adoption).
+    refresh_token: Option<Label>,
+    /// The current token once the input took effect (before adoption, 401 applied).
+    token: Option<Adopted>,
+    /// The attempt still in flight when the machine goes on deciding.
+    in_flight: Option<AttemptId>,
+    result: Option<ResultFor>,
+    timed_out: Option<AttemptId>,
+    failure: Option<Failed>,
+    /// The token this step must adopt and persist.
+    adopt: Option<Adopted>,
+    /// Requests that may be answered in this step, in arrival order, with deadlines.
+    waiting: Vec<(RequestId, Instant)>,
+    new_request: Option<RequestId>,
+}
+
+impl View<'_> {
+    fn actions(&self) -> &[Act] {
+        &self.step.actions
+    }
+
+    fn deadline(&self, request: RequestId) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .find(|(id, _)| *id == request)
+            .map(|(_, deadline)| *deadline)
+    }
+
+    fn outcome(&self, request: RequestId) -> Option<&Act> {
+        self.actions()
+            .iter()
+            .find(|act| act.request() == Some(request))
+    }
+
+    fn has(&self, pred: impl Fn(&Act) -> bool) -> bool {
+        self.actions().iter().any(pred)
+    }
+}
+
+impl Checker {
+    /// A checker for a machine created at `now` with the wall clock at `wall_now`.
+    #[must_use]
+    pub fn new(config: Config, now: Instant, wall_now: SystemTime) -> Self {
+        Self {
+            config,
+            steps: 0,
+            now,
+            anchor: (now, wall_now),
+            session: Session::AwaitingSignIn,
+            self_authenticating: false,
+            refresh_token: None,
+            requests: Vec::new(),
+            attempts: Vec::new(),
+            tokens: Vec::new(),
+            current: None,
+            failures: 0,
+            backoff: None,
+        }
+    }
+
+    /// Checks one step against every rule, then records it.
+    pub fn observe(&mut self, step: &Step) -> Result<(), Violation> {
+        self.steps += 1;
+        let view = self.view(step);
+        let after = self.after(&view);
+        for (rule, check) in RULES {
+            check(self, &view, &after).map_err(|detail| Violation {
+                step: self.steps,
+                kind: ViolationKind::Rule(rule),
+                detail: format!(
+                    "{detail}\n  input: {:?}\n  actions: {:?}",
+                    step.input, step.actions
+                ),
+            })?;
+        }
+        *self = after;
+        Ok(())
+    }
+
+    /// Rule 2 at the end of a run (after time passed every deadline): every request
+    /// that was not cancelled got its outcome.
+    pub fn finish(&self) -> Result<(), Violation> {
+        match self.parked().next() {
+            Some(request) => Err(Violation {
+                step: self.steps,
+                kind: ViolationKind::Rule(Rule::ExactlyOnce),
+                detail: format!(
+                    "{} (deadline {:?} from the start) never got an outcome",
+                    request.id,
+                    request.deadline.saturating_duration_since(self.anchor.0)
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a whole trace.
+    pub fn replay(
+        config: Config,
+        now: Instant,
+        wall_now: SystemTime,
+        steps: &[Step],
+    ) -> Result<(), Violation> {
+        let mut checker = Checker::new(config, now, wall_now);
+        for step in steps {
+            checker.observe(step)?;
+        }
+        checker.finish()
+    }
+
+    // ----- reading the record ------------------------------------------------------
+
+    fn parked(&self) -> impl Iterator<Item = &Request> {
+        self.requests.iter().filter(|r| r.fate == Fate::Parked)
+    }
+
+    fn request(&self, id: RequestId) -> Option<&Request> {
+        self.requests.iter().find(|r| r.id == id)
+    }
+
+    fn attempt(&self, id: AttemptId) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| a.id == id)
+    }
+
+    fn in_flight(&self) -> Option<&Attempt> {
+        self.attempts
+            .iter()
+            .find(|a| a.state == AttemptState::InFlight)
+    }
+
+    fn token(&self, generation: Generation) -> Option<&Adopted> {
+        self.tokens.iter().find(|t| t.generation == generation)
+    }
+
+    fn current_token(&self) -> Option<&Adopted> {
+        self.current.and_then(|g| self.token(g))
+    }
+
+    fn last_generation(&self) -> Generation {
+        self.tokens.last().map_or(Generation(0), |t| t.generation)
+    }
+
+    fn can_refresh(&self) -> bool {
+        self.self_authenticating || self.refresh_token.is_some()
+    }
+
+    /// The expiry of a token as an instant: `In` counts from `base`; a wall-clock
+    /// expiry already passed is `now`.
+    fn expires_at(
+        now: Instant,
+        anchor: (Instant, SystemTime),
+        base: Instant,
+        expiry: Expiry,
+    ) -> Option<Instant> {
+        match expiry {
+            Expiry::Never => None,
+            Expiry::In(lifetime) => base.checked_add(lifetime),
+            Expiry::At(wall) => {
+                let wall_now = wall_of(anchor, now);
+                match wall.duration_since(wall_now) {
+                    Ok(remaining) => now.checked_add(remaining),
+                    Err(_) => Some(now),
+                }
+            }
+        }
+    }
+
+    /// The token a result or a sign-in hands over, if it is usable at `now`.
+    fn usable_token(&self, view: &View<'_>, spec: &TokenSpec, base: Instant) -> Option<Adopted> {
+        let token = Adopted {
+            generation: Generation(self.last_generation().0 + 1),
+            access: spec.access,
+            scope: spec.scope.clone(),
+            refresh: spec.refresh.or(view.refresh_token),
+            base,
+            expires_at: Self::expires_at(view.now, view.anchor, base, spec.expiry),
+            rejected: false,
+        };
+        token.usable_at(&self.config, view.now).then_some(token)
+    }
+
+    /// Backoff bounds after the `failures`-th transient failure in a row: the delay is
+    /// `min(max, initial × 2^(n−1))` less up to half of it, and at least the server's
+    /// (capped) `Retry-After`.
+    fn backoff_after(&self, now: Instant, failures: u32, retry_after: Option<Duration>) -> Backoff {
+        let doubling = 2u32.saturating_pow(failures.saturating_sub(1));
+        let full = self
+            .config
+            .backoff_initial
+            .saturating_mul(doubling)
+            .min(self.config.backoff_max);
+        let server = retry_after
+            .unwrap_or_default()
+            .min(self.config.max_retry_after);
+        Backoff {
+            not_before: now + full.mul_f64(0.5).max(server),
+            not_after: now + full.mul_f64(1.0).max(server),
+        }
+    }
+
+    // ----- what the input does -----------------------------------------------------
+
+    fn view<'a>(&self, step: &'a Step) -> View<'a> {
+        let now = self.now.max(step.now);
+        let mut view = View {
+            step,
+            now,
+            anchor: self.anchor,
+            session: self.session,
+            self_authenticating: self.self_authenticating,
+            refresh_token: self.refresh_token,
+            token: self.current_token().cloned(),
+            in_flight: self.in_flight().map(|a| a.id),
+            result: None,
+            timed_out: None,
+            failure: None,
+            adopt: None,
+            waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
+            new_request: None,
+        };
+        match &step.input {
+            Input::Request { deadline } => {
+                if let Some(id) = step.request {
+                    let deadline = deadline.unwrap_or(now + self.config.request_timeout);
+                    view.waiting.push((id, deadline));
+                    view.new_request = Some(id);
+                }
+            }
+            Input::Cancel(id) => view.waiting.retain(|(waiting, _)| waiting != id),
+            Input::Rejected(generation) => {
+                if let Some(token) = view.token.as_mut() {
+                    if token.generation == *generation {
+                        token.rejected = true;
+                    }
+                }
+            }
+            Input::SignIn {
+                wall_now,
+                credentials,
+            } => {
+                view.anchor = (now, *wall_now);
+                view.session = Session::SignedIn;
+                view.token = None;
+                view.in_flight = None;
+                let spec = match credentials {
+                    Credential::Token(spec) => Some(spec),
+                    Credential::RefreshToken(_) => None,
+                    Credential::ClientCredentials(spec) => spec.as_ref(),
+                };
+                view.self_authenticating = matches!(credentials, Credential::ClientCredentials(_));
+                view.refresh_token = match credentials {
+                    Credential::RefreshToken(label) => Some(*label),
+                    _ => spec.and_then(|s| s.refresh),
+                };
+                view.adopt = spec.and_then(|spec| self.usable_token(&view, spec, now));
+            }
+            Input::SignOut => {
+                view.session = Session::SignedOut;
+                view.token = None;
+                view.in_flight = None;
+                view.refresh_token = None;
+                view.self_authenticating = false;
+            }
+            Input::RefreshResult { attempt, result } => {
+                let known = self.attempt(*attempt);
+                let kind = match known.map(|a| a.state) {
+                    Some(AttemptState::InFlight) => ResultFor::InFlight,
+                    Some(AttemptState::TimedOut) => ResultFor::TimedOut,
+                    _ => ResultFor::Stale,
+                };
+                view.result = Some(kind);
+                let started = known.map_or(now, |a| a.started);
+                match (kind, result) {
+                    (ResultFor::InFlight, Ok(spec)) => {
+                        view.in_flight = None;
+                        view.adopt = self.usable_token(&view, spec, started);
+                        if view.adopt.is_none() {
+                            view.failure = Some(Failed::Transient(None));
+                        }
+                    }
+                    (ResultFor::InFlight, Err(failure)) => {
+                        view.in_flight = None;
+                        view.failure = Some(match failure.kind {
+                            FailureKind::Transient => Failed::Transient(failure.retry_after),
+                            FailureKind::Terminal => Failed::Terminal,
+                        });
+                        if failure.kind == FailureKind::Terminal {
+                            view.session = Session::SignInRequired;
+                            view.token = None;
+                            view.refresh_token = None;
+                        }
+                    }
+                    (ResultFor::TimedOut, Ok(spec)) => {
+                        view.adopt = self.usable_token(&view, spec, started);
+                        if view.adopt.is_some() {
+                            // Adopting a newer token gives up on the attempt in flight.
+                            view.in_flight = None;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Input::Timeout => {}
+        }
+        if let Some(id) = view.in_flight {
+            let started = self.attempt(id).map_or(now, |a| a.started);
+            if now >= started + self.config.refresh_timeout {
+                view.in_flight = None;
+                view.timed_out = Some(id);
+                view.failure = Some(Failed::Transient(None));
+            }
+        }
+        view
+    }
+
+    // ----- booking the step --------------------------------------------------------
+
+    fn forget_attempts(&mut self) {
+        for attempt in &mut self.attempts {
+            if matches!(
+                attempt.state,
+                AttemptState::InFlight | AttemptState::TimedOut
+            ) {
+                attempt.state = AttemptState::Forgotten;
+            }
+        }
+        self.failures = 0;
+        self.backoff = None;
+    }
+
+    fn after(&self, view: &View<'_>) -> Checker {
+        let mut after = self.clone();
+        let now = view.now;
+        after.now = now;
+        after.anchor = view.anchor;
+        after.session = view.session;
+        after.self_authenticating = view.self_authenticating;
+        after.refresh_token = view.refresh_token;
+        after.current = view.token.as_ref().map(|t| t.generation);
+        match &view.step.input {
+            Input::SignIn { .. } | Input::SignOut => after.forget_attempts(),
+            Input::Rejected(generation) => {
+                if let Some(token) = after
+                    .tokens
+                    .iter_mut()
+                    .find(|t| t.generation == *generation)
+                {
+                    token.rejected = true;
+                }
+            }
+            Input::Cancel(id) => {
+                if let Some(request) = after.requests.iter_mut().find(|r| r.id == *id) {
+                    if request.fate == Fate::Parked {
+                        request.fate = Fate::Cancelled;
+                    }
+                }
+            }
+            Input::RefreshResult { attempt, .. } => {
+                if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
+                    if matches!(a.state, AttemptState::InFlight | AttemptState::TimedOut) {
+                        a.state = AttemptState::Answered;
+                    }
+                }
+            }
+            Input::Request { .. } | Input::Timeout => {}
+        }
+        if let Some(id) = view.timed_out {
+            if let Some(a) = after.attempts.iter_mut().find(|a| a.id == id) {
+                a.state = AttemptState::TimedOut;
+            }
+            let remembered: Vec<AttemptId> = after
+                .attempts
+                .iter()
+                .filter(|a| a.state == AttemptState::TimedOut)
+                .map(|a| a.id)
+                .collect();
+            for forgotten in &remembered[..remembered.len().saturating_sub(MAX_REMEMBERED)] {
+                if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *forgotten) {
+                    a.state = AttemptState::Forgotten;
+                }
+            }
+        }
+        match view.failure {
+            Some(Failed::Transient(retry_after)) => {
+                after.failures = after.failures.saturating_add(1);
+                after.backoff = Some(after.backoff_after(now, after.failures, retry_after));
+            }
+            Some(Failed::Terminal) => after.forget_attempts(),
+            None => {}
+        }
+        if let (Some(id), Some(deadline)) = (view.new_request, view.deadline_of_new()) {
+            after.requests.push(Request {
+                id,
+                deadline,
+                fate: Fate::Parked,
+            });
+        }
+        for act in view.actions() {
+            match act {
+                Act::StartRefresh { attempt, .. } => after.attempts.push(Attempt {
+                    id: *attempt,
+                    started: now,
+                    state: AttemptState::InFlight,
+                }),
+                Act::Persist { generation, .. } => {
+                    if let Some(token) = &view.adopt {
+                        after.refresh_token = token.refresh;
+                        after.tokens.push(token.clone());
+                    }
+                    after.current = Some(*generation);
+                    after.forget_attempts();
+                }
+                Act::Grant { request, .. } | Act::Reject { request, .. } => {
+                    let granted = matches!(act, Act::Grant { .. });
+                    if let Some(r) = after.requests.iter_mut().find(|r| r.id == *request) {
+                        if r.fate == Fate::Parked {
+                            r.fate = if granted {
+                                Fate::Granted
+                            } else {
+                                Fate::Rejected
+                            };
+                        }
+                    }
+                }
+                Act::Forget => {}
+            }
+        }
+        after
+    }
+}
+
+impl View<'_> {
+    fn deadline_of_new(&self) -> Option<Instant> {
+        self.new_request.and_then(|id| self.deadline(id))
+    }
+}
+
+fn wall_of(anchor: (Instant, SystemTime), at: Instant) -> SystemTime {
+    let (instant, wall) = anchor;
+    if at >= instant {
+        wall.checked_add(at - instant).unwrap_or(wall)
+    } else {
+        wall.checked_sub(instant - at).unwrap_or(wall)
+    }
+}
+
+fn ensure(condition: bool, detail: impl FnOnce() -> String) -> Check {
+    if condition { Ok(()) } else { Err(detail()) }
+}
+
+// ----- the rules -----------------------------------------------------------------------
+
+/// Rule 1: a `StartRefresh` only when no other attempt is in flight (an attempt stops
+/// being in flight when its result comes, when it times out, and when a token is
+/// adopted or the credentials change); attempt ids are new.
+fn single_flight(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    let mut in_flight = view.in_flight;
+    let mut newest = before.attempts.last().map(|a| a.id);
+    for act in view.actions() {
+        match act {
+            Act::Persist { .. } => in_flight = None,
+            Act::StartRefresh { attempt, .. } => {
+                if let Some(other) = in_flight {
+                    return Err(format!("{attempt} started while {other} is in flight"));
+                }
+                ensure(newest.is_none_or(|n| *attempt > n), || {
+                    format!("{attempt} is not newer than {newest:?}")
+                })?;
+                in_flight = Some(*attempt);
+                newest = Some(*attempt);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Rule 2: every outcome answers a request that waits (or arrives now), once; a
+/// cancelled request gets none. (The end of a run checks that none is left waiting.)
+fn exactly_once(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    if matches!(view.step.input, Input::Request { .. }) {
+        let id = view
+            .new_request
+            .ok_or_else(|| "a request got no id".to_owned())?;
+        ensure(before.requests.iter().all(|r| r.id < id), || {
+            format!("{id} is not a new, increasing request id")
+        })?;
+    }
+    let mut open: Vec<RequestId> = view.waiting.iter().map(|(id, _)| *id).collect();
+    for request in view.actions().iter().filter_map(Act::request) {
+        if let Some(index) = open.iter().position(|id| *id == request) {
+            open.remove(index);
+            continue;
+        }
+        let why = match (before.request(request).map(|r| r.fate), &view.step.input) {
+            (Some(Fate::Parked), Input::Cancel(id)) if *id == request => "it was cancelled",
+            (Some(Fate::Cancelled), _) => "it was cancelled",
+            (Some(Fate::Parked), _) | (None, _)
+                if view.waiting.iter().any(|(id, _)| *id == request) =>
+            {
+                "it was answered twice in one step"
+            }
+            (Some(Fate::Granted | Fate::Rejected), _) => "it already had its outcome",
+            _ => "no request has this id",
+        };
+        return Err(format!("an outcome for {request}, but {why}"));
+    }
+    Ok(())
+}
+
+/// Rule 3: every `Grant` is of a token usable at `now` (not past `usable_until` as the
+/// contract computes it, never after a 401) and says so truthfully; the driver's fast
+/// path (`fresh_token`) never outlives the token either.
+fn never_expired(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let config = &after.config;
+    let now = view.now;
+    for act in view.actions() {
+        let Act::Grant {
+            request,
+            generation,
+            access,
+            token_type,
+            usable_until,
+            ..
+        } = act
+        else {
+            continue;
+        };
+        let Some(token) = after.token(*generation) else {
+            continue; // rule 9 reports a grant of a token never persisted
+        };
+        ensure(!token.rejected, || {
+            format!("{request} granted {generation}, which was rejected (401)")
+        })?;
+        let until = token.usable_until(config);
+        ensure(until.is_none_or(|u| now < u), || {
+            format!(
+                "{request} granted {generation} at {:?}, past its usable_until {:?}",
+                now - after.anchor.0,
+                until.map(|u| u.saturating_duration_since(after.anchor.0))
+            )
+        })?;
+        ensure(
+            *usable_until == until && *access == token.access && token_type == TOKEN_TYPE,
+            || {
+                format!(
+                    "{request} granted {generation} with wrong details ({usable_until:?} vs {until:?})"
+                )
+            },
+        )?;
+    }
+    if let Some((generation, fast_until)) = view.step.fresh {
+        let token = after
+            .current_token()
+            .filter(|t| t.generation == generation && after.session == Session::SignedIn)
+            .ok_or_else(|| format!("fresh_token offers {generation}, not the current token"))?;
+        let until = token.usable_until(config);
+        ensure(token.usable_at(config, now), || {
+            format!("fresh_token offers {generation}, not usable at now")
+        })?;
+        ensure(
+            match (fast_until, until) {
+                (Some(fast), Some(until)) => fast <= until,
+                (None, None) => true,
+                _ => false,
+            },
+            || {
+                format!(
+                    "fresh_token may hand {generation} out until {fast_until:?}, past {until:?}"
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Rule 4: while signed in with a usable token, nobody waits — except, in wait-for-fresh
+/// mode, while a refresh is in flight; a failed refresh releases them with the old token.
+fn stale_while_refreshing(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let config = &after.config;
+    let now = view.now;
+    let Some(token) = after.current_token() else {
+        return Ok(());
+    };
+    if after.session != Session::SignedIn || !token.usable_at(config, now) {
+        return Ok(());
+    }
+    let held_back = config.mode == RefreshMode::WaitForFresh && after.in_flight().is_some();
+    if held_back {
+        return Ok(());
+    }
+    if let Some(request) = after.parked().next() {
+        return Err(format!(
+            "{} waits though {} is usable{}",
+            request.id,
+            token.generation,
+            if config.mode == RefreshMode::WaitForFresh {
+                " and no refresh is in flight"
+            } else {
+                " (stale-while-refreshing)"
+            }
+        ));
+    }
+    if let Some(id) = view.new_request {
+        ensure(matches!(view.outcome(id), Some(Act::Grant { .. })), || {
+            format!(
+                "{id} was not granted at once though {} is usable",
+                token.generation
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Rule 5: grants go out in arrival order — no request is granted while an earlier one
+/// keeps waiting — and all carry the newest token.
+fn arrival_order(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let mut last: Option<RequestId> = None;
+    for act in view.actions() {
+        let Act::Grant {
+            request,
+            generation,
+            ..
+        } = act
+        else {
+            continue;
+        };
+        ensure(last.is_none_or(|l| *request > l), || {
+            format!("{request} granted after {last:?}: not in arrival order")
+        })?;
+        last = Some(*request);
+        ensure(after.current == Some(*generation), || {
+            format!(
+                "{request} granted {generation}, not the newest token {:?}",
+                after.current
+            )
+        })?;
+    }
+    if let (Some(last), Some(waiting)) = (last, after.parked().next()) {
+        ensure(waiting.id > last, || {
+            format!(
+                "{last} was granted while the earlier {} keeps waiting",
+                waiting.id
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Rule 6: a refresh starts only when signed in, possible, and needed (no token while
+/// someone waits, the window reached, or a 401 of the current generation; not a 401 of
+/// an older one), and it does start when needed and nothing holds it back.
+fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let config = &before.config;
+    let now = view.now;
+    let mut token = view.token.as_ref();
+    let mut refresh = view.refresh_token;
+    let mut waiting: Vec<RequestId> = view.waiting.iter().map(|(id, _)| *id).collect();
+    for act in view.actions() {
+        match act {
+            Act::Persist { .. } => {
+                token = view.adopt.as_ref();
+                refresh = view.adopt.as_ref().and_then(|t| t.refresh);
+            }
+            Act::Grant { request, .. } | Act::Reject { request, .. } => {
+                waiting.retain(|id| id != request);
+            }
+            Act::StartRefresh { attempt, .. } => {
+                ensure(view.session == Session::SignedIn, || {
+                    format!("{attempt} started while {:?}", view.session)
+                })?;
+                ensure(refresh.is_some() || view.self_authenticating, || {
+                    format!("{attempt} started without a refresh credential or client credentials")
+                })?;
+                let reason = match token {
+                    Some(t) => {
+                        t.rejected || t.window(config).is_some_and(|(opens, _)| now >= opens)
+                    }
+                    None => !waiting.is_empty(),
+                };
+                ensure(reason, || match (&view.step.input, token) {
+                    (Input::Rejected(g), Some(t)) if *g != t.generation => format!(
+                        "{attempt} started by a 401 of {g}, older than the current {}",
+                        t.generation
+                    ),
+                    (_, Some(t)) => format!(
+                        "{attempt} started for {} before its window and without a 401",
+                        t.generation
+                    ),
+                    (_, None) => format!("{attempt} started with no token and nobody waiting"),
+                })?;
+            }
+            Act::Forget => {}
+        }
+    }
+    // ... and when needed, one starts (no flag stays stuck after a failure).
+    let backoff_over = after.backoff.is_none_or(|b| now >= b.not_after);
+    if after.session == Session::SignedIn
+        && after.can_refresh()
+        && after.in_flight().is_none()
+        && backoff_over
+    {
+        let needed = match after.current_token() {
+            Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
+            None => after.parked().next().is_some(),
+        };
+        ensure(!needed, || {
+            format!(
+                "a refresh is needed ({}) but none is in flight",
+                match after.current_token() {
+                    Some(t) if t.rejected => "the current token was rejected",
+                    Some(_) => "the refresh window is reached",
+                    None => "no token and requests wait",
+                }
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Rule 7: transient failures back off (exponentially, honouring `Retry-After`) and
+/// leave waiting requests to their deadlines; a terminal failure rejects them all with
+/// "sign-in required" and fails new requests fast, with no refresh, until a sign-in.
+/// Every rejection has its cause.
+fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let config = &before.config;
+    let now = view.now;
+    // The backoff in force when a refresh starts.
+    let backoff = match (&view.step.input, view.failure, &view.adopt) {
+        (Input::SignIn { .. } | Input::SignOut, ..) | (_, _, Some(_)) => None,
+        (_, Some(Failed::Transient(retry_after)), None) => {
+            Some(before.backoff_after(now, before.failures.saturating_add(1), retry_after))
+        }
+        _ => before.backoff,
+    };
+    if let Some(Act::StartRefresh { attempt, .. }) = view
+        .actions()
+        .iter()
+        .find(|a| matches!(a, Act::StartRefresh { .. }))
+    {
+        ensure(backoff.is_none_or(|b| now >= b.not_before), || {
+            format!(
+                "{attempt} started during a backoff (lasting at least {:?} more)",
+                backoff.map(|b| b.not_before - now)
+            )
+        })?;
+    }
+    let fails_fast = matches!(view.session, Session::SignInRequired | Session::SignedOut);
+    if fails_fast {
+        ensure(
+            !view.has(|a| {
+                matches!(
+                    a,
+                    Act::Grant { .. } | Act::Persist { .. } | Act::StartRefresh { .. }
+                )
+            }),
+            || format!("a grant, persist or refresh while {:?}", view.session),
+        )?;
+    }
+    if view.failure == Some(Failed::Terminal) {
+        for (id, deadline) in &view.waiting {
+            ensure(
+                match view.outcome(*id) {
+                    Some(Act::Reject {
+                        error: Error::SignInRequired { .. },
+                        ..
+                    }) => true,
+                    Some(Act::Reject {
+                        error: Error::DeadlineExceeded { .. },
+                        ..
+                    }) => *deadline <= now,
+                    _ => false,
+                },
+                || format!("{id} was not rejected with sign-in required after a terminal failure"),
+            )?;
+        }
+    }
+    // Every rejection has its cause.
+    let token_usable = view
+        .adopt
+        .as_ref()
+        .or(view.token.as_ref())
+        .is_some_and(|t| t.usable_at(config, now));
+    let can_refresh = view.refresh_token.is_some() || view.self_authenticating;
+    let mut parked = view.waiting.len() - usize::from(view.new_request.is_some());
+    for act in view.actions() {
+        let Act::Reject { request, error } = act else {
+            continue;
+        };
+        let is_new = view.new_request == Some(*request);
+        let caused = match error {
+            Error::DeadlineExceeded { .. } => view.deadline(*request).is_some_and(|d| d <= now),
+            Error::Overloaded { limit } => {
+                is_new && *limit == config.max_parked && parked >= config.max_parked
+            }
+            Error::SignedOut => view.session == Session::SignedOut,
+            Error::SignInRequired { .. } => {
+                view.session == Session::SignInRequired
+                    || (view.session == Session::SignedIn && !token_usable && !can_refresh)
+            }
+            _ => false,
+        };
+        ensure(caused, || {
+            format!("{request} rejected with {error:?}, which does not apply")
+        })?;
+        if !is_new {
+            parked = parked.saturating_sub(1);
+        }
+    }
+    if fails_fast {
+        if let Some(id) = view.new_request {
+            ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
+                format!("{id} did not fail fast while {:?}", view.session)
+            })?;
+        }
+    }
+    // Nobody waits on a session that cannot give a token.
+    let dead = match after.session {
+        Session::SignInRequired | Session::SignedOut => true,
+        Session::SignedIn => {
+            !after.can_refresh()
+                && !after
+                    .current_token()
+                    .is_some_and(|t| t.usable_at(config, now))
+        }
+        Session::AwaitingSignIn => false,
+    };
+    if dead {
+        if let Some(request) = after.parked().next() {
+            return Err(format!(
+                "{} waits though no token can come ({:?})",
+                request.id, after.session
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rule 8: a token is persisted exactly when the step hands over a usable one: the
+/// result of the attempt in flight, the late success of a timed-out attempt with no
+/// newer token adopted since, or a sign-in. Results of answered, forgotten or unknown
+/// attempts, and late failures, change nothing.
+fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    let persists = view
+        .actions()
+        .iter()
+        .filter(|a| matches!(a, Act::Persist { .. }))
+        .count();
+    let expected = usize::from(view.adopt.is_some());
+    ensure(persists == expected, || {
+        match (&view.step.input, view.result) {
+            (Input::RefreshResult { attempt, .. }, Some(ResultFor::Stale)) => {
+                format!("a result for {attempt} (answered, forgotten or unknown) changed the token")
+            }
+            (Input::RefreshResult { attempt, .. }, Some(ResultFor::TimedOut)) => format!(
+                "the late result for {attempt} was {}",
+                if expected == 1 {
+                    "not adopted, though no newer token was"
+                } else {
+                    "adopted"
+                }
+            ),
+            _ => format!("{persists} Persist actions where the contract expects {expected}"),
+        }
+    })
+}
+
+/// Rule 9: each refresh sends the newest refresh credential; a new token is persisted
+/// as received (with the kept refresh credential when it brought none, and a wall-clock
+/// expiry) with the next generation, before any grant of it.
+fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    let mut newest = view.refresh_token;
+    let mut persisted: Vec<Generation> = before.tokens.iter().map(|t| t.generation).collect();
+    for act in view.actions() {
+        match act {
+            Act::StartRefresh {
+                attempt,
+                refresh_token,
+            } => ensure(*refresh_token == newest, || {
+                format!(
+                    "{attempt} sent {refresh_token:?}, the newest refresh credential is {newest:?}"
+                )
+            })?,
+            Act::Persist {
+                generation,
+                access,
+                token_type,
+                scope,
+                refresh_token,
+                expiry,
+            } => {
+                let Some(expected) = &view.adopt else {
+                    continue; // rule 8 reports it
+                };
+                let stored_expiry = match expected.expires_at {
+                    None => Expiry::Never,
+                    Some(at) => Expiry::At(wall_of(view.anchor, at)),
+                };
+                ensure(*generation == expected.generation, || {
+                    format!(
+                        "persisted as {generation}, the next generation is {}",
+                        expected.generation
+                    )
+                })?;
+                ensure(
+                    *access == expected.access
+                        && token_type == TOKEN_TYPE
+                        && *scope == expected.scope
+                        && *refresh_token == expected.refresh
+                        && *expiry == stored_expiry,
+                    || {
+                        format!(
+                            "{generation} persisted as ({access:?}, {refresh_token:?}, {expiry:?}), \
+                             expected ({:?}, {:?}, {stored_expiry:?})",
+                            expected.access, expected.refresh
+                        )
+                    },
+                )?;
+                newest = expected.refresh;
+                persisted.push(*generation);
+            }
+            Act::Grant {
+                request,
+                generation,
+                ..
+            } => ensure(persisted.contains(generation), || {
+                format!("{request} granted {generation} before it was persisted")
+            })?,
+            Act::Reject { .. } | Act::Forget => {}
+        }
+    }
+    Ok(())
+}
+
+/// Rule 10: at most `max_parked` requests wait, and none past its deadline.
+fn bounded(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let parked = after.parked().count();
+    ensure(parked <= after.config.max_parked, || {
+        format!(
+            "{parked} requests wait, the cap is {}",
+            after.config.max_parked
+        )
+    })?;
+    if let Some(late) = after.parked().find(|r| r.deadline <= view.now) {
+        return Err(format!("{} waits past its deadline", late.id));
+    }
+    Ok(())
+}
+
+/// Rule 11: once the actions are drained the next wake-up is in the future (no busy
+/// loop), and no later than the next thing due: a request deadline, the refresh
+/// timeout, the end of a backoff known to be running, or the refresh window.
+fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
+    let config = &after.config;
+    let now = view.now;
+    let wakeup = view.step.wakeup.map(|w| w.at);
+    ensure(wakeup.is_none_or(|at| at > now), || {
+        format!(
+            "poll_timeout {:?} is not after now: a driver would busy-loop",
+            view.step.wakeup
+        )
+    })?;
+    let mut due: Vec<(Instant, &str)> = Vec::new();
+    if let Some(deadline) = after.parked().map(|r| r.deadline).min() {
+        due.push((deadline, "a request deadline"));
+    }
+    if let Some(attempt) = after.in_flight() {
+        due.push((
+            attempt.started + config.refresh_timeout,
+            "the refresh timeout",
+        ));
+    }
+    let backoff = after.backoff.filter(|b| now < b.not_after);
+    match backoff {
+        Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
+        Some(_) => {}
+        None => {
+            if after.session == Session::SignedIn
+                && after.can_refresh()
+                && after.in_flight().is_none()
+            {
+                if let Some((_, latest)) = after.current_token().and_then(|t| t.window(config)) {
+                    due.push((latest, "the refresh window"));
+                }
+            }
+        }
+    }
+    for (at, what) in due {
+        ensure(wakeup.is_some_and(|w| w <= at), || {
+            format!(
+                "poll_timeout {:?} sleeps past {what} ({:?} from the start)",
+                view.step.wakeup,
+                at.saturating_duration_since(after.anchor.0)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Rule 12: sign-out rejects every waiting request with `SignedOut`, emits one
+/// `Forget`, grants, persists and refreshes nothing; `Forget` comes only then.
+fn sign_out(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    let forgets = view
+        .actions()
+        .iter()
+        .filter(|a| matches!(a, Act::Forget))
+        .count();
+    if view.step.input != Input::SignOut {
+        return ensure(forgets == 0, || "a Forget without a sign-out".to_owned());
+    }
+    ensure(forgets == 1, || {
+        format!("sign-out emitted {forgets} Forget actions")
+    })?;
+    for (id, _) in &view.waiting {
+        ensure(
+            matches!(
+                view.outcome(*id),
+                Some(Act::Reject {
+                    error: Error::SignedOut,
+                    ..
+                })
+            ),
+            || format!("{id} was not rejected with SignedOut at sign-out"),
+        )?;
+    }
+    ensure(
+        !view.has(|a| {
+            matches!(
+                a,
+                Act::Grant { .. } | Act::Persist { .. } | Act::StartRefresh { .. }
+            )
+        }),
+        || "sign-out granted, persisted or refreshed".to_owned(),
+    )
+}

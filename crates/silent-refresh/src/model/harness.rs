@@ -1,0 +1,371 @@
+//! The harness: owns the driver's clock, resolves each [`Op`] into a concrete input,
+//! feeds it to the machine and to the model, compares what they did, and hands the
+//! step to the checker.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::checker::{Checker, Violation, ViolationKind};
+use super::op::{
+    AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
+    RequestPick,
+};
+use super::reference::{Model, Snapshot};
+use super::trace::{Act, Credential, Input, Label, Step, TokenSpec};
+use crate::action::Wakeup;
+use crate::config::Config;
+use crate::failure::RefreshFailure;
+use crate::ids::{AttemptId, RequestId};
+use crate::machine::TokenMachine;
+use crate::token::{Expiry, Generation};
+
+/// The wall clock at the start of every run: fixed, so runs replay exactly.
+fn wall_start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// How far time jumps at the end of a run, past every deadline.
+const END_OF_RUN: Duration = Duration::from_secs(3600);
+
+/// Applies ops to a machine and to the model side by side, and checks every step.
+#[derive(Debug)]
+pub struct Harness {
+    machine: TokenMachine,
+    model: Model,
+    checker: Checker,
+    start: Instant,
+    /// The driver's clock, as an offset from `start` (it may go back).
+    clock: Duration,
+    /// The latest the driver's clock has been.
+    high_water: Duration,
+    next_label: u32,
+    requests: Vec<RequestId>,
+    attempts: Vec<AttemptId>,
+    generation: Generation,
+    last_result: Option<(AttemptId, Result<TokenSpec, RefreshFailure>)>,
+    wakeup: Option<Wakeup>,
+    trace: Vec<Step>,
+}
+
+/// Runs `ops` on a new machine created at `start` (the only clock reading, taken by the
+/// caller), then fails any refresh in flight and lets time pass every deadline, checking
+/// the model and the rules after every step, and that every request got its outcome.
+pub fn run(config: Config, start: Instant, ops: &[Op]) -> Result<(), Violation> {
+    let mut harness = Harness::new(config, start);
+    for op in ops {
+        harness.step(op)?;
+    }
+    harness.finish()
+}
+
+impl Harness {
+    /// A new machine, model and checker, created at `start`.
+    #[must_use]
+    pub fn new(config: Config, start: Instant) -> Self {
+        Self {
+            machine: TokenMachine::new(config.clone(), start, wall_start()),
+            model: Model::new(config.clone(), start, wall_start()),
+            checker: Checker::new(config, start, wall_start()),
+            start,
+            clock: Duration::ZERO,
+            high_water: Duration::ZERO,
+            next_label: 1,
+            requests: Vec::new(),
+            attempts: Vec::new(),
+            generation: Generation(0),
+            last_result: None,
+            wakeup: None,
+            trace: Vec::new(),
+        }
+    }
+
+    /// The steps so far.
+    #[must_use]
+    pub fn trace(&self) -> &[Step] {
+        &self.trace
+    }
+
+    /// The machine under test.
+    #[must_use]
+    pub fn machine(&self) -> &TokenMachine {
+        &self.machine
+    }
+
+    /// A fresh checker for the same machine (to replay a trace, e.g. a mutated one).
+    #[must_use]
+    pub fn new_checker(&self) -> Checker {
+        Checker::new(self.machine.config().clone(), self.start, wall_start())
+    }
+
+    /// The driver's now.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.start + self.clock
+    }
+
+    fn label(&mut self) -> Label {
+        let label = Label(self.next_label);
+        self.next_label += 1;
+        label
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        wall_start() + self.clock
+    }
+
+    fn token(&mut self, expiry: ExpiryPick, refresh: bool) -> TokenSpec {
+        let access = self.label();
+        let refresh = refresh.then(|| self.label());
+        let expiry = match expiry {
+            ExpiryPick::Never => Expiry::Never,
+            ExpiryPick::AtWall(tenths) => {
+                let offset = Duration::from_millis(100 * u64::from(tenths.unsigned_abs()));
+                Expiry::At(if tenths >= 0 {
+                    self.wall_now() + offset
+                } else {
+                    self.wall_now() - offset
+                })
+            }
+            pick => Expiry::In(pick.lifetime().unwrap_or_default()),
+        };
+        TokenSpec {
+            access,
+            refresh,
+            expiry,
+            scope: (access.0 % 3 == 0).then(|| "api".to_owned()),
+        }
+    }
+
+    fn attempt(&self, pick: AttemptPick) -> AttemptId {
+        let newest = self.attempts.last().map_or(0, |a| a.0);
+        match pick {
+            AttemptPick::Latest => AttemptId(newest),
+            AttemptPick::Earlier(back) if !self.attempts.is_empty() => {
+                let back = usize::from(back) % self.attempts.len();
+                self.attempts[self.attempts.len() - 1 - back]
+            }
+            AttemptPick::Earlier(_) => AttemptId(0),
+            AttemptPick::Unknown => AttemptId(newest + 1000),
+        }
+    }
+
+    /// Resolves one op against the run so far and feeds it.
+    pub fn step(&mut self, op: &Op) -> Result<(), Violation> {
+        let now = self.now();
+        let input = match *op {
+            Op::Request { deadline } => Input::Request {
+                deadline: deadline.map(|pick| match pick {
+                    DeadlinePick::After(ms) => now + Duration::from_millis(u64::from(ms)),
+                    DeadlinePick::Before(ms) => {
+                        self.start
+                            + self
+                                .clock
+                                .saturating_sub(Duration::from_millis(u64::from(ms)))
+                    }
+                }),
+            },
+            Op::Cancel(pick) => Input::Cancel(match pick {
+                RequestPick::Known(index) if !self.requests.is_empty() => {
+                    self.requests[usize::from(index) % self.requests.len()]
+                }
+                RequestPick::Known(_) => RequestId(0),
+                RequestPick::Unknown => RequestId(u64::MAX),
+            }),
+            Op::Advance(step) => {
+                self.set_clock(self.clock + step.duration());
+                return Ok(());
+            }
+            Op::Backwards(ms) => {
+                self.clock = self
+                    .clock
+                    .saturating_sub(Duration::from_millis(u64::from(ms)));
+                Input::Timeout
+            }
+            Op::Timeout => Input::Timeout,
+            Op::WakeUp => {
+                if let Some(wakeup) = self.wakeup {
+                    let at = wakeup.at.saturating_duration_since(self.start);
+                    self.set_clock(self.clock.max(at));
+                }
+                Input::Timeout
+            }
+            Op::RefreshOk {
+                attempt,
+                rotate,
+                expiry,
+            } => Input::RefreshResult {
+                attempt: self.attempt(attempt),
+                result: Ok(self.token(expiry, rotate)),
+            },
+            Op::RefreshFail { attempt, failure } => Input::RefreshResult {
+                attempt: self.attempt(attempt),
+                result: Err(match failure {
+                    FailurePick::Transient => RefreshFailure::transient("server error (503)"),
+                    FailurePick::TransientRetryAfter(tenths) => {
+                        RefreshFailure::transient("too many requests (429)")
+                            .with_retry_after(Duration::from_millis(100 * u64::from(tenths)))
+                    }
+                    FailurePick::Terminal => RefreshFailure::terminal("invalid_grant"),
+                }),
+            },
+            Op::Duplicate => match self.last_result.clone() {
+                Some((attempt, result)) => Input::RefreshResult { attempt, result },
+                None => Input::Timeout,
+            },
+            Op::Rejected(pick) => Input::Rejected(match pick {
+                GenerationPick::Current => self.generation,
+                GenerationPick::Older(back) => {
+                    Generation(self.generation.0.saturating_sub(1 + u64::from(back % 3)))
+                }
+                GenerationPick::Newer => Generation(self.generation.0 + 1),
+            }),
+            Op::SignIn(pick) => {
+                let credentials = match pick {
+                    CredentialsPick::Token { expiry, refresh } => {
+                        Credential::Token(self.token(expiry, refresh))
+                    }
+                    CredentialsPick::RefreshToken => Credential::RefreshToken(self.label()),
+                    CredentialsPick::ClientCredentials { token } => {
+                        Credential::ClientCredentials(token.map(|expiry| self.token(expiry, false)))
+                    }
+                };
+                Input::SignIn {
+                    wall_now: self.wall_now(),
+                    credentials,
+                }
+            }
+            Op::SignOut => Input::SignOut,
+        };
+        self.feed(input)
+    }
+
+    fn set_clock(&mut self, clock: Duration) {
+        self.clock = clock;
+        self.high_water = self.high_water.max(clock);
+    }
+
+    /// Ends a run: fails the latest refresh (ignored unless it is in flight), lets time
+    /// pass every deadline, and checks that every request got its outcome.
+    pub fn finish(&mut self) -> Result<(), Violation> {
+        if let Some(&attempt) = self.attempts.last() {
+            self.feed(Input::RefreshResult {
+                attempt,
+                result: Err(RefreshFailure::transient("the run ends")),
+            })?;
+        }
+        self.set_clock(self.high_water + END_OF_RUN);
+        self.feed(Input::Timeout)?;
+        self.checker.finish()
+    }
+
+    /// Feeds one concrete input at the driver's now to the machine and the model,
+    /// compares them, and checks the rules.
+    pub fn feed(&mut self, input: Input) -> Result<(), Violation> {
+        let now = self.now();
+        let step_number = self.trace.len() + 1;
+        let request = self.drive(&input, now);
+        let mut actions = Vec::new();
+        while let Some(action) = self.machine.poll_action() {
+            actions.push(Act::from_action(action));
+        }
+        let observed = snapshot(&self.machine);
+        let (predicted_request, predicted) = self.model.apply(&input, now);
+        let expected = self.model.snapshot();
+        if request != predicted_request || actions != predicted || observed != expected {
+            return Err(Violation {
+                step: step_number,
+                kind: ViolationKind::ModelMismatch,
+                detail: format!(
+                    "input {input:?} at {:?} (driver clock)\n  machine: {request:?} {actions:#?}\n  \
+                     model:   {predicted_request:?} {predicted:#?}\n  machine state: {}\n  \
+                     model state:   {}",
+                    now - self.start,
+                    describe(&observed, self.start),
+                    describe(&expected, self.start),
+                ),
+            });
+        }
+        let step = Step {
+            input,
+            now,
+            request,
+            actions,
+            wakeup: observed.wakeup,
+            fresh: observed.fresh,
+        };
+        self.checker.observe(&step)?;
+        if let Some(id) = request {
+            self.requests.push(id);
+        }
+        for act in &step.actions {
+            match act {
+                Act::StartRefresh { attempt, .. } => self.attempts.push(*attempt),
+                Act::Persist { generation, .. } => self.generation = *generation,
+                _ => {}
+            }
+        }
+        if let Input::RefreshResult { attempt, result } = &step.input {
+            self.last_result = Some((*attempt, result.clone()));
+        }
+        self.wakeup = observed.wakeup;
+        self.trace.push(step);
+        Ok(())
+    }
+
+    fn drive(&mut self, input: &Input, now: Instant) -> Option<RequestId> {
+        let machine = &mut self.machine;
+        match input {
+            Input::Request { deadline } => return Some(machine.handle_request(now, *deadline)),
+            Input::Cancel(id) => machine.handle_cancel(now, *id),
+            Input::RefreshResult { attempt, result } => {
+                let result = match result {
+                    Ok(spec) => Ok(spec.to_token()),
+                    Err(failure) => Err(failure.clone()),
+                };
+                machine.handle_refresh_result(now, *attempt, result);
+            }
+            Input::Rejected(generation) => machine.handle_rejected(now, *generation),
+            Input::SignIn {
+                wall_now,
+                credentials,
+            } => machine.handle_sign_in(now, *wall_now, credentials.to_credentials()),
+            Input::SignOut => machine.handle_sign_out(now),
+            Input::Timeout => machine.handle_timeout(now),
+        }
+        None
+    }
+}
+
+/// What the machine's getters say, in the model's terms.
+fn snapshot(machine: &TokenMachine) -> Snapshot {
+    Snapshot {
+        now: machine.now(),
+        status: machine.status().clone(),
+        generation: machine.generation(),
+        parked: machine.parked_len(),
+        in_flight: machine.refresh_in_flight(),
+        backoff_until: machine.backoff_until(),
+        last_failure: machine.last_failure().map(str::to_owned),
+        fresh: machine
+            .fresh_token()
+            .map(|(token, until)| (token.generation, until)),
+        wakeup: machine.poll_timeout(),
+    }
+}
+
+/// A snapshot with instants as offsets from the start, for reading.
+fn describe(s: &Snapshot, start: Instant) -> String {
+    let at = |t: Instant| t.saturating_duration_since(start);
+    format!(
+        "now {:?}, {:?}, {}, {} parked, in flight {:?}, backoff until {:?}, last failure {:?}, \
+         fresh {:?}, wake-up {:?}",
+        at(s.now),
+        s.status,
+        s.generation,
+        s.parked,
+        s.in_flight,
+        s.backoff_until.map(at),
+        s.last_failure,
+        s.fresh.map(|(g, until)| (g, until.map(at))),
+        s.wakeup.map(|w| (at(w.at), w.reason)),
+    )
+}

@@ -1,0 +1,638 @@
+//! The reference model: the contract (DESIGN.md and the crate docs) as plain functions
+//! over plain data, predicting the machine's exact actions for every input.
+//!
+//! It keeps what the contract talks about and nothing clever: the parked requests in a
+//! `Vec` in arrival order, the timed-out attempts in a `Vec`, the token with the two
+//! instants it came with (`base`, `expires_at`), and its schedule recomputed from those
+//! every time it is needed. Where the contract leaves a choice open, the model follows
+//! the machine's documented choice (see the notes on each function).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::trace::{Act, Credential, Input, Label, TOKEN_TYPE, TokenSpec};
+use crate::action::{WakeReason, Wakeup};
+use crate::config::{Config, RefreshMode};
+use crate::error::Error;
+use crate::failure::{FailureKind, RefreshFailure};
+use crate::ids::{AttemptId, RequestId};
+use crate::jitter::{self, Stream};
+use crate::machine::Status;
+use crate::token::{Expiry, Generation};
+
+/// Timed-out attempts remembered for a late result; the oldest is forgotten first.
+pub const MAX_ABANDONED: usize = 8;
+/// The failure recorded when a refresh times out.
+pub const TIMED_OUT: &str = "the refresh timed out";
+/// The failure recorded when a refresh returns a token that is not usable any more.
+pub const EXPIRED_RESULT: &str = "the refresh returned a token that is already expired";
+/// Why a request fails fast when the token is unusable and cannot be refreshed.
+pub const NO_WAY_TO_REFRESH: &str =
+    "the token is no longer usable and there is no refresh credential";
+
+/// What the refresher is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refresher {
+    Idle,
+    Running {
+        attempt: AttemptId,
+        started: Instant,
+    },
+    Backoff {
+        until: Instant,
+    },
+}
+
+/// The adopted token, kept as it came: its secret, when its refresh was sent (or the
+/// sign-in happened), and when it expires.
+#[derive(Clone, Debug)]
+struct Held {
+    generation: Generation,
+    access: Label,
+    scope: Option<String>,
+    base: Instant,
+    expires_at: Option<Instant>,
+    rejected: bool,
+}
+
+impl Held {
+    fn usable_until(&self, config: &Config) -> Option<Instant> {
+        self.expires_at
+            .map(|exp| usable_until(config, self.base.min(exp), exp))
+    }
+
+    fn refresh_at(&self, config: &Config) -> Option<Instant> {
+        self.expires_at
+            .map(|exp| refresh_at(config, self.generation, self.base.min(exp), exp))
+    }
+
+    /// Rule 3: never after `usable_until`, never after a 401.
+    fn usable_at(&self, config: &Config, now: Instant) -> bool {
+        !self.rejected && self.usable_until(config).is_none_or(|until| now < until)
+    }
+
+    /// Rule 6: the window is reached, or the token was rejected.
+    fn in_window_at(&self, config: &Config, now: Instant) -> bool {
+        self.rejected || self.refresh_at(config).is_some_and(|at| now >= at)
+    }
+}
+
+/// The crate docs, "Timing": `exp − min(safety_margin, margin_fraction × L)`, never
+/// before `base`.
+fn usable_until(config: &Config, base: Instant, exp: Instant) -> Instant {
+    let lifetime = exp.saturating_duration_since(base);
+    let margin = config
+        .safety_margin
+        .min(lifetime.mul_f64(config.margin_fraction));
+    minus(exp, margin, base)
+}
+
+/// The crate docs, "Timing": `exp − min(threshold, refresh_fraction × L)` plus a jitter in
+/// `[0, jitter_fraction × that)` keyed by the generation; never before `base`, never
+/// after `usable_until`.
+fn refresh_at(config: &Config, generation: Generation, base: Instant, exp: Instant) -> Instant {
+    let lifetime = exp.saturating_duration_since(base);
+    let threshold = config
+        .refresh_threshold
+        .min(lifetime.mul_f64(config.refresh_fraction));
+    let unit = jitter::unit(config.seed, Stream::RefreshWindow, generation.0);
+    let jitter = threshold.mul_f64(config.jitter_fraction * unit);
+    minus(exp, threshold.saturating_sub(jitter), base).min(usable_until(config, base, exp))
+}
+
+/// `at − d`, but never before `floor` (which it is, too, when not representable).
+fn minus(at: Instant, d: Duration, floor: Instant) -> Instant {
+    at.checked_sub(d).map_or(floor, |t| t.max(floor))
+}
+
+/// `now + d`, saturating far in the future (as the machine does).
+fn plus(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// Exponential backoff: `min(max, initial × 2^(failures−1))`, less up to half of it as
+/// jitter keyed by the failed attempt, and at least the server's (capped) `Retry-After`.
+fn backoff(
+    config: &Config,
+    failures: u32,
+    failed: AttemptId,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let mut base = config.backoff_initial;
+    for _ in 1..failures {
+        if base >= config.backoff_max {
+            break;
+        }
+        base = base.saturating_mul(2);
+    }
+    let base = base.min(config.backoff_max);
+    let unit = jitter::unit(config.seed, Stream::Backoff, failed.0);
+    let delay = base.mul_f64(1.0 - 0.5 * unit);
+    delay.max(retry_after.unwrap_or_default().min(config.max_retry_after))
+}
+
+/// The state the contract talks about, and the rules as plain functions over it.
+#[derive(Clone, Debug)]
+pub struct Model {
+    config: Config,
+    now: Instant,
+    wall_anchor: (Instant, SystemTime),
+    status: Status,
+    self_authenticating: bool,
+    refresh_token: Option<Label>,
+    token: Option<Held>,
+    last_generation: Generation,
+    flight: Refresher,
+    failures: u32,
+    last_failure: Option<String>,
+    /// Timed-out attempts with the instant each started, oldest first.
+    abandoned: Vec<(AttemptId, Instant)>,
+    next_attempt: u64,
+    next_request: u64,
+    /// Parked requests with their deadlines, in arrival order.
+    parked: Vec<(RequestId, Instant)>,
+    out: Vec<Act>,
+}
+
+/// The model's view of what the machine's getters should say after a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// `now()`.
+    pub now: Instant,
+    /// `status()`.
+    pub status: Status,
+    /// `generation()`.
+    pub generation: Generation,
+    /// `parked_len()`.
+    pub parked: usize,
+    /// `refresh_in_flight()`.
+    pub in_flight: Option<AttemptId>,
+    /// `backoff_until()`.
+    pub backoff_until: Option<Instant>,
+    /// `last_failure()`.
+    pub last_failure: Option<String>,
+    /// `fresh_token()`: the generation and the fast-path limit.
+    pub fresh: Option<(Generation, Option<Instant>)>,
+    /// `poll_timeout()` once the actions are drained.
+    pub wakeup: Option<Wakeup>,
+}
+
+impl Model {
+    /// A model of a new machine (no credentials yet).
+    #[must_use]
+    pub fn new(config: Config, now: Instant, wall_now: SystemTime) -> Self {
+        Self {
+            config,
+            now,
+            wall_anchor: (now, wall_now),
+            status: Status::AwaitingSignIn,
+            self_authenticating: false,
+            refresh_token: None,
+            token: None,
+            last_generation: Generation(0),
+            flight: Refresher::Idle,
+            failures: 0,
+            last_failure: None,
+            abandoned: Vec::new(),
+            next_attempt: 1,
+            next_request: 1,
+            parked: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds one input at `now`; returns the request id (for a request) and the
+    /// actions the machine must emit, in order.
+    pub fn apply(&mut self, input: &Input, now: Instant) -> (Option<RequestId>, Vec<Act>) {
+        // Rule 11: time never runs backwards; an earlier instant is no time passing.
+        self.now = self.now.max(now);
+        let mut request = None;
+        match input {
+            Input::Request { deadline } => request = Some(self.request(*deadline)),
+            Input::Cancel(id) => self.cancel(*id),
+            Input::RefreshResult { attempt, result } => self.refresh_result(*attempt, result),
+            Input::Rejected(generation) => self.rejected(*generation),
+            Input::SignIn {
+                wall_now,
+                credentials,
+            } => self.sign_in(*wall_now, credentials),
+            Input::SignOut => self.sign_out(),
+            Input::Timeout => self.advance(),
+        }
+        (request, std::mem::take(&mut self.out))
+    }
+
+    /// What the machine's getters should say now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            now: self.now,
+            status: self.status.clone(),
+            generation: self.last_generation,
+            parked: self.parked.len(),
+            in_flight: match self.flight {
+                Refresher::Running { attempt, .. } => Some(attempt),
+                _ => None,
+            },
+            backoff_until: match self.flight {
+                Refresher::Backoff { until } => Some(until),
+                _ => None,
+            },
+            last_failure: self.last_failure.clone(),
+            fresh: self.fresh(),
+            wakeup: self.wakeup(),
+        }
+    }
+
+    // ----- inputs ------------------------------------------------------------------
+
+    /// A request: fails fast, is granted, is refused for overload, or parks (and then
+    /// may start the refresh it needs, or miss a deadline already passed).
+    fn request(&mut self, deadline: Option<Instant>) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.advance();
+        if let Some(error) = self.fail_fast_error() {
+            self.out.push(Act::Reject { request: id, error });
+        } else if self.grantable() {
+            self.out.push(self.grant(id));
+        } else if self.parked.len() >= self.config.max_parked {
+            let limit = self.config.max_parked;
+            self.out.push(Act::Reject {
+                request: id,
+                error: Error::Overloaded { limit },
+            });
+        } else {
+            let deadline = deadline.unwrap_or_else(|| plus(self.now, self.config.request_timeout));
+            self.parked.push((id, deadline));
+            self.advance();
+        }
+        id
+    }
+
+    /// Rule 2: a cancelled request leaves nothing behind.
+    fn cancel(&mut self, id: RequestId) {
+        self.parked.retain(|(parked, _)| *parked != id);
+        self.advance();
+    }
+
+    /// Rule 8: the result of the attempt in flight is taken as it is (an unusable token
+    /// counts as a transient failure); the success of a timed-out attempt is adopted
+    /// (and the attempt in flight, which started before this adoption, is given up);
+    /// anything else changes nothing.
+    fn refresh_result(&mut self, attempt: AttemptId, result: &Result<TokenSpec, RefreshFailure>) {
+        if let Refresher::Running {
+            attempt: in_flight,
+            started,
+        } = self.flight
+        {
+            if in_flight == attempt {
+                self.flight = Refresher::Idle;
+                match result {
+                    Ok(spec) => {
+                        if !self.adopt(spec, started) {
+                            let failure = RefreshFailure::transient(EXPIRED_RESULT);
+                            self.fail(attempt, &failure);
+                        }
+                    }
+                    Err(failure) => self.fail(attempt, failure),
+                }
+                self.advance();
+                return;
+            }
+        }
+        if let Some(index) = self.abandoned.iter().position(|(a, _)| *a == attempt) {
+            let (_, started) = self.abandoned.remove(index);
+            if let Ok(spec) = result {
+                self.adopt(spec, started);
+            }
+        }
+        self.advance();
+    }
+
+    /// Rule 6: only a 401 of the current generation counts.
+    fn rejected(&mut self, generation: Generation) {
+        if let Some(token) = self.token.as_mut() {
+            if token.generation == generation {
+                token.rejected = true;
+            }
+        }
+        self.advance();
+    }
+
+    /// New credentials replace everything: the token, the refresh credential, every
+    /// attempt and backoff. A token already unusable is not adopted, but its refresh
+    /// credential is kept.
+    fn sign_in(&mut self, wall_now: SystemTime, credentials: &Credential) {
+        self.wall_anchor = (self.now, wall_now);
+        self.status = Status::SignedIn;
+        self.token = None;
+        self.refresh_token = None;
+        self.forget_attempts();
+        let (token, self_authenticating) = match credentials {
+            Credential::Token(spec) => (Some(spec), false),
+            Credential::RefreshToken(label) => {
+                self.refresh_token = Some(*label);
+                (None, false)
+            }
+            Credential::ClientCredentials(spec) => (spec.as_ref(), true),
+        };
+        self.self_authenticating = self_authenticating;
+        if let Some(spec) = token {
+            if !self.adopt(spec, self.now) {
+                self.refresh_token = spec.refresh;
+            }
+        }
+        self.advance();
+    }
+
+    /// Rule 12: reject every parked request, clear everything, ask to forget.
+    fn sign_out(&mut self) {
+        self.status = Status::SignedOut;
+        self.token = None;
+        self.refresh_token = None;
+        self.self_authenticating = false;
+        self.forget_attempts();
+        self.reject_all(&Error::SignedOut);
+        self.out.push(Act::Forget);
+        self.advance();
+    }
+
+    // ----- the rules ---------------------------------------------------------------
+
+    /// Everything `now` makes due, in order: (a) request deadlines, (b) the refresh
+    /// timeout, (c) the end of a backoff, (d) starting a refresh, (e) releasing requests.
+    fn advance(&mut self) {
+        let now = self.now;
+        // (a) Deadlines, earliest first (ties by arrival).
+        let mut expired: Vec<(Instant, RequestId)> = self
+            .parked
+            .iter()
+            .filter(|(_, deadline)| *deadline <= now)
+            .map(|(id, deadline)| (*deadline, *id))
+            .collect();
+        expired.sort();
+        self.parked.retain(|(_, deadline)| *deadline > now);
+        for (_, request) in expired {
+            let last_failure = self.last_failure.as_deref().map(Into::into);
+            self.out.push(Act::Reject {
+                request,
+                error: Error::DeadlineExceeded { last_failure },
+            });
+        }
+        // (b) A refresh that took too long is given up on, but remembered.
+        if let Refresher::Running { attempt, started } = self.flight {
+            if now >= plus(started, self.config.refresh_timeout) {
+                self.flight = Refresher::Idle;
+                self.abandoned.push((attempt, started));
+                if self.abandoned.len() > MAX_ABANDONED {
+                    self.abandoned.remove(0);
+                }
+                self.fail(attempt, &RefreshFailure::transient(TIMED_OUT));
+            }
+        }
+        // (c)
+        if let Refresher::Backoff { until } = self.flight {
+            if now >= until {
+                self.flight = Refresher::Idle;
+            }
+        }
+        // (d)
+        if self.refresh_needed() {
+            let attempt = AttemptId(self.next_attempt);
+            self.next_attempt += 1;
+            self.flight = Refresher::Running {
+                attempt,
+                started: now,
+            };
+            self.out.push(Act::StartRefresh {
+                attempt,
+                refresh_token: self.refresh_token,
+            });
+        }
+        // (e)
+        if self.parked.is_empty() {
+            return;
+        }
+        if let Some(error) = self.fail_fast_error() {
+            self.reject_all(&error);
+        } else if self.grantable() {
+            let parked = std::mem::take(&mut self.parked);
+            for (request, _) in parked {
+                self.out.push(self.grant(request));
+            }
+        }
+    }
+
+    /// Rule 6: signed in, nothing running, a refresh possible, and a reason.
+    fn refresh_needed(&self) -> bool {
+        self.status == Status::SignedIn
+            && self.flight == Refresher::Idle
+            && self.can_refresh()
+            && match &self.token {
+                Some(token) => token.in_window_at(&self.config, self.now),
+                None => !self.parked.is_empty(),
+            }
+    }
+
+    fn can_refresh(&self) -> bool {
+        self.self_authenticating || self.refresh_token.is_some()
+    }
+
+    /// Rules 3 and 4.
+    fn grantable(&self) -> bool {
+        let waiting_for_fresh = self.config.mode == RefreshMode::WaitForFresh
+            && matches!(self.flight, Refresher::Running { .. });
+        self.status == Status::SignedIn
+            && self.token.as_ref().is_some_and(|token| {
+                token.usable_at(&self.config, self.now)
+                    && !(waiting_for_fresh && token.in_window_at(&self.config, self.now))
+            })
+    }
+
+    /// Rule 7: the error a request gets without waiting, if any.
+    fn fail_fast_error(&self) -> Option<Error> {
+        match &self.status {
+            Status::AwaitingSignIn => None,
+            Status::SignInRequired(reason) => Some(Error::SignInRequired {
+                reason: reason.clone(),
+            }),
+            Status::SignedOut => Some(Error::SignedOut),
+            Status::SignedIn => {
+                let usable = self
+                    .token
+                    .as_ref()
+                    .is_some_and(|token| token.usable_at(&self.config, self.now));
+                (!usable && !self.can_refresh()).then(|| Error::SignInRequired {
+                    reason: NO_WAY_TO_REFRESH.into(),
+                })
+            }
+        }
+    }
+
+    /// Rule 7: transient failures back off; terminal ones end the session.
+    fn fail(&mut self, attempt: AttemptId, failure: &RefreshFailure) {
+        match failure.kind {
+            FailureKind::Transient => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_failure = Some(failure.message.clone());
+                let delay = backoff(&self.config, self.failures, attempt, failure.retry_after);
+                self.flight = Refresher::Backoff {
+                    until: plus(self.now, delay),
+                };
+            }
+            FailureKind::Terminal => {
+                let reason: std::sync::Arc<str> = failure.message.as_str().into();
+                self.status = Status::SignInRequired(reason.clone());
+                self.token = None;
+                self.refresh_token = None;
+                self.forget_attempts();
+                self.reject_all(&Error::SignInRequired { reason });
+            }
+        }
+    }
+
+    /// Rule 9: adopts a token whose refresh was sent at `base`, unless it is already
+    /// unusable. Persists it (with the newest refresh credential) before any grant.
+    fn adopt(&mut self, spec: &TokenSpec, base: Instant) -> bool {
+        let generation = Generation(self.last_generation.0 + 1);
+        let expires_at = match spec.expiry {
+            Expiry::Never => None,
+            Expiry::In(lifetime) => base.checked_add(lifetime),
+            Expiry::At(wall) => self.instant_of(wall),
+        };
+        let held = Held {
+            generation,
+            access: spec.access,
+            scope: spec.scope.clone(),
+            base,
+            expires_at,
+            rejected: false,
+        };
+        if held
+            .usable_until(&self.config)
+            .is_some_and(|until| self.now >= until)
+        {
+            return false;
+        }
+        self.last_generation = generation;
+        if spec.refresh.is_some() {
+            self.refresh_token = spec.refresh;
+        }
+        self.out.push(Act::Persist {
+            generation,
+            access: spec.access,
+            token_type: TOKEN_TYPE.to_owned(),
+            scope: spec.scope.clone(),
+            refresh_token: self.refresh_token,
+            expiry: match expires_at {
+                None => Expiry::Never,
+                Some(at) => Expiry::At(self.wall_of(at)),
+            },
+        });
+        self.token = Some(held);
+        self.forget_attempts();
+        true
+    }
+
+    fn forget_attempts(&mut self) {
+        self.flight = Refresher::Idle;
+        self.abandoned.clear();
+        self.failures = 0;
+        self.last_failure = None;
+    }
+
+    fn reject_all(&mut self, error: &Error) {
+        for (request, _) in std::mem::take(&mut self.parked) {
+            self.out.push(Act::Reject {
+                request,
+                error: error.clone(),
+            });
+        }
+    }
+
+    fn grant(&self, request: RequestId) -> Act {
+        match &self.token {
+            Some(token) => Act::Grant {
+                request,
+                generation: token.generation,
+                access: token.access,
+                token_type: TOKEN_TYPE.to_owned(),
+                scope: token.scope.clone(),
+                usable_until: token.usable_until(&self.config),
+            },
+            None => unreachable!("grant() is called only when grantable()"),
+        }
+    }
+
+    // ----- outputs -----------------------------------------------------------------
+
+    /// `fresh_token()`: signed in, a usable token, and its window not reached.
+    fn fresh(&self) -> Option<(Generation, Option<Instant>)> {
+        let token = self.token.as_ref()?;
+        (self.status == Status::SignedIn
+            && token.usable_at(&self.config, self.now)
+            && !token.in_window_at(&self.config, self.now))
+        .then(|| (token.generation, token.refresh_at(&self.config)))
+    }
+
+    /// `poll_timeout()` with nothing queued: the earliest of the refresh timeout or the
+    /// backoff end (whichever applies), the refresh window (when a refresh could start),
+    /// and the earliest request deadline. On a tie the first in that order wins.
+    fn wakeup(&self) -> Option<Wakeup> {
+        let mut candidates = Vec::new();
+        match self.flight {
+            Refresher::Running { started, .. } => candidates.push(Wakeup {
+                at: plus(started, self.config.refresh_timeout),
+                reason: WakeReason::RefreshTimeout,
+            }),
+            Refresher::Backoff { until } => candidates.push(Wakeup {
+                at: until,
+                reason: WakeReason::BackoffEnds,
+            }),
+            Refresher::Idle => {
+                if self.status == Status::SignedIn && self.can_refresh() {
+                    if let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config)) {
+                        candidates.push(Wakeup {
+                            at,
+                            reason: WakeReason::RefreshWindow,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(at) = self.parked.iter().map(|(_, deadline)| *deadline).min() {
+            candidates.push(Wakeup {
+                at,
+                reason: WakeReason::RequestDeadline,
+            });
+        }
+        let mut best: Option<Wakeup> = None;
+        for candidate in candidates {
+            if best.is_none_or(|b| candidate.at < b.at) {
+                best = Some(candidate);
+            }
+        }
+        best
+    }
+
+    // ----- the two clocks ----------------------------------------------------------
+
+    fn wall_of(&self, at: Instant) -> SystemTime {
+        let (anchor, wall) = self.wall_anchor;
+        if at >= anchor {
+            wall.checked_add(at - anchor).unwrap_or(wall)
+        } else {
+            wall.checked_sub(anchor - at).unwrap_or(wall)
+        }
+    }
+
+    /// A wall-clock expiry as an instant; one already passed is `now`.
+    fn instant_of(&self, wall: SystemTime) -> Option<Instant> {
+        match wall.duration_since(self.wall_of(self.now)) {
+            Ok(remaining) => self.now.checked_add(remaining),
+            Err(_) => Some(self.now),
+        }
+    }
+}

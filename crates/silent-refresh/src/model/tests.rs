@@ -1,0 +1,218 @@
+//! The checker is not vacuous: a real trace passes it, and each broken copy of that
+//! trace (a double grant, a missing `Forget`, …) is caught by the rule it breaks.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::action::{WakeReason, Wakeup};
+use crate::config::RefreshMode;
+use crate::error::Error;
+use crate::ids::AttemptId;
+
+fn setup(mode: RefreshMode) -> Setup {
+    Setup {
+        mode,
+        shape: Shape::Small,
+        seed: 1,
+    }
+}
+
+/// Runs `ops` through the harness; returns it and, for each op, the index of its step
+/// in the trace (`None` for ops that only move the clock).
+fn scenario(setup: Setup, ops: &[Op]) -> (Harness, Vec<Option<usize>>) {
+    let mut harness = Harness::new(setup.config(), Instant::now());
+    let mut index = Vec::new();
+    for op in ops {
+        let before = harness.trace().len();
+        if let Err(violation) = harness.step(op) {
+            panic!("the scenario itself must pass: {violation}");
+        }
+        index.push((harness.trace().len() > before).then_some(before));
+    }
+    (harness, index)
+}
+
+/// Signs in, parks two requests behind a refresh, grants them, refreshes in the window
+/// while granting the stale token, fails that refresh, and signs out.
+const MAIN: [Op; 11] = [
+    Op::SignIn(CredentialsPick::RefreshToken),
+    Op::Request { deadline: None },
+    Op::Request { deadline: None },
+    Op::RefreshOk {
+        attempt: AttemptPick::Latest,
+        rotate: true,
+        expiry: ExpiryPick::Short(100),
+    },
+    Op::Request { deadline: None },
+    Op::Rejected(GenerationPick::Older(0)),
+    Op::WakeUp,
+    Op::Request { deadline: None },
+    Op::RefreshFail {
+        attempt: AttemptPick::Latest,
+        failure: FailurePick::Transient,
+    },
+    Op::Request { deadline: None },
+    Op::SignOut,
+];
+
+fn check(harness: &Harness, steps: &[Step]) -> Result<(), Violation> {
+    let mut checker = harness.new_checker();
+    for step in steps {
+        checker.observe(step)?;
+    }
+    checker.finish()
+}
+
+/// Breaks a copy of the trace at the step of op `op` and expects `rule` to catch it.
+fn expect_caught(
+    harness: &Harness,
+    index: &[Option<usize>],
+    op: usize,
+    rule: Rule,
+    mutate: impl FnOnce(&mut Step),
+) {
+    let at = index[op].expect("the op made a step");
+    let mut steps = harness.trace().to_vec();
+    mutate(&mut steps[at]);
+    match check(harness, &steps) {
+        Err(violation) => {
+            assert_eq!(violation.kind, ViolationKind::Rule(rule), "{violation}");
+            assert_eq!(violation.step, at + 1, "{violation}");
+        }
+        Ok(()) => panic!("rule {} missed the break at step {}", rule.number(), at + 1),
+    }
+}
+
+fn is_grant(act: &Act) -> bool {
+    matches!(act, Act::Grant { .. })
+}
+
+#[test]
+fn the_main_scenario_passes_and_does_what_it_says() {
+    let (harness, index) = scenario(setup(RefreshMode::StaleWhileRefreshing), &MAIN);
+    check(&harness, harness.trace()).expect("the unbroken trace passes");
+    let trace = harness.trace();
+    let step = |op: usize| &trace[index[op].expect("a step")];
+    assert!(matches!(step(1).actions[..], [Act::StartRefresh { .. }]));
+    assert!(matches!(
+        step(3).actions[..],
+        [Act::Persist { .. }, Act::Grant { .. }, Act::Grant { .. }]
+    ));
+    assert!(matches!(step(6).actions[..], [Act::StartRefresh { .. }]));
+    assert!(matches!(step(7).actions[..], [Act::Grant { .. }]));
+    assert!(matches!(step(10).actions[..], [Act::Forget]));
+}
+
+#[test]
+fn each_rule_catches_its_break() {
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &MAIN);
+    // 1: a second refresh while the first is in flight.
+    expect_caught(&h, &ix, 1, Rule::SingleFlight, |s| {
+        s.actions.push(Act::StartRefresh {
+            attempt: AttemptId(99),
+            refresh_token: None,
+        });
+    });
+    // 2: a request granted twice.
+    expect_caught(&h, &ix, 3, Rule::ExactlyOnce, |s| {
+        let grant = s.actions.iter().find(|a| is_grant(a)).cloned();
+        s.actions.extend(grant);
+    });
+    // 3: a grant that lies about how long its token is usable.
+    expect_caught(&h, &ix, 4, Rule::NeverExpired, |s| {
+        for act in &mut s.actions {
+            if let Act::Grant { usable_until, .. } = act {
+                *usable_until = usable_until.map(|u| u + Duration::from_secs(1));
+            }
+        }
+    });
+    // 4: a request kept waiting while the stale token is usable.
+    expect_caught(&h, &ix, 7, Rule::StaleWhileRefreshing, |s| {
+        s.actions.retain(|a| !is_grant(a));
+    });
+    // 5: parked requests released out of arrival order.
+    expect_caught(&h, &ix, 3, Rule::ArrivalOrder, |s| s.actions.swap(1, 2));
+    // 6: a 401 of an older generation starts a refresh.
+    expect_caught(&h, &ix, 5, Rule::RefreshOnlyWhenNeeded, |s| {
+        s.actions.push(Act::StartRefresh {
+            attempt: AttemptId(2),
+            refresh_token: None,
+        });
+    });
+    // 7: a retry right after a transient failure, ignoring the backoff.
+    expect_caught(&h, &ix, 8, Rule::FailuresClassified, |s| {
+        s.actions.push(Act::StartRefresh {
+            attempt: AttemptId(3),
+            refresh_token: None,
+        });
+    });
+    // 8: a token adopted out of nowhere (no result hands it over).
+    let persist = h.trace()[ix[3].expect("a step")].actions[0].clone();
+    expect_caught(&h, &ix, 4, Rule::LateResults, |s| {
+        s.actions.insert(0, persist)
+    });
+    // 9: a refresh sending a stale refresh credential (the one rotated away).
+    expect_caught(&h, &ix, 6, Rule::RotationAndPersistence, |s| {
+        if let Act::StartRefresh { refresh_token, .. } = &mut s.actions[0] {
+            *refresh_token = Some(Label(1));
+        }
+    });
+    // 9: a grant before the Persist of its token.
+    expect_caught(&h, &ix, 3, Rule::RotationAndPersistence, |s| {
+        s.actions.swap(0, 1)
+    });
+    // 11: a wake-up that is not in the future: a busy loop.
+    expect_caught(&h, &ix, 4, Rule::Total, |s| {
+        s.wakeup = Some(Wakeup {
+            at: s.now,
+            reason: WakeReason::PendingActions,
+        });
+    });
+    // 12: a sign-out that does not ask the store to forget.
+    expect_caught(&h, &ix, 10, Rule::SignOut, |s| {
+        s.actions.retain(|a| !matches!(a, Act::Forget));
+    });
+}
+
+#[test]
+fn deadlines_and_unanswered_requests_are_caught() {
+    let ops = [
+        Op::Request { deadline: None },
+        Op::Advance(TimeStep::Seconds(2)),
+        Op::Timeout,
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::WaitForFresh), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    assert!(matches!(
+        h.trace()[1].actions[..],
+        [Act::Reject {
+            error: Error::DeadlineExceeded { .. },
+            ..
+        }]
+    ));
+    // 10: a request left waiting past its deadline.
+    expect_caught(&h, &ix, 2, Rule::Bounded, |s| s.actions.clear());
+    // 2: a run that ends with a request never answered.
+    let first_step_only = &h.trace()[..1];
+    let violation = check(&h, first_step_only).expect_err("an unanswered request");
+    assert_eq!(violation.kind, ViolationKind::Rule(Rule::ExactlyOnce));
+}
+
+#[test]
+fn a_terminal_failure_is_caught_if_requests_still_wait() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::Terminal,
+        },
+        Op::Request { deadline: None },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    // 7: the parked request is not rejected with "sign-in required".
+    expect_caught(&h, &ix, 2, Rule::FailuresClassified, |s| s.actions.clear());
+    // 7: a request after a terminal failure does not fail fast.
+    expect_caught(&h, &ix, 3, Rule::FailuresClassified, |s| s.actions.clear());
+}

@@ -88,10 +88,14 @@ impl BearerAuth {
     /// Whether a request for `uri` gets the token.
     #[must_use]
     pub fn authorizes(&self, uri: &http::Uri) -> bool {
-        let Some(origin) = Origin::of(uri) else {
-            return false;
-        };
-        self.origins.contains(&origin) && !self.excluded.iter().any(|e| e.matches(&origin, uri))
+        self.authorized_origin(uri).is_some()
+    }
+
+    /// The origin of `uri` if a request for it gets the token.
+    fn authorized_origin(&self, uri: &http::Uri) -> Option<Origin> {
+        let origin = Origin::of(uri)?;
+        (self.origins.contains(&origin) && !self.excluded.iter().any(|e| e.matches(&origin, uri)))
+            .then_some(origin)
     }
 }
 
@@ -101,9 +105,10 @@ impl Middleware for BearerAuth {
         request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        if !self.authorizes(request.uri()) || request.headers().contains_key(AUTHORIZATION) {
-            return next.handle(request);
-        }
+        let origin = match self.authorized_origin(request.uri()) {
+            Some(origin) if !request.headers().contains_key(AUTHORIZATION) => origin,
+            _ => return next.handle(request),
+        };
         let token = self.source.token().map_err(into_ureq)?;
         let request = request
             .middleware_config()
@@ -112,7 +117,7 @@ impl Middleware for BearerAuth {
             .build();
         let (mut parts, body) = request.into_parts();
         set_authorization(&mut parts.headers, &token)?;
-        tracing::debug!(generation = token.generation.0, uri = %parts.uri.path(), "attaching the access token");
+        tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
         let mut again = None;
         let first = if replay::worth_buffering(&parts.headers, self.replay_limit) {

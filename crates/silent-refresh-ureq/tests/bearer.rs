@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use silent_refresh_ureq::{BearerAuth, Config, Credentials, Error, Expiry, Token, TokenSource};
-use support::{AuthServer, Recorded, Reply, TestServer, api_server};
+use support::{Adoptions, AuthServer, Recorded, Reply, TestServer, api_server};
 use ureq::Agent;
 
 fn agent_with(auth: BearerAuth) -> Agent {
@@ -333,10 +333,12 @@ fn many_threads_across_several_expiries_always_present_a_valid_token() {
     let auth = AuthServer::start("rt-SECRET-1", LIFETIME);
     let api = api_server(&auth);
     let elsewhere = TestServer::start(|_| Reply::text(200, "elsewhere"));
+    let (persist, adoptions) = Adoptions::new();
     let source = Arc::new(
         TokenSource::builder(Config::default())
             .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
             .refresher(auth.refresher())
+            .on_token_change(persist)
             .build(),
     );
     let agent = agent_with(
@@ -360,6 +362,8 @@ fn many_threads_across_several_expiries_always_present_a_valid_token() {
             });
         }
     });
+    let refreshes = auth.state().refreshes;
+    adoptions.wait_for(refreshes);
     let state = auth.state();
     assert_eq!(
         state.reuses, 0,

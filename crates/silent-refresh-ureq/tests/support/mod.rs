@@ -294,6 +294,14 @@ pub struct AuthState {
 }
 
 impl AuthState {
+    /// When `access`, issued here, expires by the server's clock.
+    pub fn expiry_of(&self, access: &str) -> Option<Instant> {
+        self.issued
+            .iter()
+            .find(|(token, _, _)| token == access)
+            .map(|(_, at, lifetime)| *at + *lifetime)
+    }
+
     /// Whether `access` was issued here and has not expired by the server's clock.
     pub fn accepts(&self, access: &str) -> bool {
         self.issued
@@ -418,4 +426,40 @@ pub fn api_server(auth: &AuthServer) -> TestServer {
             _ => Reply::status(401).header("WWW-Authenticate", "Bearer error=\"invalid_token\""),
         }
     })
+}
+
+/// The generations the token-change callback persisted, in order.
+pub struct Adoptions {
+    persisted: std::sync::mpsc::Receiver<u64>,
+}
+
+impl Adoptions {
+    /// A callback for `on_token_change` and the receiving end.
+    pub fn new() -> (
+        impl Fn(&silent_refresh_ureq::TokenChange) + Send + Sync + 'static,
+        Self,
+    ) {
+        let (tx, persisted) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let callback = move |change: &silent_refresh_ureq::TokenChange| {
+            if let silent_refresh_ureq::TokenChange::Persist { generation, .. } = change {
+                let _ = tx.lock().expect("tx").send(generation.0);
+            }
+        };
+        (callback, Self { persisted })
+    }
+
+    /// Waits (bounded) until generation `n` has been persisted: a refresh started by
+    /// the last calls of a test may still be running when its threads end.
+    pub fn wait_for(&self, n: u64) {
+        loop {
+            let generation = self
+                .persisted
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("generation {n} never persisted"));
+            if generation >= n {
+                return;
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
 use ureq::middleware::{Middleware, MiddlewareNext};
@@ -99,6 +100,43 @@ impl BearerAuth {
     }
 }
 
+/// The first response, and the request head and body to send again, if the body
+/// could be kept.
+type FirstSend = (Result<Response<Body>, ureq::Error>, Option<(Parts, Replay)>);
+
+impl BearerAuth {
+    /// Sends the authorized request down the chain, keeping its body in memory when
+    /// it is small enough to be sent again (see [`replay`]).
+    fn send_first(
+        &self,
+        mut parts: Parts,
+        body: SendBody<'_>,
+        next: MiddlewareNext<'_>,
+    ) -> Result<FirstSend, ureq::Error> {
+        if !replay::worth_buffering(&parts.headers, self.replay_limit) {
+            return Ok((next.handle(Request::from_parts(parts, body)), None));
+        }
+        let mut reader = body.into_reader();
+        let mut read = Vec::new();
+        let cap = u64::try_from(self.replay_limit)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        (&mut reader)
+            .take(cap)
+            .read_to_end(&mut read)
+            .map_err(ureq::Error::Io)?;
+        if read.len() > self.replay_limit {
+            let mut rest = Cursor::new(read).chain(reader);
+            let first = next.handle(Request::from_parts(parts, SendBody::from_reader(&mut rest)));
+            return Ok((first, None));
+        }
+        let body = Replay::new(&parts.method, read, &mut parts.headers);
+        let copy = parts.clone();
+        let first = body.send(|b| next.handle(Request::from_parts(parts, b)));
+        Ok((first, Some((copy, body))))
+    }
+}
+
 impl Middleware for BearerAuth {
     fn handle(
         &self,
@@ -119,36 +157,13 @@ impl Middleware for BearerAuth {
         set_authorization(&mut parts.headers, &token)?;
         tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
-        let mut again = None;
-        let first = if replay::worth_buffering(&parts.headers, self.replay_limit) {
-            let mut reader = body.into_reader();
-            let mut read = Vec::new();
-            let cap = u64::try_from(self.replay_limit)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            (&mut reader)
-                .take(cap)
-                .read_to_end(&mut read)
-                .map_err(ureq::Error::Io)?;
-            if read.len() > self.replay_limit {
-                let mut rest = Cursor::new(read).chain(reader);
-                next.handle(Request::from_parts(parts, SendBody::from_reader(&mut rest)))
-            } else {
-                let body = Replay::new(&parts.method, read, &mut parts.headers);
-                let copy = parts.clone();
-                let first = body.send(|b| next.handle(Request::from_parts(parts, b)));
-                again = Some((copy, body));
-                first
-            }
-        } else {
-            next.handle(Request::from_parts(parts, body))
-        };
-
+        let (first, again) = self.send_first(parts, body, next)?;
         if !is_unauthorized(&first) {
             return first;
         }
         tracing::info!(
             generation = token.generation.0,
+            %origin,
             "the server rejected the access token (401)"
         );
         self.source.report_rejected(token.generation);

@@ -7,6 +7,18 @@
 //! books the step's actions into its own record of requests, attempts and tokens, and
 //! finally runs one function per rule over (record before, view, record after). The rules
 //! are listed in [`RULES`], in the contract's order.
+//!
+//! Where the contract is silent, or two of its rules meet, the checker accepts the
+//! machine's documented choice rather than invent one:
+//! - a request whose deadline is reached in the very step that could release it (a result
+//!   arriving, or in wait-for-fresh mode the refresh timing out with the old token still
+//!   usable) may be rejected with `DeadlineExceeded`: deadlines are handled first;
+//! - a terminal failure rejects parked requests even in wait-for-fresh mode with a usable
+//!   old token (rule 7 over rule 4);
+//! - a sign-in, a sign-out and a terminal failure forget every attempt, so a late success
+//!   after them is dropped; a late *failure* of a timed-out attempt changes nothing;
+//! - at most 8 timed-out attempts are remembered, the oldest forgotten first;
+//! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};

@@ -28,6 +28,8 @@
 //! ```
 
 mod checker;
+#[cfg(feature = "arbitrary")]
+pub mod fuzz;
 mod harness;
 mod op;
 mod reference;

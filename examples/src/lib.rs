@@ -1,1 +1,16 @@
-//! Shared helpers for the examples.
+//! Shared code of the silent-refresh examples: the embedded OAuth 2.0 server, the
+//! demo's acts, and the logic of `oauth2_client`, so that tests can run them.
+//!
+//! - [`server`]: an authorization server and protected resource on `127.0.0.1`
+//!   (short-lived access tokens, rotating refresh tokens, reuse detection, a switch
+//!   that makes the token endpoint fail).
+//! - [`demo`]: the acts of `cargo run --example demo`.
+//! - [`client`]: `oauth2_client`, a load and smoke tool for any OAuth 2.0 server.
+//! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
+//! - [`timeline`]: timestamped lines for the demo.
+
+pub mod client;
+pub mod demo;
+pub mod probe;
+pub mod server;
+pub mod timeline;

@@ -1,0 +1,807 @@
+//! An embedded OAuth 2.0 authorization server and protected resource, for the demo
+//! and the tests: real HTTP (axum) on `127.0.0.1`, random port.
+//!
+//! It behaves like the servers the library meets in production, only faster:
+//! - **Short-lived access tokens** (opaque, a few seconds by default), checked by the
+//!   protected resource, which answers `401` with `WWW-Authenticate: Bearer
+//!   error="invalid_token"` to a missing, unknown, expired or revoked token.
+//! - **Rotating refresh tokens**: each refresh token works once; the answer carries
+//!   the next one.
+//! - **Reuse detection**: presenting a refresh token that was already used revokes
+//!   the whole grant (every refresh token and access token descended from the
+//!   sign-in), as Auth0, Okta and others do; later refreshes get `invalid_grant`.
+//! - **Client authentication** with `client_secret_basic` or `client_secret_post`.
+//! - **Switches** for the failure cases: the token endpoint answers `503` (with
+//!   `Retry-After`) while [`AuthServer::set_token_endpoint_failing`] is on, and
+//!   [`AuthServer::revoke_access_tokens`] invalidates every access token issued so
+//!   far (a signing-key rotation).
+//! - **Measurements**: [`AuthServer::take_stats`] counts refreshes, errors, `401`s and
+//!   the most token requests ever in flight at once, measured inside the handler.
+//!
+//! Tokens are random enough for a demo (std's randomly keyed hasher), not for
+//! production. Secrets never leave the server except in HTTP answers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use base64::Engine as _;
+use tokio::sync::oneshot;
+
+/// The path of the token endpoint.
+pub const TOKEN_PATH: &str = "/oauth/token";
+/// The path of the protected resource.
+pub const RESOURCE_PATH: &str = "/api/resource";
+
+/// How the embedded server behaves.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// How long an access token lives. `expires_in` says it in whole seconds
+    /// (rounded down), so a client never believes a token lives longer than it does.
+    pub token_lifetime: Duration,
+    /// How long the token endpoint takes to answer (so that refreshes overlap
+    /// requests, as over a real network).
+    pub token_latency: Duration,
+    /// The registered client's id.
+    pub client_id: String,
+    /// The registered client's secret (`None`: a public client).
+    pub client_secret: Option<String>,
+    /// The `Retry-After` (whole seconds) sent with a `503`; `None` sends none.
+    pub retry_after: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::from_secs(3),
+            token_latency: Duration::from_millis(100),
+            client_id: "demo-client".to_owned(),
+            client_secret: Some("demo-client-secret".to_owned()),
+            retry_after: Some(1),
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("token_lifetime", &self.token_lifetime)
+            .field("token_latency", &self.token_latency)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+/// A sign-in: the grant's id and its first refresh token.
+pub struct Grant {
+    /// The grant's id (a family of rotating refresh tokens).
+    pub id: u64,
+    /// The first refresh token (a secret: do not print it).
+    pub refresh_token: String,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("id", &self.id)
+            .field("refresh_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Something notable the server did, for a timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A refresh succeeded: the grant's token number `serial` was issued.
+    Issued {
+        /// The grant.
+        grant: u64,
+        /// 1 for the grant's first access token, 2 for the next, …
+        serial: u64,
+    },
+    /// The token endpoint answered `503` (the failure switch is on).
+    Unavailable,
+    /// A refresh token was presented a second time: the grant is revoked.
+    ReuseDetected {
+        /// The revoked grant.
+        grant: u64,
+    },
+    /// A refresh was refused with `invalid_grant` (unknown token or revoked grant).
+    InvalidGrant {
+        /// The grant, if the token was known.
+        grant: Option<u64>,
+    },
+    /// Every access token issued so far was revoked.
+    AccessTokensRevoked,
+}
+
+/// Counts since the last [`AuthServer::take_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests to the token endpoint, whatever their answer.
+    pub token_requests: u64,
+    /// Access tokens issued (successful refreshes).
+    pub issued: u64,
+    /// `503` answers of the token endpoint.
+    pub unavailable: u64,
+    /// `invalid_grant` answers (including those that detected a reuse).
+    pub invalid_grant: u64,
+    /// `invalid_client` answers.
+    pub invalid_client: u64,
+    /// Refresh tokens presented a second time (each revoked its grant).
+    pub reuse_detected: u64,
+    /// Token requests that authenticated the client with HTTP Basic.
+    pub auth_basic: u64,
+    /// Token requests that authenticated the client in the form body.
+    pub auth_post: u64,
+    /// The most token requests in flight at once (inside the handler).
+    pub max_token_in_flight: u64,
+    /// Resource requests answered `200`.
+    pub resource_ok: u64,
+    /// Resource requests answered `401`.
+    pub resource_unauthorized: u64,
+}
+
+/// The running server. Dropping it stops it.
+pub struct AuthServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("addr", &self.addr)
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type Observer = Arc<dyn Fn(&ServerEvent) + Send + Sync>;
+
+struct ServerState {
+    config: ServerConfig,
+    tables: Mutex<Tables>,
+    failing: AtomicBool,
+    in_flight: AtomicU64,
+    counters: Counters,
+    observer: Mutex<Option<Observer>>,
+    keys: RandomState,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct Counters {
+    token_requests: AtomicU64,
+    issued: AtomicU64,
+    unavailable: AtomicU64,
+    invalid_grant: AtomicU64,
+    invalid_client: AtomicU64,
+    reuse_detected: AtomicU64,
+    auth_basic: AtomicU64,
+    auth_post: AtomicU64,
+    max_token_in_flight: AtomicU64,
+    resource_ok: AtomicU64,
+    resource_unauthorized: AtomicU64,
+}
+
+#[derive(Default)]
+struct Tables {
+    grants: HashMap<u64, GrantState>,
+    refresh: HashMap<String, RefreshEntry>,
+    access: HashMap<String, AccessEntry>,
+    next_grant: u64,
+}
+
+struct GrantState {
+    /// Access tokens issued so far.
+    serial: u64,
+    revoked: bool,
+    scope: Option<String>,
+    /// `served[k]`: requests the resource answered with the grant's token `k + 1`.
+    served: Vec<u64>,
+}
+
+struct RefreshEntry {
+    grant: u64,
+    used: bool,
+}
+
+struct AccessEntry {
+    grant: u64,
+    serial: u64,
+    expires: Instant,
+}
+
+/// How many access tokens are kept before expired ones are swept out.
+const SWEEP_ABOVE: usize = 1024;
+
+impl AuthServer {
+    /// Starts the server on `127.0.0.1`, on a port the system picks, with a tokio
+    /// runtime of its own (on a thread of its own), so blocking and async callers
+    /// alike can use it.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be bound or the runtime cannot start.
+    pub fn start(config: ServerConfig) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(ServerState {
+            config,
+            tables: Mutex::new(Tables::default()),
+            failing: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            counters: Counters::default(),
+            observer: Mutex::new(None),
+            keys: RandomState::new(),
+            next_id: AtomicU64::new(1),
+        });
+        let app = Router::new()
+            .route(TOKEN_PATH, post(token_endpoint))
+            .route(RESOURCE_PATH, any(resource))
+            .with_state(state.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("demo-oauth-server")
+            .enable_all()
+            .build()?;
+        let (shutdown, on_shutdown) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("demo-oauth-server".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            eprintln!("embedded OAuth server: cannot listen: {error}");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        served = axum::serve(listener, app) => {
+                            if let Err(error) = served {
+                                eprintln!("embedded OAuth server stopped: {error}");
+                            }
+                        }
+                        _ = on_shutdown => {}
+                    }
+                });
+                // Open connections are cut: the clients are done by now.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on (always `127.0.0.1`).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The token endpoint's URL.
+    #[must_use]
+    pub fn token_url(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.origin())
+    }
+
+    /// The protected resource's URL.
+    #[must_use]
+    pub fn resource_url(&self) -> String {
+        format!("{}{RESOURCE_PATH}", self.origin())
+    }
+
+    /// The configuration it runs with.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.state.config
+    }
+
+    /// A user signs in (the authorization-code step, done out of band): a new grant
+    /// and its first refresh token. `scope` is what the grant allows.
+    #[must_use]
+    pub fn sign_in(&self, scope: Option<&str>) -> Grant {
+        let refresh_token = self.state.random_token("rt");
+        let mut tables = self.state.tables();
+        tables.next_grant += 1;
+        let id = tables.next_grant;
+        tables.grants.insert(
+            id,
+            GrantState {
+                serial: 0,
+                revoked: false,
+                scope: scope.map(str::to_owned),
+                served: Vec::new(),
+            },
+        );
+        tables.refresh.insert(
+            refresh_token.clone(),
+            RefreshEntry {
+                grant: id,
+                used: false,
+            },
+        );
+        Grant { id, refresh_token }
+    }
+
+    /// Turns the failure switch on or off: while on, the token endpoint answers
+    /// `503 temporarily_unavailable` (with `Retry-After` if configured).
+    pub fn set_token_endpoint_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Revokes every access token issued so far (a signing-key rotation): the
+    /// resource answers `401` to them. Refresh tokens stay valid.
+    pub fn revoke_access_tokens(&self) {
+        self.state.tables().access.clear();
+        self.state.emit(&ServerEvent::AccessTokensRevoked);
+    }
+
+    /// Calls `observer` with each [`ServerEvent`], from the server's threads.
+    pub fn observe(&self, observer: impl Fn(&ServerEvent) + Send + Sync + 'static) {
+        *self
+            .state
+            .observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(observer));
+    }
+
+    /// The counts since the last call (or the start), and resets them.
+    pub fn take_stats(&self) -> Stats {
+        let c = &self.state.counters;
+        let take = |counter: &AtomicU64| counter.swap(0, Ordering::SeqCst);
+        Stats {
+            token_requests: take(&c.token_requests),
+            issued: take(&c.issued),
+            unavailable: take(&c.unavailable),
+            invalid_grant: take(&c.invalid_grant),
+            invalid_client: take(&c.invalid_client),
+            reuse_detected: take(&c.reuse_detected),
+            auth_basic: take(&c.auth_basic),
+            auth_post: take(&c.auth_post),
+            max_token_in_flight: take(&c.max_token_in_flight),
+            resource_ok: take(&c.resource_ok),
+            resource_unauthorized: take(&c.resource_unauthorized),
+        }
+    }
+
+    /// How many requests the resource served with each of the grant's access tokens:
+    /// `(serial, count)` for the tokens that served any, in order. The serial of a
+    /// grant's token is the generation the client library gives it when every
+    /// refresh result is adopted.
+    #[must_use]
+    pub fn served_by(&self, grant: u64) -> Vec<(u64, u64)> {
+        let tables = self.state.tables();
+        let Some(state) = tables.grants.get(&grant) else {
+            return Vec::new();
+        };
+        (1u64..)
+            .zip(state.served.iter().copied())
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// Presents `refresh_token` for a refresh as a second party holding a stolen copy
+    /// would, but straight to the refresh logic rather than through the token
+    /// endpoint, so that the endpoint's counts of requests and of refreshes in flight
+    /// measure the client library alone. Reuse detection and the other counters
+    /// apply as usual.
+    ///
+    /// # Errors
+    ///
+    /// The OAuth error the token endpoint would answer, e.g. `invalid_grant: the
+    /// refresh token was already used; the grant is revoked`.
+    pub fn replay_refresh_token(&self, refresh_token: &str) -> Result<(), String> {
+        refresh(&self.state, refresh_token, None)
+            .map(drop)
+            .map_err(|refused| format!("{}: {}", refused.error, refused.description))
+    }
+
+    /// Whether the grant was revoked (by reuse detection).
+    #[must_use]
+    pub fn is_revoked(&self, grant: u64) -> bool {
+        self.state
+            .tables()
+            .grants
+            .get(&grant)
+            .is_some_and(|g| g.revoked)
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl ServerState {
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: &ServerEvent) {
+        let observer = self
+            .observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observer) = observer {
+            observer(event);
+        }
+    }
+
+    fn random_token(&self, prefix: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let a = self.keys.hash_one((n, 1u8));
+        let b = self.keys.hash_one((n, 2u8));
+        format!("{prefix}_{a:016x}{b:016x}")
+    }
+}
+
+/// Decrements the in-flight count when the handler ends, however it ends.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The client's credentials, as sent.
+struct ClientCredentials {
+    id: String,
+    secret: Option<String>,
+    basic: bool,
+}
+
+/// Reads `client_secret_basic` (RFC 6749 §2.3.1: the id and secret form-urlencoded,
+/// then base64) or `client_secret_post`.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<ClientCredentials> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, encoded) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        return Some(ClientCredentials {
+            id: form_decode(id),
+            secret: Some(form_decode(secret)),
+            basic: true,
+        });
+    }
+    Some(ClientCredentials {
+        id: form.get("client_id")?.clone(),
+        secret: form.get("client_secret").cloned(),
+        basic: false,
+    })
+}
+
+fn form_decode(text: &str) -> String {
+    form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn token_endpoint(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _in_flight = InFlight(&state.in_flight);
+    let counters = &state.counters;
+    counters
+        .max_token_in_flight
+        .fetch_max(now_in_flight, Ordering::SeqCst);
+    counters.token_requests.fetch_add(1, Ordering::SeqCst);
+    // The network and the server's work: refreshes take a while.
+    tokio::time::sleep(state.config.token_latency).await;
+
+    if state.failing.load(Ordering::SeqCst) {
+        counters.unavailable.fetch_add(1, Ordering::SeqCst);
+        state.emit(&ServerEvent::Unavailable);
+        let mut response = oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "down for maintenance",
+        );
+        if let Some(after) = state.config.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        return response;
+    }
+
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let client = client_credentials(&headers, &form);
+    let authenticated = client.as_ref().is_some_and(|c| {
+        c.id == state.config.client_id
+            && match &state.config.client_secret {
+                Some(secret) => c.secret.as_deref() == Some(secret.as_str()),
+                None => true,
+            }
+    });
+    if !authenticated {
+        counters.invalid_client.fetch_add(1, Ordering::SeqCst);
+        let mut response = oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"demo\""),
+        );
+        return response;
+    }
+    let basic = client.is_some_and(|c| c.basic);
+    let counter = if basic {
+        &counters.auth_basic
+    } else {
+        &counters.auth_post
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "this server only does the refresh_token grant",
+        );
+    }
+    let Some(presented) = form.get("refresh_token") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is missing",
+        );
+    };
+    let requested_scope = form.get("scope");
+    match refresh(&state, presented, requested_scope.map(String::as_str)) {
+        Ok(issued) => issued.into_response(),
+        Err(refused) => oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description),
+    }
+}
+
+/// A refused refresh: the OAuth error code and its description (HTTP 400).
+struct Refused {
+    error: &'static str,
+    description: &'static str,
+}
+
+/// A successful refresh: what the token endpoint answers.
+struct Issued {
+    access_token: String,
+    refresh_token: String,
+    expires_in: u64,
+    scope: Option<String>,
+}
+
+impl Issued {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        });
+        if let Some(scope) = self.scope {
+            body["scope"] = serde_json::Value::String(scope);
+        }
+        (
+            StatusCode::OK,
+            [
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (header::PRAGMA, HeaderValue::from_static("no-cache")),
+            ],
+            axum::Json(body),
+        )
+            .into_response()
+    }
+}
+
+/// The refresh itself: rotation, reuse detection, issuing.
+fn refresh(
+    state: &ServerState,
+    presented: &str,
+    requested_scope: Option<&str>,
+) -> Result<Issued, Refused> {
+    let counters = &state.counters;
+    let new_access = state.random_token("at");
+    let new_refresh = state.random_token("rt");
+    let lifetime = state.config.token_lifetime;
+    let mut tables = state.tables();
+    let Some(entry) = tables.refresh.get_mut(presented) else {
+        drop(tables);
+        counters.invalid_grant.fetch_add(1, Ordering::SeqCst);
+        state.emit(&ServerEvent::InvalidGrant { grant: None });
+        return Err(Refused {
+            error: "invalid_grant",
+            description: "the refresh token is unknown",
+        });
+    };
+    let grant_id = entry.grant;
+    if entry.used {
+        // A refresh token is good for one refresh: a second use means two parties
+        // hold it, so the whole grant is revoked.
+        let newly_revoked = tables
+            .grants
+            .get_mut(&grant_id)
+            .is_some_and(|g| !std::mem::replace(&mut g.revoked, true));
+        if newly_revoked {
+            tables.access.retain(|_, a| a.grant != grant_id);
+        }
+        drop(tables);
+        counters.reuse_detected.fetch_add(1, Ordering::SeqCst);
+        counters.invalid_grant.fetch_add(1, Ordering::SeqCst);
+        state.emit(&ServerEvent::ReuseDetected { grant: grant_id });
+        return Err(Refused {
+            error: "invalid_grant",
+            description: "the refresh token was already used; the grant is revoked",
+        });
+    }
+    let Some(grant) = tables.grants.get_mut(&grant_id).filter(|g| !g.revoked) else {
+        drop(tables);
+        counters.invalid_grant.fetch_add(1, Ordering::SeqCst);
+        state.emit(&ServerEvent::InvalidGrant {
+            grant: Some(grant_id),
+        });
+        return Err(Refused {
+            error: "invalid_grant",
+            description: "the grant was revoked",
+        });
+    };
+    if let Some(requested) = requested_scope {
+        let allowed = grant.scope.as_deref().unwrap_or("");
+        if !requested
+            .split_whitespace()
+            .all(|s| allowed.split_whitespace().any(|a| a == s))
+        {
+            return Err(Refused {
+                error: "invalid_scope",
+                description: "the requested scope exceeds the scope granted",
+            });
+        }
+    }
+    grant.serial += 1;
+    let serial = grant.serial;
+    let scope = requested_scope
+        .map(str::to_owned)
+        .or_else(|| grant.scope.clone());
+    if let Some(entry) = tables.refresh.get_mut(presented) {
+        entry.used = true;
+    }
+    tables.refresh.insert(
+        new_refresh.clone(),
+        RefreshEntry {
+            grant: grant_id,
+            used: false,
+        },
+    );
+    let now = Instant::now();
+    if tables.access.len() >= SWEEP_ABOVE {
+        tables.access.retain(|_, a| a.expires > now);
+    }
+    tables.access.insert(
+        new_access.clone(),
+        AccessEntry {
+            grant: grant_id,
+            serial,
+            expires: now + lifetime,
+        },
+    );
+    drop(tables);
+    counters.issued.fetch_add(1, Ordering::SeqCst);
+    state.emit(&ServerEvent::Issued {
+        grant: grant_id,
+        serial,
+    });
+    Ok(Issued {
+        access_token: new_access,
+        refresh_token: new_refresh,
+        expires_in: lifetime.as_secs(),
+        scope,
+    })
+}
+
+async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let served = token.and_then(|token| {
+        let now = Instant::now();
+        let mut tables = state.tables();
+        let entry = tables.access.get(token).filter(|a| now < a.expires)?;
+        let (grant, serial) = (entry.grant, entry.serial);
+        let state = tables.grants.get_mut(&grant).filter(|g| !g.revoked)?;
+        let index = usize::try_from(serial.saturating_sub(1)).unwrap_or(usize::MAX);
+        if state.served.len() <= index {
+            state.served.resize(index.saturating_add(1), 0);
+        }
+        if let Some(count) = state.served.get_mut(index) {
+            *count += 1;
+        }
+        Some((grant, serial))
+    });
+    match served {
+        Some((grant, serial)) => {
+            state.counters.resource_ok.fetch_add(1, Ordering::SeqCst);
+            axum::Json(serde_json::json!({ "grant": grant, "token": serial })).into_response()
+        }
+        None => {
+            state
+                .counters
+                .resource_unauthorized
+                .fetch_add(1, Ordering::SeqCst);
+            (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer error=\"invalid_token\", error_description=\"the access token is missing, unknown, expired or revoked\"",
+                    ),
+                )],
+            )
+                .into_response()
+        }
+    }
+}

@@ -14,3 +14,8 @@ pub mod demo;
 pub mod probe;
 pub mod server;
 pub mod timeline;
+
+/// The README's code, compiled as doctests so its quick starts stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

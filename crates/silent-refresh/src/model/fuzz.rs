@@ -67,8 +67,9 @@ impl SecretPick {
             SecretPick::Distinctive { body, long } => {
                 let mut secret = String::from("Q7");
                 secret.extend(
-                    body.iter()
-                        .map(|b| char::from(TOKEN_ALPHABET[usize::from(*b) % TOKEN_ALPHABET.len()])),
+                    body.iter().map(|b| {
+                        char::from(TOKEN_ALPHABET[usize::from(*b) % TOKEN_ALPHABET.len()])
+                    }),
                 );
                 let min = if *long { 48 } else { 8 };
                 while secret.len() < min {
@@ -439,10 +440,9 @@ mod oauth2 {
                     HeaderPick::ContentType(pieces) => {
                         (CONTENT_TYPE, secrets.text(pieces).into_bytes())
                     }
-                    HeaderPick::RetryAfterSeconds(seconds) => (
-                        http::header::RETRY_AFTER,
-                        seconds.to_string().into_bytes(),
-                    ),
+                    HeaderPick::RetryAfterSeconds(seconds) => {
+                        (http::header::RETRY_AFTER, seconds.to_string().into_bytes())
+                    }
                     HeaderPick::RetryAfterDate { until, date: sent } => {
                         if let Some(sent) = sent {
                             if let Ok(value) = HeaderValue::from_str(&date(*sent)) {
@@ -512,8 +512,7 @@ mod oauth2 {
         if access.is_empty() || !access.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("an access token that is empty or not one header word".to_owned());
         }
-        if token.token_type.is_empty() || !token.token_type.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if token.token_type.is_empty() || !token.token_type.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
                 "a token type that is empty or not one word: {:?}",
                 token.token_type
@@ -579,7 +578,10 @@ mod oauth2 {
         let refusal = status.is_redirection() || status.is_client_error();
         // The client secret is redacted from the quoted error code: only when it is
         // distinctive (or absent) is the code sure to be quoted as sent.
-        let code_quoted = secrets.client.as_ref().is_none_or(|(_, distinctive)| *distinctive);
+        let code_quoted = secrets
+            .client
+            .as_ref()
+            .is_none_or(|(_, distinctive)| *distinctive);
         if refusal && !overload && !failure.is_terminal() && code_quoted {
             let message = failure.message.to_ascii_lowercase();
             let named = ["temporarily_unavailable", "server_error", "slow_down"]
@@ -689,7 +691,8 @@ mod oauth2 {
             refresh: case.refresh_token.as_ref().map(SecretPick::resolve),
         };
         let url = case.url.url();
-        let mut grant = RefreshGrant::new(url.as_str(), case.client_id.as_str()).auth(case.auth.auth());
+        let mut grant =
+            RefreshGrant::new(url.as_str(), case.client_id.as_str()).auth(case.auth.auth());
         if let Some((secret, _)) = &secrets.client {
             grant = grant.client_secret(secret.as_str());
         }
@@ -704,8 +707,13 @@ mod oauth2 {
         for (name, value) in &params {
             grant = grant.param(name.as_str(), value.as_str());
         }
-        let refresh = secrets.refresh.as_ref().map(|(s, _)| Secret::new(s.as_str()));
-        let reserved = params.iter().any(|(name, _)| RESERVED.contains(&name.as_str()));
+        let refresh = secrets
+            .refresh
+            .as_ref()
+            .map(|(s, _)| Secret::new(s.as_str()));
+        let reserved = params
+            .iter()
+            .any(|(name, _)| RESERVED.contains(&name.as_str()));
         let empty = refresh.as_ref().is_some_and(Secret::is_empty);
 
         let request = match grant.request(refresh.as_ref()) {
@@ -747,8 +755,7 @@ mod oauth2 {
         {
             return Err("a request without the form content type".to_owned());
         }
-        if headers.get(ACCEPT).map(HeaderValue::as_bytes) != Some(b"application/json".as_slice())
-        {
+        if headers.get(ACCEPT).map(HeaderValue::as_bytes) != Some(b"application/json".as_slice()) {
             return Err("a request that does not accept JSON".to_owned());
         }
 

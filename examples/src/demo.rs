@@ -160,11 +160,11 @@ pub struct DemoReport {
     pub elapsed: Duration,
 }
 
-/// The library's configuration for the demo, scaled to the token lifetime `l`:
-/// requests wait at most a quarter of it for a token, backoff from a tenth to a third.
-fn demo_config(l: Duration, seed: u64) -> Result<Config, String> {
+/// The library's configuration for the demo, scaled to the token lifetime `l`: a
+/// request waits at most `wait` for a token; backoff from a tenth to a third of `l`.
+fn demo_config(l: Duration, wait: Duration, seed: u64) -> Result<Config, String> {
     Config::builder()
-        .request_timeout(l / 4)
+        .request_timeout(wait)
         .refresh_timeout(l / 2)
         .backoff_initial(l / 10)
         .backoff_max(l / 3)
@@ -492,7 +492,7 @@ async fn act_tokio(
     let grant = server.sign_in(Some("api:read"));
     let _ = server.take_stats();
     timeline.restart();
-    let client = TokioClient::new(server, &grant, demo_config(l, 1)?, timeline)?;
+    let client = TokioClient::new(server, &grant, demo_config(l, l, 1)?, timeline)?;
     timeline.say(
         "client",
         format!(
@@ -580,7 +580,7 @@ fn act_ureq(
     };
     let on_change = log.clone();
     let source = Arc::new(
-        TokenSource::builder(demo_config(l, 2)?)
+        TokenSource::builder(demo_config(l, l, 2)?)
             .credentials(Credentials::RefreshToken(Secret::new(
                 grant.refresh_token.clone(),
             )))
@@ -670,14 +670,15 @@ async fn act_failure(
         .retry_after
         .map_or(String::new(), |s| format!(" (Retry-After: {s} s)"));
     timeline.line(format!(
-        "\nAct 3 · failure: the token endpoint goes down for {:.1} s, then a stolen refresh token is replayed ({tasks} tokio tasks)",
-        l.mul_f64(1.35).as_secs_f64()
+        "\nAct 3 · failure: the token endpoint goes down for {:.1} s, then a stolen refresh token is replayed ({tasks} tokio tasks; a request waits at most {:.2} s for a token)",
+        l.mul_f64(1.35).as_secs_f64(),
+        (l / 4).as_secs_f64()
     ));
     let grant = server.sign_in(Some("api:read"));
     let stolen = Secret::new(grant.refresh_token.clone());
     let _ = server.take_stats();
     timeline.restart();
-    let client = TokioClient::new(server, &grant, demo_config(l, 3)?, timeline)?;
+    let client = TokioClient::new(server, &grant, demo_config(l, l / 4, 3)?, timeline)?;
     let start = Instant::now();
     let until = start + l.mul_f64(2.1);
     let tally = Arc::new(ActTally::default());

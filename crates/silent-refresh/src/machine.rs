@@ -284,8 +284,11 @@ impl TokenMachine {
             // (adoption clears `abandoned`). A late failure changes nothing.
             // Adopting it also stops waiting for the attempt in flight, if any: that one
             // started before this adoption, so its result can no longer be adopted.
+            // A late success after a terminal failure counts as new credentials.
             if let Ok(token) = result {
-                self.adopt(now, token, started);
+                if self.adopt(now, token, started) {
+                    self.status = Status::SignedIn;
+                }
             }
         }
         self.advance(now);
@@ -414,15 +417,11 @@ impl TokenMachine {
         self.now
     }
 
-    /// Applies everything that `now` makes due, in this order: request deadlines, the
-    /// refresh timeout, the end of a backoff, starting a refresh, releasing requests.
+    /// Applies everything that `now` makes due, in this order: the refresh timeout, the
+    /// end of a backoff, starting a refresh, releasing requests, and last the deadlines
+    /// of the requests still parked, so that a request whose deadline falls in the very
+    /// instant a token becomes grantable gets the token (rule 4 over rule 2's deadline).
     fn advance(&mut self, now: Instant) {
-        while let Some(request) = self.parked.pop_expired(now) {
-            let error = Error::DeadlineExceeded {
-                last_failure: self.last_failure.clone(),
-            };
-            self.actions.push_back(Action::Reject { request, error });
-        }
         if let RefreshState::InFlight {
             attempt,
             started,
@@ -460,6 +459,12 @@ impl TokenMachine {
                     token: token.clone(),
                 });
             }
+        }
+        while let Some(request) = self.parked.pop_expired(now) {
+            let error = Error::DeadlineExceeded {
+                last_failure: self.last_failure.clone(),
+            };
+            self.actions.push_back(Action::Reject { request, error });
         }
     }
 
@@ -549,7 +554,12 @@ impl TokenMachine {
                 self.status = Status::SignInRequired(reason.clone());
                 self.current = None;
                 self.refresh_token = None;
-                self.forget_attempts();
+                // Timed-out attempts stay remembered: with rotating refresh tokens this
+                // failure is often caused by one of them having consumed the credential,
+                // and its late success is then the session's only way back (rule 8).
+                self.flight = RefreshState::Idle;
+                self.consecutive_failures = 0;
+                self.last_failure = None;
                 self.reject_all_parked(&Error::SignInRequired { reason });
             }
         }

@@ -755,3 +755,75 @@ fn errors_never_print_secrets() {
     let actions = sim.request().1;
     assert!(!format!("{actions:?}").contains("super-secret"));
 }
+
+#[test]
+fn rule4_deadline_in_the_instant_the_refresh_fails_still_gets_the_old_token() {
+    // Wait-for-fresh, request deadline and refresh timeout both 1 s: at that instant the
+    // refresh is given up (transient), so the still-usable old token is granted.
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .mode(RefreshMode::WaitForFresh)
+            .refresh_timeout(secs(1))
+            .request_timeout(secs(1))
+            .build()
+            .unwrap(),
+    );
+    sim.signed_in();
+    sim.at(secs(3300));
+    let (id, actions) = sim.request();
+    the_attempt(&actions);
+    sim.at(secs(3301));
+    let out = sim.timeout();
+    assert_eq!(grants(&out), vec![(id, Generation(1), "at-1".to_owned())]);
+    assert!(rejects(&out).is_empty());
+}
+
+#[test]
+fn rule8_late_success_after_a_terminal_failure_restores_the_session() {
+    // Attempt 1 times out; attempt 2 resends the same rotating credential and is told
+    // invalid_grant (attempt 1 consumed it); attempt 1's late token is the way back.
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .refresh_timeout(secs(1))
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let first = the_attempt(&sim.request().1);
+    sim.at(secs(1));
+    sim.timeout();
+    sim.now = sim.machine.backoff_until().unwrap();
+    let second = the_attempt(&sim.timeout());
+    sim.result(second, Err(RefreshFailure::terminal("invalid_grant")));
+    assert!(matches!(sim.machine.status(), Status::SignInRequired(_)));
+    let out = sim.result(
+        first,
+        Ok(token("at-late", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert!(matches!(
+        &out[0],
+        Action::Persist {
+            generation: Generation(1),
+            ..
+        }
+    ));
+    assert_eq!(sim.machine.status(), &Status::SignedIn);
+    assert_eq!(grants(&sim.request().1)[0].2, "at-late");
+}
+
+#[test]
+fn new_credentials_win_over_a_late_result() {
+    let mut sim = Sim::new(Config::builder().refresh_timeout(secs(1)).build().unwrap());
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let first = the_attempt(&sim.request().1);
+    sim.at(secs(1));
+    sim.timeout();
+    sim.signed_in(); // a sign-in with a fresh token
+    assert!(
+        sim.result(first, Ok(token("at-late", secs(3600))))
+            .is_empty()
+    );
+    assert_eq!(grants(&sim.request().1)[0].2, "at-1");
+}

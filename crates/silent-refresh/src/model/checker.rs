@@ -10,13 +10,16 @@
 //!
 //! Where the contract is silent, or two of its rules meet, the checker accepts the
 //! machine's documented choice rather than invent one:
-//! - a request whose deadline is reached in the very step that could release it (a result
-//!   arriving, or in wait-for-fresh mode the refresh timing out with the old token still
-//!   usable) may be rejected with `DeadlineExceeded`: deadlines are handled first;
+//! - a request whose deadline is reached in the very step that releases parked requests
+//!   (a result arriving, or in wait-for-fresh mode the refresh timing out with the old
+//!   token still usable) is granted: deadlines are handled last;
 //! - a terminal failure rejects parked requests even in wait-for-fresh mode with a usable
 //!   old token (rule 7 over rule 4);
-//! - a sign-in, a sign-out and a terminal failure forget every attempt, so a late success
-//!   after them is dropped; a late *failure* of a timed-out attempt changes nothing;
+//! - a sign-in and a sign-out forget every attempt, so a late success after them is
+//!   dropped (new credentials win); a terminal failure does not: a late success of an
+//!   attempt that timed out before it is adopted and counts as new credentials (rule 8
+//!   over rule 7: with rotating refresh tokens that attempt is what consumed the
+//!   credential); a late *failure* of a timed-out attempt changes nothing;
 //! - at most 8 timed-out attempts are remembered, the oldest forgotten first;
 //! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in.
 
@@ -585,8 +588,10 @@ impl Checker {
                     (ResultFor::TimedOut, Ok(spec)) => {
                         view.adopt = self.usable_token(&view, spec, started);
                         if view.adopt.is_some() {
-                            // Adopting a newer token gives up on the attempt in flight.
+                            // Adopting a newer token gives up on the attempt in flight,
+                            // and after a terminal failure counts as new credentials.
                             view.in_flight = None;
+                            view.session = Session::SignedIn;
                         }
                     }
                     _ => {}
@@ -677,7 +682,11 @@ impl Checker {
                 after.failures = after.failures.saturating_add(1);
                 after.backoff = Some(after.backoff_after(now, after.failures, retry_after));
             }
-            Some(Failed::Terminal) => after.forget_attempts(),
+            // Timed-out attempts stay remembered: their late success may still be adopted.
+            Some(Failed::Terminal) => {
+                after.failures = 0;
+                after.backoff = None;
+            }
             None => {}
         }
         if let (Some(id), Some(deadline)) = (view.new_request, view.deadline_of_new()) {

@@ -304,8 +304,11 @@ impl Model {
         }
         if let Some(index) = self.abandoned.iter().position(|(a, _)| *a == attempt) {
             let (_, started) = self.abandoned.remove(index);
+            // A late success after a terminal failure counts as new credentials.
             if let Ok(spec) = result {
-                self.adopt(spec, started);
+                if self.adopt(spec, started) {
+                    self.status = Status::SignedIn;
+                }
             }
         }
         self.advance();
@@ -361,26 +364,11 @@ impl Model {
 
     // ----- the rules ---------------------------------------------------------------
 
-    /// Everything `now` makes due, in order: (a) request deadlines, (b) the refresh
-    /// timeout, (c) the end of a backoff, (d) starting a refresh, (e) releasing requests.
+    /// Everything `now` makes due, in order: (b) the refresh timeout, (c) the end of a
+    /// backoff, (d) starting a refresh, (e) releasing requests, and last (a) the deadlines
+    /// of the requests still parked.
     fn advance(&mut self) {
         let now = self.now;
-        // (a) Deadlines, earliest first (ties by arrival).
-        let mut expired: Vec<(Instant, RequestId)> = self
-            .parked
-            .iter()
-            .filter(|(_, deadline)| *deadline <= now)
-            .map(|(id, deadline)| (*deadline, *id))
-            .collect();
-        expired.sort();
-        self.parked.retain(|(_, deadline)| *deadline > now);
-        for (_, request) in expired {
-            let last_failure = self.last_failure.as_deref().map(Into::into);
-            self.out.push(Act::Reject {
-                request,
-                error: Error::DeadlineExceeded { last_failure },
-            });
-        }
         // (b) A refresh that took too long is given up on, but remembered.
         if let Refresher::Running { attempt, started } = self.flight {
             if now >= plus(started, self.config.refresh_timeout) {
@@ -412,9 +400,6 @@ impl Model {
             });
         }
         // (e)
-        if self.parked.is_empty() {
-            return;
-        }
         if let Some(error) = self.fail_fast_error() {
             self.reject_all(&error);
         } else if self.grantable() {
@@ -422,6 +407,22 @@ impl Model {
             for (request, _) in parked {
                 self.out.push(self.grant(request));
             }
+        }
+        // (a) Deadlines, earliest first (ties by arrival).
+        let mut expired: Vec<(Instant, RequestId)> = self
+            .parked
+            .iter()
+            .filter(|(_, deadline)| *deadline <= now)
+            .map(|(id, deadline)| (*deadline, *id))
+            .collect();
+        expired.sort();
+        self.parked.retain(|(_, deadline)| *deadline > now);
+        for (_, request) in expired {
+            let last_failure = self.last_failure.as_deref().map(Into::into);
+            self.out.push(Act::Reject {
+                request,
+                error: Error::DeadlineExceeded { last_failure },
+            });
         }
     }
 
@@ -487,7 +488,10 @@ impl Model {
                 self.status = Status::SignInRequired(reason.clone());
                 self.token = None;
                 self.refresh_token = None;
-                self.forget_attempts();
+                // Timed-out attempts stay remembered: a late success may still come back.
+                self.flight = Refresher::Idle;
+                self.failures = 0;
+                self.last_failure = None;
                 self.reject_all(&Error::SignInRequired { reason });
             }
         }

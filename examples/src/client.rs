@@ -332,7 +332,7 @@ impl fmt::Display for RunError {
             Self::Setup(message) => write!(f, "could not set up the client: {message}"),
             Self::SignInRequired { message, .. } => write!(
                 f,
-                "stopped: {message}. The refresh token in {ENV_REFRESH_TOKEN} no longer works (expired, revoked, or already used); sign in again to get a new one"
+                "stopped at once: {message}; then put the new refresh token in {ENV_REFRESH_TOKEN}"
             ),
         }
     }

@@ -151,7 +151,7 @@ fn assert_stops_fast_with_sign_in(runtime: Runtime, refresh_token: &str, server:
     );
     let message = error.to_string();
     assert!(message.contains("sign-in required"), "{message}");
-    assert!(message.contains("sign in again"), "{message}");
+    assert!(message.contains("OAUTH_REFRESH_TOKEN"), "{message}");
     assert!(
         !message.contains(refresh_token),
         "the message leaks the token"

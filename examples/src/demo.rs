@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use silent_refresh::oauth2::RefreshGrant;
 use silent_refresh::{Config, Credentials, Generation, RefreshFailure, Secret, Token};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::probe::{self, Count401, ProbeError};
@@ -173,9 +174,50 @@ fn demo_config(l: Duration, wait: Duration, seed: u64) -> Result<Config, String>
         .map_err(|e| e.to_string())
 }
 
+/// What the acts wait for, without polling: every event bumps a version that
+/// [`Signals::wait_for`] wakes on, and the counters say what happened.
+struct Signals {
+    changes: watch::Sender<u64>,
+    /// `503` answers of the token endpoint.
+    unavailable: AtomicU64,
+    /// Tokens adopted by the current act's source.
+    adopted: AtomicU64,
+}
+
+impl Signals {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            changes: watch::channel(0).0,
+            unavailable: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
+        })
+    }
+
+    fn bump(&self) {
+        self.changes
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// Waits until `ready` holds (re-checked after every event) or `deadline`
+    /// passes; says whether it holds.
+    async fn wait_for(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        loop {
+            if ready() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return ready(),
+            }
+        }
+    }
+}
+
 /// The counters the tasks of one act share.
-#[derive(Default)]
 struct ActTally {
+    signals: Arc<Signals>,
     ok: AtomicU64,
     failed: AtomicU64,
     retried_401: AtomicU64,
@@ -185,22 +227,37 @@ struct ActTally {
 }
 
 impl ActTally {
+    fn new(signals: &Arc<Signals>) -> Arc<Self> {
+        Arc::new(Self {
+            signals: signals.clone(),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried_401: AtomicU64::new(0),
+            sign_in_stops: AtomicU64::new(0),
+            last_stop: Mutex::new(None),
+            errors: Mutex::new(Vec::new()),
+        })
+    }
+
     fn error(&self, message: String) {
         self.failed.fetch_add(1, Ordering::SeqCst);
-        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
-        match errors.iter_mut().find(|(m, _)| *m == message) {
-            Some((_, n)) => *n += 1,
-            None => errors.push((message, 1)),
+        {
+            let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+            match errors.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, n)) => *n += 1,
+                None => errors.push((message, 1)),
+            }
         }
+        self.signals.bump();
     }
 
     fn sign_in_stop(&self, message: String) {
-        self.sign_in_stops.fetch_add(1, Ordering::SeqCst);
-        self.error(message);
         *self
             .last_stop
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.sign_in_stops.fetch_add(1, Ordering::SeqCst);
+        self.error(message);
     }
 
     fn answer(&self, success: bool, status: u16) {
@@ -233,6 +290,7 @@ impl ActTally {
 /// adoption).
 struct RefreshLog {
     timeline: Timeline,
+    signals: Arc<Signals>,
     attempts: AtomicU64,
     /// Of the last successful attempt: its number, duration, and how many requests
     /// were parked when its answer came.
@@ -285,6 +343,8 @@ impl RefreshLog {
     }
 
     fn adopted(&self, generation: Generation) {
+        self.signals.adopted.fetch_add(1, Ordering::SeqCst);
+        self.signals.bump();
         self.timeline.say(
             "client",
             format!(
@@ -344,6 +404,7 @@ impl TokioClient {
         grant: &crate::server::Grant,
         config: Config,
         timeline: &Timeline,
+        signals: &Arc<Signals>,
     ) -> Result<Self, String> {
         use silent_refresh_tokio::{AuthorizedClient, OAuth2Refresher, TokenChange, TokenSource};
 
@@ -355,6 +416,7 @@ impl TokioClient {
         let slot = peek_slot.clone();
         let log = Arc::new(RefreshLog {
             timeline: timeline.clone(),
+            signals: signals.clone(),
             attempts: AtomicU64::new(0),
             last_attempt: AtomicU64::new(0),
             last_ms: AtomicU64::new(0),
@@ -480,6 +542,7 @@ async fn act_tokio(
     server: &AuthServer,
     options: &DemoOptions,
     timeline: &Timeline,
+    signals: &Arc<Signals>,
 ) -> Result<ActSummary, String> {
     let l = options.lifetime;
     let name = format!("1 tokio, {} tasks", options.tasks);
@@ -492,7 +555,7 @@ async fn act_tokio(
     let grant = server.sign_in(Some("api:read"));
     let _ = server.take_stats();
     timeline.restart();
-    let client = TokioClient::new(server, &grant, demo_config(l, l, 1)?, timeline)?;
+    let client = TokioClient::new(server, &grant, demo_config(l, l, 1)?, timeline, signals)?;
     timeline.say(
         "client",
         format!(
@@ -502,7 +565,7 @@ async fn act_tokio(
     );
     let start = Instant::now();
     let until = start + l.mul_f64(1.45);
-    let tally = Arc::new(ActTally::default());
+    let tally = ActTally::new(signals);
     let url: Arc<str> = server.resource_url().into();
     let pace = Duration::from_millis(150);
     let mut tasks = JoinSet::new();
@@ -539,6 +602,7 @@ fn act_ureq(
     server: &AuthServer,
     options: &DemoOptions,
     timeline: &Timeline,
+    signals: &Arc<Signals>,
 ) -> Result<ActSummary, String> {
     use silent_refresh_ureq::{OAuth2Refresher, TokenChange, TokenSource};
 
@@ -557,6 +621,7 @@ fn act_ureq(
     let peek_cell = cell.clone();
     let log = Arc::new(RefreshLog {
         timeline: timeline.clone(),
+        signals: signals.clone(),
         attempts: AtomicU64::new(0),
         last_attempt: AtomicU64::new(0),
         last_ms: AtomicU64::new(0),
@@ -609,7 +674,7 @@ fn act_ureq(
     );
     let start = Instant::now();
     let until = start + l.mul_f64(1.2);
-    let tally = Arc::new(ActTally::default());
+    let tally = ActTally::new(signals);
     let url = server.resource_url();
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let mut spawned = 0;
@@ -661,6 +726,7 @@ async fn act_failure(
     server: &AuthServer,
     options: &DemoOptions,
     timeline: &Timeline,
+    signals: &Arc<Signals>,
 ) -> Result<ActSummary, String> {
     let l = options.lifetime;
     let tasks = (options.tasks / 3).max(1);
@@ -670,18 +736,19 @@ async fn act_failure(
         .retry_after
         .map_or(String::new(), |s| format!(" (Retry-After: {s} s)"));
     timeline.line(format!(
-        "\nAct 3 · failure: the token endpoint goes down for {:.1} s, then a stolen refresh token is replayed ({tasks} tokio tasks; a request waits at most {:.2} s for a token)",
-        l.mul_f64(1.35).as_secs_f64(),
+        "\nAct 3 · failure: the token endpoint goes down, then a stolen refresh token is replayed ({tasks} tokio tasks; a request waits at most {:.2} s for a token)",
         (l / 4).as_secs_f64()
     ));
     let grant = server.sign_in(Some("api:read"));
     let stolen = Secret::new(grant.refresh_token.clone());
     let _ = server.take_stats();
     timeline.restart();
-    let client = TokioClient::new(server, &grant, demo_config(l, l / 4, 3)?, timeline)?;
+    let adopted_before = signals.adopted.load(Ordering::SeqCst);
+    let client = TokioClient::new(server, &grant, demo_config(l, l / 4, 3)?, timeline, signals)?;
     let start = Instant::now();
-    let until = start + l.mul_f64(2.1);
-    let tally = Arc::new(ActTally::default());
+    // The tasks stop on "sign-in required" long before this cap.
+    let until = start + l * 4;
+    let tally = ActTally::new(signals);
     let url: Arc<str> = server.resource_url().into();
     let pace = Duration::from_millis(100);
     let mut set = JoinSet::new();
@@ -696,47 +763,15 @@ async fn act_failure(
             i as u64 + 1,
         ));
     }
-    // Reports the errors requests are released with, as they come.
-    let monitor = {
-        let (tally, timeline) = (tally.clone(), timeline.clone());
-        tokio::spawn(async move {
-            let mut reported = 0u64;
-            let mut said: Vec<String> = Vec::new();
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let failed = tally.failed.load(Ordering::SeqCst);
-                if failed == reported {
-                    continue;
-                }
-                let errors = tally
-                    .errors
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                let new: Vec<&String> = errors
-                    .iter()
-                    .map(|(m, _)| m)
-                    .filter(|m| !said.contains(m))
-                    .collect();
-                let what = match new.first() {
-                    Some(message) => format!(": {message}"),
-                    None => String::new(),
-                };
-                timeline.say(
-                    "client",
-                    format!(
-                        "{} more requests released with an error, none left hanging ({failed} so far){what}",
-                        failed - reported
-                    ),
-                );
-                said.extend(new.into_iter().cloned());
-                reported = failed;
-            }
-        })
-    };
-    let at = |fraction: f64| tokio::time::Instant::from_std(start + l.mul_f64(fraction));
+    let adopted = || signals.adopted.load(Ordering::SeqCst);
+    let unavailable = || signals.unavailable.load(Ordering::SeqCst);
+    let in_lifetimes = |n: f64| Instant::now() + l.mul_f64(n);
 
-    tokio::time::sleep_until(at(0.15)).await;
+    // Gen 1 serves for a moment, then the endpoint goes down.
+    signals
+        .wait_for(in_lifetimes(1.0), || adopted() > adopted_before)
+        .await;
+    tokio::time::sleep_until(tokio::time::Instant::from_std(start + l.mul_f64(0.15))).await;
     server.set_token_endpoint_failing(true);
     timeline.say(
         "server",
@@ -744,12 +779,40 @@ async fn act_failure(
             "token endpoint down: every refresh now gets 503 temporarily_unavailable{retry_after}"
         ),
     );
-    tokio::time::sleep_until(at(1.5)).await;
+    // It stays down until two refreshes failed and every task had a request
+    // released with an error at its deadline: the old token served while it could,
+    // then nothing hung.
+    let down_since = unavailable();
+    let failed = || tally.failed.load(Ordering::SeqCst);
+    signals
+        .wait_for(in_lifetimes(3.0), || {
+            unavailable() >= down_since + 2 && failed() >= tasks as u64
+        })
+        .await;
+    let first_error = tally
+        .errors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .first()
+        .map(|(message, _)| message.clone())
+        .unwrap_or_default();
+    timeline.say(
+        "client",
+        format!(
+            "{} requests were released with an error at their deadline, none left hanging: {first_error}",
+            failed()
+        ),
+    );
     server.set_token_endpoint_failing(false);
     timeline.say("server", "token endpoint back up");
     let ok_at_recovery = tally.ok.load(Ordering::SeqCst);
 
-    tokio::time::sleep_until(at(1.8)).await;
+    // The next retry gets a token; let it serve a while.
+    let before = adopted();
+    signals
+        .wait_for(in_lifetimes(2.0), || adopted() > before)
+        .await;
+    tokio::time::sleep(l.mul_f64(0.3)).await;
     let ok_at_replay = tally.ok.load(Ordering::SeqCst);
     timeline.say(
         "demo",
@@ -761,9 +824,10 @@ async fn act_failure(
         Err(refusal) => refusal,
     };
     timeline.say("demo", format!("the replay got: {answer}"));
+    let stopped = || tally.sign_in_stops.load(Ordering::SeqCst) == tasks as u64;
+    signals.wait_for(in_lifetimes(1.0), stopped).await;
 
-    let hung = join_tasks(&mut set, until, l).await;
-    monitor.abort();
+    let hung = join_tasks(&mut set, Instant::now(), l).await;
     client.close();
     let mut summary = tally.summary(name);
     summary.workers = tasks;
@@ -805,9 +869,15 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
         ..ServerConfig::default()
     })
     .map_err(|e| format!("cannot start the embedded OAuth server: {e}"))?;
+    let signals = Signals::new();
     {
         let timeline = timeline.clone();
+        let signals = signals.clone();
         server.observe(move |event| match event {
+            ServerEvent::Unavailable => {
+                signals.unavailable.fetch_add(1, Ordering::SeqCst);
+                signals.bump();
+            }
             ServerEvent::ReuseDetected { grant } => timeline.say(
                 "server",
                 format!("refresh token reuse detected: grant #{grant} revoked, with every token descended from it"),
@@ -831,9 +901,9 @@ pub fn run(options: &DemoOptions) -> Result<DemoReport, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
-    let first = runtime.block_on(act_tokio(&server, options, &timeline))?;
-    let second = act_ureq(&server, options, &timeline)?;
-    let third = runtime.block_on(act_failure(&server, options, &timeline))?;
+    let first = runtime.block_on(act_tokio(&server, options, &timeline, &signals))?;
+    let second = act_ureq(&server, options, &timeline, &signals)?;
+    let third = runtime.block_on(act_failure(&server, options, &timeline, &signals))?;
     runtime.shutdown_timeout(Duration::from_millis(200));
     Ok(DemoReport {
         acts: vec![first, second, third],

@@ -703,6 +703,12 @@ fn act_ureq(
         }
     }
     drop(done);
+    std::thread::sleep((start + l.mul_f64(0.75)).saturating_duration_since(Instant::now()));
+    server.revoke_access_tokens();
+    timeline.say(
+        "server",
+        "signing key rotated: every access token issued so far now gets 401 (the middleware retries once)",
+    );
     let mut hung = spawned;
     let deadline = until + l;
     while hung > 0 {

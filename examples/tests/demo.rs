@@ -29,8 +29,14 @@ fn short_demo_keeps_every_promise() {
         "{table}"
     );
     assert!(tokio.served_by.len() >= 3, "{table}");
-    // Act 2: across expiries with the blocking adapter.
-    assert!(ureq.server.issued >= 2, "{table}");
+    // Act 2: across expiries with the blocking adapter, and the key rotation's 401s
+    // retried by the middleware.
+    assert!(ureq.server.issued >= 3, "{table}");
+    assert!(ureq.retried_401 > 0, "{table}");
+    assert_eq!(
+        ureq.server.resource_unauthorized, ureq.retried_401,
+        "{table}"
+    );
     assert_eq!(ureq.workers, options.threads);
     // Act 3: the outage failed refreshes and released parked requests with an
     // error; the deadline error names the last refresh failure.

@@ -7,9 +7,11 @@ use silent_refresh::{Generation, Token};
 ///
 /// The callback runs synchronously, in order, before any request is granted the new
 /// token: once it returns, the rotated refresh credential is the one to keep. It runs
-/// while the source is locked, so keep it short (hand slow storage to a channel); the
-/// handle's `sign_in`, `sign_out` and `report_rejected` may be called from it and take
-/// effect as soon as it returns.
+/// while the source is locked, so keep it short (hand slow storage to a channel). The
+/// handle's `sign_in`, `sign_out` and `report_rejected` may be called from it: they take
+/// effect once the outcomes already decided with this change are delivered. Its getters
+/// (`status`, `generation`, `waiting`) panic there, and `token` fails with
+/// [`Error::Reentrant`](crate::Error::Reentrant).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum TokenChange {

@@ -52,9 +52,11 @@
 //! the end of a backoff, a refresh or request timeout. It ends when the last clone of
 //! the source is dropped.
 //!
-//! [`TokenSource::token`] reads a published snapshot while the token is fresh (no
-//! contended lock, no task hop, one reference count); otherwise the call enters the
-//! machine and waits for its outcome, and dropping it mid-wait removes it.
+//! [`TokenSource::token`] reads a published snapshot while the token is fresh (no lock,
+//! no task hop, one reference count, and no clock read: the background task withdraws
+//! the snapshot when the refresh window opens); otherwise the call enters the machine
+//! and waits for its outcome, and dropping it mid-wait removes it. The machine is
+//! behind a `std::sync::Mutex` that is never held across an `.await`.
 //!
 //! [`AuthorizedClient`] sends through any HTTP client with the token attached, only to
 //! origins you allow, and retries once after a 401.

@@ -32,11 +32,38 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// How late the background task's timer may fire before the fast path hands out a token
+/// that is no longer usable. A token whose usable time past its refresh window is shorter
+/// than this is checked against the clock on every fast-path call instead.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+
 /// The fast path's snapshot: a token that may be handed out without asking the machine
 /// until `until` (`None`: until something changes it).
+///
+/// The background task withdraws it at `until` (its timer wakes it then), so the fast
+/// path reads no clock, unless `check_clock` says the token would not survive a late
+/// timer (see [`TIMER_SLACK`]).
 struct Fresh {
     token: Arc<AccessToken>,
     until: Option<Instant>,
+    check_clock: bool,
+}
+
+impl Fresh {
+    fn new(token: Arc<AccessToken>, until: Option<Instant>) -> Self {
+        let check_clock = match (until, token.usable_until) {
+            (Some(until), Some(usable_until)) => {
+                usable_until.saturating_duration_since(until) < TIMER_SLACK
+            }
+            (Some(_), None) => false,
+            (None, _) => false,
+        };
+        Self {
+            token,
+            until,
+            check_clock,
+        }
+    }
 }
 
 /// A refresh the machine asked for, for the background task to run.
@@ -77,6 +104,19 @@ struct Core {
     published: Option<(Arc<AccessToken>, Option<Instant>)>,
     /// The background task is gone: nothing would answer a waiting request.
     driver_stopped: bool,
+}
+
+impl Core {
+    /// When the background task must wake: for the machine, or to withdraw the
+    /// fast-path snapshot when its time is up.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
+        let snapshot = self.published.as_ref().and_then(|(_, until)| *until);
+        match (machine, snapshot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 thread_local! {
@@ -132,15 +172,16 @@ impl Shared {
         shared
     }
 
-    /// The fast path: the published token, if it may still be handed out at `now`.
+    /// The fast path: the published token, while it may be handed out without asking
+    /// the machine. No lock, and no clock read unless the token's margin is tight.
     #[inline]
-    pub(crate) fn fresh_token(&self, now: Instant) -> Option<Arc<AccessToken>> {
+    pub(crate) fn fresh_token(&self) -> Option<Arc<AccessToken>> {
         let fresh = self.fresh.load();
         let fresh = fresh.as_ref()?;
-        fresh
-            .until
-            .is_none_or(|until| now < until)
-            .then(|| fresh.token.clone())
+        if fresh.check_clock && fresh.until.is_some_and(|until| now() >= until) {
+            return None;
+        }
+        Some(fresh.token.clone())
     }
 
     /// How long the machine waits for a refresh before giving up on it.
@@ -266,7 +307,7 @@ impl Shared {
     pub(crate) fn take_work(&self) -> (Vec<Start>, Option<Instant>) {
         let mut core = self.lock();
         let starts = std::mem::take(&mut core.starts);
-        let next = core.machine.poll_timeout().map(|wakeup| wakeup.at);
+        let next = core.next_wakeup();
         core.armed = next;
         (starts, next)
     }
@@ -282,6 +323,9 @@ impl Shared {
         let mut core = self.lock();
         core.driver_stopped = true;
         core.waiters.clear();
+        // Nothing withdraws the snapshot any more: withdraw it now.
+        core.published = None;
+        self.fresh.store(None);
     }
 
     /// Where the machine stands with the credentials.
@@ -308,6 +352,12 @@ impl Shared {
     // ----- the lock and what follows each input -------------------------------------
 
     fn lock(&self) -> MutexGuard<'_, Core> {
+        // Locking again from the token-change callback would deadlock: fail loudly.
+        assert!(
+            !self.held_by_this_thread(),
+            "a TokenSource getter was called from its own token-change callback, which runs \
+             while the source is locked; only sign_in, sign_out and report_rejected may be"
+        );
         // A panic under the lock (a callback's is caught) leaves the machine consistent:
         // its inputs are atomic, and undrained actions stay queued.
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
@@ -349,7 +399,7 @@ impl Shared {
             }
         }
         self.publish(&mut core);
-        let next = core.machine.poll_timeout().map(|wakeup| wakeup.at);
+        let next = core.next_wakeup();
         if !core.starts.is_empty() || next != core.armed {
             self.wake_driver.notify_one();
         }
@@ -398,7 +448,11 @@ impl Shared {
 
     /// Publishes the machine's fresh token for the fast path, if it changed.
     fn publish(&self, core: &mut Core) {
-        let fresh = core.machine.fresh_token();
+        let fresh = if core.driver_stopped {
+            None
+        } else {
+            core.machine.fresh_token()
+        };
         let unchanged = match (&core.published, &fresh) {
             (None, None) => true,
             (Some((old, old_until)), Some((new, new_until))) => {
@@ -409,12 +463,11 @@ impl Shared {
         if unchanged {
             return;
         }
-        self.fresh.store(fresh.as_ref().map(|(token, until)| {
-            Arc::new(Fresh {
-                token: token.clone(),
-                until: *until,
-            })
-        }));
+        self.fresh.store(
+            fresh
+                .as_ref()
+                .map(|(token, until)| Arc::new(Fresh::new(token.clone(), *until))),
+        );
         core.published = fresh;
     }
 }
@@ -427,5 +480,57 @@ fn log_backoff(machine: &TokenMachine, attempt: AttemptId) {
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "token refresh backing off"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use silent_refresh::{Config, Secret};
+
+    use super::*;
+
+    fn token(usable_until: Option<Instant>) -> Arc<AccessToken> {
+        Arc::new(AccessToken {
+            generation: Generation(1),
+            secret: Secret::new("at"),
+            token_type: "Bearer".to_owned(),
+            scope: None,
+            usable_until,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fast_path_reads_the_clock_only_when_a_late_timer_would_matter() {
+        let start = now();
+        let machine = TokenMachine::new(Config::default(), start, SystemTime::now());
+        let shared = Shared::new(machine, None, None);
+        let window = start + Duration::from_secs(1);
+
+        // 500 ms between the window and the end of usability: checked on every call.
+        let tight = Fresh::new(
+            token(Some(window + Duration::from_millis(500))),
+            Some(window),
+        );
+        assert!(tight.check_clock);
+        shared.fresh.store(Some(Arc::new(tight)));
+        assert!(shared.fresh_token().is_some());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            shared.fresh_token().is_none(),
+            "past the window the clock refuses it, whatever the timer does"
+        );
+
+        // A roomy margin: the background task's timer withdraws it, no clock read.
+        let roomy = Fresh::new(token(Some(window + Duration::from_secs(60))), Some(window));
+        assert!(!roomy.check_clock);
+        shared.fresh.store(Some(Arc::new(roomy)));
+        assert!(shared.fresh_token().is_some());
+
+        // No expiry: until something changes it.
+        let forever = Fresh::new(token(None), None);
+        assert!(!forever.check_clock);
+        shared.fresh.store(Some(Arc::new(forever)));
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(shared.fresh_token().is_some());
     }
 }

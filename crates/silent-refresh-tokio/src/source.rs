@@ -55,8 +55,10 @@ impl TokenSource {
 
     /// The access token to send now.
     ///
-    /// While the current token is fresh this returns at once, without a lock or a task
-    /// hop. Otherwise the call enters the token machine and waits: for the refresh in
+    /// While the current token is fresh this returns at once: it loads a published
+    /// snapshot, with no lock, no task hop, and (unless the token's margin is under a
+    /// second) no clock read, since the background task withdraws the snapshot when the
+    /// refresh window opens. Otherwise the call enters the token machine and waits: for the refresh in
     /// flight (one for all callers), a sign-in, or its deadline (the configuration's
     /// `request_timeout`). It fails with a clear error when the credentials are dead,
     /// the source is signed out, the deadline passes, or too many calls wait.
@@ -71,7 +73,7 @@ impl TokenSource {
     /// callback.
     #[inline]
     pub async fn token(&self) -> Result<Arc<AccessToken>, Error> {
-        if let Some(token) = self.shared.fresh_token(now()) {
+        if let Some(token) = self.shared.fresh_token() {
             return Ok(token);
         }
         self.wait_for_token().await
@@ -112,22 +114,26 @@ impl TokenSource {
         self.shared.command(Command::SignOut);
     }
 
-    /// Where the source stands with the credentials. Do not call it from the
-    /// token-change callback (the source is locked there).
+    /// Where the source stands with the credentials.
+    ///
+    /// # Panics
+    ///
+    /// If called from this source's token-change callback (the source is locked there;
+    /// this would otherwise deadlock). The same holds for the other getters.
     #[must_use]
     pub fn status(&self) -> Status {
         self.shared.status()
     }
 
-    /// The generation of the newest token (0 before the first). Do not call it from
-    /// the token-change callback.
+    /// The generation of the newest token (0 before the first). Panics from the
+    /// token-change callback, like [`status`](Self::status).
     #[must_use]
     pub fn generation(&self) -> Generation {
         self.shared.generation()
     }
 
-    /// How many [`token`](Self::token) calls are waiting. Do not call it from the
-    /// token-change callback.
+    /// How many [`token`](Self::token) calls are waiting. Panics from the token-change
+    /// callback, like [`status`](Self::status).
     #[must_use]
     pub fn waiting(&self) -> usize {
         self.shared.waiting()

@@ -874,3 +874,34 @@ async fn the_send_helper_sends_the_token_only_where_allowed() {
         "{message}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_never_handed_out_past_its_usable_time() {
+    // Without a refresh credential nothing can replace the token: once it is no longer
+    // usable, calls fail. A 100 s token leaves its fast path through the background
+    // task's timer; a 2 s token (tight margin) through a clock check on every call.
+    for (lifetime, usable) in [(secs(100), secs(90)), (secs(2), millis(1_800))] {
+        let (calls, refresher) = fake(|n| Answer::now(Ok(rotated(n, secs(3600)))));
+        let source = source_with(
+            Config::default(),
+            Some(Credentials::Token(Token::bearer(
+                "at-only",
+                Expiry::In(lifetime),
+            ))),
+            refresher,
+            None,
+        );
+        let start = Instant::now();
+        sleep(usable - millis(1)).await;
+        let token = source.token().await.expect("still usable");
+        assert_eq!(token.secret.expose(), "at-only");
+
+        sleep(millis(1)).await;
+        let before = Instant::now();
+        let error = source.token().await.expect_err("no longer usable");
+        assert!(error.needs_sign_in(), "{error}");
+        assert_eq!(Instant::now(), before, "failed fast");
+        assert_eq!(Instant::now() - start, usable);
+        assert_eq!(calls.count(), 0, "nothing to refresh with");
+    }
+}

@@ -52,10 +52,13 @@ struct Fresh {
 impl Fresh {
     fn new(token: Arc<AccessToken>, until: Option<Instant>) -> Self {
         let check_clock = match (until, token.usable_until) {
+            // The timer withdraws it in time, unless it is later than the slack.
             (Some(until), Some(usable_until)) => {
                 usable_until.saturating_duration_since(until) < TIMER_SLACK
             }
-            (Some(_), None) => false,
+            // A window without a known end of usability: be safe.
+            (Some(_), None) => true,
+            // No window: it serves until an input changes it.
             (None, _) => false,
         };
         Self {

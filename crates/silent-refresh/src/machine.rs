@@ -190,23 +190,31 @@ impl TokenMachine {
 
     /// The current token and the instant until which a driver may hand it out
     /// without asking the machine (its fast path): before the refresh window opens,
-    /// so no refresh needs starting, and before it stops being usable.
+    /// so no refresh needs starting (or, when no refresh is possible, before the token
+    /// stops being usable). `None` for the instant: the token has no expiry.
     ///
     /// `None` when there is no such token (none, rejected, or the window is open).
-    /// A driver must re-read this after every input it feeds the machine.
+    /// A driver must re-read this after every input it feeds the machine, and stop
+    /// using it at the instant returned (which [`poll_timeout`](Self::poll_timeout)
+    /// does not necessarily name: nothing changes in the machine then).
     #[must_use]
     pub fn fresh_token(&self) -> Option<(Arc<AccessToken>, Option<Instant>)> {
         if self.status != Status::SignedIn {
             return None;
         }
         let current = self.current.as_ref()?;
-        if current.rejected || !current.usable_at(self.now) || current.in_window_at(self.now) {
+        let can_refresh = self.can_refresh();
+        if !current.usable_at(self.now) || (can_refresh && current.in_window_at(self.now)) {
             return None;
         }
-        Some((
-            current.token.clone(),
-            current.schedule.map(|s| s.refresh_at),
-        ))
+        let until = current.schedule.map(|s| {
+            if can_refresh {
+                s.refresh_at
+            } else {
+                s.usable_until
+            }
+        });
+        Some((current.token.clone(), until))
     }
 
     // ----- inputs ----------------------------------------------------------------

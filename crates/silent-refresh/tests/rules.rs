@@ -827,3 +827,28 @@ fn new_credentials_win_over_a_late_result() {
     );
     assert_eq!(grants(&sim.request().1)[0].2, "at-1");
 }
+
+#[test]
+fn fast_path_snapshot_ends_at_the_window_or_when_unusable() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    let (token, until) = sim.machine.fresh_token().unwrap();
+    assert_eq!(token.generation, Generation(1));
+    assert_eq!(until, Some(sim.t0 + secs(3300)));
+    sim.at(secs(3300));
+    sim.timeout();
+    assert!(sim.machine.fresh_token().is_none());
+    // Without a refresh credential the window changes nothing: served until unusable.
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(token_of("at", 3600)));
+    assert_eq!(
+        sim.machine.fresh_token().unwrap().1,
+        Some(sim.t0 + secs(3570))
+    );
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    assert!(sim.machine.fresh_token().is_none());
+}
+
+fn token_of(access: &str, lifetime_secs: u64) -> Token {
+    token(access, secs(lifetime_secs))
+}

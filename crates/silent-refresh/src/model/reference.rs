@@ -575,10 +575,17 @@ impl Model {
     /// `fresh_token()`: signed in, a usable token, and its window not reached.
     fn fresh(&self) -> Option<(Generation, Option<Instant>)> {
         let token = self.token.as_ref()?;
+        // Without a way to refresh, the window changes nothing: serve until unusable.
+        let can_refresh = self.can_refresh();
+        let until = if can_refresh {
+            token.refresh_at(&self.config)
+        } else {
+            token.usable_until(&self.config)
+        };
         (self.status == Status::SignedIn
             && token.usable_at(&self.config, self.now)
-            && !token.in_window_at(&self.config, self.now))
-        .then(|| (token.generation, token.refresh_at(&self.config)))
+            && !(can_refresh && token.in_window_at(&self.config, self.now)))
+        .then(|| (token.generation, until))
     }
 
     /// `poll_timeout()` with nothing queued: the earliest of the refresh timeout or the

@@ -419,7 +419,10 @@ impl Shared {
                 refresh_token,
             }),
             Action::Persist { generation, token } => {
-                self.token_changed(TokenChange::Persist { generation, token });
+                self.token_changed(TokenChange::Persist {
+                    generation,
+                    token: *token,
+                });
             }
             Action::Forget => self.token_changed(TokenChange::Forget),
             Action::Grant { request, token } => {

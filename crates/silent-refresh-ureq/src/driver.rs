@@ -267,7 +267,11 @@ impl Inner {
                 } => self.start_refresh(st, attempt, refresh_token),
                 Action::Persist { generation, token } => {
                     tracing::info!(generation = generation.0, "new token adopted");
-                    for command in self.notify_change(&TokenChange::Persist { generation, token }) {
+                    let change = TokenChange::Persist {
+                        generation,
+                        token: *token,
+                    };
+                    for command in self.notify_change(&change) {
                         apply(&mut st.machine, command);
                     }
                 }

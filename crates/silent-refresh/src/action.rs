@@ -28,8 +28,9 @@ pub enum Action {
     Persist {
         /// The generation the machine gave the token.
         generation: Generation,
-        /// The token to store, with `Expiry::At` (or `Never`).
-        token: Token,
+        /// The token to store, with `Expiry::At` (or `Never`). Boxed: it is rare,
+        /// and keeps every other action (grants above all) small.
+        token: Box<Token>,
     },
     /// Signed out: delete the stored token.
     Forget,

@@ -633,7 +633,7 @@ impl TokenMachine {
         self.forget_attempts();
         self.actions.push_back(Action::Persist {
             generation,
-            token: stored,
+            token: Box::new(stored),
         });
         true
     }

@@ -585,7 +585,7 @@ impl Model {
         (self.status == Status::SignedIn
             && token.usable_at(&self.config, self.now)
             && !(can_refresh && token.in_window_at(&self.config, self.now)))
-        .then(|| (token.generation, until))
+        .then_some((token.generation, until))
     }
 
     /// `poll_timeout()` with nothing queued: the earliest of the refresh timeout or the

@@ -87,7 +87,7 @@ impl OAuth2Refresher {
         *parsed.status_mut() = response.status();
         *parsed.version_mut() = response.version();
         *parsed.headers_mut() = std::mem::take(response.headers_mut());
-        self.grant.parse_response(&parsed)
+        self.grant.parse_response_for(&parsed, refresh_token)
     }
 }
 

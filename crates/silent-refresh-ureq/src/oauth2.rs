@@ -72,8 +72,10 @@ impl Refresher for OAuth2Refresher {
             .read_to_vec()
             .map_err(|e| RefreshGrant::transport_failure(&e))?;
         let (parts, _) = response.into_parts();
-        self.grant
-            .parse_response(&http::Response::from_parts(parts, body))
+        self.grant.parse_response_for(
+            &http::Response::from_parts(parts, body),
+            refresh_token.as_ref(),
+        )
     }
 
     fn token_endpoint(&self) -> Option<&str> {

@@ -89,15 +89,12 @@ fn short_and_odd_inputs_pass_every_target() {
     }
 }
 
-/// Known gap, found while writing the `oauth2_response` target (not fixed here: the fix
-/// is an API change in the codec). `parse_response` is not given the refresh credential
-/// it answers, so it redacts an echoed credential only when it looks like one (at least
-/// 40 token characters). A shorter credential, such as the UUID refresh tokens of the
-/// legacy Spring Security OAuth server, whose message is exactly this one, is quoted.
-/// The `oauth2_response` target checks the credential only when it is token-like; run
-/// this with `--ignored` once the codec can redact the credential it sent.
+/// Found while writing the `oauth2_response` target: `parse_response` is not given the
+/// refresh credential it answers, so it redacts an echoed credential only when it looks
+/// like one (at least 40 token characters). A shorter credential, such as the UUID
+/// refresh tokens of the legacy Spring Security OAuth server, whose message is exactly
+/// this one, was quoted. `parse_response_for` is given the credential and redacts it.
 #[test]
-#[ignore = "known gap: parse_response cannot redact a short refresh credential it is not given"]
 fn a_short_refresh_credential_echoed_by_the_server_is_not_quoted() {
     let credential = "6b1d7c4e-2f3a-4b5c-9d8e-7f6a5b4c3d2e";
     let grant = silent_refresh::oauth2::RefreshGrant::new("https://auth.example.com/token", "app");
@@ -108,7 +105,15 @@ fn a_short_refresh_credential_echoed_by_the_server_is_not_quoted() {
             r#"{{"error":"invalid_grant","error_description":"Invalid refresh token: {credential}"}}"#
         ))
         .expect("a valid response");
-    let failure = grant.parse_response(&response).expect_err("a refusal");
+    let sent = silent_refresh::Secret::new(credential);
+    let failure = grant
+        .parse_response_for(&response, Some(&sent))
+        .expect_err("a refusal");
+    assert!(
+        failure.message.contains("invalid_grant"),
+        "{}",
+        failure.message
+    );
     assert!(
         !failure.message.contains(credential),
         "the failure quotes the refresh credential: {}",

@@ -27,8 +27,9 @@ pub(super) struct Refusal<'a> {
     pub(super) error: Option<&'a str>,
     /// The OAuth `error_description`.
     pub(super) description: Option<&'a str>,
-    /// The client secret, redacted should the server echo it.
-    pub(super) client_secret: Option<&'a Secret>,
+    /// The secrets of the exchange (client secret, refresh credential), redacted should
+    /// the server echo them.
+    pub(super) secrets: &'a [&'a Secret],
 }
 
 impl Refusal<'_> {
@@ -138,7 +139,7 @@ impl Refusal<'_> {
 
     /// Server text made safe to show (see [`clean`]).
     fn clean(&self, text: &str) -> String {
-        clean(text, self.client_secret)
+        clean(text, self.secrets)
     }
 }
 
@@ -164,9 +165,9 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Server text made safe for an error message: control characters become spaces, the
 /// client secret and long token-like words become `[redacted]`, and the result is cut
 /// to [`MAX_QUOTE`] characters.
-pub(super) fn clean(text: &str, client_secret: Option<&Secret>) -> String {
+pub(super) fn clean(text: &str, secrets: &[&Secret]) -> String {
     let mut text = text.to_owned();
-    if let Some(secret) = client_secret.filter(|s| !s.is_empty()) {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         text = text.replace(secret.expose(), "[redacted]");
     }
     let mut out = String::new();
@@ -213,7 +214,7 @@ mod tests {
             headers,
             error,
             description,
-            client_secret: None,
+            secrets: &[],
         }
         .failure()
     }
@@ -354,7 +355,7 @@ mod tests {
         let text = format!(
             "bad secret client-s3cret, token {jwt}; trace 0b0c1f2e-3d4c-5b6a-7980-a1b2c3d4e5f6\r\nend"
         );
-        let cleaned = clean(&text, Some(&secret));
+        let cleaned = clean(&text, &[&secret]);
         assert!(!cleaned.contains("client-s3cret"), "{cleaned}");
         assert!(!cleaned.contains(jwt), "{cleaned}");
         assert!(
@@ -374,9 +375,9 @@ mod tests {
     #[test]
     fn clean_cuts_long_text() {
         let text = "word ".repeat(100);
-        let cleaned = clean(&text, None);
+        let cleaned = clean(&text, &[]);
         assert_eq!(cleaned.chars().count(), MAX_QUOTE + 1);
         assert!(cleaned.ends_with('…'));
-        assert_eq!(clean("short", None), "short");
+        assert_eq!(clean("short", &[]), "short");
     }
 }

@@ -167,15 +167,31 @@ impl RefreshGrant {
 
     /// Reads the token endpoint's response into a token (`Expiry::In`, counted from when
     /// the request was sent) or a classified failure (see the [module docs](self)).
+    ///
+    /// Prefer [`parse_response_for`](Self::parse_response_for) when you have the refresh
+    /// credential that was sent: a server that echoes it in an error is then redacted
+    /// whatever its length.
     pub fn parse_response<B: AsRef<[u8]>>(
         &self,
         response: &http::Response<B>,
     ) -> Result<Token, RefreshFailure> {
+        self.parse_response_for(response, None)
+    }
+
+    /// Like [`parse_response`](Self::parse_response), also redacting `refresh_token`
+    /// (the credential the request sent) from failure messages, should the server echo
+    /// it (some do: "Invalid refresh token: …").
+    pub fn parse_response_for<B: AsRef<[u8]>>(
+        &self,
+        response: &http::Response<B>,
+        refresh_token: Option<&Secret>,
+    ) -> Result<Token, RefreshFailure> {
+        let secrets: Vec<&Secret> = self.client_secret.iter().chain(refresh_token).collect();
         response::parse(
             response.status(),
             response.headers(),
             response.body().as_ref(),
-            self.client_secret.as_ref(),
+            &secrets,
         )
     }
 

@@ -16,7 +16,7 @@ pub(super) fn parse(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    client_secret: Option<&Secret>,
+    secrets: &[&Secret],
 ) -> Result<Token, RefreshFailure> {
     let fields = read_fields(headers, body);
     let unusable = |why: &str| {
@@ -30,7 +30,7 @@ pub(super) fn parse(
             let mut failure = unusable(why);
             failure
                 .message
-                .push_str(&what_came_back(headers, body, client_secret));
+                .push_str(&what_came_back(headers, body, secrets));
             failure
         })?;
         if fields.contains_key("access_token") {
@@ -40,13 +40,13 @@ pub(super) fn parse(
             return Err(unusable("it has no access_token"));
         }
         // An error in a 2xx body (GitHub does this): a refusal like any other.
-        return Err(refusal(status, headers, Some(&fields), client_secret));
+        return Err(refusal(status, headers, Some(&fields), secrets));
     }
-    let mut failure = refusal(status, headers, fields.as_ref().ok(), client_secret);
+    let mut failure = refusal(status, headers, fields.as_ref().ok(), secrets);
     if fields.is_err() {
         failure
             .message
-            .push_str(&what_came_back(headers, body, client_secret));
+            .push_str(&what_came_back(headers, body, secrets));
     }
     Err(failure)
 }
@@ -54,12 +54,12 @@ pub(super) fn parse(
 /// What a body that is neither JSON nor a form looked like (a proxy's HTML page, a
 /// plain-text error), for the failure message: its content type and first bytes,
 /// cleaned like any server text. Only for bodies that did not parse, so never a token.
-fn what_came_back(headers: &HeaderMap, body: &[u8], client_secret: Option<&Secret>) -> String {
+fn what_came_back(headers: &HeaderMap, body: &[u8], secrets: &[&Secret]) -> String {
     let content_type = headers
         .get(CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let content_type = match content_type {
-        Some(value) => clean(&value, client_secret),
+        Some(value) => clean(&value, secrets),
         None => "none".to_owned(),
     };
     let trimmed = body.trim_ascii_start();
@@ -76,7 +76,7 @@ fn what_came_back(headers: &HeaderMap, body: &[u8], client_secret: Option<&Secre
     let head = String::from_utf8_lossy(&trimmed[..trimmed.len().min(BODY_PREVIEW)]);
     format!(
         " (content-type {content_type}, body starts: {})",
-        clean(head.trim_end(), client_secret)
+        clean(head.trim_end(), secrets)
     )
 }
 
@@ -88,14 +88,14 @@ fn refusal(
     status: StatusCode,
     headers: &HeaderMap,
     fields: Option<&Map<String, Value>>,
-    client_secret: Option<&Secret>,
+    secrets: &[&Secret],
 ) -> RefreshFailure {
     Refusal {
         status,
         headers,
         error: fields.and_then(|f| text(f, "error")),
         description: fields.and_then(|f| text(f, "error_description")),
-        client_secret,
+        secrets,
     }
     .failure()
 }
@@ -225,7 +225,7 @@ mod tests {
             StatusCode::from_u16(status).expect("status"),
             &json_headers(),
             body.as_bytes(),
-            None,
+            &[],
         )
     }
 
@@ -319,7 +319,7 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
         );
         let body = b"access_token=at%2B1&token_type=bearer&expires_in=28800&refresh_token=rt-2&scope=repo+user";
-        let token = parse(StatusCode::OK, &headers, body, None).expect("token");
+        let token = parse(StatusCode::OK, &headers, body, &[]).expect("token");
         assert_eq!(token.access_token.expose(), "at+1");
         assert_eq!(token.expiry, Expiry::In(Duration::from_secs(28800)));
         assert_eq!(
@@ -332,7 +332,7 @@ mod tests {
             StatusCode::OK,
             &headers,
             b"error=bad_refresh_token&error_description=The+refresh+token+is+invalid",
-            None,
+            &[],
         )
         .expect_err("refused");
         assert_eq!(refused.kind, FailureKind::Terminal);
@@ -381,7 +381,7 @@ mod tests {
             assert!(failure.message.contains("HTTP 200"), "{}", failure.message);
         }
         let failure =
-            parse(StatusCode::OK, &HeaderMap::new(), &[0xff, 0xfe], None).expect_err("not utf-8");
+            parse(StatusCode::OK, &HeaderMap::new(), &[0xff, 0xfe], &[]).expect_err("not utf-8");
         assert_eq!(failure.kind, FailureKind::Transient);
     }
 
@@ -435,7 +435,7 @@ mod tests {
         let mut headers = json_headers();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("17"));
         let failure =
-            parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", None).expect_err("rate limited");
+            parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", &[]).expect_err("rate limited");
         assert_eq!(failure.kind, FailureKind::Transient);
         assert_eq!(failure.retry_after, Some(Duration::from_secs(17)));
     }
@@ -447,7 +447,7 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             &json_headers(),
             br#"{"error":"invalid_client","error_description":"secret short-secret is wrong"}"#,
-            Some(&secret),
+            &[&secret],
         )
         .expect_err("refused");
         assert!(

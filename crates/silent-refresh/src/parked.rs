@@ -11,13 +11,24 @@ use crate::ids::RequestId;
 /// Deadlines live in a min-heap with lazy deletion: a cancelled request leaves its
 /// heap entry behind until it reaches the top (skipped there) or the heap is rebuilt,
 /// which happens once stale entries outnumber live ones, so memory stays bounded.
-#[derive(Debug, Default)]
-pub(crate) struct Parked {
-    by_arrival: BTreeMap<RequestId, Instant>,
-    deadlines: BinaryHeap<Reverse<(Instant, RequestId)>>,
+///
+/// Generic over the time type so that its tests need no clock.
+#[derive(Debug)]
+pub(crate) struct Parked<T = Instant> {
+    by_arrival: BTreeMap<RequestId, T>,
+    deadlines: BinaryHeap<Reverse<(T, RequestId)>>,
 }
 
-impl Parked {
+impl<T> Default for Parked<T> {
+    fn default() -> Self {
+        Self {
+            by_arrival: BTreeMap::new(),
+            deadlines: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<T: Ord + Copy> Parked<T> {
     pub(crate) fn len(&self) -> usize {
         self.by_arrival.len()
     }
@@ -26,7 +37,7 @@ impl Parked {
         self.by_arrival.is_empty()
     }
 
-    pub(crate) fn push(&mut self, id: RequestId, deadline: Instant) {
+    pub(crate) fn push(&mut self, id: RequestId, deadline: T) {
         self.by_arrival.insert(id, deadline);
         self.deadlines.push(Reverse((deadline, id)));
     }
@@ -48,14 +59,14 @@ impl Parked {
     }
 
     /// The earliest deadline of a parked request.
-    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
+    pub(crate) fn earliest_deadline(&self) -> Option<T> {
         self.deadlines
             .peek()
             .map(|Reverse((deadline, _))| *deadline)
     }
 
     /// Removes and returns the next request whose deadline is at or before `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<RequestId> {
+    pub(crate) fn pop_expired(&mut self, now: T) -> Option<RequestId> {
         let &Reverse((deadline, id)) = self.deadlines.peek()?;
         if deadline > now {
             return None;
@@ -67,7 +78,7 @@ impl Parked {
     }
 
     /// Removes every request, in arrival order.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = RequestId> + use<> {
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = RequestId> + use<T> {
         self.deadlines.clear();
         std::mem::take(&mut self.by_arrival).into_keys()
     }
@@ -86,15 +97,14 @@ impl Parked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn deadlines_survive_cancellation_and_memory_stays_bounded() {
-        let t0 = Instant::now();
-        let mut parked = Parked::default();
+        // Time is a plain number here: seconds since some start.
+        let mut parked: Parked<u64> = Parked::default();
         for n in 0..1000u64 {
             // Deadlines in reverse arrival order: the heap must still find the earliest.
-            parked.push(RequestId(n), t0 + Duration::from_secs(2000 - n));
+            parked.push(RequestId(n), 2000 - n);
         }
         for n in 500..1000u64 {
             assert!(parked.remove(RequestId(n)));
@@ -102,15 +112,9 @@ mod tests {
         assert!(!parked.remove(RequestId(600)));
         assert_eq!(parked.len(), 500);
         assert!(parked.deadlines.len() <= 2 * 500 + 64);
-        assert_eq!(
-            parked.earliest_deadline(),
-            Some(t0 + Duration::from_secs(1501))
-        );
-        assert_eq!(
-            parked.pop_expired(t0 + Duration::from_secs(1501)),
-            Some(RequestId(499))
-        );
-        assert_eq!(parked.pop_expired(t0 + Duration::from_secs(1501)), None);
+        assert_eq!(parked.earliest_deadline(), Some(1501));
+        assert_eq!(parked.pop_expired(1501), Some(RequestId(499)));
+        assert_eq!(parked.pop_expired(1501), None);
         let rest: Vec<RequestId> = parked.drain().collect();
         assert_eq!(rest, (0..499).map(RequestId).collect::<Vec<_>>());
         assert!(parked.is_empty() && parked.earliest_deadline().is_none());

@@ -35,9 +35,6 @@ mod op;
 mod reference;
 mod trace;
 
-#[cfg(test)]
-mod tests;
-
 pub use checker::{
     Adopted, Checker, Failed, RULES, ResultFor, Rule, RuleCheck, View, Violation, ViolationKind,
 };

@@ -1,13 +1,12 @@
 //! The checker is not vacuous: a real trace passes it, and each broken copy of that
 //! trace (a double grant, a missing `Forget`, …) is caught by the rule it breaks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::action::{WakeReason, Wakeup};
-use crate::config::RefreshMode;
-use crate::error::Error;
-use crate::ids::AttemptId;
+use silent_refresh::model::*;
+use silent_refresh::{AttemptId, Error, RefreshMode, WakeReason, Wakeup};
 
 fn setup(mode: RefreshMode) -> Setup {
     Setup {

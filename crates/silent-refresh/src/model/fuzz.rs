@@ -10,14 +10,15 @@
 //!   which checks the machine against the [`Model`](super::Model) and every rule with
 //!   the [`Checker`](super::Checker) after every step.
 //! - [`oauth2_response`]: an arbitrary answer of the token endpoint through
-//!   [`RefreshGrant::parse_response`].
+//!   [`RefreshGrant::parse_response_for`] (given the credential sent) and
+//!   [`RefreshGrant::parse_response`] (not given it).
 //! - [`oauth2_request`]: arbitrary grant settings through [`RefreshGrant::request`].
 //!
 //! A secret is checked for in messages only when it is *distinctive* (see
 //! [`SecretPick`]), so that a secret like `"the"` does not count as leaked by the
-//! codec's own words. A refresh credential is checked for in a response's failure only
-//! when it is also token-like (at least 40 token characters): `parse_response` is not
-//! given the credential it answers, so it can redact only what looks like one.
+//! codec's own words. `parse_response` is not given the refresh credential it answers,
+//! so it can redact only what looks like one: its failures are checked for the
+//! credential only when that is token-like (at least 40 token characters).
 
 use std::time::Instant;
 
@@ -205,14 +206,15 @@ mod oauth2 {
             text
         }
 
-        /// The secrets a message must not contain.
-        fn checked(&self, for_response: bool) -> Vec<(&'static str, &str)> {
+        /// The secrets a message must not contain; `only_token_like` keeps the refresh
+        /// credential only if it is token-like (for a codec not given it).
+        fn checked(&self, only_token_like: bool) -> Vec<(&'static str, &str)> {
             let mut checked = Vec::new();
             if let Some((secret, true)) = &self.client {
                 checked.push(("the client secret", secret.as_str()));
             }
             if let Some((secret, true)) = &self.refresh {
-                if !for_response || token_like(secret) {
+                if !only_token_like || token_like(secret) {
                     checked.push(("the refresh credential", secret.as_str()));
                 }
             }
@@ -474,8 +476,10 @@ mod oauth2 {
     /// table says where the status alone decides (`5xx`, `408`, `425`, `429` transient;
     /// `3xx` and `4xx` terminal unless the server named a transient OAuth error), a
     /// `Retry-After` only on a transient failure that had one, and a message that is
-    /// short, one line, and quotes no distinctive client secret and no token-like
-    /// refresh credential (in the message or in `Display`).
+    /// short, one line, and quotes no distinctive client secret and no distinctive
+    /// refresh credential (in the message or in `Display`). The outcome is the same
+    /// whether or not the codec is given the credential sent (`parse_response_for` or
+    /// `parse_response`); without it, only a token-like credential must not be quoted.
     ///
     /// # Errors
     ///
@@ -493,14 +497,24 @@ mod oauth2 {
         if let Some((secret, _)) = &secrets.client {
             grant = grant.client_secret(secret.as_str());
         }
+        let sent = secrets
+            .refresh
+            .as_ref()
+            .map(|(secret, _)| Secret::new(secret.as_str()));
         let response = case.response(&secrets);
         let status = response.status();
-        match grant.parse_response(&response) {
-            Ok(token) => check_token(status, &token),
-            Err(failure) => {
-                check_failure(&failure, &secrets.checked(true))?;
-                check_classification(&response, &failure, &secrets)
+        let told = grant.parse_response_for(&response, sent.as_ref());
+        let untold = grant.parse_response(&response);
+        match (&told, &untold) {
+            (Ok(token), Ok(same)) if token == same => check_token(status, token),
+            (Err(failure), Err(other))
+                if failure.kind == other.kind && failure.retry_after == other.retry_after =>
+            {
+                check_failure(failure, &secrets.checked(false))?;
+                check_failure(other, &secrets.checked(true))?;
+                check_classification(&response, failure, &secrets)
             }
+            _ => Err("the outcome depends on whether the credential sent is given".to_owned()),
         }
     }
 

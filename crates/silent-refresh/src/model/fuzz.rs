@@ -10,15 +10,20 @@
 //!   which checks the machine against the [`Model`](super::Model) and every rule with
 //!   the [`Checker`](super::Checker) after every step.
 //! - [`oauth2_response`]: an arbitrary answer of the token endpoint through
-//!   [`RefreshGrant::parse_response_for`] (given the credential sent) and
-//!   [`RefreshGrant::parse_response`] (not given it).
-//! - [`oauth2_request`]: arbitrary grant settings through [`RefreshGrant::request`].
+//!   [`RefreshGrant::parse_response_for`][for] (given the credential sent) and
+//!   [`RefreshGrant::parse_response`][plain] (not given it).
+//! - [`oauth2_request`]: arbitrary grant settings through
+//!   [`RefreshGrant::request`][request].
 //!
 //! A secret is checked for in messages only when it is *distinctive* (see
 //! [`SecretPick`]), so that a secret like `"the"` does not count as leaked by the
 //! codec's own words. `parse_response` is not given the refresh credential it answers,
 //! so it can redact only what looks like one: its failures are checked for the
 //! credential only when that is token-like (at least 40 token characters).
+//!
+//! [for]: crate::oauth2::RefreshGrant::parse_response_for
+//! [plain]: crate::oauth2::RefreshGrant::parse_response
+//! [request]: crate::oauth2::RefreshGrant::request
 
 use std::time::Instant;
 

@@ -464,7 +464,7 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         .build()
         .map_err(|e| setup(&e))?;
     let client = AuthorizedClient::builder(source)
-        .allow_origin(options.resource.as_str())
+        .allow_origin(probe::origin_of(&options.resource).map_err(|e| setup(&e))?)
         .build()
         .map_err(|e| setup(&e))?;
     let url: Arc<str> = options.resource.as_str().into();

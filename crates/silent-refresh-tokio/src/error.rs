@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use silent_refresh::origin::Refusal;
+
 /// What went wrong, and what to do about it. Never contains a token or a refresh
 /// credential, nor a request's path or query: URLs appear only as their origin.
 #[derive(Debug, thiserror::Error)]
@@ -8,8 +10,12 @@ pub enum Error {
     /// The token machine could not give a token: sign-in required, signed out, no
     /// token before the request's deadline, or too many requests waiting. The wrapped
     /// error says which, and what to do.
+    ///
+    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
+    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
+    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
     #[error(transparent)]
-    Token(#[from] silent_refresh::Error),
+    Token(silent_refresh::Error),
     /// There is no tokio runtime to run the token source's background task on.
     #[error(
         "no tokio runtime is running on this thread; build the TokenSource from inside a tokio runtime"
@@ -27,12 +33,32 @@ pub enum Error {
         "a token was requested from inside the token-change callback; hand that work to another task instead"
     )]
     Reentrant,
-    /// The URL is not one a token may be sent to, or is not a URL at all.
+    /// A request's URL (or the refresher's token endpoint) is not an absolute http or
+    /// https URL with a host.
     #[error("invalid URL: {reason}; give an absolute http or https URL")]
     InvalidUrl {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An origin given to [`crate::AuthorizedClientBuilder::allow_origin`] is not
+    /// `scheme://host[:port]`: not a URL, or one with a path, a query or a user.
+    #[error(
+        "invalid origin{}: {reason}; give it to allow_origin as `https://host` or `https://host:port`",
+        origin.as_deref().map(|o| format!(" `{o}`")).unwrap_or_default()
+    )]
+    InvalidOrigin {
+        /// The origin (scheme, host, port) read from it, if any: never the text as
+        /// given, which may hold a password, a path or a query.
+        origin: Option<String>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The client was built without any allowed origin, so it would never attach the
+    /// token.
+    #[error(
+        "no origin was allowed: call AuthorizedClientBuilder::allow_origin with the origin of the API"
+    )]
+    NoOrigin,
     /// The request's origin is not on the allow-list, so the token was not attached.
     #[error(
         "refusing to send the token to {origin}: it is not an allowed origin; add it with AuthorizedClientBuilder::allow_origin if you trust it"
@@ -68,6 +94,36 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client: {0}; check the TLS setup")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<silent_refresh::Error> for Error {
+    /// Wraps the core's error in [`Error::Token`], except its origin errors, which
+    /// become this crate's own variants (their messages name this crate's builder).
+    fn from(error: silent_refresh::Error) -> Self {
+        use silent_refresh::Error as Core;
+        match error {
+            Core::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            Core::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
+            Core::NoOrigin => Self::NoOrigin,
+            Core::InsecureHttp { origin } => Self::InsecureHttp { origin },
+            other => Self::Token(other),
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    /// Why a request did not get the token, as an error that names only its origin.
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            Refusal::Excluded { origin } => Self::TokenEndpoint {
+                origin: origin.to_string(),
+            },
+            Refusal::NotAllowed { origin } => Self::OriginNotAllowed {
+                origin: origin.to_string(),
+            },
+        }
+    }
 }
 
 impl Error {

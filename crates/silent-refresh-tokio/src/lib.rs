@@ -75,7 +75,6 @@ mod driver;
 mod error;
 #[cfg(feature = "reqwest")]
 mod oauth2;
-mod origin;
 mod refresher;
 mod send;
 mod shared;

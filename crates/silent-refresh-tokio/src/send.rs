@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
+use silent_refresh::origin::{self, OriginPolicy, OriginPolicyBuilder};
 
 use crate::error::Error;
-use crate::origin::{Endpoint, Origin};
 use crate::source::TokenSource;
 
 /// A response whose status the send helper can read, to spot a 401.
@@ -48,6 +48,9 @@ impl ResponseStatus for reqwest::Response {
 /// - plain `http` to anything but loopback, unless you opted in with
 ///   [`AuthorizedClientBuilder::allow_insecure_http`].
 ///
+/// The rule is the core's [`OriginPolicy`](silent_refresh::origin::OriginPolicy),
+/// shared with the blocking adapter.
+///
 /// ```
 /// use std::time::Duration;
 /// use http::StatusCode;
@@ -84,8 +87,7 @@ impl ResponseStatus for reqwest::Response {
 #[derive(Clone, Debug)]
 pub struct AuthorizedClient {
     source: TokenSource,
-    allowed: Arc<[Origin]>,
-    token_endpoint: Option<Endpoint>,
+    policy: Arc<OriginPolicy>,
 }
 
 impl AuthorizedClient {
@@ -93,8 +95,7 @@ impl AuthorizedClient {
     pub fn builder(source: TokenSource) -> AuthorizedClientBuilder {
         AuthorizedClientBuilder {
             source,
-            allowed: Vec::new(),
-            insecure_http: false,
+            policy: OriginPolicy::builder(),
         }
     }
 
@@ -110,25 +111,9 @@ impl AuthorizedClient {
     ///
     /// [`Error::InvalidUrl`], [`Error::OriginNotAllowed`] or [`Error::TokenEndpoint`].
     pub fn check(&self, url: &str) -> Result<Uri, Error> {
-        let (origin, uri) = Origin::parse(url)?;
-        self.check_origin(&origin, &uri)?;
+        let uri = origin::parse_url(url)?;
+        self.policy.check(&uri)?;
         Ok(uri)
-    }
-
-    fn check_origin(&self, origin: &Origin, uri: &Uri) -> Result<(), Error> {
-        if let Some(endpoint) = &self.token_endpoint {
-            if endpoint.matches(origin, uri) {
-                return Err(Error::TokenEndpoint {
-                    origin: origin.to_string(),
-                });
-            }
-        }
-        if !self.allowed.contains(origin) {
-            return Err(Error::OriginNotAllowed {
-                origin: origin.to_string(),
-            });
-        }
-        Ok(())
     }
 
     /// Sends a request to `url` through `send`, with the token attached.
@@ -185,15 +170,7 @@ impl AuthorizedClient {
         client: &reqwest::Client,
         request: reqwest::Request,
     ) -> Result<reqwest::Response, Error> {
-        let uri: Uri = request
-            .url()
-            .as_str()
-            .parse()
-            .map_err(|_| Error::InvalidUrl {
-                reason: "it does not parse as a URL",
-            })?;
-        let origin = Origin::of(&uri)?;
-        self.check_origin(&origin, &uri)?;
+        self.check(request.url().as_str())?;
         let retry = request.try_clone();
         let token = self.source.token().await?;
         let response = execute_with(client, request, &token).await?;
@@ -245,16 +222,16 @@ pub fn authorization(token: &AccessToken) -> Result<HeaderValue, Error> {
 #[derive(Debug)]
 pub struct AuthorizedClientBuilder {
     source: TokenSource,
-    allowed: Vec<String>,
-    insecure_http: bool,
+    policy: OriginPolicyBuilder,
 }
 
 impl AuthorizedClientBuilder {
-    /// Allows sending the token to the origin of `url` (its scheme, host and port; the
-    /// path is ignored), e.g. `https://api.example.com`.
+    /// Allows sending the token to this origin: `https://host` or `https://host:port`
+    /// (scheme, host and port, nothing else). A path, a query or a user is refused
+    /// when the client is built: the token goes to every path of the origin.
     #[must_use]
-    pub fn allow_origin(mut self, url: impl Into<String>) -> Self {
-        self.allowed.push(url.into());
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.policy = self.policy.allow_origin(&origin.into());
         self
     }
 
@@ -262,7 +239,7 @@ impl AuthorizedClientBuilder {
     /// unencrypted. Only for trusted networks.
     #[must_use]
     pub fn allow_insecure_http(mut self) -> Self {
-        self.insecure_http = true;
+        self.policy = self.policy.allow_plain_http(true);
         self
     }
 
@@ -270,28 +247,19 @@ impl AuthorizedClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] for an origin that is not an http(s) URL,
-    /// [`Error::InsecureHttp`] for a plain-http origin other than loopback without
+    /// [`Error::InvalidOrigin`] for an origin that is not `scheme://host[:port]`,
+    /// [`Error::InvalidUrl`] for a refresher's token endpoint that is not an http(s)
+    /// URL, [`Error::NoOrigin`] when no origin was allowed, [`Error::InsecureHttp`]
+    /// for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<AuthorizedClient, Error> {
-        let mut allowed = Vec::with_capacity(self.allowed.len());
-        for url in &self.allowed {
-            let (origin, _) = Origin::parse(url)?;
-            if origin.is_plain_http() && !origin.is_loopback() && !self.insecure_http {
-                return Err(Error::InsecureHttp {
-                    origin: origin.to_string(),
-                });
-            }
-            allowed.push(origin);
+        let mut policy = self.policy;
+        if let Some(url) = self.source.token_endpoint() {
+            policy = policy.exclude(url);
         }
-        let token_endpoint = match self.source.token_endpoint() {
-            Some(url) => Some(Endpoint::parse(url)?),
-            None => None,
-        };
         Ok(AuthorizedClient {
+            policy: Arc::new(policy.build()?),
             source: self.source,
-            allowed: allowed.into(),
-            token_endpoint,
         })
     }
 }

@@ -876,6 +876,33 @@ async fn the_send_helper_sends_the_token_only_where_allowed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_send_helper_allows_origins_only_and_never_echoes_what_else_was_given() {
+    let source = source_with(
+        Config::default(),
+        Some(Credentials::Token(rotated(1, secs(3600)))),
+        EndpointRefresher,
+        None,
+    );
+    assert!(matches!(
+        AuthorizedClient::builder(source.clone()).build(),
+        Err(Error::NoOrigin)
+    ));
+    let refused = AuthorizedClient::builder(source)
+        .allow_origin("https://alice:hunter2@api.example.com/v1?api_key=hidden")
+        .build()
+        .expect_err("an origin has no user, path or query");
+    assert!(
+        matches!(refused, Error::InvalidOrigin { .. }),
+        "{refused:?}"
+    );
+    let message = format!("{refused} {refused:?}");
+    assert!(message.contains("https://api.example.com:443"), "{message}");
+    for secret in ["alice", "hunter2", "/v1", "hidden"] {
+        assert!(!message.contains(secret), "{message}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_token_is_never_handed_out_past_its_usable_time() {
     // Without a refresh credential nothing can replace the token: once it is no longer
     // usable, calls fail. A 100 s token leaves its fast path through the background

@@ -8,11 +8,11 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
+use silent_refresh::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
 use crate::error::Error;
-use crate::origin::{Endpoint, Origin};
 use crate::replay::{self, Replay};
 use crate::source::TokenSource;
 
@@ -49,6 +49,8 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 ///   the only sure way to keep the token from reaching another host is to hand the
 ///   `3xx` response back to you. Follow it with a new request if you trust the
 ///   target: the middleware then decides anew whether that origin gets the token.
+///   (The rule is the core's [`OriginPolicy`](silent_refresh::origin::OriginPolicy),
+///   shared with the tokio adapter.)
 /// - **401.** It reports the rejected token's generation to the [`TokenSource`]
 ///   (only a rejection of the current token starts a refresh) and, if the body can
 ///   be sent again, sends the request once more with the new token. A body can be
@@ -68,8 +70,7 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// your agent runs after this one: install this middleware last.
 pub struct BearerAuth {
     source: Arc<TokenSource>,
-    origins: Vec<Origin>,
-    excluded: Vec<Endpoint>,
+    policy: OriginPolicy,
     replay_limit: usize,
     retry_agent: Agent,
 }
@@ -79,9 +80,7 @@ impl BearerAuth {
     pub fn builder(source: Arc<TokenSource>) -> BearerAuthBuilder {
         BearerAuthBuilder {
             source,
-            origins: Vec::new(),
-            excluded: Vec::new(),
-            allow_insecure_http: false,
+            policy: OriginPolicy::builder(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
         }
     }
@@ -89,14 +88,12 @@ impl BearerAuth {
     /// Whether a request for `uri` gets the token.
     #[must_use]
     pub fn authorizes(&self, uri: &http::Uri) -> bool {
-        self.authorized_origin(uri).is_some()
+        self.policy.authorizes(uri)
     }
 
     /// The origin of `uri` if a request for it gets the token.
     fn authorized_origin(&self, uri: &http::Uri) -> Option<Origin> {
-        let origin = Origin::of(uri)?;
-        (self.origins.contains(&origin) && !self.excluded.iter().any(|e| e.matches(&origin, uri)))
-            .then_some(origin)
+        self.policy.check(uri).ok()
     }
 }
 
@@ -193,15 +190,7 @@ impl Middleware for BearerAuth {
 impl fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerAuth")
-            .field(
-                "origins",
-                &self
-                    .origins
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>(),
-            )
-            .field("excluded", &self.excluded)
+            .field("policy", &self.policy)
             .field("replay_limit", &self.replay_limit)
             .finish_non_exhaustive()
     }
@@ -212,31 +201,30 @@ impl fmt::Debug for BearerAuth {
 #[must_use]
 pub struct BearerAuthBuilder {
     source: Arc<TokenSource>,
-    origins: Vec<String>,
-    excluded: Vec<String>,
-    allow_insecure_http: bool,
+    policy: OriginPolicyBuilder,
     replay_limit: usize,
 }
 
 impl BearerAuthBuilder {
     /// Attach the token to requests for this origin: `https://host` or
-    /// `https://host:port` (no path). Call once per origin.
+    /// `https://host:port` (no path, query or user). Call once per origin.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.origins.push(origin.into());
+        self.policy = self.policy.allow_origin(&origin.into());
         self
     }
 
-    /// Never attach the token to requests for this URL (its query is ignored). The
-    /// refresher's token endpoint is always excluded.
+    /// Never attach the token to requests for this URL (same origin and path; its
+    /// query and a trailing `/` are ignored). The refresher's token endpoint is
+    /// always excluded.
     pub fn exclude(mut self, url: impl Into<String>) -> Self {
-        self.excluded.push(url.into());
+        self.policy = self.policy.exclude(&url.into());
         self
     }
 
     /// Allow plain `http` origins that are not the loopback interface (refused by
     /// default: the token would cross the network in clear text).
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
+        self.policy = self.policy.allow_plain_http(allow);
         self
     }
 
@@ -249,33 +237,23 @@ impl BearerAuthBuilder {
     }
 
     /// Checks the origins and returns the middleware.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Error::InvalidOrigin`] (from
+    /// [`allow_origin`](Self::allow_origin)) or [`Error::InvalidUrl`] (from
+    /// [`exclude`](Self::exclude) or the refresher's token endpoint), in the order
+    /// given; [`Error::NoOrigin`] when no origin was allowed;
+    /// [`Error::InsecureOrigin`] for a plain-http origin other than loopback without
+    /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<BearerAuth, Error> {
-        if self.origins.is_empty() {
-            return Err(Error::NoOrigin);
-        }
-        let mut origins = Vec::with_capacity(self.origins.len());
-        for text in &self.origins {
-            let origin = Origin::parse(text)?;
-            if !origin.is_https() && !origin.is_loopback() && !self.allow_insecure_http {
-                return Err(Error::InsecureOrigin {
-                    origin: text.clone(),
-                });
-            }
-            origins.push(origin);
-        }
-        let mut excluded = Vec::with_capacity(self.excluded.len() + 1);
-        for text in self
-            .excluded
-            .iter()
-            .map(String::as_str)
-            .chain(self.source.token_endpoint())
-        {
-            excluded.push(Endpoint::parse(text)?);
+        let mut policy = self.policy;
+        if let Some(url) = self.source.token_endpoint() {
+            policy = policy.exclude(url);
         }
         Ok(BearerAuth {
+            policy: policy.build()?,
             source: self.source,
-            origins,
-            excluded,
             replay_limit: self.replay_limit,
             retry_agent: Agent::new_with_defaults(),
         })

@@ -1,28 +1,41 @@
 //! The one error type of this crate.
 
 /// What went wrong, and what to do about it. Never contains a token or a refresh
-/// credential.
+/// credential, nor a URL's path or query: URLs appear only as their origin.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No access token: the core's reason (sign-in required, signed out, deadline
     /// exceeded, overloaded, invalid configuration), which says what to do.
+    ///
+    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
+    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
+    /// [`Error::NoOrigin`] or [`Error::InsecureOrigin`].
     #[error(transparent)]
-    Token(#[from] silent_refresh::Error),
+    Token(silent_refresh::Error),
     /// A token was asked for from inside the source's own token-change callback, which
     /// runs while the source is locked.
     #[error(
         "a token was requested from inside the token-change callback; ask for it after the callback returns, from another thread"
     )]
     Reentrant,
-    /// An origin given to [`crate::BearerAuthBuilder::allow_origin`] (or a token
-    /// endpoint) is not a `scheme://host[:port]` URL.
+    /// An origin given to [`crate::BearerAuthBuilder::allow_origin`] is not
+    /// `scheme://host[:port]`: not a URL, or one with a path, a query or a user.
     #[error(
-        "`{origin}` is not a valid origin ({reason}); give one as `https://host` or `https://host:port`"
+        "invalid origin{}: {reason}; give it as `https://host` or `https://host:port`",
+        origin.as_deref().map(|o| format!(" `{o}`")).unwrap_or_default()
     )]
     InvalidOrigin {
-        /// The origin as given.
-        origin: String,
+        /// The origin (`scheme://host:port`) read from it, if any: never the text as
+        /// given, which may hold a password, a path or a query.
+        origin: Option<String>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A URL given to [`crate::BearerAuthBuilder::exclude`], or a token endpoint, is
+    /// not an absolute http or https URL with a host.
+    #[error("invalid URL: {reason}; give an absolute http or https URL")]
+    InvalidUrl {
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -36,7 +49,7 @@ pub enum Error {
         "refusing to send tokens over plain http to `{origin}`: use https, or call `allow_insecure_http(true)` if the network is trusted"
     )]
     InsecureOrigin {
-        /// The origin as given.
+        /// The origin (`scheme://host:port`).
         origin: String,
     },
     /// The bearer middleware ran outside a ureq agent, so it could not turn off
@@ -45,6 +58,21 @@ pub enum Error {
         "the bearer middleware must run inside a ureq agent: install it with `Agent::config_builder().middleware(..)`"
     )]
     NotInAgent,
+}
+
+impl From<silent_refresh::Error> for Error {
+    /// Wraps the core's error in [`Error::Token`], except its origin errors, which
+    /// become this crate's own variants (their messages name this crate's builders).
+    fn from(error: silent_refresh::Error) -> Self {
+        use silent_refresh::Error as Core;
+        match error {
+            Core::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            Core::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
+            Core::NoOrigin => Self::NoOrigin,
+            Core::InsecureHttp { origin } => Self::InsecureOrigin { origin },
+            other => Self::Token(other),
+        }
+    }
 }
 
 impl Error {

@@ -86,7 +86,6 @@ mod change;
 mod driver;
 mod error;
 mod oauth2;
-mod origin;
 mod proactive;
 mod refresher;
 mod replay;

@@ -4,11 +4,11 @@ use std::fmt;
 use std::time::Duration;
 
 use silent_refresh::oauth2::RefreshGrant;
+use silent_refresh::origin::{self, Origin};
 use silent_refresh::{RefreshFailure, Secret, Token};
 use ureq::Agent;
 
 use crate::error::Error;
-use crate::origin::Origin;
 use crate::refresher::Refresher;
 
 /// The longest token-endpoint answer read: token responses are a few kilobytes.
@@ -118,12 +118,18 @@ impl OAuth2RefresherBuilder {
     }
 
     /// Checks the token endpoint and returns the refresher.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when the token endpoint is not an absolute http(s) URL,
+    /// [`Error::InsecureOrigin`] when it is plain `http` to a host other than
+    /// loopback without [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         let url = self.grant.token_url();
-        let origin = Origin::parse_url(url)?;
+        let origin = Origin::of(&origin::parse_url(url)?)?;
         if !origin.is_https() && !origin.is_loopback() && !self.allow_insecure_http {
             return Err(Error::InsecureOrigin {
-                origin: url.to_owned(),
+                origin: origin.to_string(),
             });
         }
         let agent = self.agent.unwrap_or_else(|| {

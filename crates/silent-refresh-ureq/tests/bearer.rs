@@ -328,6 +328,36 @@ fn plain_http_is_refused_except_to_loopback_unless_allowed() {
 }
 
 #[test]
+fn invalid_origins_and_urls_are_refused_without_echoing_a_password_a_path_or_a_query() {
+    let source = Arc::new(TokenSource::builder(Config::default()).build());
+    let refused = BearerAuth::builder(source.clone())
+        .allow_origin("https://alice:hunter2@api.example.com/v1?api_key=hidden")
+        .build()
+        .expect_err("an origin has no user, path or query");
+    assert!(
+        matches!(refused, Error::InvalidOrigin { .. }),
+        "{refused:?}"
+    );
+    let message = format!("{refused} {refused:?}");
+    assert!(message.contains("https://api.example.com:443"), "{message}");
+    for secret in ["alice", "hunter2", "/v1", "hidden"] {
+        assert!(!message.contains(secret), "{message}");
+    }
+    assert!(matches!(
+        BearerAuth::builder(source)
+            .allow_origin("https://api.example.com")
+            .exclude("/revoke")
+            .build(),
+        Err(Error::InvalidUrl { .. })
+    ));
+    let grant = silent_refresh_ureq::RefreshGrant::new("auth.example.com/token", "client");
+    assert!(matches!(
+        silent_refresh_ureq::OAuth2Refresher::builder(grant).build(),
+        Err(Error::InvalidUrl { .. })
+    ));
+}
+
+#[test]
 fn many_threads_across_several_expiries_always_present_a_valid_token() {
     const LIFETIME: Duration = Duration::from_millis(300);
     let auth = AuthServer::start("rt-SECRET-1", LIFETIME);

@@ -102,6 +102,8 @@ mod machine;
 pub mod model;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
+#[cfg(feature = "oauth2")]
+pub mod origin;
 mod parked;
 mod schedule;
 mod secret;

@@ -1,0 +1,742 @@
+//! Where an access token may be sent: origins (scheme, host, port) and the policy both
+//! adapters apply before attaching the token to a request.
+//!
+//! The rule, in full:
+//! - a request gets the token only if its origin (scheme, host and port, compared after
+//!   normalising: lower-case scheme and host, default port made explicit) equals an
+//!   allowed origin;
+//! - never when it goes to the token endpoint (or another URL excluded with
+//!   [`OriginPolicyBuilder::exclude`]): same origin and same path, whatever the query
+//!   and a trailing `/`;
+//! - an allowed origin over plain `http` is refused when the policy is built, unless its
+//!   host is loopback (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`) or the user
+//!   opted in with [`OriginPolicyBuilder::allow_plain_http`].
+//!
+//! Pure string and URI logic: no I/O, no DNS, no clock. Loopback means what the host
+//! *says*, not what a resolver would answer.
+//!
+//! ```
+//! use silent_refresh::origin::{OriginPolicy, Refusal};
+//!
+//! let policy = OriginPolicy::builder()
+//!     .allow_origin("https://api.example.com")
+//!     .allow_origin("http://localhost:8080")
+//!     .exclude("https://api.example.com/oauth/token")
+//!     .build()?;
+//! let uri = |url: &str| -> http::Uri { url.parse().expect("a URL") };
+//! assert!(policy.authorizes(&uri("https://API.example.com:443/v1/me?x=1")));
+//! assert!(policy.authorizes(&uri("http://localhost:8080/")));
+//! assert!(!policy.authorizes(&uri("http://api.example.com/v1/me")));
+//! assert!(matches!(
+//!     policy.check(&uri("https://api.example.com/oauth/token?grant_type=refresh_token")),
+//!     Err(Refusal::Excluded { .. })
+//! ));
+//! # Ok::<(), silent_refresh::Error>(())
+//! ```
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use http::Uri;
+
+use crate::Error;
+
+/// The scheme, host and port of a URL, normalised: scheme and host in lower case, the
+/// default port (443, 80) made explicit. Two URLs are same-origin when their `Origin`s
+/// are equal.
+///
+/// It prints (with `Display` and `Debug`) as `scheme://host:port`, never with a user,
+/// a path or a query.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses an origin given by the user, for an allow-list: `scheme://host[:port]`
+    /// with an optional trailing `/` and nothing else. A path, a query or user
+    /// information is refused, so that the allow-list reads as what it does: the token
+    /// goes to the whole origin.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOrigin`], with the origin in it when one could be read.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let unreadable = |reason| Error::InvalidOrigin {
+            origin: None,
+            reason,
+        };
+        let uri: Uri = text.parse().map_err(|_| unreadable("it is not a URL"))?;
+        let origin = Self::of(&uri).map_err(|error| match error {
+            Error::InvalidUrl { reason } => unreadable(reason),
+            other => other,
+        })?;
+        let invalid = |reason| Error::InvalidOrigin {
+            origin: Some(origin.to_string()),
+            reason,
+        };
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(invalid(
+                "it holds user information (`user@`), which an origin never has",
+            ));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(invalid(
+                "it has a path or a query; an origin is only scheme, host and port, and the token goes to every path on it",
+            ));
+        }
+        Ok(origin)
+    }
+
+    /// The origin of a parsed URL (its path and query are ignored).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when `uri` is not absolute, its scheme is neither `http`
+    /// nor `https`, or it has no host.
+    pub fn of(uri: &Uri) -> Result<Self, Error> {
+        let https = match uri.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+            Some(_) => {
+                return Err(Error::InvalidUrl {
+                    reason: "its scheme is neither http nor https",
+                });
+            }
+            None => {
+                return Err(Error::InvalidUrl {
+                    reason: "it is not absolute (no scheme)",
+                });
+            }
+        };
+        let no_host = Error::InvalidUrl {
+            reason: "it has no host",
+        };
+        let authority = uri.authority().ok_or_else(|| no_host.clone())?;
+        let host = authority.host().to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(no_host);
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(Self { https, host, port })
+    }
+
+    /// Whether the scheme is `https`.
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Whether the host names this machine: `localhost`, a subdomain of `localhost`,
+    /// an address in `127.0.0.0/8`, or `[::1]`. Only these literal forms count: no
+    /// name is resolved, and neither `localhost.` (trailing dot) nor an IPv4-mapped
+    /// address (`[::ffff:127.0.0.1]`) nor a shortened IPv4 form (`127.1`) does.
+    #[must_use]
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.as_str();
+        if host == "localhost"
+            || host
+                .strip_suffix(".localhost")
+                .is_some_and(|sub| !sub.is_empty())
+        {
+            return true;
+        }
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return ip.is_loopback();
+        }
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<Ipv6Addr>().ok())
+            .is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Origin({self})")
+    }
+}
+
+/// Parses an absolute URL, such as a request's, for [`Origin::of`] and
+/// [`OriginPolicy::check`].
+///
+/// # Errors
+///
+/// [`Error::InvalidUrl`] when `url` does not parse as a URI. (Whether it is an
+/// absolute http(s) URL is checked by [`Origin::of`].)
+pub fn parse_url(url: &str) -> Result<Uri, Error> {
+    url.parse().map_err(|_| Error::InvalidUrl {
+        reason: "it does not parse as a URL",
+    })
+}
+
+/// An origin and a path: a URL that never gets the token, such as the token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+struct Endpoint {
+    origin: Origin,
+    path: String,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Self, Error> {
+        let uri = parse_url(url)?;
+        Ok(Self {
+            origin: Origin::of(&uri)?,
+            path: normalise_path(uri.path()),
+        })
+    }
+
+    /// Whether `uri`, of origin `origin`, names this endpoint (query ignored).
+    fn matches(&self, origin: &Origin, uri: &Uri) -> bool {
+        self.origin == *origin && self.path == normalise_path(uri.path())
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({}{})", self.origin, self.path)
+    }
+}
+
+/// `""` and `"/"` are the same path; so are `/token` and `/token/`.
+fn normalise_path(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Why a request does not get the token, from [`OriginPolicy::check`]. Each reason
+/// carries at most the request's origin, never its path or query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request's URL is not an absolute `http` or `https` URL with a host.
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The request goes to the token endpoint, or to another excluded URL.
+    Excluded {
+        /// The request's origin.
+        origin: Origin,
+    },
+    /// The request's origin is not on the allow-list.
+    NotAllowed {
+        /// The request's origin.
+        origin: Origin,
+    },
+}
+
+/// Which requests get the access token: those for an allowed origin, except the
+/// excluded URLs (the token endpoint). See the [module docs](self) for the rule.
+///
+/// Build it with [`OriginPolicy::builder`].
+#[derive(Clone, Debug)]
+pub struct OriginPolicy {
+    allowed: Box<[Origin]>,
+    excluded: Box<[Endpoint]>,
+}
+
+impl OriginPolicy {
+    /// A builder for a policy with no allowed origin yet.
+    pub fn builder() -> OriginPolicyBuilder {
+        OriginPolicyBuilder::default()
+    }
+
+    /// The request's origin if a request for `uri` gets the token, or why not. The
+    /// excluded URLs are checked first, so a request for the token endpoint is always
+    /// refused as [`Refusal::Excluded`].
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`].
+    pub fn check(&self, uri: &Uri) -> Result<Origin, Refusal> {
+        let origin = Origin::of(uri).map_err(|error| Refusal::InvalidUrl {
+            reason: match error {
+                Error::InvalidUrl { reason } => reason,
+                _ => "it is not an absolute http or https URL",
+            },
+        })?;
+        if self.excluded.iter().any(|e| e.matches(&origin, uri)) {
+            return Err(Refusal::Excluded { origin });
+        }
+        if !self.allowed.contains(&origin) {
+            return Err(Refusal::NotAllowed { origin });
+        }
+        Ok(origin)
+    }
+
+    /// Whether a request for `uri` gets the token.
+    #[must_use]
+    pub fn authorizes(&self, uri: &Uri) -> bool {
+        self.check(uri).is_ok()
+    }
+
+    /// The allowed origins, in the order they were given (duplicates removed).
+    #[must_use]
+    pub fn allowed(&self) -> &[Origin] {
+        &self.allowed
+    }
+}
+
+/// Builds an [`OriginPolicy`]. Each origin and URL is parsed as it is given; the first
+/// one that is invalid is the error [`build`](Self::build) returns. The builder keeps
+/// only what it parsed, so its `Debug` never shows a path, a query or a password.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct OriginPolicyBuilder {
+    allowed: Vec<Origin>,
+    excluded: Vec<Endpoint>,
+    allow_plain_http: bool,
+    error: Option<Error>,
+}
+
+impl OriginPolicyBuilder {
+    /// Requests for this origin get the token: `https://host` or `https://host:port`
+    /// (see [`Origin::parse`]). Call once per origin.
+    pub fn allow_origin(mut self, origin: &str) -> Self {
+        match Origin::parse(origin) {
+            Ok(origin) => {
+                if !self.allowed.contains(&origin) {
+                    self.allowed.push(origin);
+                }
+            }
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+        self
+    }
+
+    /// Requests for this URL (same origin, same path; query and trailing `/` ignored)
+    /// never get the token, even on an allowed origin. Give the token endpoint here.
+    pub fn exclude(mut self, url: &str) -> Self {
+        match Endpoint::parse(url) {
+            Ok(endpoint) => self.excluded.push(endpoint),
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+        self
+    }
+
+    /// Allow plain `http` origins whose host is not loopback: the token then crosses
+    /// the network unencrypted. Refused by default.
+    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
+        self
+    }
+
+    /// Checks the origins and builds the policy.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Error::InvalidOrigin`] (from [`allow_origin`](Self::allow_origin))
+    /// or [`Error::InvalidUrl`] (from [`exclude`](Self::exclude)), in the order they
+    /// were given; then [`Error::NoOrigin`] when no origin was allowed; then
+    /// [`Error::InsecureHttp`] for the first plain-`http` origin whose host is not
+    /// loopback, unless [`allow_plain_http`](Self::allow_plain_http).
+    pub fn build(self) -> Result<OriginPolicy, Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.allowed.is_empty() {
+            return Err(Error::NoOrigin);
+        }
+        if !self.allow_plain_http {
+            if let Some(origin) = self
+                .allowed
+                .iter()
+                .find(|o| !o.is_https() && !o.is_loopback())
+            {
+                return Err(Error::InsecureHttp {
+                    origin: origin.to_string(),
+                });
+            }
+        }
+        Ok(OriginPolicy {
+            allowed: self.allowed.into(),
+            excluded: self.excluded.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(url: &str) -> Uri {
+        parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    fn origin_of(url: &str) -> Origin {
+        Origin::of(&uri(url)).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    fn policy(build: OriginPolicyBuilder) -> OriginPolicy {
+        build.build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        // (URL, its origin as printed)
+        for (url, printed) in [
+            ("https://API.Example.com/a?b", "https://api.example.com:443"),
+            (
+                "https://api.example.com:443/",
+                "https://api.example.com:443",
+            ),
+            ("HTTPS://api.EXAMPLE.com", "https://api.example.com:443"),
+            ("http://example.com/", "http://example.com:80"),
+            ("HTTP://example.com:80", "http://example.com:80"),
+            ("http://example.com:443", "http://example.com:443"),
+            ("https://example.com:8443/x", "https://example.com:8443"),
+            ("https://user:pw@example.com/x", "https://example.com:443"),
+            ("http://[::1]:9000/", "http://[::1]:9000"),
+            ("http://[::A]/", "http://[::a]:80"),
+        ] {
+            let origin = origin_of(url);
+            assert_eq!(origin.to_string(), printed, "{url}");
+            assert_eq!(format!("{origin:?}"), format!("Origin({printed})"), "{url}");
+        }
+    }
+
+    #[test]
+    fn same_origin_needs_same_scheme_host_and_port() {
+        let allowed = Origin::parse("https://API.example.com").expect("valid");
+        for (url, same) in [
+            ("https://api.example.com/v1/items?x=1", true),
+            ("https://api.example.com:443/", true),
+            ("HTTPS://api.EXAMPLE.com", true),
+            ("http://api.example.com/", false),
+            ("http://api.example.com:443/", false),
+            ("https://api.example.com:8443/", false),
+            ("https://api.example.com./", false),
+            ("https://api.example.com.evil.test/", false),
+            ("https://evil.test/?https://api.example.com", false),
+            ("https://user@evil.test/", false),
+            ("https://api.example.com@evil.test/", false),
+        ] {
+            assert_eq!(origin_of(url) == allowed, same, "{url}");
+        }
+    }
+
+    #[test]
+    fn an_origin_given_by_the_user_is_only_scheme_host_and_port() {
+        for ok in [
+            "https://api.example.com",
+            "https://api.example.com/",
+            "https://api.example.com:8443",
+            "http://localhost:3000",
+            "http://[::1]:1",
+        ] {
+            assert!(Origin::parse(ok).is_ok(), "{ok}");
+        }
+        // (text, the origin the error names, if any)
+        for (text, named) in [
+            (
+                "https://api.example.com/v1",
+                Some("https://api.example.com:443"),
+            ),
+            (
+                "https://api.example.com?q=1",
+                Some("https://api.example.com:443"),
+            ),
+            (
+                "https://user:pw@api.example.com",
+                Some("https://api.example.com:443"),
+            ),
+            ("ftp://api.example.com", None),
+            ("api.example.com", None),
+            ("/relative/path", None),
+            ("not a url", None),
+            ("https://", None),
+            ("", None),
+        ] {
+            match Origin::parse(text) {
+                Err(Error::InvalidOrigin { origin, reason }) => {
+                    assert_eq!(origin.as_deref(), named, "{text}: {reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_origin_and_url_errors_never_print_a_path_a_query_or_a_password() {
+        for text in [
+            "https://alice:hunter2@api.example.com",
+            "https://api.example.com/secret-path",
+            "https://api.example.com/?access_token=hunter2",
+            "https://alice:hunter2@api.example.com/secret-path?access_token=hunter2 x",
+        ] {
+            let error = Origin::parse(text).expect_err(text);
+            let printed = format!("{error} {error:?}");
+            for secret in ["hunter2", "secret-path", "access_token", "alice"] {
+                assert!(!printed.contains(secret), "{text}: {printed}");
+            }
+        }
+        let error = parse_url("https://api.example.com/secret-path?x=hunter2 y")
+            .expect_err("a space is not a URL");
+        assert!(!format!("{error} {error:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn what_is_not_an_http_url_has_no_origin() {
+        for url in [
+            "/relative/path",
+            "ftp://example.com/",
+            "example.com",
+            "not a url",
+            "https://",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    parse_url(url).and_then(|uri| Origin::of(&uri)),
+                    Err(Error::InvalidUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (url, loopback) in [
+            ("http://localhost", true),
+            ("http://localhost:8080", true),
+            ("http://LOCALHOST:8080", true),
+            ("http://api.localhost", true),
+            ("http://a.b.localhost:1", true),
+            ("http://127.0.0.1:3000", true),
+            ("http://127.1.2.3", true),
+            ("http://127.255.255.255", true),
+            ("http://[::1]:9000", true),
+            ("http://[0:0:0:0:0:0:0:1]", true),
+            ("https://localhost", true),
+            ("http://example.com", false),
+            ("http://10.0.0.1", false),
+            ("http://128.0.0.1", false),
+            ("http://0.0.0.0", false),
+            ("http://localhost.example.com", false),
+            ("http://notlocalhost", false),
+            ("http://[::2]", false),
+            // Stricter than a resolver: only the literal forms count.
+            ("http://localhost.", false),
+            ("http://127.0.0.1.", false),
+            ("http://127.1", false),
+            ("http://2130706433", false),
+            ("http://[::ffff:127.0.0.1]", false),
+        ] {
+            assert_eq!(origin_of(url).is_loopback(), loopback, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_policy_authorizes_only_allowed_origins_and_never_the_token_endpoint() {
+        let policy = policy(
+            OriginPolicy::builder()
+                .allow_origin("https://auth.example.com")
+                .allow_origin("https://API.example.com")
+                .exclude("https://auth.example.com/oauth/token")
+                .exclude("https://auth.example.com/revoke/"),
+        );
+        let allowed = |origin: &str| Ok(Origin::parse(origin).expect("valid"));
+        let excluded = |origin: &str| {
+            Err(Refusal::Excluded {
+                origin: Origin::parse(origin).expect("valid"),
+            })
+        };
+        let not_allowed = |origin: &str| {
+            Err(Refusal::NotAllowed {
+                origin: Origin::parse(origin).expect("valid"),
+            })
+        };
+        for (url, expected) in [
+            (
+                "https://api.example.com/v1/me",
+                allowed("https://api.example.com"),
+            ),
+            (
+                "https://API.example.com:443/v1",
+                allowed("https://api.example.com"),
+            ),
+            (
+                "https://auth.example.com/userinfo",
+                allowed("https://auth.example.com"),
+            ),
+            (
+                "https://auth.example.com/",
+                allowed("https://auth.example.com"),
+            ),
+            (
+                "https://auth.example.com/oauth",
+                allowed("https://auth.example.com"),
+            ),
+            (
+                "https://auth.example.com/oauth/token/x",
+                allowed("https://auth.example.com"),
+            ),
+            (
+                "https://auth.example.com/oauth/token",
+                excluded("https://auth.example.com"),
+            ),
+            (
+                "https://AUTH.example.com:443/oauth/token/?x=1",
+                excluded("https://auth.example.com"),
+            ),
+            (
+                "https://auth.example.com/revoke",
+                excluded("https://auth.example.com"),
+            ),
+            (
+                "https://evil.example.com/steal",
+                not_allowed("https://evil.example.com"),
+            ),
+            (
+                "http://api.example.com/plain",
+                not_allowed("http://api.example.com"),
+            ),
+            (
+                "https://api.example.com:8443/",
+                not_allowed("https://api.example.com:8443"),
+            ),
+            (
+                "https://api.example.com.evil.test/",
+                not_allowed("https://api.example.com.evil.test"),
+            ),
+            (
+                "https://evil.test/?https://api.example.com",
+                not_allowed("https://evil.test"),
+            ),
+            (
+                "/relative",
+                Err(Refusal::InvalidUrl {
+                    reason: "it is not absolute (no scheme)",
+                }),
+            ),
+            (
+                "ftp://api.example.com/",
+                Err(Refusal::InvalidUrl {
+                    reason: "its scheme is neither http nor https",
+                }),
+            ),
+        ] {
+            assert_eq!(policy.check(&uri(url)), expected, "{url}");
+            assert_eq!(policy.authorizes(&uri(url)), expected.is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_token_endpoint_is_refused_even_when_its_origin_is_not_allowed() {
+        let policy = policy(
+            OriginPolicy::builder()
+                .allow_origin("https://api.example.com")
+                .exclude("https://auth.example.com/oauth/token"),
+        );
+        assert!(matches!(
+            policy.check(&uri("https://auth.example.com/oauth/token")),
+            Err(Refusal::Excluded { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback_unless_allowed() {
+        // (origin, allow_plain_http, accepted)
+        for (origin, allow_plain_http, accepted) in [
+            ("http://api.example.com", false, false),
+            ("http://api.example.com", true, true),
+            ("http://10.0.0.1:8080", false, false),
+            ("http://localhost.", false, false),
+            ("http://127.0.0.1:8080", false, true),
+            ("http://localhost", false, true),
+            ("http://localhost:3000", false, true),
+            ("http://[::1]:1", false, true),
+            ("https://api.example.com", false, true),
+        ] {
+            let built = OriginPolicy::builder()
+                .allow_origin(origin)
+                .allow_plain_http(allow_plain_http)
+                .build();
+            match (built, accepted) {
+                (Ok(_), true) => {}
+                (Err(Error::InsecureHttp { origin: named }), false) => {
+                    assert_eq!(named, origin_of(origin).to_string());
+                }
+                (other, _) => panic!("{origin} {allow_plain_http}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_builder_reports_the_first_invalid_input_then_a_missing_origin() {
+        let build = |b: OriginPolicyBuilder| b.build().expect_err("invalid");
+        assert_eq!(build(OriginPolicy::builder()), Error::NoOrigin);
+        assert_eq!(
+            build(OriginPolicy::builder().exclude("https://auth.example.com/token")),
+            Error::NoOrigin
+        );
+        assert!(matches!(
+            build(
+                OriginPolicy::builder()
+                    .allow_origin("https://api.example.com/v1")
+                    .exclude("not a url")
+            ),
+            Error::InvalidOrigin { .. }
+        ));
+        assert!(matches!(
+            build(
+                OriginPolicy::builder()
+                    .exclude("/relative")
+                    .allow_origin("https://api.example.com/v1")
+            ),
+            Error::InvalidUrl { .. }
+        ));
+        assert!(matches!(
+            build(
+                OriginPolicy::builder()
+                    .allow_origin("http://api.example.com")
+                    .allow_origin("ftp://x")
+            ),
+            Error::InvalidOrigin { origin: None, .. }
+        ));
+    }
+
+    #[test]
+    fn duplicates_are_kept_once_and_debug_shows_only_origins() {
+        let policy = policy(
+            OriginPolicy::builder()
+                .allow_origin("https://api.example.com")
+                .allow_origin("HTTPS://api.example.com:443/")
+                .allow_origin("http://localhost:1"),
+        );
+        assert_eq!(
+            policy
+                .allowed()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["https://api.example.com:443", "http://localhost:1"]
+        );
+        let debug = format!(
+            "{:?}",
+            OriginPolicy::builder().allow_origin("https://user:hunter2@api.example.com/p")
+        );
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("/p"),
+            "{debug}"
+        );
+    }
+}

@@ -17,10 +17,11 @@ fn state_machine(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Every target, with the check its fuzz target runs.
-const TARGETS: [(&str, Check); 3] = [
+const TARGETS: [(&str, Check); 4] = [
     ("state_machine", state_machine),
     ("oauth2_response", fuzz::oauth2_response),
     ("oauth2_request", fuzz::oauth2_request),
+    ("origin_policy", fuzz::origin_policy),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -1,0 +1,14 @@
+//! Bytes → allowed origins, excluded URLs and request URLs; the policy must give the
+//! token exactly to requests for an allowed origin that do not go to an excluded URL,
+//! whatever the spelling of the URL, and print no password, query or path
+//! (`silent_refresh::model::fuzz::origin_policy`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(finding) = silent_refresh::model::fuzz::origin_policy(data) {
+        panic!("{finding}");
+    }
+});

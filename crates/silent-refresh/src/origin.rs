@@ -292,7 +292,8 @@ impl OriginPolicy {
 
 /// Builds an [`OriginPolicy`]. Each origin and URL is parsed as it is given; the first
 /// one that is invalid is the error [`build`](Self::build) returns. The builder keeps
-/// only what it parsed, so its `Debug` never shows a path, a query or a password.
+/// only what it parsed, so its `Debug` never shows a query or a password (the path of an
+/// excluded endpoint, which is no secret, does show).
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct OriginPolicyBuilder {

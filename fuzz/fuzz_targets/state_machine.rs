@@ -7,7 +7,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(violation) = silent_refresh::model::fuzz::state_machine(data) {
+    if let Err(violation) =
+        silent_refresh::model::fuzz::state_machine(std::time::Instant::now(), data)
+    {
         panic!("{violation}");
     }
 });

@@ -13,7 +13,7 @@ use silent_refresh::model::fuzz;
 type Check = fn(&[u8]) -> Result<(), String>;
 
 fn state_machine(bytes: &[u8]) -> Result<(), String> {
-    fuzz::state_machine(bytes).map_err(|violation| violation.to_string())
+    fuzz::state_machine(std::time::Instant::now(), bytes).map_err(|violation| violation.to_string())
 }
 
 /// Every target, with the check its fuzz target runs.

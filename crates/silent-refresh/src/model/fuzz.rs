@@ -34,15 +34,16 @@ use arbitrary::{Arbitrary, Unstructured};
 use super::checker::Violation;
 
 /// Runs the bytes as a [`Setup`](super::Setup) and ops (see [`decode`](super::decode))
-/// through the machine, the reference model and the rule checker.
+/// through the machine, the reference model and the rule checker, on a simulated clock
+/// that starts at `start` (the caller's reading: the core never reads a clock). Only the
+/// offsets from `start` matter; the run replays the same for any start.
 ///
 /// # Errors
 ///
 /// The first [`Violation`]: a rule broken, or the machine and the model disagreeing.
-pub fn state_machine(bytes: &[u8]) -> Result<(), Violation> {
+pub fn state_machine(start: Instant, bytes: &[u8]) -> Result<(), Violation> {
     let (setup, ops) = super::decode(bytes);
-    // Only the offsets from `start` matter; the run replays the same for any start.
-    super::run(setup.config(), Instant::now(), &ops)
+    super::run(setup.config(), start, &ops)
 }
 
 /// A secret the fuzzer picks for the client secret or a refresh credential.

@@ -34,8 +34,8 @@
 //! # Ok::<(), silent_refresh::Error>(())
 //! ```
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use http::Uri;
 

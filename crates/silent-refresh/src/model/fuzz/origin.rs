@@ -1,7 +1,7 @@
 //! The `origin_policy` target: which requests get the access token.
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use arbitrary::Arbitrary;
 use http::Uri;

@@ -57,28 +57,29 @@ impl TokenSource {
     /// Fails fast with [`silent_refresh::Error::SignInRequired`] or
     /// [`silent_refresh::Error::SignedOut`] when there are no usable credentials, and
     /// with [`Error::Reentrant`] when called from the source's own token-change
-    /// callback.
+    /// callback with no fresh token to hand out (waiting there would deadlock).
+    ///
     /// Report a 401 of a request sent with the token to
     /// [`report_rejected`](Self::report_rejected) with its `generation`.
     pub fn token(&self) -> Result<Arc<AccessToken>, Error> {
-        if self.inner.in_own_callback() {
-            return Err(Error::Reentrant);
-        }
-        match self.inner.fast_token(Instant::now()) {
-            Some(token) => Ok(token),
-            None => self.inner.wait_for_token(None),
-        }
+        self.token_until(None)
     }
 
     /// Like [`token`](Self::token), waiting at most until `deadline`.
     pub fn token_before(&self, deadline: Instant) -> Result<Arc<AccessToken>, Error> {
+        self.token_until(Some(deadline))
+    }
+
+    /// The fast path first (a lock-free load and one clock read); only a call that must
+    /// enter the machine checks that it is not made from this source's own callback.
+    fn token_until(&self, deadline: Option<Instant>) -> Result<Arc<AccessToken>, Error> {
+        if let Some(token) = self.inner.fast_token(Instant::now()) {
+            return Ok(token);
+        }
         if self.inner.in_own_callback() {
             return Err(Error::Reentrant);
         }
-        match self.inner.fast_token(Instant::now()) {
-            Some(token) => Ok(token),
-            None => self.inner.wait_for_token(Some(deadline)),
-        }
+        self.inner.wait_for_token(deadline)
     }
 
     /// A request sent with the token of `generation` was rejected (401). Only a

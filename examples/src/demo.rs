@@ -302,6 +302,23 @@ struct RefreshLog {
 }
 
 impl RefreshLog {
+    /// A log for one act; `peek` reads the act's source (waiting count, generation).
+    fn new(
+        timeline: &Timeline,
+        signals: &Arc<Signals>,
+        peek: impl Fn() -> (usize, Generation) + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            timeline: timeline.clone(),
+            signals: signals.clone(),
+            attempts: AtomicU64::new(0),
+            last_attempt: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+            parked_at_answer: AtomicUsize::new(0),
+            peek: Box::new(peek),
+        })
+    }
+
     fn started(&self) -> (u64, Instant) {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
         let (parked, generation) = (self.peek)();
@@ -414,19 +431,11 @@ impl TokioClient {
             .map_err(|e| e.to_string())?;
         let peek_slot: Arc<Mutex<Option<TokenSource>>> = Arc::default();
         let slot = peek_slot.clone();
-        let log = Arc::new(RefreshLog {
-            timeline: timeline.clone(),
-            signals: signals.clone(),
-            attempts: AtomicU64::new(0),
-            last_attempt: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
-            parked_at_answer: AtomicUsize::new(0),
-            peek: Box::new(move || {
-                slot.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_ref()
-                    .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
-            }),
+        let log = RefreshLog::new(timeline, signals, move || {
+            slot.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
         });
         let on_change = log.clone();
         let source = TokenSource::builder(config)
@@ -619,19 +628,11 @@ fn act_ureq(
 
     let cell: Arc<OnceLock<Weak<TokenSource>>> = Arc::default();
     let peek_cell = cell.clone();
-    let log = Arc::new(RefreshLog {
-        timeline: timeline.clone(),
-        signals: signals.clone(),
-        attempts: AtomicU64::new(0),
-        last_attempt: AtomicU64::new(0),
-        last_ms: AtomicU64::new(0),
-        parked_at_answer: AtomicUsize::new(0),
-        peek: Box::new(move || {
-            peek_cell
-                .get()
-                .and_then(Weak::upgrade)
-                .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
-        }),
+    let log = RefreshLog::new(timeline, signals, move || {
+        peek_cell
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
     });
     let inner = OAuth2Refresher::builder(demo_grant(server))
         .build()

@@ -10,19 +10,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use silent_refresh_ureq::{
-    Config, Credentials, Error, OAuth2Refresher, RefreshGrant, Refresher, Secret, Status,
-    TokenChange, TokenSource,
+    Config, Credentials, OAuth2Refresher, RefreshGrant, Refresher, Secret, Status, TokenChange,
+    TokenSource,
 };
-use support::{Adoptions, AuthServer, Reply, short_config};
-
-fn core_error(
-    result: Result<Arc<silent_refresh_ureq::AccessToken>, Error>,
-) -> silent_refresh::Error {
-    match result {
-        Err(Error::Token(error)) => error,
-        other => panic!("expected a token error, got {other:?}"),
-    }
-}
+use support::{Adoptions, AuthServer, Reply, core_error, short_config};
 
 #[test]
 fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_token() {

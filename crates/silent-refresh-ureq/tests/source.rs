@@ -13,7 +13,7 @@ use silent_refresh_ureq::{
     Config, Credentials, Error, Expiry, Generation, RefreshFailure, Secret, Status, Token,
     TokenChange, TokenSource,
 };
-use support::{Adoptions, short_config, until_waiting};
+use support::{Adoptions, core_error, short_config, until_waiting};
 
 const THREADS: usize = 64;
 
@@ -42,15 +42,6 @@ impl Gate {
         let rx = self.open.lock().expect("gate");
         rx.recv_timeout(Duration::from_secs(5))
             .expect("the test opens the gate");
-    }
-}
-
-fn core_error(
-    result: Result<Arc<silent_refresh_ureq::AccessToken>, Error>,
-) -> silent_refresh::Error {
-    match result {
-        Err(Error::Token(error)) => error,
-        other => panic!("expected a token error, got {other:?}"),
     }
 }
 

@@ -252,6 +252,16 @@ fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
     })
 }
 
+/// The core's error inside a failed `token()` call; any other outcome fails the test.
+pub fn core_error(
+    result: Result<Arc<silent_refresh_ureq::AccessToken>, silent_refresh_ureq::Error>,
+) -> silent_refresh::Error {
+    match result {
+        Err(silent_refresh_ureq::Error::Token(error)) => error,
+        other => panic!("expected a token error, got {other:?}"),
+    }
+}
+
 /// A configuration with short deadlines, so failures show within a test's time.
 pub fn short_config() -> ConfigBuilder {
     Config::builder()

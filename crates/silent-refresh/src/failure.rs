@@ -3,15 +3,21 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Whether a failed refresh is worth trying again.
+/// The three classes of a failed refresh (rule 7 of the contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum FailureKind {
-    /// Network error, timeout, 5xx, 429: retried with backoff.
+    /// Worth retrying: network error, timeout, 5xx, 429, a 4xx without an OAuth error
+    /// (a firewall's HTML 403, a proxy's 407). Retried with backoff.
     Transient,
-    /// The credentials are dead (`invalid_grant`, `invalid_client`, revoked): sign-in
-    /// is required and no refresh is tried again.
+    /// The credentials are dead (`invalid_grant`, revoked): sign-in is required, the
+    /// refresh credential is dropped, and no refresh is tried again.
     Terminal,
+    /// The client is set up wrong (`invalid_client`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `invalid_scope`, `invalid_request`, 404/405, a
+    /// redirect, a refused scheme): requests fail fast naming what to fix, the refresh
+    /// credential is kept, and a refresh is tried again only after `backoff_max`.
+    Misconfigured,
 }
 
 /// A failed refresh. The message must not contain a secret: it ends up in the errors
@@ -36,10 +42,20 @@ impl RefreshFailure {
         }
     }
 
-    /// A failure that needs a new sign-in.
+    /// A failure that needs a new sign-in: the credentials are dead.
     pub fn terminal(message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Terminal,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure of the client's configuration: the message must name what to fix
+    /// (client id or secret, authentication method, token URL, scope).
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Misconfigured,
             message: message.into(),
             retry_after: None,
         }
@@ -52,7 +68,7 @@ impl RefreshFailure {
         self
     }
 
-    /// Whether this failure is terminal.
+    /// Whether this failure is terminal (the credentials are dead).
     #[must_use]
     pub fn is_terminal(&self) -> bool {
         self.kind == FailureKind::Terminal
@@ -64,6 +80,7 @@ impl fmt::Display for RefreshFailure {
         let kind = match self.kind {
             FailureKind::Transient => "transient",
             FailureKind::Terminal => "terminal",
+            FailureKind::Misconfigured => "misconfiguration",
         };
         write!(f, "{kind} refresh failure: {}", self.message)?;
         if let Some(after) = self.retry_after {

@@ -57,6 +57,7 @@ impl Refusal<'_> {
                 }
             }
             FailureKind::Terminal => RefreshFailure::terminal(message),
+            FailureKind::Misconfigured => RefreshFailure::misconfigured(message),
         }
     }
 
@@ -123,7 +124,7 @@ impl Refusal<'_> {
                     "the token endpoint redirected{to}; configure the token URL as the final address"
                 )
             }
-            FailureKind::Terminal => match code {
+            FailureKind::Terminal | FailureKind::Misconfigured => match code {
                 401 => {
                     "the token endpoint refused the client authentication without an OAuth \
                         error; check the client id, secret and authentication method"

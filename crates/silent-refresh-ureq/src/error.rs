@@ -10,7 +10,7 @@ pub enum Error {
     ///
     /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
     /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
-    /// [`Error::NoOrigin`] or [`Error::InsecureOrigin`].
+    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
     #[error(transparent)]
     Token(silent_refresh::Error),
     /// A token was asked for from inside the source's own token-change callback, which
@@ -43,12 +43,14 @@ pub enum Error {
     /// attach the token.
     #[error("no origin was allowed: call `allow_origin` with the origin of the API")]
     NoOrigin,
-    /// An allowed origin uses plain `http` to a host that is not the loopback
-    /// interface: the token would cross the network in clear text.
+    /// Plain `http` to a host that is not the loopback interface, without the user's
+    /// opt-in: an allowed origin of [`crate::BearerAuthBuilder`], or the token URL of
+    /// [`crate::OAuth2RefresherBuilder`]. The token, or the refresh credential and
+    /// client secret, would cross the network in clear text.
     #[error(
-        "refusing to send tokens over plain http to `{origin}`: use https, or call `allow_insecure_http(true)` if the network is trusted"
+        "refusing to send a token or credential over plain http to `{origin}`: use https, or call the builder's `allow_insecure_http(true)` if the network is trusted"
     )]
-    InsecureOrigin {
+    InsecureHttp {
         /// The origin (`scheme://host:port`).
         origin: String,
     },
@@ -69,7 +71,7 @@ impl From<silent_refresh::Error> for Error {
             Core::InvalidUrl { reason } => Self::InvalidUrl { reason },
             Core::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
             Core::NoOrigin => Self::NoOrigin,
-            Core::InsecureHttp { origin } => Self::InsecureOrigin { origin },
+            Core::InsecureHttp { origin } => Self::InsecureHttp { origin },
             other => Self::Token(other),
         }
     }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use http::HeaderValue;
+use http::header::LOCATION;
 use silent_refresh::oauth2::RefreshGrant;
 use silent_refresh::origin::{self, Origin};
 use silent_refresh::{RefreshFailure, Secret, Token};
@@ -14,7 +16,8 @@ use crate::refresher::Refresher;
 /// The longest token-endpoint answer read: token responses are a few kilobytes.
 const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
-/// The timeout of the default agent, for the whole exchange.
+/// The default timeout of one exchange, from connecting to the end of the response:
+/// the core's default `refresh_timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refreshes with the OAuth 2.0 refresh-token grant (or client credentials, when
@@ -32,13 +35,24 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok::<(), silent_refresh_ureq::Error>(())
 /// ```
 ///
-/// The agent never follows redirects for the token request (a `POST` that carries
-/// the credentials) and hands error statuses to the codec, which classifies them
-/// (`invalid_grant` is terminal, `5xx` and `429` transient, with `Retry-After`).
-/// Transport errors (connect, TLS, timeout) are transient.
+/// The exchange is kept to the configured token URL, whatever the agent's settings:
+/// - no redirect is ever followed (the request is a `POST` that carries the refresh
+///   credential and the client secret). A `3xx` answer goes to the codec, which
+///   reports a misconfiguration naming the `Location` (its origin and path: never its
+///   query): configure the final token URL;
+/// - a plain `http` token URL is refused when the refresher is built, unless its host
+///   is loopback or you opted in with
+///   [`allow_insecure_http`](OAuth2RefresherBuilder::allow_insecure_http);
+/// - every exchange has a timeout ([`timeout`](OAuth2RefresherBuilder::timeout), 30 s
+///   by default), set on the request, so it holds with your own agent too.
+///
+/// Error statuses go to the codec, which classifies them (`invalid_grant` is
+/// terminal, `5xx` and `429` transient, with `Retry-After`). Transport errors
+/// (connect, TLS, timeout) are transient.
 pub struct OAuth2Refresher {
     grant: RefreshGrant,
     agent: Agent,
+    timeout: Duration,
 }
 
 impl OAuth2Refresher {
@@ -48,6 +62,38 @@ impl OAuth2Refresher {
             grant,
             agent: None,
             allow_insecure_http: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The grant's settings.
+    #[must_use]
+    pub fn grant(&self) -> &RefreshGrant {
+        &self.grant
+    }
+
+    /// The timeout of one refresh exchange.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A transport error as a transient failure that names no URL.
+    fn transport_failure(&self, error: &ureq::Error) -> RefreshFailure {
+        match error {
+            ureq::Error::Timeout(_) => RefreshGrant::transport_failure(&format!(
+                "no answer within the refresh request's timeout of {:?}; raise it with \
+                 OAuth2RefresherBuilder::timeout if the server is that slow",
+                self.timeout
+            )),
+            // Their text may repeat the URL, query included.
+            ureq::Error::BadUri(_) => {
+                RefreshGrant::transport_failure(&"the token URL is not a valid absolute URL")
+            }
+            ureq::Error::RequireHttpsOnly(_) => RefreshGrant::transport_failure(
+                &"the agent is configured for https only and the token URL is plain http",
+            ),
+            other => RefreshGrant::transport_failure(other),
         }
     }
 }
@@ -60,18 +106,22 @@ impl Refresher for OAuth2Refresher {
             .configure_request(request)
             .http_status_as_error(false)
             .max_redirects(0)
+            .timeout_global(Some(self.timeout))
             .build();
         let mut response = self
             .agent
             .run(request)
-            .map_err(|e| RefreshGrant::transport_failure(&e))?;
+            .map_err(|e| self.transport_failure(&e))?;
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_RESPONSE_BYTES)
             .read_to_vec()
-            .map_err(|e| RefreshGrant::transport_failure(&e))?;
-        let (parts, _) = response.into_parts();
+            .map_err(|e| self.transport_failure(&e))?;
+        let (mut parts, _) = response.into_parts();
+        if parts.status.is_redirection() {
+            redact_location(&mut parts.headers, self.grant.token_url());
+        }
         self.grant.parse_response_for(
             &http::Response::from_parts(parts, body),
             refresh_token.as_ref(),
@@ -87,23 +137,27 @@ impl fmt::Debug for OAuth2Refresher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth2Refresher")
             .field("token_url", &self.grant.token_url())
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds an [`OAuth2Refresher`].
+/// Builds an [`OAuth2Refresher`]: [`OAuth2Refresher::builder`].
 #[must_use]
 pub struct OAuth2RefresherBuilder {
     grant: RefreshGrant,
     agent: Option<Agent>,
     allow_insecure_http: bool,
+    timeout: Duration,
 }
 
 impl OAuth2RefresherBuilder {
-    /// Send with this agent (its proxy, TLS and timeout settings). Give it a
-    /// timeout. Error statuses and redirects are handled per request whatever its
-    /// configuration. Do not install the [`crate::BearerAuth`] middleware on it.
-    /// Default: an agent with a 30 s overall timeout.
+    /// Send with this agent (its proxy, TLS and connection settings). Whatever its
+    /// configuration, each exchange is sent with redirects off, error statuses
+    /// handed to the codec, and [`timeout`](Self::timeout) as its overall timeout
+    /// (ureq's per-request `timeout_global`). Do not install the
+    /// [`crate::BearerAuth`] middleware on it, nor a middleware that sends requests
+    /// again. Default: a new agent.
     pub fn agent(mut self, agent: Agent) -> Self {
         self.agent = Some(agent);
         self
@@ -117,24 +171,43 @@ impl OAuth2RefresherBuilder {
         self
     }
 
+    /// The timeout of one refresh exchange, from connecting to the end of the
+    /// response; when it passes, the refresh fails as transient and is retried with
+    /// backoff. Default: 30 s, the core's default `refresh_timeout`.
+    ///
+    /// Keep it no longer than the configuration's `refresh_timeout`, so that the
+    /// exchange is over when the token source gives up on it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Checks the token endpoint and returns the refresher.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidUrl`] when the token endpoint is not an absolute http(s) URL,
-    /// [`Error::InsecureOrigin`] when it is plain `http` to a host other than
-    /// loopback without [`allow_insecure_http`](Self::allow_insecure_http).
+    /// [`Error::InsecureHttp`] when it is plain `http` to a host other than
+    /// loopback without [`allow_insecure_http`](Self::allow_insecure_http), and
+    /// [`Error::Token`] with [`InvalidConfig`](silent_refresh::Error::InvalidConfig)
+    /// for a zero timeout.
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         let url = self.grant.token_url();
         let origin = Origin::of(&origin::parse_url(url)?)?;
         if !origin.is_https() && !origin.is_loopback() && !self.allow_insecure_http {
-            return Err(Error::InsecureOrigin {
+            return Err(Error::InsecureHttp {
                 origin: origin.to_string(),
             });
         }
+        if self.timeout.is_zero() {
+            return Err(silent_refresh::Error::InvalidConfig(
+                "the refresh request's timeout must be greater than zero",
+            )
+            .into());
+        }
         let agent = self.agent.unwrap_or_else(|| {
             Agent::config_builder()
-                .timeout_global(Some(DEFAULT_TIMEOUT))
+                .timeout_global(Some(self.timeout))
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .build()
@@ -143,6 +216,7 @@ impl OAuth2RefresherBuilder {
         Ok(OAuth2Refresher {
             grant: self.grant,
             agent,
+            timeout: self.timeout,
         })
     }
 }
@@ -152,6 +226,92 @@ impl fmt::Debug for OAuth2RefresherBuilder {
         f.debug_struct("OAuth2RefresherBuilder")
             .field("token_url", &self.grant.token_url())
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// Replaces a redirect's `Location` with its origin and path only (a query or a user
+/// may hold secrets), made absolute against the token URL when it is a path, so the
+/// failure names where the server pointed and nothing more.
+fn redact_location(headers: &mut http::HeaderMap, token_url: &str) {
+    let Some(location) = headers.get(LOCATION).and_then(|l| l.to_str().ok()) else {
+        headers.remove(LOCATION);
+        return;
+    };
+    match HeaderValue::try_from(origin_and_path(location, token_url)) {
+        Ok(value) => {
+            headers.insert(LOCATION, value);
+        }
+        Err(_) => {
+            headers.remove(LOCATION);
+        }
+    }
+}
+
+/// `location` as `scheme://host[:port]/path`: no user, query or fragment. A relative
+/// location is resolved against `base` when it is a path (`/…`) or scheme-relative
+/// (`//host/…`); any other relative form is shown as its path alone.
+fn origin_and_path(location: &str, base: &str) -> String {
+    let location = location.trim();
+    let cut = location.find(['?', '#']).unwrap_or(location.len());
+    let location = &location[..cut];
+    let base_scheme = base.split_once("://").map_or("https", |(scheme, _)| scheme);
+    let (scheme, rest) = if let Some((scheme, rest)) = location.split_once("://") {
+        (scheme, rest)
+    } else if let Some(rest) = location.strip_prefix("//") {
+        (base_scheme, rest)
+    } else if location.starts_with('/') {
+        let authority = base
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        return format!("{base_scheme}://{authority}{location}");
+    } else {
+        return location.to_owned();
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_keep_origin_and_path_only() {
+        let base = "https://auth.example.com/oauth/token";
+        for (location, shown) in [
+            (
+                "https://other.example/token?code=s3cret#frag",
+                "https://other.example/token",
+            ),
+            (
+                "https://user:pass@other.example:8443/t?x=1",
+                "https://other.example:8443/t",
+            ),
+            (
+                "/v2/token?refresh_token=s3cret",
+                "https://auth.example.com/v2/token",
+            ),
+            ("//cdn.example/token?x", "https://cdn.example/token"),
+            ("http://other.example", "http://other.example"),
+            ("token?x=1", "token"),
+        ] {
+            assert_eq!(origin_and_path(location, base), shown, "{location}");
+        }
+    }
+
+    #[test]
+    fn the_redacted_location_replaces_the_header() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://u:p@x.example/a?refresh_token=s3cret"),
+        );
+        redact_location(&mut headers, "https://auth.example.com/token");
+        assert_eq!(headers[LOCATION], "https://x.example/a");
     }
 }

@@ -293,7 +293,7 @@ fn plain_http_is_refused_except_to_loopback_unless_allowed() {
     };
     assert!(matches!(
         build("http://api.example.com", false),
-        Err(Error::InsecureOrigin { .. })
+        Err(Error::InsecureHttp { .. })
     ));
     for origin in [
         "http://127.0.0.1:8080",
@@ -317,7 +317,7 @@ fn plain_http_is_refused_except_to_loopback_unless_allowed() {
     assert!(matches!(
         silent_refresh_ureq::OAuth2Refresher::builder(grant("http://auth.example.com/token"))
             .build(),
-        Err(Error::InsecureOrigin { .. })
+        Err(Error::InsecureHttp { .. })
     ));
     assert!(
         silent_refresh_ureq::OAuth2Refresher::builder(grant("http://auth.example.com/token"))

@@ -473,3 +473,93 @@ impl Adoptions {
         }
     }
 }
+
+/// A server on 127.0.0.1, port 0, that counts the connections it accepts (not only the
+/// requests it reads): for a host that must receive nothing. With an answer, it reads
+/// each request and gives that answer; without one, it holds each connection open and
+/// never answers (a hung server, for timeouts) until it is dropped.
+pub struct CountingServer {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl CountingServer {
+    /// Starts it: `answer` for every request, or `None` never to answer.
+    pub fn start(answer: Option<Reply>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (connections, requests, held, stop) = (
+                connections.clone(),
+                requests.clone(),
+                held.clone(),
+                stop.clone(),
+            );
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    match answer.clone() {
+                        None => held.lock().expect("held").push(stream),
+                        Some(reply) => {
+                            let requests = requests.clone();
+                            thread::spawn(move || {
+                                serve(stream, &move |_: &Recorded| reply.clone(), &requests)
+                            });
+                        }
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            connections,
+            requests,
+            held,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// `http://127.0.0.1:port{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://127.0.0.1:port`
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The requests read so far (only when it answers).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("requests").clone()
+    }
+}
+
+impl Drop for CountingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        self.held.lock().expect("held").clear();
+    }
+}

@@ -13,15 +13,24 @@ use crate::token::{AccessToken, Generation, Token};
 /// comes before the first `Grant` of its token.
 #[derive(Clone, Debug)]
 pub enum Action {
-    /// Run a refresh and report its result with
-    /// [`crate::TokenMachine::handle_refresh_result`] and this attempt id. Do not
-    /// abort it when the machine gives up on it: with rotating refresh tokens the server
-    /// may already have consumed the credential, and a late result is still adopted.
+    /// Run a refresh exchange and report its result with
+    /// [`crate::TokenMachine::handle_refresh_result`] and this attempt id, whatever
+    /// happens: the machine starts no other exchange until that result comes in
+    /// (single flight on the wire). Bound it by the configuration's `refresh_timeout`.
     StartRefresh {
         /// The attempt id to report the result with.
         attempt: AttemptId,
         /// The newest refresh credential, if any (none for e.g. client credentials).
         refresh_token: Option<Secret>,
+    },
+    /// Cancel the exchange of this attempt if it is still running (its deadline passed,
+    /// or the credentials changed), then report its result as usual: a transient
+    /// failure if it was cancelled, or the answer if it came first. Until that report
+    /// no other exchange starts. A driver that cannot cancel (a blocking call) reports
+    /// when the call returns, which its own timeout must bound.
+    CancelRefresh {
+        /// The attempt whose exchange to cancel.
+        attempt: AttemptId,
     },
     /// A new token was adopted: store it (it holds the rotated refresh credential and
     /// a wall-clock expiry) before using it.
@@ -59,7 +68,7 @@ pub enum WakeReason {
     RefreshWindow,
     /// A backoff after a failed refresh ends.
     BackoffEnds,
-    /// The refresh in flight times out.
+    /// The exchange on the wire reaches its deadline (and is to be cancelled).
     RefreshTimeout,
     /// A parked request reaches its deadline.
     RequestDeadline,

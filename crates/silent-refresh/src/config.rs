@@ -51,9 +51,12 @@ impl Default for Config {
             // Up to 10% of the threshold later, so a fleet does not refresh in one second.
             jitter_fraction: 0.1,
             mode: RefreshMode::StaleWhileRefreshing,
-            // A token endpoint answers in well under a second; 10 s leaves room for a
-            // slow one and still lets a waiting request see a second attempt.
-            refresh_timeout: Duration::from_secs(10),
+            // The deadline of one refresh exchange. A token endpoint answers in well
+            // under a second, but a loaded identity provider can take 10 to 20 s; the
+            // exchange must not be cut short while the current token still serves
+            // (past the deadline its outcome is unknown: the server may have consumed a
+            // rotating credential). Requests that cannot wait have their own deadline.
+            refresh_timeout: Duration::from_secs(30),
             // A request waits for a token up to 30 s (a common HTTP client timeout),
             // long enough for a timed-out refresh, a backoff and a retry.
             request_timeout: Duration::from_secs(30),
@@ -113,7 +116,7 @@ impl Config {
         self.mode
     }
 
-    /// The machine gives up on a refresh after this long.
+    /// A refresh exchange is cancelled after this long (the driver's HTTP timeout).
     #[must_use]
     pub fn refresh_timeout(&self) -> Duration {
         self.refresh_timeout
@@ -201,7 +204,7 @@ impl ConfigBuilder {
         mode: RefreshMode
     );
     setter!(
-        /// Give up on a refresh after this long. Default 10 s.
+        /// Cancel a refresh exchange after this long. Default 30 s.
         refresh_timeout: Duration
     );
     setter!(

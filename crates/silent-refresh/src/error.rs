@@ -13,6 +13,17 @@ pub enum Error {
         /// Why a sign-in is needed.
         reason: Arc<str>,
     },
+    /// The token endpoint refused the client's configuration (`invalid_client`, a
+    /// wrong token URL, a redirect, a scope it does not allow…), and no usable token is
+    /// left. The refresh credential is kept: the session resumes once a refresh
+    /// succeeds (tried again after `backoff_max`, or at the next sign-in).
+    #[error(
+        "the token endpoint refused the client's configuration: {reason}; fix what it names (client id or secret, authentication method, token URL or scope): the session is kept and resumes with the next successful refresh"
+    )]
+    Misconfigured {
+        /// What the token endpoint said, naming what to fix.
+        reason: Arc<str>,
+    },
     /// The program signed out.
     #[error("signed out: sign in before asking for a token")]
     SignedOut,

@@ -43,7 +43,8 @@
 //!                 granted = Some(token);
 //!             }
 //!             Action::Reject { error, .. } => panic!("{error}"),
-//!             Action::Forget => {}
+//!             // Past `refresh_timeout`: abort the exchange, then report its result.
+//!             Action::CancelRefresh { .. } | Action::Forget => {}
 //!         }
 //!     }
 //!     if !fed_input {
@@ -59,7 +60,9 @@
 //!
 //! # The rules it keeps
 //!
-//! 1. **Single flight**: at most one refresh is in flight.
+//! 1. **Single flight, on the wire**: at most one refresh exchange runs. It is over only
+//!    when its result is reported; past `refresh_timeout` the machine emits
+//!    `CancelRefresh` and keeps waiting for that result.
 //! 2. **Exactly once**: every request gets one `Grant` or one `Reject`; a cancelled one
 //!    gets none.
 //! 3. **Never expired**: no token is granted at or after its `usable_until`.
@@ -67,10 +70,16 @@
 //! 5. Parked requests are released in **arrival order**, with the newest token.
 //! 6. **Refresh only when needed**: no token and someone waiting, the refresh window
 //!    reached, or a 401 of the *current* generation (many 401s, one refresh).
-//! 7. **Failures are classified**: transient ones back off (with jitter and
-//!    `Retry-After`), terminal ones require a sign-in and fail requests fast.
-//! 8. **Late results**: a result for an attempt that timed out is still adopted if no
-//!    newer token was adopted since it started; duplicates change nothing.
+//! 7. **Failures are classified in three** ([`FailureKind`]): transient ones back off
+//!    (with jitter and `Retry-After`); a misconfiguration fails requests that need a
+//!    refresh fast with [`Error::Misconfigured`] for `backoff_max`, keeping the refresh
+//!    credential; dead credentials require a sign-in and fail requests fast.
+//! 8. **Late results**: the result of the exchange on the wire is adopted even past its
+//!    deadline (the server consumed the old credential); after a sign-in or sign-out it
+//!    is dropped; duplicates change nothing. An exchange cancelled at its deadline has
+//!    an unknown outcome: the machine retries with the same credential after the
+//!    backoff, and if that is refused as dead, the error says the cancelled exchange
+//!    may have spent it.
 //! 9. **Rotation and persistence**: each refresh sends the newest refresh credential;
 //!    a `Persist` precedes the first `Grant` of each new token.
 //! 10. **Bounded**: parked requests are capped and each has a deadline.

@@ -18,9 +18,17 @@ use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::token::{AccessToken, Credentials, Expiry, Generation, Token};
 
-/// How many timed-out attempts are remembered for a late result (rule 8). Older ones
-/// are forgotten, so the table stays bounded (rule 10).
-const MAX_ABANDONED: usize = 8;
+/// The failure recorded when an exchange passes its deadline (`refresh_timeout`).
+const TIMED_OUT: &str = "the refresh exchange passed its deadline";
+/// The failure recorded when a refresh returns a token that is not usable any more.
+const EXPIRED_RESULT: &str = "the refresh returned a token that is already expired";
+/// Added to the reason of a terminal failure that follows an exchange whose outcome is
+/// unknown (it passed its deadline and was cancelled, so the server may have consumed
+/// the refresh credential without the answer reaching us).
+const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, so \
+     the server may have consumed the refresh credential without its answer arriving";
+/// Why a request fails fast when the token is unusable and cannot be refreshed.
+const NO_WAY_TO_REFRESH: &str = "the token is no longer usable and there is no refresh credential";
 
 /// Where the machine stands with the user's credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,24 +37,38 @@ pub enum Status {
     AwaitingSignIn,
     /// Credentials present: tokens are granted and refreshed.
     SignedIn,
-    /// A terminal refresh failure: requests fail fast until the next sign-in.
+    /// Credentials present, but the last refresh was refused for a configuration reason
+    /// (client id or secret, authentication method, token URL, scope). A usable token is
+    /// still granted; requests that need a refresh fail fast until `backoff_max` has
+    /// passed, then the next refresh tries again. The refresh credential is kept.
+    Misconfigured(Arc<str>),
+    /// A terminal refresh failure (the credentials are dead): requests fail fast until
+    /// the next sign-in.
     SignInRequired(Arc<str>),
     /// Signed out: requests fail fast until the next sign-in.
     SignedOut,
 }
 
-/// The refresh state: idle, one attempt in flight, or waiting out a backoff.
+impl Status {
+    /// Signed in (possibly misconfigured): tokens may be granted and refreshed.
+    fn is_active(&self) -> bool {
+        matches!(self, Status::SignedIn | Status::Misconfigured(_))
+    }
+}
+
+/// The refresh exchange the driver is running (rule 1: at most one, on the wire). It
+/// ends only when its result comes in, whatever happened meanwhile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RefreshState {
-    Idle,
-    InFlight {
-        attempt: AttemptId,
-        started: Instant,
-        deadline: Instant,
-    },
-    Backoff {
-        until: Instant,
-    },
+struct Exchange {
+    attempt: AttemptId,
+    /// When it started: the base of the lifetime of the token it brings.
+    started: Instant,
+    /// `started + refresh_timeout`: past it, the driver is asked to cancel it.
+    deadline: Instant,
+    /// `CancelRefresh` was emitted (the deadline passed, or the credentials changed).
+    cancel_requested: bool,
+    /// A sign-in or sign-out happened since it started: its result will be dropped.
+    superseded: bool,
 }
 
 /// The adopted token and its schedule.
@@ -94,12 +116,14 @@ pub struct TokenMachine {
     refresh_token: Option<Secret>,
     current: Option<Current>,
     generation: Generation,
-    flight: RefreshState,
+    /// The exchange on the wire, if any.
+    exchange: Option<Exchange>,
+    /// No refresh starts before this instant (after a failure).
+    backoff: Option<Instant>,
     consecutive_failures: u32,
     last_failure: Option<Arc<str>>,
-    /// Attempts given up on (timed out) whose late success may still be adopted, with
-    /// the instant each started. Cleared whenever a token is adopted.
-    abandoned: VecDeque<(AttemptId, Instant)>,
+    /// An exchange of the current refresh credential ended with its outcome unknown.
+    outcome_unknown: bool,
     next_attempt: u64,
     next_request: u64,
     parked: Parked,
@@ -121,10 +145,11 @@ impl TokenMachine {
             refresh_token: None,
             current: None,
             generation: Generation(0),
-            flight: RefreshState::Idle,
+            exchange: None,
+            backoff: None,
             consecutive_failures: 0,
             last_failure: None,
-            abandoned: VecDeque::new(),
+            outcome_unknown: false,
             next_attempt: 1,
             next_request: 1,
             parked: Parked::default(),
@@ -164,25 +189,22 @@ impl TokenMachine {
         self.parked.len()
     }
 
-    /// The refresh attempt in flight, if any.
+    /// The refresh attempt whose exchange is on the wire, if any: until its result is
+    /// reported, no other exchange starts (also after its deadline, and after a
+    /// sign-in or sign-out, which only make the machine drop its result).
     #[must_use]
     pub fn refresh_in_flight(&self) -> Option<AttemptId> {
-        match self.flight {
-            RefreshState::InFlight { attempt, .. } => Some(attempt),
-            _ => None,
-        }
+        self.exchange.map(|e| e.attempt)
     }
 
     /// When the current backoff ends, if the machine is waiting one out.
     #[must_use]
     pub fn backoff_until(&self) -> Option<Instant> {
-        match self.flight {
-            RefreshState::Backoff { until } => Some(until),
-            _ => None,
-        }
+        self.backoff
     }
 
-    /// The last transient refresh failure since the last adopted token.
+    /// The last refresh failure (or exchange past its deadline) since the last
+    /// adopted token.
     #[must_use]
     pub fn last_failure(&self) -> Option<&str> {
         self.last_failure.as_deref()
@@ -199,7 +221,7 @@ impl TokenMachine {
     /// does not necessarily name: nothing changes in the machine then).
     #[must_use]
     pub fn fresh_token(&self) -> Option<(Arc<AccessToken>, Option<Instant>)> {
-        if self.status != Status::SignedIn {
+        if !self.status.is_active() {
             return None;
         }
         let current = self.current.as_ref()?;
@@ -256,8 +278,11 @@ impl TokenMachine {
         self.advance(now);
     }
 
-    /// The result of a refresh attempt. Results for unknown, stale or already reported
-    /// attempts are dropped (see the crate docs, rule 8).
+    /// The result of a refresh attempt: its exchange is over (answered, failed, or
+    /// cancelled by the driver). The result of the exchange on the wire is taken even
+    /// after its deadline (rule 8: with rotating refresh credentials the server has
+    /// consumed the old one); it is dropped if a sign-in or sign-out came since. Results
+    /// for unknown or already reported attempts change nothing.
     pub fn handle_refresh_result(
         &mut self,
         now: Instant,
@@ -265,37 +290,27 @@ impl TokenMachine {
         result: Result<Token, RefreshFailure>,
     ) {
         let now = self.clamp(now);
-        let in_flight_start = match self.flight {
-            RefreshState::InFlight {
-                attempt: a,
-                started,
-                ..
-            } if a == attempt => Some(started),
-            _ => None,
-        };
-        if let Some(started) = in_flight_start {
-            self.flight = RefreshState::Idle;
-            match result {
-                Ok(token) => {
-                    if !self.adopt(now, token, started) {
-                        let failure = RefreshFailure::transient(
-                            "the refresh returned a token that is already expired",
-                        );
+        if let Some(exchange) = self.exchange.filter(|e| e.attempt == attempt) {
+            self.exchange = None;
+            if !exchange.superseded {
+                match result {
+                    Ok(token) => {
+                        let refresh_token = token.refresh_token.clone();
+                        if !self.adopt(now, token, exchange.started) {
+                            // The server answered: a rotated credential is the one to
+                            // send next, even with an unusable access token.
+                            if refresh_token.is_some() {
+                                self.refresh_token = refresh_token;
+                            }
+                            self.on_failure(now, RefreshFailure::transient(EXPIRED_RESULT));
+                        }
+                    }
+                    Err(failure) => {
+                        if exchange.cancel_requested {
+                            self.outcome_unknown = true;
+                        }
                         self.on_failure(now, failure);
                     }
-                }
-                Err(failure) => self.on_failure(now, failure),
-            }
-        } else if let Some(pos) = self.abandoned.iter().position(|(a, _)| *a == attempt) {
-            let (_, started) = self.abandoned.remove(pos).unwrap_or((attempt, now));
-            // A late success is adopted: no newer token was adopted since it started
-            // (adoption clears `abandoned`). A late failure changes nothing.
-            // Adopting it also stops waiting for the attempt in flight, if any: that one
-            // started before this adoption, so its result can no longer be adopted.
-            // A late success after a terminal failure counts as new credentials.
-            if let Ok(token) = result {
-                if self.adopt(now, token, started) {
-                    self.status = Status::SignedIn;
                 }
             }
         }
@@ -315,15 +330,16 @@ impl TokenMachine {
     }
 
     /// Signs in with new credentials: adopts the token (if given and not expired),
-    /// forgets any refresh in flight and any terminal failure, and releases waiting
-    /// requests once a token is available.
+    /// forgets any failure and backoff, and releases waiting requests once a token is
+    /// available. An exchange still on the wire is cancelled and its result will be
+    /// dropped; the next refresh starts only once it is over (rule 1).
     pub fn handle_sign_in(&mut self, now: Instant, wall_now: SystemTime, credentials: Credentials) {
         let now = self.clamp(now);
         self.wall_anchor = (now, wall_now);
         self.status = Status::SignedIn;
         self.current = None;
         self.refresh_token = None;
-        self.forget_attempts();
+        self.supersede_exchange();
         let token = match credentials {
             Credentials::Token(token) => {
                 self.self_authenticating = false;
@@ -357,7 +373,7 @@ impl TokenMachine {
         self.current = None;
         self.refresh_token = None;
         self.self_authenticating = false;
-        self.forget_attempts();
+        self.supersede_exchange();
         self.reject_all_parked(&Error::SignedOut);
         self.actions.push_back(Action::Forget);
         self.advance(now);
@@ -395,13 +411,16 @@ impl TokenMachine {
                 }
             }
         };
-        match self.flight {
-            RefreshState::InFlight { deadline, .. } => {
-                consider(Some(deadline), WakeReason::RefreshTimeout)
+        match (self.exchange, self.backoff) {
+            (Some(exchange), _) => {
+                // Once cancelled, only its result (an input) can end it.
+                if !exchange.cancel_requested {
+                    consider(Some(exchange.deadline), WakeReason::RefreshTimeout);
+                }
             }
-            RefreshState::Backoff { until } => consider(Some(until), WakeReason::BackoffEnds),
-            RefreshState::Idle => {
-                if self.status == Status::SignedIn && self.can_refresh() {
+            (None, Some(until)) => consider(Some(until), WakeReason::BackoffEnds),
+            (None, None) => {
+                if self.status.is_active() && self.can_refresh() {
                     let window = self
                         .current
                         .as_ref()
@@ -425,30 +444,27 @@ impl TokenMachine {
         self.now
     }
 
-    /// Applies everything that `now` makes due, in this order: the refresh timeout, the
-    /// end of a backoff, starting a refresh, releasing requests, and last the deadlines
-    /// of the requests still parked, so that a request whose deadline falls in the very
-    /// instant a token becomes grantable gets the token (rule 4 over rule 2's deadline).
+    /// Applies everything that `now` makes due, in this order: the deadline of the
+    /// exchange on the wire, the end of a backoff, starting a refresh, releasing
+    /// requests, and last the deadlines of the requests still parked, so that a request
+    /// whose deadline falls in the very instant a token becomes grantable gets the
+    /// token (rule 4 over rule 2's deadline).
     fn advance(&mut self, now: Instant) {
-        if let RefreshState::InFlight {
-            attempt,
-            started,
-            deadline,
-        } = self.flight
-        {
-            if now >= deadline {
-                self.flight = RefreshState::Idle;
-                if self.abandoned.len() == MAX_ABANDONED {
-                    self.abandoned.pop_front();
+        if let Some(exchange) = self.exchange.as_mut() {
+            if !exchange.cancel_requested && now >= exchange.deadline {
+                // Rule 1: the exchange is not over until the driver says so; ask it to
+                // cancel, and keep waiting for the result (rule 8: a late success is
+                // still adopted).
+                exchange.cancel_requested = true;
+                let attempt = exchange.attempt;
+                if !exchange.superseded {
+                    self.last_failure = Some(TIMED_OUT.into());
                 }
-                self.abandoned.push_back((attempt, started));
-                self.on_failure(now, RefreshFailure::transient("the refresh timed out"));
+                self.actions.push_back(Action::CancelRefresh { attempt });
             }
         }
-        if let RefreshState::Backoff { until } = self.flight {
-            if now >= until {
-                self.flight = RefreshState::Idle;
-            }
+        if self.backoff.is_some_and(|until| now >= until) {
+            self.backoff = None;
         }
         if self.needs_refresh(now) {
             self.start_refresh(now);
@@ -476,11 +492,13 @@ impl TokenMachine {
         }
     }
 
-    /// Rule 6: refresh only with no refresh running and a reason: no token while
-    /// someone waits, the refresh window reached, or the current token rejected.
+    /// Rule 6: refresh only with no exchange on the wire (rule 1), no backoff, and a
+    /// reason: no token while someone waits, the refresh window reached, or the
+    /// current token rejected.
     fn needs_refresh(&self, now: Instant) -> bool {
-        self.status == Status::SignedIn
-            && self.flight == RefreshState::Idle
+        self.status.is_active()
+            && self.exchange.is_none()
+            && self.backoff.is_none()
             && self.can_refresh()
             && match &self.current {
                 Some(current) => current.in_window_at(now),
@@ -495,12 +513,13 @@ impl TokenMachine {
     /// Rules 3 and 4: a token is granted when it is usable, except in wait-for-fresh
     /// mode while a refresh of a token in its window is in flight.
     fn grantable(&self, now: Instant) -> bool {
-        self.status == Status::SignedIn
+        let refreshing = self.exchange.is_some_and(|e| !e.superseded);
+        self.status.is_active()
             && self.current.as_ref().is_some_and(|c| {
                 c.usable_at(now)
                     && !(self.config.mode == RefreshMode::WaitForFresh
                         && c.in_window_at(now)
-                        && matches!(self.flight, RefreshState::InFlight { .. }))
+                        && refreshing)
             })
     }
 
@@ -513,12 +532,23 @@ impl TokenMachine {
             }),
             Status::SignedOut => Some(Error::SignedOut),
             Status::AwaitingSignIn => None,
-            Status::SignedIn => {
+            Status::SignedIn | Status::Misconfigured(_) => {
                 let usable = self.current.as_ref().is_some_and(|c| c.usable_at(now));
-                (!usable && !self.can_refresh()).then(|| Error::SignInRequired {
-                    reason: "the token is no longer usable and there is no refresh credential"
-                        .into(),
-                })
+                if usable {
+                    None
+                } else if !self.can_refresh() {
+                    Some(Error::SignInRequired {
+                        reason: NO_WAY_TO_REFRESH.into(),
+                    })
+                } else if let (Status::Misconfigured(reason), Some(_)) =
+                    (&self.status, self.backoff)
+                {
+                    Some(Error::Misconfigured {
+                        reason: reason.clone(),
+                    })
+                } else {
+                    None
+                }
             }
         }
     }
@@ -533,41 +563,54 @@ impl TokenMachine {
     fn start_refresh(&mut self, now: Instant) {
         let attempt = AttemptId(self.next_attempt);
         self.next_attempt += 1;
-        let deadline = later(now, self.config.refresh_timeout);
-        self.flight = RefreshState::InFlight {
+        self.exchange = Some(Exchange {
             attempt,
             started: now,
-            deadline,
-        };
+            deadline: later(now, self.config.refresh_timeout),
+            cancel_requested: false,
+            superseded: false,
+        });
         self.actions.push_back(Action::StartRefresh {
             attempt,
             refresh_token: self.refresh_token.clone(),
         });
     }
 
-    /// Rule 7: transient failures back off (honouring `Retry-After`); terminal ones end
-    /// the session until the next sign-in.
+    /// Rule 7: transient failures back off (honouring `Retry-After`); a misconfiguration
+    /// waits `backoff_max` and fails requests that need a refresh fast meanwhile, keeping
+    /// the credential; dead credentials end the session until the next sign-in.
     fn on_failure(&mut self, now: Instant, failure: RefreshFailure) {
         match failure.kind {
             FailureKind::Transient => {
+                self.status = Status::SignedIn;
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.last_failure = Some(failure.message.into());
                 let delay = self.backoff_delay(failure.retry_after);
-                self.flight = RefreshState::Backoff {
-                    until: later(now, delay),
-                };
+                self.backoff = Some(later(now, delay));
+            }
+            FailureKind::Misconfigured => {
+                let reason: Arc<str> = failure.message.into();
+                self.status = Status::Misconfigured(reason.clone());
+                self.last_failure = Some(reason);
+                let delay = self
+                    .config
+                    .backoff_max
+                    .max(self.server_delay(failure.retry_after));
+                self.backoff = Some(later(now, delay));
             }
             FailureKind::Terminal => {
-                let reason: Arc<str> = failure.message.into();
+                let reason: Arc<str> = if self.outcome_unknown {
+                    format!("{}; {UNKNOWN_OUTCOME}", failure.message).into()
+                } else {
+                    failure.message.into()
+                };
                 self.status = Status::SignInRequired(reason.clone());
                 self.current = None;
                 self.refresh_token = None;
-                // Timed-out attempts stay remembered: with rotating refresh tokens this
-                // failure is often caused by one of them having consumed the credential,
-                // and its late success is then the session's only way back (rule 8).
-                self.flight = RefreshState::Idle;
+                self.backoff = None;
                 self.consecutive_failures = 0;
                 self.last_failure = None;
+                self.outcome_unknown = false;
                 self.reject_all_parked(&Error::SignInRequired { reason });
             }
         }
@@ -585,10 +628,14 @@ impl TokenMachine {
         // Keyed by the id of the attempt that failed (the last one started).
         let unit = jitter::unit(self.config.seed, Stream::Backoff, self.next_attempt - 1);
         let delay = base.mul_f64(1.0 - 0.5 * unit);
-        let server = retry_after
+        delay.max(self.server_delay(retry_after))
+    }
+
+    /// The server's `Retry-After`, capped at `max_retry_after`.
+    fn server_delay(&self, retry_after: Option<Duration>) -> Duration {
+        retry_after
             .unwrap_or(Duration::ZERO)
-            .min(self.config.max_retry_after);
-        delay.max(server)
+            .min(self.config.max_retry_after)
     }
 
     /// Rule 9: adopts a token received from a refresh sent at `base` (or given at
@@ -630,7 +677,10 @@ impl TokenMachine {
             schedule,
             rejected: false,
         });
-        self.forget_attempts();
+        if let Status::Misconfigured(_) = self.status {
+            self.status = Status::SignedIn;
+        }
+        self.forget_failures();
         self.actions.push_back(Action::Persist {
             generation,
             token: Box::new(stored),
@@ -638,13 +688,26 @@ impl TokenMachine {
         true
     }
 
-    /// Drops the refresh in flight, any backoff and every remembered attempt: their
-    /// results will be ignored.
-    fn forget_attempts(&mut self) {
-        self.flight = RefreshState::Idle;
-        self.abandoned.clear();
+    /// Forgets every failure and backoff (a token was adopted, or new credentials came).
+    fn forget_failures(&mut self) {
+        self.backoff = None;
         self.consecutive_failures = 0;
         self.last_failure = None;
+        self.outcome_unknown = false;
+    }
+
+    /// New credentials (or none): the exchange on the wire, if any, is cancelled and
+    /// its result will be dropped, and every failure is forgotten.
+    fn supersede_exchange(&mut self) {
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.superseded = true;
+            if !exchange.cancel_requested {
+                exchange.cancel_requested = true;
+                let attempt = exchange.attempt;
+                self.actions.push_back(Action::CancelRefresh { attempt });
+            }
+        }
+        self.forget_failures();
     }
 
     fn reject_all_parked(&mut self, error: &Error) {

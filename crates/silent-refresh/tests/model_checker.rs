@@ -215,3 +215,175 @@ fn a_terminal_failure_is_caught_if_requests_still_wait() {
     // 7: a request after a terminal failure does not fail fast.
     expect_caught(&h, &ix, 3, Rule::FailuresClassified, |s| s.actions.clear());
 }
+
+/// The session-loss bug of a slow token endpoint: the exchange passes its deadline,
+/// and a second exchange of the same refresh credential must not start until the first
+/// one's result comes in.
+#[test]
+fn an_exchange_past_its_deadline_stays_the_only_one_on_the_wire() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::WakeUp, // the exchange's deadline: cancel it
+        Op::WakeUp, // the request's deadline: rejected, and still no second exchange
+        Op::Request {
+            deadline: Some(DeadlinePick::After(4000)),
+        },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(matches!(
+        step(2).actions[..],
+        [Act::CancelRefresh {
+            attempt: AttemptId(1)
+        }]
+    ));
+    assert!(matches!(
+        step(3).actions[..],
+        [Act::Reject {
+            error: Error::DeadlineExceeded { .. },
+            ..
+        }]
+    ));
+    assert!(step(4).actions.is_empty(), "parks behind the exchange");
+    assert!(
+        matches!(
+            step(5).actions[..],
+            [Act::Persist { .. }, Act::Grant { .. }]
+        ),
+        "the late answer is adopted: {:?}",
+        step(5).actions
+    );
+    // 1: the deadline passes and nobody asks the driver to cancel the exchange.
+    expect_caught(&h, &ix, 2, Rule::SingleFlight, |s| s.actions.clear());
+    // 1: a second exchange starts while the first is still on the wire.
+    expect_caught(&h, &ix, 4, Rule::SingleFlight, |s| {
+        s.actions.push(Act::StartRefresh {
+            attempt: AttemptId(2),
+            refresh_token: Some(Label(1)),
+        });
+    });
+    // 1: the exchange cancelled twice.
+    expect_caught(&h, &ix, 3, Rule::SingleFlight, |s| {
+        s.actions.push(Act::CancelRefresh {
+            attempt: AttemptId(1),
+        });
+    });
+}
+
+#[test]
+fn a_misconfiguration_fails_fast_and_keeps_the_credential() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::Misconfigured,
+        },
+        Op::Request { deadline: None },
+        Op::Advance(TimeStep::Seconds(2)), // past backoff_max (1.6 s)
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: false,
+            expiry: ExpiryPick::Long(0),
+        },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    let misconfigured = |s: &Step| {
+        matches!(
+            s.actions[..],
+            [Act::Reject {
+                error: Error::Misconfigured { .. },
+                ..
+            }]
+        )
+    };
+    assert!(misconfigured(step(2)), "{:?}", step(2).actions);
+    assert!(misconfigured(step(3)), "{:?}", step(3).actions);
+    assert!(
+        matches!(
+            step(5).actions[..],
+            [Act::StartRefresh {
+                refresh_token: Some(Label(1)),
+                ..
+            }]
+        ),
+        "after backoff_max the same credential is tried again: {:?}",
+        step(5).actions
+    );
+    // 7: the parked request is left waiting on a session that cannot refresh yet.
+    expect_caught(&h, &ix, 2, Rule::FailuresClassified, |s| s.actions.clear());
+    // 7: "sign in again" for a misconfiguration.
+    expect_caught(&h, &ix, 3, Rule::FailuresClassified, |s| {
+        if let Act::Reject { error, .. } = &mut s.actions[0] {
+            *error = Error::SignInRequired {
+                reason: "invalid_client".into(),
+            };
+        }
+    });
+    // 7: the request parks and a retry starts before backoff_max has passed.
+    expect_caught(&h, &ix, 3, Rule::FailuresClassified, |s| {
+        s.actions = vec![Act::StartRefresh {
+            attempt: AttemptId(2),
+            refresh_token: Some(Label(1)),
+        }];
+    });
+}
+
+/// A cancelled exchange's outcome is unknown: the retry sends the same credential, and
+/// if the server then says `invalid_grant`, the error says why that may be.
+#[test]
+fn a_terminal_failure_after_an_unknown_outcome_says_so() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request {
+            deadline: Some(DeadlinePick::After(4000)),
+        },
+        Op::WakeUp, // the exchange's deadline: cancelled
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::Transient,
+        },
+        Op::WakeUp, // the backoff ends: the same credential again
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::Terminal,
+        },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(matches!(
+        step(4).actions[..],
+        [Act::StartRefresh {
+            refresh_token: Some(Label(1)),
+            ..
+        }]
+    ));
+    match &step(5).actions[..] {
+        [
+            Act::Reject {
+                error: Error::SignInRequired { reason },
+                ..
+            },
+        ] => assert!(reason.ends_with(UNKNOWN_OUTCOME), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // 7: the reason hides that an earlier exchange's outcome is unknown.
+    expect_caught(&h, &ix, 5, Rule::FailuresClassified, |s| {
+        if let Act::Reject { error, .. } = &mut s.actions[0] {
+            *error = Error::SignInRequired {
+                reason: "invalid_grant".into(),
+            };
+        }
+    });
+}

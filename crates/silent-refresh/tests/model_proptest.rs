@@ -87,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(FailurePick::Transient),
         2 => (0u8..30).prop_map(FailurePick::TransientRetryAfter),
         1 => Just(FailurePick::Terminal),
+        1 => Just(FailurePick::Misconfigured),
     ];
     let generation = prop_oneof![
         3 => Just(GenerationPick::Current),
@@ -123,8 +124,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         .prop_map(|(sign_in, rest)| sign_in.map(Op::SignIn).into_iter().chain(rest).collect())
 }
 
-/// A server that hangs: refreshes mostly time out, and their results come late, many
-/// attempts back (rule 8's late results, rule 10's bound on remembered attempts).
+/// A server that hangs: exchanges mostly pass their deadline and are cancelled (rule 1:
+/// nothing else starts meanwhile), their results come late (rule 8), and results name
+/// attempts many back (stale: dropped).
 fn hanging_server_ops() -> impl Strategy<Value = Vec<Op>> {
     let late =
         (0u8..16, any::<bool>(), expiry()).prop_map(|(back, rotate, expiry)| Op::RefreshOk {
@@ -185,6 +187,7 @@ fn generated_runs_reach_every_case() {
 
     let mut runner = TestRunner::deterministic();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut cancelled = std::collections::HashSet::new();
     for _ in 0..300 {
         let setup = setup().new_tree(&mut runner).unwrap().current();
         let ops = ops().new_tree(&mut runner).unwrap().current();
@@ -203,6 +206,10 @@ fn generated_runs_reach_every_case() {
             for act in &step.actions {
                 events.push(match act {
                     Act::StartRefresh { .. } => "start refresh",
+                    Act::CancelRefresh { attempt } => {
+                        cancelled.insert(*attempt);
+                        "cancel refresh"
+                    }
                     Act::Persist { .. } => "persist",
                     Act::Forget => "forget",
                     Act::Grant { .. } => "grant",
@@ -212,6 +219,7 @@ fn generated_runs_reach_every_case() {
                         Error::Overloaded { .. } => "overloaded",
                         Error::SignInRequired { .. } => "sign-in required",
                         Error::SignedOut => "signed out",
+                        Error::Misconfigured { .. } => "misconfigured",
                         _ => "other rejection",
                     },
                 });
@@ -219,13 +227,15 @@ fn generated_runs_reach_every_case() {
             match &step.input {
                 Input::RefreshResult { attempt, result } => {
                     let current = Some(*attempt) == in_flight;
+                    let late = cancelled.contains(attempt);
                     events.push(match (current, result.is_ok(), persisted) {
+                        (true, true, true) if late => "late result adopted",
                         (true, true, true) => "result adopted",
-                        (true, true, false) => "result already expired",
+                        (true, true, false) => "result already expired or superseded",
+                        (true, false, _) if late => "cancelled exchange failed",
                         (true, false, _) => "result failed",
-                        (false, true, true) => "late result adopted",
                         (false, _, false) => "result dropped",
-                        (false, false, true) => "late failure adopted?!",
+                        (false, _, true) => "stale result adopted?!",
                     });
                     if current && result.is_err() && has(|a| matches!(a, Act::Grant { .. })) {
                         events.push("old token granted after a failed refresh");
@@ -253,9 +263,12 @@ fn generated_runs_reach_every_case() {
         "overloaded",
         "sign-in required",
         "signed out",
+        "misconfigured",
+        "cancel refresh",
         "result adopted",
-        "result already expired",
+        "result already expired or superseded",
         "result failed",
+        "cancelled exchange failed",
         "late result adopted",
         "result dropped",
         "old token granted after a failed refresh",
@@ -267,5 +280,5 @@ fn generated_runs_reach_every_case() {
             "never reached: {case}; seen {seen:#?}"
         );
     }
-    assert!(!seen.contains_key("late failure adopted?!"), "{seen:#?}");
+    assert!(!seen.contains_key("stale result adopted?!"), "{seen:#?}");
 }

@@ -456,16 +456,50 @@ fn rule7_terminal_failure_rejects_everyone_and_fails_fast_until_sign_in() {
 
 // ----- rule 8: late and duplicate results --------------------------------------------
 
+fn cancelled(actions: &[Action]) -> Vec<AttemptId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CancelRefresh { attempt } => Some(*attempt),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn rule8_late_result_of_a_timed_out_attempt_is_adopted() {
-    let mut sim = Sim::exact();
+fn rule1_an_exchange_past_its_deadline_is_cancelled_never_duplicated_and_its_late_answer_adopted() {
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .request_timeout(secs(120))
+            .build()
+            .unwrap(),
+    );
     sim.sign_in(Credentials::RefreshToken("rt-1".into()));
     let (id, actions) = sim.request();
     let first = the_attempt(&actions);
+    let deadline = sim.machine.poll_timeout().unwrap();
+    assert_eq!(deadline.reason, WakeReason::RefreshTimeout);
+    assert_eq!(deadline.at, sim.t0 + Config::default().refresh_timeout());
     sim.at(Config::default().refresh_timeout());
-    assert!(sim.timeout().is_empty() || sim.machine.backoff_until().is_some());
-    assert!(sim.machine.refresh_in_flight().is_none());
-    sim.at(Config::default().refresh_timeout() + ms(200));
+    assert_eq!(cancelled(&sim.timeout()), vec![first]);
+    // The exchange is still on the wire: nothing else starts, however long it takes.
+    assert_eq!(sim.machine.refresh_in_flight(), Some(first));
+    assert_eq!(sim.machine.backoff_until(), None);
+    for later in [31, 45, 60, 90] {
+        sim.at(secs(later));
+        let out = sim.timeout();
+        assert!(
+            started(&out).is_empty() && cancelled(&out).is_empty(),
+            "{out:?}"
+        );
+    }
+    assert_ne!(
+        sim.machine.poll_timeout().map(|w| w.reason),
+        Some(WakeReason::RefreshTimeout),
+        "cancelled once: only its result can end it now"
+    );
+    // Its answer, late as it is, is adopted: the server consumed rt-1.
     let out = sim.result(
         first,
         Ok(token("at-late", secs(3600)).with_refresh_token("rt-2")),
@@ -477,7 +511,7 @@ fn rule8_late_result_of_a_timed_out_attempt_is_adopted() {
 }
 
 #[test]
-fn rule8_late_result_is_dropped_after_a_newer_adoption() {
+fn rule1_a_cancelled_exchange_is_retried_only_once_reported_and_after_the_backoff() {
     let mut sim = Sim::new(
         Config::builder()
             .jitter_fraction(0.0)
@@ -488,15 +522,172 @@ fn rule8_late_result_is_dropped_after_a_newer_adoption() {
     sim.sign_in(Credentials::RefreshToken("rt".into()));
     let first = the_attempt(&sim.request().1);
     sim.at(secs(30));
-    sim.timeout(); // first times out
+    assert_eq!(cancelled(&sim.timeout()), vec![first]);
+    sim.at(secs(32));
+    let out = sim.result(first, Err(RefreshFailure::transient("cancelled")));
+    assert!(started(&out).is_empty(), "backs off first: {out:?}");
     let until = sim.machine.backoff_until().unwrap();
     sim.now = until;
-    let second = the_attempt(&sim.timeout());
+    let out = sim.timeout();
+    let second = the_attempt(&out);
+    match &out[0] {
+        Action::StartRefresh { refresh_token, .. } => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A stale result of the first changes nothing, and starts nothing.
+    assert!(
+        sim.result(first, Ok(token("at-stale", secs(3600))))
+            .is_empty()
+    );
+    assert_eq!(sim.machine.refresh_in_flight(), Some(second));
     sim.result(second, Ok(token("at-2", secs(3600))));
     assert_eq!(sim.machine.generation(), Generation(1));
-    let out = sim.result(first, Ok(token("at-late", secs(3600))));
-    assert!(out.is_empty());
-    assert_eq!(sim.machine.generation(), Generation(1));
+}
+
+#[test]
+fn rule1_new_credentials_cancel_the_exchange_and_wait_for_it_to_end() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-old".into()));
+    let (a, actions) = sim.request();
+    let first = the_attempt(&actions);
+    sim.at(secs(1));
+    let out = sim.sign_in(Credentials::RefreshToken("rt-new".into()));
+    assert_eq!(cancelled(&out), vec![first]);
+    assert!(
+        started(&out).is_empty(),
+        "the old exchange is still on the wire"
+    );
+    // Its result is dropped, and then the new credential is sent.
+    let out = sim.result(first, Ok(token("at-old", secs(3600))));
+    assert!(grants(&out).is_empty());
+    match &out[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-new");
+        }
+        other => panic!("{other:?}"),
+    }
+    let second = the_attempt(&out);
+    let out = sim.result(second, Ok(token("at-new", secs(3600))));
+    assert_eq!(grants(&out), vec![(a, Generation(1), "at-new".to_owned())]);
+}
+
+#[test]
+fn rule8_an_unusable_answer_still_rotates_the_credential() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let first = the_attempt(&sim.request().1);
+    sim.result(
+        first,
+        Ok(Token::bearer("at-dead", Expiry::In(Duration::ZERO)).with_refresh_token("rt-2")),
+    );
+    assert_eq!(sim.machine.generation(), Generation(0));
+    sim.now = sim.machine.backoff_until().unwrap();
+    match &sim.timeout()[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-2");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_retry_after_an_unknown_outcome_says_the_credential_may_be_spent() {
+    // The cancelled exchange may have consumed rt-1 on the server. The machine retries
+    // with rt-1 (its only credential; many servers honour a reuse grace period), and if
+    // the server answers invalid_grant, the error says why the session may be lost.
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .refresh_timeout(secs(1))
+            .request_timeout(secs(60))
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (id, actions) = sim.request();
+    let first = the_attempt(&actions);
+    sim.at(secs(1));
+    assert_eq!(cancelled(&sim.timeout()), vec![first]);
+    sim.result(first, Err(RefreshFailure::transient("timed out")));
+    sim.now = sim.machine.backoff_until().unwrap();
+    let out = sim.timeout();
+    let second = the_attempt(&out);
+    match &out[0] {
+        Action::StartRefresh { refresh_token, .. } => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = sim.result(second, Err(RefreshFailure::terminal("invalid_grant")));
+    match &rejects(&out)[..] {
+        [(rejected, Error::SignInRequired { reason })] => {
+            assert_eq!(*rejected, id);
+            assert!(reason.contains("invalid_grant"), "{reason}");
+            assert!(reason.contains("may have consumed"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rule7_a_misconfiguration_fails_fast_keeps_the_credential_and_retries_after_backoff_max() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let first = the_attempt(&actions);
+    let out = sim.result(
+        first,
+        Err(RefreshFailure::misconfigured(
+            "invalid_client: check the client id and secret",
+        )),
+    );
+    match &rejects(&out)[..] {
+        [(rejected, error @ Error::Misconfigured { .. })] => {
+            assert_eq!(*rejected, a);
+            let text = error.to_string();
+            assert!(text.contains("client id and secret"), "{text}");
+            assert!(!text.contains("sign in"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sim.machine.status(), Status::Misconfigured(_)));
+    // New requests fail fast, without starting a refresh...
+    let (_, out) = sim.request();
+    assert!(matches!(
+        rejects(&out)[..],
+        [(_, Error::Misconfigured { .. })]
+    ));
+    assert!(started(&out).is_empty());
+    // ...until backoff_max has passed; then the same credential is tried again.
+    let backoff_max = Config::default().backoff_max();
+    assert_eq!(sim.machine.backoff_until(), Some(sim.t0 + backoff_max));
+    sim.at(backoff_max);
+    let (b, out) = sim.request();
+    match &out[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-1");
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = sim.result(the_attempt(&out), Ok(token("at-1", secs(3600))));
+    assert_eq!(grants(&out), vec![(b, Generation(1), "at-1".to_owned())]);
+    assert_eq!(sim.machine.status(), &Status::SignedIn);
+}
+
+#[test]
+fn rule7_a_misconfiguration_keeps_granting_a_usable_token() {
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    sim.at(secs(3300));
+    let (_, out) = sim.request();
+    let attempt = the_attempt(&out);
+    sim.result(attempt, Err(RefreshFailure::misconfigured("invalid_scope")));
+    assert!(matches!(sim.machine.status(), Status::Misconfigured(_)));
+    let (id, out) = sim.request();
+    assert_eq!(grants(&out), vec![(id, Generation(1), "at-1".to_owned())]);
+    assert!(started(&out).is_empty());
 }
 
 #[test]
@@ -758,13 +949,12 @@ fn errors_never_print_secrets() {
 
 #[test]
 fn rule4_deadline_in_the_instant_the_refresh_fails_still_gets_the_old_token() {
-    // Wait-for-fresh, request deadline and refresh timeout both 1 s: at that instant the
-    // refresh is given up (transient), so the still-usable old token is granted.
+    // Wait-for-fresh, request deadline 1 s: the refresh fails at that very instant, so
+    // the still-usable old token is granted rather than a deadline error.
     let mut sim = Sim::new(
         Config::builder()
             .jitter_fraction(0.0)
             .mode(RefreshMode::WaitForFresh)
-            .refresh_timeout(secs(1))
             .request_timeout(secs(1))
             .build()
             .unwrap(),
@@ -772,45 +962,11 @@ fn rule4_deadline_in_the_instant_the_refresh_fails_still_gets_the_old_token() {
     sim.signed_in();
     sim.at(secs(3300));
     let (id, actions) = sim.request();
-    the_attempt(&actions);
+    let attempt = the_attempt(&actions);
     sim.at(secs(3301));
-    let out = sim.timeout();
+    let out = sim.result(attempt, Err(RefreshFailure::transient("503")));
     assert_eq!(grants(&out), vec![(id, Generation(1), "at-1".to_owned())]);
     assert!(rejects(&out).is_empty());
-}
-
-#[test]
-fn rule8_late_success_after_a_terminal_failure_restores_the_session() {
-    // Attempt 1 times out; attempt 2 resends the same rotating credential and is told
-    // invalid_grant (attempt 1 consumed it); attempt 1's late token is the way back.
-    let mut sim = Sim::new(
-        Config::builder()
-            .jitter_fraction(0.0)
-            .refresh_timeout(secs(1))
-            .build()
-            .unwrap(),
-    );
-    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
-    let first = the_attempt(&sim.request().1);
-    sim.at(secs(1));
-    sim.timeout();
-    sim.now = sim.machine.backoff_until().unwrap();
-    let second = the_attempt(&sim.timeout());
-    sim.result(second, Err(RefreshFailure::terminal("invalid_grant")));
-    assert!(matches!(sim.machine.status(), Status::SignInRequired(_)));
-    let out = sim.result(
-        first,
-        Ok(token("at-late", secs(3600)).with_refresh_token("rt-2")),
-    );
-    assert!(matches!(
-        &out[0],
-        Action::Persist {
-            generation: Generation(1),
-            ..
-        }
-    ));
-    assert_eq!(sim.machine.status(), &Status::SignedIn);
-    assert_eq!(grants(&sim.request().1)[0].2, "at-late");
 }
 
 #[test]

@@ -15,17 +15,23 @@
 //!   token still usable) is granted: deadlines are handled last;
 //! - a terminal failure rejects parked requests even in wait-for-fresh mode with a usable
 //!   old token (rule 7 over rule 4);
-//! - a sign-in and a sign-out forget every attempt, so a late success after them is
-//!   dropped (new credentials win); a terminal failure does not: a late success of an
-//!   attempt that timed out before it is adopted and counts as new credentials (rule 8
-//!   over rule 7: with rotating refresh tokens that attempt is what consumed the
-//!   credential); a late *failure* of a timed-out attempt changes nothing;
-//! - at most 8 timed-out attempts are remembered, the oldest forgotten first;
+//! - an exchange is on the wire from its `StartRefresh` until its result is fed, also
+//!   past its deadline (then the machine asks, once, to cancel it) and after a sign-in or
+//!   sign-out (which cancel it and make its result dropped: new credentials win);
+//! - a result of the exchange on the wire is taken whenever it comes (a late success is
+//!   adopted); a failure after its deadline has an unknown outcome, and a terminal
+//!   failure of the same credential afterwards says so;
+//! - a misconfiguration waits exactly `backoff_max` (or a longer `Retry-After`), keeps
+//!   the refresh credential and the usable token, and fails requests that would wait
+//!   for a refresh fast, with `Misconfigured`, until then;
+//! - a refresh that returns an unusable token is a transient failure, but a rotated
+//!   refresh credential in it is kept (the server consumed the old one);
 //! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::reference::UNKNOWN_OUTCOME;
 use super::trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
 use crate::config::{Config, RefreshMode};
 use crate::error::Error;
@@ -33,14 +39,10 @@ use crate::failure::FailureKind;
 use crate::ids::{AttemptId, RequestId};
 use crate::token::{Expiry, Generation};
 
-/// Timed-out attempts whose late result the contract lets the machine remember; the
-/// oldest is forgotten first (rule 10 bounds the table).
-const MAX_REMEMBERED: usize = 8;
-
 /// A rule of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
-    /// 1. At most one refresh in flight.
+    /// 1. At most one refresh exchange on the wire; one past its deadline is cancelled.
     SingleFlight = 1,
     /// 2. Every request gets exactly one outcome; a cancelled one none.
     ExactlyOnce = 2,
@@ -53,9 +55,11 @@ pub enum Rule {
     ArrivalOrder = 5,
     /// 6. A refresh starts only when needed, and always when needed.
     RefreshOnlyWhenNeeded = 6,
-    /// 7. Transient failures back off; terminal ones reject and fail fast.
+    /// 7. Transient failures back off; misconfigurations fail fast and keep the
+    ///    credential; dead credentials reject and fail fast until a sign-in.
     FailuresClassified = 7,
-    /// 8. Late results are adopted only when nothing newer was; duplicates change nothing.
+    /// 8. The exchange's result is adopted even late, unless new credentials came;
+    ///    duplicates change nothing.
     LateResults = 8,
     /// 9. Each refresh sends the newest refresh credential; `Persist` precedes `Grant`.
     RotationAndPersistence = 9,
@@ -143,8 +147,16 @@ pub const RULES: [(Rule, RuleCheck); 12] = [
 enum Session {
     AwaitingSignIn,
     SignedIn,
+    Misconfigured,
     SignInRequired,
     SignedOut,
+}
+
+impl Session {
+    /// Signed in, misconfigured or not: tokens may be granted and refreshed.
+    fn active(self) -> bool {
+        matches!(self, Session::SignedIn | Session::Misconfigured)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,23 +174,16 @@ struct Request {
     fate: Fate,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AttemptState {
-    /// The machine waits for its result.
-    InFlight,
-    /// It timed out; a late success may still be adopted.
-    TimedOut,
-    /// Its result came (a later one is a duplicate).
-    Answered,
-    /// A token was adopted, or the credentials changed, since it started.
-    Forgotten,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Attempt {
     id: AttemptId,
     started: Instant,
-    state: AttemptState,
+    /// Its exchange is on the wire: its result has not come yet.
+    on_wire: bool,
+    /// The machine asked for it to be cancelled.
+    cancel_asked: bool,
+    /// New credentials came while it was on the wire: its result is dropped.
+    superseded: bool,
 }
 
 /// A token the machine adopted (or, in a [`View`], must adopt).
@@ -261,26 +266,30 @@ pub struct Checker {
     current: Option<Generation>,
     failures: u32,
     backoff: Option<Backoff>,
+    /// A failed exchange of the current credential had passed its deadline.
+    outcome_unknown: bool,
 }
 
 /// How a refresh result relates to the attempts the checker knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResultFor {
-    /// The attempt in flight.
+    /// The exchange on the wire, for the current credentials.
     InFlight,
-    /// A timed-out attempt the machine still remembers.
-    TimedOut,
-    /// An attempt answered, forgotten or never started.
+    /// The exchange on the wire, started before a sign-in or sign-out: dropped.
+    Superseded,
+    /// An attempt already answered, or never started.
     Stale,
 }
 
 /// A failure of the attempt in flight during a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failed {
-    /// Transient (including a timeout and an unusable token), with the server's
-    /// `Retry-After`.
+    /// Transient (including a cancelled exchange and an unusable token), with the
+    /// server's `Retry-After`.
     Transient(Option<Duration>),
-    /// Terminal.
+    /// A misconfiguration, with the server's `Retry-After`.
+    Misconfigured(Option<Duration>),
+    /// Terminal: the credentials are dead.
     Terminal,
 }
 
@@ -297,11 +306,16 @@ pub struct View<'a> {
     refresh_token: Option<Label>,
     /// The current token once the input took effect (before adoption, 401 applied).
     token: Option<Adopted>,
-    /// The attempt still in flight when the machine goes on deciding.
+    /// The attempt whose exchange is still on the wire when the machine goes on deciding.
     in_flight: Option<AttemptId>,
+    /// Whether that exchange is for the current credentials (not superseded).
+    refreshing: bool,
     result: Option<ResultFor>,
-    timed_out: Option<AttemptId>,
+    /// The exchange that reached its deadline in this step: it must be cancelled.
+    due_cancel: Option<AttemptId>,
     failure: Option<Failed>,
+    /// A failed exchange of the current credential had passed its deadline.
+    outcome_unknown: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
     /// Requests that may be answered in this step, in arrival order, with deadlines.
@@ -350,6 +364,7 @@ impl Checker {
             current: None,
             failures: 0,
             backoff: None,
+            outcome_unknown: false,
         }
     }
 
@@ -417,10 +432,14 @@ impl Checker {
         self.attempts.iter().find(|a| a.id == id)
     }
 
+    /// The attempt whose exchange is on the wire (there is at most one).
     fn in_flight(&self) -> Option<&Attempt> {
-        self.attempts
-            .iter()
-            .find(|a| a.state == AttemptState::InFlight)
+        self.attempts.iter().rev().find(|a| a.on_wire)
+    }
+
+    /// The exchange on the wire for the current credentials (wait-for-fresh waits on it).
+    fn refreshing(&self) -> bool {
+        self.in_flight().is_some_and(|a| !a.superseded)
     }
 
     fn token(&self, generation: Generation) -> Option<&Adopted> {
@@ -477,6 +496,19 @@ impl Checker {
     /// Backoff bounds after the `failures`-th transient failure in a row: the delay is
     /// `min(max, initial × 2^(n−1))` less up to half of it, and at least the server's
     /// (capped) `Retry-After`.
+    /// The wait after a misconfiguration: exactly `backoff_max`, or the server's longer
+    /// (capped) `Retry-After`.
+    fn misconfigured_backoff(&self, now: Instant, retry_after: Option<Duration>) -> Backoff {
+        let server = retry_after
+            .unwrap_or_default()
+            .min(self.config.max_retry_after);
+        let until = now + self.config.backoff_max.max(server);
+        Backoff {
+            not_before: until,
+            not_after: until,
+        }
+    }
+
     fn backoff_after(&self, now: Instant, failures: u32, retry_after: Option<Duration>) -> Backoff {
         let doubling = 2u32.saturating_pow(failures.saturating_sub(1));
         let full = self
@@ -506,9 +538,11 @@ impl Checker {
             refresh_token: self.refresh_token,
             token: self.current_token().cloned(),
             in_flight: self.in_flight().map(|a| a.id),
+            refreshing: self.refreshing(),
             result: None,
-            timed_out: None,
+            due_cancel: None,
             failure: None,
+            outcome_unknown: self.outcome_unknown,
             adopt: None,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
@@ -536,7 +570,8 @@ impl Checker {
                 view.anchor = (now, *wall_now);
                 view.session = Session::SignedIn;
                 view.token = None;
-                view.in_flight = None;
+                view.refreshing = false;
+                view.outcome_unknown = false;
                 let spec = match credentials {
                     Credential::Token(spec) => Some(spec),
                     Credential::RefreshToken(_) => None,
@@ -552,46 +587,55 @@ impl Checker {
             Input::SignOut => {
                 view.session = Session::SignedOut;
                 view.token = None;
-                view.in_flight = None;
+                view.refreshing = false;
+                view.outcome_unknown = false;
                 view.refresh_token = None;
                 view.self_authenticating = false;
             }
             Input::RefreshResult { attempt, result } => {
-                let known = self.attempt(*attempt);
-                let kind = match known.map(|a| a.state) {
-                    Some(AttemptState::InFlight) => ResultFor::InFlight,
-                    Some(AttemptState::TimedOut) => ResultFor::TimedOut,
-                    _ => ResultFor::Stale,
+                let known = self.attempt(*attempt).filter(|a| a.on_wire);
+                let kind = match known {
+                    Some(a) if a.superseded => ResultFor::Superseded,
+                    Some(_) => ResultFor::InFlight,
+                    None => ResultFor::Stale,
                 };
                 view.result = Some(kind);
+                if kind != ResultFor::Stale {
+                    // Its exchange is over, whatever it says.
+                    view.in_flight = None;
+                    view.refreshing = false;
+                }
                 let started = known.map_or(now, |a| a.started);
+                let cancelled = known.is_some_and(|a| a.cancel_asked);
                 match (kind, result) {
                     (ResultFor::InFlight, Ok(spec)) => {
-                        view.in_flight = None;
+                        // Adopted, or an unusable token (a transient failure): either way
+                        // the configuration worked.
+                        view.session = Session::SignedIn;
                         view.adopt = self.usable_token(&view, spec, started);
                         if view.adopt.is_none() {
+                            // Unusable, but a rotated credential is the one to send next.
+                            view.refresh_token = spec.refresh.or(view.refresh_token);
                             view.failure = Some(Failed::Transient(None));
                         }
                     }
                     (ResultFor::InFlight, Err(failure)) => {
-                        view.in_flight = None;
+                        view.outcome_unknown |= cancelled;
                         view.failure = Some(match failure.kind {
                             FailureKind::Transient => Failed::Transient(failure.retry_after),
+                            FailureKind::Misconfigured => {
+                                Failed::Misconfigured(failure.retry_after)
+                            }
                             FailureKind::Terminal => Failed::Terminal,
                         });
-                        if failure.kind == FailureKind::Terminal {
-                            view.session = Session::SignInRequired;
-                            view.token = None;
-                            view.refresh_token = None;
-                        }
-                    }
-                    (ResultFor::TimedOut, Ok(spec)) => {
-                        view.adopt = self.usable_token(&view, spec, started);
-                        if view.adopt.is_some() {
-                            // Adopting a newer token gives up on the attempt in flight,
-                            // and after a terminal failure counts as new credentials.
-                            view.in_flight = None;
-                            view.session = Session::SignedIn;
+                        match failure.kind {
+                            FailureKind::Terminal => {
+                                view.session = Session::SignInRequired;
+                                view.token = None;
+                                view.refresh_token = None;
+                            }
+                            FailureKind::Misconfigured => view.session = Session::Misconfigured,
+                            FailureKind::Transient => view.session = Session::SignedIn,
                         }
                     }
                     _ => {}
@@ -599,12 +643,12 @@ impl Checker {
             }
             Input::Timeout => {}
         }
-        if let Some(id) = view.in_flight {
-            let started = self.attempt(id).map_or(now, |a| a.started);
-            if now >= started + self.config.refresh_timeout {
-                view.in_flight = None;
-                view.timed_out = Some(id);
-                view.failure = Some(Failed::Transient(None));
+        if let Some(attempt) = view.in_flight.and_then(|id| self.attempt(id)) {
+            let superseded_now = matches!(step.input, Input::SignIn { .. } | Input::SignOut);
+            if !attempt.cancel_asked
+                && (superseded_now || now >= attempt.started + self.config.refresh_timeout)
+            {
+                view.due_cancel = Some(attempt.id);
             }
         }
         view
@@ -612,17 +656,20 @@ impl Checker {
 
     // ----- booking the step --------------------------------------------------------
 
-    fn forget_attempts(&mut self) {
+    /// New credentials: the exchange on the wire is superseded, failures forgotten.
+    fn supersede(&mut self) {
         for attempt in &mut self.attempts {
-            if matches!(
-                attempt.state,
-                AttemptState::InFlight | AttemptState::TimedOut
-            ) {
-                attempt.state = AttemptState::Forgotten;
+            if attempt.on_wire {
+                attempt.superseded = true;
             }
         }
+        self.forget_failures();
+    }
+
+    fn forget_failures(&mut self) {
         self.failures = 0;
         self.backoff = None;
+        self.outcome_unknown = false;
     }
 
     fn after(&self, view: &View<'_>) -> Checker {
@@ -634,8 +681,9 @@ impl Checker {
         after.self_authenticating = view.self_authenticating;
         after.refresh_token = view.refresh_token;
         after.current = view.token.as_ref().map(|t| t.generation);
+        after.outcome_unknown = view.outcome_unknown;
         match &view.step.input {
-            Input::SignIn { .. } | Input::SignOut => after.forget_attempts(),
+            Input::SignIn { .. } | Input::SignOut => after.supersede(),
             Input::Rejected(generation) => {
                 if let Some(token) = after
                     .tokens
@@ -654,38 +702,23 @@ impl Checker {
             }
             Input::RefreshResult { attempt, .. } => {
                 if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
-                    if matches!(a.state, AttemptState::InFlight | AttemptState::TimedOut) {
-                        a.state = AttemptState::Answered;
-                    }
+                    a.on_wire = false;
                 }
             }
             Input::Request { .. } | Input::Timeout => {}
-        }
-        if let Some(id) = view.timed_out {
-            if let Some(a) = after.attempts.iter_mut().find(|a| a.id == id) {
-                a.state = AttemptState::TimedOut;
-            }
-            let remembered: Vec<AttemptId> = after
-                .attempts
-                .iter()
-                .filter(|a| a.state == AttemptState::TimedOut)
-                .map(|a| a.id)
-                .collect();
-            for forgotten in &remembered[..remembered.len().saturating_sub(MAX_REMEMBERED)] {
-                if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *forgotten) {
-                    a.state = AttemptState::Forgotten;
-                }
-            }
         }
         match view.failure {
             Some(Failed::Transient(retry_after)) => {
                 after.failures = after.failures.saturating_add(1);
                 after.backoff = Some(after.backoff_after(now, after.failures, retry_after));
             }
-            // Timed-out attempts stay remembered: their late success may still be adopted.
+            Some(Failed::Misconfigured(retry_after)) => {
+                after.backoff = Some(after.misconfigured_backoff(now, retry_after));
+            }
             Some(Failed::Terminal) => {
                 after.failures = 0;
                 after.backoff = None;
+                after.outcome_unknown = false;
             }
             None => {}
         }
@@ -701,15 +734,22 @@ impl Checker {
                 Act::StartRefresh { attempt, .. } => after.attempts.push(Attempt {
                     id: *attempt,
                     started: now,
-                    state: AttemptState::InFlight,
+                    on_wire: true,
+                    cancel_asked: false,
+                    superseded: false,
                 }),
+                Act::CancelRefresh { attempt } => {
+                    if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
+                        a.cancel_asked = true;
+                    }
+                }
                 Act::Persist { generation, .. } => {
                     if let Some(token) = &view.adopt {
                         after.refresh_token = token.refresh;
                         after.tokens.push(token.clone());
                     }
                     after.current = Some(*generation);
-                    after.forget_attempts();
+                    after.forget_failures();
                 }
                 Act::Grant { request, .. } | Act::Reject { request, .. } => {
                     let granted = matches!(act, Act::Grant { .. });
@@ -751,18 +791,21 @@ fn ensure(condition: bool, detail: impl FnOnce() -> String) -> Check {
 
 // ----- the rules -----------------------------------------------------------------------
 
-/// Rule 1: a `StartRefresh` only when no other attempt is in flight (an attempt stops
-/// being in flight when its result comes, when it times out, and when a token is
-/// adopted or the credentials change); attempt ids are new.
+/// Rule 1: a `StartRefresh` only when no exchange is on the wire (an exchange is on the
+/// wire until its result comes, also past its deadline and after new credentials);
+/// attempt ids are new. A `CancelRefresh` names the exchange on the wire, once, when its
+/// deadline is reached or new credentials arrive, and then always.
 fn single_flight(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
     let mut in_flight = view.in_flight;
     let mut newest = before.attempts.last().map(|a| a.id);
+    let mut cancelled = None;
     for act in view.actions() {
         match act {
-            Act::Persist { .. } => in_flight = None,
             Act::StartRefresh { attempt, .. } => {
                 if let Some(other) = in_flight {
-                    return Err(format!("{attempt} started while {other} is in flight"));
+                    return Err(format!(
+                        "{attempt} started while the exchange of {other} is on the wire"
+                    ));
                 }
                 ensure(newest.is_none_or(|n| *attempt > n), || {
                     format!("{attempt} is not newer than {newest:?}")
@@ -770,8 +813,30 @@ fn single_flight(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
                 in_flight = Some(*attempt);
                 newest = Some(*attempt);
             }
+            Act::CancelRefresh { attempt } => {
+                ensure(
+                    view.due_cancel == Some(*attempt) && cancelled.is_none(),
+                    || {
+                        format!(
+                            "a CancelRefresh for {attempt}, but the exchange due for one is {:?}{}",
+                            view.due_cancel,
+                            if cancelled.is_some() {
+                                " (cancelled twice)"
+                            } else {
+                                ""
+                            }
+                        )
+                    },
+                )?;
+                cancelled = Some(*attempt);
+            }
             _ => {}
         }
+    }
+    if let Some(due) = view.due_cancel {
+        ensure(cancelled == Some(due), || {
+            format!("the exchange of {due} is past its deadline or superseded, but not cancelled")
+        })?;
     }
     Ok(())
 }
@@ -852,7 +917,7 @@ fn never_expired(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     }
     if let Some((generation, fast_until)) = view.step.fresh {
         ensure(
-            after.session == Session::SignedIn && after.current == Some(generation),
+            after.session.active() && after.current == Some(generation),
             || format!("fresh_token offers {generation}, not the current token"),
         )?;
         let Some(token) = after.token(generation) else {
@@ -886,10 +951,10 @@ fn stale_while_refreshing(_before: &Checker, view: &View<'_>, after: &Checker) -
     let Some(token) = after.current_token() else {
         return Ok(());
     };
-    if after.session != Session::SignedIn || !token.usable_at(config, now) {
+    if !after.session.active() || !token.usable_at(config, now) {
         return Ok(());
     }
-    let held_back = config.mode == RefreshMode::WaitForFresh && after.in_flight().is_some();
+    let held_back = config.mode == RefreshMode::WaitForFresh && after.refreshing();
     if held_back {
         return Ok(());
     }
@@ -970,7 +1035,7 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
                 waiting.retain(|id| id != request);
             }
             Act::StartRefresh { attempt, .. } => {
-                ensure(view.session == Session::SignedIn, || {
+                ensure(view.session.active(), || {
                     format!("{attempt} started while {:?}", view.session)
                 })?;
                 ensure(refresh.is_some() || view.self_authenticating, || {
@@ -994,15 +1059,12 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
                     (_, None) => format!("{attempt} started with no token and nobody waiting"),
                 })?;
             }
-            Act::Forget => {}
+            Act::Forget | Act::CancelRefresh { .. } => {}
         }
     }
     // ... and when needed, one starts (no flag stays stuck after a failure).
     let backoff_over = after.backoff.is_none_or(|b| now >= b.not_after);
-    if after.session == Session::SignedIn
-        && after.can_refresh()
-        && after.in_flight().is_none()
-        && backoff_over
+    if after.session.active() && after.can_refresh() && after.in_flight().is_none() && backoff_over
     {
         let needed = match after.current_token() {
             Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
@@ -1023,9 +1085,12 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
 }
 
 /// Rule 7: transient failures back off (exponentially, honouring `Retry-After`) and
-/// leave waiting requests to their deadlines; a terminal failure rejects them all with
-/// "sign-in required" and fails new requests fast, with no refresh, until a sign-in.
-/// Every rejection has its cause.
+/// leave waiting requests to their deadlines; a misconfiguration waits `backoff_max`,
+/// keeps the refresh credential and the usable token, and fails requests that would wait
+/// fast with `Misconfigured` meanwhile; dead credentials reject every waiting request
+/// with "sign-in required" (saying so when an earlier exchange's outcome is unknown) and
+/// fail new requests fast, with no refresh, until a sign-in. Every rejection has its
+/// cause.
 fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     let config = &before.config;
     let now = view.now;
@@ -1034,6 +1099,9 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         (Input::SignIn { .. } | Input::SignOut, ..) | (_, _, Some(_)) => None,
         (_, Some(Failed::Transient(retry_after)), None) => {
             Some(before.backoff_after(now, before.failures.saturating_add(1), retry_after))
+        }
+        (_, Some(Failed::Misconfigured(retry_after)), None) => {
+            Some(before.misconfigured_backoff(now, retry_after))
         }
         _ => before.backoff,
     };
@@ -1066,18 +1134,32 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             ensure(
                 match view.outcome(*id) {
                     Some(Act::Reject {
-                        error: Error::SignInRequired { .. },
+                        error: Error::SignInRequired { reason },
                         ..
-                    }) => true,
+                    }) => reason.ends_with(UNKNOWN_OUTCOME) == view.outcome_unknown,
                     Some(Act::Reject {
                         error: Error::DeadlineExceeded { .. },
                         ..
                     }) => *deadline <= now,
                     _ => false,
                 },
-                || format!("{id} was not rejected with sign-in required after a terminal failure"),
+                || {
+                    format!(
+                        "{id} was not rejected with sign-in required after a terminal failure{}",
+                        if view.outcome_unknown {
+                            " saying an earlier exchange's outcome is unknown"
+                        } else {
+                            ""
+                        }
+                    )
+                },
             )?;
         }
+    }
+    if matches!(view.failure, Some(Failed::Misconfigured(_))) {
+        ensure(view.refresh_token == before.refresh_token, || {
+            "a misconfiguration dropped the refresh credential".to_owned()
+        })?;
     }
     // Every rejection has its cause.
     let token_usable = view
@@ -1086,6 +1168,10 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         .or(view.token.as_ref())
         .is_some_and(|t| t.usable_at(config, now));
     let can_refresh = view.refresh_token.is_some() || view.self_authenticating;
+    let misconfigured_wait = view.session == Session::Misconfigured
+        && !token_usable
+        && can_refresh
+        && after.backoff.is_some_and(|b| now < b.not_before);
     let mut parked = view.waiting.len() - usize::from(view.new_request.is_some());
     for act in view.actions() {
         let Act::Reject { request, error } = act else {
@@ -1100,8 +1186,9 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             Error::SignedOut => view.session == Session::SignedOut,
             Error::SignInRequired { .. } => {
                 view.session == Session::SignInRequired
-                    || (view.session == Session::SignedIn && !token_usable && !can_refresh)
+                    || (view.session.active() && !token_usable && !can_refresh)
             }
+            Error::Misconfigured { .. } => misconfigured_wait,
             _ => false,
         };
         ensure(caused, || {
@@ -1111,21 +1198,23 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             parked = parked.saturating_sub(1);
         }
     }
-    if fails_fast {
+    if fails_fast || misconfigured_wait {
         if let Some(id) = view.new_request {
             ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
                 format!("{id} did not fail fast while {:?}", view.session)
             })?;
         }
     }
-    // Nobody waits on a session that cannot give a token.
+    // Nobody waits on a session that cannot give a token (yet).
+    let usable_after = after
+        .current_token()
+        .is_some_and(|t| t.usable_at(config, now));
     let dead = match after.session {
         Session::SignInRequired | Session::SignedOut => true,
-        Session::SignedIn => {
-            !after.can_refresh()
-                && !after
-                    .current_token()
-                    .is_some_and(|t| t.usable_at(config, now))
+        Session::SignedIn => !after.can_refresh() && !usable_after,
+        Session::Misconfigured => {
+            !usable_after
+                && (!after.can_refresh() || after.backoff.is_some_and(|b| now < b.not_before))
         }
         Session::AwaitingSignIn => false,
     };
@@ -1141,8 +1230,8 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
 }
 
 /// Rule 8: a token is persisted exactly when the step hands over a usable one: the
-/// result of the attempt in flight, the late success of a timed-out attempt with no
-/// newer token adopted since, or a sign-in. Results of answered, forgotten or unknown
+/// result of the exchange on the wire (also past its deadline), unless new credentials
+/// came since it started, or a sign-in. Results of answered, superseded or unknown
 /// attempts, and late failures, change nothing.
 fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
     let persists = view
@@ -1154,14 +1243,17 @@ fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
     ensure(persists == expected, || {
         match (&view.step.input, view.result) {
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::Stale)) => {
-                format!("a result for {attempt} (answered, forgotten or unknown) changed the token")
+                format!("a result for {attempt} (answered or unknown) changed the token")
             }
-            (Input::RefreshResult { attempt, .. }, Some(ResultFor::TimedOut)) => format!(
-                "the late result for {attempt} was {}",
+            (Input::RefreshResult { attempt, .. }, Some(ResultFor::Superseded)) => format!(
+                "the result for {attempt}, superseded by new credentials, changed the token"
+            ),
+            (Input::RefreshResult { attempt, .. }, Some(ResultFor::InFlight)) => format!(
+                "the result for {attempt}, the exchange on the wire, was {}",
                 if expected == 1 {
-                    "not adopted, though no newer token was"
+                    "not adopted"
                 } else {
-                    "adopted"
+                    "adopted though unusable"
                 }
             ),
             _ => format!("{persists} Persist actions where the contract expects {expected}"),
@@ -1230,7 +1322,7 @@ fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker)
             } => ensure(persisted.contains(generation), || {
                 format!("{request} granted {generation} before it was persisted")
             })?,
-            Act::Reject { .. } | Act::Forget => {}
+            Act::Reject { .. } | Act::Forget | Act::CancelRefresh { .. } => {}
         }
     }
     Ok(())
@@ -1252,8 +1344,9 @@ fn bounded(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
 }
 
 /// Rule 11: once the actions are drained the next wake-up is in the future (no busy
-/// loop), and no later than the next thing due: a request deadline, the refresh
-/// timeout, the end of a backoff known to be running, or the refresh window.
+/// loop), and no later than the next thing due: a request deadline, the deadline of the
+/// exchange on the wire (until it is cancelled), the end of a backoff known to be
+/// running, or the refresh window.
 fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     let config = &after.config;
     let now = view.now;
@@ -1268,10 +1361,10 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     if let Some(deadline) = after.parked().map(|r| r.deadline).min() {
         due.push((deadline, "a request deadline"));
     }
-    if let Some(attempt) = after.in_flight() {
+    if let Some(attempt) = after.in_flight().filter(|a| !a.cancel_asked) {
         due.push((
             attempt.started + config.refresh_timeout,
-            "the refresh timeout",
+            "the deadline of the exchange",
         ));
     }
     let backoff = after.backoff.filter(|b| now < b.not_after);
@@ -1279,10 +1372,7 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
         Some(_) => {}
         None => {
-            if after.session == Session::SignedIn
-                && after.can_refresh()
-                && after.in_flight().is_none()
-            {
+            if after.session.active() && after.can_refresh() && after.in_flight().is_none() {
                 if let Some((_, latest)) = after.current_token().and_then(|t| t.window(config)) {
                     due.push((latest, "the refresh window"));
                 }

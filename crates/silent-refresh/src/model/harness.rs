@@ -205,6 +205,7 @@ impl Harness {
                             .with_retry_after(Duration::from_millis(100 * u64::from(tenths)))
                     }
                     FailurePick::Terminal => RefreshFailure::terminal("invalid_grant"),
+                    FailurePick::Misconfigured => RefreshFailure::misconfigured("invalid_client"),
                 }),
             },
             Op::Duplicate => match self.last_result.clone() {

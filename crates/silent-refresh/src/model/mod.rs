@@ -6,6 +6,9 @@
 //! - [`Model`]: the contract as plain functions; it predicts every action exactly.
 //! - [`Checker`]: the twelve rules of the contract, one function each ([`RULES`]),
 //!   checked on the trace alone (inputs, instants, actions).
+//!
+//! A refresh *exchange* is on the wire from its `StartRefresh` until its result is fed
+//! (rule 1); `CancelRefresh` asks the driver to end it early, nothing more.
 //! - [`Harness`] and [`run`]: feed each op to the machine and the model, compare,
 //!   check; at the end fail the refresh in flight, let time pass every deadline and
 //!   check that every request got its outcome.
@@ -45,5 +48,7 @@ pub use op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
     RequestPick, Setup, Shape, TimeStep,
 };
-pub use reference::{EXPIRED_RESULT, MAX_ABANDONED, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT};
+pub use reference::{
+    EXPIRED_RESULT, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT, UNKNOWN_OUTCOME,
+};
 pub use trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};

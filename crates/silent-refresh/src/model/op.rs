@@ -147,6 +147,8 @@ pub enum FailurePick {
     TransientRetryAfter(u8),
     /// A terminal failure (`invalid_grant`).
     Terminal,
+    /// A misconfiguration (`invalid_client`, a redirect, a 404).
+    Misconfigured,
 }
 
 /// Which generation a 401 names.

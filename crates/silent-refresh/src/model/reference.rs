@@ -19,27 +19,26 @@ use crate::jitter::{self, Stream};
 use crate::machine::Status;
 use crate::token::{Expiry, Generation};
 
-/// Timed-out attempts remembered for a late result; the oldest is forgotten first.
-pub const MAX_ABANDONED: usize = 8;
-/// The failure recorded when a refresh times out.
-pub const TIMED_OUT: &str = "the refresh timed out";
+/// The failure recorded when an exchange passes its deadline.
+pub const TIMED_OUT: &str = "the refresh exchange passed its deadline";
 /// The failure recorded when a refresh returns a token that is not usable any more.
 pub const EXPIRED_RESULT: &str = "the refresh returned a token that is already expired";
+/// What a terminal failure's reason adds after an exchange whose outcome is unknown.
+pub const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, so \
+     the server may have consumed the refresh credential without its answer arriving";
 /// Why a request fails fast when the token is unusable and cannot be refreshed.
 pub const NO_WAY_TO_REFRESH: &str =
     "the token is no longer usable and there is no refresh credential";
 
-/// What the refresher is doing.
+/// The exchange the driver runs: it is on the wire until its result comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Refresher {
-    Idle,
-    Running {
-        attempt: AttemptId,
-        started: Instant,
-    },
-    Backoff {
-        until: Instant,
-    },
+struct Running {
+    attempt: AttemptId,
+    started: Instant,
+    /// `CancelRefresh` was asked for.
+    cancelled: bool,
+    /// New credentials came since: its result is dropped.
+    superseded: bool,
 }
 
 /// The adopted token, kept as it came: its secret, when its refresh was sent (or the
@@ -143,11 +142,12 @@ pub struct Model {
     refresh_token: Option<Label>,
     token: Option<Held>,
     last_generation: Generation,
-    flight: Refresher,
+    running: Option<Running>,
+    backoff: Option<Instant>,
     failures: u32,
     last_failure: Option<String>,
-    /// Timed-out attempts with the instant each started, oldest first.
-    abandoned: Vec<(AttemptId, Instant)>,
+    /// A failed exchange of the current credential had passed its deadline.
+    outcome_unknown: bool,
     next_attempt: u64,
     next_request: u64,
     /// Parked requests with their deadlines, in arrival order.
@@ -191,10 +191,11 @@ impl Model {
             refresh_token: None,
             token: None,
             last_generation: Generation(0),
-            flight: Refresher::Idle,
+            running: None,
+            backoff: None,
             failures: 0,
             last_failure: None,
-            abandoned: Vec::new(),
+            outcome_unknown: false,
             next_attempt: 1,
             next_request: 1,
             parked: Vec::new(),
@@ -231,14 +232,8 @@ impl Model {
             status: self.status.clone(),
             generation: self.last_generation,
             parked: self.parked.len(),
-            in_flight: match self.flight {
-                Refresher::Running { attempt, .. } => Some(attempt),
-                _ => None,
-            },
-            backoff_until: match self.flight {
-                Refresher::Backoff { until } => Some(until),
-                _ => None,
-            },
+            in_flight: self.running.map(|r| r.attempt),
+            backoff_until: self.backoff,
             last_failure: self.last_failure.clone(),
             fresh: self.fresh(),
             wakeup: self.wakeup(),
@@ -277,37 +272,29 @@ impl Model {
         self.advance();
     }
 
-    /// Rule 8: the result of the attempt in flight is taken as it is (an unusable token
-    /// counts as a transient failure); the success of a timed-out attempt is adopted
-    /// (and the attempt in flight, which started before this adoption, is given up);
-    /// anything else changes nothing.
+    /// Rules 1 and 8: the result of the exchange on the wire ends it; it is taken as it
+    /// is (an unusable token counts as a transient failure, but its rotated credential is
+    /// kept), also after its deadline, unless new credentials came since. Anything else
+    /// changes nothing.
     fn refresh_result(&mut self, attempt: AttemptId, result: &Result<TokenSpec, RefreshFailure>) {
-        if let Refresher::Running {
-            attempt: in_flight,
-            started,
-        } = self.flight
-        {
-            if in_flight == attempt {
-                self.flight = Refresher::Idle;
+        if let Some(running) = self.running.filter(|r| r.attempt == attempt) {
+            self.running = None;
+            if !running.superseded {
                 match result {
                     Ok(spec) => {
-                        if !self.adopt(spec, started) {
-                            let failure = RefreshFailure::transient(EXPIRED_RESULT);
-                            self.fail(attempt, &failure);
+                        if !self.adopt(spec, running.started) {
+                            if spec.refresh.is_some() {
+                                self.refresh_token = spec.refresh;
+                            }
+                            self.fail(attempt, &RefreshFailure::transient(EXPIRED_RESULT));
                         }
                     }
-                    Err(failure) => self.fail(attempt, failure),
-                }
-                self.advance();
-                return;
-            }
-        }
-        if let Some(index) = self.abandoned.iter().position(|(a, _)| *a == attempt) {
-            let (_, started) = self.abandoned.remove(index);
-            // A late success after a terminal failure counts as new credentials.
-            if let Ok(spec) = result {
-                if self.adopt(spec, started) {
-                    self.status = Status::SignedIn;
+                    Err(failure) => {
+                        if running.cancelled {
+                            self.outcome_unknown = true;
+                        }
+                        self.fail(attempt, failure);
+                    }
                 }
             }
         }
@@ -332,7 +319,7 @@ impl Model {
         self.status = Status::SignedIn;
         self.token = None;
         self.refresh_token = None;
-        self.forget_attempts();
+        self.supersede();
         let (token, self_authenticating) = match credentials {
             Credential::Token(spec) => (Some(spec), false),
             Credential::RefreshToken(label) => {
@@ -356,7 +343,7 @@ impl Model {
         self.token = None;
         self.refresh_token = None;
         self.self_authenticating = false;
-        self.forget_attempts();
+        self.supersede();
         self.reject_all(&Error::SignedOut);
         self.out.push(Act::Forget);
         self.advance();
@@ -364,36 +351,37 @@ impl Model {
 
     // ----- the rules ---------------------------------------------------------------
 
-    /// Everything `now` makes due, in order: (b) the refresh timeout, (c) the end of a
-    /// backoff, (d) starting a refresh, (e) releasing requests, and last (a) the deadlines
-    /// of the requests still parked.
+    /// Everything `now` makes due, in order: (b) the deadline of the exchange on the
+    /// wire, (c) the end of a backoff, (d) starting a refresh, (e) releasing requests, and
+    /// last (a) the deadlines of the requests still parked.
     fn advance(&mut self) {
         let now = self.now;
-        // (b) A refresh that took too long is given up on, but remembered.
-        if let Refresher::Running { attempt, started } = self.flight {
-            if now >= plus(started, self.config.refresh_timeout) {
-                self.flight = Refresher::Idle;
-                self.abandoned.push((attempt, started));
-                if self.abandoned.len() > MAX_ABANDONED {
-                    self.abandoned.remove(0);
+        // (b) An exchange past its deadline is to be cancelled; it stays on the wire
+        // until its result comes.
+        if let Some(running) = self.running.as_mut() {
+            if !running.cancelled && now >= plus(running.started, self.config.refresh_timeout) {
+                running.cancelled = true;
+                let attempt = running.attempt;
+                if !running.superseded {
+                    self.last_failure = Some(TIMED_OUT.to_owned());
                 }
-                self.fail(attempt, &RefreshFailure::transient(TIMED_OUT));
+                self.out.push(Act::CancelRefresh { attempt });
             }
         }
         // (c)
-        if let Refresher::Backoff { until } = self.flight {
-            if now >= until {
-                self.flight = Refresher::Idle;
-            }
+        if self.backoff.is_some_and(|until| now >= until) {
+            self.backoff = None;
         }
         // (d)
         if self.refresh_needed() {
             let attempt = AttemptId(self.next_attempt);
             self.next_attempt += 1;
-            self.flight = Refresher::Running {
+            self.running = Some(Running {
                 attempt,
                 started: now,
-            };
+                cancelled: false,
+                superseded: false,
+            });
             self.out.push(Act::StartRefresh {
                 attempt,
                 refresh_token: self.refresh_token,
@@ -426,10 +414,12 @@ impl Model {
         }
     }
 
-    /// Rule 6: signed in, nothing running, a refresh possible, and a reason.
+    /// Rules 1 and 6: signed in, nothing on the wire, no backoff, a refresh possible,
+    /// and a reason.
     fn refresh_needed(&self) -> bool {
-        self.status == Status::SignedIn
-            && self.flight == Refresher::Idle
+        self.active()
+            && self.running.is_none()
+            && self.backoff.is_none()
             && self.can_refresh()
             && match &self.token {
                 Some(token) => token.in_window_at(&self.config, self.now),
@@ -441,11 +431,16 @@ impl Model {
         self.self_authenticating || self.refresh_token.is_some()
     }
 
+    /// Signed in, misconfigured or not.
+    fn active(&self) -> bool {
+        matches!(self.status, Status::SignedIn | Status::Misconfigured(_))
+    }
+
     /// Rules 3 and 4.
     fn grantable(&self) -> bool {
         let waiting_for_fresh = self.config.mode == RefreshMode::WaitForFresh
-            && matches!(self.flight, Refresher::Running { .. });
-        self.status == Status::SignedIn
+            && self.running.is_some_and(|r| !r.superseded);
+        self.active()
             && self.token.as_ref().is_some_and(|token| {
                 token.usable_at(&self.config, self.now)
                     && !(waiting_for_fresh && token.in_window_at(&self.config, self.now))
@@ -460,38 +455,64 @@ impl Model {
                 reason: reason.clone(),
             }),
             Status::SignedOut => Some(Error::SignedOut),
-            Status::SignedIn => {
+            Status::SignedIn | Status::Misconfigured(_) => {
                 let usable = self
                     .token
                     .as_ref()
                     .is_some_and(|token| token.usable_at(&self.config, self.now));
-                (!usable && !self.can_refresh()).then(|| Error::SignInRequired {
-                    reason: NO_WAY_TO_REFRESH.into(),
-                })
+                if usable {
+                    return None;
+                }
+                if !self.can_refresh() {
+                    return Some(Error::SignInRequired {
+                        reason: NO_WAY_TO_REFRESH.into(),
+                    });
+                }
+                // Misconfigured: no waiting for a refresh that cannot start yet.
+                match (&self.status, self.backoff) {
+                    (Status::Misconfigured(reason), Some(_)) => Some(Error::Misconfigured {
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
+                }
             }
         }
     }
 
-    /// Rule 7: transient failures back off; terminal ones end the session.
+    /// Rule 7: transient failures back off; a misconfiguration waits `backoff_max` (or
+    /// the server's longer `Retry-After`) and keeps the credential; dead credentials end
+    /// the session.
     fn fail(&mut self, attempt: AttemptId, failure: &RefreshFailure) {
         match failure.kind {
             FailureKind::Transient => {
+                self.status = Status::SignedIn;
                 self.failures = self.failures.saturating_add(1);
                 self.last_failure = Some(failure.message.clone());
                 let delay = backoff(&self.config, self.failures, attempt, failure.retry_after);
-                self.flight = Refresher::Backoff {
-                    until: plus(self.now, delay),
-                };
+                self.backoff = Some(plus(self.now, delay));
+            }
+            FailureKind::Misconfigured => {
+                self.status = Status::Misconfigured(failure.message.as_str().into());
+                self.last_failure = Some(failure.message.clone());
+                let server = failure
+                    .retry_after
+                    .unwrap_or_default()
+                    .min(self.config.max_retry_after);
+                self.backoff = Some(plus(self.now, self.config.backoff_max.max(server)));
             }
             FailureKind::Terminal => {
-                let reason: std::sync::Arc<str> = failure.message.as_str().into();
+                let reason: std::sync::Arc<str> = if self.outcome_unknown {
+                    format!("{}; {UNKNOWN_OUTCOME}", failure.message).into()
+                } else {
+                    failure.message.as_str().into()
+                };
                 self.status = Status::SignInRequired(reason.clone());
                 self.token = None;
                 self.refresh_token = None;
-                // Timed-out attempts stay remembered: a late success may still come back.
-                self.flight = Refresher::Idle;
+                self.backoff = None;
                 self.failures = 0;
                 self.last_failure = None;
+                self.outcome_unknown = false;
                 self.reject_all(&Error::SignInRequired { reason });
             }
         }
@@ -536,15 +557,32 @@ impl Model {
             },
         });
         self.token = Some(held);
-        self.forget_attempts();
+        if let Status::Misconfigured(_) = self.status {
+            self.status = Status::SignedIn;
+        }
+        self.forget_failures();
         true
     }
 
-    fn forget_attempts(&mut self) {
-        self.flight = Refresher::Idle;
-        self.abandoned.clear();
+    fn forget_failures(&mut self) {
+        self.backoff = None;
         self.failures = 0;
         self.last_failure = None;
+        self.outcome_unknown = false;
+    }
+
+    /// New credentials (or none): the exchange on the wire is cancelled (once) and its
+    /// result will be dropped.
+    fn supersede(&mut self) {
+        if let Some(running) = self.running.as_mut() {
+            running.superseded = true;
+            if !running.cancelled {
+                running.cancelled = true;
+                let attempt = running.attempt;
+                self.out.push(Act::CancelRefresh { attempt });
+            }
+        }
+        self.forget_failures();
     }
 
     fn reject_all(&mut self, error: &Error) {
@@ -582,7 +620,7 @@ impl Model {
         } else {
             token.usable_until(&self.config)
         };
-        (self.status == Status::SignedIn
+        (self.active()
             && token.usable_at(&self.config, self.now)
             && !(can_refresh && token.in_window_at(&self.config, self.now)))
         .then_some((token.generation, until))
@@ -593,17 +631,21 @@ impl Model {
     /// and the earliest request deadline. On a tie the first in that order wins.
     fn wakeup(&self) -> Option<Wakeup> {
         let mut candidates = Vec::new();
-        match self.flight {
-            Refresher::Running { started, .. } => candidates.push(Wakeup {
-                at: plus(started, self.config.refresh_timeout),
-                reason: WakeReason::RefreshTimeout,
-            }),
-            Refresher::Backoff { until } => candidates.push(Wakeup {
+        match (self.running, self.backoff) {
+            (Some(running), _) => {
+                if !running.cancelled {
+                    candidates.push(Wakeup {
+                        at: plus(running.started, self.config.refresh_timeout),
+                        reason: WakeReason::RefreshTimeout,
+                    });
+                }
+            }
+            (None, Some(until)) => candidates.push(Wakeup {
                 at: until,
                 reason: WakeReason::BackoffEnds,
             }),
-            Refresher::Idle => {
-                if self.status == Status::SignedIn && self.can_refresh() {
+            (None, None) => {
+                if self.active() && self.can_refresh() {
                     if let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config)) {
                         candidates.push(Wakeup {
                             at,

@@ -144,6 +144,11 @@ pub enum Act {
         /// The refresh credential sent.
         refresh_token: Option<Label>,
     },
+    /// [`Action::CancelRefresh`].
+    CancelRefresh {
+        /// The attempt whose exchange to cancel.
+        attempt: AttemptId,
+    },
     /// [`Action::Persist`].
     Persist {
         /// The generation given to the token.
@@ -197,6 +202,7 @@ impl Act {
                 attempt,
                 refresh_token: refresh_token.as_ref().map(Label::of),
             },
+            Action::CancelRefresh { attempt } => Act::CancelRefresh { attempt },
             Action::Persist { generation, token } => Act::Persist {
                 generation,
                 access: Label::of(&token.access_token),

@@ -6,8 +6,15 @@
 //!   normalising: lower-case scheme and host, default port made explicit) equals an
 //!   allowed origin;
 //! - never when it goes to the token endpoint (or another URL excluded with
-//!   [`OriginPolicyBuilder::exclude`]): same origin and same path, whatever the query
-//!   and a trailing `/`;
+//!   [`OriginPolicyBuilder::exclude`]): same origin (the host also with a trailing
+//!   `.`) and a path a server could route there, whatever the query and the fragment.
+//!   Paths are compared the way a lenient server reads them, not as text:
+//!   percent-encodings decoded (all of them, up to three times over), `%2F`, `%5C` and
+//!   `\` read as `/`, `;params` removed from each segment, repeated and trailing
+//!   slashes ignored, dot segments (`.`, `..`) removed, case ignored. So
+//!   `/OAUTH/token`, `//oauth/token`, `/oauth/%74oken`, `/x/../oauth/./token/` and
+//!   `/oauth/token;jsessionid=1` are all the token endpoint `/oauth/token`. When in
+//!   doubt the request is excluded: not sending the token is the safe failure;
 //! - an allowed origin over plain `http` is refused when the policy is built, unless its
 //!   host is loopback (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`) or the user
 //!   opted in with [`OriginPolicyBuilder::allow_plain_http`].
@@ -27,6 +34,7 @@
 //! assert!(policy.authorizes(&uri("https://API.example.com:443/v1/me?x=1")));
 //! assert!(policy.authorizes(&uri("http://localhost:8080/")));
 //! assert!(!policy.authorizes(&uri("http://api.example.com/v1/me")));
+//! assert!(!policy.authorizes(&uri("https://api.example.com//OAuth/%74oken/")));
 //! assert!(matches!(
 //!     policy.check(&uri("https://api.example.com/oauth/token?grant_type=refresh_token")),
 //!     Err(Refusal::Excluded { .. })
@@ -183,7 +191,8 @@ pub fn parse_url(url: &str) -> Result<Uri, Error> {
 #[derive(Clone, PartialEq, Eq)]
 struct Endpoint {
     origin: Origin,
-    path: String,
+    /// The readings of its path (see [`PathReadings`]).
+    path: PathReadings,
 }
 
 impl Endpoint {
@@ -191,30 +200,160 @@ impl Endpoint {
         let uri = parse_url(url)?;
         Ok(Self {
             origin: Origin::of(&uri)?,
-            path: normalise_path(uri.path()),
+            path: PathReadings::of(uri.path()),
         })
     }
 
-    /// Whether `uri`, of origin `origin`, names this endpoint (query ignored).
-    fn matches(&self, origin: &Origin, uri: &Uri) -> bool {
-        self.origin == *origin && self.path == normalise_path(uri.path())
+    /// Whether a request on this endpoint's server (see [`same_server`]), whose path
+    /// reads as `path`, may reach this endpoint: a reading of the path in common, or a
+    /// path that could not be decoded to the end.
+    fn reached_by(&self, path: &PathReadings) -> bool {
+        !path.settled || path.readings.iter().any(|r| self.path.readings.contains(r))
     }
 }
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Endpoint({}{})", self.origin, self.path)
+        write!(f, "Endpoint({}{})", self.origin, self.path.readings[0])
     }
 }
 
-/// `""` and `"/"` are the same path; so are `/token` and `/token/`.
-fn normalise_path(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".to_owned()
-    } else {
-        trimmed.to_owned()
+/// Whether two origins name the same server for the exclusion: same scheme, same
+/// port, same host once trailing dots are removed (`auth.example.com.` is the fully
+/// qualified spelling of `auth.example.com`, and most servers answer both).
+fn same_server(a: &Origin, b: &Origin) -> bool {
+    a.https == b.https
+        && a.port == b.port
+        && a.host.trim_end_matches('.') == b.host.trim_end_matches('.')
+}
+
+/// How many times a path is percent-decoded: a proxy, a framework and an application
+/// may each decode once.
+const DECODE_ROUNDS: usize = 3;
+
+/// What a server may route a path to, for comparing it with an excluded path.
+///
+/// A path is read the way a lenient server might (RFC 3986 section 6, and further),
+/// so that every spelling of the token endpoint a server could route to it compares
+/// equal:
+/// - every percent-encoding is decoded, not only those of unreserved characters, and
+///   up to [`DECODE_ROUNDS`] times (`%252e` is `.`); `%2F`, `%5C` and `\` separate
+///   segments like `/`;
+/// - a decoded NUL ends the path (C servers stop there);
+/// - `;params` are removed from each segment (servlet containers do), both before
+///   decoding and after, so the path has two readings;
+/// - empty segments are dropped (`//`, a trailing `/`, and the empty path is `/`), and
+///   dot segments are removed (RFC 3986 section 5.2.4, `..` never climbs above `/`);
+/// - case is folded (Unicode upper then lower case), since many servers route
+///   case-insensitively.
+///
+/// The readings are not what a server *must* do: they may make two paths equal that a
+/// strict server tells apart. That errs on the safe side: a request for a path that
+/// only looks like the token endpoint does not get the token.
+#[derive(Clone, PartialEq, Eq)]
+struct PathReadings {
+    /// The path read after decoding, and read with `;params` removed first.
+    readings: [String; 2],
+    /// Whether decoding came to an end within [`DECODE_ROUNDS`]: if not, the path may
+    /// decode to anything, and it counts as every excluded path of its origin.
+    settled: bool,
+}
+
+impl PathReadings {
+    fn of(path: &str) -> Self {
+        let (decoded, settled) = read_path(path.as_bytes());
+        let without_params: Vec<&[u8]> = path
+            .as_bytes()
+            .split(|b| matches!(b, b'/' | b'\\'))
+            .map(without_params)
+            .collect();
+        let (first_stripped, settled_too) = read_path(&without_params.join(&b'/'));
+        Self {
+            readings: [decoded, first_stripped],
+            settled: settled && settled_too,
+        }
     }
+}
+
+/// A segment without its `;params`.
+fn without_params(segment: &[u8]) -> &[u8] {
+    segment.split(|b| *b == b';').next().unwrap_or(segment)
+}
+
+/// One reading of a path (see [`PathReadings`]), and whether its decoding ended.
+fn read_path(path: &[u8]) -> (String, bool) {
+    let mut bytes = path.to_vec();
+    for _ in 0..DECODE_ROUNDS {
+        match percent_decode(&bytes) {
+            Some(decoded) => bytes = decoded,
+            None => break,
+        }
+    }
+    let settled = !bytes.windows(3).any(is_escape);
+    if let Some(nul) = bytes.iter().position(|b| *b == 0) {
+        bytes.truncate(nul);
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in bytes
+        .split(|b| matches!(b, b'/' | b'\\'))
+        .map(without_params)
+    {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut joined = Vec::with_capacity(bytes.len() + 1);
+    for segment in &segments {
+        joined.push(b'/');
+        joined.extend_from_slice(segment);
+    }
+    if joined.is_empty() {
+        joined.push(b'/');
+    }
+    let folded = String::from_utf8_lossy(&joined)
+        .to_uppercase()
+        .to_lowercase();
+    (folded, settled)
+}
+
+/// Whether three bytes are a percent-encoding (`%` and two hex digits).
+fn is_escape(bytes: &[u8]) -> bool {
+    matches!(bytes, [b'%', high, low] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+}
+
+/// The bytes with every percent-encoding decoded once, or `None` if there is none.
+fn percent_decode(bytes: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut decoded_any = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = match bytes.get(i..i + 3) {
+            Some([b'%', high, low]) => hex(*high).zip(hex(*low)),
+            _ => None,
+        };
+        match escape {
+            Some((high, low)) => {
+                out.push(high << 4 | low);
+                decoded_any = true;
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    decoded_any.then_some(out)
 }
 
 /// Why a request does not get the token, from [`OriginPolicy::check`]. Each reason
@@ -268,7 +407,12 @@ impl OriginPolicy {
                 _ => "it is not an absolute http or https URL",
             },
         })?;
-        if self.excluded.iter().any(|e| e.matches(&origin, uri)) {
+        // The path is read only when an excluded URL is on the request's server.
+        let mut path = None;
+        if self.excluded.iter().any(|e| {
+            same_server(&e.origin, &origin)
+                && e.reached_by(path.get_or_insert_with(|| PathReadings::of(uri.path())))
+        }) {
             return Err(Refusal::Excluded { origin });
         }
         if !self.allowed.contains(&origin) {
@@ -320,8 +464,9 @@ impl OriginPolicyBuilder {
         self
     }
 
-    /// Requests for this URL (same origin, same path; query and trailing `/` ignored)
-    /// never get the token, even on an allowed origin. Give the token endpoint here.
+    /// Requests for this URL never get the token, even on an allowed origin: same
+    /// origin and any spelling of its path a server could route to it (see the
+    /// [module docs](self)); query and fragment ignored. Give the token endpoint here.
     pub fn exclude(mut self, url: &str) -> Self {
         match Endpoint::parse(url) {
             Ok(endpoint) => self.excluded.push(endpoint),
@@ -737,6 +882,199 @@ mod tests {
         );
         assert!(
             !debug.contains("hunter2") && !debug.contains("/p"),
+            "{debug}"
+        );
+    }
+
+    /// A policy for `https://api.example.com` and `https://auth.example.com`, whose
+    /// token endpoint is `https://auth.example.com/oauth/token`.
+    fn token_endpoint_policy() -> OriginPolicy {
+        policy(
+            OriginPolicy::builder()
+                .allow_origin("https://api.example.com")
+                .allow_origin("https://auth.example.com")
+                .allow_origin("https://auth.example.com.")
+                .exclude("https://auth.example.com/oauth/token"),
+        )
+    }
+
+    #[test]
+    fn every_spelling_of_the_token_endpoint_is_excluded() {
+        let policy = token_endpoint_policy();
+        for path in [
+            "/oauth/token",
+            // Case: many servers route case-insensitively.
+            "/OAUTH/token",
+            "/OAuth/Token",
+            "/oauth/TOKEN/",
+            // Repeated and trailing slashes.
+            "//oauth/token",
+            "/oauth//token",
+            "///oauth///token///",
+            "/oauth/token/",
+            // Percent-encoding of unreserved characters, either case of hex digit.
+            "/oauth/%74oken",
+            "/%6F%61%75%74%68/%74%6f%6b%65%6e",
+            "/oauth/%54OKEN",
+            "/oauth/to%6Ben",
+            // Dot segments, plain and encoded.
+            "/oauth/./token",
+            "/./oauth/token/.",
+            "/x/../oauth/token",
+            "/oauth/x/y/../../token",
+            "/../oauth/token",
+            "/../../../oauth/token",
+            "/oauth/x/%2e%2e/token",
+            "/oauth/x/%2E%2E/token",
+            "/oauth/x/.%2e/token",
+            "/oauth/%2e/token",
+            "/oauth/token/x/..",
+            // Encoded separators: some servers decode them before routing.
+            "/oauth%2Ftoken",
+            "/oauth%2ftoken",
+            "/oauth%5Ctoken",
+            "/oauth\\token",
+            "/x%2F..%2Foauth/token",
+            // Double (and triple) encoding: a proxy and the application both decode.
+            "/oauth/%2574oken",
+            "/oauth/%252574oken",
+            "/oauth/x/%252e%252e/token",
+            // Path parameters, which servlet containers remove from each segment.
+            "/oauth/token;jsessionid=1",
+            "/oauth;x=1/token;",
+            "/oauth/token;a%2Fb",
+            "/oauth/x/..;/token",
+            "/oauth/token%3Bx",
+            // A NUL ends the path for servers written in C.
+            "/oauth/token%00.json",
+            // Case folded beyond ASCII: the Kelvin sign is a `k` to a Unicode router.
+            "/oauth/to%E2%84%AAen",
+        ] {
+            for suffix in ["", "?grant_type=refresh_token", "#fragment", "?a=b#c"] {
+                for origin in [
+                    "https://auth.example.com",
+                    "https://AUTH.example.com:443",
+                    "https://auth.example.com.",
+                    "https://user:pw@auth.example.com",
+                ] {
+                    let url = format!("{origin}{path}{suffix}");
+                    assert!(
+                        matches!(policy.check(&uri(&url)), Err(Refusal::Excluded { .. })),
+                        "{url}: {:?}",
+                        policy.check(&uri(&url))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_paths_on_the_token_endpoints_origin_still_get_the_token() {
+        let policy = token_endpoint_policy();
+        for path in [
+            "",
+            "/",
+            "/oauth",
+            "/oauth/",
+            "/oauth/tokens",
+            "/oauth/toke",
+            "/oauth/token/x",
+            "/oauth/token%2Fx",
+            "/oauth/token.json",
+            "/oauth/token..",
+            "/oauth2/token",
+            "/api/oauth/token",
+            "/oauth/token/../x",
+            "/oauth/%74oken/x",
+            "/oauth/tok%20en",
+            "/oauth/token%",
+            "/oauth/token%2",
+            "/oauth/token%zz",
+            "/userinfo",
+        ] {
+            let url = format!("https://auth.example.com{path}?x=1");
+            assert_eq!(
+                policy.check(&uri(&url)),
+                Ok(Origin::parse("https://auth.example.com").expect("valid")),
+                "{url}"
+            );
+        }
+        // The token endpoint's path on another origin is not the token endpoint.
+        for url in [
+            "https://api.example.com/oauth/token",
+            "https://api.example.com/OAUTH//%74oken",
+        ] {
+            assert!(policy.authorizes(&uri(url)), "{url}");
+        }
+        for url in [
+            "http://auth.example.com/oauth/token",
+            "https://auth.example.com:8443/oauth/token",
+            "https://auth.example.com.evil.test/oauth/token",
+        ] {
+            assert!(
+                matches!(policy.check(&uri(url)), Err(Refusal::NotAllowed { .. })),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_excluded_url_spelled_oddly_excludes_its_plain_spelling() {
+        for excluded in [
+            "https://auth.example.com/OAuth/./Token/?x=1",
+            "https://auth.example.com:443//oauth/x/../%74oken#top",
+            "HTTPS://AUTH.EXAMPLE.COM./oauth/token;v=2",
+        ] {
+            let policy = policy(
+                OriginPolicy::builder()
+                    .allow_origin("https://auth.example.com")
+                    .exclude(excluded),
+            );
+            assert!(
+                !policy.authorizes(&uri("https://auth.example.com/oauth/token")),
+                "{excluded}"
+            );
+            assert!(
+                policy.authorizes(&uri("https://auth.example.com/oauth/x")),
+                "{excluded}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_that_does_not_finish_decoding_is_excluded_on_the_endpoints_server_only() {
+        let policy = token_endpoint_policy();
+        // Four rounds of encoding, one more than are decoded: `%25252525` never ends.
+        for path in ["/oauth/%25252574oken", "/anything/%2525252541"] {
+            let url = format!("https://auth.example.com{path}");
+            assert!(
+                matches!(policy.check(&uri(&url)), Err(Refusal::Excluded { .. })),
+                "{url}"
+            );
+            let url = format!("https://api.example.com{path}");
+            assert!(policy.authorizes(&uri(&url)), "{url}");
+        }
+        // A lone `%` or a `%` without two hex digits is no encoding: the path settles.
+        assert!(policy.authorizes(&uri("https://auth.example.com/100%25")));
+        assert!(policy.authorizes(&uri("https://auth.example.com/%%zz%2")));
+    }
+
+    #[test]
+    fn an_excluded_refusal_never_prints_the_path_or_the_query() {
+        let policy = token_endpoint_policy();
+        let refusal = policy
+            .check(&uri(
+                "https://alice:hunter2@auth.example.com/Secret-Path/../oauth/token?code=hunter2",
+            ))
+            .expect_err("the token endpoint");
+        let printed = format!("{refusal:?}");
+        assert_eq!(
+            printed,
+            "Excluded { origin: Origin(https://auth.example.com:443) }"
+        );
+        let debug = format!("{policy:?}");
+        assert!(
+            debug.contains("Endpoint(https://auth.example.com:443/oauth/token)"),
             "{debug}"
         );
     }

@@ -75,9 +75,11 @@ pub enum Error {
         /// The token endpoint's origin (scheme, host, port).
         origin: String,
     },
-    /// Plain `http` to a host other than loopback, without the user's opt-in.
+    /// Plain `http` to a host other than loopback, without the user's opt-in: an
+    /// allowed origin of [`crate::AuthorizedClientBuilder`], or the token URL of
+    /// `OAuth2RefresherBuilder` (feature `reqwest`).
     #[error(
-        "refusing to send a token over plain http to {origin}; use https, or call AuthorizedClientBuilder::allow_insecure_http if the network is trusted"
+        "refusing to send a token or credential over plain http to {origin}; use https, or opt in with the builder's `allow_insecure_http` if the network is trusted"
     )]
     InsecureHttp {
         /// The origin (scheme, host, port).

@@ -83,7 +83,7 @@ mod source;
 pub use change::TokenChange;
 pub use error::Error;
 #[cfg(feature = "reqwest")]
-pub use oauth2::OAuth2Refresher;
+pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;

@@ -1,6 +1,12 @@
 //! A ready OAuth 2.0 refresher over reqwest, built on the core's codec.
 
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderValue;
+use http::header::LOCATION;
 use silent_refresh::oauth2::RefreshGrant;
+use silent_refresh::origin::{self, Origin};
 use silent_refresh::{RefreshFailure, Secret, Token};
 
 use crate::error::Error;
@@ -9,12 +15,28 @@ use crate::refresher::Refresher;
 /// The most of a token endpoint's response that is read; a longer one is a failure.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// The default timeout of one refresh exchange, from connecting to the end of the
+/// response body: the core's default `refresh_timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
 ///
 /// The request and the reading of the response (including which errors are terminal)
-/// come from the core's [`RefreshGrant`]; a network failure is transient.
+/// come from the core's [`RefreshGrant`]; a network failure or a timeout is transient.
+///
+/// The exchange is kept to the configured token URL:
+/// - no redirect is ever followed (the request carries the refresh credential and the
+///   client secret, and reqwest would send them again on a `307` or `308`). A `3xx`
+///   answer goes to the codec, which reports a misconfiguration naming the `Location`
+///   (its origin and path: never its query): configure the final token URL;
+/// - a plain `http` token URL is refused when the refresher is built, unless its host
+///   is loopback or you opted in with
+///   [`allow_insecure_http`](OAuth2RefresherBuilder::allow_insecure_http);
+/// - every exchange has a timeout ([`timeout`](OAuth2RefresherBuilder::timeout)), covering the
+///   connection, the request and the whole response (30 s by default).
 ///
 /// ```no_run
+/// use std::time::Duration;
 /// use silent_refresh_tokio::{OAuth2Refresher, TokenSource};
 /// use silent_refresh_tokio::silent_refresh::{Config, Credentials};
 /// use silent_refresh_tokio::silent_refresh::oauth2::RefreshGrant;
@@ -22,37 +44,44 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// # async fn run() -> Result<(), silent_refresh_tokio::Error> {
 /// let grant = RefreshGrant::new("https://auth.example.com/oauth/token", "my-client")
 ///     .client_secret("client-secret");
+/// let refresher = OAuth2Refresher::builder(grant)
+///     .timeout(Duration::from_secs(20))
+///     .build()?;
 /// let source = TokenSource::builder(Config::default())
 ///     .credentials(Credentials::RefreshToken("stored-refresh-token".into()))
-///     .refresher(OAuth2Refresher::new(grant)?)
+///     .refresher(refresher)
 ///     .build()?;
 /// let token = source.token().await?;
 /// # let _ = token;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OAuth2Refresher {
     client: reqwest::Client,
     grant: RefreshGrant,
+    timeout: Duration,
 }
 
 impl OAuth2Refresher {
-    /// A refresher for `grant` with its own reqwest client.
+    /// A builder for a refresher that sends `grant`'s requests.
+    pub fn builder(grant: RefreshGrant) -> OAuth2RefresherBuilder {
+        OAuth2RefresherBuilder {
+            grant,
+            client: None,
+            allow_insecure_http: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A refresher for `grant` with its own reqwest client and the default settings:
+    /// the shortcut for `OAuth2Refresher::builder(grant).build()`.
     ///
     /// # Errors
     ///
-    /// [`Error::HttpClient`] if the client cannot be built (TLS setup).
+    /// As [`OAuth2RefresherBuilder::build`].
     pub fn new(grant: RefreshGrant) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|e| Error::HttpClient(Box::new(e)))?;
-        Ok(Self::with_client(client, grant))
-    }
-
-    /// A refresher for `grant` that sends with `client`.
-    pub fn with_client(client: reqwest::Client, grant: RefreshGrant) -> Self {
-        Self { client, grant }
+        Self::builder(grant).build()
     }
 
     /// The grant's settings.
@@ -61,21 +90,32 @@ impl OAuth2Refresher {
         &self.grant
     }
 
+    /// The timeout of one refresh exchange.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
         let request = self.grant.request(refresh_token)?;
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| RefreshGrant::transport_failure(&e.without_url()))?;
-        let mut response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| RefreshGrant::transport_failure(&e.without_url()))?;
+        let mut request = reqwest::Request::try_from(request)
+            .map_err(|e| RefreshGrant::transport_failure(&describe(e)))?;
+        // Also on a client built from the caller's `ClientBuilder`, whatever its own.
+        *request.timeout_mut() = Some(self.timeout);
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                RefreshGrant::transport_failure(&format!(
+                    "no answer within the refresh request's timeout of {:?}; raise it with \
+                     OAuth2RefresherBuilder::timeout if the server is that slow",
+                    self.timeout
+                ))
+            } else {
+                RefreshGrant::transport_failure(&describe(e))
+            }
+        };
+        let mut response = self.client.execute(request).await.map_err(transport)?;
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| RefreshGrant::transport_failure(&e.without_url()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(RefreshFailure::transient(format!(
                     "the token endpoint's response is longer than {MAX_RESPONSE_BYTES} bytes"
@@ -87,6 +127,9 @@ impl OAuth2Refresher {
         *parsed.status_mut() = response.status();
         *parsed.version_mut() = response.version();
         *parsed.headers_mut() = std::mem::take(response.headers_mut());
+        if parsed.status().is_redirection() {
+            redact_location(parsed.headers_mut(), self.grant.token_url());
+        }
         self.grant.parse_response_for(&parsed, refresh_token)
     }
 }
@@ -98,5 +141,236 @@ impl Refresher for OAuth2Refresher {
 
     fn token_endpoint(&self) -> Option<&str> {
         Some(self.grant.token_url())
+    }
+}
+
+impl fmt::Debug for OAuth2Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Refresher")
+            .field("grant", &self.grant)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`OAuth2Refresher`]: [`OAuth2Refresher::builder`].
+///
+/// It takes a [`reqwest::ClientBuilder`], not a built `Client`, because a built
+/// client's redirect policy cannot be read or changed, and reqwest's default one
+/// follows a `307` or `308` by sending the body (the refresh credential) again to
+/// wherever the `Location` points. The refresher sets
+/// [`redirect::Policy::none`](reqwest::redirect::Policy::none) on the builder it is
+/// given, so no configuration can make it follow a redirect.
+#[must_use]
+pub struct OAuth2RefresherBuilder {
+    grant: RefreshGrant,
+    client: Option<reqwest::ClientBuilder>,
+    allow_insecure_http: bool,
+    timeout: Duration,
+}
+
+impl OAuth2RefresherBuilder {
+    /// Build the refresher's client from `client` (its proxy, TLS, user agent and
+    /// connection settings). Its redirect policy is replaced by
+    /// [`Policy::none`](reqwest::redirect::Policy::none), and each exchange gets
+    /// [`timeout`](Self::timeout) whatever timeout it sets.
+    ///
+    /// Default: `reqwest::Client::builder()`.
+    pub fn client_builder(mut self, client: reqwest::ClientBuilder) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Allow a plain `http` token URL whose host is not loopback (refused by default:
+    /// the refresh credential and the client secret would cross the network in clear
+    /// text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is always allowed.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The timeout of one refresh exchange, from connecting to the end of the
+    /// response; when it passes, the refresh fails as transient and is retried with
+    /// backoff. Default: 30 s, the core's default `refresh_timeout`.
+    ///
+    /// Keep it no longer than the configuration's `refresh_timeout`, so that the
+    /// exchange is over when the token source gives up on it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the token URL and builds the refresher and its client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when the token URL is not an absolute http(s) URL,
+    /// [`Error::InsecureHttp`] when it is plain `http` to a host other than loopback
+    /// without [`allow_insecure_http`](Self::allow_insecure_http), [`Error::Token`]
+    /// with [`InvalidConfig`](silent_refresh::Error::InvalidConfig) for a zero
+    /// timeout, and [`Error::HttpClient`] when the client cannot be built (TLS setup).
+    pub fn build(self) -> Result<OAuth2Refresher, Error> {
+        check_token_url(self.grant.token_url(), self.allow_insecure_http)?;
+        if self.timeout.is_zero() {
+            return Err(silent_refresh::Error::InvalidConfig(
+                "the refresh request's timeout must be greater than zero",
+            )
+            .into());
+        }
+        let client = self
+            .client
+            .unwrap_or_default()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::HttpClient(Box::new(e.without_url())))?;
+        Ok(OAuth2Refresher {
+            client,
+            grant: self.grant,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl fmt::Debug for OAuth2RefresherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2RefresherBuilder")
+            .field("grant", &self.grant)
+            .field("client_builder", &self.client.is_some())
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Refuses a token URL that is not http(s), or plain `http` beyond loopback without
+/// the opt-in.
+fn check_token_url(url: &str, allow_insecure_http: bool) -> Result<(), Error> {
+    let origin = Origin::of(&origin::parse_url(url)?)?;
+    if !origin.is_https() && !origin.is_loopback() && !allow_insecure_http {
+        return Err(Error::InsecureHttp {
+            origin: origin.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A reqwest error and its causes, on one line, without the URL (its query may hold
+/// secrets).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Replaces a redirect's `Location` with its origin and path only (a query or a user
+/// may hold secrets), made absolute against the token URL when it is a path, so the
+/// failure names where the server pointed and nothing more.
+fn redact_location(headers: &mut http::HeaderMap, token_url: &str) {
+    let Some(location) = headers.get(LOCATION).and_then(|l| l.to_str().ok()) else {
+        headers.remove(LOCATION);
+        return;
+    };
+    match HeaderValue::try_from(origin_and_path(location, token_url)) {
+        Ok(value) => {
+            headers.insert(LOCATION, value);
+        }
+        Err(_) => {
+            headers.remove(LOCATION);
+        }
+    }
+}
+
+/// `location` as `scheme://host[:port]/path`: no user, query or fragment. A relative
+/// location is resolved against `base` when it is a path (`/…`) or scheme-relative
+/// (`//host/…`); any other relative form is shown as its path alone.
+fn origin_and_path(location: &str, base: &str) -> String {
+    let location = location.trim();
+    let cut = location.find(['?', '#']).unwrap_or(location.len());
+    let location = &location[..cut];
+    let base_scheme = base.split_once("://").map_or("https", |(scheme, _)| scheme);
+    let (scheme, rest) = if let Some((scheme, rest)) = location.split_once("://") {
+        (scheme, rest)
+    } else if let Some(rest) = location.strip_prefix("//") {
+        (base_scheme, rest)
+    } else if location.starts_with('/') {
+        let authority = base
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        return format!("{base_scheme}://{authority}{location}");
+    } else {
+        return location.to_owned();
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_keep_origin_and_path_only() {
+        let base = "https://auth.example.com/oauth/token";
+        for (location, shown) in [
+            (
+                "https://other.example/token?code=s3cret#frag",
+                "https://other.example/token",
+            ),
+            (
+                "https://user:pass@other.example:8443/t?x=1",
+                "https://other.example:8443/t",
+            ),
+            (
+                "/v2/token?refresh_token=s3cret",
+                "https://auth.example.com/v2/token",
+            ),
+            ("//cdn.example/token?x", "https://cdn.example/token"),
+            ("http://other.example", "http://other.example"),
+            ("token?x=1", "token"),
+        ] {
+            assert_eq!(origin_and_path(location, base), shown, "{location}");
+        }
+    }
+
+    #[test]
+    fn the_redacted_location_replaces_the_header() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://u:p@x.example/a?refresh_token=s3cret"),
+        );
+        redact_location(&mut headers, "https://auth.example.com/token");
+        assert_eq!(headers[LOCATION], "https://x.example/a");
+    }
+
+    #[test]
+    fn insecure_token_urls_are_refused_beyond_loopback() {
+        assert!(matches!(
+            check_token_url("http://auth.example.com/token", false),
+            Err(Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
+        ));
+        assert!(check_token_url("http://auth.example.com/token", true).is_ok());
+        for url in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:8080/token",
+            "http://127.9.9.9/token",
+            "http://localhost/token",
+            "http://[::1]:9000/token",
+        ] {
+            assert!(check_token_url(url, false).is_ok(), "{url}");
+        }
+        assert!(matches!(
+            check_token_url("ftp://auth.example.com/token", true),
+            Err(Error::InvalidUrl { .. })
+        ));
     }
 }

@@ -6,11 +6,16 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 
 /// Runs one refresh: exchanges the newest refresh credential (if any) for a new token.
 ///
-/// The token source calls it at most once at a time (single flight), from its own
-/// background task, never from a caller's. Classify failures with
-/// [`RefreshFailure::transient`] (network, timeout, 5xx, 429: retried with backoff) or
+/// The token source runs at most one exchange at a time, on the wire (single flight:
+/// the next one starts only once this future has completed or been dropped), from its
+/// own background task, never from a caller's. Past the configuration's
+/// `refresh_timeout` the future is dropped (cancelled). Classify failures with
+/// [`RefreshFailure::transient`] (network, timeout, 5xx, 429, a 4xx without an OAuth
+/// error: retried with backoff), [`RefreshFailure::misconfigured`] (`invalid_client`,
+/// a wrong URL, a redirect: fails fast, keeps the credential) or
 /// [`RefreshFailure::terminal`] (`invalid_grant`, revoked: sign-in required), and keep
-/// secrets out of their messages.
+/// secrets out of their messages. [`silent_refresh::oauth2`] has a classifier for HTTP
+/// answers.
 ///
 /// Implemented for closures `Fn(Option<Secret>) -> impl Future<Output = Result<Token,
 /// RefreshFailure>>`, and, with the `reqwest` feature, by
@@ -35,8 +40,9 @@ pub trait Refresher: Send + Sync + 'static {
     ///
     /// A token without a new refresh credential keeps the old one. Return
     /// [`Expiry::In`](silent_refresh::Expiry::In) counted from when the request was
-    /// sent. Do not time out by yourself more eagerly than the configuration's
-    /// `refresh_timeout`: the source gives up on its own, and still adopts a late result.
+    /// sent. Never follow a redirect with the credential. The source cancels the
+    /// exchange at the configuration's `refresh_timeout`; an own timeout should not be
+    /// shorter.
     fn refresh(
         &self,
         refresh_token: Option<Secret>,

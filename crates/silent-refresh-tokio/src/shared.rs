@@ -75,6 +75,16 @@ pub(crate) struct Start {
     pub(crate) refresh_token: Option<Secret>,
 }
 
+/// What the background task is to do next.
+pub(crate) struct Work {
+    /// Refreshes to start.
+    pub(crate) starts: Vec<Start>,
+    /// Exchanges to cancel.
+    pub(crate) cancels: Vec<AttemptId>,
+    /// When to wake.
+    pub(crate) next: Option<Instant>,
+}
+
 /// An input from a handle that needs no answer.
 pub(crate) enum Command {
     SignIn(Credentials, SystemTime),
@@ -101,6 +111,8 @@ struct Core {
     waiters: HashMap<RequestId, oneshot::Sender<Outcome>>,
     /// Refreshes to start, for the background task.
     starts: Vec<Start>,
+    /// Exchanges to cancel (past their deadline, or superseded), for the background task.
+    cancels: Vec<AttemptId>,
     /// The wake-up the background task has armed; it is woken when this changes.
     armed: Option<Instant>,
     /// What the fast-path snapshot holds.
@@ -144,7 +156,6 @@ pub(crate) struct Shared {
     fresh: ArcSwapOption<Fresh>,
     wake_driver: Notify,
     on_change: Option<ChangeCallback>,
-    refresh_timeout: Duration,
 }
 
 impl Shared {
@@ -154,12 +165,12 @@ impl Shared {
         credentials: Option<Credentials>,
         on_change: Option<ChangeCallback>,
     ) -> Self {
-        let refresh_timeout = machine.config().refresh_timeout();
         let shared = Self {
             core: Mutex::new(Core {
                 machine,
                 waiters: HashMap::new(),
                 starts: Vec::new(),
+                cancels: Vec::new(),
                 armed: None,
                 published: None,
                 driver_stopped: false,
@@ -167,7 +178,6 @@ impl Shared {
             fresh: ArcSwapOption::empty(),
             wake_driver: Notify::new(),
             on_change,
-            refresh_timeout,
         };
         if let Some(credentials) = credentials {
             shared.command(Command::SignIn(credentials, SystemTime::now()));
@@ -185,11 +195,6 @@ impl Shared {
             return None;
         }
         Some(fresh.token.clone())
-    }
-
-    /// How long the machine waits for a refresh before giving up on it.
-    pub(crate) fn refresh_timeout(&self) -> Duration {
-        self.refresh_timeout
     }
 
     /// Enters a request into the machine. `None` when called from inside the
@@ -245,22 +250,7 @@ impl Shared {
 
     /// Time passed: the background task's timer fired.
     pub(crate) fn timeout(&self) {
-        self.with_core(|core| {
-            let in_flight = core.machine.refresh_in_flight();
-            let generation = core.machine.generation();
-            core.machine.handle_timeout(now());
-            if let Some(attempt) = in_flight {
-                if core.machine.refresh_in_flight() != in_flight
-                    && core.machine.generation() == generation
-                {
-                    tracing::warn!(
-                        attempt = attempt.0,
-                        "token refresh timed out; its late result is still awaited"
-                    );
-                    log_backoff(&core.machine, attempt);
-                }
-            }
-        });
+        self.with_core(|core| core.machine.handle_timeout(now()));
     }
 
     /// The result of a refresh attempt.
@@ -286,6 +276,12 @@ impl Shared {
                         reason = %failure.message,
                         "token refresh failed for good; sign-in required"
                     ),
+                    Status::Misconfigured(_) => tracing::error!(
+                        attempt = attempt.0,
+                        reason = %failure.message,
+                        "token refresh refused: the client is misconfigured; the refresh \
+                         credential is kept"
+                    ),
                     _ => tracing::warn!(
                         attempt = attempt.0,
                         kind = ?failure.kind,
@@ -305,14 +301,19 @@ impl Shared {
         });
     }
 
-    /// What the background task must do: the refreshes to start, and when to wake.
-    /// Records that wake-up as armed.
-    pub(crate) fn take_work(&self) -> (Vec<Start>, Option<Instant>) {
+    /// What the background task must do: the refreshes to start, the exchanges to
+    /// cancel, and when to wake. Records that wake-up as armed.
+    pub(crate) fn take_work(&self) -> Work {
         let mut core = self.lock();
         let starts = std::mem::take(&mut core.starts);
+        let cancels = std::mem::take(&mut core.cancels);
         let next = core.next_wakeup();
         core.armed = next;
-        (starts, next)
+        Work {
+            starts,
+            cancels,
+            next,
+        }
     }
 
     /// Waits until the background task has new work.
@@ -403,7 +404,7 @@ impl Shared {
         }
         self.publish(&mut core);
         let next = core.next_wakeup();
-        if !core.starts.is_empty() || next != core.armed {
+        if !core.starts.is_empty() || !core.cancels.is_empty() || next != core.armed {
             self.wake_driver.notify_one();
         }
         out
@@ -418,6 +419,14 @@ impl Shared {
                 attempt,
                 refresh_token,
             }),
+            Action::CancelRefresh { attempt } => {
+                tracing::warn!(
+                    attempt = attempt.0,
+                    "cancelling the token refresh exchange (past its deadline, or superseded); \
+                     no other starts until it has ended"
+                );
+                core.cancels.push(attempt);
+            }
             Action::Persist { generation, token } => {
                 self.token_changed(TokenChange::Persist {
                     generation,

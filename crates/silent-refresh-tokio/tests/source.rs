@@ -422,44 +422,6 @@ async fn refreshes_proactively_while_idle() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_timed_out_refresh_is_still_adopted_when_it_answers_late() {
-    let (calls, refresher) = fake(|n| match n {
-        1 => Answer::after(secs(15), Ok(rotated(1, secs(3600)))),
-        _ => Answer::after(secs(100), Ok(rotated(n, secs(3600)))),
-    });
-    let config = Config::builder()
-        .refresh_timeout(secs(10))
-        .request_timeout(secs(60))
-        .build()
-        .expect("valid config");
-    let source = source_with(
-        config,
-        Some(Credentials::RefreshToken("rt-0".into())),
-        refresher,
-        None,
-    );
-    let start = Instant::now();
-
-    let token = source.token().await.expect("the late token");
-
-    assert_eq!(token.secret.expose(), "at-1", "the late result was adopted");
-    assert_eq!(start.elapsed(), secs(15));
-    let times = calls.times();
-    assert_eq!(
-        times.len(),
-        2,
-        "a retry started after the timeout and a backoff"
-    );
-    assert!(times[1] - start >= secs(10), "{:?}", times[1] - start);
-
-    // The retry's own (later) result is dropped: the late one superseded it.
-    sleep(secs(200)).await;
-    assert_eq!(source.generation(), Generation(1));
-    assert_eq!(source.token().await.expect("token").secret.expose(), "at-1");
-    assert_eq!(calls.count(), 2);
-}
-
-#[tokio::test(start_paused = true)]
 async fn the_background_task_ends_when_the_last_handle_is_dropped() {
     let marker = Arc::new(());
     let held = marker.clone();

@@ -265,6 +265,15 @@ impl Inner {
                     attempt,
                     refresh_token,
                 } => self.start_refresh(st, attempt, refresh_token),
+                Action::CancelRefresh { attempt } => {
+                    // A blocking call cannot be cut short: the refresher's own timeout
+                    // ends it, and its result ends the exchange.
+                    tracing::warn!(
+                        attempt = attempt.0,
+                        "the token refresh exchange is past its deadline; no other starts \
+                         until it returns"
+                    );
+                }
                 Action::Persist { generation, token } => {
                     tracing::info!(generation = generation.0, "new token adopted");
                     let change = TokenChange::Persist {
@@ -342,6 +351,12 @@ impl Inner {
                     elapsed_ms,
                     reason = %failure.message,
                     "refresh failed for good: sign-in required"
+                ),
+                FailureKind::Misconfigured => tracing::error!(
+                    attempt = attempt.0,
+                    elapsed_ms,
+                    reason = %failure.message,
+                    "refresh refused: the client is misconfigured; the refresh credential is kept"
                 ),
                 _ => tracing::warn!(
                     attempt = attempt.0,

@@ -6,15 +6,20 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 /// thread until it has an answer.
 ///
 /// The [`crate::TokenSource`] calls it on a thread of its own, at most one call at a
-/// time, and never while holding its lock. Give the HTTP client a timeout: a refresh
-/// that hangs forever keeps the next one from starting (the source gives up waiting
-/// for it after [`silent_refresh::Config::refresh_timeout`], but the thread stays
-/// blocked).
+/// time (single flight on the wire: the next exchange starts only once this call has
+/// returned), and never while holding its lock. A blocking call cannot be cancelled,
+/// so bound it yourself, no longer than
+/// [`silent_refresh::Config::refresh_timeout`] (the shipped
+/// [`crate::OAuth2Refresher`] does): a call that never returns keeps every later
+/// refresh from starting.
 ///
 /// Classify failures: [`RefreshFailure::terminal`] for dead credentials
-/// (`invalid_grant`, `invalid_client`), [`RefreshFailure::transient`] for anything
-/// worth retrying. A panic counts as a transient failure. Failure messages end up in
-/// errors and logs: never put a secret in them.
+/// (`invalid_grant`, revoked), [`RefreshFailure::misconfigured`] for a client set up
+/// wrong (`invalid_client`, a wrong token URL, a redirect), and
+/// [`RefreshFailure::transient`] for anything worth retrying; the core's
+/// `silent_refresh::oauth2` module classifies HTTP answers. A panic counts as a
+/// transient failure. Failure messages end up in errors and logs: never put a secret
+/// in them.
 ///
 /// Implemented for closures:
 ///

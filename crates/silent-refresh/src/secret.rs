@@ -7,8 +7,50 @@ use zeroize::Zeroize;
 /// A secret string (an access token or a refresh credential).
 ///
 /// `Debug` and `Display` print `[redacted]`; the bytes are wiped when the value is
-/// dropped. Read it with [`Secret::expose`] only where it leaves the process (an HTTP
-/// header, a form body, a store).
+/// dropped (see below for what else is wiped, and what is not). Read it with
+/// [`Secret::expose`] only where it leaves the process (an HTTP header, a form body, a
+/// store).
+///
+/// # What is wiped from memory, and what is not
+///
+/// The crate overwrites with zeros the secrets it owns before their memory is freed
+/// ([`zeroize`]), and writes each secret it builds into a buffer allocated once at its
+/// final size, so that no reallocation leaves a stale copy in freed memory. That is:
+///
+/// - every `Secret` (access tokens, refresh credentials, client secrets, in the
+///   machine, in tokens, in actions, in the codec), and each clone of one, when dropped;
+/// - the value of [`AccessToken::authorization`](crate::AccessToken::authorization)
+///   (`Bearer …`), a `Zeroizing<String>`, when dropped;
+/// - in the OAuth 2.0 codec, the `client_id:client_secret` pair and its base64 form
+///   while the `Basic` header is built; the form body (refresh credential, client
+///   secret) is written once into its final buffer, which moves into the request
+///   without a copy (or is wiped if the request cannot be built);
+/// - in the codec, the fields read from a token endpoint's answer: the access token and
+///   refresh credential move into `Secret`s without a copy, and every other string of
+///   the body (`id_token`, an `error_description` echoing a credential, field names)
+///   is wiped once read, also when the body turns out malformed part-way; form bodies
+///   are decoded into buffers sized once;
+/// - server text quoted in an error, while it is being redacted.
+///
+/// Not wiped, because this crate does not own the memory or cannot reach it:
+///
+/// - the request the codec returns: its body (`Vec<u8>`) and its `Authorization`
+///   header (an `http::HeaderValue`, marked sensitive so that it is not printed) belong
+///   to the caller; the adapters hand them to the HTTP client, which copies them into
+///   its own buffers (reqwest/hyper, ureq, rustls) and frees them without wiping;
+/// - the header value a driver makes from `authorization()` (`HeaderValue::from_str`
+///   copies into memory that is never wiped), and the HTTP client's copies of it;
+/// - the response body: the caller's buffer (and the HTTP client's) is only borrowed by
+///   the codec; JSON strings written with escapes (`\/`, `\u…`) pass through
+///   `serde_json`'s scratch buffer, and strings nested inside a body that fails to parse
+///   part-way are dropped by `serde_json` itself, unwiped;
+/// - a `Secret` made from a `&str` or serialized with `serde` (the original string, the
+///   store's copies, files and databases are the program's);
+/// - copies the compiler makes on the stack or in registers, memory swapped to disk or
+///   written to a core dump (nothing is locked in memory).
+///
+/// Wiping narrows the window in which a freed secret can be read from a process's
+/// memory; it does not protect a process whose memory an attacker can already read.
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Secret(String);

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+use zeroize::Zeroizing;
+
 use crate::secret::Secret;
 
 /// When a token stops being valid, as the authorization server said it.
@@ -90,17 +92,39 @@ impl AccessToken {
     /// The value of an `Authorization` header for this token, e.g. `Bearer abc`.
     ///
     /// The scheme is normalised to `Bearer` when the server sent it in another case
-    /// (RFC 6750 servers commonly send `bearer`). The result contains the secret:
-    /// never log it.
+    /// (RFC 6750 servers commonly send `bearer`). The result contains the secret: never
+    /// log it. It is written once into a buffer of the right size and wiped when
+    /// dropped; it derefs to `&str` (`HeaderValue::from_str(&token.authorization())`),
+    /// and its `Debug` shows nothing of it. The header value your HTTP client makes from
+    /// it is a copy this crate cannot wipe (see [`Secret`]).
+    ///
+    /// ```
+    /// # use silent_refresh::{AccessToken, Generation, Secret};
+    /// let token = AccessToken {
+    ///     generation: Generation(1),
+    ///     secret: Secret::new("at-1"),
+    ///     token_type: "bearer".to_owned(),
+    ///     scope: None,
+    ///     usable_until: None,
+    /// };
+    /// let value = token.authorization();
+    /// assert_eq!(*value, "Bearer at-1");
+    /// assert!(!format!("{value:?}").contains("at-1"));
+    /// ```
     #[must_use]
-    pub fn authorization(&self) -> String {
+    pub fn authorization(&self) -> Zeroizing<String> {
         let scheme = if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty()
         {
             "Bearer"
         } else {
             self.token_type.as_str()
         };
-        format!("{scheme} {}", self.secret.expose())
+        let secret = self.secret.expose();
+        let mut value = Zeroizing::new(String::with_capacity(scheme.len() + 1 + secret.len()));
+        value.push_str(scheme);
+        value.push(' ');
+        value.push_str(secret);
+        value
     }
 
     /// Whether the machine may still hand this token out at `now`.
@@ -147,7 +171,16 @@ mod tests {
             scope: None,
             usable_until: None,
         };
-        assert_eq!(token.authorization(), "Bearer abc");
+        let value = token.authorization();
+        assert_eq!(value.as_str(), "Bearer abc");
+        // Written once into a buffer of the right size: no reallocation left a copy.
+        assert_eq!(value.capacity(), "Bearer abc".len());
         assert!(!format!("{token:?}").contains("abc"));
+        assert!(!format!("{value:?}").contains("abc"));
+        let other = AccessToken {
+            token_type: "DPoP".into(),
+            ..token
+        };
+        assert_eq!(other.authorization().as_str(), "DPoP abc");
     }
 }

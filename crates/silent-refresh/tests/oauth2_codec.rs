@@ -102,7 +102,16 @@ fn drive(
     endpoint: &mut Endpoint,
     now: Instant,
 ) -> (Vec<Action>, Vec<Option<String>>) {
-    let grant = grant();
+    drive_with(machine, endpoint, now, &grant())
+}
+
+/// [`drive`] with the client settings of `grant`.
+fn drive_with(
+    machine: &mut TokenMachine,
+    endpoint: &mut Endpoint,
+    now: Instant,
+    grant: &RefreshGrant,
+) -> (Vec<Action>, Vec<Option<String>>) {
     let mut actions = Vec::new();
     let mut sent = Vec::new();
     for _ in 0..100 {
@@ -118,7 +127,9 @@ fn drive(
                 let result = grant
                     .request(refresh_token.as_ref())
                     .map(|request| endpoint.answer(&request))
-                    .and_then(|response| grant.parse_response(&response));
+                    .and_then(|response| {
+                        grant.parse_response_for(&response, refresh_token.as_ref())
+                    });
                 machine.handle_refresh_result(now, attempt, result);
             }
             other => actions.push(other),
@@ -146,7 +157,7 @@ fn refreshes_through_the_codec_rotate_the_credential() {
         panic!("expected a Persist then a Grant, got {actions:?}");
     };
     assert_eq!(*id, request);
-    assert_eq!(token.authorization(), "Bearer at-1");
+    assert_eq!(*token.authorization(), "Bearer at-1");
     assert_eq!(
         stored.refresh_token.as_ref().map(Secret::expose),
         Some(endpoint.valid.as_str())
@@ -170,7 +181,7 @@ fn refreshes_through_the_codec_rotate_the_credential() {
     assert_eq!(endpoint.issued, 2);
     assert_eq!(machine.status(), &Status::SignedIn);
     let (token, _) = machine.fresh_token().expect("a fresh token");
-    assert_eq!(token.authorization(), "Bearer at-2");
+    assert_eq!(*token.authorization(), "Bearer at-2");
 }
 
 #[test]
@@ -200,8 +211,97 @@ fn a_consumed_credential_requires_sign_in_without_leaking_it() {
     assert_eq!(*id, request);
     let shown = format!("{error} {error:?}");
     assert!(shown.contains("invalid_grant"), "{shown}");
+    assert!(shown.contains("sign in again"), "{shown}");
     assert!(!shown.contains(&stale), "{shown}");
     assert!(matches!(machine.status(), Status::SignInRequired(_)));
+}
+
+#[test]
+fn a_wrong_client_secret_is_misconfigured_and_the_session_resumes_once_fixed() {
+    let start = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH;
+    let mut endpoint = Endpoint::new("rt-first");
+    let mut machine = TokenMachine::new(Config::default(), start, wall);
+    machine.handle_sign_in(start, wall, Credentials::RefreshToken("rt-first".into()));
+
+    let wrong = RefreshGrant::new(URL, CLIENT_ID).client_secret("not-the-secret");
+    let request = machine.handle_request(start, None);
+    let (actions, sent) = drive_with(&mut machine, &mut endpoint, start, &wrong);
+    assert_eq!(sent, vec![Some("rt-first".to_owned())]);
+    let [
+        Action::Reject {
+            request: id,
+            error: error @ Error::Misconfigured { .. },
+        },
+    ] = actions.as_slice()
+    else {
+        panic!("expected one misconfiguration rejection, got {actions:?}");
+    };
+    assert_eq!(*id, request);
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("invalid_client"), "{shown}");
+    assert!(shown.contains("client secret"), "{shown}");
+    assert!(!shown.to_ascii_lowercase().contains("sign in"), "{shown}");
+    assert!(!shown.contains("not-the-secret"), "{shown}");
+    assert!(matches!(machine.status(), Status::Misconfigured(_)));
+
+    // Fixed: after the backoff, the refresh sends the same credential, which was kept.
+    let later = machine.backoff_until().expect("a backoff");
+    machine.handle_timeout(later);
+    let request = machine.handle_request(later, None);
+    let (actions, sent) = drive(&mut machine, &mut endpoint, later);
+    assert_eq!(sent, vec![Some("rt-first".to_owned())]);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Persist { .. }, Action::Grant { request: id, .. }] if *id == request
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(machine.status(), &Status::SignedIn);
+}
+
+#[test]
+fn a_redirecting_token_url_is_misconfigured_and_names_the_final_address() {
+    let start = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH;
+    let mut machine = TokenMachine::new(Config::default(), start, wall);
+    machine.handle_sign_in(start, wall, Credentials::RefreshToken("rt-first".into()));
+    let request = machine.handle_request(start, None);
+    let Some(Action::StartRefresh {
+        attempt,
+        refresh_token,
+    }) = machine.poll_action()
+    else {
+        panic!("expected a refresh");
+    };
+    let redirect = respond(
+        307,
+        &[(
+            "location",
+            "https://user:pw@login.example.net/oauth2/v2.0/token?state=s3cret",
+        )],
+        "",
+    );
+    let result = grant().parse_response_for(&redirect, refresh_token.as_ref());
+    machine.handle_refresh_result(start, attempt, result);
+    let Some(Action::Reject {
+        request: id,
+        error: error @ Error::Misconfigured { .. },
+    }) = machine.poll_action()
+    else {
+        panic!("expected a misconfiguration rejection");
+    };
+    assert_eq!(id, request);
+    let shown = error.to_string();
+    assert!(
+        shown.contains("Location https://login.example.net/oauth2/v2.0/token)"),
+        "{shown}"
+    );
+    assert!(shown.contains("configure the final token URL"), "{shown}");
+    for hidden in ["user", "pw@", "state", "s3cret"] {
+        assert!(!shown.contains(hidden), "{hidden}: {shown}");
+    }
 }
 
 #[test]
@@ -367,7 +467,10 @@ proptest! {
                 if status >= 500 || status == 429 {
                     prop_assert_eq!(failure.kind, FailureKind::Transient);
                 }
-                if failure.kind == FailureKind::Terminal {
+                if (300..400).contains(&status) {
+                    prop_assert_eq!(failure.kind, FailureKind::Misconfigured);
+                }
+                if failure.kind != FailureKind::Transient {
                     prop_assert_eq!(failure.retry_after, None);
                 }
                 prop_assert!(!failure.message.contains(CLIENT_SECRET), "{}", failure.message);

@@ -126,7 +126,7 @@ fn oauth2_auth0_success_and_its_403_invalid_grant() {
 }
 
 #[test]
-fn oauth2_keycloak_ignores_its_extra_fields_and_session_errors_are_terminal() {
+fn oauth2_keycloak_ignores_its_extra_fields_and_an_inactive_session_is_terminal() {
     let body = r#"{"access_token":"eyJhbGciOiJSUzI1NiIs.keycloak","expires_in":300,"refresh_expires_in":1800,
       "refresh_token":"eyJhbGciOiJIUzI1NiIs.kc-refresh","token_type":"Bearer","id_token":"eyJ.id",
       "not-before-policy":0,"session_state":"0c8f6a4e-3d2b-4c1a","scope":"openid profile email"}"#;
@@ -209,27 +209,223 @@ fn oauth2_entra_id_error_body_is_terminal_and_explained() {
     );
 }
 
+/// Whether the library's own words (before what the server said) tell to sign in.
+fn says_sign_in(failure: &RefreshFailure) -> bool {
+    let own = failure.message.split(" (HTTP ").next().unwrap_or_default();
+    own.to_ascii_lowercase().contains("sign in")
+}
+
 #[test]
-fn oauth2_terminal_error_codes_table() {
-    for code in [
-        "invalid_grant",
-        "invalid_client",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-    ] {
-        let body = format!(r#"{{"error":"{code}"}}"#);
-        let failure = answer(400, &[JSON], &body).unwrap_err();
-        assert_eq!(failure.kind, FailureKind::Terminal, "{code}");
+fn oauth2_error_codes_table_in_three_classes() {
+    // (code, class, what the message must name)
+    let table = [
+        ("invalid_grant", FailureKind::Terminal, "sign in again"),
+        (
+            "invalid_client",
+            FailureKind::Misconfigured,
+            "client secret",
+        ),
+        (
+            "unauthorized_client",
+            FailureKind::Misconfigured,
+            "client id",
+        ),
+        (
+            "unsupported_grant_type",
+            FailureKind::Misconfigured,
+            "grant",
+        ),
+        ("invalid_scope", FailureKind::Misconfigured, "scope"),
+        ("invalid_request", FailureKind::Misconfigured, "token URL"),
+    ];
+    for status in [400, 401] {
+        for (code, kind, names) in table {
+            let body = format!(r#"{{"error":"{code}"}}"#);
+            let failure = answer(status, &[JSON], &body).unwrap_err();
+            assert_eq!(failure.kind, kind, "{status} {code}");
+            assert!(failure.message.contains(code), "{}", failure.message);
+            assert!(failure.message.contains(names), "{}", failure.message);
+            assert_eq!(
+                says_sign_in(&failure),
+                kind == FailureKind::Terminal,
+                "{}",
+                failure.message
+            );
+            assert_eq!(failure.retry_after, None);
+        }
+    }
+}
+
+#[test]
+fn oauth2_each_providers_wrong_client_secret_is_misconfigured() {
+    let cases: [(&str, u16, &str); 6] = [
+        (
+            "google",
+            401,
+            r#"{"error":"invalid_client","error_description":"Unauthorized"}"#,
+        ),
+        (
+            "entra",
+            401,
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.","error_codes":[7000215]}"#,
+        ),
+        // Auth0 answers a wrong client secret with `access_denied`: a code outside
+        // RFC 6749 §5.2, read as a refusal of the configuration, not of the user.
+        (
+            "auth0",
+            401,
+            r#"{"error":"access_denied","error_description":"Unauthorized"}"#,
+        ),
+        // Keycloak says `unauthorized_client` for a wrong secret.
+        (
+            "keycloak",
+            401,
+            r#"{"error":"unauthorized_client","error_description":"Invalid client or Invalid client credentials"}"#,
+        ),
+        (
+            "okta",
+            401,
+            r#"{"error":"invalid_client","error_description":"The client secret supplied for a confidential client is invalid."}"#,
+        ),
+        // GitHub, in a 200.
+        (
+            "github",
+            200,
+            r#"{"error":"incorrect_client_credentials","error_description":"The client_id and/or client_secret passed are incorrect."}"#,
+        ),
+    ];
+    for (provider, status, body) in cases {
+        let failure = answer(status, &[JSON], body).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Misconfigured, "{provider}");
+        assert!(!says_sign_in(&failure), "{provider}: {}", failure.message);
         assert!(
-            failure.message.contains(code),
-            "{code}: {}",
+            failure.message.contains("check the client"),
+            "{provider}: {}",
             failure.message
         );
     }
-    // invalid_client is commonly sent with 401.
-    let failure = answer(401, &[JSON], r#"{"error":"invalid_client"}"#).unwrap_err();
-    assert_eq!(failure.kind, FailureKind::Terminal);
+}
+
+#[test]
+fn oauth2_each_providers_dead_session_is_terminal() {
+    let cases: [(&str, u16, &str); 4] = [
+        (
+            "google",
+            400,
+            r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#,
+        ),
+        // Entra: a conditional-access policy needs multi-factor sign-in.
+        (
+            "entra",
+            400,
+            r#"{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication.","suberror":"basic_action"}"#,
+        ),
+        (
+            "keycloak",
+            400,
+            r#"{"error":"invalid_grant","error_description":"Token is not active"}"#,
+        ),
+        (
+            "github",
+            200,
+            r#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#,
+        ),
+    ];
+    for (provider, status, body) in cases {
+        let failure = answer(status, &[JSON], body).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Terminal, "{provider}");
+        assert!(says_sign_in(&failure), "{provider}: {}", failure.message);
+    }
+}
+
+#[test]
+fn oauth2_what_stands_in_front_of_the_server() {
+    // A web application firewall's block page (Cloudflare-like): transient, quoted.
+    let waf = "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>Sorry, you have been blocked</body></html>";
+    let failure = answer(
+        403,
+        &[
+            ("content-type", "text/html; charset=UTF-8"),
+            ("retry-after", "45"),
+        ],
+        waf,
+    )
+    .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Transient);
+    assert_eq!(failure.retry_after, Some(Duration::from_secs(45)));
+    assert!(failure.message.contains("firewall"), "{}", failure.message);
+    assert!(
+        failure.message.contains("Attention Required"),
+        "{}",
+        failure.message
+    );
+    // A proxy that wants its own credentials.
+    let failure = answer(
+        407,
+        &[
+            ("proxy-authenticate", "Basic realm=\"corp\""),
+            ("content-type", "text/html"),
+        ],
+        "<html>Proxy Authentication Required</html>",
+    )
+    .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Transient);
+    assert!(failure.message.contains("proxy"), "{}", failure.message);
+    // A 401 without a challenge and without an OAuth error: a gateway, transient.
+    let failure = answer(401, &[("content-type", "text/plain")], "Unauthorized").unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Transient);
+    // A 401 with a challenge and no OAuth error: the client authentication failed.
+    let failure = answer(401, &[("www-authenticate", "Basic realm=\"oauth\"")], "").unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Misconfigured);
+    assert!(
+        failure.message.contains("client secret"),
+        "{}",
+        failure.message
+    );
+    // A mistyped token URL, or one that does not take a POST.
+    for status in [404, 405] {
+        let failure = answer(
+            status,
+            &[("content-type", "text/html")],
+            "<h1>Not Found</h1>",
+        )
+        .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Misconfigured, "{status}");
+        assert!(failure.message.contains("token URL"), "{}", failure.message);
+        assert!(!says_sign_in(&failure), "{}", failure.message);
+    }
+}
+
+#[test]
+fn oauth2_redirects_name_the_location_without_its_query() {
+    for status in [301, 302, 303, 307, 308] {
+        let failure = answer(
+            status,
+            &[(
+                "location",
+                "https://login.example.net/tenant/oauth2/v2.0/token?client_secret=leak&code=abc",
+            )],
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Misconfigured, "{status}");
+        assert!(
+            failure
+                .message
+                .contains("Location https://login.example.net/tenant/oauth2/v2.0/token)"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("configure the final token URL"),
+            "{}",
+            failure.message
+        );
+        assert!(!failure.message.contains("leak"), "{}", failure.message);
+        assert!(!failure.message.contains("code=abc"), "{}", failure.message);
+        assert!(!says_sign_in(&failure), "{}", failure.message);
+        assert_eq!(failure.retry_after, None);
+    }
 }
 
 #[test]
@@ -247,6 +443,17 @@ fn oauth2_transient_answers_table() {
         ),
         (408, &[], ""),
         (429, &[], ""),
+        (
+            403,
+            &[("content-type", "text/html")],
+            "<html>Forbidden</html>",
+        ),
+        (407, &[], ""),
+        (
+            400,
+            &[("content-type", "text/html")],
+            "<html>400 Bad Request</html>",
+        ),
     ];
     for (status, headers, body) in cases {
         let failure = answer(*status, headers, body).unwrap_err();
@@ -351,6 +558,7 @@ fn oauth2_failures_never_echo_the_client_secret_or_tokens() {
         r#"{{"error":"invalid_client","error_description":"client secret {CLIENT_SECRET} does not match"}}"#
     );
     let failure = answer(401, &[JSON], &body).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Misconfigured);
     assert!(
         !failure.message.contains(CLIENT_SECRET),
         "{}",

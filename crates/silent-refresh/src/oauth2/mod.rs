@@ -35,9 +35,9 @@
 //! set) and the extra parameters, in the order they were added. The client
 //! authenticates as [`ClientAuth`] says; without a client secret it is a public client
 //! whatever the setting (`client_id` in the body, no `Authorization` header). A grant
-//! that can never work (a token URL that is not an absolute `http`/`https` URL, an extra
-//! parameter that the codec sets itself, an empty refresh credential) is a *terminal*
-//! failure: retrying cannot fix it.
+//! that can never work is refused before anything is sent: a token URL that is not an
+//! absolute `http`/`https` URL, or an extra parameter that the codec sets itself, is a
+//! *misconfigured* failure; an empty refresh credential is a *terminal* one.
 //!
 //! # The response
 //!
@@ -46,22 +46,52 @@
 //! string) becomes [`Expiry::In`](crate::Expiry::In), counted from when the request was
 //! sent; without it the token never expires by time ([`Expiry::Never`](crate::Expiry::Never)).
 //! A missing `token_type` means `Bearer`; a missing or empty `refresh_token` keeps the
-//! old credential. Anything else is a classified [`RefreshFailure`]:
+//! old credential. Anything else is a [`RefreshFailure`] in one of the three classes of
+//! [`FailureKind`](crate::FailureKind), checked in this order:
 //!
-//! | answer | kind |
+//! | answer | class |
 //! |---|---|
 //! | `5xx`, `429`, `408`, `425`, whatever the body | transient, with `Retry-After` |
-//! | `temporarily_unavailable`, `server_error`, `slow_down` | transient |
-//! | any other OAuth `error` code (`invalid_grant`, `invalid_client`, …), even in a `2xx` | terminal |
-//! | another `3xx` or `4xx` without an OAuth `error` | terminal |
-//! | a `2xx` without a usable token (HTML, truncated JSON, bad fields) | transient |
+//! | any `3xx` | misconfigured: names the `Location` (origin and path only) and says to configure the final token URL |
+//! | OAuth error `temporarily_unavailable`, `server_error`, `slow_down` | transient, with `Retry-After` |
+//! | OAuth error `invalid_grant`, and the codes servers use for a dead or revoked grant (`bad_refresh_token`, `expired_token`, `invalid_token`) or a needed sign-in (`interaction_required`, `login_required`, `consent_required`), even in a `2xx` | terminal: credentials dead, sign in again |
+//! | any other OAuth error (`invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request`, a code this library does not know) | misconfigured: names the setting to fix |
+//! | `404`, `405`, `410` without an OAuth error | misconfigured: the token URL |
+//! | `401` with a `WWW-Authenticate` challenge, without an OAuth error | misconfigured: the client id, secret or authentication method |
+//! | any other `4xx` without an OAuth error (a firewall's HTML `403`, a proxy's `407`, a `401` without a challenge) | transient, with `Retry-After` |
+//! | a `1xx`, or a `2xx` without a usable token (HTML, truncated JSON, bad fields) | transient |
+//!
+//! Why a bare `401` splits in two: RFC 6749 §5.2 has a server answer a failed client
+//! authentication with `401`, a `WWW-Authenticate` challenge and `invalid_client`; a
+//! `401` with the challenge but no OAuth body is, most often, the same mistake (a wrong
+//! client secret, or `Basic` where the server wants `Post`), while a `401` without a
+//! challenge is more often a gateway in front of the server than the server's verdict.
+//! An OAuth error code this library does not know is a deliberate refusal that retrying
+//! will not change, but not proof that the credential is dead, so it is kept.
+//!
+//! Only a terminal failure's message says to sign in again; a misconfigured one names
+//! what to fix (client id or secret, client authentication method, token URL, scope,
+//! grant type). A refresh never follows a redirect: a redirect of a `POST` carrying a
+//! credential would hand it to wherever the `Location` points.
 //!
 //! `Retry-After` is read as seconds, or as an HTTP date counted from the response's own
 //! `Date` header (the codec has no clock; without `Date` the date form is ignored).
-//! Failure messages quote the server's `error_description` after cleaning it: control
-//! characters removed, cut to a few hundred characters, the client secret and any long
-//! token-like word replaced by `[redacted]`, so that a server echoing a credential does
-//! not leak it into errors or logs.
+//! Failure messages are the library's words, then what the server said in parentheses:
+//! `(HTTP 400, error `invalid_grant`: description)`. The server's text is cleaned first:
+//! control characters removed, cut to a few hundred characters, the client secret, the
+//! refresh credential sent (when given) and any long token-like word replaced by
+//! `[redacted]`, so that a server echoing a credential does not leak it into errors or
+//! logs.
+//!
+//! # Other token endpoints
+//!
+//! [`classify`] applies the same table to the answer of any refresh endpoint, OAuth 2.0
+//! or not (the browser pattern's `POST /auth/refresh`), so that its refresher reports
+//! failures in the same three classes.
+//!
+//! # What is wiped
+//!
+//! See [`Secret`] for what the codec wipes from memory and what it cannot.
 
 mod classify;
 mod request;
@@ -156,8 +186,12 @@ impl RefreshGrant {
     /// `grant_type=client_credentials` when there is none.
     ///
     /// The request carries secrets (the body, and the `Authorization` header, which is
-    /// marked sensitive): send it, never log it. A grant that cannot work is a terminal
-    /// failure (see the [module docs](self)).
+    /// marked sensitive): send it, never log it, and do not let the HTTP client follow
+    /// a redirect with it. The body was built without leaving copies behind, but the
+    /// `Vec` you get is yours: wipe it once sent if your client lets you
+    /// (`zeroize::Zeroize::zeroize(request.body_mut())`). A grant that cannot work is a
+    /// misconfigured failure, an empty refresh credential a terminal one (see the
+    /// [module docs](self)).
     pub fn request(
         &self,
         refresh_token: Option<&Secret>,
@@ -201,6 +235,92 @@ impl RefreshGrant {
     }
 }
 
+/// Classifies the answer of a refresh endpoint, OAuth 2.0 or not: `Ok(())` when it is
+/// a success to read the token from, otherwise the [`RefreshFailure`] to hand to
+/// [`TokenMachine::handle_refresh_result`](crate::TokenMachine::handle_refresh_result),
+/// in one of the three classes of the table in the [module docs](self).
+///
+/// A success is a `2xx` whose body is not an OAuth error (a JSON or form body with an
+/// `error` and no `access_token`); its body is left for the caller to read, whatever
+/// its shape. When that body holds no usable token, report a
+/// [`RefreshFailure::transient`], as the codec does. Everything else is classified as
+/// for [`RefreshGrant::parse_response`]: a redirect is misconfigured and names its
+/// `Location` without query or user information, a `404` is misconfigured, a
+/// firewall's HTML `403` is transient with its `Retry-After`, and so on.
+///
+/// `secrets` are the credentials the request sent (a refresh credential, a client
+/// secret): a server that echoes one in its answer is redacted from the message,
+/// whatever its length; long token-like words are redacted anyway. Nothing here is
+/// kept, logged or copied outside buffers that are wiped.
+///
+/// An endpoint of your own that says "this session is over" with a status the table
+/// reads otherwise (many answer a dead refresh cookie with a bare `401`, which the
+/// table calls transient) is yours to map first, as below.
+///
+/// ```
+/// use silent_refresh::oauth2::classify;
+/// use silent_refresh::{Expiry, FailureKind, RefreshFailure, Secret, Token};
+/// use std::time::Duration;
+///
+/// /// Reads the answer of the app's own `POST /auth/refresh`, which sends
+/// /// `{"accessToken": "...", "expiresIn": 900}` and ends a session with a bare 401.
+/// fn read_refresh(answer: &http::Response<Vec<u8>>, sent: &Secret) -> Result<Token, RefreshFailure> {
+///     if answer.status() == http::StatusCode::UNAUTHORIZED {
+///         return Err(RefreshFailure::terminal("the session has ended; sign in again"));
+///     }
+///     classify(answer.status(), answer.headers(), answer.body(), &[sent])?;
+///     let unusable = || RefreshFailure::transient("the refresh answer holds no token");
+///     let body: serde_json::Value = serde_json::from_slice(answer.body()).map_err(|_| unusable())?;
+///     let access = body["accessToken"].as_str().ok_or_else(unusable)?;
+///     let lifetime = body["expiresIn"].as_u64().ok_or_else(unusable)?;
+///     Ok(Token::bearer(access, Expiry::In(Duration::from_secs(lifetime))))
+/// }
+///
+/// let sent = Secret::new("refresh-cookie-value");
+/// let answer = |status: u16, headers: &[(&str, &str)], body: &str| {
+///     let mut answer = http::Response::builder().status(status);
+///     for (name, value) in headers {
+///         answer = answer.header(*name, *value);
+///     }
+///     answer.body(body.as_bytes().to_vec()).expect("a valid response")
+/// };
+///
+/// let ok = read_refresh(&answer(200, &[], r#"{"accessToken":"at-1","expiresIn":900}"#), &sent);
+/// assert_eq!(ok.expect("a token").access_token.expose(), "at-1");
+///
+/// // A web application firewall's page: retried, after its Retry-After.
+/// let waf = answer(403, &[("content-type", "text/html"), ("retry-after", "30")], "<html>Blocked</html>");
+/// let failure = read_refresh(&waf, &sent).expect_err("refused");
+/// assert_eq!(failure.kind, FailureKind::Transient);
+/// assert_eq!(failure.retry_after, Some(Duration::from_secs(30)));
+///
+/// // A redirect: never followed; the message names where to, without the query.
+/// let moved = answer(308, &[("location", "https://auth.example.com/v2/refresh?sid=abc")], "");
+/// let failure = read_refresh(&moved, &sent).expect_err("refused");
+/// assert_eq!(failure.kind, FailureKind::Misconfigured);
+/// assert!(failure.message.contains("Location https://auth.example.com/v2/refresh)"));
+/// assert!(!failure.message.contains("sid=abc"));
+///
+/// // A server that echoes the credential it refused: not quoted.
+/// let echo = answer(400, &[("content-type", "application/json")],
+///     r#"{"error":"invalid_grant","error_description":"unknown refresh-cookie-value"}"#);
+/// let failure = read_refresh(&echo, &sent).expect_err("refused");
+/// assert_eq!(failure.kind, FailureKind::Terminal);
+/// assert!(!failure.message.contains("refresh-cookie-value"), "{}", failure.message);
+/// ```
+///
+/// # Errors
+///
+/// The failure the answer stands for, when it is not a success.
+pub fn classify(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    secrets: &[&Secret],
+) -> Result<(), RefreshFailure> {
+    response::classify(status, headers, body, secrets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +357,7 @@ mod tests {
     #[test]
     fn transport_failure_is_transient_and_says_what_happened() {
         let failure = RefreshGrant::transport_failure(&"connection refused");
-        assert!(!failure.is_terminal());
+        assert_eq!(failure.kind, crate::FailureKind::Transient);
         assert!(
             failure.message.contains("connection refused"),
             "{}",

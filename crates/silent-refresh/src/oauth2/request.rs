@@ -30,14 +30,14 @@ pub(super) fn build(
         .iter()
         .find(|(name, _)| RESERVED.contains(&name.as_str()))
     {
-        return Err(RefreshFailure::terminal(format!(
+        return Err(RefreshFailure::misconfigured(format!(
             "the extra form parameter `{name}` is one the refresh grant sets itself; \
              remove it (use `scope` or `client_secret` for those settings)"
         )));
     }
     if refresh_token.is_some_and(Secret::is_empty) {
         return Err(RefreshFailure::terminal(
-            "the refresh credential is empty, so no refresh can succeed",
+            "the refresh credential is empty, so no refresh can succeed; sign in again",
         ));
     }
 
@@ -48,32 +48,40 @@ pub(super) fn build(
         .filter(|_| grant.auth != ClientAuth::None);
     let basic = secret.filter(|_| grant.auth == ClientAuth::Basic);
 
-    // The body holds secrets: it moves into the request without a copy left behind.
-    let mut buffer = String::new();
-    let mut form = form_urlencoded::Serializer::new(&mut buffer);
+    // The body holds secrets. It is written into one buffer big enough for the worst
+    // case (every byte percent-encoded), so no reallocation leaves a copy behind, and
+    // it moves into the request without a copy; until then it is wiped if dropped.
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(5 + grant.params.len());
     match refresh_token {
         Some(credential) => {
-            form.append_pair("grant_type", "refresh_token");
-            form.append_pair("refresh_token", credential.expose());
+            pairs.push(("grant_type", "refresh_token"));
+            pairs.push(("refresh_token", credential.expose()));
         }
-        None => {
-            form.append_pair("grant_type", "client_credentials");
-        }
+        None => pairs.push(("grant_type", "client_credentials")),
     }
     if let Some(scope) = &grant.scope {
-        form.append_pair("scope", scope);
+        pairs.push(("scope", scope));
     }
     if basic.is_none() && !grant.client_id.is_empty() {
-        form.append_pair("client_id", &grant.client_id);
+        pairs.push(("client_id", &grant.client_id));
     }
     if let Some(secret) = secret.filter(|_| grant.auth == ClientAuth::Post) {
-        form.append_pair("client_secret", secret.expose());
+        pairs.push(("client_secret", secret.expose()));
     }
-    for (name, value) in &grant.params {
-        form.append_pair(name, value);
-    }
-    form.finish();
-    let body = buffer.into_bytes();
+    pairs.extend(
+        grant
+            .params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    let most = pairs
+        .iter()
+        .map(|(name, value)| 3 * (name.len() + value.len()) + 2)
+        .sum();
+    let mut body = Zeroizing::new(String::with_capacity(most));
+    form_urlencoded::Serializer::new(&mut *body)
+        .extend_pairs(&pairs)
+        .finish();
 
     let mut request = Request::builder()
         .method(Method::POST)
@@ -86,18 +94,22 @@ pub(super) fn build(
             basic_authorization(&grant.client_id, secret)?,
         );
     }
-    request.body(body).map_err(|error| cannot_build(&error))
+    let request = request.body(()).map_err(|error| cannot_build(&error))?;
+    Ok(request.map(|()| std::mem::take(&mut *body).into_bytes()))
 }
 
-/// A request `http` refuses to build: it would be refused every time.
+/// A request `http` refuses to build: it would be refused every time, and only a
+/// change of settings can help.
 fn cannot_build(error: &dyn std::fmt::Display) -> RefreshFailure {
-    RefreshFailure::terminal(format!("could not build the refresh request: {error}"))
+    RefreshFailure::misconfigured(format!(
+        "could not build the refresh request: {error}; check the token URL and the client id"
+    ))
 }
 
 /// The token URL, if it is an absolute `http` or `https` URL.
 fn token_uri(token_url: &str) -> Result<Uri, RefreshFailure> {
     let invalid = |why: &str| {
-        RefreshFailure::terminal(format!(
+        RefreshFailure::misconfigured(format!(
             "the token URL is {why}; configure the token endpoint as an absolute \
              https:// (or http://) URL"
         ))
@@ -115,12 +127,19 @@ fn token_uri(token_url: &str) -> Result<Uri, RefreshFailure> {
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1), marked
 /// sensitive so that `http`'s `Debug` does not print it.
 fn basic_authorization(client_id: &str, secret: &Secret) -> Result<HeaderValue, RefreshFailure> {
-    let mut pair = Zeroizing::new(String::new());
+    // Both buffers are sized once (percent-encoding at most triples a byte; base64
+    // makes 4 of every 3), so no reallocation leaves a copy behind; both are wiped.
+    let mut pair = Zeroizing::new(String::with_capacity(
+        3 * (client_id.len() + secret.expose().len()) + 1,
+    ));
     pair.extend(form_urlencoded::byte_serialize(client_id.as_bytes()));
     pair.push(':');
     pair.extend(form_urlencoded::byte_serialize(secret.expose().as_bytes()));
-    let mut value = Zeroizing::new(String::from("Basic "));
-    STANDARD.encode_string(pair.as_bytes(), &mut value);
+    let mut value = Zeroizing::new(String::with_capacity(
+        "Basic ".len() + pair.len().div_ceil(3) * 4,
+    ));
+    value.push_str("Basic ");
+    STANDARD.encode_string(pair.as_bytes(), &mut *value);
     // Base64 output and "Basic " are always valid header characters, so this holds.
     let mut header = HeaderValue::from_str(&value).map_err(|error| cannot_build(&error))?;
     header.set_sensitive(true);
@@ -282,13 +301,13 @@ mod tests {
             let failure = grant
                 .request(Some(&Secret::new("rt")))
                 .expect_err("reserved");
-            assert_eq!(failure.kind, FailureKind::Terminal);
+            assert_eq!(failure.kind, FailureKind::Misconfigured);
             assert!(failure.message.contains(name), "{}", failure.message);
         }
     }
 
     #[test]
-    fn unusable_token_urls_are_terminal() {
+    fn unusable_token_urls_are_misconfigured() {
         for url in [
             "",
             "not a url",
@@ -298,7 +317,7 @@ mod tests {
             "https:///token",
         ] {
             let failure = RefreshGrant::new(url, "app").request(None).expect_err(url);
-            assert_eq!(failure.kind, FailureKind::Terminal, "{url}");
+            assert_eq!(failure.kind, FailureKind::Misconfigured, "{url}");
             assert!(failure.message.contains("token URL"), "{}", failure.message);
         }
         for url in ["http://127.0.0.1:8080/token", "HTTPS://auth.example.com"] {
@@ -312,6 +331,37 @@ mod tests {
             .request(Some(&Secret::new("")))
             .expect_err("empty");
         assert_eq!(failure.kind, FailureKind::Terminal);
+        assert!(
+            failure.message.contains("sign in again"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn the_body_buffer_is_allocated_once_for_the_worst_case() {
+        // Every byte of every value percent-encoded: the buffer was sized for that up
+        // front (`Vec::with_capacity` gives exactly the capacity asked for), so its
+        // capacity is still the first one: no reallocation copied the credential.
+        let secret = "%".repeat(100);
+        let grant = RefreshGrant::new(URL, "ü".repeat(50))
+            .client_secret(secret.as_str())
+            .auth(ClientAuth::Post)
+            .scope("&".repeat(30))
+            .param("=", "+".repeat(40));
+        let request = grant
+            .request(Some(&Secret::new("/".repeat(200))))
+            .expect("request");
+        let pairs = form(&request);
+        let first: usize = pairs
+            .iter()
+            .map(|(name, value)| 3 * (name.len() + value.len()) + 2)
+            .sum();
+        assert_eq!(request.body().capacity(), first);
+        assert_eq!(pairs.len(), 6);
+        assert_eq!(pairs[1], ("refresh_token".to_owned(), "/".repeat(200)));
+        assert_eq!(pairs[4], ("client_secret".to_owned(), secret));
+        assert_eq!(pairs[5], ("=".to_owned(), "+".repeat(40)));
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Reading the token endpoint's answer: a token (RFC 6749 §5.1) or a refusal (§5.2).
+//!
+//! The body's fields are read into a [`Fields`] map that wipes every string it still
+//! holds when dropped; the access token and the refresh credential move out of it into
+//! [`Secret`]s without a copy.
 
+use std::fmt;
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use zeroize::Zeroize;
 
 use super::classify::{Refusal, clean};
 use crate::failure::RefreshFailure;
@@ -18,37 +25,66 @@ pub(super) fn parse(
     body: &[u8],
     secrets: &[&Secret],
 ) -> Result<Token, RefreshFailure> {
-    let fields = read_fields(headers, body);
-    let unusable = |why: &str| {
-        RefreshFailure::transient(format!(
-            "the token endpoint answered HTTP {} without a usable token: {why}",
-            status.as_u16()
-        ))
-    };
-    if status.is_success() {
-        let fields = fields.map_err(|why| {
-            let mut failure = unusable(why);
-            failure
-                .message
-                .push_str(&what_came_back(headers, body, secrets));
-            failure
-        })?;
-        if fields.contains_key("access_token") {
-            return token(fields).map_err(unusable);
+    let mut fields = read_fields(headers, body);
+    match fields.as_mut() {
+        Ok(fields) if status.is_success() && fields.0.contains_key("access_token") => {
+            return token(fields).map_err(|why| unusable(status, why));
         }
-        if text(&fields, "error").is_none() {
-            return Err(unusable("it has no access_token"));
+        // An error in a 2xx body (GitHub does this) is a refusal like any other.
+        Ok(fields) if status.is_success() && text(fields, "error").is_none() => {
+            return Err(unusable(status, "it has no access_token"));
         }
-        // An error in a 2xx body (GitHub does this): a refusal like any other.
-        return Err(refusal(status, headers, Some(&fields), secrets));
+        _ => {}
     }
-    let mut failure = refusal(status, headers, fields.as_ref().ok(), secrets);
+    Err(failure(status, headers, body, secrets, &fields))
+}
+
+/// Whether an answer stands for a failure, and which (see [`super::classify`]).
+pub(super) fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[&Secret],
+) -> Result<(), RefreshFailure> {
+    let fields = read_fields(headers, body);
+    let refused = match &fields {
+        Ok(fields) => !fields.0.contains_key("access_token") && text(fields, "error").is_some(),
+        Err(_) => false,
+    };
+    if status.is_success() && !refused {
+        return Ok(());
+    }
+    Err(failure(status, headers, body, secrets, &fields))
+}
+
+/// A `2xx` without a usable token: transient (a proxy's page, a truncated answer).
+fn unusable(status: StatusCode, why: &str) -> RefreshFailure {
+    RefreshFailure::transient(format!(
+        "the token endpoint answered HTTP {} without a usable token: {why}",
+        status.as_u16()
+    ))
+}
+
+/// The failure an answer stands for: a `2xx` whose body could not be read is
+/// [`unusable`]; anything else is a classified refusal. A body that could not be read
+/// is described (see [`what_came_back`]).
+fn failure(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[&Secret],
+    fields: &Result<Fields, &'static str>,
+) -> RefreshFailure {
+    let mut failure = match fields {
+        Err(why) if status.is_success() => unusable(status, why),
+        _ => refusal(status, headers, fields.as_ref().ok(), secrets),
+    };
     if fields.is_err() {
         failure
             .message
             .push_str(&what_came_back(headers, body, secrets));
     }
-    Err(failure)
+    failure
 }
 
 /// What a body that is neither JSON nor a form looked like (a proxy's HTML page, a
@@ -87,7 +123,7 @@ const BODY_PREVIEW: usize = 120;
 fn refusal(
     status: StatusCode,
     headers: &HeaderMap,
-    fields: Option<&Map<String, Value>>,
+    fields: Option<&Fields>,
     secrets: &[&Secret],
 ) -> RefreshFailure {
     Refusal {
@@ -101,13 +137,89 @@ fn refusal(
 }
 
 /// A string field, if present and a string.
-fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    fields.get(name).and_then(Value::as_str)
+fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields.0.get(name).and_then(Value::as_str)
+}
+
+/// The fields of a body. Every string still in it (names and values, nested ones too)
+/// is wiped when it is dropped, so the parts of an answer the codec does not keep (an
+/// `id_token`, an echoed credential in an `error_description`) do not linger in freed
+/// memory.
+#[derive(Default)]
+struct Fields(Map<String, Value>);
+
+impl Drop for Fields {
+    fn drop(&mut self) {
+        wipe_map(std::mem::take(&mut self.0));
+    }
+}
+
+/// Wipes every string of a JSON value.
+fn wipe(value: Value) {
+    match value {
+        Value::String(mut text) => text.zeroize(),
+        Value::Array(items) => items.into_iter().for_each(wipe),
+        Value::Object(map) => wipe_map(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Wipes every name and string of a JSON object.
+fn wipe_map(map: Map<String, Value>) {
+    for (mut name, value) in map {
+        name.zeroize();
+        wipe(value);
+    }
+}
+
+impl Fields {
+    /// Sets a field; a field given twice keeps its last value (as JSON readers do).
+    fn insert(&mut self, mut name: String, value: Value) {
+        if let Some(old) = self.0.get_mut(&name) {
+            wipe(std::mem::replace(old, value));
+            name.zeroize();
+        } else {
+            self.0.insert(name, value);
+        }
+    }
+
+    /// Takes a field out; the caller owns (and wipes) it from then on.
+    fn remove(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+}
+
+/// A JSON object read straight into [`Fields`], so that the fields read before a
+/// syntax error are wiped too.
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Reads a JSON object into [`Fields`].
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(name) = access.next_key::<String>()? {
+            let value = access.next_value::<Value>()?;
+            fields.insert(name, value);
+        }
+        Ok(fields)
+    }
 }
 
 /// The body's fields: JSON, or a form when the server says so (some servers answer
 /// `application/x-www-form-urlencoded` despite `Accept: application/json`).
-fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, &'static str> {
+fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, &'static str> {
     let is_form = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -120,23 +232,85 @@ fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, &
         return Err("the body is empty");
     }
     if is_form {
-        return Ok(form_urlencoded::parse(body)
-            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
-            .collect());
+        return Ok(read_form(body));
     }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err("the body is JSON but not an object"),
-        Err(_) => Err("the body is not JSON"),
+    serde_json::from_slice::<Fields>(body).map_err(|error| {
+        if error.is_data() {
+            "the body is JSON but not an object"
+        } else {
+            "the body is not JSON"
+        }
+    })
+}
+
+/// A form body (`application/x-www-form-urlencoded`, as the URL Standard parses it),
+/// each name and value decoded into a buffer sized once, so that no reallocation leaves
+/// a copy of a credential behind.
+fn read_form(body: &[u8]) -> Fields {
+    let mut fields = Fields::default();
+    for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        fields.insert(form_decode(name), Value::String(form_decode(value)));
+    }
+    fields
+}
+
+/// `+` as a space, `%XX` as that byte, then UTF-8 (invalid sequences as U+FFFD).
+fn form_decode(encoded: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut at = 0;
+    while at < encoded.len() {
+        let byte = match encoded[at] {
+            b'+' => b' ',
+            b'%' => match (
+                encoded.get(at + 1).copied().and_then(hex),
+                encoded.get(at + 2).copied().and_then(hex),
+            ) {
+                (Some(high), Some(low)) => {
+                    at += 2;
+                    high << 4 | low
+                }
+                _ => b'%',
+            },
+            other => other,
+        };
+        bytes.push(byte);
+        at += 1;
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let mut bytes = error.into_bytes();
+            // Each invalid byte becomes at most three: no reallocation.
+            let mut text = String::with_capacity(bytes.len() * 3);
+            for chunk in bytes.utf8_chunks() {
+                text.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    text.push(char::REPLACEMENT_CHARACTER);
+                }
+            }
+            bytes.zeroize();
+            text
+        }
     }
 }
 
-/// The token in a success body. The fields are consumed so that the secrets move into
-/// [`Secret`]s without a copy.
-fn token(mut fields: Map<String, Value>) -> Result<Token, &'static str> {
+/// The value of a hexadecimal digit.
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// The token in a success body. The secrets move out of the fields into [`Secret`]s
+/// without a copy; what is left is wiped with the fields.
+fn token(fields: &mut Fields) -> Result<Token, &'static str> {
     let access_token = match fields.remove("access_token") {
         Some(Value::String(value)) => Secret::from(value),
-        _ => return Err("access_token is not a string"),
+        other => return Err(refuse(other, "access_token is not a string")),
     };
     if access_token.is_empty() || !access_token.expose().bytes().all(|b| b.is_ascii_graphic()) {
         return Err("access_token is empty or holds characters an HTTP header cannot carry");
@@ -145,15 +319,15 @@ fn token(mut fields: Map<String, Value>) -> Result<Token, &'static str> {
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(Value::String(value)) if value.is_empty() => "Bearer".to_owned(),
         Some(Value::String(value)) if value.bytes().all(|b| b.is_ascii_graphic()) => value,
-        Some(_) => return Err("token_type is not a single word"),
+        other => return Err(refuse(other, "token_type is not a single word")),
     };
     let refresh_token = match fields.remove("refresh_token") {
         None | Some(Value::Null) => None,
         Some(Value::String(value)) if value.is_empty() => None,
         Some(Value::String(value)) => Some(Secret::from(value)),
-        Some(_) => return Err("refresh_token is not a string"),
+        other => return Err(refuse(other, "refresh_token is not a string")),
     };
-    let expiry = match fields.get("expires_in") {
+    let expiry = match fields.0.get("expires_in") {
         None | Some(Value::Null) => Expiry::Never,
         Some(Value::String(value)) if value.trim().is_empty() => Expiry::Never,
         Some(value) => Expiry::In(lifetime(value).ok_or("expires_in is not a number of seconds")?),
@@ -162,14 +336,16 @@ fn token(mut fields: Map<String, Value>) -> Result<Token, &'static str> {
         None | Some(Value::Null) => None,
         Some(Value::String(value)) => Some(value),
         // A few servers send a list.
-        Some(Value::Array(items)) => Some(
-            items
+        Some(Value::Array(items)) => {
+            let joined = items
                 .iter()
                 .map(|item| item.as_str().ok_or("scope is not a list of strings"))
-                .collect::<Result<Vec<_>, _>>()?
-                .join(" "),
-        ),
-        Some(_) => return Err("scope is neither a string nor a list"),
+                .collect::<Result<Vec<_>, _>>()
+                .map(|words| words.join(" "));
+            wipe(Value::Array(items));
+            Some(joined?)
+        }
+        other => return Err(refuse(other, "scope is neither a string nor a list")),
     }
     .filter(|scope| !scope.trim().is_empty());
     Ok(Token {
@@ -179,6 +355,14 @@ fn token(mut fields: Map<String, Value>) -> Result<Token, &'static str> {
         refresh_token,
         scope,
     })
+}
+
+/// Wipes a field that was taken out but cannot be used, and says why.
+fn refuse(value: Option<Value>, why: &'static str) -> &'static str {
+    if let Some(value) = value {
+        wipe(value);
+    }
+    why
 }
 
 /// `expires_in` as a non-negative number of seconds, or a string holding one (some
@@ -424,9 +608,9 @@ mod tests {
             failure.message
         );
 
-        // A non-string error code counts as none.
+        // A non-string error code counts as none: a 400 without an OAuth error.
         let failure = parse_json(400, r#"{"error":{"code":"x"}}"#).expect_err("refused");
-        assert_eq!(failure.kind, FailureKind::Terminal);
+        assert_eq!(failure.kind, FailureKind::Transient);
         assert!(!failure.message.contains("`"), "{}", failure.message);
     }
 
@@ -459,6 +643,126 @@ mod tests {
             failure.message.contains("[redacted]"),
             "{}",
             failure.message
+        );
+    }
+
+    #[test]
+    fn form_bodies_decode_as_the_url_standard_says() {
+        for body in [
+            &b"a=1&b=2"[..],
+            b"a=%41%2b+%zz%4&&=x&b&c==d&a=last",
+            b"%FF%FE=%C3%A9%C3&x=%e2%82%ac",
+            b"%",
+            b"%%%%",
+            b"++=+",
+            b"name=%F0%9F%98%80%F0%9F",
+        ] {
+            let ours = read_form(body);
+            let mut theirs = Map::new();
+            for (name, value) in form_urlencoded::parse(body) {
+                theirs.insert(name.into_owned(), Value::String(value.into_owned()));
+            }
+            assert_eq!(ours.0, theirs, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_form_body_decodes_as_form_urlencoded_does(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"%+=&aF0".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            )
+        ) {
+            let ours = read_form(&body);
+            let mut theirs = Map::new();
+            for (name, value) in form_urlencoded::parse(&body) {
+                theirs.insert(name.into_owned(), Value::String(value.into_owned()));
+            }
+            proptest::prop_assert_eq!(&ours.0, &theirs);
+        }
+    }
+
+    #[test]
+    fn json_fields_keep_the_last_of_a_repeated_name_and_tell_objects_from_other_json() {
+        let fields = read_fields(&json_headers(), br#"{"a":"1","a":"2","b":{"c":["d"]}}"#)
+            .map_err(str::to_owned)
+            .expect("an object");
+        assert_eq!(text(&fields, "a"), Some("2"));
+        assert_eq!(fields.0.len(), 2);
+        for (body, why) in [
+            (&b"[1]"[..], "the body is JSON but not an object"),
+            (br#""text""#, "the body is JSON but not an object"),
+            (b"{\"a\":", "the body is not JSON"),
+            (b"{} x", "the body is not JSON"),
+            (b"<html>", "the body is not JSON"),
+        ] {
+            assert_eq!(read_fields(&json_headers(), body).err(), Some(why));
+        }
+    }
+
+    #[test]
+    fn a_repeated_field_keeps_its_last_value() {
+        let mut fields = Fields::default();
+        fields.insert("refresh_token".to_owned(), Value::from("rt-1"));
+        fields.insert("refresh_token".to_owned(), Value::from("rt-2"));
+        fields.insert("access_token".to_owned(), Value::from("at"));
+        let token = token(&mut fields).expect("a token");
+        assert_eq!(
+            token.refresh_token.as_ref().map(Secret::expose),
+            Some("rt-2")
+        );
+        // The secrets moved out; what is left is wiped when the fields drop.
+        assert!(fields.0.is_empty());
+    }
+
+    #[test]
+    fn classify_passes_successes_on_and_classifies_the_rest() {
+        let ok = |status: u16, body: &str| {
+            classify(
+                StatusCode::from_u16(status).expect("status"),
+                &json_headers(),
+                body.as_bytes(),
+                &[],
+            )
+        };
+        for body in [
+            r#"{"accessToken":"at","expiresIn":900}"#,
+            r#"{"access_token":"at","error":"ignored"}"#,
+            "<html>not json</html>",
+            "",
+        ] {
+            assert_eq!(ok(200, body).err().map(|f| f.message), None, "{body}");
+        }
+        let refused = ok(200, r#"{"error":"invalid_grant"}"#).expect_err("refused");
+        assert_eq!(refused.kind, FailureKind::Terminal);
+        let refused = ok(403, "<html>Request blocked</html>").expect_err("refused");
+        assert_eq!(refused.kind, FailureKind::Transient);
+        assert!(
+            refused
+                .message
+                .contains("body starts: <html>Request blocked"),
+            "{}",
+            refused.message
+        );
+        let refused = ok(404, "").expect_err("refused");
+        assert_eq!(refused.kind, FailureKind::Misconfigured);
+        let secret = Secret::new("s3");
+        let refused = classify(
+            StatusCode::UNAUTHORIZED,
+            &json_headers(),
+            br#"{"error":"invalid_client","error_description":"secret s3 is wrong"}"#,
+            &[&secret],
+        )
+        .expect_err("refused");
+        assert_eq!(refused.kind, FailureKind::Misconfigured);
+        assert!(
+            refused.message.contains("secret [redacted] is wrong"),
+            "{}",
+            refused.message
         );
     }
 }

@@ -15,8 +15,21 @@
 //!   `Retry-After`) while [`AuthServer::set_token_endpoint_failing`] is on, and
 //!   [`AuthServer::revoke_access_tokens`] invalidates every access token issued so
 //!   far (a signing-key rotation).
-//! - **Measurements**: [`AuthServer::take_stats`] counts refreshes, errors, `401`s and
-//!   the most token requests ever in flight at once, measured inside the handler.
+//! - **Modes** of the token endpoint, in [`ServerConfig`] or switched at run time:
+//!   - *slow*: it answers after [`ServerConfig::token_latency`] (say 12 s), the
+//!     request counting as in flight the whole time
+//!     ([`AuthServer::set_token_latency`]);
+//!   - *faulty*: a fraction of its requests ([`ServerConfig::failure_rate`], say 30 %)
+//!     are answered `503` before any refresh credential is looked at, chosen by a
+//!     seeded generator so a run is reproducible ([`AuthServer::set_failure_rate`]);
+//!   - *redirecting*: it answers `307` or `308` with a `Location` on another origin
+//!     ([`ServerConfig::token_redirect`], [`AuthServer::redirect_to_second_origin`]):
+//!     a [`SecondOrigin`] on `127.0.0.1` counts whatever it receives, so a test can
+//!     check that no credential followed the redirect.
+//! - **Measurements**: [`AuthServer::take_stats`] counts refreshes, errors, `401`s,
+//!   redirects, what the second origin received, and the most token requests ever
+//!   in flight at once, measured inside the handler from the moment a request
+//!   arrives until its answer leaves (or the client gives up on it).
 //!
 //! Tokens are random enough for a demo (std's randomly keyed hasher), not for
 //! production. Secrets never leave the server except in HTTP answers.
@@ -24,7 +37,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -51,7 +66,9 @@ pub struct ServerConfig {
     /// (rounded down), so a client never believes a token lives longer than it does.
     pub token_lifetime: Duration,
     /// How long the token endpoint takes to answer (so that refreshes overlap
-    /// requests, as over a real network).
+    /// requests, as over a real network). The *slow mode* is this set high (a
+    /// 12 s identity provider): the request counts as in flight all along, and the
+    /// refresh credential is looked at only when the delay is over.
     pub token_latency: Duration,
     /// The registered client's id.
     pub client_id: String,
@@ -59,6 +76,17 @@ pub struct ServerConfig {
     pub client_secret: Option<String>,
     /// The `Retry-After` (whole seconds) sent with a `503`; `None` sends none.
     pub retry_after: Option<u64>,
+    /// The *faulty mode*: the fraction (0 to 1) of token requests answered `503
+    /// temporarily_unavailable`, before the client or the refresh credential is
+    /// looked at (so a `503` never spends a refresh token). 0 turns it off.
+    pub failure_rate: f64,
+    /// The seed that picks which token requests fail in the faulty mode: the
+    /// `n`-th token request fails or not as a function of `(seed, n)` alone, so a
+    /// client that sends one refresh at a time meets the same failures every run.
+    pub fault_seed: u64,
+    /// The *redirecting mode*: the token endpoint answers every request with this
+    /// redirect to the token URL of a [`SecondOrigin`] the server starts with it.
+    pub token_redirect: Option<RedirectStatus>,
 }
 
 impl Default for ServerConfig {
@@ -69,8 +97,41 @@ impl Default for ServerConfig {
             client_id: "demo-client".to_owned(),
             client_secret: Some("demo-client-secret".to_owned()),
             retry_after: Some(1),
+            failure_rate: 0.0,
+            fault_seed: 0,
+            token_redirect: None,
         }
     }
+}
+
+/// The status of a redirecting token endpoint: both keep the method and the body,
+/// so a client that follows them sends its credentials to the `Location`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RedirectStatus {
+    /// `307 Temporary Redirect`.
+    Temporary,
+    /// `308 Permanent Redirect`.
+    Permanent,
+}
+
+impl RedirectStatus {
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Temporary => StatusCode::TEMPORARY_REDIRECT,
+            Self::Permanent => StatusCode::PERMANENT_REDIRECT,
+        }
+    }
+}
+
+/// Where and how the token endpoint redirects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRedirect {
+    /// `307` or `308`.
+    pub status: RedirectStatus,
+    /// The `Location` (an absolute URL).
+    pub location: String,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -84,6 +145,9 @@ impl fmt::Debug for ServerConfig {
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("retry_after", &self.retry_after)
+            .field("failure_rate", &self.failure_rate)
+            .field("fault_seed", &self.fault_seed)
+            .field("token_redirect", &self.token_redirect)
             .finish()
     }
 }
@@ -130,6 +194,8 @@ pub enum ServerEvent {
     },
     /// Every access token issued so far was revoked.
     AccessTokensRevoked,
+    /// The token endpoint answered with a redirect (the redirecting mode).
+    Redirected,
 }
 
 /// Counts since the last [`AuthServer::take_stats`].
@@ -139,8 +205,11 @@ pub struct Stats {
     pub token_requests: u64,
     /// Access tokens issued (successful refreshes).
     pub issued: u64,
-    /// `503` answers of the token endpoint.
+    /// `503` answers of the token endpoint (the failure switch and the faulty
+    /// mode).
     pub unavailable: u64,
+    /// Redirects answered by the token endpoint (the redirecting mode).
+    pub redirected: u64,
     /// `invalid_grant` answers (including those that detected a reuse).
     pub invalid_grant: u64,
     /// `invalid_client` answers.
@@ -151,18 +220,27 @@ pub struct Stats {
     pub auth_basic: u64,
     /// Token requests that authenticated the client in the form body.
     pub auth_post: u64,
-    /// The most token requests in flight at once (inside the handler).
+    /// The most token requests in flight at once (inside the handler, the whole
+    /// delay of the slow mode included): the refresh exchanges on the wire.
     pub max_token_in_flight: u64,
     /// Resource requests answered `200`.
     pub resource_ok: u64,
     /// Resource requests answered `401`.
     pub resource_unauthorized: u64,
+    /// TCP connections the [`SecondOrigin`] accepted (0 if it never started).
+    pub second_origin_connections: u64,
+    /// HTTP requests the [`SecondOrigin`] received.
+    pub second_origin_requests: u64,
+    /// Requests the [`SecondOrigin`] received that carried a credential (a
+    /// `refresh_token`, a `client_secret` or an `Authorization` header).
+    pub second_origin_credentials: u64,
 }
 
 /// The running server. Dropping it stops it.
 pub struct AuthServer {
     addr: SocketAddr,
     state: Arc<ServerState>,
+    second_origin: OnceLock<SecondOrigin>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -182,6 +260,14 @@ struct ServerState {
     config: ServerConfig,
     tables: Mutex<Tables>,
     failing: AtomicBool,
+    /// The token endpoint's delay, in microseconds.
+    latency_us: AtomicU64,
+    /// The faulty mode's fraction, in millionths.
+    failure_ppm: AtomicU64,
+    fault_seed: AtomicU64,
+    /// Token requests numbered for the faulty mode.
+    fault_serial: AtomicU64,
+    redirect: Mutex<Option<TokenRedirect>>,
     in_flight: AtomicU64,
     counters: Counters,
     observer: Mutex<Option<Observer>>,
@@ -194,6 +280,7 @@ struct Counters {
     token_requests: AtomicU64,
     issued: AtomicU64,
     unavailable: AtomicU64,
+    redirected: AtomicU64,
     invalid_grant: AtomicU64,
     invalid_client: AtomicU64,
     reuse_detected: AtomicU64,
@@ -244,10 +331,16 @@ impl AuthServer {
     ///
     /// When the socket cannot be bound or the runtime cannot start.
     pub fn start(config: ServerConfig) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let redirect = config.token_redirect;
         let state = Arc::new(ServerState {
+            latency_us: AtomicU64::new(micros(config.token_latency)),
+            failure_ppm: AtomicU64::new(ppm(config.failure_rate)),
+            fault_seed: AtomicU64::new(config.fault_seed),
+            fault_serial: AtomicU64::new(0),
+            redirect: Mutex::new(None),
             config,
             tables: Mutex::new(Tables::default()),
             failing: AtomicBool::new(false),
@@ -290,12 +383,17 @@ impl AuthServer {
                 // Open connections are cut: the clients are done by now.
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
-        Ok(Self {
+        let server = Self {
             addr,
             state,
+            second_origin: OnceLock::new(),
             shutdown: Some(shutdown),
             thread: Some(thread),
-        })
+        };
+        if let Some(status) = redirect {
+            server.redirect_to_second_origin(status)?;
+        }
+        Ok(server)
     }
 
     /// The address the server listens on (always `127.0.0.1`).
@@ -361,6 +459,64 @@ impl AuthServer {
         self.state.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// The slow mode: from now on the token endpoint answers after `latency`
+    /// (each request counts as in flight meanwhile).
+    pub fn set_token_latency(&self, latency: Duration) {
+        self.state
+            .latency_us
+            .store(micros(latency), Ordering::SeqCst);
+    }
+
+    /// The faulty mode: from now on the fraction `rate` (0 to 1, clamped) of token
+    /// requests is answered `503`, picked by a generator seeded with `seed` (see
+    /// [`ServerConfig::fault_seed`]; the requests are numbered from 0 again).
+    pub fn set_failure_rate(&self, rate: f64, seed: u64) {
+        self.state.fault_seed.store(seed, Ordering::SeqCst);
+        self.state.fault_serial.store(0, Ordering::SeqCst);
+        self.state.failure_ppm.store(ppm(rate), Ordering::SeqCst);
+    }
+
+    /// The redirecting mode: from now on the token endpoint answers every request
+    /// with `redirect` (`None` turns it off).
+    pub fn set_token_redirect(&self, redirect: Option<TokenRedirect>) {
+        *self
+            .state
+            .redirect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = redirect;
+    }
+
+    /// The redirecting mode towards this server's [`SecondOrigin`] (started on
+    /// first use): the token endpoint answers `status` with a `Location` on the
+    /// second origin's token URL. Returns that URL.
+    ///
+    /// # Errors
+    ///
+    /// When the second origin cannot be started.
+    pub fn redirect_to_second_origin(&self, status: RedirectStatus) -> io::Result<String> {
+        let location = self.second_origin()?.token_url();
+        self.set_token_redirect(Some(TokenRedirect {
+            status,
+            location: location.clone(),
+        }));
+        Ok(location)
+    }
+
+    /// The second origin, started on first use: it counts what it receives (see
+    /// [`Stats::second_origin_requests`]).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be started.
+    pub fn second_origin(&self) -> io::Result<&SecondOrigin> {
+        if let Some(origin) = self.second_origin.get() {
+            return Ok(origin);
+        }
+        let started = SecondOrigin::start()?;
+        // Another thread may have won the race: its server is kept, ours dropped.
+        Ok(self.second_origin.get_or_init(|| started))
+    }
+
     /// Revokes every access token issued so far (a signing-key rotation): the
     /// resource answers `401` to them. Refresh tokens stay valid.
     pub fn revoke_access_tokens(&self) {
@@ -381,10 +537,12 @@ impl AuthServer {
     pub fn take_stats(&self) -> Stats {
         let c = &self.state.counters;
         let take = |counter: &AtomicU64| counter.swap(0, Ordering::SeqCst);
+        let second = self.second_origin.get();
         Stats {
             token_requests: take(&c.token_requests),
             issued: take(&c.issued),
             unavailable: take(&c.unavailable),
+            redirected: take(&c.redirected),
             invalid_grant: take(&c.invalid_grant),
             invalid_client: take(&c.invalid_client),
             reuse_detected: take(&c.reuse_detected),
@@ -393,6 +551,9 @@ impl AuthServer {
             max_token_in_flight: take(&c.max_token_in_flight),
             resource_ok: take(&c.resource_ok),
             resource_unauthorized: take(&c.resource_unauthorized),
+            second_origin_connections: second.map_or(0, |o| take(&o.counts.connections)),
+            second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
+            second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
         }
     }
 
@@ -466,12 +627,62 @@ impl ServerState {
         }
     }
 
+    /// Whether the faulty mode fails this token request.
+    fn fails_this_one(&self) -> bool {
+        let ppm = self.failure_ppm.load(Ordering::SeqCst);
+        if ppm == 0 {
+            return false;
+        }
+        let n = self.fault_serial.fetch_add(1, Ordering::SeqCst);
+        let seed = self.fault_seed.load(Ordering::SeqCst);
+        splitmix64(seed ^ splitmix64(n)) % 1_000_000 < ppm
+    }
+
+    fn unavailable(&self) -> Response {
+        self.counters.unavailable.fetch_add(1, Ordering::SeqCst);
+        self.emit(&ServerEvent::Unavailable);
+        let mut response = oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "down for maintenance",
+        );
+        if let Some(after) = self.config.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        response
+    }
+
     fn random_token(&self, prefix: &str) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let a = self.keys.hash_one((n, 1u8));
         let b = self.keys.hash_one((n, 2u8));
         format!("{prefix}_{a:016x}{b:016x}")
     }
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit function of `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A fraction in millionths, clamped to `0..=1` (NaN is 0).
+fn ppm(fraction: f64) -> u64 {
+    if fraction.is_nan() {
+        return 0;
+    }
+    // In 0..=1e6 after the clamp: the cast is exact enough and cannot wrap.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ppm = (fraction.clamp(0.0, 1.0) * 1e6).round() as u64;
+    ppm
 }
 
 /// Decrements the in-flight count when the handler ends, however it ends.
@@ -549,23 +760,26 @@ async fn token_endpoint(
         .max_token_in_flight
         .fetch_max(now_in_flight, Ordering::SeqCst);
     counters.token_requests.fetch_add(1, Ordering::SeqCst);
-    // The network and the server's work: refreshes take a while.
-    tokio::time::sleep(state.config.token_latency).await;
+    // The network and the server's work: refreshes take a while (the slow mode:
+    // a long while). A client that gives up closes the connection, hyper drops this
+    // future, and the request stops counting as in flight.
+    let latency = Duration::from_micros(state.latency_us.load(Ordering::SeqCst));
+    tokio::time::sleep(latency).await;
 
-    if state.failing.load(Ordering::SeqCst) {
-        counters.unavailable.fetch_add(1, Ordering::SeqCst);
-        state.emit(&ServerEvent::Unavailable);
-        let mut response = oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "down for maintenance",
-        );
-        if let Some(after) = state.config.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(after));
-        }
-        return response;
+    let redirect = state
+        .redirect
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(redirect) = redirect {
+        counters.redirected.fetch_add(1, Ordering::SeqCst);
+        state.emit(&ServerEvent::Redirected);
+        let location = HeaderValue::from_str(&redirect.location)
+            .unwrap_or_else(|_| HeaderValue::from_static("/"));
+        return (redirect.status.status(), [(header::LOCATION, location)]).into_response();
+    }
+    if state.failing.load(Ordering::SeqCst) || state.fails_this_one() {
+        return state.unavailable();
     }
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
@@ -802,6 +1016,175 @@ async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> 
                 )],
             )
                 .into_response()
+        }
+    }
+}
+
+/// A second server on `127.0.0.1`, another origin than the [`AuthServer`]'s: the
+/// target of the redirecting mode. It counts every connection and request it gets,
+/// and whether a request carried a credential (never the credential itself), and
+/// answers each request `200` with a token, as an attacker's endpoint would, so that
+/// a client that follows the redirect does not notice.
+///
+/// Plain `std` networking on a thread of its own, one thread per connection.
+/// Dropping it stops it.
+pub struct SecondOrigin {
+    addr: SocketAddr,
+    counts: Arc<OriginCounts>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct OriginCounts {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    credentials: AtomicU64,
+}
+
+impl fmt::Debug for SecondOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecondOrigin")
+            .field("addr", &self.addr)
+            .field("connections", &self.connections())
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most of a request head the second origin reads.
+const MAX_HEAD: usize = 64 * 1024;
+
+impl SecondOrigin {
+    /// Starts it on `127.0.0.1`, on a port the system picks.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be bound or the thread cannot start.
+    pub fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(OriginCounts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (counts, stop) = (counts.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("second-origin".to_owned())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        counts.connections.fetch_add(1, Ordering::SeqCst);
+                        let Ok(stream) = stream else { continue };
+                        let counts = counts.clone();
+                        let _ = std::thread::Builder::new()
+                            .name("second-origin-conn".to_owned())
+                            .spawn(move || serve_connection(stream, &counts));
+                    }
+                })?
+        };
+        Ok(Self {
+            addr,
+            counts,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (always `127.0.0.1`).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its token URL: `http://127.0.0.1:PORT/oauth/token`.
+    #[must_use]
+    pub fn token_url(&self) -> String {
+        format!("http://{}{TOKEN_PATH}", self.addr)
+    }
+
+    /// Connections accepted since it started, or since the owning server's last
+    /// [`AuthServer::take_stats`] (which takes these counts too).
+    #[must_use]
+    pub fn connections(&self) -> u64 {
+        self.counts.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests received, counted as [`connections`](Self::connections) are.
+    #[must_use]
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SecondOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop; it sees the flag and ends without counting this.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads requests on one connection (keep-alive), counting each, until the client
+/// closes it or goes quiet for two seconds.
+fn serve_connection(mut stream: TcpStream, counts: &OriginCounts) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // The head, up to the blank line.
+        let head_end = loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if buffer.len() > MAX_HEAD {
+                return;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_HEAD);
+        while buffer.len() < head_end + length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buffer.len().min(head_end + length);
+        let body = String::from_utf8_lossy(&buffer[head_end..end]).to_ascii_lowercase();
+        counts.requests.fetch_add(1, Ordering::SeqCst);
+        let credential = head.lines().any(|l| l.starts_with("authorization:"))
+            || body.contains("refresh_token=")
+            || body.contains("client_secret=");
+        if credential {
+            counts.credentials.fetch_add(1, Ordering::SeqCst);
+        }
+        buffer.drain(..end);
+        let body = serde_json::json!({
+            "access_token": "at_from_the_second_origin",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": "rt_from_the_second_origin",
+        })
+        .to_string();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).is_err() {
+            return;
         }
     }
 }

@@ -2,8 +2,14 @@
 //! parse the command line and the environment, keep `N` authorized requests in
 //! flight through the chosen adapter, and report one JSON line.
 //!
-//! The example's `main` is [`cli_main`]; tests call it, or [`run`], directly.
+//! The example's `main` is [`cli_main`]; tests call it, or [`run`] and
+//! [`run_embedded`], directly.
+//!
+//! With `--embedded-server` it starts the [embedded server](crate::server) itself, in
+//! the mode asked for (slow, faulty, redirecting), and adds the server's own counts
+//! to the JSON line: the way to reproduce a scenario by hand.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +20,7 @@ use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Config, Credentials, Secret};
 
 use crate::probe::{self, Count401, ProbeError};
+use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 
 /// The environment variable holding the client secret (optional: without it the
 /// client is a public client).
@@ -30,6 +37,10 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit status: the refresh token is dead; sign in again.
 pub const EXIT_SIGN_IN: i32 = 3;
+/// Exit status: the token endpoint refused the client's configuration (a redirect,
+/// a wrong token URL, client id or secret, authentication method, scope); the
+/// refresh token is still good.
+pub const EXIT_MISCONFIGURED: i32 = 4;
 
 /// The help text.
 pub const USAGE: &str = "\
@@ -41,7 +52,12 @@ USAGE:
   cargo run --release --example oauth2_client -- \\
     --token-url URL --client-id ID --resource URL \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \\
-    [--auth basic|post] [--scope S]
+    [--auth basic|post] [--scope S] [--time-scale F] [--refresh-timeout DUR]
+
+  cargo run --release --example oauth2_client -- --embedded-server \\
+    [--token-lifetime DUR] [--token-delay DUR] [--failure-rate F] [--fault-seed N] \\
+    [--redirect 307|308] --runtime tokio|blocking --concurrency N \\
+    (--duration SECS | --requests N)
 
 OPTIONS:
   --token-url URL        the authorization server's token endpoint
@@ -55,7 +71,28 @@ OPTIONS:
   --auth basic|post      how the client authenticates: client_secret_basic
                          (default) or client_secret_post
   --scope S              the scope to ask for at each refresh
+  --time-scale F         multiply every duration of the library's configuration
+                         (refresh threshold, safety margin, refresh timeout,
+                         request deadline, backoff, longest Retry-After) by F, to
+                         replay a scenario faster (0.1: 10 times faster); default 1
+  --refresh-timeout DUR  cancel a refresh exchange after DUR (after --time-scale);
+                         default: the library's
   -h, --help             this text
+
+EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
+  --embedded-server      start the embedded OAuth 2.0 server on 127.0.0.1 (rotating
+                         refresh tokens, reuse detection revoking the grant), sign
+                         in, and run against it; the JSON line gets its counts
+  --token-lifetime DUR   how long its access tokens live (default 3s)
+  --token-delay DUR      the slow mode: its token endpoint answers after DUR
+                         (default 100ms)
+  --failure-rate F       the faulty mode: this fraction (0 to 1, or 30%) of token
+                         requests is answered 503, with no Retry-After
+  --fault-seed N         which requests fail in the faulty mode (default 0)
+  --redirect 307|308     the redirecting mode: its token endpoint redirects to a
+                         second origin, which counts what it receives
+
+  DUR is a number of seconds, or a number with a unit: 1.2s, 500ms, 2m.
 
 ENVIRONMENT (secrets never go on the command line: other users can read it):
   OAUTH_REFRESH_TOKEN    the refresh token to start from (required). A server that
@@ -65,6 +102,10 @@ ENVIRONMENT (secrets never go on the command line: other users can read it):
 OUTPUT:
   one line on stdout at the end:
   {\"runtime\":...,\"requests\":...,\"ok\":...,\"failed\":...,\"retried_401\":...,\"refreshes\":...,\"elapsed_ms\":...}
+  with --embedded-server, one more field, the server's counts:
+  \"server\":{\"token_requests\":...,\"max_refreshes_in_flight\":...,\"reuse_detected\":...,
+  \"refreshes_served\":...,\"unavailable_503\":...,\"invalid_grant\":...,\"redirected\":...,
+  \"second_origin_requests\":...,\"second_origin_connections\":...,\"grant_revoked\":...}
 
 EXIT STATUS:
   0  every request succeeded (failed == 0)
@@ -72,6 +113,9 @@ EXIT STATUS:
   2  usage error, or the client could not be set up
   3  the refresh token is dead (e.g. invalid_grant): sign-in required; the tool
      stops at once
+  4  the token endpoint refused the client's configuration (a redirect, a wrong
+     token URL, client id or secret, --auth, --scope): fix it; the refresh token
+     is still good; the tool stops at once
 ";
 
 /// Which adapter drives the requests.
@@ -103,6 +147,26 @@ pub enum Limit {
     Requests(u64),
 }
 
+/// Timing knobs of the library's configuration, for replaying a scenario.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tuning {
+    /// Every duration of the library's default configuration (refresh threshold,
+    /// safety margin, refresh timeout, request deadline, backoff, longest
+    /// `Retry-After`) is multiplied by this: 0.1 replays a scenario ten times faster.
+    pub time_scale: f64,
+    /// The refresh timeout, after the scaling (`None`: the library's, scaled).
+    pub refresh_timeout: Option<Duration>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            time_scale: 1.0,
+            refresh_timeout: None,
+        }
+    }
+}
+
 /// Everything a run needs. `Debug` hides the secrets.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -126,6 +190,8 @@ pub struct Options {
     pub auth: ClientAuth,
     /// The scope to ask for.
     pub scope: Option<String>,
+    /// The library's timing.
+    pub tuning: Tuning,
 }
 
 impl Options {
@@ -143,14 +209,85 @@ impl Options {
     }
 }
 
+/// A run against the embedded server, which the run starts for itself.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// The server's mode: token lifetime, delay (slow mode), failure rate and seed
+    /// (faulty mode), redirect (redirecting mode). Its client is the one registered
+    /// in it.
+    pub server: ServerConfig,
+    /// Which adapter.
+    pub runtime: Runtime,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// When to stop.
+    pub limit: Limit,
+    /// How the client authenticates.
+    pub auth: ClientAuth,
+    /// The scope of the sign-in, asked for again at each refresh.
+    pub scope: Option<String>,
+    /// The library's timing.
+    pub tuning: Tuning,
+}
+
+impl EmbeddedOptions {
+    /// The embedded server's default mode, and the library's timing.
+    #[must_use]
+    pub fn new(runtime: Runtime, concurrency: usize, limit: Limit) -> Self {
+        Self {
+            server: ServerConfig::default(),
+            runtime,
+            concurrency,
+            limit,
+            auth: ClientAuth::Basic,
+            scope: None,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
     /// Print the help.
     Help,
-    /// Run.
+    /// Run against a server given on the command line.
     Run(Options),
+    /// Start the embedded server and run against it.
+    Embedded(Box<EmbeddedOptions>),
 }
+
+/// The options that take a value.
+const VALUED: &[&str] = &[
+    "--token-url",
+    "--client-id",
+    "--resource",
+    "--runtime",
+    "--concurrency",
+    "--duration",
+    "--requests",
+    "--auth",
+    "--scope",
+    "--time-scale",
+    "--refresh-timeout",
+    "--token-lifetime",
+    "--token-delay",
+    "--failure-rate",
+    "--fault-seed",
+    "--redirect",
+];
+
+/// The options of the embedded server alone.
+const SERVER_ONLY: &[&str] = &[
+    "--token-lifetime",
+    "--token-delay",
+    "--failure-rate",
+    "--fault-seed",
+    "--redirect",
+];
+
+/// The options that name a server, refused with `--embedded-server`.
+const SERVER_NAMING: &[&str] = &["--token-url", "--client-id", "--resource"];
 
 /// Parses the arguments (without the program name) and reads the secrets from
 /// `env`.
@@ -162,19 +299,16 @@ pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Command, String> {
-    let mut token_url = None;
-    let mut client_id = None;
-    let mut resource = None;
-    let mut runtime = None;
-    let mut concurrency = None;
-    let mut duration = None;
-    let mut requests = None;
-    let mut auth = None;
-    let mut scope = None;
+    let mut values: HashMap<&'static str, String> = HashMap::new();
+    let mut embedded = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::Help);
+        }
+        if arg == "--embedded-server" {
+            embedded = true;
+            continue;
         }
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) if name.starts_with("--") => {
@@ -182,22 +316,13 @@ pub fn parse(
             }
             _ => (arg.clone(), None),
         };
-        let slot = match name.as_str() {
-            "--token-url" => &mut token_url,
-            "--client-id" => &mut client_id,
-            "--resource" => &mut resource,
-            "--runtime" => &mut runtime,
-            "--concurrency" => &mut concurrency,
-            "--duration" => &mut duration,
-            "--requests" => &mut requests,
-            "--auth" => &mut auth,
-            "--scope" => &mut scope,
-            "--client-secret" | "--refresh-token" => {
-                return Err(format!(
-                    "{name} is not accepted: secrets on the command line are visible to other users; set {ENV_CLIENT_SECRET} and {ENV_REFRESH_TOKEN} in the environment"
-                ));
-            }
-            _ => return Err(format!("unknown argument `{arg}`; see --help")),
+        if name == "--client-secret" || name == "--refresh-token" {
+            return Err(format!(
+                "{name} is not accepted: secrets on the command line are visible to other users; set {ENV_CLIENT_SECRET} and {ENV_REFRESH_TOKEN} in the environment"
+            ));
+        }
+        let Some(&key) = VALUED.iter().find(|&&known| known == name) else {
+            return Err(format!("unknown argument `{arg}`; see --help"));
         };
         let value = match inline {
             Some(value) => value,
@@ -205,17 +330,26 @@ pub fn parse(
                 .next()
                 .ok_or_else(|| format!("{name} needs a value; see --help"))?,
         };
-        if slot.replace(value).is_some() {
+        if values.insert(key, value).is_some() {
             return Err(format!("{name} is given twice"));
         }
     }
+    if embedded {
+        if let Some(name) = SERVER_NAMING.iter().find(|n| values.contains_key(*n)) {
+            return Err(format!(
+                "{name} is not accepted with --embedded-server, which runs against a server of its own"
+            ));
+        }
+    } else if let Some(name) = SERVER_ONLY.iter().find(|n| values.contains_key(*n)) {
+        return Err(format!(
+            "{name} configures the embedded server: give --embedded-server too"
+        ));
+    }
+    let mut take = |name: &str| values.remove(name);
     let required = |value: Option<String>, name: &str| {
         value.ok_or_else(|| format!("{name} is required; see --help"))
     };
-    let token_url = required(token_url, "--token-url")?;
-    let client_id = required(client_id, "--client-id")?;
-    let resource = required(resource, "--resource")?;
-    let runtime = match required(runtime, "--runtime")?.as_str() {
+    let runtime = match required(take("--runtime"), "--runtime")?.as_str() {
         "tokio" => Runtime::Tokio,
         "blocking" => Runtime::Blocking,
         other => {
@@ -224,7 +358,7 @@ pub fn parse(
             ));
         }
     };
-    let concurrency = required(concurrency, "--concurrency")?;
+    let concurrency = required(take("--concurrency"), "--concurrency")?;
     let concurrency = concurrency
         .parse::<usize>()
         .ok()
@@ -232,7 +366,7 @@ pub fn parse(
         .ok_or_else(|| {
             format!("--concurrency must be a number from 1 to 10000, not `{concurrency}`")
         })?;
-    let limit = match (duration, requests) {
+    let limit = match (take("--duration"), take("--requests")) {
         (Some(_), Some(_)) => return Err("give --duration or --requests, not both".to_owned()),
         (None, None) => return Err("give --duration SECS or --requests N; see --help".to_owned()),
         (Some(secs), None) => Limit::Duration(
@@ -251,11 +385,83 @@ pub fn parse(
                 .ok_or_else(|| format!("--requests must be a positive number, not `{n}`"))?,
         ),
     };
-    let auth = match auth.as_deref() {
+    let auth = match take("--auth").as_deref() {
         None | Some("basic") => ClientAuth::Basic,
         Some("post") => ClientAuth::Post,
         Some(other) => return Err(format!("--auth must be basic or post, not `{other}`")),
     };
+    let scope = take("--scope");
+    let mut tuning = Tuning::default();
+    if let Some(scale) = take("--time-scale") {
+        tuning.time_scale = scale
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 1000.0)
+            .ok_or_else(|| {
+                format!("--time-scale must be a number above 0, at most 1000, not `{scale}`")
+            })?;
+    }
+    if let Some(timeout) = take("--refresh-timeout") {
+        tuning.refresh_timeout = Some(
+            parse_duration(&timeout)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("--refresh-timeout must be a positive duration, not `{timeout}`")
+                })?,
+        );
+    }
+    if embedded {
+        let mut server = ServerConfig {
+            // Backoff, not Retry-After, paces the retries of the faulty mode, so
+            // that --time-scale scales them too.
+            retry_after: None,
+            ..ServerConfig::default()
+        };
+        if let Some(lifetime) = take("--token-lifetime") {
+            server.token_lifetime = parse_duration(&lifetime)
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    format!(
+                        "--token-lifetime must be a duration of at least 1s (expires_in is whole seconds), not `{lifetime}`"
+                    )
+                })?;
+        }
+        if let Some(delay) = take("--token-delay") {
+            server.token_latency = parse_duration(&delay)
+                .ok_or_else(|| format!("--token-delay must be a duration, not `{delay}`"))?;
+        }
+        if let Some(rate) = take("--failure-rate") {
+            server.failure_rate = parse_fraction(&rate).ok_or_else(|| {
+                format!(
+                    "--failure-rate must be a fraction from 0 to 1 (or 0% to 100%), not `{rate}`"
+                )
+            })?;
+        }
+        if let Some(seed) = take("--fault-seed") {
+            server.fault_seed = seed
+                .parse::<u64>()
+                .map_err(|_| format!("--fault-seed must be a whole number, not `{seed}`"))?;
+        }
+        if let Some(redirect) = take("--redirect") {
+            server.token_redirect = Some(match redirect.as_str() {
+                "307" => RedirectStatus::Temporary,
+                "308" => RedirectStatus::Permanent,
+                other => return Err(format!("--redirect must be 307 or 308, not `{other}`")),
+            });
+        }
+        return Ok(Command::Embedded(Box::new(EmbeddedOptions {
+            server,
+            runtime,
+            concurrency,
+            limit,
+            auth,
+            scope,
+            tuning,
+        })));
+    }
+    let token_url = required(take("--token-url"), "--token-url")?;
+    let client_id = required(take("--client-id"), "--client-id")?;
+    let resource = required(take("--resource"), "--resource")?;
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     let refresh_token = env(ENV_REFRESH_TOKEN).ok_or_else(|| {
         format!("{ENV_REFRESH_TOKEN} is not set: put the refresh token in the environment")
@@ -271,7 +477,38 @@ pub fn parse(
         limit,
         auth,
         scope,
+        tuning,
     }))
+}
+
+/// `12`, `1.5s`, `500ms`, `2m`: a duration (a bare number is seconds).
+#[must_use]
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds_per_unit = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        _ => return None,
+    };
+    let number = number.trim().parse::<f64>().ok()?;
+    let seconds = number * seconds_per_unit;
+    (seconds.is_finite() && (0.0..=1e7).contains(&seconds))
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+/// `0.3` or `30%`: a fraction from 0 to 1.
+fn parse_fraction(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let fraction = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().ok()? / 100.0,
+        None => text.parse::<f64>().ok()?,
+    };
+    (0.0..=1.0).contains(&fraction).then_some(fraction)
 }
 
 /// The counts of a run: the JSON line.
@@ -309,6 +546,47 @@ impl Report {
             self.elapsed_ms
         )
     }
+
+    /// The JSON line with the embedded server's counts as one more field, `server`.
+    #[must_use]
+    pub fn to_json_with_server(&self, server: &ServerReport) -> String {
+        let mut line = self.to_json();
+        line.pop();
+        line.push_str(",\"server\":");
+        line.push_str(&server.to_json());
+        line.push('}');
+        line
+    }
+}
+
+/// What the embedded server counted during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerReport {
+    /// The server's counts.
+    pub stats: Stats,
+    /// Whether the grant the run started from was revoked (reuse detected).
+    pub grant_revoked: bool,
+}
+
+impl ServerReport {
+    /// `{"token_requests":…,…}`, keys in a fixed order.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "{{\"token_requests\":{},\"max_refreshes_in_flight\":{},\"reuse_detected\":{},\"refreshes_served\":{},\"unavailable_503\":{},\"invalid_grant\":{},\"redirected\":{},\"second_origin_requests\":{},\"second_origin_connections\":{},\"grant_revoked\":{}}}",
+            s.token_requests,
+            s.max_token_in_flight,
+            s.reuse_detected,
+            s.issued,
+            s.unavailable,
+            s.invalid_grant,
+            s.redirected,
+            s.second_origin_requests,
+            s.second_origin_connections,
+            self.grant_revoked
+        )
+    }
 }
 
 /// Why a run stopped early.
@@ -324,6 +602,28 @@ pub enum RunError {
         /// The counts up to the stop.
         report: Report,
     },
+    /// The token endpoint refused the client's configuration (a redirect, a wrong
+    /// token URL, client id or secret, authentication method, scope). The refresh
+    /// token is still good. The run stopped at once.
+    Misconfigured {
+        /// The library's error message, naming what to fix.
+        message: String,
+        /// The counts up to the stop.
+        report: Report,
+    },
+}
+
+impl RunError {
+    /// The counts up to the stop, if the run started.
+    #[must_use]
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Self::Setup(_) => None,
+            Self::SignInRequired { report, .. } | Self::Misconfigured { report, .. } => {
+                Some(report)
+            }
+        }
+    }
 }
 
 impl fmt::Display for RunError {
@@ -334,6 +634,25 @@ impl fmt::Display for RunError {
                 f,
                 "stopped at once: {message}; then put the new refresh token in {ENV_REFRESH_TOKEN}"
             ),
+            Self::Misconfigured { message, .. } => write!(
+                f,
+                "stopped at once, the client's configuration is wrong: {message}; check --token-url, --client-id, --auth, --scope and {ENV_CLIENT_SECRET} (the refresh token in {ENV_REFRESH_TOKEN} was not spent by this failure)"
+            ),
+        }
+    }
+}
+
+/// Why a worker stopped the run.
+enum Stop {
+    SignIn(String),
+    Misconfigured(String),
+}
+
+impl Stop {
+    fn into_error(self, report: Report) -> RunError {
+        match self {
+            Self::SignIn(message) => RunError::SignInRequired { message, report },
+            Self::Misconfigured(message) => RunError::Misconfigured { message, report },
         }
     }
 }
@@ -405,17 +724,35 @@ impl Tally {
     }
 }
 
-/// The library's configuration for the tool: the defaults, with a jitter seed of
-/// this process's own.
-fn config() -> Config {
+/// The library's configuration for the tool: the defaults scaled by
+/// `tuning.time_scale`, the refresh timeout asked for, and a jitter seed of this
+/// process's own.
+///
+/// # Errors
+///
+/// When the library refuses the result.
+pub fn config(tuning: Tuning) -> Result<Config, String> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let seed = u64::from(std::process::id()) << 32 | u64::from(nanos);
-    Config::builder()
-        .seed(seed)
-        .build()
-        .unwrap_or_else(|_| Config::default())
+    let defaults = Config::default();
+    let scale = |d: Duration| d.mul_f64(tuning.time_scale);
+    let mut builder = Config::builder().seed(seed);
+    if (tuning.time_scale - 1.0).abs() > f64::EPSILON {
+        builder = builder
+            .refresh_threshold(scale(defaults.refresh_threshold()))
+            .safety_margin(scale(defaults.safety_margin()))
+            .refresh_timeout(scale(defaults.refresh_timeout()))
+            .request_timeout(scale(defaults.request_timeout()))
+            .backoff_initial(scale(defaults.backoff_initial()))
+            .backoff_max(scale(defaults.backoff_max()))
+            .max_retry_after(scale(defaults.max_retry_after()));
+    }
+    if let Some(timeout) = tuning.refresh_timeout {
+        builder = builder.refresh_timeout(timeout);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Runs the load: `options.concurrency` requests in flight until the limit, or until
@@ -424,7 +761,8 @@ fn config() -> Config {
 /// # Errors
 ///
 /// [`RunError::SignInRequired`] within a second or two of a terminal refresh
-/// failure, [`RunError::Setup`] when the client cannot be built.
+/// failure, [`RunError::Misconfigured`] as soon as the token endpoint refuses the
+/// client's configuration, [`RunError::Setup`] when the client cannot be built.
 pub fn run(options: Options) -> Result<(Report, Option<String>), RunError> {
     match options.runtime {
         Runtime::Tokio => run_tokio(options),
@@ -453,9 +791,16 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         .map_err(|e| setup(&e))?;
     let tally = Arc::new(Tally::default());
     let refreshes = tally.clone();
-    let source = TokenSource::builder(config())
+    let config = config(options.tuning).map_err(|e| setup(&e))?;
+    // The refresher's own HTTP client, built by the library (no redirect followed
+    // with the credential), and the exchange's timeout the configuration's.
+    let refresher = OAuth2Refresher::builder(options.grant())
+        .timeout(config.refresh_timeout())
+        .build()
+        .map_err(|e| setup(&e))?;
+    let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
-        .refresher(OAuth2Refresher::with_client(http.clone(), options.grant()))
+        .refresher(refresher)
         .on_token_change(move |change| {
             if let TokenChange::Persist { .. } = change {
                 refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -487,7 +832,11 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
                     ),
                     Err(ProbeError::SignInRequired(message)) => {
                         tally.failure(&message);
-                        return Some(message);
+                        return Some(Stop::SignIn(message));
+                    }
+                    Err(ProbeError::Misconfigured(message)) => {
+                        tally.failure(&message);
+                        return Some(Stop::Misconfigured(message));
                     }
                     Err(ProbeError::Other(message)) => tally.failure(&message),
                 }
@@ -497,12 +846,9 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
     }
     while let Some(joined) = workers.join_next().await {
         match joined {
-            Ok(Some(message)) => {
+            Ok(Some(stop)) => {
                 workers.abort_all();
-                return Err(RunError::SignInRequired {
-                    message,
-                    report: tally.report(options.runtime, started),
-                });
+                return Err(stop.into_error(tally.report(options.runtime, started)));
             }
             Ok(None) => {}
             Err(error) if error.is_panic() => {
@@ -520,11 +866,13 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
     let tally = Arc::new(Tally::default());
     let refreshes = tally.clone();
+    let config = config(options.tuning).map_err(|e| setup(&e))?;
     let refresher = OAuth2Refresher::builder(options.grant())
+        .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
     let source = Arc::new(
-        TokenSource::builder(config())
+        TokenSource::builder(config)
             .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
             .refresher(refresher)
             .on_token_change(move |change| {
@@ -544,7 +892,7 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
         Limit::Requests(_) => started,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let (done, finished) = mpsc::channel::<Option<String>>();
+    let (done, finished) = mpsc::channel::<Option<Stop>>();
     let mut spawned = 0;
     for i in 0..options.concurrency {
         let (agent, url, tally, stopped, done) = (
@@ -562,7 +910,12 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
                     Ok(status) => tally.answer(status.is_success(), false, status.as_u16()),
                     Err(ProbeError::SignInRequired(message)) => {
                         tally.failure(&message);
-                        terminal = Some(message);
+                        terminal = Some(Stop::SignIn(message));
+                        break;
+                    }
+                    Err(ProbeError::Misconfigured(message)) => {
+                        tally.failure(&message);
+                        terminal = Some(Stop::Misconfigured(message));
                         break;
                     }
                     Err(ProbeError::Other(message)) => tally.failure(&message),
@@ -584,13 +937,13 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     drop(done);
     for _ in 0..spawned {
         match finished.recv() {
-            Ok(Some(message)) => {
+            Ok(Some(terminal)) => {
                 // Stop at once: the other threads see the flag after their request;
                 // those waiting for a token were already rejected by the source.
                 stop.store(true, Ordering::SeqCst);
                 let mut report = tally.report(options.runtime, started);
                 report.retried_401 = retries.count();
-                return Err(RunError::SignInRequired { message, report });
+                return Err(terminal.into_error(report));
             }
             Ok(None) => {}
             Err(_) => break,
@@ -601,6 +954,47 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     Ok((report, tally.first_error()))
 }
 
+/// What a run against the embedded server gives.
+#[derive(Debug)]
+pub struct EmbeddedOutcome {
+    /// The run's result, as [`run`] gives it.
+    pub result: Result<(Report, Option<String>), RunError>,
+    /// What the server counted meanwhile.
+    pub server: ServerReport,
+}
+
+/// Starts the embedded server in the mode `options.server` asks for, signs in, runs
+/// the load against it, and takes the server's counts.
+///
+/// # Errors
+///
+/// [`RunError::Setup`] when the server cannot start; the run's own errors are in
+/// [`EmbeddedOutcome::result`].
+pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunError> {
+    let server = AuthServer::start(options.server.clone())
+        .map_err(|e| RunError::Setup(format!("cannot start the embedded OAuth server: {e}")))?;
+    let grant = server.sign_in(options.scope.as_deref());
+    let config = server.config();
+    let result = run(Options {
+        token_url: server.token_url(),
+        client_id: config.client_id.clone(),
+        client_secret: config.client_secret.clone().map(Secret::new),
+        refresh_token: Secret::new(grant.refresh_token.as_str()),
+        resource: server.resource_url(),
+        runtime: options.runtime,
+        concurrency: options.concurrency,
+        limit: options.limit,
+        auth: options.auth,
+        scope: options.scope,
+        tuning: options.tuning,
+    });
+    let server = ServerReport {
+        stats: server.take_stats(),
+        grant_revoked: server.is_revoked(grant.id),
+    };
+    Ok(EmbeddedOutcome { result, server })
+}
+
 /// The whole tool: parses `args` (without the program name) and `env`, runs, writes
 /// the JSON line to `stdout` and messages to `stderr`, and returns the exit status.
 pub fn cli_main(
@@ -609,21 +1003,29 @@ pub fn cli_main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
-    let options = match parse(args, env) {
+    let (result, server) = match parse(args, env) {
         Ok(Command::Help) => {
             let _ = write!(stdout, "{USAGE}");
             return 0;
         }
-        Ok(Command::Run(options)) => options,
+        Ok(Command::Run(options)) => (run(options), None),
+        Ok(Command::Embedded(options)) => match run_embedded(*options) {
+            Ok(outcome) => (outcome.result, Some(outcome.server)),
+            Err(error) => (Err(error), None),
+        },
         Err(message) => {
             let _ = writeln!(stderr, "oauth2_client: {message}");
             return EXIT_USAGE;
         }
     };
-    match run(options) {
+    let line = |report: &Report| match &server {
+        Some(server) => report.to_json_with_server(server),
+        None => report.to_json(),
+    };
+    match result {
         Ok((report, first_error)) => {
-            let _ = writeln!(stdout, "{}", report.to_json());
-            if report.refreshes > 0 {
+            let _ = writeln!(stdout, "{}", line(&report));
+            if report.refreshes > 0 && server.is_none() {
                 let _ = writeln!(
                     stderr,
                     "oauth2_client: note: {} refreshes; if the server rotates refresh tokens, the one in {ENV_REFRESH_TOKEN} is spent now",
@@ -647,12 +1049,15 @@ pub fn cli_main(
             let _ = writeln!(stderr, "oauth2_client: {error}");
             EXIT_USAGE
         }
-        Err(error @ RunError::SignInRequired { .. }) => {
-            if let RunError::SignInRequired { report, .. } = &error {
-                let _ = writeln!(stdout, "{}", report.to_json());
+        Err(error) => {
+            if let Some(report) = error.report() {
+                let _ = writeln!(stdout, "{}", line(report));
             }
             let _ = writeln!(stderr, "oauth2_client: {error}");
-            EXIT_SIGN_IN
+            match error {
+                RunError::Misconfigured { .. } => EXIT_MISCONFIGURED,
+                _ => EXIT_SIGN_IN,
+            }
         }
     }
 }

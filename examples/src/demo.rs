@@ -438,14 +438,15 @@ impl TokioClient {
                 .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
         });
         let on_change = log.clone();
+        let inner = OAuth2Refresher::builder(demo_grant(server))
+            .timeout(config.refresh_timeout())
+            .build()
+            .map_err(|e| e.to_string())?;
         let source = TokenSource::builder(config)
             .credentials(Credentials::RefreshToken(Secret::new(
                 grant.refresh_token.clone(),
             )))
-            .refresher(LoggedTokio {
-                inner: OAuth2Refresher::with_client(http.clone(), demo_grant(server)),
-                log,
-            })
+            .refresher(LoggedTokio { inner, log })
             .on_token_change(move |change| {
                 if let TokenChange::Persist { generation, .. } = change {
                     on_change.adopted(generation);
@@ -516,7 +517,9 @@ async fn tokio_task(
                 tally.sign_in_stop(message);
                 return;
             }
-            Err(ProbeError::Other(message)) => tally.error(message),
+            Err(ProbeError::Misconfigured(message) | ProbeError::Other(message)) => {
+                tally.error(message);
+            }
         }
         tokio::time::sleep(pause(pace, &mut state)).await;
     }
@@ -634,7 +637,9 @@ fn act_ureq(
             .and_then(Weak::upgrade)
             .map_or((0, Generation(0)), |s| (s.waiting(), s.generation()))
     });
+    let config = demo_config(l, l, 2)?;
     let inner = OAuth2Refresher::builder(demo_grant(server))
+        .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| e.to_string())?;
     let refresh_log = log.clone();
@@ -646,7 +651,7 @@ fn act_ureq(
     };
     let on_change = log.clone();
     let source = Arc::new(
-        TokenSource::builder(demo_config(l, l, 2)?)
+        TokenSource::builder(config)
             .credentials(Credentials::RefreshToken(Secret::new(
                 grant.refresh_token.clone(),
             )))
@@ -693,7 +698,9 @@ fn act_ureq(
                             tally.sign_in_stop(message);
                             break;
                         }
-                        Err(ProbeError::Other(message)) => tally.error(message),
+                        Err(ProbeError::Misconfigured(message) | ProbeError::Other(message)) => {
+                            tally.error(message);
+                        }
                     }
                     std::thread::sleep(pause(pace, &mut state));
                 }

@@ -24,6 +24,10 @@ pub struct Answer {
 pub enum ProbeError {
     /// No token: the credentials are dead or gone. Sign in again.
     SignInRequired(String),
+    /// No token: the token endpoint refused the client's configuration (token URL,
+    /// client id or secret, authentication method, scope). Fix it; the refresh
+    /// credential is still good.
+    Misconfigured(String),
     /// Any other failure (no token before the deadline, network, …).
     Other(String),
 }
@@ -31,8 +35,23 @@ pub enum ProbeError {
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SignInRequired(message) | Self::Other(message) => f.write_str(message),
+            Self::SignInRequired(message) | Self::Misconfigured(message) | Self::Other(message) => {
+                f.write_str(message)
+            }
         }
+    }
+}
+
+/// Sorts a core error the way [`ProbeError`] does.
+fn classify(
+    error: Option<&silent_refresh::Error>,
+    needs_sign_in: bool,
+    message: String,
+) -> ProbeError {
+    match error {
+        _ if needs_sign_in => ProbeError::SignInRequired(message),
+        Some(silent_refresh::Error::Misconfigured { .. }) => ProbeError::Misconfigured(message),
+        _ => ProbeError::Other(message),
     }
 }
 
@@ -73,8 +92,13 @@ pub async fn tokio_get(
             status,
             retried_401: sends > 1,
         }),
-        Err(error) if error.needs_sign_in() => Err(ProbeError::SignInRequired(error.to_string())),
-        Err(error) => Err(ProbeError::Other(error.to_string())),
+        Err(error) => {
+            let core = match &error {
+                silent_refresh_tokio::Error::Token(core) => Some(core),
+                _ => None,
+            };
+            Err(classify(core, error.needs_sign_in(), error.to_string()))
+        }
     }
 }
 
@@ -158,10 +182,14 @@ pub fn ureq_get(agent: &ureq::Agent, url: &str) -> Result<StatusCode, ProbeError
         }
         Err(ureq::Error::Other(error)) => {
             match error.downcast_ref::<silent_refresh_ureq::Error>() {
-                Some(error) if error.needs_sign_in() => {
-                    Err(ProbeError::SignInRequired(error.to_string()))
+                Some(error) => {
+                    let core = match error {
+                        silent_refresh_ureq::Error::Token(core) => Some(core),
+                        _ => None,
+                    };
+                    Err(classify(core, error.needs_sign_in(), error.to_string()))
                 }
-                _ => Err(ProbeError::Other(error.to_string())),
+                None => Err(ProbeError::Other(error.to_string())),
             }
         }
         Err(error) => Err(ProbeError::Other(error.to_string())),

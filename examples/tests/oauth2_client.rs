@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use silent_refresh::Secret;
 use silent_refresh::oauth2::ClientAuth;
 use silent_refresh_examples::client::{
-    self, EXIT_SIGN_IN, EXIT_USAGE, Limit, Options, Report, RunError, Runtime,
+    self, EXIT_SIGN_IN, EXIT_USAGE, Limit, Options, Report, RunError, Runtime, Tuning,
 };
 use silent_refresh_examples::server::{AuthServer, ServerConfig};
 
@@ -34,6 +34,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         limit,
         auth: ClientAuth::Basic,
         scope: None,
+        tuning: Tuning::default(),
     }
 }
 
@@ -412,6 +413,14 @@ fn cli_refuses_bad_usage_and_secrets_on_the_command_line() {
         "--requests",
         "--auth",
         "--scope",
+        "--time-scale",
+        "--refresh-timeout",
+        "--embedded-server",
+        "--token-delay",
+        "--token-lifetime",
+        "--failure-rate",
+        "--fault-seed",
+        "--redirect",
         "OAUTH_CLIENT_SECRET",
         "OAUTH_REFRESH_TOKEN",
     ] {

@@ -33,7 +33,7 @@
 //!     // The first call refreshes; the next ones get the same token at once, until it
 //!     // is refreshed in the background shortly before it expires.
 //!     let token = source.token().await?;
-//!     assert_eq!(token.authorization(), "Bearer at-1");
+//!     assert_eq!(token.authorization().as_str(), "Bearer at-1");
 //!     assert!(std::sync::Arc::ptr_eq(&token, &source.token().await?));
 //!
 //!     // A request answered 401: report the token's generation; the next call gets a

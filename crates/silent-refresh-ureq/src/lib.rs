@@ -36,7 +36,7 @@
 //!     for _ in 0..8 {
 //!         scope.spawn(|| {
 //!             let token = source.token().expect("a token");
-//!             assert_eq!(token.authorization(), "Bearer at-1");
+//!             assert_eq!(token.authorization().as_str(), "Bearer at-1");
 //!         });
 //!     }
 //! });

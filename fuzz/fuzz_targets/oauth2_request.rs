@@ -1,7 +1,7 @@
 //! Bytes → a grant's settings and a refresh credential; building the refresh request
 //! must not panic, must carry exactly what the settings say, and a refused grant must
-//! be a terminal failure that quotes no secret
-//! (`silent_refresh::model::fuzz::oauth2_request`).
+//! be a misconfigured failure (a terminal one for an empty refresh credential) that
+//! quotes no secret (`silent_refresh::model::fuzz::oauth2_request`).
 
 #![no_main]
 

@@ -1,6 +1,9 @@
 //! Bytes → a token endpoint's answer (status, headers, body) and a grant; the codec
-//! must not panic, must return a sendable token or a classified failure, and must not
-//! quote a secret (`silent_refresh::model::fuzz::oauth2_response`).
+//! must not panic, must return a sendable token or a failure in the class the table
+//! of the `oauth2` docs gives (a `5xx` transient, a `3xx` misconfigured, `invalid_grant`
+//! terminal, …), must say "sign in again" only for dead credentials, must not quote a
+//! secret nor a redirect's query or user information, and the public
+//! `oauth2::classify` must agree (`silent_refresh::model::fuzz::oauth2_response`).
 
 #![no_main]
 

@@ -139,7 +139,7 @@ fn basic_authorization(client_id: &str, secret: &Secret) -> Result<HeaderValue, 
         "Basic ".len() + pair.len().div_ceil(3) * 4,
     ));
     value.push_str("Basic ");
-    STANDARD.encode_string(pair.as_bytes(), &mut *value);
+    STANDARD.encode_string(pair.as_bytes(), &mut value);
     // Base64 output and "Basic " are always valid header characters, so this holds.
     let mut header = HeaderValue::from_str(&value).map_err(|error| cannot_build(&error))?;
     header.set_sensitive(true);

@@ -17,6 +17,11 @@ use crate::token::{Expiry, Token};
 /// The token URL of the response cases (the response does not depend on it).
 const TOKEN_URL: &str = "https://auth.example.com/oauth/token";
 
+/// The password in the user information of a redirect's `Location`: never printed.
+const USERINFO_MARK: &str = "Uq7pw";
+/// The query (or fragment) of a redirect's `Location`: never printed.
+const QUERY_MARK: &str = "Qq7qs";
+
 /// How the client authenticates.
 #[derive(Clone, Copy, Debug, Arbitrary)]
 pub enum AuthPick {
@@ -135,6 +140,18 @@ pub enum HeaderPick {
     },
     /// `Location` (for a redirect).
     Location(Vec<Piece>),
+    /// `Location` as a URL with user information and a query holding marks that must
+    /// never be printed (`Uq7pw` in the password, `Qq7qs` in the query).
+    RedirectTo {
+        /// With `user:password@` before the host.
+        userinfo: bool,
+        /// The path.
+        path: Vec<Piece>,
+        /// With a query (`?…`), or else a fragment (`#…`).
+        query: bool,
+    },
+    /// `WWW-Authenticate` (a client authentication challenge).
+    Challenge,
     /// Any name and value (skipped if `http` refuses them).
     Other(String, Vec<u8>),
 }
@@ -349,6 +366,25 @@ impl ResponseCase {
                 HeaderPick::Location(pieces) => {
                     (http::header::LOCATION, secrets.text(pieces).into_bytes())
                 }
+                HeaderPick::RedirectTo {
+                    userinfo,
+                    path,
+                    query,
+                } => {
+                    let user = if *userinfo {
+                        format!("admin:{USERINFO_MARK}@")
+                    } else {
+                        String::new()
+                    };
+                    let tail = if *query { '?' } else { '#' };
+                    let path = secrets.text(path);
+                    let url = format!("https://{user}login.example.net/{path}{tail}{QUERY_MARK}=1");
+                    (http::header::LOCATION, url.into_bytes())
+                }
+                HeaderPick::Challenge => (
+                    http::header::WWW_AUTHENTICATE,
+                    b"Basic realm=\"token\"".to_vec(),
+                ),
                 HeaderPick::Other(name, value) => match HeaderName::from_bytes(name.as_bytes()) {
                     Ok(name) => (name, value.clone()),
                     Err(_) => continue,
@@ -364,14 +400,18 @@ impl ResponseCase {
 
 /// Reads the bytes as a [`ResponseCase`] and checks how the codec reads the answer:
 /// no panic; a token only for a `2xx`, with an access token and a type that can be
-/// sent in an `Authorization` header; otherwise a failure classified as the codec's
-/// table says where the status alone decides (`5xx`, `408`, `425`, `429` transient;
-/// `3xx` and `4xx` terminal unless the server named a transient OAuth error), a
-/// `Retry-After` only on a transient failure that had one, and a message that is
-/// short, one line, and quotes no distinctive client secret and no distinctive
-/// refresh credential (in the message or in `Display`). The outcome is the same
+/// sent in an `Authorization` header; otherwise a failure in the class a reference
+/// reading of the answer gives (the table of the `oauth2` docs: a `5xx`, `408`, `425`, `429` is
+/// always transient, a `3xx` always misconfigured, `invalid_grant` terminal, …); a
+/// `Retry-After` only on a transient failure that had one; a message that is short,
+/// one line, quotes no distinctive client secret and no distinctive refresh credential
+/// (in the message or in `Display`), says to sign in again exactly when the failure is
+/// terminal (in its own words, before what the server said), and names a redirect's
+/// `Location` without its user information, query or fragment. The outcome is the same
 /// whether or not the codec is given the credential sent (`parse_response_for` or
-/// `parse_response`); without it, only a token-like credential must not be quoted.
+/// `parse_response`; without it, only a token-like credential must not be quoted), and
+/// the public [`classify`](crate::oauth2::classify) agrees with it: `Ok` for a token
+/// or a `2xx` without one, and the very same failure otherwise.
 ///
 /// # Errors
 ///
@@ -397,6 +437,7 @@ fn check_response(case: &ResponseCase) -> Result<(), String> {
     let status = response.status();
     let told = grant.parse_response_for(&response, sent.as_ref());
     let untold = grant.parse_response(&response);
+    check_classify(&response, &secrets, sent.as_ref(), &told)?;
     match (&told, &untold) {
         (Ok(token), Ok(same)) if token == same => check_token(status, token),
         (Err(failure), Err(other))
@@ -404,9 +445,39 @@ fn check_response(case: &ResponseCase) -> Result<(), String> {
         {
             check_failure(failure, &secrets.checked(false))?;
             check_failure(other, &secrets.checked(true))?;
-            check_classification(&response, failure, &secrets)
+            check_classification(&response, failure)?;
+            check_classification(&response, other)
         }
         _ => Err("the outcome depends on whether the credential sent is given".to_owned()),
+    }
+}
+
+/// The public classifier, given the same secrets, agrees with `parse_response_for`.
+fn check_classify(
+    response: &http::Response<Vec<u8>>,
+    secrets: &Secrets,
+    sent: Option<&Secret>,
+    parsed: &Result<Token, RefreshFailure>,
+) -> Result<(), String> {
+    let client = secrets
+        .client
+        .as_ref()
+        .map(|(secret, _)| Secret::new(secret.as_str()));
+    let given: Vec<&Secret> = client.iter().chain(sent).collect();
+    let classified = crate::oauth2::classify(
+        response.status(),
+        response.headers(),
+        response.body(),
+        &given,
+    );
+    let success = response.status().is_success();
+    match (parsed, classified) {
+        (Ok(_), Ok(())) => Ok(()),
+        (Ok(_), Err(_)) => Err("classify refuses an answer that holds a token".to_owned()),
+        (Err(failure), Ok(())) if success && failure.kind == FailureKind::Transient => Ok(()),
+        (Err(_), Ok(())) => Err("classify passes an answer the codec refuses".to_owned()),
+        (Err(failure), Err(other)) if *failure == other => Ok(()),
+        (Err(_), Err(_)) => Err("classify and the codec give different failures".to_owned()),
     }
 }
 
@@ -453,8 +524,17 @@ fn check_failure(failure: &RefreshFailure, secrets: &[(&str, &str)]) -> Result<(
             message.chars().count()
         ));
     }
-    if failure.is_terminal() && failure.retry_after.is_some() {
-        return Err("a terminal failure with a Retry-After".to_owned());
+    if failure.kind != FailureKind::Transient && failure.retry_after.is_some() {
+        return Err(format!("a {:?} failure with a Retry-After", failure.kind));
+    }
+    let own = own_words(message).to_ascii_lowercase();
+    let says_sign_in = own.contains("sign in") || own.contains("sign-in");
+    if says_sign_in != failure.is_terminal() {
+        return Err(format!(
+            "a {:?} failure that {} to sign in again: {own}",
+            failure.kind,
+            if says_sign_in { "says" } else { "does not say" }
+        ));
     }
     let shown = failure.to_string();
     for (what, secret) in secrets {
@@ -465,45 +545,159 @@ fn check_failure(failure: &RefreshFailure, secrets: &[(&str, &str)]) -> Result<(
     Ok(())
 }
 
+/// The library's own words in a failure message: what comes before the server's
+/// (` (HTTP …` for a refusal, ` (content-type …` for a body that could not be read).
+fn own_words(message: &str) -> &str {
+    let end = [" (HTTP ", " (content-type "]
+        .iter()
+        .filter_map(|mark| message.find(mark))
+        .min()
+        .unwrap_or(message.len());
+    &message[..end]
+}
+
 fn check_classification(
     response: &http::Response<Vec<u8>>,
     failure: &RefreshFailure,
-    secrets: &Secrets,
 ) -> Result<(), String> {
     let status = response.status();
     let code = status.as_u16();
-    let overload = status.is_server_error() || matches!(code, 408 | 425 | 429);
-    if overload && failure.is_terminal() {
-        return Err(format!("HTTP {code} classified as terminal"));
+    let expected = expected_kind(response);
+    if failure.kind != expected {
+        return Err(format!(
+            "HTTP {code} classified as {:?} where the table says {expected:?}",
+            failure.kind
+        ));
     }
     if failure.retry_after.is_some() && !response.headers().contains_key(http::header::RETRY_AFTER)
     {
         return Err("a Retry-After the answer did not have".to_owned());
     }
-    let refusal = status.is_redirection() || status.is_client_error();
-    // The client secret is redacted from the quoted error code: only when it is
-    // distinctive (or absent) is the code sure to be quoted as sent.
-    let code_quoted = secrets
-        .client
-        .as_ref()
-        .is_none_or(|(_, distinctive)| *distinctive);
-    if refusal && !overload && !failure.is_terminal() && code_quoted {
-        let message = failure.message.to_ascii_lowercase();
-        let named = ["temporarily_unavailable", "server_error", "slow_down"]
-            .iter()
-            .any(|code| message.contains(&format!("error `{code}`")));
-        if !named {
-            return Err(format!(
-                "HTTP {code} without a transient OAuth error classified as transient"
-            ));
+    if status.is_redirection() {
+        if !failure.message.contains("configure the final token URL") {
+            return Err("a redirect that does not say to configure the final URL".to_owned());
+        }
+        // The marks are checked unless the server wrote them elsewhere too.
+        let elsewhere = |mark: &str| {
+            let body = String::from_utf8_lossy(response.body());
+            body.contains(mark)
+                || response
+                    .headers()
+                    .iter()
+                    .filter(|(name, _)| *name != http::header::LOCATION)
+                    .any(|(_, value)| String::from_utf8_lossy(value.as_bytes()).contains(mark))
+        };
+        for (what, mark) in [
+            ("user information", USERINFO_MARK),
+            ("query or fragment", QUERY_MARK),
+        ] {
+            if failure.message.contains(mark) && !elsewhere(mark) {
+                return Err(format!("a redirect's message shows its {what}"));
+            }
         }
     }
-    if status.is_success() && failure.is_terminal() && !failure.message.contains("error `") {
-        return Err(format!(
-            "HTTP {code} classified as terminal without an OAuth error"
-        ));
-    }
     Ok(())
+}
+
+/// The class of a failed answer, read independently of the codec (the table of the
+/// `oauth2` module docs): overload is transient; a redirect misconfigured; then the
+/// OAuth `error` (in a JSON object, or a form when the content type says so) decides;
+/// without one, `404`/`405`/`410` and a challenged `401` are misconfigured and the
+/// rest (another `4xx`, a `1xx`, a `2xx` without a usable token) transient.
+#[must_use]
+fn expected_kind(response: &http::Response<Vec<u8>>) -> FailureKind {
+    let status = response.status();
+    let code = status.as_u16();
+    let error = oauth_error(response);
+    if status.is_success() {
+        return match error {
+            Some(error) => code_kind(&error),
+            None => FailureKind::Transient,
+        };
+    }
+    if status.is_server_error() || matches!(code, 408 | 425 | 429) {
+        return FailureKind::Transient;
+    }
+    if status.is_redirection() {
+        return FailureKind::Misconfigured;
+    }
+    match error {
+        Some(error) => code_kind(&error),
+        None if matches!(code, 404 | 405 | 410) => FailureKind::Misconfigured,
+        None if code == 401
+            && response
+                .headers()
+                .contains_key(http::header::WWW_AUTHENTICATE) =>
+        {
+            FailureKind::Misconfigured
+        }
+        None => FailureKind::Transient,
+    }
+}
+
+/// The class of an OAuth error code: "later" codes transient, dead credentials
+/// terminal, anything else (the five configuration codes, unknown codes)
+/// misconfigured.
+fn code_kind(error: &str) -> FailureKind {
+    let error = error.to_ascii_lowercase();
+    if ["temporarily_unavailable", "server_error", "slow_down"].contains(&error.as_str()) {
+        FailureKind::Transient
+    } else if [
+        "invalid_grant",
+        "bad_refresh_token",
+        "expired_token",
+        "invalid_token",
+        "interaction_required",
+        "login_required",
+        "consent_required",
+    ]
+    .contains(&error.as_str())
+    {
+        FailureKind::Terminal
+    } else {
+        FailureKind::Misconfigured
+    }
+}
+
+/// The OAuth `error` of an answer, if its body is a JSON object (or a form, when the
+/// first content type says so) with a string `error`; in a `2xx`, only without an
+/// `access_token` (with one, the answer is read as a token).
+fn oauth_error(response: &http::Response<Vec<u8>>) -> Option<String> {
+    let body = response.body();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let is_form = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let fields: serde_json::Map<String, serde_json::Value> = if is_form {
+        form_urlencoded::parse(body)
+            .map(|(name, value)| {
+                (
+                    name.into_owned(),
+                    serde_json::Value::from(value.into_owned()),
+                )
+            })
+            .collect()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => return None,
+        }
+    };
+    if response.status().is_success() && fields.contains_key("access_token") {
+        return None;
+    }
+    fields
+        .get("error")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The token URL of a request case.
@@ -574,11 +768,13 @@ pub struct RequestCase {
 }
 
 /// Reads the bytes as a [`RequestCase`] and checks the request the codec builds: no
-/// panic; a grant that cannot work is a terminal failure without `Retry-After` that
-/// quotes no distinctive secret; otherwise a `POST` to an absolute `http(s)` URL whose
-/// form body holds exactly the grant type, the credential, the scope, the client
-/// authentication and the extra parameters, in that order, with the client secret
-/// in a sensitive Basic header only for `Basic` and in the body only for `Post`.
+/// panic; a grant that cannot work is a misconfigured failure (terminal, saying to sign
+/// in again, only for an empty refresh credential) without `Retry-After` that quotes no
+/// distinctive secret; otherwise a `POST` to an absolute `http(s)` URL whose form body
+/// holds exactly the grant type, the credential, the scope, the client authentication
+/// and the extra parameters, in that order, in the buffer first allocated for it (so no
+/// reallocation left a copy of a secret behind), with the client secret in a sensitive
+/// Basic header only for `Basic` and in the body only for `Post`.
 ///
 /// # Errors
 ///
@@ -623,8 +819,17 @@ fn check_request(case: &RequestCase) -> Result<(), String> {
     let request = match grant.request(refresh.as_ref()) {
         Ok(request) => request,
         Err(failure) => {
-            if failure.kind != FailureKind::Terminal {
-                return Err("a grant that cannot work, as a transient failure".to_owned());
+            // A dead credential is terminal; settings that cannot work are misconfigured.
+            let expected = if empty && !reserved && !failure.message.contains("token URL") {
+                FailureKind::Terminal
+            } else {
+                FailureKind::Misconfigured
+            };
+            if failure.kind != expected {
+                return Err(format!(
+                    "a grant that cannot work, as a {:?} failure",
+                    failure.kind
+                ));
             }
             check_failure(&failure, &secrets.checked(false))?;
             let explained = reserved
@@ -684,6 +889,13 @@ fn check_request(case: &RequestCase) -> Result<(), String> {
         expected.push(("client_secret".to_owned(), secret.to_owned()));
     }
     expected.extend(params);
+    let first: usize = expected
+        .iter()
+        .map(|(name, value)| 3 * (name.len() + value.len()) + 2)
+        .sum();
+    if request.body().capacity() != first {
+        return Err("a form body that was reallocated while it was written".to_owned());
+    }
     let body: Vec<(String, String)> = form_urlencoded::parse(request.body())
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();

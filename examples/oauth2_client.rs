@@ -8,7 +8,16 @@
 //! cargo run --release --example oauth2_client -- \
 //!   --token-url URL --client-id ID --resource URL \
 //!   --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \
-//!   [--auth basic|post] [--scope S]
+//!   [--auth basic|post] [--scope S] [--time-scale F] [--refresh-timeout DUR]
+//! ```
+//!
+//! With `--embedded-server` it starts the examples' OAuth 2.0 server itself (rotating
+//! refresh tokens, reuse detection) in a slow, faulty or redirecting mode, and adds
+//! the server's counts to the JSON line, e.g. issue 11's slow identity provider:
+//!
+//! ```text
+//! cargo run --example oauth2_client -- --embedded-server --token-delay 12s \
+//!   --token-lifetime 20s --runtime tokio --concurrency 16 --duration 45
 //! ```
 
 use std::process::ExitCode;

@@ -636,7 +636,7 @@ impl fmt::Display for RunError {
             ),
             Self::Misconfigured { message, .. } => write!(
                 f,
-                "stopped at once, the client's configuration is wrong: {message}; check --token-url, --client-id, --auth, --scope and {ENV_CLIENT_SECRET} (the refresh token in {ENV_REFRESH_TOKEN} was not spent by this failure)"
+                "stopped at once, the client's configuration is wrong: {message}. Here that is --token-url, --client-id, --auth, --scope or {ENV_CLIENT_SECRET}; the refresh token in {ENV_REFRESH_TOKEN} was not spent by this failure"
             ),
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`server`]: an authorization server and protected resource on `127.0.0.1`
 //!   (short-lived access tokens, rotating refresh tokens, reuse detection, a switch
-//!   that makes the token endpoint fail).
+//!   that makes the token endpoint fail; slow, faulty and redirecting modes of the
+//!   token endpoint, and a second origin that counts what reaches it).
 //! - [`demo`]: the acts of `cargo run --example demo`.
 //! - [`client`]: `oauth2_client`, a load and smoke tool for any OAuth 2.0 server.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.

@@ -193,8 +193,9 @@ impl OAuth2RefresherBuilder {
     /// response; when it passes, the refresh fails as transient and is retried with
     /// backoff. Default: 30 s, the core's default `refresh_timeout`.
     ///
-    /// Keep it no longer than the configuration's `refresh_timeout`, so that the
-    /// exchange is over when the token source gives up on it.
+    /// The token source also cancels an exchange at the configuration's
+    /// `refresh_timeout`: the shorter of the two ends it. This one still bounds the
+    /// exchange when the refresher is called on its own.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -175,8 +175,8 @@ impl OAuth2RefresherBuilder {
     /// response; when it passes, the refresh fails as transient and is retried with
     /// backoff. Default: 30 s, the core's default `refresh_timeout`.
     ///
-    /// Keep it no longer than the configuration's `refresh_timeout`, so that the
-    /// exchange is over when the token source gives up on it.
+    /// Keep it no longer than the configuration's `refresh_timeout`: a blocking
+    /// exchange cannot be cancelled, and no other refresh starts before it ends.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -244,7 +244,7 @@ impl BearerAuthBuilder {
     /// [`allow_origin`](Self::allow_origin)) or [`Error::InvalidUrl`] (from
     /// [`exclude`](Self::exclude) or the refresher's token endpoint), in the order
     /// given; [`Error::NoOrigin`] when no origin was allowed;
-    /// [`Error::InsecureOrigin`] for a plain-http origin other than loopback without
+    /// [`Error::InsecureHttp`] for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<BearerAuth, Error> {
         let mut policy = self.policy;

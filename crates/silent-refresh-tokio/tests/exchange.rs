@@ -32,6 +32,10 @@ impl Drop for OnWire {
     }
 }
 
+/// What one exchange of the fake endpoint returns.
+type Exchange =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Token, RefreshFailure>> + Send>>;
+
 /// A rotating token endpoint whose `n`th exchange (1-based) takes `delay(n)` and then
 /// answers `rotated(n, lifetime)`.
 fn slow_endpoint(
@@ -39,13 +43,7 @@ fn slow_endpoint(
     delay: impl Fn(usize) -> Duration + Send + Sync + 'static,
 ) -> (
     Arc<Wire>,
-    impl Fn(
-        Option<Secret>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Token, RefreshFailure>> + Send>,
-    > + Send
-    + Sync
-    + 'static,
+    impl Fn(Option<Secret>) -> Exchange + Send + Sync + 'static,
 ) {
     let wire = Arc::new(Wire::default());
     let seen = wire.clone();
@@ -67,7 +65,7 @@ fn slow_endpoint(
             };
             tokio::time::sleep(delay(n)).await;
             Ok(rotated(n, lifetime))
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        }) as Exchange
     };
     (wire, refresher)
 }

@@ -108,6 +108,56 @@ fn blocking_slow_token_endpoint_keeps_one_exchange_on_the_wire() {
     slow_token_endpoint(Runtime::Blocking);
 }
 
+/// The same endpoint with the old 10 s refresh timeout: each exchange outlives it.
+/// The adapter must cut the exchange when the machine gives up on it, before the
+/// next attempt goes out: the server never sees two at once, and since it looks at
+/// the refresh token only when its delay is over, the cut exchanges spend nothing and
+/// the session survives, although no refresh can ever succeed (the requests fail
+/// with their own deadline, never "sign in again").
+fn exchange_cut_at_the_refresh_timeout(runtime: Runtime) {
+    let _one = one_at_a_time();
+    let concurrency = 4;
+    // Each request waits for a token until its deadline (30 s): two attempts or
+    // more are cut meanwhile.
+    let mut options = scenario(runtime, 0.0);
+    options.limit = Limit::Requests(concurrency as u64);
+    options.concurrency = concurrency;
+    options.server.token_lifetime = scaled(20.0);
+    options.server.token_latency = scaled(12.0);
+    options.tuning.refresh_timeout = Some(scaled(10.0));
+    let outcome = client::run_embedded(options).expect("the embedded server starts");
+    let stats = outcome.server.stats;
+    let context = format!("{runtime:?}: {stats:?} {:?}", outcome.result);
+    assert!(
+        stats.token_requests >= 2,
+        "the refresh was not tried again: {context}"
+    );
+    assert_eq!(
+        stats.max_token_in_flight, 1,
+        "a cut exchange stayed on the wire: {context}"
+    );
+    assert_eq!(stats.issued, 0, "{context}");
+    assert_eq!(stats.reuse_detected, 0, "{context}");
+    assert_eq!(stats.invalid_grant, 0, "{context}");
+    assert!(!outcome.server.grant_revoked, "{context}");
+    let Ok((report, first_error)) = outcome.result else {
+        panic!("the run must not stop early: {context}");
+    };
+    assert_eq!(report.failed, concurrency as u64, "{context}");
+    let first_error = first_error.unwrap_or_default();
+    assert!(first_error.contains("deadline"), "{context}: {first_error}");
+}
+
+#[test]
+fn tokio_exchange_cut_at_the_refresh_timeout_leaves_one_on_the_wire() {
+    exchange_cut_at_the_refresh_timeout(Runtime::Tokio);
+}
+
+#[test]
+fn blocking_exchange_cut_at_the_refresh_timeout_leaves_one_on_the_wire() {
+    exchange_cut_at_the_refresh_timeout(Runtime::Blocking);
+}
+
 /// Issue 11, "done when": 30 % of the token requests answered `503` (before any
 /// refresh token is looked at). The retries never overlap, nothing is spent twice,
 /// and no request fails: the current token serves, or the request waits.

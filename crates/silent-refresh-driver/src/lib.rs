@@ -1,0 +1,23 @@
+//! The driver kernel of silent-refresh: what both runtime adapters share.
+//!
+//! The core crate (`silent-refresh`) decides and does nothing; an adapter
+//! (`silent-refresh-tokio`, `silent-refresh-ureq`) knows how a caller waits, how to
+//! sleep and how to run an HTTP exchange. Everything in between is written once, here:
+//! token stores that survive restarts ([`store`]).
+//!
+//! ```
+//! use silent_refresh_driver::store::{FileStore, TokenStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = FileStore::new(dir.path().join("session.json"));
+//! assert!(store.load()?.is_none(), "nothing stored yet");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod store;
+
+pub use error::Error;

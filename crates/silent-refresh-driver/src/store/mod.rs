@@ -1,0 +1,59 @@
+//! Token stores: where the newest token (and the refresh credential it carries) is
+//! kept, so that a restart, or another process, continues the same session.
+//!
+//! A store is fallible and compare-and-swap: [`TokenStore::save`] replaces the stored
+//! token only if the store still holds the refresh credential the new token was
+//! refreshed from; otherwise it answers with what it holds ([`Saved::Conflict`]),
+//! because another process refreshed first and its token is the newer one. The order at
+//! start is: the store, then the credentials given in code.
+
+mod file;
+
+pub use file::FileStore;
+
+use silent_refresh::{Secret, Token};
+
+use crate::error::Error;
+
+/// The outcome of a [`TokenStore::save`].
+#[derive(Debug)]
+#[must_use]
+pub enum Saved {
+    /// The token is stored.
+    Stored,
+    /// The store holds a different session than the one this token was refreshed from
+    /// (another process refreshed first): this is what it holds, and it was not
+    /// overwritten. Adopt it instead.
+    Conflict(Box<Token>),
+}
+
+/// Where tokens are kept between runs. Calls may block (file or network I/O); the
+/// adapters never call a store while holding their lock, and the tokio adapter calls it
+/// outside the runtime's workers.
+pub trait TokenStore: Send + Sync + 'static {
+    /// The stored token, if any.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read, or holds something that is not a stored token.
+    fn load(&self) -> Result<Option<Token>, Error>;
+
+    /// Stores `token`, which was refreshed from the refresh credential `from`
+    /// (`None`: a sign-in, stored whatever the store holds).
+    ///
+    /// With `from` given, the token replaces the stored one only if the store is empty
+    /// or still holds `from` (or already holds this very token); otherwise nothing is
+    /// written and [`Saved::Conflict`] carries what the store holds.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or written; nothing is known to be stored.
+    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error>;
+
+    /// Deletes the stored token (sign-out).
+    ///
+    /// # Errors
+    ///
+    /// The store could not be written.
+    fn forget(&self) -> Result<(), Error>;
+}

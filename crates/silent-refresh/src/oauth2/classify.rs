@@ -50,6 +50,11 @@ pub(super) struct Refusal<'a> {
     /// The secrets of the exchange (client secret, refresh credential), redacted should
     /// the server echo them.
     pub(super) secrets: &'a [&'a Secret],
+    /// Whether `secrets` hold the refresh credential sent. Then it is redacted exactly,
+    /// and a redirect's path is shown segment by segment (a segment that looks like a
+    /// token is redacted); otherwise a run of token characters across `/` that is long
+    /// enough to be a credential (base64 has `/`) is redacted whole, path and all.
+    pub(super) credential_given: bool,
 }
 
 impl Refusal<'_> {
@@ -216,9 +221,13 @@ impl Refusal<'_> {
                 if shown.trim().is_empty() {
                     "an empty Location".to_owned()
                 } else {
-                    // Split words at `/` too: a long path is not a token, a long
-                    // segment may be.
-                    let shown = clean_words(&shown, self.secrets, |c| c != '/' && is_token_char(c));
+                    let shown = if self.credential_given {
+                        // Words end at `/` too: a long path is not a token, a long
+                        // segment may be.
+                        clean_words(&shown, self.secrets, |c| c != '/' && is_token_char(c))
+                    } else {
+                        self.clean(&shown)
+                    };
                     format!("Location {shown}")
                 }
             }
@@ -381,6 +390,7 @@ mod tests {
             error,
             description,
             secrets: &[],
+            credential_given: true,
         }
         .failure()
     }
@@ -571,6 +581,53 @@ mod tests {
     }
 
     #[test]
+    fn without_the_credential_sent_a_long_location_is_redacted_whole() {
+        // A base64 credential holds `/`: split at `/`, no piece would look like one.
+        let credential = "Q7xxxxxx/Abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_str(&format!("{credential}?q")).expect("a header value"),
+        );
+        let failure = Refusal {
+            status: StatusCode::FOUND,
+            headers: &headers,
+            error: None,
+            description: None,
+            secrets: &[],
+            credential_given: false,
+        }
+        .failure();
+        assert!(!failure.message.contains(credential), "{}", failure.message);
+        assert!(
+            failure.message.contains("Location [redacted])"),
+            "{}",
+            failure.message
+        );
+        // A short path is still named.
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://a.example/oauth2/token?q"),
+        );
+        let failure = Refusal {
+            status: StatusCode::FOUND,
+            headers: &headers,
+            error: None,
+            description: None,
+            secrets: &[],
+            credential_given: false,
+        }
+        .failure();
+        assert!(
+            failure
+                .message
+                .contains("Location https://a.example/oauth2/token)"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
     fn origin_and_path_drops_query_fragment_and_user_information() {
         for (url, shown) in [
             ("https://auth.example/token", "https://auth.example/token"),
@@ -604,6 +661,7 @@ mod tests {
             error: None,
             description: None,
             secrets: &[&secret],
+            credential_given: true,
         }
         .failure();
         assert!(

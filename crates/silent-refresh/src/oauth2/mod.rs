@@ -226,6 +226,7 @@ impl RefreshGrant {
             response.headers(),
             response.body().as_ref(),
             &secrets,
+            refresh_token.is_some(),
         )
     }
 
@@ -318,7 +319,7 @@ pub fn classify(
     body: &[u8],
     secrets: &[&Secret],
 ) -> Result<(), RefreshFailure> {
-    response::classify(status, headers, body, secrets)
+    response::classify(status, headers, body, secrets, !secrets.is_empty())
 }
 
 #[cfg(test)]

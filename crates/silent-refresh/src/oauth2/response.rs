@@ -19,11 +19,15 @@ use crate::secret::Secret;
 use crate::token::{Expiry, Token};
 
 /// The answer to a refresh request (see [`super::RefreshGrant::parse_response`]).
+///
+/// `credential_given`: whether `secrets` hold the refresh credential sent (see
+/// [`Refusal::credential_given`]).
 pub(super) fn parse(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     secrets: &[&Secret],
+    credential_given: bool,
 ) -> Result<Token, RefreshFailure> {
     let mut fields = read_fields(headers, body);
     match fields.as_mut() {
@@ -36,7 +40,14 @@ pub(super) fn parse(
         }
         _ => {}
     }
-    Err(failure(status, headers, body, secrets, &fields))
+    Err(failure(
+        status,
+        headers,
+        body,
+        secrets,
+        credential_given,
+        &fields,
+    ))
 }
 
 /// Whether an answer stands for a failure, and which (see [`super::classify`]).
@@ -45,6 +56,7 @@ pub(super) fn classify(
     headers: &HeaderMap,
     body: &[u8],
     secrets: &[&Secret],
+    credential_given: bool,
 ) -> Result<(), RefreshFailure> {
     let fields = read_fields(headers, body);
     let refused = match &fields {
@@ -54,7 +66,14 @@ pub(super) fn classify(
     if status.is_success() && !refused {
         return Ok(());
     }
-    Err(failure(status, headers, body, secrets, &fields))
+    Err(failure(
+        status,
+        headers,
+        body,
+        secrets,
+        credential_given,
+        &fields,
+    ))
 }
 
 /// A `2xx` without a usable token: transient (a proxy's page, a truncated answer).
@@ -73,11 +92,18 @@ fn failure(
     headers: &HeaderMap,
     body: &[u8],
     secrets: &[&Secret],
+    credential_given: bool,
     fields: &Result<Fields, &'static str>,
 ) -> RefreshFailure {
     let mut failure = match fields {
         Err(why) if status.is_success() => unusable(status, why),
-        _ => refusal(status, headers, fields.as_ref().ok(), secrets),
+        _ => refusal(
+            status,
+            headers,
+            fields.as_ref().ok(),
+            secrets,
+            credential_given,
+        ),
     };
     if fields.is_err() {
         failure
@@ -125,6 +151,7 @@ fn refusal(
     headers: &HeaderMap,
     fields: Option<&Fields>,
     secrets: &[&Secret],
+    credential_given: bool,
 ) -> RefreshFailure {
     Refusal {
         status,
@@ -132,6 +159,7 @@ fn refusal(
         error: fields.and_then(|f| text(f, "error")),
         description: fields.and_then(|f| text(f, "error_description")),
         secrets,
+        credential_given,
     }
     .failure()
 }
@@ -410,6 +438,7 @@ mod tests {
             &json_headers(),
             body.as_bytes(),
             &[],
+            false,
         )
     }
 
@@ -503,7 +532,7 @@ mod tests {
             HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
         );
         let body = b"access_token=at%2B1&token_type=bearer&expires_in=28800&refresh_token=rt-2&scope=repo+user";
-        let token = parse(StatusCode::OK, &headers, body, &[]).expect("token");
+        let token = parse(StatusCode::OK, &headers, body, &[], false).expect("token");
         assert_eq!(token.access_token.expose(), "at+1");
         assert_eq!(token.expiry, Expiry::In(Duration::from_secs(28800)));
         assert_eq!(
@@ -517,6 +546,7 @@ mod tests {
             &headers,
             b"error=bad_refresh_token&error_description=The+refresh+token+is+invalid",
             &[],
+            false,
         )
         .expect_err("refused");
         assert_eq!(refused.kind, FailureKind::Terminal);
@@ -564,8 +594,8 @@ mod tests {
             assert_eq!(failure.kind, FailureKind::Transient, "{body}");
             assert!(failure.message.contains("HTTP 200"), "{}", failure.message);
         }
-        let failure =
-            parse(StatusCode::OK, &HeaderMap::new(), &[0xff, 0xfe], &[]).expect_err("not utf-8");
+        let failure = parse(StatusCode::OK, &HeaderMap::new(), &[0xff, 0xfe], &[], false)
+            .expect_err("not utf-8");
         assert_eq!(failure.kind, FailureKind::Transient);
     }
 
@@ -618,8 +648,8 @@ mod tests {
     fn refusals_keep_retry_after() {
         let mut headers = json_headers();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("17"));
-        let failure =
-            parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", &[]).expect_err("rate limited");
+        let failure = parse(StatusCode::TOO_MANY_REQUESTS, &headers, b"", &[], false)
+            .expect_err("rate limited");
         assert_eq!(failure.kind, FailureKind::Transient);
         assert_eq!(failure.retry_after, Some(Duration::from_secs(17)));
     }
@@ -632,6 +662,7 @@ mod tests {
             &json_headers(),
             br#"{"error":"invalid_client","error_description":"secret short-secret is wrong"}"#,
             &[&secret],
+            true,
         )
         .expect_err("refused");
         assert!(
@@ -727,6 +758,7 @@ mod tests {
                 &json_headers(),
                 body.as_bytes(),
                 &[],
+                false,
             )
         };
         for body in [
@@ -756,6 +788,7 @@ mod tests {
             &json_headers(),
             br#"{"error":"invalid_client","error_description":"secret s3 is wrong"}"#,
             &[&secret],
+            true,
         )
         .expect_err("refused");
         assert_eq!(refused.kind, FailureKind::Misconfigured);

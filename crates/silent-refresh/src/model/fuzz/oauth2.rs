@@ -111,10 +111,10 @@ impl Secrets {
         if let Some((secret, true)) = &self.client {
             checked.push(("the client secret", secret.as_str()));
         }
-        if let Some((secret, true)) = &self.refresh {
-            if !only_token_like || token_like(secret) {
-                checked.push(("the refresh credential", secret.as_str()));
-            }
+        if let Some((secret, true)) = &self.refresh
+            && (!only_token_like || token_like(secret))
+        {
+            checked.push(("the refresh credential", secret.as_str()));
         }
         checked
     }
@@ -356,10 +356,10 @@ impl ResponseCase {
                     (http::header::RETRY_AFTER, seconds.to_string().into_bytes())
                 }
                 HeaderPick::RetryAfterDate { until, date: sent } => {
-                    if let Some(sent) = sent {
-                        if let Ok(value) = HeaderValue::from_str(&date(*sent)) {
-                            headers.append(http::header::DATE, value);
-                        }
+                    if let Some(sent) = sent
+                        && let Ok(value) = HeaderValue::from_str(&date(*sent))
+                    {
+                        headers.append(http::header::DATE, value);
                     }
                     (http::header::RETRY_AFTER, date(*until).into_bytes())
                 }
@@ -452,7 +452,11 @@ fn check_response(case: &ResponseCase) -> Result<(), String> {
     }
 }
 
-/// The public classifier, given the same secrets, agrees with `parse_response_for`.
+/// The public classifier, given the secrets of the exchange, agrees with
+/// `parse_response_for`: `Ok` for a token or a `2xx` without one, and otherwise a
+/// failure of the same class and `Retry-After` (its message may differ: given the
+/// credential sent, it names a long redirect path segment by segment), that keeps the
+/// same invariants.
 fn check_classify(
     response: &http::Response<Vec<u8>>,
     secrets: &Secrets,
@@ -476,8 +480,13 @@ fn check_classify(
         (Ok(_), Err(_)) => Err("classify refuses an answer that holds a token".to_owned()),
         (Err(failure), Ok(())) if success && failure.kind == FailureKind::Transient => Ok(()),
         (Err(_), Ok(())) => Err("classify passes an answer the codec refuses".to_owned()),
-        (Err(failure), Err(other)) if *failure == other => Ok(()),
-        (Err(_), Err(_)) => Err("classify and the codec give different failures".to_owned()),
+        (Err(failure), Err(other))
+            if failure.kind == other.kind && failure.retry_after == other.retry_after =>
+        {
+            check_failure(&other, &secrets.checked(false))?;
+            check_classification(response, &other)
+        }
+        (Err(_), Err(_)) => Err("classify and the codec classify differently".to_owned()),
     }
 }
 

@@ -103,6 +103,7 @@
 mod action;
 mod config;
 mod error;
+mod event;
 mod failure;
 mod ids;
 mod jitter;
@@ -121,6 +122,7 @@ mod token;
 pub use action::{Action, WakeReason, Wakeup};
 pub use config::{Config, ConfigBuilder, RefreshMode};
 pub use error::Error;
+pub use event::{Event, MAX_QUEUED_EVENTS, Trigger};
 pub use failure::{FailureKind, RefreshFailure};
 pub use ids::{AttemptId, RequestId};
 pub use machine::{Status, TokenMachine};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::action::{Action, WakeReason, Wakeup};
 use crate::config::{Config, RefreshMode};
 use crate::error::Error;
+use crate::event::{Event, MAX_QUEUED_EVENTS, Trigger};
 use crate::failure::{FailureKind, RefreshFailure};
 use crate::ids::{AttemptId, RequestId};
 use crate::jitter::{self, Stream};
@@ -128,6 +129,7 @@ pub struct TokenMachine {
     next_request: u64,
     parked: Parked,
     actions: VecDeque<Action>,
+    events: VecDeque<Event>,
 }
 
 impl TokenMachine {
@@ -154,6 +156,7 @@ impl TokenMachine {
             next_request: 1,
             parked: Parked::default(),
             actions: VecDeque::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -292,27 +295,32 @@ impl TokenMachine {
         let now = self.clamp(now);
         if let Some(exchange) = self.exchange.filter(|e| e.attempt == attempt) {
             self.exchange = None;
-            if !exchange.superseded {
+            if exchange.superseded {
+                self.event(Event::ResultDropped { attempt });
+            } else {
                 match result {
                     Ok(token) => {
                         let refresh_token = token.refresh_token.clone();
-                        if !self.adopt(now, token, exchange.started) {
+                        if !self.adopt(now, token, exchange.started, Some(attempt)) {
                             // The server answered: a rotated credential is the one to
                             // send next, even with an unusable access token.
                             if refresh_token.is_some() {
                                 self.refresh_token = refresh_token;
                             }
-                            self.on_failure(now, RefreshFailure::transient(EXPIRED_RESULT));
+                            let failure = RefreshFailure::transient(EXPIRED_RESULT);
+                            self.on_failure(now, attempt, failure);
                         }
                     }
                     Err(failure) => {
                         if exchange.cancel_requested {
                             self.outcome_unknown = true;
                         }
-                        self.on_failure(now, failure);
+                        self.on_failure(now, attempt, failure);
                     }
                 }
             }
+        } else {
+            self.event(Event::ResultDropped { attempt });
         }
         self.advance(now);
     }
@@ -336,7 +344,7 @@ impl TokenMachine {
     pub fn handle_sign_in(&mut self, now: Instant, wall_now: SystemTime, credentials: Credentials) {
         let now = self.clamp(now);
         self.wall_anchor = (now, wall_now);
-        self.status = Status::SignedIn;
+        self.set_status(Status::SignedIn);
         self.current = None;
         self.refresh_token = None;
         self.supersede_exchange();
@@ -358,7 +366,7 @@ impl TokenMachine {
         if let Some(token) = token {
             // An expired token is not adopted; its refresh credential is kept.
             let refresh_token = token.refresh_token.clone();
-            if !self.adopt(now, token, now) {
+            if !self.adopt(now, token, now, None) {
                 self.refresh_token = refresh_token;
             }
         }
@@ -369,7 +377,7 @@ impl TokenMachine {
     /// driver is asked to forget the stored one.
     pub fn handle_sign_out(&mut self, now: Instant) {
         let now = self.clamp(now);
-        self.status = Status::SignedOut;
+        self.set_status(Status::SignedOut);
         self.current = None;
         self.refresh_token = None;
         self.self_authenticating = false;
@@ -391,6 +399,13 @@ impl TokenMachine {
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// The next event (what happened, for logs and subscribers); call until `None`
+    /// after draining the actions.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next (`None`: only
@@ -461,6 +476,7 @@ impl TokenMachine {
                     self.last_failure = Some(TIMED_OUT.into());
                 }
                 self.actions.push_back(Action::CancelRefresh { attempt });
+                self.event(Event::RefreshOverdue { attempt });
             }
         }
         if self.backoff.is_some_and(|until| now >= until) {
@@ -561,6 +577,11 @@ impl TokenMachine {
     }
 
     fn start_refresh(&mut self, now: Instant) {
+        let trigger = match &self.current {
+            Some(current) if current.rejected => Trigger::Rejected,
+            Some(current) if current.usable_at(now) => Trigger::Window,
+            _ => Trigger::NoToken,
+        };
         let attempt = AttemptId(self.next_attempt);
         self.next_attempt += 1;
         self.exchange = Some(Exchange {
@@ -574,24 +595,26 @@ impl TokenMachine {
             attempt,
             refresh_token: self.refresh_token.clone(),
         });
+        self.event(Event::RefreshStarted { attempt, trigger });
     }
 
     /// Rule 7: transient failures back off (honouring `Retry-After`); a misconfiguration
     /// waits `backoff_max` and fails requests that need a refresh fast meanwhile, keeping
     /// the credential; dead credentials end the session until the next sign-in.
-    fn on_failure(&mut self, now: Instant, failure: RefreshFailure) {
-        match failure.kind {
+    fn on_failure(&mut self, now: Instant, attempt: AttemptId, failure: RefreshFailure) {
+        let kind = failure.kind;
+        let message: Arc<str> = failure.message.into();
+        match kind {
             FailureKind::Transient => {
-                self.status = Status::SignedIn;
+                self.set_status(Status::SignedIn);
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                self.last_failure = Some(failure.message.into());
+                self.last_failure = Some(message.clone());
                 let delay = self.backoff_delay(failure.retry_after);
                 self.backoff = Some(later(now, delay));
             }
             FailureKind::Misconfigured => {
-                let reason: Arc<str> = failure.message.into();
-                self.status = Status::Misconfigured(reason.clone());
-                self.last_failure = Some(reason);
+                self.set_status(Status::Misconfigured(message.clone()));
+                self.last_failure = Some(message.clone());
                 let delay = self
                     .config
                     .backoff_max
@@ -600,11 +623,11 @@ impl TokenMachine {
             }
             FailureKind::Terminal => {
                 let reason: Arc<str> = if self.outcome_unknown {
-                    format!("{}; {UNKNOWN_OUTCOME}", failure.message).into()
+                    format!("{message}; {UNKNOWN_OUTCOME}").into()
                 } else {
-                    failure.message.into()
+                    message.clone()
                 };
-                self.status = Status::SignInRequired(reason.clone());
+                self.set_status(Status::SignInRequired(reason.clone()));
                 self.current = None;
                 self.refresh_token = None;
                 self.backoff = None;
@@ -614,6 +637,28 @@ impl TokenMachine {
                 self.reject_all_parked(&Error::SignInRequired { reason });
             }
         }
+        self.event(Event::RefreshFailed {
+            attempt,
+            kind,
+            message,
+            retry_at: self.backoff,
+        });
+    }
+
+    /// Sets the status, and reports a change as an event.
+    fn set_status(&mut self, status: Status) {
+        if self.status != status {
+            self.status = status.clone();
+            self.event(Event::StatusChanged { status });
+        }
+    }
+
+    /// Queues an event, dropping the oldest past [`MAX_QUEUED_EVENTS`] (rule 10).
+    fn event(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     /// `min(backoff_max, backoff_initial × 2^(failures−1))`, less up to half of it as
@@ -640,7 +685,13 @@ impl TokenMachine {
 
     /// Rule 9: adopts a token received from a refresh sent at `base` (or given at
     /// sign-in). Returns `false`, adopting nothing, if it is not usable at `now`.
-    fn adopt(&mut self, now: Instant, token: Token, base: Instant) -> bool {
+    fn adopt(
+        &mut self,
+        now: Instant,
+        token: Token,
+        base: Instant,
+        attempt: Option<AttemptId>,
+    ) -> bool {
         let generation = Generation(self.generation.0 + 1);
         let expires_at = match token.expiry {
             Expiry::Never => None,
@@ -678,9 +729,13 @@ impl TokenMachine {
             rejected: false,
         });
         if let Status::Misconfigured(_) = self.status {
-            self.status = Status::SignedIn;
+            self.set_status(Status::SignedIn);
         }
         self.forget_failures();
+        self.event(Event::TokenAdopted {
+            generation,
+            attempt,
+        });
         self.actions.push_back(Action::Persist {
             generation,
             token: Box::new(stored),

@@ -1008,3 +1008,86 @@ fn fast_path_snapshot_ends_at_the_window_or_when_unusable() {
 fn token_of(access: &str, lifetime_secs: u64) -> Token {
     token(access, secs(lifetime_secs))
 }
+
+// ----- events: what happened, reported by the machine ---------------------------------
+
+fn events(sim: &mut Sim) -> Vec<silent_refresh::Event> {
+    std::iter::from_fn(|| sim.machine.poll_event()).collect()
+}
+
+#[test]
+fn events_say_why_a_refresh_started_and_how_it_ended() {
+    use silent_refresh::{Event, FailureKind, Trigger};
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt".into()));
+    assert_eq!(
+        events(&mut sim),
+        vec![Event::StatusChanged {
+            status: Status::SignedIn
+        }]
+    );
+    let first = the_attempt(&sim.request().1);
+    assert_eq!(
+        events(&mut sim),
+        vec![Event::RefreshStarted {
+            attempt: first,
+            trigger: Trigger::NoToken
+        }]
+    );
+    sim.result(first, Ok(token("at-1", secs(3600))));
+    assert_eq!(
+        events(&mut sim),
+        vec![Event::TokenAdopted {
+            generation: Generation(1),
+            attempt: Some(first)
+        }]
+    );
+    sim.at(secs(3300));
+    let window = the_attempt(&sim.timeout());
+    assert!(matches!(
+        events(&mut sim)[..],
+        [Event::RefreshStarted {
+            trigger: Trigger::Window,
+            ..
+        }]
+    ));
+    sim.result(window, Err(RefreshFailure::transient("503")));
+    match &events(&mut sim)[..] {
+        [
+            Event::RefreshFailed {
+                attempt,
+                kind: FailureKind::Transient,
+                retry_at: Some(at),
+                ..
+            },
+        ] => {
+            assert_eq!(*attempt, window);
+            assert_eq!(Some(*at), sim.machine.backoff_until());
+        }
+        other => panic!("{other:?}"),
+    }
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let _ = sim.drain();
+    sim.now = sim.machine.backoff_until().unwrap();
+    let rejected = the_attempt(&sim.timeout());
+    assert!(matches!(
+        events(&mut sim)[..],
+        [Event::RefreshStarted {
+            trigger: Trigger::Rejected,
+            ..
+        }]
+    ));
+    sim.now += Config::default().refresh_timeout();
+    sim.timeout();
+    assert_eq!(
+        events(&mut sim),
+        vec![Event::RefreshOverdue { attempt: rejected }]
+    );
+    sim.result(AttemptId(99), Ok(token("at-x", secs(3600))));
+    assert_eq!(
+        events(&mut sim),
+        vec![Event::ResultDropped {
+            attempt: AttemptId(99)
+        }]
+    );
+}

@@ -13,8 +13,10 @@ use super::reference::{Model, Snapshot};
 use super::trace::{Act, Credential, Input, Label, Step, TokenSpec};
 use crate::action::Wakeup;
 use crate::config::Config;
+use crate::event::Event;
 use crate::failure::RefreshFailure;
 use crate::ids::{AttemptId, RequestId};
+use crate::machine::Status;
 use crate::machine::TokenMachine;
 use crate::token::{Expiry, Generation};
 
@@ -264,10 +266,12 @@ impl Harness {
         let now = self.now();
         let step_number = self.trace.len() + 1;
         let request = self.drive(&input, now);
+        let status_before = self.model.snapshot().status;
         let mut actions = Vec::new();
         while let Some(action) = self.machine.poll_action() {
             actions.push(Act::from_action(action));
         }
+        let events: Vec<Event> = std::iter::from_fn(|| self.machine.poll_event()).collect();
         let observed = snapshot(&self.machine);
         let (predicted_request, predicted) = self.model.apply(&input, now);
         let expected = self.model.snapshot();
@@ -282,6 +286,15 @@ impl Harness {
                     now - self.start,
                     describe(&observed, self.start),
                     describe(&expected, self.start),
+                ),
+            });
+        }
+        if let Err(detail) = events_match(&actions, &events, &status_before, &observed.status) {
+            return Err(Violation {
+                step: step_number,
+                kind: ViolationKind::ModelMismatch,
+                detail: format!(
+                    "input {input:?}: the events do not match: {detail}\n  actions: {actions:?}\n  events: {events:?}"
                 ),
             });
         }
@@ -334,6 +347,78 @@ impl Harness {
         }
         None
     }
+}
+
+/// The events of a step tell what its actions did: one `RefreshStarted` per
+/// `StartRefresh` and one `TokenAdopted` per `Persist`, with the same ids; a
+/// `RefreshOverdue` only for a cancelled exchange; and status changes that lead from the
+/// status before the step to the status after it.
+fn events_match(
+    actions: &[Act],
+    events: &[Event],
+    before: &Status,
+    after: &Status,
+) -> Result<(), String> {
+    let started: Vec<AttemptId> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Act::StartRefresh { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    let started_events: Vec<AttemptId> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RefreshStarted { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    if started != started_events {
+        return Err(format!(
+            "started {started:?}, events say {started_events:?}"
+        ));
+    }
+    let adopted: Vec<Generation> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Act::Persist { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect();
+    let adopted_events: Vec<Generation> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TokenAdopted { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect();
+    if adopted != adopted_events {
+        return Err(format!(
+            "persisted {adopted:?}, events say {adopted_events:?}"
+        ));
+    }
+    for event in events {
+        if let Event::RefreshOverdue { attempt } = event {
+            if !actions.contains(&Act::CancelRefresh { attempt: *attempt }) {
+                return Err(format!("{attempt} overdue without a CancelRefresh"));
+            }
+        }
+    }
+    let mut status = before.clone();
+    for event in events {
+        if let Event::StatusChanged { status: new } = event {
+            if *new == status {
+                return Err(format!("a status change to the same {new:?}"));
+            }
+            status = new.clone();
+        }
+    }
+    if status != *after {
+        return Err(format!(
+            "the status changes end at {status:?}, the status is {after:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// What the machine's getters say, in the model's terms.

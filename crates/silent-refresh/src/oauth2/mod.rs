@@ -72,7 +72,13 @@
 //! Only a terminal failure's message says to sign in again; a misconfigured one names
 //! what to fix (client id or secret, client authentication method, token URL, scope,
 //! grant type). A refresh never follows a redirect: a redirect of a `POST` carrying a
-//! credential would hand it to wherever the `Location` points.
+//! credential would hand it to wherever the `Location` points. The message names the
+//! `Location` by origin and path only: never its user information, query or fragment.
+//! Its path is shown segment by segment when the refresh credential sent is known
+//! ([`RefreshGrant::parse_response_for`], or [`classify`] given the secrets), since that
+//! credential is then redacted exactly; otherwise a run of token characters long enough
+//! to be a credential (base64 has `/`) is redacted whole, path and all. A `Location`
+//! that holds one of the secrets given is not shown at all.
 //!
 //! `Retry-After` is read as seconds, or as an HTTP date counted from the response's own
 //! `Date` header (the codec has no clock; without `Date` the date form is ignored).

@@ -10,6 +10,8 @@ use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Expiry, FailureKind, RefreshFailure, Secret, Token};
 
 const CLIENT_SECRET: &str = "cs-9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddcc";
+/// The refresh credential every answer below is to (as the refreshers tell the codec).
+const REFRESH_TOKEN: &str = "rt-5f4e3d2c1b0a";
 
 fn grant() -> RefreshGrant {
     RefreshGrant::new("https://login.example.com/oauth2/token", "my-app")
@@ -21,7 +23,19 @@ fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Result<Token, Re
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    grant().parse_response(&builder.body(body.as_bytes().to_vec()).unwrap())
+    let response = builder.body(body.as_bytes().to_vec()).unwrap();
+    let told = grant().parse_response_for(&response, Some(&Secret::new(REFRESH_TOKEN)));
+    // Not told the credential sent, the codec classifies alike.
+    let untold = grant().parse_response(&response);
+    match (&told, &untold) {
+        (Ok(token), Ok(same)) => assert_eq!(token, same),
+        (Err(failure), Err(other)) => {
+            assert_eq!(failure.kind, other.kind);
+            assert_eq!(failure.retry_after, other.retry_after);
+        }
+        _ => panic!("told {told:?}, untold {untold:?}"),
+    }
+    told
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json; charset=utf-8");
@@ -426,6 +440,36 @@ fn oauth2_redirects_name_the_location_without_its_query() {
         assert!(!says_sign_in(&failure), "{}", failure.message);
         assert_eq!(failure.retry_after, None);
     }
+    // Not told the credential sent (`parse_response`), the codec cannot tell a long
+    // path from a base64 credential the server echoed: the run is redacted whole.
+    let response = http::Response::builder()
+        .status(307)
+        .header(
+            "location",
+            "https://login.example.net/tenant/oauth2/v2.0/token?code=abc",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let failure = grant().parse_response(&response).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Misconfigured);
+    assert!(
+        failure.message.contains("Location https:[redacted])"),
+        "{}",
+        failure.message
+    );
+    let short = http::Response::builder()
+        .status(308)
+        .header("location", "https://login.example.net/token?code=abc")
+        .body(Vec::new())
+        .unwrap();
+    let failure = grant().parse_response(&short).unwrap_err();
+    assert!(
+        failure
+            .message
+            .contains("Location https://login.example.net/token)"),
+        "{}",
+        failure.message
+    );
 }
 
 #[test]

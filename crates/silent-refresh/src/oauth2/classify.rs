@@ -50,10 +50,11 @@ pub(super) struct Refusal<'a> {
     /// The secrets of the exchange (client secret, refresh credential), redacted should
     /// the server echo them.
     pub(super) secrets: &'a [&'a Secret],
-    /// Whether `secrets` hold the refresh credential sent. Then it is redacted exactly,
-    /// and a redirect's path is shown segment by segment (a segment that looks like a
-    /// token is redacted); otherwise a run of token characters across `/` that is long
-    /// enough to be a credential (base64 has `/`) is redacted whole, path and all.
+    /// Whether `secrets` are all the secrets the request sent. Then they are redacted
+    /// exactly, and a redirect's path is shown segment by segment (a segment that looks
+    /// like a token is redacted); otherwise a run of token characters across `/` that
+    /// is long enough to be a credential (base64 has `/`) is redacted whole, path and
+    /// all.
     pub(super) credential_given: bool,
 }
 

@@ -74,9 +74,9 @@
 //! grant type). A refresh never follows a redirect: a redirect of a `POST` carrying a
 //! credential would hand it to wherever the `Location` points. The message names the
 //! `Location` by origin and path only: never its user information, query or fragment.
-//! Its path is shown segment by segment when the refresh credential sent is known
-//! ([`RefreshGrant::parse_response_for`], or [`classify`] given the secrets), since that
-//! credential is then redacted exactly; otherwise a run of token characters long enough
+//! Its path is shown segment by segment when the secrets sent are known
+//! ([`RefreshGrant::parse_response_for`], or [`classify`] given them), since they are
+//! then redacted exactly; otherwise a run of token characters long enough
 //! to be a credential (base64 has `/`) is redacted whole, path and all. A `Location`
 //! that holds one of the secrets given is not shown at all.
 //!
@@ -215,16 +215,28 @@ impl RefreshGrant {
         &self,
         response: &http::Response<B>,
     ) -> Result<Token, RefreshFailure> {
-        self.parse_response_for(response, None)
+        // Not told what was sent: a refresh credential may have been.
+        self.read(response, None, false)
     }
 
     /// Like [`parse_response`](Self::parse_response), also redacting `refresh_token`
-    /// (the credential the request sent) from failure messages, should the server echo
-    /// it (some do: "Invalid refresh token: …").
+    /// (the credential the request sent: `None` for the client-credentials grant) from
+    /// failure messages, should the server echo it (some do: "Invalid refresh token:
+    /// …").
     pub fn parse_response_for<B: AsRef<[u8]>>(
         &self,
         response: &http::Response<B>,
         refresh_token: Option<&Secret>,
+    ) -> Result<Token, RefreshFailure> {
+        self.read(response, refresh_token, true)
+    }
+
+    /// Reads an answer; `told`: whether `refresh_token` is what the request sent.
+    fn read<B: AsRef<[u8]>>(
+        &self,
+        response: &http::Response<B>,
+        refresh_token: Option<&Secret>,
+        told: bool,
     ) -> Result<Token, RefreshFailure> {
         let secrets: Vec<&Secret> = self.client_secret.iter().chain(refresh_token).collect();
         response::parse(
@@ -232,7 +244,7 @@ impl RefreshGrant {
             response.headers(),
             response.body().as_ref(),
             &secrets,
-            refresh_token.is_some(),
+            told,
         )
     }
 

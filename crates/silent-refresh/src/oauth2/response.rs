@@ -20,7 +20,7 @@ use crate::token::{Expiry, Token};
 
 /// The answer to a refresh request (see [`super::RefreshGrant::parse_response`]).
 ///
-/// `credential_given`: whether `secrets` hold the refresh credential sent (see
+/// `credential_given`: whether `secrets` are all the secrets the request sent (see
 /// [`Refusal::credential_given`]).
 pub(super) fn parse(
     status: StatusCode,

@@ -17,7 +17,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 mod error;
+pub mod kernel;
 pub mod store;
 
 pub use error::Error;

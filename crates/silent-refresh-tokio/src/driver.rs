@@ -1,45 +1,44 @@
-//! The background task: the one place that runs refreshes and owns the timer.
+//! The background task: the one place that runs refresh exchanges and owns the timer.
 //!
-//! It sleeps until the machine's next wake-up (re-arming its one sleep only when that
-//! instant changes), runs the refresh exchanges the machine asks for, cancels the ones it
-//! asks to cancel, feeds every result back (a cancelled exchange's as a transient
-//! failure), and ends when the last handle is dropped and no exchange is left running.
+//! It sleeps until the kernel's next wake-up (re-arming its one sleep only when that
+//! instant changes), runs the exchanges the kernel asks for, cancels the ones it asks to
+//! cancel, feeds every result back (a cancelled exchange's as a transient failure), and
+//! ends when the last handle is dropped and no exchange is left running.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
+use silent_refresh_driver::kernel::{Start, Work};
 use tokio::sync::oneshot;
 
 use crate::refresher::Refresher;
-use crate::shared::{Shared, Start, Work};
+use crate::runtime::{NotifyWake, TokioKernel};
 
-/// Marks the shared state when the task ends, however it ends (also when its runtime
-/// shuts down), so no request waits for an answer that cannot come.
-struct StopOnDrop(Arc<Shared>);
+/// Stops the kernel when the task ends, however it ends (also when its runtime shuts
+/// down), so no caller waits for an answer that cannot come.
+struct StopOnDrop(Arc<TokioKernel>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.driver_stopped();
+        self.0.stop();
     }
 }
 
 /// Runs until `shutdown` resolves (its sender, held by the handles, is dropped) and the
-/// exchange on the wire, if any, has ended.
-///
-/// After shutdown it still waits for that exchange (which the machine cancels at its
-/// deadline) and feeds its result, so that a credential the server rotated reaches the
-/// token-change callback instead of being lost; it starts no new one.
+/// exchange on the wire, if any, has ended: a credential the server rotated still
+/// reaches the token-change callback. After shutdown it starts no new exchange.
 pub(crate) async fn run<R: Refresher>(
-    shared: Arc<Shared>,
+    kernel: Arc<TokioKernel>,
+    wake: Arc<NotifyWake>,
     refresher: R,
     mut shutdown: oneshot::Receiver<()>,
 ) {
-    let _stop = StopOnDrop(shared.clone());
+    let _stop = StopOnDrop(kernel.clone());
     let mut in_flight = FuturesUnordered::new();
     let mut aborts: HashMap<AttemptId, AbortHandle> = HashMap::new();
     let sleep = tokio::time::sleep(Duration::ZERO);
@@ -51,7 +50,7 @@ pub(crate) async fn run<R: Refresher>(
             starts,
             cancels,
             next,
-        } = shared.take_work();
+        } = kernel.take_work();
         for attempt in cancels {
             if let Some(abort) = aborts.remove(&attempt) {
                 abort.abort();
@@ -63,10 +62,8 @@ pub(crate) async fn run<R: Refresher>(
         } in starts
         {
             if stopping {
-                // Nobody is left to use the token; the machine is dropped with the task.
-                continue;
+                continue; // nobody is left to use the token
             }
-            tracing::debug!(attempt = attempt.0, "token refresh started");
             let (abort, registration) = AbortHandle::new_pair();
             aborts.insert(attempt, abort);
             in_flight.push(exchange(&refresher, attempt, refresh_token, registration));
@@ -85,14 +82,14 @@ pub(crate) async fn run<R: Refresher>(
             _ = &mut shutdown, if !stopping => stopping = true,
             Some((attempt, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 aborts.remove(&attempt);
-                shared.refresh_result(attempt, result);
+                kernel.refresh_result(attempt, result);
             }
             () = &mut sleep, if armed.is_some() => {
-                // Re-arm on the next turn even if the machine names the same instant.
+                // Re-arm on the next turn even if the kernel names the same instant.
                 armed = None;
-                shared.timeout();
+                kernel.timeout();
             }
-            () = shared.work_changed() => {}
+            () = wake.0.notified() => {}
         }
     }
     tracing::debug!("token source dropped; background task ends");
@@ -105,7 +102,7 @@ async fn exchange<R: Refresher>(
     refresher: &R,
     attempt: AttemptId,
     refresh_token: Option<Secret>,
-    registration: futures::future::AbortRegistration,
+    registration: AbortRegistration,
 ) -> (AttemptId, Result<Token, RefreshFailure>) {
     let refresh = std::panic::AssertUnwindSafe(refresher.refresh(refresh_token)).catch_unwind();
     let result = match Abortable::new(refresh, registration).await {

@@ -141,3 +141,15 @@ impl Error {
         )
     }
 }
+
+impl From<silent_refresh_driver::kernel::NoToken> for Error {
+    /// Why a caller got no token, as this crate's error.
+    fn from(no_token: silent_refresh_driver::kernel::NoToken) -> Self {
+        use silent_refresh_driver::kernel::NoToken;
+        match no_token {
+            NoToken::Token(error) => Self::from(error),
+            NoToken::Reentrant => Self::Reentrant,
+            NoToken::Stopped => Self::DriverStopped,
+        }
+    }
+}

@@ -70,21 +70,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod change;
 mod driver;
 mod error;
 #[cfg(feature = "reqwest")]
 mod oauth2;
 mod refresher;
+mod runtime;
 mod send;
-mod shared;
 mod source;
 
-pub use change::TokenChange;
 pub use error::Error;
 #[cfg(feature = "reqwest")]
 pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
+pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
+pub use silent_refresh_driver::kernel::TokenChange;
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -2,18 +2,21 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
-use silent_refresh::{
-    AccessToken, Config, Credentials, Generation, RequestId, Status, TokenMachine,
-};
-use tokio::sync::oneshot;
+use silent_refresh::{AccessToken, Config, Credentials, Event, Generation, RequestId, Status};
+use silent_refresh_driver::clock::Clock;
+use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
+use tokio::sync::{broadcast, oneshot};
 
-use crate::change::TokenChange;
 use crate::driver;
 use crate::error::Error;
 use crate::refresher::Refresher;
-use crate::shared::{ChangeCallback, Command, Shared, now};
+use crate::runtime::{NotifyWake, OneshotWaiter, TokioKernel, default_clock};
+
+/// How many events a [`TokenSource::subscribe`] receiver may lag behind before it
+/// misses the oldest (it is told how many it missed).
+const EVENT_BUFFER: usize = 64;
 
 /// A source of fresh access tokens, driven by one background task.
 ///
@@ -30,7 +33,7 @@ use crate::shared::{ChangeCallback, Command, Shared, now};
 /// with backoff after failures; see the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct TokenSource {
-    shared: Arc<Shared>,
+    kernel: Arc<TokioKernel>,
     /// Shared by the clones; the background task ends when the last one drops.
     alive: Arc<Alive>,
 }
@@ -39,6 +42,7 @@ pub struct TokenSource {
 struct Alive {
     _shutdown: oneshot::Sender<()>,
     token_endpoint: Option<Arc<str>>,
+    events: broadcast::Sender<Event>,
 }
 
 impl TokenSource {
@@ -50,6 +54,7 @@ impl TokenSource {
             credentials: None,
             refresher: NoRefresher,
             on_change: None,
+            clock: None,
         }
     }
 
@@ -73,16 +78,49 @@ impl TokenSource {
     /// callback.
     #[inline]
     pub async fn token(&self) -> Result<Arc<AccessToken>, Error> {
-        if let Some(token) = self.shared.fresh_token() {
+        if let Some(token) = self.kernel.fresh_token() {
             return Ok(token);
         }
-        self.wait_for_token().await
+        self.wait_for_token(None).await
     }
 
-    async fn wait_for_token(&self) -> Result<Arc<AccessToken>, Error> {
-        let (request, outcome) = self.shared.enter_request(None)?;
+    /// As [`token`](Self::token), but a call that has to wait gives up after `limit`
+    /// (instead of the configuration's `request_timeout`) with
+    /// [`silent_refresh::Error::DeadlineExceeded`].
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub async fn token_within(&self, limit: Duration) -> Result<Arc<AccessToken>, Error> {
+        if let Some(token) = self.kernel.fresh_token() {
+            return Ok(token);
+        }
+        let now = self.kernel.clock().now();
+        self.wait_for_token(Some(now.checked_add(limit).unwrap_or(now)))
+            .await
+    }
+
+    /// As [`token`](Self::token), but a call that has to wait gives up at `deadline`
+    /// (read on the source's clock: tokio's, unless the builder was given another).
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub async fn token_before(&self, deadline: Instant) -> Result<Arc<AccessToken>, Error> {
+        if let Some(token) = self.kernel.fresh_token() {
+            return Ok(token);
+        }
+        self.wait_for_token(Some(deadline)).await
+    }
+
+    async fn wait_for_token(&self, deadline: Option<Instant>) -> Result<Arc<AccessToken>, Error> {
+        let (sender, outcome) = oneshot::channel();
+        let request = self
+            .kernel
+            .enter(deadline, OneshotWaiter(sender))
+            .map_err(Error::from)?;
         let mut guard = CancelOnDrop {
-            shared: &self.shared,
+            kernel: &self.kernel,
             request: Some(request),
         };
         let outcome = outcome.await;
@@ -93,50 +131,53 @@ impl TokenSource {
         }
     }
 
+    /// A receiver of everything that happens from now on: refreshes started (with their
+    /// trigger), failed (with their class), overdue, tokens adopted, status changes.
+    /// No event carries a secret. A receiver that lags more than 64 events behind
+    /// misses the oldest, and is told so.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.alive.events.subscribe()
+    }
+
     /// A request sent with the token of `generation` was rejected (HTTP 401). If that
     /// is the current token, the next [`token`](Self::token) call waits for a new one
     /// (many reports of one generation cause one refresh); an older generation causes
     /// nothing, since the current token is already newer.
     pub fn report_rejected(&self, generation: Generation) {
-        self.shared.command(Command::Rejected(generation));
+        self.kernel.command(Command::Rejected(generation));
     }
 
     /// Signs in with new credentials: replaces the token, forgets any failure, and
     /// releases the calls waiting for a token.
     pub fn sign_in(&self, credentials: Credentials) {
-        self.shared
-            .command(Command::SignIn(credentials, SystemTime::now()));
+        self.kernel.command(Command::SignIn(credentials));
     }
 
     /// Signs out: clears the token, fails every waiting call, and reports
     /// [`TokenChange::Forget`] so the program deletes its stored token.
     pub fn sign_out(&self) {
-        self.shared.command(Command::SignOut);
+        self.kernel.command(Command::SignOut);
     }
 
-    /// Where the source stands with the credentials.
-    ///
-    /// # Panics
-    ///
-    /// If called from this source's token-change callback (the source is locked there;
-    /// this would otherwise deadlock). The same holds for the other getters.
+    /// Where the source stands with the credentials. Like every getter it reads a
+    /// published snapshot: no lock, so it is safe anywhere, also inside the
+    /// token-change callback.
     #[must_use]
     pub fn status(&self) -> Status {
-        self.shared.status()
+        self.kernel.snapshot().status.clone()
     }
 
-    /// The generation of the newest token (0 before the first). Panics from the
-    /// token-change callback, like [`status`](Self::status).
+    /// The generation of the newest token (0 before the first).
     #[must_use]
     pub fn generation(&self) -> Generation {
-        self.shared.generation()
+        self.kernel.snapshot().generation
     }
 
-    /// How many [`token`](Self::token) calls are waiting. Panics from the token-change
-    /// callback, like [`status`](Self::status).
+    /// How many [`token`](Self::token) calls are waiting.
     #[must_use]
     pub fn waiting(&self) -> usize {
-        self.shared.waiting()
+        self.kernel.snapshot().waiting
     }
 
     /// The token endpoint, as the refresher gave it.
@@ -148,7 +189,11 @@ impl TokenSource {
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // No lock here: Debug may run anywhere, even inside the callback.
+        let snapshot = self.kernel.snapshot();
         f.debug_struct("TokenSource")
+            .field("status", &snapshot.status)
+            .field("generation", &snapshot.generation)
+            .field("waiting", &snapshot.waiting)
             .field("token_endpoint", &self.alive.token_endpoint)
             .finish_non_exhaustive()
     }
@@ -156,14 +201,14 @@ impl fmt::Debug for TokenSource {
 
 /// Removes a waiting request from the machine when its future is dropped mid-wait.
 struct CancelOnDrop<'a> {
-    shared: &'a Shared,
+    kernel: &'a TokioKernel,
     request: Option<RequestId>,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(request) = self.request.take() {
-            self.shared.cancel(request);
+            self.kernel.cancel(request);
         }
     }
 }
@@ -179,6 +224,7 @@ pub struct TokenSourceBuilder<R> {
     credentials: Option<Credentials>,
     refresher: R,
     on_change: Option<ChangeCallback>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl<R> TokenSourceBuilder<R> {
@@ -198,7 +244,16 @@ impl<R> TokenSourceBuilder<R> {
             credentials: self.credentials,
             refresher,
             on_change: self.on_change,
+            clock: self.clock,
         }
+    }
+
+    /// Read time from `clock` instead of tokio's clock and the system's wall clock
+    /// (tests of suspends and wall-clock jumps).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     /// Called with each [`TokenChange`], synchronously and in order, before any request
@@ -224,16 +279,37 @@ impl<R: Refresher> TokenSourceBuilder<R> {
     /// [`Error::NoRuntime`] outside a tokio runtime.
     pub fn build(self) -> Result<TokenSource, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let machine = TokenMachine::new(self.config, now(), SystemTime::now());
-        let shared = Arc::new(Shared::new(machine, self.credentials, self.on_change));
+        let wake = Arc::new(NotifyWake::default());
+        let clock = self.clock.unwrap_or_else(default_clock);
+        let kernel = Arc::new(TokioKernel::new(
+            self.config,
+            clock,
+            wake.clone(),
+            self.on_change,
+        ));
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let sender = events.clone();
+        kernel.subscribe(move |event| {
+            // No receiver is fine: nobody subscribed.
+            let _ = sender.send(event.clone());
+        });
+        if let Some(credentials) = self.credentials {
+            kernel.command(Command::SignIn(credentials));
+        }
         let token_endpoint = self.refresher.token_endpoint().map(Arc::from);
         let (shutdown, on_shutdown) = oneshot::channel();
-        runtime.spawn(driver::run(shared.clone(), self.refresher, on_shutdown));
+        runtime.spawn(driver::run(
+            kernel.clone(),
+            wake,
+            self.refresher,
+            on_shutdown,
+        ));
         Ok(TokenSource {
-            shared,
+            kernel,
             alive: Arc::new(Alive {
                 _shutdown: shutdown,
                 token_endpoint,
+                events,
             }),
         })
     }

@@ -77,7 +77,7 @@ async fn refresh_events_are_logged_without_secrets() {
     let all = lines.join("\n");
     for expected in [
         "token refresh started",
-        "token refreshed",
+        "new token adopted",
         "token refresh failed",
         "backing off",
         "sign-in required",

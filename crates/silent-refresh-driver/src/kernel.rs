@@ -1,0 +1,576 @@
+//! The kernel: the machine behind a lock, and everything a driver does around it.
+//!
+//! Every input goes through one settle loop: feed the machine, drain its actions
+//! (outcomes to the waiting callers, token changes to the callback, refreshes to start
+//! and cancel for the driver), drain its events (to the logs and the subscribers),
+//! apply the commands the callback issued meanwhile, publish the lock-free snapshots, and
+//! wake the driver when it has new work. An adapter brings only how a caller waits
+//! ([`Waiter`]), how its driver loop is woken ([`Wake`]), and how it runs an exchange.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use silent_refresh::{
+    AccessToken, Action, AttemptId, Credentials, Error as CoreError, Event, FailureKind,
+    Generation, RefreshFailure, RequestId, Secret, Status, Token, TokenMachine,
+};
+
+use crate::clock::Clock;
+
+/// How late the driver's timer may fire before the fast path hands out a token that is
+/// no longer usable. A token whose usable time past its refresh window is shorter than
+/// this is checked against the clock on every fast-path call instead.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+
+/// Why a caller got no token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoToken {
+    /// The machine's answer (deadline, sign-in required, misconfigured, …).
+    Token(CoreError),
+    /// Asked from inside the source's own token-change callback, which runs while the
+    /// source is locked: waiting there would deadlock.
+    Reentrant,
+    /// The driver is gone (its runtime shut down): nothing would answer.
+    Stopped,
+}
+
+/// What a waiting caller receives.
+pub type Outcome = Result<Arc<AccessToken>, NoToken>;
+
+/// How a caller waits for its outcome: a oneshot sender, a slot with a condvar, ….
+pub trait Waiter: Send + 'static {
+    /// Delivers the outcome. Called once, under the kernel's lock: do not block.
+    fn resolve(self, outcome: Outcome);
+}
+
+/// How the kernel wakes the adapter's driver loop when it has new work (refreshes to
+/// start or cancel) or a new wake-up instant.
+pub trait Wake: Send + Sync + 'static {
+    /// Wakes the driver loop; called under the kernel's lock: do not block.
+    fn wake(&self);
+}
+
+/// A token change the program must store: the rotated refresh credential, or none.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TokenChange {
+    /// A new token was adopted: store it (it holds the newest refresh credential and a
+    /// wall-clock expiry) before relying on it. No caller gets it before this returns.
+    Persist {
+        /// The generation the machine gave the token.
+        generation: Generation,
+        /// The token to store.
+        token: Token,
+    },
+    /// Signed out: delete the stored token.
+    Forget,
+}
+
+/// The token-change callback.
+pub type ChangeCallback = Box<dyn Fn(TokenChange) + Send + Sync>;
+
+/// An input that needs no answer.
+#[derive(Debug)]
+pub enum Command {
+    /// New credentials.
+    SignIn(Credentials),
+    /// Sign out.
+    SignOut,
+    /// A request with this generation's token was rejected (401).
+    Rejected(Generation),
+}
+
+/// A refresh exchange to start.
+#[derive(Debug)]
+pub struct Start {
+    /// Report its result with this attempt id.
+    pub attempt: AttemptId,
+    /// The refresh credential to send (`None` for grants that need none).
+    pub refresh_token: Option<Secret>,
+}
+
+/// What the driver loop is to do next.
+#[derive(Debug)]
+pub struct Work {
+    /// Exchanges to start.
+    pub starts: Vec<Start>,
+    /// Exchanges to cancel (past their deadline, or superseded).
+    pub cancels: Vec<AttemptId>,
+    /// When to call [`Kernel::timeout`] next (`None`: only when woken).
+    pub next: Option<Instant>,
+}
+
+/// What the getters read, published after every input: no lock, so they never block or
+/// deadlock, not even inside the token-change callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Where the session stands.
+    pub status: Status,
+    /// The generation of the newest token.
+    pub generation: Generation,
+    /// How many callers wait for a token.
+    pub waiting: usize,
+    /// The refresh exchange on the wire, if any.
+    pub refresh_in_flight: Option<AttemptId>,
+    /// When the current backoff ends, if one runs.
+    pub backoff_until: Option<Instant>,
+    /// The last refresh failure since the last adopted token.
+    pub last_failure: Option<Arc<str>>,
+    /// The driver is gone.
+    pub stopped: bool,
+}
+
+/// The fast path's token: handed out without the lock until `until` (`None`: until an
+/// input changes it). The driver's timer withdraws it at `until`, so no clock is read,
+/// unless `check_clock` says a late timer would matter.
+struct Fresh {
+    token: Arc<AccessToken>,
+    until: Option<Instant>,
+    check_clock: bool,
+}
+
+impl Fresh {
+    fn new(token: Arc<AccessToken>, until: Option<Instant>) -> Self {
+        let check_clock = match (until, token.usable_until) {
+            (Some(until), Some(usable_until)) => {
+                usable_until.saturating_duration_since(until) < TIMER_SLACK
+            }
+            // A window without a known end of usability: be safe.
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        Self {
+            token,
+            until,
+            check_clock,
+        }
+    }
+}
+
+/// Everything behind the lock.
+struct Core<W> {
+    machine: TokenMachine,
+    /// The callers that entered the machine and have no outcome yet.
+    waiters: HashMap<RequestId, W>,
+    starts: Vec<Start>,
+    cancels: Vec<AttemptId>,
+    /// The wake-up the driver loop was last told.
+    armed: Option<Instant>,
+    /// What the fast path holds.
+    published: Option<(Arc<AccessToken>, Option<Instant>)>,
+    stopped: bool,
+    listeners: Vec<Box<dyn Fn(&Event) + Send + Sync>>,
+}
+
+impl<W> Core<W> {
+    /// When the driver must wake: for the machine, or to withdraw the fast path's token.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
+        let snapshot = self.published.as_ref().and_then(|(_, until)| *until);
+        match (machine, snapshot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            status: self.machine.status().clone(),
+            generation: self.machine.generation(),
+            waiting: self.machine.parked_len(),
+            refresh_in_flight: self.machine.refresh_in_flight(),
+            backoff_until: self.machine.backoff_until(),
+            last_failure: self.machine.last_failure().map(Arc::from),
+            stopped: self.stopped,
+        }
+    }
+}
+
+thread_local! {
+    /// The kernels this thread holds locked (by address), innermost last, each with the
+    /// commands its token-change callback issued: applied once the callback returns,
+    /// instead of deadlocking on the lock.
+    static HELD: RefCell<Vec<(usize, Vec<Command>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pops this thread's `HELD` entry, also when something panics.
+struct Held;
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|held| held.borrow_mut().pop());
+    }
+}
+
+/// The driver kernel, shared by every handle of a token source and its driver loop.
+pub struct Kernel<W: Waiter> {
+    core: Mutex<Core<W>>,
+    fresh: ArcSwapOption<Fresh>,
+    snapshot: ArcSwap<Snapshot>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<dyn Wake>,
+    on_change: Option<ChangeCallback>,
+}
+
+impl<W: Waiter> Kernel<W> {
+    /// A kernel around a new machine (created with `config` at the clock's now).
+    pub fn new(
+        config: silent_refresh::Config,
+        clock: Arc<dyn Clock>,
+        wake: Arc<dyn Wake>,
+        on_change: Option<ChangeCallback>,
+    ) -> Self {
+        let machine = TokenMachine::new(config, clock.now(), clock.wall());
+        clock.on_advance(Arc::downgrade(&wake));
+        let core = Core {
+            machine,
+            waiters: HashMap::new(),
+            starts: Vec::new(),
+            cancels: Vec::new(),
+            armed: None,
+            published: None,
+            stopped: false,
+            listeners: Vec::new(),
+        };
+        let snapshot = core.snapshot();
+        Self {
+            core: Mutex::new(core),
+            fresh: ArcSwapOption::empty(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            clock,
+            wake,
+            on_change,
+        }
+    }
+
+    /// The clock this kernel reads.
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// The fast path: the published token while it may be handed out without asking
+    /// the machine. No lock, and no clock read unless the token's margin is tight.
+    #[inline]
+    #[must_use]
+    pub fn fresh_token(&self) -> Option<Arc<AccessToken>> {
+        let fresh = self.fresh.load();
+        let fresh = fresh.as_ref()?;
+        if fresh.check_clock && fresh.until.is_some_and(|until| self.clock.now() >= until) {
+            return None;
+        }
+        Some(fresh.token.clone())
+    }
+
+    /// Enters a request with its own deadline (`None`: the configuration's
+    /// `request_timeout`); `waiter` receives its outcome, possibly before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`NoToken::Reentrant`] from inside the token-change callback,
+    /// [`NoToken::Stopped`] when the driver is gone.
+    pub fn enter(&self, deadline: Option<Instant>, waiter: W) -> Result<RequestId, NoToken> {
+        if self.held_by_this_thread() {
+            return Err(NoToken::Reentrant);
+        }
+        self.settle(|core, now| {
+            if core.stopped {
+                return Err(NoToken::Stopped);
+            }
+            let request = core.machine.handle_request(now, deadline);
+            core.waiters.insert(request, waiter);
+            Ok(request)
+        })
+    }
+
+    /// The caller gave up on `request`: it gets no outcome and leaves nothing behind.
+    pub fn cancel(&self, request: RequestId) {
+        if self.held_by_this_thread() {
+            // A waiter dropped inside the callback: it is answered (harmlessly) or
+            // rejected at its deadline.
+            return;
+        }
+        self.settle(|core, now| {
+            core.waiters.remove(&request);
+            core.machine.handle_cancel(now, request);
+        });
+    }
+
+    /// Applies a command, or, from inside the token-change callback, right after it.
+    pub fn command(&self, command: Command) {
+        let key = self.key();
+        let command = HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            match held.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some((_, deferred)) => {
+                    deferred.push(command);
+                    None
+                }
+                None => Some(command),
+            }
+        });
+        if let Some(command) = command {
+            let wall = self.clock.wall();
+            self.settle(|core, now| apply(&mut core.machine, command, now, wall));
+        }
+    }
+
+    /// Time passed: the driver's timer fired (early, late or twice is harmless).
+    pub fn timeout(&self) {
+        self.settle(|core, now| core.machine.handle_timeout(now));
+    }
+
+    /// The result of a refresh exchange (an answer, a failure, or its cancellation).
+    pub fn refresh_result(&self, attempt: AttemptId, result: Result<Token, RefreshFailure>) {
+        self.settle(|core, now| core.machine.handle_refresh_result(now, attempt, result));
+    }
+
+    /// What the driver loop must do, and when to wake; that wake-up counts as armed.
+    pub fn take_work(&self) -> Work {
+        let mut core = self.lock();
+        let next = core.next_wakeup();
+        core.armed = next;
+        Work {
+            starts: std::mem::take(&mut core.starts),
+            cancels: std::mem::take(&mut core.cancels),
+            next,
+        }
+    }
+
+    /// The driver is gone: every waiting caller is told, new ones are refused, and the
+    /// fast path is withdrawn (nothing would withdraw it in time any more).
+    pub fn stop(&self) {
+        let mut core = self.lock();
+        core.stopped = true;
+        for (_, waiter) in core.waiters.drain() {
+            waiter.resolve(Err(NoToken::Stopped));
+        }
+        core.published = None;
+        self.fresh.store(None);
+        self.snapshot.store(Arc::new(core.snapshot()));
+    }
+
+    /// Calls `listener` with every event from now on (under the lock: keep it short and
+    /// non-blocking, such as a channel send).
+    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        self.lock().listeners.push(Box::new(listener));
+    }
+
+    /// What the getters read: no lock, never blocks.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    // ----- the lock and the settle loop ---------------------------------------------
+
+    fn lock(&self) -> MutexGuard<'_, Core<W>> {
+        // A panic under the lock leaves the machine consistent: its inputs are atomic,
+        // and undrained actions stay queued.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    fn held_by_this_thread(&self) -> bool {
+        let key = self.key();
+        HELD.with(|held| held.borrow().iter().any(|(k, _)| *k == key))
+    }
+
+    /// Runs `input` on the core at the clock's now, then settles: drains actions and
+    /// events, applies the commands the callback issued, publishes the snapshots, and
+    /// wakes the driver loop if it has new work.
+    fn settle<T>(&self, input: impl FnOnce(&mut Core<W>, Instant) -> T) -> T {
+        let mut core = self.lock();
+        HELD.with(|held| held.borrow_mut().push((self.key(), Vec::new())));
+        let _held = Held;
+        let out = input(&mut core, self.clock.now());
+        loop {
+            while let Some(action) = core.machine.poll_action() {
+                self.dispatch(&mut core, action);
+            }
+            while let Some(event) = core.machine.poll_event() {
+                log(&event, core.machine.now());
+                for listener in &core.listeners {
+                    listener(&event);
+                }
+            }
+            let deferred = HELD.with(|held| {
+                held.borrow_mut()
+                    .last_mut()
+                    .map(|(_, deferred)| std::mem::take(deferred))
+                    .unwrap_or_default()
+            });
+            if deferred.is_empty() {
+                break;
+            }
+            let (now, wall) = (self.clock.now(), self.clock.wall());
+            for command in deferred {
+                apply(&mut core.machine, command, now, wall);
+            }
+        }
+        self.publish(&mut core);
+        let next = core.next_wakeup();
+        if !core.starts.is_empty() || !core.cancels.is_empty() || next != core.armed {
+            self.wake.wake();
+        }
+        out
+    }
+
+    fn dispatch(&self, core: &mut Core<W>, action: Action) {
+        match action {
+            Action::StartRefresh {
+                attempt,
+                refresh_token,
+            } => core.starts.push(Start {
+                attempt,
+                refresh_token,
+            }),
+            Action::CancelRefresh { attempt } => core.cancels.push(attempt),
+            Action::Persist { generation, token } => self.changed(TokenChange::Persist {
+                generation,
+                token: *token,
+            }),
+            Action::Forget => self.changed(TokenChange::Forget),
+            Action::Grant { request, token } => {
+                if let Some(waiter) = core.waiters.remove(&request) {
+                    waiter.resolve(Ok(token));
+                }
+            }
+            Action::Reject { request, error } => {
+                if let Some(waiter) = core.waiters.remove(&request) {
+                    waiter.resolve(Err(NoToken::Token(error)));
+                }
+            }
+        }
+    }
+
+    fn changed(&self, change: TokenChange) {
+        let Some(callback) = &self.on_change else {
+            return;
+        };
+        let persist = matches!(change, TokenChange::Persist { .. });
+        if catch_unwind(AssertUnwindSafe(|| callback(change))).is_err() {
+            tracing::error!(
+                persist,
+                "the token-change callback panicked; the change may not be stored"
+            );
+        }
+    }
+
+    /// Publishes the fast path's token (if it changed) and the getters' snapshot.
+    fn publish(&self, core: &mut Core<W>) {
+        let fresh = if core.stopped {
+            None
+        } else {
+            core.machine.fresh_token()
+        };
+        let unchanged = match (&core.published, &fresh) {
+            (None, None) => true,
+            (Some((old, old_until)), Some((new, new_until))) => {
+                Arc::ptr_eq(old, new) && old_until == new_until
+            }
+            _ => false,
+        };
+        if !unchanged {
+            self.fresh.store(
+                fresh
+                    .as_ref()
+                    .map(|(token, until)| Arc::new(Fresh::new(token.clone(), *until))),
+            );
+            core.published = fresh;
+        }
+        let snapshot = core.snapshot();
+        if **self.snapshot.load() != snapshot {
+            self.snapshot.store(Arc::new(snapshot));
+        }
+    }
+}
+
+impl<W: Waiter> fmt::Debug for Kernel<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.snapshot();
+        f.debug_struct("Kernel")
+            .field("status", &snapshot.status)
+            .field("generation", &snapshot.generation)
+            .field("waiting", &snapshot.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+fn apply(machine: &mut TokenMachine, command: Command, now: Instant, wall: std::time::SystemTime) {
+    match command {
+        Command::SignIn(credentials) => machine.handle_sign_in(now, wall, credentials),
+        Command::SignOut => machine.handle_sign_out(now),
+        Command::Rejected(generation) => machine.handle_rejected(now, generation),
+    }
+}
+
+/// One log line per event, with its ids; never a secret.
+fn log(event: &Event, now: Instant) {
+    match event {
+        Event::RefreshStarted { attempt, trigger } => tracing::info!(
+            attempt = attempt.0,
+            trigger = trigger.as_str(),
+            "token refresh started"
+        ),
+        Event::RefreshOverdue { attempt } => tracing::warn!(
+            attempt = attempt.0,
+            "token refresh exchange passed its deadline; cancelling it, and no other \
+             starts until it has ended"
+        ),
+        Event::TokenAdopted {
+            generation,
+            attempt,
+        } => tracing::info!(
+            generation = generation.0,
+            attempt = attempt.map(|a| a.0),
+            "new token adopted"
+        ),
+        Event::RefreshFailed {
+            attempt,
+            kind,
+            message,
+            retry_at,
+        } => {
+            let retry_in_ms = retry_at.map(|at| {
+                u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX)
+            });
+            match kind {
+                FailureKind::Transient => tracing::warn!(
+                    attempt = attempt.0,
+                    reason = %message,
+                    retry_in_ms,
+                    "token refresh failed; backing off"
+                ),
+                FailureKind::Misconfigured => tracing::error!(
+                    attempt = attempt.0,
+                    reason = %message,
+                    retry_in_ms,
+                    "token refresh refused: the client is misconfigured; the refresh \
+                     credential is kept"
+                ),
+                FailureKind::Terminal => tracing::error!(
+                    attempt = attempt.0,
+                    reason = %message,
+                    "token refresh failed for good; sign-in required"
+                ),
+            }
+        }
+        Event::ResultDropped { attempt } => tracing::debug!(
+            attempt = attempt.0,
+            "refresh result dropped: stale, duplicate, or superseded by new credentials"
+        ),
+        Event::StatusChanged { status } => {
+            tracing::info!(status = ?status, "token source status changed");
+        }
+        _ => tracing::debug!(event = ?event, "token source event"),
+    }
+}

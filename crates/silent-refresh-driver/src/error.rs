@@ -6,7 +6,9 @@
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing the token store failed.
-    #[error("the token store at {path} could not be {action}: {source}; check that the folder exists and is writable by this user")]
+    #[error(
+        "the token store at {path} could not be {action}: {source}; check that the folder exists and is writable by this user"
+    )]
     StoreIo {
         /// What was being done (`read`, `written`, `locked`, …).
         action: &'static str,
@@ -18,11 +20,33 @@ pub enum Error {
     },
     /// The stored file is not a token this library wrote (or it is damaged). It is left
     /// as it is: nothing overwrites it silently.
-    #[error("the token store at {path} holds no session this program can read ({reason}); move it away or delete it, then sign in again")]
+    #[error(
+        "the token store at {path} holds no session this program can read ({reason}); move it away or delete it, then sign in again"
+    )]
     StoreUnreadable {
         /// The file.
         path: String,
         /// What is wrong with it (never its content).
         reason: String,
+    },
+    /// Another process (or another lock of this one) kept the token store locked for
+    /// longer than this store waits. Nothing was written.
+    #[error(
+        "the token store at {path} is locked by another process (waited {waited:?}); it is probably refreshing the same session: retry later, or give the store a longer lock timeout"
+    )]
+    StoreLocked {
+        /// The token file (its lock is the file beside it, ending in `.lock`).
+        path: String,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The token to store has a relative expiry ([`Expiry::In`](silent_refresh::Expiry::In)),
+    /// which means nothing once the process ends. Nothing was written.
+    #[error(
+        "the token to store at {path} has a relative expiry; a store keeps wall-clock expiries: convert it to `Expiry::At` when the token arrives (this is a bug in the program or the adapter)"
+    )]
+    StoreRelativeExpiry {
+        /// The token file.
+        path: String,
     },
 }

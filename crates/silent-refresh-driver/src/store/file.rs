@@ -1,41 +1,4 @@
 //! The file store: one JSON file, replaced atomically, locked between processes.
-//!
-//! # On disk
-//!
-//! The token lives in one JSON object (pretty-printed, UTF-8):
-//!
-//! ```json
-//! {
-//!   "format": "silent-refresh/token/1",
-//!   "access_token": "…",
-//!   "token_type": "Bearer",
-//!   "scope": "read write",
-//!   "refresh_token": "…",
-//!   "expires_at": 1767225600000,
-//!   "issued_at": 1767222000000,
-//!   "saved_at": 1767222001234
-//! }
-//! ```
-//!
-//! - `format` names this layout; a file with another value (another program's, or a
-//!   later version of this one) is never read as a token, nor overwritten.
-//! - `access_token`, `token_type` and `expires_at` are required; `scope`,
-//!   `refresh_token` and `issued_at` may be `null` or missing.
-//! - Times are wall-clock milliseconds since the Unix epoch (negative before it),
-//!   rounded down: `expires_at` is `null` for a token that never expires, `issued_at`
-//!   is `null` when the issue time is unknown, `saved_at` is when the file was written
-//!   (for people reading the file; it is not read back).
-//! - Unknown fields are ignored, so that a later version may add some.
-//!
-//! The file holds the secrets in clear: it is created `0600` (and its folder, when the
-//! store creates it, `0700`) on unix, and [`FileStore`] warns (once per store) when it
-//! finds the file readable or writable by other users.
-//!
-//! Beside it the store keeps two more files: `<name>.lock`, the lock that orders
-//! writers between processes (it stays there, empty: deleting it while another process
-//! waits on it would let two writers in), and `<name>.tmp`, the next version while it
-//! is being written (left behind only by a process killed mid-write; the next write
-//! replaces it).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -66,7 +29,7 @@ const MAX_FILE_LEN: u64 = 1 << 20;
 /// The longest pause between two tries of a held lock.
 const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);
 
-/// Keeps the token in one JSON file (the layout is in the module docs), written
+/// Keeps the token in one JSON file (the layout is below), written
 /// atomically, with compare-and-swap between processes.
 ///
 /// - **Atomic**: a save writes `<name>.tmp` in the same folder, flushes and syncs it,
@@ -96,6 +59,43 @@ const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);
 /// a file.
 ///
 /// Clones share the path and the permission warning (given once).
+///
+/// # On disk
+///
+/// The token lives in one JSON object (pretty-printed, UTF-8):
+///
+/// ```json
+/// {
+///   "format": "silent-refresh/token/1",
+///   "access_token": "…",
+///   "token_type": "Bearer",
+///   "scope": "read write",
+///   "refresh_token": "…",
+///   "expires_at": 1767225600000,
+///   "issued_at": 1767222000000,
+///   "saved_at": 1767222001234
+/// }
+/// ```
+///
+/// - `format` names this layout; a file with another value (another program's, or a
+///   later version of this one) is never read as a token, nor overwritten.
+/// - `access_token`, `token_type` and `expires_at` are required; `scope`,
+///   `refresh_token` and `issued_at` may be `null` or missing.
+/// - Times are wall-clock milliseconds since the Unix epoch (negative before it),
+///   rounded down: `expires_at` is `null` for a token that never expires, `issued_at`
+///   is `null` when the issue time is unknown, `saved_at` is when the file was written
+///   (for people reading the file; it is not read back).
+/// - Unknown fields are ignored, so that a later version may add some.
+///
+/// The file holds the secrets in clear: it is created `0600` (and its folder, when the
+/// store creates it, `0700`) on unix, and the store warns (once per store) when it
+/// finds the file readable or writable by other users.
+///
+/// Beside it the store keeps two more files: `<name>.lock`, the lock that orders
+/// writers between processes (it stays there, empty: deleting it while another process
+/// waits on it would let two writers in), and `<name>.tmp`, the next version while it
+/// is being written (left behind only by a process killed mid-write; the next write
+/// replaces it).
 #[derive(Clone)]
 pub struct FileStore {
     shared: Arc<Shared>,

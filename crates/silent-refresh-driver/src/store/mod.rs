@@ -6,10 +6,14 @@
 //! refreshed from; otherwise it answers with what it holds ([`Saved::Conflict`]),
 //! because another process refreshed first and its token is the newer one. The order at
 //! start is: the store, then the credentials given in code.
+//!
+//! [`FileStore`] keeps the token in one JSON file on this host, written atomically and
+//! locked between processes; [`FileLock`] holds that lock across a refresh, so that
+//! processes sharing the file refresh one at a time.
 
 mod file;
 
-pub use file::FileStore;
+pub use file::{FileLock, FileStore};
 
 use silent_refresh::{Secret, Token};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use silent_refresh::{Expiry, Secret, Token};
 use silent_refresh_driver::Error;
-use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
+use silent_refresh_driver::store::{FileLock, FileStore, Saved, TokenStore};
 
 /// A wall-clock time on a whole millisecond (the file keeps milliseconds).
 fn at(millis: u64) -> SystemTime {
@@ -589,6 +589,23 @@ fn a_lock_taken_in_another_thread_is_waited_for() {
         .expect("saved once the lock was free");
     assert!(matches!(saved, Saved::Stored));
     assert_eq!(store.load().expect("loads"), Some(numbered(1)));
+}
+
+#[test]
+fn stores_and_guards_move_between_threads() {
+    fn movable<T: Send + Sync + 'static>() {}
+    movable::<FileStore>();
+    movable::<FileLock>();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::new(dir.path().join("session.json"));
+    let guard = store.lock(Duration::ZERO).expect("locks");
+    let saved = thread::spawn(move || guard.save(&numbered(1), None))
+        .join()
+        .expect("no panic")
+        .expect("saves");
+    saved.assert_stored();
+    // The guard was dropped on the other thread: the lock is free.
+    drop(store.lock(Duration::ZERO).expect("free"));
 }
 
 #[test]

@@ -572,8 +572,12 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Token, Error> {
     let fields: BTreeMap<String, Kind> =
         serde_json::from_slice(bytes).map_err(|error| unreadable(path, json_problem(&error)))?;
     check_fields(&fields).map_err(|reason| unreadable(path, reason))?;
-    let record: RecordIn = serde_json::from_slice(bytes)
-        .map_err(|_| unreadable(path, "a field appears more than once"))?;
+    let record: RecordIn = serde_json::from_slice(bytes).map_err(|_| {
+        unreadable(
+            path,
+            "a field appears more than once, or holds a value this version cannot read",
+        )
+    })?;
     let expiry = match record.expires_at {
         None => Expiry::Never,
         Some(millis) => Expiry::At(

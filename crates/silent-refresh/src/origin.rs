@@ -500,16 +500,15 @@ impl OriginPolicyBuilder {
         if self.allowed.is_empty() {
             return Err(Error::NoOrigin);
         }
-        if !self.allow_plain_http {
-            if let Some(origin) = self
+        if !self.allow_plain_http
+            && let Some(origin) = self
                 .allowed
                 .iter()
                 .find(|o| !o.is_https() && !o.is_loopback())
-            {
-                return Err(Error::InsecureHttp {
-                    origin: origin.to_string(),
-                });
-            }
+        {
+            return Err(Error::InsecureHttp {
+                origin: origin.to_string(),
+            });
         }
         Ok(OriginPolicy {
             allowed: self.allowed.into(),

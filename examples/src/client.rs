@@ -871,17 +871,16 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
         .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
-    let source = Arc::new(
-        TokenSource::builder(config)
-            .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
-            .refresher(refresher)
-            .on_token_change(move |change| {
-                if let TokenChange::Persist { .. } = change {
-                    refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-            .build(),
-    );
+    let source = TokenSource::builder(config)
+        .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
+        .refresher(refresher)
+        .on_token_change(move |change| {
+            if let TokenChange::Persist { .. } = change {
+                refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .map_err(|e| setup(&e))?;
     let retries = Count401::default();
     let agent = probe::ureq_agent(source, &options.resource, REQUEST_TIMEOUT, retries.clone())
         .map_err(|e| setup(&e))?;

@@ -658,15 +658,16 @@ fn act_ureq(
             .refresher(refresher)
             .on_token_change(move |change| {
                 if let TokenChange::Persist { generation, .. } = change {
-                    on_change.adopted(*generation);
+                    on_change.adopted(generation);
                 }
             })
-            .build(),
+            .build()
+            .map_err(|e| e.to_string())?,
     );
     let _ = cell.set(Arc::downgrade(&source));
     let retries = Count401::default();
     let agent = probe::ureq_agent(
-        source,
+        TokenSource::clone(&source),
         &server.resource_url(),
         Duration::from_secs(10),
         retries.clone(),

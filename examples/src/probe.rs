@@ -143,7 +143,7 @@ impl Middleware for Count401 {
 /// When `resource` is not an http(s) URL the middleware accepts (plain http only to
 /// loopback).
 pub fn ureq_agent(
-    source: Arc<silent_refresh_ureq::TokenSource>,
+    source: silent_refresh_ureq::TokenSource,
     resource: &str,
     timeout: Duration,
     retries: Count401,

@@ -215,6 +215,7 @@ pub struct Kernel<W: Waiter> {
     clock: Arc<dyn Clock>,
     wake: Arc<dyn Wake>,
     on_change: Option<ChangeCallback>,
+    request_timeout: Duration,
 }
 
 impl<W: Waiter> Kernel<W> {
@@ -225,6 +226,7 @@ impl<W: Waiter> Kernel<W> {
         wake: Arc<dyn Wake>,
         on_change: Option<ChangeCallback>,
     ) -> Self {
+        let request_timeout = config.request_timeout();
         let machine = TokenMachine::new(config, clock.now(), clock.wall());
         clock.on_advance(Arc::downgrade(&wake));
         let core = Core {
@@ -245,7 +247,14 @@ impl<W: Waiter> Kernel<W> {
             clock,
             wake,
             on_change,
+            request_timeout,
         }
+    }
+
+    /// How long a caller waits by default (the configuration's `request_timeout`).
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// The clock this kernel reads.

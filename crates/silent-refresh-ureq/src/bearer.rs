@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io::{Cursor, Read};
-use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
 use http::request::Parts;
@@ -29,7 +28,7 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// use std::sync::Arc;
 /// use silent_refresh_ureq::{BearerAuth, Config, TokenSource};
 ///
-/// let source = Arc::new(TokenSource::builder(Config::default()).build());
+/// let source = TokenSource::builder(Config::default()).build()?;
 /// let auth = BearerAuth::builder(source)
 ///     .allow_origin("https://api.example.com")
 ///     .build()?;
@@ -69,7 +68,7 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// default connector and its own connection pool, and without the middleware that
 /// your agent runs after this one: install this middleware last.
 pub struct BearerAuth {
-    source: Arc<TokenSource>,
+    source: TokenSource,
     policy: OriginPolicy,
     replay_limit: usize,
     retry_agent: Agent,
@@ -77,7 +76,7 @@ pub struct BearerAuth {
 
 impl BearerAuth {
     /// A builder for the middleware, taking tokens from `source`.
-    pub fn builder(source: Arc<TokenSource>) -> BearerAuthBuilder {
+    pub fn builder(source: TokenSource) -> BearerAuthBuilder {
         BearerAuthBuilder {
             source,
             policy: OriginPolicy::builder(),
@@ -200,7 +199,7 @@ impl fmt::Debug for BearerAuth {
 #[derive(Debug)]
 #[must_use]
 pub struct BearerAuthBuilder {
-    source: Arc<TokenSource>,
+    source: TokenSource,
     policy: OriginPolicyBuilder,
     replay_limit: usize,
 }

@@ -19,6 +19,17 @@ pub enum Error {
         "a token was requested from inside the token-change callback; ask for it after the callback returns, from another thread"
     )]
     Reentrant,
+    /// The timer thread that runs refreshes and deadlines is gone.
+    #[error("the token source's timer thread has stopped; build a new TokenSource")]
+    DriverStopped,
+    /// The timer thread could not be started.
+    #[error(
+        "could not start the token source's timer thread: {reason}; the system may be out of threads or memory"
+    )]
+    Spawn {
+        /// The operating system's error.
+        reason: String,
+    },
     /// An origin given to [`crate::BearerAuthBuilder::allow_origin`] is not
     /// `scheme://host[:port]`: not a URL, or one with a path, a query or a user.
     #[error(
@@ -88,5 +99,17 @@ impl Error {
                 silent_refresh::Error::SignInRequired { .. } | silent_refresh::Error::SignedOut
             )
         )
+    }
+}
+
+impl From<silent_refresh_driver::kernel::NoToken> for Error {
+    /// Why a caller got no token, as this crate's error.
+    fn from(no_token: silent_refresh_driver::kernel::NoToken) -> Self {
+        use silent_refresh_driver::kernel::NoToken;
+        match no_token {
+            NoToken::Token(error) => Self::from(error),
+            NoToken::Reentrant => Self::Reentrant,
+            NoToken::Stopped => Self::DriverStopped,
+        }
     }
 }

@@ -29,7 +29,7 @@
 //!             assert_eq!(token.refresh_token.as_ref().expect("rotated").expose(), "rt-2");
 //!         }
 //!     })
-//!     .build();
+//!     .build()?;
 //!
 //! // Eight threads ask at once: one refresh, and every thread gets its token.
 //! std::thread::scope(|scope| {
@@ -41,27 +41,27 @@
 //!     }
 //! });
 //! assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+//! # Ok::<(), silent_refresh_ureq::Error>(())
 //! ```
 //!
 //! # How it works
 //!
 //! A [`TokenSource`] drives the core's sans-IO [`silent_refresh::TokenMachine`] (read
-//! its docs for the rules it keeps) behind one mutex, feeding it `Instant::now()`:
+//! its docs for the rules it keeps) through the driver kernel shared with the tokio
+//! adapter (`silent-refresh-driver`), which keeps it behind one mutex:
 //! - A fresh token is returned without taking the lock (an atomic snapshot).
 //! - Otherwise the caller parks a request in the machine and waits on a condition
-//!   variable until its outcome arrives or the machine's next deadline (its own
-//!   deadline, the refresh timeout, the end of a backoff), when it feeds the machine
-//!   the time. Nothing polls and nothing sleeps in a loop.
-//! - Each refresh runs on a short-lived thread of its own, at most one at a time.
-//!   So no caller waits past its deadline for a slow token endpoint, and while the
-//!   old token is still valid callers get it at once. A panicking refresher is a
-//!   transient failure; it never poisons the source.
+//!   variable of its own until its outcome arrives. Nothing polls and nothing sleeps
+//!   in a loop.
+//! - One timer thread per source sleeps until the machine's next deadline (a
+//!   request's deadline, the exchange's deadline, the end of a backoff, the refresh
+//!   window) and feeds it the time, so refreshes start on schedule while the program is
+//!   idle.
+//! - Each refresh exchange runs on a short-lived thread of its own, at most one at a
+//!   time (single flight on the wire: a blocking call cannot be cancelled, so the next
+//!   starts only once it returns). A panicking refresher is a transient failure.
 //! - New tokens go to the token-change callback ([`TokenChange`]) before anyone can
 //!   use them, so a rotated refresh credential is never lost.
-//!
-//! Proactive refresh while the program is idle needs a thread, so it is opt-in:
-//! [`TokenSourceBuilder::proactive_refresh`]. Without it, a refresh is started by the
-//! first call that finds the token in its refresh window.
 //!
 //! # Sending requests
 //!
@@ -82,17 +82,14 @@
 #![warn(missing_docs)]
 
 mod bearer;
-mod change;
-mod driver;
 mod error;
 mod oauth2;
-mod proactive;
 mod refresher;
 mod replay;
+mod runtime;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
-pub use change::TokenChange;
 pub use error::Error;
 pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
@@ -104,3 +101,5 @@ pub use silent_refresh::{
     AccessToken, Config, ConfigBuilder, Credentials, Expiry, FailureKind, Generation,
     RefreshFailure, RefreshMode, Secret, Status, Token,
 };
+pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
+pub use silent_refresh_driver::kernel::TokenChange;

@@ -2,197 +2,284 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use silent_refresh::{
-    AccessToken, Config, Credentials, Generation, RefreshFailure, Secret, Status, Token,
-    TokenMachine,
+    AccessToken, Config, Credentials, Event, Generation, RefreshFailure, Secret, Status, Token,
 };
+use silent_refresh_driver::clock::{Clock, SystemClock};
+use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
 
-use crate::change::TokenChange;
-use crate::driver::{Inner, OnChange};
 use crate::error::Error;
-use crate::proactive::Proactive;
 use crate::refresher::Refresher;
+use crate::runtime::{self, BlockingKernel, Doorbell, Slot, SlotWaiter};
+
+/// How long past its own deadline a caller waits for the timer thread before giving up
+/// by itself (the timer thread answers at the deadline; this only bounds a late one).
+const LATE_TIMER_GRACE: Duration = Duration::from_millis(250);
+
+/// How many events a [`TokenSource::subscribe`] receiver may lag behind; past that the
+/// newest are dropped for it (never memory growth, never a blocked source).
+const EVENT_BUFFER: usize = 64;
 
 /// Keeps an access token fresh for many threads at once.
 ///
-/// `Send + Sync`: share it by reference (scoped threads) or in an [`Arc`] (the
-/// [`crate::BearerAuth`] middleware takes one). Build one with
+/// Cheap to clone (`Send + Sync`): every clone shares one token, one refresh at a time,
+/// and one timer thread, which ends when the last clone is dropped. Build one with
 /// [`TokenSource::builder`].
 ///
 /// - [`token`](Self::token) returns the token at once while it is fresh (one atomic
-///   load and one clock reading, no lock). Otherwise the call waits, on a condition
-///   variable, until a refresh ends or its deadline passes, and returns the new token
-///   or a clear error: no busy-waiting and no sleeping in a loop.
-/// - Exactly one refresh runs at a time, on a short-lived thread of its own: a
+///   load, no lock, no clock read unless the token's margin is under a second: the
+///   timer thread withdraws it when its refresh window opens). Otherwise the call waits
+///   on a condition variable until a refresh ends or its deadline passes, and returns
+///   the new token or a clear error: no busy-waiting and no sleeping in a loop.
+/// - Exactly one refresh exchange runs at a time, on a short-lived thread of its own: a
 ///   caller never waits for a refresh past its own deadline, and in the default
-///   stale-while-refreshing mode a caller that opens the refresh window gets the
-///   still-valid token at once instead of waiting for the refresh it started.
+///   stale-while-refreshing mode a caller inside the refresh window gets the still-valid
+///   token at once.
+/// - The timer thread refreshes on schedule while the program is idle, and enforces
+///   deadlines and backoffs.
 /// - A refresher that panics counts as a transient failure; the source keeps working.
-/// - Between calls nothing runs, unless [`TokenSourceBuilder::proactive_refresh`]
-///   starts a thread that refreshes on schedule while the program is idle.
+#[derive(Clone)]
 pub struct TokenSource {
-    inner: Arc<Inner>,
-    /// The idle refresh thread, if enabled: dropping it stops the thread.
-    proactive: Option<Proactive>,
+    kernel: Arc<BlockingKernel>,
+    alive: Arc<Alive>,
+}
+
+/// Held by every clone: its drop (the last clone's) stops the timer thread.
+struct Alive {
+    bell: Arc<Doorbell>,
+    token_endpoint: Option<Arc<str>>,
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.bell.stop();
+    }
 }
 
 impl TokenSource {
-    /// A builder with the core's configuration (timing, timeouts, backoff; see
-    /// [`silent_refresh::Config`]).
+    /// A builder for a source with `config`.
     pub fn builder(config: Config) -> TokenSourceBuilder {
         TokenSourceBuilder {
             config,
             credentials: None,
             refresher: None,
             on_change: None,
-            proactive: false,
+            clock: None,
         }
     }
 
-    /// The access token: at once while it is fresh, otherwise after the refresh,
-    /// waiting at most the configured `request_timeout`.
+    /// The access token to send now: at once while fresh, otherwise after waiting for
+    /// the refresh in flight (or a sign-in) until the configuration's
+    /// `request_timeout`.
     ///
-    /// Fails fast with [`silent_refresh::Error::SignInRequired`] or
-    /// [`silent_refresh::Error::SignedOut`] when there are no usable credentials, and
-    /// with [`Error::Reentrant`] when called from the source's own token-change
-    /// callback with no fresh token to hand out (waiting there would deadlock).
+    /// # Errors
     ///
-    /// Report a 401 of a request sent with the token to
-    /// [`report_rejected`](Self::report_rejected) with its `generation`.
+    /// [`Error::Token`] with the machine's reason (sign-in required, misconfigured,
+    /// signed out, deadline, overload), [`Error::Reentrant`] from inside the
+    /// token-change callback, [`Error::DriverStopped`] if the timer thread is gone.
     pub fn token(&self) -> Result<Arc<AccessToken>, Error> {
         self.token_until(None)
     }
 
-    /// Like [`token`](Self::token), waiting at most until `deadline`.
+    /// As [`token`](Self::token), but a call that has to wait gives up after `limit`.
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub fn token_within(&self, limit: Duration) -> Result<Arc<AccessToken>, Error> {
+        let now = self.kernel.clock().now();
+        self.token_until(Some(now.checked_add(limit).unwrap_or(now)))
+    }
+
+    /// As [`token`](Self::token), but a call that has to wait gives up at `deadline`
+    /// (read on the source's clock: the system's, unless the builder was given another).
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
     pub fn token_before(&self, deadline: Instant) -> Result<Arc<AccessToken>, Error> {
         self.token_until(Some(deadline))
     }
 
-    /// The fast path first (a lock-free load and one clock read); only a call that must
-    /// enter the machine checks that it is not made from this source's own callback.
     fn token_until(&self, deadline: Option<Instant>) -> Result<Arc<AccessToken>, Error> {
-        if let Some(token) = self.inner.fast_token(Instant::now()) {
+        if let Some(token) = self.kernel.fresh_token() {
             return Ok(token);
         }
-        if self.inner.in_own_callback() {
-            return Err(Error::Reentrant);
+        let slot = Arc::new(Slot::default());
+        let now = self.kernel.clock().now();
+        let request = self
+            .kernel
+            .enter(deadline, SlotWaiter(slot.clone()))
+            .map_err(Error::from)?;
+        let own_deadline = deadline.unwrap_or_else(|| {
+            now.checked_add(self.kernel.request_timeout())
+                .unwrap_or(now)
+        });
+        let give_up = own_deadline.saturating_duration_since(now) + LATE_TIMER_GRACE;
+        match slot.wait(give_up) {
+            Some(outcome) => outcome.map_err(Error::from),
+            None => {
+                self.kernel.cancel(request);
+                Err(Error::from(runtime::late(&self.kernel)))
+            }
         }
-        self.inner.wait_for_token(deadline)
     }
 
-    /// A request sent with the token of `generation` was rejected (401). Only a
-    /// rejection of the current token starts a refresh, once however many requests
-    /// report it; for an older one, simply ask for the token again.
+    /// A receiver of everything that happens from now on: refreshes started (with their
+    /// trigger), failed (with their class), overdue, tokens adopted, status changes.
+    /// No event carries a secret. A receiver more than 64 events behind misses the
+    /// newest until it catches up.
+    #[must_use]
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let (sender, receiver) = mpsc::sync_channel(EVENT_BUFFER);
+        self.kernel.subscribe(move |event| {
+            // Full or gone: the subscriber's loss, never the source's.
+            let _ = sender.try_send(event.clone());
+        });
+        receiver
+    }
+
+    /// A request sent with the token of `generation` was rejected (HTTP 401): if it is
+    /// the current token, the next call waits for a new one (many reports, one refresh).
     pub fn report_rejected(&self, generation: Generation) {
-        self.inner.report_rejected(generation);
+        self.kernel.command(Command::Rejected(generation));
     }
 
-    /// Signs in with new credentials: forgets any terminal failure and releases the
-    /// waiting callers once a token is available.
+    /// Signs in with new credentials: replaces the token, forgets any failure, and
+    /// releases the calls waiting for a token.
     pub fn sign_in(&self, credentials: Credentials) {
-        self.inner.sign_in(credentials);
+        self.kernel.command(Command::SignIn(credentials));
     }
 
-    /// Signs out: waiting callers get [`silent_refresh::Error::SignedOut`], later ones
-    /// fail fast until the next [`sign_in`](Self::sign_in), and the token-change
-    /// callback is told to forget the stored token.
+    /// Signs out: clears the token, fails every waiting call, and reports
+    /// [`TokenChange::Forget`].
     pub fn sign_out(&self) {
-        self.inner.sign_out();
+        self.kernel.command(Command::SignOut);
     }
 
-    /// Where the source stands with the credentials.
+    /// Where the source stands with the credentials. Like every getter it reads a
+    /// published snapshot: no lock, so it is safe anywhere, also inside the
+    /// token-change callback.
+    #[must_use]
     pub fn status(&self) -> Status {
-        self.inner.status()
+        self.kernel.snapshot().status.clone()
     }
 
     /// The generation of the newest token (0 before the first).
+    #[must_use]
     pub fn generation(&self) -> Generation {
-        self.inner.generation()
+        self.kernel.snapshot().generation
     }
 
-    /// How many callers are waiting for a token right now (for metrics and tests).
+    /// How many calls are waiting for a token.
+    #[must_use]
     pub fn waiting(&self) -> usize {
-        self.inner.waiting()
+        self.kernel.snapshot().waiting
     }
 
-    /// The token endpoint the refresher talks to, if it said.
+    /// The refresher's token endpoint, if it named one: the bearer middleware never
+    /// sends the access token there.
+    #[must_use]
     pub fn token_endpoint(&self) -> Option<&str> {
-        self.inner.refresher().token_endpoint()
+        self.alive.token_endpoint.as_deref()
     }
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.kernel.snapshot();
         f.debug_struct("TokenSource")
-            .field("status", &self.status())
-            .field("generation", &self.generation())
-            .field("proactive_refresh", &self.proactive.is_some())
+            .field("status", &snapshot.status)
+            .field("generation", &snapshot.generation)
+            .field("waiting", &snapshot.waiting)
+            .field("token_endpoint", &self.alive.token_endpoint)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`TokenSource`].
+/// Builds a [`TokenSource`]: start with [`TokenSource::builder`].
 #[must_use]
 pub struct TokenSourceBuilder {
     config: Config,
     credentials: Option<Credentials>,
-    refresher: Option<Box<dyn Refresher>>,
-    on_change: Option<OnChange>,
-    proactive: bool,
+    refresher: Option<Arc<dyn Refresher>>,
+    on_change: Option<ChangeCallback>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl TokenSourceBuilder {
-    /// The credentials to start with. Without them, callers wait (until their
-    /// deadline) for [`TokenSource::sign_in`].
+    /// The credentials to start with. Without them, calls wait (until their deadline)
+    /// for [`TokenSource::sign_in`].
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self
     }
 
-    /// What performs a refresh: a closure, or the ready [`crate::OAuth2Refresher`].
-    /// Without one, every refresh fails for good with "no refresher configured".
+    /// What runs a refresh: a [`Refresher`], such as
+    /// `|refresh_token: Option<Secret>| -> Result<Token, RefreshFailure> { … }`.
     pub fn refresher(mut self, refresher: impl Refresher) -> Self {
-        self.refresher = Some(Box::new(refresher));
+        self.refresher = Some(Arc::new(refresher));
         self
     }
 
-    /// Called with each new token to store (before any caller gets it) and at
-    /// sign-out; see [`TokenChange`] for what it may and may not do.
+    /// Called with each [`TokenChange`], synchronously and in order, before any caller
+    /// gets the new token: store the rotated refresh credential here. It runs with the
+    /// source locked: it may call `sign_in`, `sign_out`, `report_rejected` and the
+    /// getters, but a `token()` call there fails with [`Error::Reentrant`].
     pub fn on_token_change(
         mut self,
-        callback: impl Fn(&TokenChange) + Send + Sync + 'static,
+        callback: impl Fn(TokenChange) + Send + Sync + 'static,
     ) -> Self {
         self.on_change = Some(Box::new(callback));
         self
     }
 
-    /// Refresh on schedule while the program is idle, from a thread the source starts
-    /// and stops (on drop). Off by default: without it, a refresh window that opened
-    /// while nobody asked for a token is noticed at the next call.
-    pub fn proactive_refresh(mut self, enabled: bool) -> Self {
-        self.proactive = enabled;
+    /// Read time from `clock` instead of the system's clocks (tests: a
+    /// [`ManualClock`](crate::ManualClock) moves only when told to).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
         self
     }
 
-    /// The source, signed in with the credentials if any were given.
-    pub fn build(self) -> TokenSource {
-        let now = Instant::now();
-        let machine = TokenMachine::new(self.config, now, SystemTime::now());
+    /// Builds the source and starts its timer thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the timer thread cannot be started.
+    pub fn build(self) -> Result<TokenSource, Error> {
+        let bell = Arc::new(Doorbell::default());
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let kernel = Arc::new(BlockingKernel::new(
+            self.config,
+            clock,
+            bell.clone(),
+            self.on_change,
+        ));
         let refresher = self
             .refresher
-            .unwrap_or_else(|| Box::new(no_refresher) as Box<dyn Refresher>);
-        let inner = Inner::new(machine, refresher, self.on_change);
+            .unwrap_or_else(|| Arc::new(no_refresher) as Arc<dyn Refresher>);
+        let token_endpoint = refresher.token_endpoint().map(Arc::from);
+        let (thread_kernel, thread_bell) = (kernel.clone(), bell.clone());
+        thread::Builder::new()
+            .name("silent-refresh-timer".into())
+            .spawn(move || runtime::run(&thread_kernel, &refresher, &thread_bell))
+            .map_err(|error| Error::Spawn {
+                reason: error.to_string(),
+            })?;
         if let Some(credentials) = self.credentials {
-            inner.sign_in(credentials);
+            kernel.command(Command::SignIn(credentials));
         }
-        let proactive = if self.proactive {
-            Proactive::spawn(&inner)
-        } else {
-            None
-        };
-        TokenSource { inner, proactive }
+        Ok(TokenSource {
+            kernel,
+            alive: Arc::new(Alive {
+                bell,
+                token_endpoint,
+            }),
+        })
     }
 }
 
@@ -202,13 +289,12 @@ impl fmt::Debug for TokenSourceBuilder {
             .field("config", &self.config)
             .field("has_credentials", &self.credentials.is_some())
             .field("has_refresher", &self.refresher.is_some())
-            .field("proactive_refresh", &self.proactive)
             .finish_non_exhaustive()
     }
 }
 
 fn no_refresher(_: Option<Secret>) -> Result<Token, RefreshFailure> {
-    Err(RefreshFailure::terminal(
+    Err(RefreshFailure::misconfigured(
         "no refresher configured; give one with `TokenSource::builder(..).refresher(..)`",
     ))
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -25,30 +24,28 @@ fn bearer_of(request: &Recorded) -> Option<String> {
 
 /// A source that holds a token the API does not accept (as if revoked server-side),
 /// and refreshes against `auth`.
-fn source_with_stale_token(auth: &AuthServer) -> Arc<TokenSource> {
-    Arc::new(
-        TokenSource::builder(Config::default())
-            .credentials(Credentials::Token(
-                Token::bearer("at-SECRET-0", Expiry::In(Duration::from_secs(3600)))
-                    .with_refresh_token("rt-SECRET-1"),
-            ))
-            .refresher(auth.refresher())
-            .build(),
-    )
+fn source_with_stale_token(auth: &AuthServer) -> TokenSource {
+    TokenSource::builder(Config::default())
+        .credentials(Credentials::Token(
+            Token::bearer("at-SECRET-0", Expiry::In(Duration::from_secs(3600)))
+                .with_refresh_token("rt-SECRET-1"),
+        ))
+        .refresher(auth.refresher())
+        .build()
+        .expect("source")
 }
 
 #[test]
 fn the_token_reaches_only_the_allowed_origin() {
     let allowed = TestServer::start(|_| Reply::text(200, "allowed"));
     let other = TestServer::start(|_| Reply::text(200, "other"));
-    let source = Arc::new(
-        TokenSource::builder(Config::default())
-            .credentials(Credentials::Token(Token::bearer(
-                "at-SECRET-x",
-                Expiry::In(Duration::from_secs(3600)),
-            )))
-            .build(),
-    );
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::Token(Token::bearer(
+            "at-SECRET-x",
+            Expiry::In(Duration::from_secs(3600)),
+        )))
+        .build()
+        .expect("source");
     let agent = agent_with(
         BearerAuth::builder(source)
             .allow_origin(allowed.origin())
@@ -93,12 +90,11 @@ fn the_token_never_follows_a_redirect() {
     let target = TestServer::start(|_| Reply::text(200, "landed"));
     let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
     let api = api_server(&auth);
-    let source = Arc::new(
-        TokenSource::builder(Config::default())
-            .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-            .refresher(auth.refresher())
-            .build(),
-    );
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+        .refresher(auth.refresher())
+        .build()
+        .expect("source");
     let agent = agent_with(
         BearerAuth::builder(source)
             .allow_origin(api.origin())
@@ -229,15 +225,14 @@ fn a_body_too_large_to_replay_is_sent_once_and_its_401_returned_after_reporting(
 fn the_token_endpoint_never_gets_the_access_token() {
     // One server is both the API and the authorization server.
     let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
-    let source = Arc::new(
-        TokenSource::builder(Config::default())
-            .credentials(Credentials::Token(Token::bearer(
-                "at-SECRET-x",
-                Expiry::In(Duration::from_secs(3600)),
-            )))
-            .refresher(auth.refresher())
-            .build(),
-    );
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::Token(Token::bearer(
+            "at-SECRET-x",
+            Expiry::In(Duration::from_secs(3600)),
+        )))
+        .refresher(auth.refresher())
+        .build()
+        .expect("source");
     assert_eq!(source.token_endpoint(), Some(auth.token_url().as_str()));
     let auth_mw = BearerAuth::builder(source)
         .allow_origin(auth.server.origin())
@@ -263,7 +258,9 @@ fn the_token_endpoint_never_gets_the_access_token() {
 #[test]
 fn without_a_token_no_request_is_sent() {
     let api = TestServer::start(|_| Reply::text(200, "ok"));
-    let source = Arc::new(TokenSource::builder(Config::default()).build());
+    let source = TokenSource::builder(Config::default())
+        .build()
+        .expect("source");
     source.sign_out();
     let agent = agent_with(
         BearerAuth::builder(source)
@@ -284,7 +281,9 @@ fn without_a_token_no_request_is_sent() {
 
 #[test]
 fn plain_http_is_refused_except_to_loopback_unless_allowed() {
-    let source = Arc::new(TokenSource::builder(Config::default()).build());
+    let source = TokenSource::builder(Config::default())
+        .build()
+        .expect("source");
     let build = |origin: &str, insecure: bool| {
         BearerAuth::builder(source.clone())
             .allow_origin(origin)
@@ -329,7 +328,9 @@ fn plain_http_is_refused_except_to_loopback_unless_allowed() {
 
 #[test]
 fn invalid_origins_and_urls_are_refused_without_echoing_a_password_a_path_or_a_query() {
-    let source = Arc::new(TokenSource::builder(Config::default()).build());
+    let source = TokenSource::builder(Config::default())
+        .build()
+        .expect("source");
     let refused = BearerAuth::builder(source.clone())
         .allow_origin("https://alice:hunter2@api.example.com/v1?api_key=hidden")
         .build()
@@ -364,13 +365,12 @@ fn many_threads_across_several_expiries_always_present_a_valid_token() {
     let api = api_server(&auth);
     let elsewhere = TestServer::start(|_| Reply::text(200, "elsewhere"));
     let (persist, adoptions) = Adoptions::new();
-    let source = Arc::new(
-        TokenSource::builder(Config::default())
-            .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-            .refresher(auth.refresher())
-            .on_token_change(persist)
-            .build(),
-    );
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+        .refresher(auth.refresher())
+        .on_token_change(move |change| persist(&change))
+        .build()
+        .expect("source");
     let agent = agent_with(
         BearerAuth::builder(source.clone())
             .allow_origin(api.origin())

@@ -73,26 +73,25 @@ fn events_are_logged_and_no_secret_is_ever_logged_or_printed() {
         .scripted
         .push_back(Reply::text(503, "maintenance"));
     let api = api_server(&auth);
-    let source = Arc::new(
-        TokenSource::builder(
-            short_config()
-                .request_timeout(Duration::from_secs(10))
-                .build()
-                .expect("config"),
-        )
-        .credentials(Credentials::Token(
-            Token::bearer("at-SECRET-0", Expiry::In(Duration::from_secs(3600)))
-                .with_refresh_token("rt-SECRET-1"),
-        ))
-        .refresher(auth.refresher())
-        .on_token_change({
-            let printed = printed.clone();
-            move |change| {
-                let _ = write!(printed.lock().expect("printed"), "{change:?}");
-            }
-        })
-        .build(),
-    );
+    let source = TokenSource::builder(
+        short_config()
+            .request_timeout(Duration::from_secs(10))
+            .build()
+            .expect("config"),
+    )
+    .credentials(Credentials::Token(
+        Token::bearer("at-SECRET-0", Expiry::In(Duration::from_secs(3600)))
+            .with_refresh_token("rt-SECRET-1"),
+    ))
+    .refresher(auth.refresher())
+    .on_token_change({
+        let printed = printed.clone();
+        move |change| {
+            let _ = write!(printed.lock().expect("printed"), "{change:?}");
+        }
+    })
+    .build()
+    .expect("source");
     let auth_mw = BearerAuth::builder(source.clone())
         .allow_origin(api.origin())
         .build()
@@ -111,7 +110,8 @@ fn events_are_logged_and_no_secret_is_ever_logged_or_printed() {
     let twin = TokenSource::builder(short_config().build().expect("config"))
         .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
         .refresher(auth.refresher())
-        .build();
+        .build()
+        .expect("source");
     let error = twin.token().expect_err("reused");
     let _ = write!(text, "{error} {error:?} {twin:?}");
     source.sign_out();
@@ -124,14 +124,12 @@ fn events_are_logged_and_no_secret_is_ever_logged_or_printed() {
         eprintln!("{log}\n{text}");
     }
     for event in [
-        "refresh started",
-        "refresh failed",
-        "refresh backing off",
-        "refresh succeeded",
+        "token refresh started",
+        "token refresh failed; backing off",
         "new token adopted",
         "rejected the access token (401)",
-        "refresh failed for good",
-        "signed out",
+        "token refresh failed for good",
+        "status=SignedOut",
     ] {
         assert!(log.contains(event), "no {event:?} in the log:{log}");
     }

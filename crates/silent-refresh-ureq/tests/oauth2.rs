@@ -32,14 +32,15 @@ fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_toke
     .on_token_change({
         let stored = stored.clone();
         move |change| {
-            persist(change);
-            if let TokenChange::Persist { token, .. } = change {
+            persist(&change);
+            if let TokenChange::Persist { token, .. } = &change {
                 *stored.lock().expect("store") =
                     token.refresh_token.as_ref().map(|s| s.expose().to_owned());
             }
         }
     })
-    .build();
+    .build()
+    .expect("source");
 
     let calls = AtomicU64::new(0);
     thread::scope(|scope| {
@@ -98,11 +99,13 @@ fn a_reused_refresh_token_revokes_the_family_and_both_holders_must_sign_in() {
     let first = TokenSource::builder(patient())
         .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
         .refresher(auth.refresher())
-        .build();
+        .build()
+        .expect("source");
     let second = TokenSource::builder(patient())
         .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
         .refresher(auth.refresher())
-        .build();
+        .build()
+        .expect("source");
 
     let token = first.token().expect("the first holder refreshes");
     match core_error(second.token()) {
@@ -141,7 +144,8 @@ fn server_errors_are_retried_with_backoff() {
     )
     .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
     .refresher(auth.refresher())
-    .build();
+    .build()
+    .expect("source");
 
     let token = source
         .token()
@@ -181,7 +185,8 @@ fn an_unreachable_token_endpoint_is_a_transient_failure() {
     )
     .credentials(Credentials::RefreshToken("rt".into()))
     .refresher(refresher)
-    .build();
+    .build()
+    .expect("source");
     match core_error(source.token()) {
         silent_refresh::Error::DeadlineExceeded { last_failure } => {
             assert!(last_failure.is_some_and(|f| f.contains("could not reach")));

@@ -123,7 +123,8 @@ fn a_redirecting_token_endpoint_fails_requests_fast_without_asking_for_a_sign_in
     )
     .credentials(Credentials::RefreshToken(REFRESH_TOKEN.into()))
     .refresher(refresher)
-    .build();
+    .build()
+    .expect("source");
     let started = Instant::now();
     let error = source.token().expect_err("no token behind a redirect");
     assert!(

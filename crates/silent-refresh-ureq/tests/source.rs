@@ -81,8 +81,9 @@ fn sixty_four_threads_across_several_expiries_get_one_refresh_per_token() {
     let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken("rt-1".into()))
         .refresher(refresher)
-        .on_token_change(persist)
-        .build();
+        .on_token_change(move |change| persist(&change))
+        .build()
+        .expect("source");
 
     let start = Instant::now();
     let answered = AtomicU64::new(0);
@@ -147,7 +148,8 @@ fn with_a_failing_refresher_every_waiting_thread_gets_the_error_by_its_deadline(
     let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken("rt-1".into()))
         .refresher(refresher)
-        .build();
+        .build()
+        .expect("source");
 
     let barrier = Barrier::new(THREADS);
     let waited: Vec<Duration> = thread::scope(|scope| {
@@ -209,7 +211,8 @@ fn a_hanging_refresher_holds_no_caller_past_its_deadline_and_its_late_token_is_a
     let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken("rt-1".into()))
         .refresher(refresher)
-        .build();
+        .build()
+        .expect("source");
 
     // Two rounds of callers: the second asks after the exchange passed its deadline.
     for _round in 0..2 {
@@ -259,7 +262,8 @@ fn terminal_failure_rejects_every_waiter_with_sign_in_required_and_later_calls_f
     let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken("rt-1".into()))
         .refresher(refresher)
-        .build();
+        .build()
+        .expect("source");
 
     thread::scope(|scope| {
         let waiters: Vec<_> = (0..THREADS)
@@ -321,7 +325,8 @@ fn a_panicking_refresher_is_a_transient_failure_and_poisons_nothing() {
     let source = TokenSource::builder(config)
         .credentials(Credentials::RefreshToken("rt".into()))
         .refresher(refresher)
-        .build();
+        .build()
+        .expect("source");
 
     let asked_at = Instant::now();
     let token = source.token().expect("granted after the backoff");
@@ -368,7 +373,8 @@ fn each_new_token_is_persisted_before_any_thread_gets_it() {
                 _ => {}
             }
         })
-        .build();
+        .build()
+        .expect("source");
 
     let barrier = Barrier::new(32);
     thread::scope(|scope| {
@@ -434,7 +440,8 @@ fn from_its_callback_the_source_defers_commands_refuses_tokens_and_never_deadloc
                     }
                 }
             })
-            .build(),
+            .build()
+            .expect("source"),
     );
     cell.set(Arc::downgrade(&source)).expect("set once");
     source.sign_in(Credentials::Token(Token::bearer(
@@ -446,7 +453,8 @@ fn from_its_callback_the_source_defers_commands_refuses_tokens_and_never_deadloc
         [
             "persist 1".to_owned(),
             format!("token {:?}", Some(Error::Reentrant)),
-            "getter panicked true".to_owned(),
+            // Getters read a published snapshot: no lock, no panic, no deadlock.
+            "getter panicked false".to_owned(),
             "forget".to_owned(),
         ]
     );
@@ -475,7 +483,8 @@ fn sign_out_rejects_every_waiter_and_sign_in_recovers() {
                 }
             }
         })
-        .build();
+        .build()
+        .expect("source");
     assert_eq!(source.status(), Status::AwaitingSignIn);
 
     thread::scope(|scope| {
@@ -548,7 +557,8 @@ fn in_the_refresh_window_callers_get_the_current_token_at_once_while_the_refresh
                 let _ = persisted_tx.lock().expect("tx").send(generation.0);
             }
         })
-        .build();
+        .build()
+        .expect("source");
     assert_eq!(persisted.recv().expect("sign-in persisted"), 1);
     let first = source.token().expect("token");
     let window_opens = Instant::now() + Duration::from_millis(25);
@@ -598,8 +608,8 @@ fn proactive_refresh_refreshes_while_nobody_asks() {
                 let _ = persisted_tx.lock().expect("tx").send(generation.0);
             }
         })
-        .proactive_refresh(true)
-        .build();
+        .build()
+        .expect("source");
     assert_eq!(persisted.recv().expect("sign-in persisted"), 1);
     // Nobody calls token(): the idle thread starts the refresh when the window opens.
     assert_eq!(
@@ -631,7 +641,8 @@ fn many_rejections_of_one_token_refresh_once_and_an_old_rejection_not_at_all() {
             Token::bearer("at-1", Expiry::In(Duration::from_secs(3600))).with_refresh_token("rt"),
         ))
         .refresher(refresher)
-        .build();
+        .build()
+        .expect("source");
     let first = source.token().expect("token");
 
     let barrier = Barrier::new(32);
@@ -666,6 +677,8 @@ fn the_source_is_send_and_sync() {
     shared::<TokenSource>();
     shared::<silent_refresh_ureq::BearerAuth>();
     shared::<silent_refresh_ureq::OAuth2Refresher>();
-    let source = TokenSource::builder(Config::default()).build();
+    let source = TokenSource::builder(Config::default())
+        .build()
+        .expect("source");
     assert!(format!("{source:?}").contains("AwaitingSignIn"));
 }

@@ -164,8 +164,11 @@ struct Core<W> {
     /// What the fast path holds.
     published: Option<(Arc<AccessToken>, Option<Instant>)>,
     stopped: bool,
-    listeners: Vec<Box<dyn Fn(&Event) + Send + Sync>>,
+    listeners: Vec<Listener>,
 }
+
+/// A subscriber to the events.
+type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl<W> Core<W> {
     /// When the driver must wake: for the machine, or to withdraw the fast path's token.

@@ -329,11 +329,10 @@ impl TokenMachine {
     /// rejection of the current generation triggers a refresh, once.
     pub fn handle_rejected(&mut self, now: Instant, generation: Generation) {
         let now = self.clamp(now);
-        if let Some(current) = self.current.as_mut() {
-            if current.token.generation == generation {
+        if let Some(current) = self.current.as_mut()
+            && current.token.generation == generation {
                 current.rejected = true;
             }
-        }
         self.advance(now);
     }
 
@@ -420,11 +419,10 @@ impl TokenMachine {
         }
         let mut next: Option<Wakeup> = None;
         let mut consider = |at: Option<Instant>, reason: WakeReason| {
-            if let Some(at) = at {
-                if next.is_none_or(|n| at < n.at) {
+            if let Some(at) = at
+                && next.is_none_or(|n| at < n.at) {
                     next = Some(Wakeup { at, reason });
                 }
-            }
         };
         match (self.exchange, self.backoff) {
             (Some(exchange), _) => {
@@ -465,8 +463,8 @@ impl TokenMachine {
     /// whose deadline falls in the very instant a token becomes grantable gets the
     /// token (rule 4 over rule 2's deadline).
     fn advance(&mut self, now: Instant) {
-        if let Some(exchange) = self.exchange.as_mut() {
-            if !exchange.cancel_requested && now >= exchange.deadline {
+        if let Some(exchange) = self.exchange.as_mut()
+            && !exchange.cancel_requested && now >= exchange.deadline {
                 // Rule 1: the exchange is not over until the driver says so; ask it to
                 // cancel, and keep waiting for the result (rule 8: a late success is
                 // still adopted).
@@ -478,7 +476,6 @@ impl TokenMachine {
                 self.actions.push_back(Action::CancelRefresh { attempt });
                 self.event(Event::RefreshOverdue { attempt });
             }
-        }
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
         }

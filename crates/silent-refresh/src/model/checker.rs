@@ -557,11 +557,10 @@ impl Checker {
             }
             Input::Cancel(id) => view.waiting.retain(|(waiting, _)| waiting != id),
             Input::Rejected(generation) => {
-                if let Some(token) = view.token.as_mut() {
-                    if token.generation == *generation {
+                if let Some(token) = view.token.as_mut()
+                    && token.generation == *generation {
                         token.rejected = true;
                     }
-                }
             }
             Input::SignIn {
                 wall_now,
@@ -694,11 +693,10 @@ impl Checker {
                 }
             }
             Input::Cancel(id) => {
-                if let Some(request) = after.requests.iter_mut().find(|r| r.id == *id) {
-                    if request.fate == Fate::Parked {
+                if let Some(request) = after.requests.iter_mut().find(|r| r.id == *id)
+                    && request.fate == Fate::Parked {
                         request.fate = Fate::Cancelled;
                     }
-                }
             }
             Input::RefreshResult { attempt, .. } => {
                 if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
@@ -753,15 +751,14 @@ impl Checker {
                 }
                 Act::Grant { request, .. } | Act::Reject { request, .. } => {
                     let granted = matches!(act, Act::Grant { .. });
-                    if let Some(r) = after.requests.iter_mut().find(|r| r.id == *request) {
-                        if r.fate == Fate::Parked {
+                    if let Some(r) = after.requests.iter_mut().find(|r| r.id == *request)
+                        && r.fate == Fate::Parked {
                             r.fate = if granted {
                                 Fate::Granted
                             } else {
                                 Fate::Rejected
                             };
                         }
-                    }
                 }
                 Act::Forget => {}
             }
@@ -1198,13 +1195,12 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             parked = parked.saturating_sub(1);
         }
     }
-    if fails_fast || misconfigured_wait {
-        if let Some(id) = view.new_request {
+    if (fails_fast || misconfigured_wait)
+        && let Some(id) = view.new_request {
             ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
                 format!("{id} did not fail fast while {:?}", view.session)
             })?;
         }
-    }
     // Nobody waits on a session that cannot give a token (yet).
     let usable_after = after
         .current_token()
@@ -1218,14 +1214,13 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         }
         Session::AwaitingSignIn => false,
     };
-    if dead {
-        if let Some(request) = after.parked().next() {
+    if dead
+        && let Some(request) = after.parked().next() {
             return Err(format!(
                 "{} waits though no token can come ({:?})",
                 request.id, after.session
             ));
         }
-    }
     Ok(())
 }
 
@@ -1372,11 +1367,10 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
         Some(_) => {}
         None => {
-            if after.session.active() && after.can_refresh() && after.in_flight().is_none() {
-                if let Some((_, latest)) = after.current_token().and_then(|t| t.window(config)) {
+            if after.session.active() && after.can_refresh() && after.in_flight().is_none()
+                && let Some((_, latest)) = after.current_token().and_then(|t| t.window(config)) {
                     due.push((latest, "the refresh window"));
                 }
-            }
         }
     }
     for (at, what) in due {

@@ -133,7 +133,7 @@ impl Harness {
             access,
             refresh,
             expiry,
-            scope: (access.0 % 3 == 0).then(|| "api".to_owned()),
+            scope: access.0.is_multiple_of(3).then(|| "api".to_owned()),
         }
     }
 
@@ -398,11 +398,10 @@ fn events_match(
         ));
     }
     for event in events {
-        if let Event::RefreshOverdue { attempt } = event {
-            if !actions.contains(&Act::CancelRefresh { attempt: *attempt }) {
+        if let Event::RefreshOverdue { attempt } = event
+            && !actions.contains(&Act::CancelRefresh { attempt: *attempt }) {
                 return Err(format!("{attempt} overdue without a CancelRefresh"));
             }
-        }
     }
     let mut status = before.clone();
     for event in events {

@@ -303,11 +303,10 @@ impl Model {
 
     /// Rule 6: only a 401 of the current generation counts.
     fn rejected(&mut self, generation: Generation) {
-        if let Some(token) = self.token.as_mut() {
-            if token.generation == generation {
+        if let Some(token) = self.token.as_mut()
+            && token.generation == generation {
                 token.rejected = true;
             }
-        }
         self.advance();
     }
 
@@ -329,11 +328,10 @@ impl Model {
             Credential::ClientCredentials(spec) => (spec.as_ref(), true),
         };
         self.self_authenticating = self_authenticating;
-        if let Some(spec) = token {
-            if !self.adopt(spec, self.now) {
+        if let Some(spec) = token
+            && !self.adopt(spec, self.now) {
                 self.refresh_token = spec.refresh;
             }
-        }
         self.advance();
     }
 
@@ -358,8 +356,8 @@ impl Model {
         let now = self.now;
         // (b) An exchange past its deadline is to be cancelled; it stays on the wire
         // until its result comes.
-        if let Some(running) = self.running.as_mut() {
-            if !running.cancelled && now >= plus(running.started, self.config.refresh_timeout) {
+        if let Some(running) = self.running.as_mut()
+            && !running.cancelled && now >= plus(running.started, self.config.refresh_timeout) {
                 running.cancelled = true;
                 let attempt = running.attempt;
                 if !running.superseded {
@@ -367,7 +365,6 @@ impl Model {
                 }
                 self.out.push(Act::CancelRefresh { attempt });
             }
-        }
         // (c)
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
@@ -645,14 +642,13 @@ impl Model {
                 reason: WakeReason::BackoffEnds,
             }),
             (None, None) => {
-                if self.active() && self.can_refresh() {
-                    if let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config)) {
+                if self.active() && self.can_refresh()
+                    && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config)) {
                         candidates.push(Wakeup {
                             at,
                             reason: WakeReason::RefreshWindow,
                         });
                     }
-                }
             }
         }
         if let Some(at) = self.parked.iter().map(|(_, deadline)| *deadline).min() {

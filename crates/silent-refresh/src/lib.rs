@@ -52,7 +52,7 @@
 //!     }
 //! }
 //! let token = granted.expect("granted");
-//! assert_eq!(token.authorization(), "Bearer at-1");
+//! assert_eq!(token.authorization().as_str(), "Bearer at-1");
 //! // Sleep until the next wake-up (the proactive refresh), then call handle_timeout.
 //! let wakeup = machine.poll_timeout().expect("a refresh is scheduled");
 //! assert!(wakeup.at > start + Duration::from_secs(3000));

@@ -7,10 +7,13 @@
 //!   token endpoint, and a second origin that counts what reaches it).
 //! - [`demo`]: the acts of `cargo run --example demo`.
 //! - [`client`]: `oauth2_client`, a load and smoke tool for any OAuth 2.0 server.
+//! - [`custom`]: `custom_refresh`, the browser pattern ported: an app's own JSON
+//!   login and refresh API, and a closure refresher for each adapter.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
 //! - [`timeline`]: timestamped lines for the demo.
 
 pub mod client;
+pub mod custom;
 pub mod demo;
 pub mod probe;
 pub mod server;

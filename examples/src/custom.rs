@@ -18,6 +18,50 @@
 //! - [`run`]: many tasks or threads call `GET /api/me` across several expiries and
 //!   the [`Report`] says what the client and the server saw.
 //!
+//! The tokio refresher in a dozen lines (the README's), here against the embedded API
+//! with a refresh token it never issued, so the session is over at once:
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde_json::{Value, json};
+//! use silent_refresh::oauth2::classify;
+//! use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
+//! use silent_refresh_tokio::TokenSource;
+//! # use silent_refresh_examples::custom::{ApiConfig, ApiServer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = ApiServer::start(ApiConfig::default())?;
+//! # let refresh_url = server.refresh_url();
+//! let http = reqwest::Client::new();
+//! let source = TokenSource::builder(Config::default())
+//!     .credentials(Credentials::RefreshToken("rt-from-an-old-login".into()))
+//!     .refresher(move |rt: Option<Secret>| {
+//!         let (http, url) = (http.clone(), refresh_url.clone());
+//!         async move {
+//!             let rt = rt.ok_or_else(|| RefreshFailure::terminal("signed out"))?;
+//!             let net = |e: reqwest::Error| RefreshFailure::transient(e.without_url().to_string());
+//!             let answer = http.post(url).header("content-type", "application/json")
+//!                 .body(json!({ "refreshToken": rt.expose() }).to_string()).send().await.map_err(net)?;
+//!             let (status, headers) = (answer.status(), answer.headers().clone());
+//!             let body = answer.bytes().await.map_err(net)?;
+//!             if status == 401 { return Err(RefreshFailure::terminal("session expired: sign in again")) }
+//!             classify(status, &headers, &body, &[&rt])?; // 5xx, 429: retried; 404, 3xx: misconfigured
+//!             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+//!             let (Some(at), Some(secs)) = (v["accessToken"].as_str(), v["expiresIn"].as_u64()) else {
+//!                 return Err(RefreshFailure::transient("the refresh answer holds no token"));
+//!             };
+//!             let token = Token::bearer(at, Expiry::In(Duration::from_secs(secs)));
+//!             Ok(match v["refreshToken"].as_str() { Some(next) => token.with_refresh_token(next), None => token })
+//!         }
+//!     })
+//!     .build()?;
+//! let error = source.token().await.expect_err("a refresh token the API never issued");
+//! assert!(error.needs_sign_in(), "{error}");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Tokens are random enough for a demo (std's randomly keyed hasher), not for
 //! production. No secret is printed: reports and errors hold counts and messages only.
 

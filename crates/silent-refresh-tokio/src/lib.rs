@@ -59,7 +59,9 @@
 //! behind a `std::sync::Mutex` that is never held across an `.await`.
 //!
 //! [`AuthorizedClient`] sends through any HTTP client with the token attached, only to
-//! origins you allow, and retries once after a 401.
+//! origins you allow, and retries once after a 401. The same rules plug into a tower
+//! stack ([`tower::BearerAuthLayer`], feature `tower`) and into reqwest-middleware
+//! ([`middleware::BearerAuth`], feature `reqwest-middleware`).
 //!
 //! # Logs
 //!
@@ -72,12 +74,16 @@
 
 mod driver;
 mod error;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
 #[cfg(feature = "reqwest")]
 mod oauth2;
 mod refresher;
 mod runtime;
 mod send;
 mod source;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use error::Error;
 #[cfg(feature = "reqwest")]
@@ -85,6 +91,11 @@ pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
+#[doc(inline)]
+pub use silent_refresh::{
+    AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
+    RefreshFailure, RefreshMode, Secret, Status, Token, Trigger,
+};
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{self, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh::origin::{self, Origin, OriginPolicy, OriginPolicyBuilder};
 
 use crate::error::Error;
 use crate::source::TokenSource;
@@ -96,6 +96,7 @@ impl AuthorizedClient {
         AuthorizedClientBuilder {
             source,
             policy: OriginPolicy::builder(),
+            error: None,
         }
     }
 
@@ -141,23 +142,9 @@ impl AuthorizedClient {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let uri = self.check(url)?;
-        let token = self.source.token().await?;
-        let response = send(uri.clone(), authorization(&token)?)
-            .await
-            .map_err(|e| send_error(e.into(), &uri))?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        self.source.report_rejected(token.generation);
-        drop(response);
-        let token = self.source.token().await?;
-        let response = send(uri.clone(), authorization(&token)?)
-            .await
-            .map_err(|e| send_error(e.into(), &uri))?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.source.report_rejected(token.generation);
-        }
-        Ok(response)
+        let again = Some(uri.clone());
+        let sent = with_token(&self.source, uri.clone(), again, &mut send).await?;
+        sent.map_err(|e| send_error(e.into(), &uri))
     }
 
     /// Executes a reqwest request with the token attached, retrying once after a 401.
@@ -176,39 +163,87 @@ impl AuthorizedClient {
         request: reqwest::Request,
     ) -> Result<reqwest::Response, Error> {
         self.check(request.url().as_str())?;
-        let retry = request.try_clone();
-        let token = self.source.token().await?;
-        let response = execute_with(client, request, &token).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        self.source.report_rejected(token.generation);
-        let Some(retry) = retry else {
-            return Ok(response);
-        };
-        drop(response);
-        let token = self.source.token().await?;
-        let response = execute_with(client, retry, &token).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.source.report_rejected(token.generation);
-        }
-        Ok(response)
+        let again = request.try_clone();
+        with_token(&self.source, request, again, |request, authorization| {
+            execute_with(client, request, authorization)
+        })
+        .await?
+        .map_err(|e| Error::Send(Box::new(e.without_url())))
     }
+
+    /// Whether a request for `uri` with these headers gets the token: its origin is
+    /// allowed, it is not for the token endpoint, and it carries no `Authorization`
+    /// header of its own. The rule of the tower layer and the reqwest middleware,
+    /// which let every other request pass untouched.
+    #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+    pub(crate) fn attaches(&self, uri: &Uri, headers: &http::HeaderMap) -> bool {
+        !headers.contains_key(http::header::AUTHORIZATION) && self.policy.authorizes(uri)
+    }
+}
+
+/// The 401 rule, written once for every way this crate sends: attach the token, send;
+/// on a 401, report the rejected token's generation to the source (only a rejection
+/// of the current generation starts a refresh, so a late 401 of an older token costs
+/// nothing) and, when there is a copy of the request (`again`), send it once more
+/// with the new token, reporting a second 401 too. The inner `Result` is `send`'s.
+///
+/// # Errors
+///
+/// The source's error when no token can be had, and [`Error::InvalidToken`].
+pub(crate) async fn with_token<R, F, Fut, T, E>(
+    source: &TokenSource,
+    request: R,
+    again: Option<R>,
+    mut send: F,
+) -> Result<Result<T, E>, Error>
+where
+    F: FnMut(R, HeaderValue) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    T: ResponseStatus,
+{
+    let token = source.token().await?;
+    let first = send(request, authorization(&token)?).await;
+    if !is_unauthorized(&first) {
+        return Ok(first);
+    }
+    tracing::info!(
+        generation = token.generation.0,
+        "the server rejected the access token (401)"
+    );
+    source.report_rejected(token.generation);
+    let Some(request) = again else {
+        tracing::debug!("not sending the request again: it cannot be replayed");
+        return Ok(first);
+    };
+    drop(first);
+    let token = source.token().await?;
+    let second = send(request, authorization(&token)?).await;
+    if is_unauthorized(&second) {
+        tracing::warn!(
+            generation = token.generation.0,
+            "the server rejected the new access token too (401)"
+        );
+        source.report_rejected(token.generation);
+    }
+    Ok(second)
+}
+
+fn is_unauthorized<T: ResponseStatus, E>(answer: &Result<T, E>) -> bool {
+    answer
+        .as_ref()
+        .is_ok_and(|response| response.status() == StatusCode::UNAUTHORIZED)
 }
 
 #[cfg(feature = "reqwest")]
 async fn execute_with(
     client: &reqwest::Client,
     mut request: reqwest::Request,
-    token: &AccessToken,
-) -> Result<reqwest::Response, Error> {
+    authorization: HeaderValue,
+) -> Result<reqwest::Response, reqwest::Error> {
     request
         .headers_mut()
-        .insert(http::header::AUTHORIZATION, authorization(token)?);
-    client
-        .execute(request)
-        .await
-        .map_err(|e| Error::Send(Box::new(e.without_url())))
+        .insert(http::header::AUTHORIZATION, authorization);
+    client.execute(request).await
 }
 
 /// The caller's error as [`Error::Send`], with no URL's query, fragment or user in
@@ -317,6 +352,9 @@ pub fn authorization(token: &AccessToken) -> Result<HeaderValue, Error> {
 pub struct AuthorizedClientBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
+    /// The first URL given to `allow_url` that was not an http(s) URL, unless an
+    /// invalid origin came before it.
+    error: Option<silent_refresh::Error>,
 }
 
 impl AuthorizedClientBuilder {
@@ -326,6 +364,29 @@ impl AuthorizedClientBuilder {
     #[must_use]
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.policy = self.policy.allow_origin(&origin.into());
+        self
+    }
+
+    /// Allows sending the token to the origin (scheme, host and port) of `url`, such
+    /// as the API's base URL: `https://api.example.com/v1/` allows
+    /// `https://api.example.com`, and the token goes to every path of it. The URL's
+    /// path, query and user information are dropped, and never shown in an error.
+    #[must_use]
+    pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
+        match origin::parse_url(url.as_ref()).and_then(|uri| Origin::of(&uri)) {
+            Ok(origin) => self.policy = self.policy.allow_origin(&origin.to_string()),
+            Err(error) => {
+                // The first invalid entry is the error, as for the policy's own.
+                let earlier = matches!(
+                    self.policy.clone().build(),
+                    Err(silent_refresh::Error::InvalidOrigin { .. }
+                        | silent_refresh::Error::InvalidUrl { .. })
+                );
+                if !earlier && self.error.is_none() {
+                    self.error = Some(error);
+                }
+            }
+        }
         self
     }
 
@@ -342,11 +403,15 @@ impl AuthorizedClientBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidOrigin`] for an origin that is not `scheme://host[:port]`,
-    /// [`Error::InvalidUrl`] for a refresher's token endpoint that is not an http(s)
+    /// [`Error::InvalidUrl`] for a URL given to [`allow_url`](Self::allow_url) or a
+    /// refresher's token endpoint that is not an http(s)
     /// URL, [`Error::NoOrigin`] when no origin was allowed, [`Error::InsecureHttp`]
     /// for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<AuthorizedClient, Error> {
+        if let Some(error) = self.error {
+            return Err(error.into());
+        }
         let mut policy = self.policy;
         if let Some(url) = self.source.token_endpoint() {
             policy = policy.exclude(url);

@@ -97,9 +97,10 @@ pub use source::{TokenSource, TokenSourceBuilder};
 
 pub use silent_refresh;
 pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
+#[doc(inline)]
 pub use silent_refresh::{
-    AccessToken, Config, ConfigBuilder, Credentials, Expiry, FailureKind, Generation,
-    RefreshFailure, RefreshMode, Secret, Status, Token,
+    AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
+    RefreshFailure, RefreshMode, Secret, Status, Token, Trigger,
 };
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;

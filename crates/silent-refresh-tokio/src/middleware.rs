@@ -1,0 +1,121 @@
+//! A reqwest-middleware middleware that attaches the access token (feature
+//! `reqwest-middleware`).
+
+use http::Extensions;
+use http::header::AUTHORIZATION;
+use http::{StatusCode, Uri};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::send::{AuthorizedClient, ResponseStatus, with_token};
+
+/// A [`reqwest_middleware::Middleware`] that adds `Authorization: Bearer …` to
+/// requests for the origins an [`AuthorizedClient`] allows, with its rules: never to
+/// the token endpoint, never to another origin, and once more after a 401. The same
+/// name and behaviour as the blocking adapter's ureq middleware.
+///
+/// ```
+/// use silent_refresh_tokio::middleware::BearerAuth;
+/// use silent_refresh_tokio::{AuthorizedClient, Config, TokenSource};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), silent_refresh_tokio::Error> {
+/// # let source = TokenSource::builder(Config::default())
+/// #     .refresher(|_: Option<silent_refresh_tokio::Secret>| async {
+/// #         Err(silent_refresh_tokio::RefreshFailure::terminal("not in this example"))
+/// #     })
+/// #     .build()?;
+/// let client = AuthorizedClient::builder(source)
+///     .allow_url("https://api.example.com/v1/")
+///     .build()?;
+/// let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(BearerAuth::new(client))
+///     .build();
+/// # let _ = http;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Request by request:
+/// - **Origins.** A request whose origin is not allowed, one for the token endpoint,
+///   and one that already carries an `Authorization` header are passed on untouched,
+///   without a token.
+/// - **401.** The rejected token's generation is reported to the
+///   [`TokenSource`](crate::TokenSource) (only a rejection of the current token
+///   starts a refresh) and, if reqwest can copy the request (its body is not a
+///   stream), it is sent once more down the chain with the new token. Otherwise the
+///   401 is returned: your own retry gets the new token.
+/// - **Errors.** When no token can be had the request is not sent, and the error is
+///   [`reqwest_middleware::Error::Middleware`] holding a [`crate::Error`] (downcast
+///   it to see why). A reqwest error of an authorized request loses its URL, whose
+///   query may hold secrets.
+///
+/// reqwest removes the `Authorization` header when a redirect leads to another host.
+#[derive(Clone, Debug)]
+pub struct BearerAuth {
+    client: AuthorizedClient,
+}
+
+impl BearerAuth {
+    /// A middleware applying `client`'s allow-list and token source.
+    #[must_use]
+    pub fn new(client: AuthorizedClient) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for BearerAuth {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let attaches = request
+            .url()
+            .as_str()
+            .parse::<Uri>()
+            .is_ok_and(|uri| self.client.attaches(&uri, request.headers()));
+        if !attaches {
+            return next.run(request, extensions).await;
+        }
+        // Each send gets its own copy of the extensions; those of the answer returned
+        // are handed back.
+        let again = request.try_clone().map(|r| (r, extensions.clone()));
+        let first = (request, extensions.clone());
+        let sent = with_token(
+            self.client.source(),
+            first,
+            again,
+            |(mut request, mut copy): (Request, Extensions), authorization| {
+                request.headers_mut().insert(AUTHORIZATION, authorization);
+                let next = next.clone();
+                async move {
+                    let response = next.run(request, &mut copy).await?;
+                    Ok(Answer {
+                        response,
+                        extensions: copy,
+                    })
+                }
+            },
+        )
+        .await
+        .map_err(reqwest_middleware::Error::middleware)?;
+        let answer = sent.map_err(reqwest_middleware::Error::without_url)?;
+        *extensions = answer.extensions;
+        Ok(answer.response)
+    }
+}
+
+/// A response and the extensions the chain left with it.
+struct Answer {
+    response: Response,
+    extensions: Extensions,
+}
+
+impl ResponseStatus for Answer {
+    fn status(&self) -> StatusCode {
+        self.response.status()
+    }
+}

@@ -1,0 +1,218 @@
+//! A tower layer that attaches the access token (feature `tower`).
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::send::{AuthorizedClient, with_token};
+
+/// The error of a [`BearerAuthService`]: the inner service's error, or a
+/// [`crate::Error`] when no token could be had (downcast it to see why).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A [`tower`](https://docs.rs/tower) layer that adds `Authorization: Bearer …` to
+/// requests for the origins an [`AuthorizedClient`] allows, with its rules: never to
+/// the token endpoint, never to another origin, and once more after a 401.
+///
+/// Wrap any `Service<http::Request<B>>`, such as hyper-util's legacy `Client`:
+///
+/// ```no_run
+/// use http_body_util::Empty;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use silent_refresh_tokio::tower::BearerAuthLayer;
+/// use silent_refresh_tokio::{AuthorizedClient, Config, TokenSource};
+/// use tower_layer::Layer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), silent_refresh_tokio::Error> {
+/// # let source = TokenSource::builder(Config::default())
+/// #     .refresher(|_: Option<silent_refresh_tokio::Secret>| async {
+/// #         Err(silent_refresh_tokio::RefreshFailure::terminal("not in this example"))
+/// #     })
+/// #     .build()?;
+/// let client = AuthorizedClient::builder(source)
+///     .allow_url("https://api.example.com/v1/")
+///     .build()?;
+/// let http = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+/// let service = BearerAuthLayer::new(client).layer(http);
+/// # let _ = service;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Request by request:
+/// - **Origins.** A request whose origin is not allowed, one for the token endpoint,
+///   and one that already carries an `Authorization` header are passed on untouched,
+///   without a token.
+/// - **401.** The rejected token's generation is reported to the
+///   [`TokenSource`](crate::TokenSource) (only a rejection of the current token
+///   starts a refresh) and, if the body can be sent again ([`ReplayBody`]), the
+///   request is sent once more with the new token, through a clone of the inner
+///   service. Otherwise the 401 is returned: your own retry gets the new token.
+/// - **Errors.** When no token can be had the request is not sent, and the error is a
+///   [`crate::Error`] in a [`BoxError`].
+///
+/// A service that follows redirects would carry the header along: keep redirects to
+/// the inner service's caller (hyper-util's client does not follow them).
+#[derive(Clone, Debug)]
+pub struct BearerAuthLayer {
+    client: AuthorizedClient,
+}
+
+impl BearerAuthLayer {
+    /// A layer applying `client`'s allow-list and token source.
+    #[must_use]
+    pub fn new(client: AuthorizedClient) -> Self {
+        Self { client }
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuthService {
+            client: self.client.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of a [`BearerAuthLayer`]: see there.
+#[derive(Clone, Debug)]
+pub struct BearerAuthService<S> {
+    client: AuthorizedClient,
+    inner: S,
+}
+
+impl<S> BearerAuthService<S> {
+    /// The wrapped service.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// A request body that can be sent again after a 401: `replay` returns a copy, or
+/// `None` when the body is a stream that can be read only once (the request is then
+/// sent once, and its 401 returned after being reported).
+///
+/// Implemented for the in-memory bodies (`String`, `Vec<u8>`, `bytes::Bytes`,
+/// `http_body_util::Full` and `Empty`), and, returning `None`, for
+/// `http_body_util`'s boxed bodies. Implement it for your own body type.
+pub trait ReplayBody: Sized {
+    /// A copy of the body, to send the request again, if it can be had.
+    fn replay(&self) -> Option<Self>;
+}
+
+impl ReplayBody for String {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl ReplayBody for Vec<u8> {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl ReplayBody for bytes::Bytes {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D: Clone> ReplayBody for http_body_util::Full<D> {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D> ReplayBody for http_body_util::Empty<D> {
+    fn replay(&self) -> Option<Self> {
+        Some(Self::new())
+    }
+}
+
+impl<D, E> ReplayBody for http_body_util::combinators::BoxBody<D, E> {
+    fn replay(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E> {
+    fn replay(&self) -> Option<Self> {
+        None
+    }
+}
+
+/// A copy of the request (head and body), if its body can be sent again.
+fn replay<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
+    let body = request.body().replay()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+impl<S, B, RB> Service<Request<B>> for BearerAuthService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: ReplayBody + Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The inner service that was polled ready goes with the request; a clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !self.client.attaches(request.uri(), request.headers()) {
+            let sent = inner.call(request);
+            return Box::pin(async move { sent.await.map_err(Into::into) });
+        }
+        let client = self.client.clone();
+        // For a second send, a clone that is polled ready first.
+        let spare = self.inner.clone();
+        let mut first = Some(inner);
+        Box::pin(async move {
+            let again = replay(&request);
+            let sent = with_token(
+                client.source(),
+                request,
+                again,
+                move |mut request: Request<B>, authorization| {
+                    let (mut inner, ready) = match first.take() {
+                        Some(inner) => (inner, true),
+                        None => (spare.clone(), false),
+                    };
+                    request.headers_mut().insert(AUTHORIZATION, authorization);
+                    async move {
+                        if !ready {
+                            poll_fn(|cx| inner.poll_ready(cx)).await?;
+                        }
+                        inner.call(request).await
+                    }
+                },
+            )
+            .await?;
+            sent.map_err(Into::into)
+        })
+    }
+}

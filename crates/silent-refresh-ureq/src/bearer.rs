@@ -7,7 +7,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh::origin::{self, Origin, OriginPolicy, OriginPolicyBuilder};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -81,6 +81,7 @@ impl BearerAuth {
             source,
             policy: OriginPolicy::builder(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
+            error: None,
         }
     }
 
@@ -202,6 +203,9 @@ pub struct BearerAuthBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
     replay_limit: usize,
+    /// The first URL given to `allow_url` that was not an http(s) URL, unless an
+    /// invalid origin came before it.
+    error: Option<silent_refresh::Error>,
 }
 
 impl BearerAuthBuilder {
@@ -212,11 +216,35 @@ impl BearerAuthBuilder {
         self
     }
 
-    /// Never attach the token to requests for this URL (same origin and path; its
-    /// query and a trailing `/` are ignored). The refresher's token endpoint is
+    /// Never attach the token to requests for this URL: same origin and any spelling
+    /// of its path a server could route to it, whatever the query and the fragment
+    /// (the full rule, with how paths are normalised, is in the
+    /// [`silent_refresh::origin`] module docs). The refresher's token endpoint is
     /// always excluded.
     pub fn exclude(mut self, url: impl Into<String>) -> Self {
         self.policy = self.policy.exclude(&url.into());
+        self
+    }
+
+    /// Attach the token to requests for the origin (scheme, host and port) of `url`,
+    /// such as the API's base URL: `https://api.example.com/v1/` allows
+    /// `https://api.example.com`, and the token goes to every path of it. The URL's
+    /// path, query and user information are dropped, and never shown in an error.
+    pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
+        match origin::parse_url(url.as_ref()).and_then(|uri| Origin::of(&uri)) {
+            Ok(origin) => self.policy = self.policy.allow_origin(&origin.to_string()),
+            Err(error) => {
+                // The first invalid entry is the error, as for the policy's own.
+                let earlier = matches!(
+                    self.policy.clone().build(),
+                    Err(silent_refresh::Error::InvalidOrigin { .. }
+                        | silent_refresh::Error::InvalidUrl { .. })
+                );
+                if !earlier && self.error.is_none() {
+                    self.error = Some(error);
+                }
+            }
+        }
         self
     }
 
@@ -241,11 +269,14 @@ impl BearerAuthBuilder {
     ///
     /// The first [`Error::InvalidOrigin`] (from
     /// [`allow_origin`](Self::allow_origin)) or [`Error::InvalidUrl`] (from
-    /// [`exclude`](Self::exclude) or the refresher's token endpoint), in the order
-    /// given; [`Error::NoOrigin`] when no origin was allowed;
+    /// [`allow_url`](Self::allow_url), [`exclude`](Self::exclude) or the refresher's
+    /// token endpoint), in the order given; [`Error::NoOrigin`] when no origin was allowed;
     /// [`Error::InsecureHttp`] for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<BearerAuth, Error> {
+        if let Some(error) = self.error {
+            return Err(error.into());
+        }
         let mut policy = self.policy;
         if let Some(url) = self.source.token_endpoint() {
             policy = policy.exclude(url);
@@ -277,4 +308,45 @@ fn is_unauthorized(result: &Result<Response<Body>, ureq::Error>) -> bool {
 
 fn into_ureq(error: Error) -> ureq::Error {
     ureq::Error::Other(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use silent_refresh::Config;
+
+    fn builder() -> BearerAuthBuilder {
+        BearerAuth::builder(
+            TokenSource::builder(Config::default())
+                .build()
+                .expect("a source"),
+        )
+    }
+
+    #[test]
+    fn allow_url_allows_the_urls_origin_and_never_shows_the_url() {
+        let auth = builder()
+            .allow_url("https://alice:pw@API.example.com/v1/?key=s3cret")
+            .build()
+            .expect("a valid URL");
+        let uri = |url: &str| -> http::Uri { url.parse().expect("a URL") };
+        assert!(auth.authorizes(&uri("https://api.example.com/other")));
+        assert!(!auth.authorizes(&uri("https://api.example.com:8443/")));
+
+        let error = builder()
+            .allow_url("ftp://alice:pw@files.example.com/s3cret?key=s3cret")
+            .allow_origin("https://api.example.com/with/path")
+            .build()
+            .expect_err("an ftp URL");
+        assert!(matches!(error, Error::InvalidUrl { .. }), "{error}");
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("s3cret") && !text.contains("pw"), "{text}");
+
+        let error = builder()
+            .allow_origin("https://api.example.com/with/path")
+            .allow_url("ftp://files.example.com/")
+            .build()
+            .expect_err("two invalid entries");
+        assert!(matches!(error, Error::InvalidOrigin { .. }), "{error}");
+    }
 }

@@ -1,9 +1,14 @@
-//! Seeded, stateless jitter: the same seed and inputs give the same value, so the
-//! reference model and the machine agree without sharing a random number generator.
+//! The seeded jitter every implementation of the contract must share.
+//!
+//! It is stateless: the same [`Config::seed`](crate::Config::seed), stream and counter
+//! give the same value, so a reference model (the `silent-refresh-model` crate) predicts
+//! the machine's refresh windows and backoffs exactly without sharing a random number
+//! generator with it. The machine keys [`Stream::RefreshWindow`] by the token's
+//! generation and [`Stream::Backoff`] by the failed attempt's id.
 
 /// Which decision a jitter value is for.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Stream {
+pub enum Stream {
     /// The start of the refresh window of a generation.
     RefreshWindow = 1,
     /// The backoff after a failed attempt.
@@ -12,7 +17,7 @@ pub(crate) enum Stream {
 
 /// A number in `[0, 1)` from the seed, the stream and a counter (SplitMix64).
 #[must_use]
-pub(crate) fn unit(seed: u64, stream: Stream, counter: u64) -> f64 {
+pub fn unit(seed: u64, stream: Stream, counter: u64) -> f64 {
     let mut z = seed
         ^ (stream as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ counter.wrapping_mul(0xD1B5_4A32_D192_ED03);

@@ -106,10 +106,8 @@ mod error;
 mod event;
 mod failure;
 mod ids;
-mod jitter;
+pub mod jitter;
 mod machine;
-#[cfg(feature = "model")]
-pub mod model;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
 #[cfg(feature = "oauth2")]

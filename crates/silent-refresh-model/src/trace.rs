@@ -4,12 +4,12 @@
 use std::fmt;
 use std::time::{Instant, SystemTime};
 
-use crate::action::{Action, Wakeup};
-use crate::error::Error;
-use crate::failure::RefreshFailure;
-use crate::ids::{AttemptId, RequestId};
-use crate::secret::Secret;
-use crate::token::{Credentials, Expiry, Generation, Token};
+use silent_refresh::Error;
+use silent_refresh::RefreshFailure;
+use silent_refresh::Secret;
+use silent_refresh::{Action, Wakeup};
+use silent_refresh::{AttemptId, RequestId};
+use silent_refresh::{Credentials, Expiry, Generation, Token};
 
 /// A secret the harness made up, known by its number: `Label(3)` stands for the secret
 /// `"secret-3"`. Traces carry labels, so they compare and print without secrets.
@@ -70,6 +70,7 @@ impl TokenSpec {
             expiry: self.expiry,
             refresh_token: self.refresh.map(Label::secret),
             scope: self.scope.clone(),
+            issued_at: None,
         }
     }
 }
@@ -203,7 +204,9 @@ impl Act {
                 refresh_token: refresh_token.as_ref().map(Label::of),
             },
             Action::CancelRefresh { attempt } => Act::CancelRefresh { attempt },
-            Action::Persist { generation, token } => Act::Persist {
+            Action::Persist {
+                generation, token, ..
+            } => Act::Persist {
                 generation,
                 access: Label::of(&token.access_token),
                 token_type: token.token_type.clone(),

@@ -1,5 +1,5 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the same checks
-//! the fuzz targets run (`silent_refresh::model::fuzz`), on stable, so that
+//! the fuzz targets run (`silent_refresh_model::fuzz`), on stable, so that
 //! `cargo test --workspace` keeps every old finding fixed without nightly or
 //! cargo-fuzz. Findings also get a named test below, with the input inline.
 
@@ -7,7 +7,7 @@ use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use silent_refresh::model::fuzz;
+use silent_refresh_model::fuzz;
 
 /// A target's check, with its error as text.
 type Check = fn(&[u8]) -> Result<(), String>;

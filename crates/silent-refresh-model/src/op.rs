@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, RefreshMode};
+use silent_refresh::{Config, RefreshMode};
 
 /// One input of a random run. The harness turns it into a concrete
-/// [`Input`](super::Input) (or, for time ops, moves its clock).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+/// [`Input`](crate::Input) (or, for time ops, moves its clock).
+#[derive(Clone, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Op {
     /// A request, with the default deadline or a custom one.
     Request {
@@ -52,8 +51,7 @@ pub enum Op {
 }
 
 /// A request's custom deadline, relative to the driver's now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum DeadlinePick {
     /// This many milliseconds later.
     After(u16),
@@ -62,8 +60,7 @@ pub enum DeadlinePick {
 }
 
 /// Which request a cancellation names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum RequestPick {
     /// One of the requests made so far (index modulo their number), in any state.
     Known(u8),
@@ -72,8 +69,7 @@ pub enum RequestPick {
 }
 
 /// How far the driver's clock moves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum TimeStep {
     /// Milliseconds.
     Millis(u8),
@@ -96,8 +92,7 @@ impl TimeStep {
 }
 
 /// Which attempt a refresh result names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum AttemptPick {
     /// The attempt started last (in flight, timed out or already answered).
     Latest,
@@ -108,8 +103,7 @@ pub enum AttemptPick {
 }
 
 /// The expiry of a token the harness makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum ExpiryPick {
     /// `Expiry::In`, short: 200 ms plus 50 ms per unit (up to about 13 s).
     Short(u8),
@@ -138,8 +132,7 @@ impl ExpiryPick {
 }
 
 /// How a refresh fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum FailurePick {
     /// A transient failure without `Retry-After`.
     Transient,
@@ -152,8 +145,7 @@ pub enum FailurePick {
 }
 
 /// Which generation a 401 names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum GenerationPick {
     /// The newest generation persisted so far (0 before the first).
     Current,
@@ -164,8 +156,7 @@ pub enum GenerationPick {
 }
 
 /// The credentials of a sign-in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum CredentialsPick {
     /// A token, with or without a refresh credential.
     Token {
@@ -185,8 +176,7 @@ pub enum CredentialsPick {
 
 /// A configuration for a random run: small numbers, so that a few ops cross refresh
 /// windows, deadlines, timeouts and the parked cap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub struct Setup {
     /// The refresh mode.
     pub mode: RefreshMode,
@@ -197,8 +187,7 @@ pub struct Setup {
 }
 
 /// Variants of the small test configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Shape {
     /// Threshold 2 s, margin 400 ms, refresh timeout 1 s, request timeout 1.5 s,
     /// backoff 100 ms to 1.6 s, `Retry-After` up to 2 s, at most 8 parked.
@@ -245,7 +234,6 @@ impl Setup {
 
 /// Decodes fuzzer bytes into a setup and ops (what a fuzz target runs); bytes that run
 /// out leave the defaults (`Small`, stale-while-refreshing, seed 0) and fewer ops.
-#[cfg(feature = "arbitrary")]
 #[must_use]
 pub fn decode(bytes: &[u8]) -> (Setup, Vec<Op>) {
     let mut input = arbitrary::Unstructured::new(bytes);

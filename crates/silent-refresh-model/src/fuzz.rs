@@ -6,16 +6,16 @@
 //! through the same functions on stable, so an old finding stays fixed without
 //! nightly. Every function accepts any bytes: input that runs out leaves defaults.
 //!
-//! - [`state_machine`]: a setup and a sequence of ops through [`run`](super::run),
-//!   which checks the machine against the [`Model`](super::Model) and every rule with
-//!   the [`Checker`](super::Checker) after every step.
+//! - [`state_machine`]: a setup and a sequence of ops through [`run`](crate::run),
+//!   which checks the machine against the [`Model`](crate::Model) and every rule with
+//!   the [`Checker`](crate::Checker) after every step.
 //! - [`oauth2_response`]: an arbitrary answer of the token endpoint through
 //!   [`RefreshGrant::parse_response_for`][for] (given the credential sent) and
 //!   [`RefreshGrant::parse_response`][plain] (not given it).
 //! - [`oauth2_request`]: arbitrary grant settings through
 //!   [`RefreshGrant::request`][request].
 //! - [`origin_policy`]: arbitrary allow-lists, excluded URLs and request URLs through
-//!   [`OriginPolicy`](crate::origin::OriginPolicy): which requests get the token.
+//!   [`OriginPolicy`](silent_refresh::origin::OriginPolicy): which requests get the token.
 //!
 //! A secret is checked for in messages only when it is *distinctive* (see
 //! [`SecretPick`]), so that a secret like `"the"` does not count as leaked by the
@@ -23,17 +23,17 @@
 //! so it can redact only what looks like one: its failures are checked for the
 //! credential only when that is token-like (at least 40 token characters).
 //!
-//! [for]: crate::oauth2::RefreshGrant::parse_response_for
-//! [plain]: crate::oauth2::RefreshGrant::parse_response
-//! [request]: crate::oauth2::RefreshGrant::request
+//! [for]: silent_refresh::oauth2::RefreshGrant::parse_response_for
+//! [plain]: silent_refresh::oauth2::RefreshGrant::parse_response
+//! [request]: silent_refresh::oauth2::RefreshGrant::request
 
 use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use super::checker::Violation;
+use crate::checker::Violation;
 
-/// Runs the bytes as a [`Setup`](super::Setup) and ops (see [`decode`](super::decode))
+/// Runs the bytes as a [`Setup`](crate::Setup) and ops (see [`decode`](crate::decode))
 /// through the machine, the reference model and the rule checker, on a simulated clock
 /// that starts at `start` (the caller's reading: the core never reads a clock). Only the
 /// offsets from `start` matter; the run replays the same for any start.
@@ -42,8 +42,8 @@ use super::checker::Violation;
 ///
 /// The first [`Violation`]: a rule broken, or the machine and the model disagreeing.
 pub fn state_machine(start: Instant, bytes: &[u8]) -> Result<(), Violation> {
-    let (setup, ops) = super::decode(bytes);
-    super::run(setup.config(), start, &ops)
+    let (setup, ops) = crate::decode(bytes);
+    crate::run(setup.config(), start, &ops)
 }
 
 /// A secret the fuzzer picks for the client secret or a refresh credential.
@@ -93,32 +93,25 @@ impl SecretPick {
 
 /// Whether `secret` is at least [`TOKEN_LIKE`] token characters, the words the codec
 /// redacts from server text whatever they are.
-#[cfg(feature = "oauth2")]
 fn token_like(secret: &str) -> bool {
     secret.len() >= TOKEN_LIKE && secret.bytes().all(|b| TOKEN_ALPHABET.contains(&b))
 }
 
 /// The shortest word of token characters the codec redacts (`oauth2::classify`).
-#[cfg(feature = "oauth2")]
 const TOKEN_LIKE: usize = 40;
 
 /// The longest failure message accepted: quotes of server text are cut short, so a
 /// message stays a sentence, whatever the server sends.
-#[cfg(feature = "oauth2")]
 const MAX_MESSAGE: usize = 1024;
 
-#[cfg(feature = "oauth2")]
 pub use self::oauth2::{
     AuthPick, BodyPick, FieldPick, HeaderPick, JsonPick, ParamPick, Piece, RequestCase,
     ResponseCase, UrlPick, oauth2_request, oauth2_response,
 };
 
-#[cfg(feature = "oauth2")]
 pub use self::origin::{
-    HostPick, OriginCase, OriginUrl, PathPick, PortPick, UrlParts, origin_policy,
+    HostPick, OriginCase, OriginUrl, PathPick, PortPick, Respell, UrlParts, origin_policy,
 };
 
-#[cfg(feature = "oauth2")]
 mod oauth2;
-#[cfg(feature = "oauth2")]
 mod origin;

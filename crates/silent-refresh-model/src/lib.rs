@@ -1,8 +1,9 @@
 //! The reference model, the rule checker, and the harness that runs both beside the
-//! real machine (feature `model`). The property tests and the fuzzer share them.
+//! real machine of [`silent_refresh`]. The property tests and the fuzzer share them.
+//! This is test code (`publish = false`): it uses only the core's public API.
 //!
-//! - [`Op`]: one random input, owned and small (`Arbitrary` with the `arbitrary`
-//!   feature), resolved against the run so far ("the latest attempt", "a request").
+//! - [`Op`]: one random input, owned and small (`Arbitrary`), resolved against the run
+//!   so far ("the latest attempt", "a request").
 //! - [`Model`]: the contract as plain functions; it predicts every action exactly.
 //! - [`Checker`]: the twelve rules of the contract, one function each ([`RULES`]),
 //!   checked on the trace alone (inputs, instants, actions).
@@ -16,7 +17,7 @@
 //! ```
 //! use std::time::Instant;
 //! use silent_refresh::RefreshMode;
-//! use silent_refresh::model::{run, CredentialsPick, ExpiryPick, Op, Setup, Shape, AttemptPick};
+//! use silent_refresh_model::{run, CredentialsPick, ExpiryPick, Op, Setup, Shape, AttemptPick};
 //!
 //! let setup = Setup { mode: RefreshMode::StaleWhileRefreshing, shape: Shape::Small, seed: 7 };
 //! let ops = [
@@ -29,9 +30,14 @@
 //! // The one clock reading of a run; the machine never reads a clock itself.
 //! run(setup.config(), Instant::now(), &ops).expect("the machine keeps the contract");
 //! ```
+//!
+//! [`fuzz`] holds what each fuzz target in `fuzz/fuzz_targets/` checks, as plain
+//! functions from bytes to a verdict.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod checker;
-#[cfg(feature = "arbitrary")]
 pub mod fuzz;
 mod harness;
 mod op;
@@ -42,7 +48,6 @@ pub use checker::{
     Adopted, Checker, Failed, RULES, ResultFor, Rule, RuleCheck, View, Violation, ViolationKind,
 };
 pub use harness::{Harness, run};
-#[cfg(feature = "arbitrary")]
 pub use op::decode;
 pub use op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,

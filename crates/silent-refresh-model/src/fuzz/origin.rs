@@ -7,8 +7,8 @@ use arbitrary::Arbitrary;
 use http::Uri;
 
 use super::Unstructured;
-use crate::Error;
-use crate::origin::{Origin, OriginPolicy, Refusal, parse_url};
+use silent_refresh::Error;
+use silent_refresh::origin::{Origin, OriginPolicy, Refusal, parse_url};
 
 /// Hosts the built URLs draw from, with whether each is loopback as the policy's
 /// docs define it (literal forms only): look-alikes of one another, so that allowed
@@ -111,7 +111,7 @@ pub enum PathPick {
     Slash,
     /// The token endpoint's path, `/oauth/token`, spelled with these changes.
     Token(Vec<Respell>),
-    /// These segments of [`SEGMENTS`], spelled with these changes.
+    /// These segments of `SEGMENTS`, spelled with these changes.
     Spelled(Vec<u8>, Vec<Respell>),
     /// `/Pz8…`, then these bytes mapped onto safe characters and `/` (which may make
     /// dot segments and empty ones).

@@ -4,21 +4,21 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::checker::{Checker, Violation, ViolationKind};
-use super::op::{
+use crate::checker::{Checker, Violation, ViolationKind};
+use crate::op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
     RequestPick,
 };
-use super::reference::{Model, Snapshot};
-use super::trace::{Act, Credential, Input, Label, Step, TokenSpec};
-use crate::action::Wakeup;
-use crate::config::Config;
-use crate::event::Event;
-use crate::failure::RefreshFailure;
-use crate::ids::{AttemptId, RequestId};
-use crate::machine::Status;
-use crate::machine::TokenMachine;
-use crate::token::{Expiry, Generation};
+use crate::reference::{Model, Snapshot};
+use crate::trace::{Act, Credential, Input, Label, Step, TokenSpec};
+use silent_refresh::Config;
+use silent_refresh::Event;
+use silent_refresh::RefreshFailure;
+use silent_refresh::Status;
+use silent_refresh::TokenMachine;
+use silent_refresh::Wakeup;
+use silent_refresh::{AttemptId, RequestId};
+use silent_refresh::{Expiry, Generation};
 
 /// The wall clock at the start of every run: fixed, so runs replay exactly.
 fn wall_start() -> SystemTime {
@@ -399,9 +399,10 @@ fn events_match(
     }
     for event in events {
         if let Event::RefreshOverdue { attempt } = event
-            && !actions.contains(&Act::CancelRefresh { attempt: *attempt }) {
-                return Err(format!("{attempt} overdue without a CancelRefresh"));
-            }
+            && !actions.contains(&Act::CancelRefresh { attempt: *attempt })
+        {
+            return Err(format!("{attempt} overdue without a CancelRefresh"));
+        }
     }
     let mut status = before.clone();
     for event in events {

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use silent_refresh::model::*;
 use silent_refresh::{AttemptId, Error, RefreshMode, WakeReason, Wakeup};
+use silent_refresh_model::*;
 
 fn setup(mode: RefreshMode) -> Setup {
     Setup {

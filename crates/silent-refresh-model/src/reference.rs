@@ -9,15 +9,15 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::trace::{Act, Credential, Input, Label, TOKEN_TYPE, TokenSpec};
-use crate::action::{WakeReason, Wakeup};
-use crate::config::{Config, RefreshMode};
-use crate::error::Error;
-use crate::failure::{FailureKind, RefreshFailure};
-use crate::ids::{AttemptId, RequestId};
-use crate::jitter::{self, Stream};
-use crate::machine::Status;
-use crate::token::{Expiry, Generation};
+use crate::trace::{Act, Credential, Input, Label, TOKEN_TYPE, TokenSpec};
+use silent_refresh::Error;
+use silent_refresh::Status;
+use silent_refresh::jitter::{self, Stream};
+use silent_refresh::{AttemptId, RequestId};
+use silent_refresh::{Config, RefreshMode};
+use silent_refresh::{Expiry, Generation};
+use silent_refresh::{FailureKind, RefreshFailure};
+use silent_refresh::{WakeReason, Wakeup};
 
 /// The failure recorded when an exchange passes its deadline.
 pub const TIMED_OUT: &str = "the refresh exchange passed its deadline";
@@ -80,8 +80,8 @@ impl Held {
 fn usable_until(config: &Config, base: Instant, exp: Instant) -> Instant {
     let lifetime = exp.saturating_duration_since(base);
     let margin = config
-        .safety_margin
-        .min(lifetime.mul_f64(config.margin_fraction));
+        .safety_margin()
+        .min(lifetime.mul_f64(config.margin_fraction()));
     minus(exp, margin, base)
 }
 
@@ -91,10 +91,10 @@ fn usable_until(config: &Config, base: Instant, exp: Instant) -> Instant {
 fn refresh_at(config: &Config, generation: Generation, base: Instant, exp: Instant) -> Instant {
     let lifetime = exp.saturating_duration_since(base);
     let threshold = config
-        .refresh_threshold
-        .min(lifetime.mul_f64(config.refresh_fraction));
-    let unit = jitter::unit(config.seed, Stream::RefreshWindow, generation.0);
-    let jitter = threshold.mul_f64(config.jitter_fraction * unit);
+        .refresh_threshold()
+        .min(lifetime.mul_f64(config.refresh_fraction()));
+    let unit = jitter::unit(config.seed(), Stream::RefreshWindow, generation.0);
+    let jitter = threshold.mul_f64(config.jitter_fraction() * unit);
     minus(exp, threshold.saturating_sub(jitter), base).min(usable_until(config, base, exp))
 }
 
@@ -118,17 +118,21 @@ fn backoff(
     failed: AttemptId,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let mut base = config.backoff_initial;
+    let mut base = config.backoff_initial();
     for _ in 1..failures {
-        if base >= config.backoff_max {
+        if base >= config.backoff_max() {
             break;
         }
         base = base.saturating_mul(2);
     }
-    let base = base.min(config.backoff_max);
-    let unit = jitter::unit(config.seed, Stream::Backoff, failed.0);
+    let base = base.min(config.backoff_max());
+    let unit = jitter::unit(config.seed(), Stream::Backoff, failed.0);
     let delay = base.mul_f64(1.0 - 0.5 * unit);
-    delay.max(retry_after.unwrap_or_default().min(config.max_retry_after))
+    delay.max(
+        retry_after
+            .unwrap_or_default()
+            .min(config.max_retry_after()),
+    )
 }
 
 /// The state the contract talks about, and the rules as plain functions over it.
@@ -252,14 +256,15 @@ impl Model {
             self.out.push(Act::Reject { request: id, error });
         } else if self.grantable() {
             self.out.push(self.grant(id));
-        } else if self.parked.len() >= self.config.max_parked {
-            let limit = self.config.max_parked;
+        } else if self.parked.len() >= self.config.max_parked() {
+            let limit = self.config.max_parked();
             self.out.push(Act::Reject {
                 request: id,
                 error: Error::Overloaded { limit },
             });
         } else {
-            let deadline = deadline.unwrap_or_else(|| plus(self.now, self.config.request_timeout));
+            let deadline =
+                deadline.unwrap_or_else(|| plus(self.now, self.config.request_timeout()));
             self.parked.push((id, deadline));
             self.advance();
         }
@@ -304,9 +309,10 @@ impl Model {
     /// Rule 6: only a 401 of the current generation counts.
     fn rejected(&mut self, generation: Generation) {
         if let Some(token) = self.token.as_mut()
-            && token.generation == generation {
-                token.rejected = true;
-            }
+            && token.generation == generation
+        {
+            token.rejected = true;
+        }
         self.advance();
     }
 
@@ -329,9 +335,10 @@ impl Model {
         };
         self.self_authenticating = self_authenticating;
         if let Some(spec) = token
-            && !self.adopt(spec, self.now) {
-                self.refresh_token = spec.refresh;
-            }
+            && !self.adopt(spec, self.now)
+        {
+            self.refresh_token = spec.refresh;
+        }
         self.advance();
     }
 
@@ -357,14 +364,16 @@ impl Model {
         // (b) An exchange past its deadline is to be cancelled; it stays on the wire
         // until its result comes.
         if let Some(running) = self.running.as_mut()
-            && !running.cancelled && now >= plus(running.started, self.config.refresh_timeout) {
-                running.cancelled = true;
-                let attempt = running.attempt;
-                if !running.superseded {
-                    self.last_failure = Some(TIMED_OUT.to_owned());
-                }
-                self.out.push(Act::CancelRefresh { attempt });
+            && !running.cancelled
+            && now >= plus(running.started, self.config.refresh_timeout())
+        {
+            running.cancelled = true;
+            let attempt = running.attempt;
+            if !running.superseded {
+                self.last_failure = Some(TIMED_OUT.to_owned());
             }
+            self.out.push(Act::CancelRefresh { attempt });
+        }
         // (c)
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
@@ -435,7 +444,7 @@ impl Model {
 
     /// Rules 3 and 4.
     fn grantable(&self) -> bool {
-        let waiting_for_fresh = self.config.mode == RefreshMode::WaitForFresh
+        let waiting_for_fresh = self.config.mode() == RefreshMode::WaitForFresh
             && self.running.is_some_and(|r| !r.superseded);
         self.active()
             && self.token.as_ref().is_some_and(|token| {
@@ -494,8 +503,8 @@ impl Model {
                 let server = failure
                     .retry_after
                     .unwrap_or_default()
-                    .min(self.config.max_retry_after);
-                self.backoff = Some(plus(self.now, self.config.backoff_max.max(server)));
+                    .min(self.config.max_retry_after());
+                self.backoff = Some(plus(self.now, self.config.backoff_max().max(server)));
             }
             FailureKind::Terminal => {
                 let reason: std::sync::Arc<str> = if self.outcome_unknown {
@@ -632,7 +641,7 @@ impl Model {
             (Some(running), _) => {
                 if !running.cancelled {
                     candidates.push(Wakeup {
-                        at: plus(running.started, self.config.refresh_timeout),
+                        at: plus(running.started, self.config.refresh_timeout()),
                         reason: WakeReason::RefreshTimeout,
                     });
                 }
@@ -642,13 +651,15 @@ impl Model {
                 reason: WakeReason::BackoffEnds,
             }),
             (None, None) => {
-                if self.active() && self.can_refresh()
-                    && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config)) {
-                        candidates.push(Wakeup {
-                            at,
-                            reason: WakeReason::RefreshWindow,
-                        });
-                    }
+                if self.active()
+                    && self.can_refresh()
+                    && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config))
+                {
+                    candidates.push(Wakeup {
+                        at,
+                        reason: WakeReason::RefreshWindow,
+                    });
+                }
             }
         }
         if let Some(at) = self.parked.iter().map(|(_, deadline)| *deadline).min() {

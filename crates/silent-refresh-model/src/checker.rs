@@ -31,13 +31,13 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::reference::UNKNOWN_OUTCOME;
-use super::trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
-use crate::config::{Config, RefreshMode};
-use crate::error::Error;
-use crate::failure::FailureKind;
-use crate::ids::{AttemptId, RequestId};
-use crate::token::{Expiry, Generation};
+use crate::reference::UNKNOWN_OUTCOME;
+use crate::trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
+use silent_refresh::Error;
+use silent_refresh::FailureKind;
+use silent_refresh::{AttemptId, RequestId};
+use silent_refresh::{Config, RefreshMode};
+use silent_refresh::{Expiry, Generation};
 
 /// A rule of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,8 +212,8 @@ impl Adopted {
         let base = self.lifetime_base();
         let lifetime = exp.saturating_duration_since(base);
         let margin = config
-            .safety_margin
-            .min(lifetime.mul_f64(config.margin_fraction));
+            .safety_margin()
+            .min(lifetime.mul_f64(config.margin_fraction()));
         Some(exp.checked_sub(margin).map_or(base, |t| t.max(base)))
     }
 
@@ -229,9 +229,9 @@ impl Adopted {
         let base = self.lifetime_base();
         let lifetime = exp.saturating_duration_since(base);
         let threshold = config
-            .refresh_threshold
-            .min(lifetime.mul_f64(config.refresh_fraction));
-        let max_jitter = threshold.mul_f64(config.jitter_fraction);
+            .refresh_threshold()
+            .min(lifetime.mul_f64(config.refresh_fraction()));
+        let max_jitter = threshold.mul_f64(config.jitter_fraction());
         let opens = |lead: Duration| {
             exp.checked_sub(lead)
                 .map_or(base, |t| t.max(base))
@@ -501,8 +501,8 @@ impl Checker {
     fn misconfigured_backoff(&self, now: Instant, retry_after: Option<Duration>) -> Backoff {
         let server = retry_after
             .unwrap_or_default()
-            .min(self.config.max_retry_after);
-        let until = now + self.config.backoff_max.max(server);
+            .min(self.config.max_retry_after());
+        let until = now + self.config.backoff_max().max(server);
         Backoff {
             not_before: until,
             not_after: until,
@@ -513,12 +513,12 @@ impl Checker {
         let doubling = 2u32.saturating_pow(failures.saturating_sub(1));
         let full = self
             .config
-            .backoff_initial
+            .backoff_initial()
             .saturating_mul(doubling)
-            .min(self.config.backoff_max);
+            .min(self.config.backoff_max());
         let server = retry_after
             .unwrap_or_default()
-            .min(self.config.max_retry_after);
+            .min(self.config.max_retry_after());
         Backoff {
             not_before: now + full.mul_f64(0.5).max(server),
             not_after: now + full.mul_f64(1.0).max(server),
@@ -550,7 +550,7 @@ impl Checker {
         match &step.input {
             Input::Request { deadline } => {
                 if let Some(id) = step.request {
-                    let deadline = deadline.unwrap_or(now + self.config.request_timeout);
+                    let deadline = deadline.unwrap_or(now + self.config.request_timeout());
                     view.waiting.push((id, deadline));
                     view.new_request = Some(id);
                 }
@@ -558,9 +558,10 @@ impl Checker {
             Input::Cancel(id) => view.waiting.retain(|(waiting, _)| waiting != id),
             Input::Rejected(generation) => {
                 if let Some(token) = view.token.as_mut()
-                    && token.generation == *generation {
-                        token.rejected = true;
-                    }
+                    && token.generation == *generation
+                {
+                    token.rejected = true;
+                }
             }
             Input::SignIn {
                 wall_now,
@@ -645,7 +646,7 @@ impl Checker {
         if let Some(attempt) = view.in_flight.and_then(|id| self.attempt(id)) {
             let superseded_now = matches!(step.input, Input::SignIn { .. } | Input::SignOut);
             if !attempt.cancel_asked
-                && (superseded_now || now >= attempt.started + self.config.refresh_timeout)
+                && (superseded_now || now >= attempt.started + self.config.refresh_timeout())
             {
                 view.due_cancel = Some(attempt.id);
             }
@@ -694,9 +695,10 @@ impl Checker {
             }
             Input::Cancel(id) => {
                 if let Some(request) = after.requests.iter_mut().find(|r| r.id == *id)
-                    && request.fate == Fate::Parked {
-                        request.fate = Fate::Cancelled;
-                    }
+                    && request.fate == Fate::Parked
+                {
+                    request.fate = Fate::Cancelled;
+                }
             }
             Input::RefreshResult { attempt, .. } => {
                 if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
@@ -752,13 +754,14 @@ impl Checker {
                 Act::Grant { request, .. } | Act::Reject { request, .. } => {
                     let granted = matches!(act, Act::Grant { .. });
                     if let Some(r) = after.requests.iter_mut().find(|r| r.id == *request)
-                        && r.fate == Fate::Parked {
-                            r.fate = if granted {
-                                Fate::Granted
-                            } else {
-                                Fate::Rejected
-                            };
-                        }
+                        && r.fate == Fate::Parked
+                    {
+                        r.fate = if granted {
+                            Fate::Granted
+                        } else {
+                            Fate::Rejected
+                        };
+                    }
                 }
                 Act::Forget => {}
             }
@@ -951,7 +954,7 @@ fn stale_while_refreshing(_before: &Checker, view: &View<'_>, after: &Checker) -
     if !after.session.active() || !token.usable_at(config, now) {
         return Ok(());
     }
-    let held_back = config.mode == RefreshMode::WaitForFresh && after.refreshing();
+    let held_back = config.mode() == RefreshMode::WaitForFresh && after.refreshing();
     if held_back {
         return Ok(());
     }
@@ -960,7 +963,7 @@ fn stale_while_refreshing(_before: &Checker, view: &View<'_>, after: &Checker) -
             "{} waits though {} is usable{}",
             request.id,
             token.generation,
-            if config.mode == RefreshMode::WaitForFresh {
+            if config.mode() == RefreshMode::WaitForFresh {
                 " and no refresh is in flight"
             } else {
                 " (stale-while-refreshing)"
@@ -1178,7 +1181,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         let caused = match error {
             Error::DeadlineExceeded { .. } => view.deadline(*request).is_some_and(|d| d <= now),
             Error::Overloaded { limit } => {
-                is_new && *limit == config.max_parked && parked >= config.max_parked
+                is_new && *limit == config.max_parked() && parked >= config.max_parked()
             }
             Error::SignedOut => view.session == Session::SignedOut,
             Error::SignInRequired { .. } => {
@@ -1196,11 +1199,12 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         }
     }
     if (fails_fast || misconfigured_wait)
-        && let Some(id) = view.new_request {
-            ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
-                format!("{id} did not fail fast while {:?}", view.session)
-            })?;
-        }
+        && let Some(id) = view.new_request
+    {
+        ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
+            format!("{id} did not fail fast while {:?}", view.session)
+        })?;
+    }
     // Nobody waits on a session that cannot give a token (yet).
     let usable_after = after
         .current_token()
@@ -1214,13 +1218,12 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         }
         Session::AwaitingSignIn => false,
     };
-    if dead
-        && let Some(request) = after.parked().next() {
-            return Err(format!(
-                "{} waits though no token can come ({:?})",
-                request.id, after.session
-            ));
-        }
+    if dead && let Some(request) = after.parked().next() {
+        return Err(format!(
+            "{} waits though no token can come ({:?})",
+            request.id, after.session
+        ));
+    }
     Ok(())
 }
 
@@ -1326,10 +1329,10 @@ fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker)
 /// Rule 10: at most `max_parked` requests wait, and none past its deadline.
 fn bounded(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     let parked = after.parked().count();
-    ensure(parked <= after.config.max_parked, || {
+    ensure(parked <= after.config.max_parked(), || {
         format!(
             "{parked} requests wait, the cap is {}",
-            after.config.max_parked
+            after.config.max_parked()
         )
     })?;
     if let Some(late) = after.parked().find(|r| r.deadline <= view.now) {
@@ -1358,7 +1361,7 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     }
     if let Some(attempt) = after.in_flight().filter(|a| !a.cancel_asked) {
         due.push((
-            attempt.started + config.refresh_timeout,
+            attempt.started + config.refresh_timeout(),
             "the deadline of the exchange",
         ));
     }
@@ -1367,10 +1370,13 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
         Some(_) => {}
         None => {
-            if after.session.active() && after.can_refresh() && after.in_flight().is_none()
-                && let Some((_, latest)) = after.current_token().and_then(|t| t.window(config)) {
-                    due.push((latest, "the refresh window"));
-                }
+            if after.session.active()
+                && after.can_refresh()
+                && after.in_flight().is_none()
+                && let Some((_, latest)) = after.current_token().and_then(|t| t.window(config))
+            {
+                due.push((latest, "the refresh window"));
+            }
         }
     }
     for (at, what) in due {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use silent_refresh::RefreshMode;
-use silent_refresh::model::{
+use silent_refresh_model::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
     RequestPick, Setup, Shape, TimeStep, decode, run,
 };
@@ -182,7 +182,7 @@ fn generated_runs_reach_every_case() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     use silent_refresh::Error;
-    use silent_refresh::model::{Act, Harness, Input};
+    use silent_refresh_model::{Act, Harness, Input};
     use std::collections::BTreeMap;
 
     let mut runner = TestRunner::deterministic();

@@ -3,14 +3,14 @@
 //! separators); the policy must give the token exactly to requests for an allowed
 //! origin that do not go to an excluded URL, whatever the spelling of the origin or of
 //! the path a server could route there, and print no password, query or path
-//! (`silent_refresh::model::fuzz::origin_policy`).
+//! (`silent_refresh_model::fuzz::origin_policy`).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(finding) = silent_refresh::model::fuzz::origin_policy(data) {
+    if let Err(finding) = silent_refresh_model::fuzz::origin_policy(data) {
         panic!("{finding}");
     }
 });

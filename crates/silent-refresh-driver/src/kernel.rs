@@ -11,16 +11,22 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use silent_refresh::{
-    AccessToken, Action, AttemptId, Credentials, Error as CoreError, Event, FailureKind,
-    Generation, RefreshFailure, RequestId, Secret, Status, Token, TokenMachine,
+    AccessToken, Action, AttemptId, Credentials, Error as CoreError, Event, Expiry, FailureKind,
+    Generation, Persisted, RefreshFailure, RequestId, Secret, Status, Token, TokenMachine,
 };
 
 use crate::clock::Clock;
+use crate::store::{Saved, TokenStore};
+
+/// How often the driver reads the wall clock, to notice a suspend (the monotonic clock
+/// stops while the system sleeps; the wall clock does not).
+pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(2);
 
 /// How late the driver's timer may fire before the fast path hands out a token that is
 /// no longer usable. A token whose usable time past its refresh window is shorter than
@@ -94,6 +100,37 @@ pub struct Start {
     pub refresh_token: Option<Secret>,
 }
 
+/// A token to save in the store, off the lock; report with [`Kernel::store_io`].
+pub struct Save {
+    /// The token's generation.
+    pub generation: Generation,
+    /// The token.
+    pub token: Token,
+    /// The refresh credential it was refreshed from (compare-and-swap).
+    pub from: Option<Secret>,
+}
+
+impl fmt::Debug for Save {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Save")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Store I/O for the driver loop to run off the lock (it may block), then hand to
+/// [`Kernel::store_io`]: run by the tokio adapter on a blocking thread.
+#[derive(Debug)]
+pub enum StoreIo {
+    /// Load the stored session, then sign in with it (or with the credentials given in
+    /// code when the store holds no usable session).
+    Load(Option<Credentials>),
+    /// Save a token.
+    Save(Save),
+    /// Delete the stored token.
+    Forget,
+}
+
 /// What the driver loop is to do next.
 #[derive(Debug)]
 pub struct Work {
@@ -101,6 +138,8 @@ pub struct Work {
     pub starts: Vec<Start>,
     /// Exchanges to cancel (past their deadline, or superseded).
     pub cancels: Vec<AttemptId>,
+    /// Store I/O to run, in order.
+    pub store: Vec<StoreIo>,
     /// When to call [`Kernel::timeout`] next (`None`: only when woken).
     pub next: Option<Instant>,
 }
@@ -123,6 +162,8 @@ pub struct Snapshot {
     pub last_failure: Option<Arc<str>>,
     /// The driver is gone.
     pub stopped: bool,
+    /// The store confirmed the current token (always `false` without a token).
+    pub durable: bool,
 }
 
 /// The fast path's token: handed out without the lock until `until` (`None`: until an
@@ -159,6 +200,11 @@ struct Core<W> {
     waiters: HashMap<RequestId, W>,
     starts: Vec<Start>,
     cancels: Vec<AttemptId>,
+    store_io: Vec<StoreIo>,
+    /// Saves are failing (logged at error level once per streak).
+    save_failing: bool,
+    /// When the wall clock is read next.
+    wall_check: Option<Instant>,
     /// The wake-up the driver loop was last told.
     armed: Option<Instant>,
     /// What the fast path holds.
@@ -175,10 +221,10 @@ impl<W> Core<W> {
     fn next_wakeup(&self) -> Option<Instant> {
         let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
         let snapshot = self.published.as_ref().and_then(|(_, until)| *until);
-        match (machine, snapshot) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [machine, snapshot, self.wall_check]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -190,6 +236,7 @@ impl<W> Core<W> {
             backoff_until: self.machine.backoff_until(),
             last_failure: self.machine.last_failure().map(Arc::from),
             stopped: self.stopped,
+            durable: self.machine.is_durable(),
         }
     }
 }
@@ -218,7 +265,24 @@ pub struct Kernel<W: Waiter> {
     clock: Arc<dyn Clock>,
     wake: Arc<dyn Wake>,
     on_change: Option<ChangeCallback>,
+    store: Option<Arc<dyn TokenStore>>,
     request_timeout: Duration,
+    /// Set when the clock moved without real time passing (a test clock); the next
+    /// [`take_work`](Kernel::take_work) feeds the machine the time first.
+    clock_moved: Arc<ClockMoved>,
+}
+
+/// Wakes the driver loop when the clock is moved by hand, and remembers that it was.
+struct ClockMoved {
+    moved: AtomicBool,
+    wake: Arc<dyn Wake>,
+}
+
+impl Wake for ClockMoved {
+    fn wake(&self) {
+        self.moved.store(true, Ordering::SeqCst);
+        self.wake.wake();
+    }
 }
 
 impl<W: Waiter> Kernel<W> {
@@ -228,15 +292,24 @@ impl<W: Waiter> Kernel<W> {
         clock: Arc<dyn Clock>,
         wake: Arc<dyn Wake>,
         on_change: Option<ChangeCallback>,
+        store: Option<Arc<dyn TokenStore>>,
     ) -> Self {
         let request_timeout = config.request_timeout();
         let machine = TokenMachine::new(config, clock.now(), clock.wall());
-        clock.on_advance(Arc::downgrade(&wake));
+        let clock_moved = Arc::new(ClockMoved {
+            moved: AtomicBool::new(false),
+            wake: wake.clone(),
+        });
+        let as_wake: Arc<dyn Wake> = clock_moved.clone();
+        clock.on_advance(Arc::downgrade(&as_wake));
         let core = Core {
             machine,
             waiters: HashMap::new(),
             starts: Vec::new(),
             cancels: Vec::new(),
+            store_io: Vec::new(),
+            save_failing: false,
+            wall_check: None,
             armed: None,
             published: None,
             stopped: false,
@@ -250,7 +323,82 @@ impl<W: Waiter> Kernel<W> {
             clock,
             wake,
             on_change,
+            store,
             request_timeout,
+            clock_moved,
+        }
+    }
+
+    /// Starts the session: with a store, its stored session is loaded first (by the
+    /// driver loop, off the lock) and wins over `credentials` when it holds a usable
+    /// session; without one, signs in with `credentials` (if any) at once.
+    pub fn start(&self, credentials: Option<Credentials>) {
+        if self.store.is_some() {
+            self.settle(|core, _| core.store_io.push(StoreIo::Load(credentials)));
+        } else if let Some(credentials) = credentials {
+            self.command(Command::SignIn(credentials));
+        }
+    }
+
+    /// The store this kernel saves to, if any.
+    #[must_use]
+    pub fn store(&self) -> Option<&Arc<dyn TokenStore>> {
+        self.store.as_ref()
+    }
+
+    /// Runs one piece of store I/O (blocking: call it off the runtime's workers) and
+    /// feeds its outcome to the machine.
+    pub fn store_io(&self, io: StoreIo) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        match io {
+            StoreIo::Load(given) => {
+                let loaded = match catch_unwind(AssertUnwindSafe(|| store.load())) {
+                    Ok(loaded) => loaded,
+                    Err(_panic) => {
+                        tracing::error!("the token store panicked while loading");
+                        Ok(None)
+                    }
+                };
+                let credentials = match loaded {
+                    Ok(Some(token)) if holds_a_session(&token, self.clock.wall()) => {
+                        tracing::info!("session loaded from the token store");
+                        Some(Credentials::Stored(token))
+                    }
+                    Ok(_) => given,
+                    Err(error) => {
+                        tracing::error!(%error, "the token store could not be read; starting from the credentials given in code");
+                        given
+                    }
+                };
+                if let Some(credentials) = credentials {
+                    self.command(Command::SignIn(credentials));
+                }
+            }
+            StoreIo::Save(Save {
+                generation,
+                token,
+                from,
+            }) => {
+                let saved = catch_unwind(AssertUnwindSafe(|| store.save(&token, from.as_ref())));
+                let outcome = match saved {
+                    Ok(Ok(Saved::Stored)) => Persisted::Stored,
+                    Ok(Ok(Saved::Conflict(newer))) => Persisted::Conflict(newer),
+                    Ok(Err(error)) => Persisted::Failed(error.to_string()),
+                    // A panicking store is a failed save, never a swallowed success.
+                    Err(_panic) => Persisted::Failed("the token store panicked".to_owned()),
+                };
+                self.settle(|core, now| core.machine.handle_persisted(now, generation, outcome));
+            }
+            StoreIo::Forget => match catch_unwind(AssertUnwindSafe(|| store.forget())) {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(
+                    %error,
+                    "the token store could not forget the signed-out session"
+                ),
+                Err(_panic) => tracing::error!("the token store panicked while forgetting"),
+            },
         }
     }
 
@@ -332,9 +480,15 @@ impl<W: Waiter> Kernel<W> {
         }
     }
 
-    /// Time passed: the driver's timer fired (early, late or twice is harmless).
+    /// Time passed: the driver's timer fired (early, late or twice is harmless). Also
+    /// reads the wall clock, so that a suspend is noticed within
+    /// [`WALL_CLOCK_CHECK`] of waking.
     pub fn timeout(&self) {
-        self.settle(|core, now| core.machine.handle_timeout(now));
+        let wall = self.clock.wall();
+        self.settle(|core, now| {
+            core.machine.handle_wall_clock(now, wall);
+            core.machine.handle_timeout(now);
+        });
     }
 
     /// The result of a refresh exchange (an answer, a failure, or its cancellation).
@@ -344,12 +498,16 @@ impl<W: Waiter> Kernel<W> {
 
     /// What the driver loop must do, and when to wake; that wake-up counts as armed.
     pub fn take_work(&self) -> Work {
+        if self.clock_moved.moved.swap(false, Ordering::SeqCst) {
+            self.timeout();
+        }
         let mut core = self.lock();
         let next = core.next_wakeup();
         core.armed = next;
         Work {
             starts: std::mem::take(&mut core.starts),
             cancels: std::mem::take(&mut core.cancels),
+            store: std::mem::take(&mut core.store_io),
             next,
         }
     }
@@ -409,7 +567,7 @@ impl<W: Waiter> Kernel<W> {
                 self.dispatch(&mut core, action);
             }
             while let Some(event) = core.machine.poll_event() {
-                log(&event, core.machine.now());
+                log(&event, core.machine.now(), &mut core.save_failing);
                 for listener in &core.listeners {
                     listener(&event);
                 }
@@ -429,8 +587,28 @@ impl<W: Waiter> Kernel<W> {
             }
         }
         self.publish(&mut core);
+        // While a token with an expiry is held, the wall clock is read every few seconds.
+        core.wall_check = core
+            .machine
+            .fresh_token()
+            .and_then(|(token, _)| token.usable_until)
+            .map(|_| {
+                core.wall_check
+                    .unwrap_or_else(|| later(core.machine.now(), WALL_CLOCK_CHECK))
+            })
+            .map(|at| {
+                if at <= core.machine.now() {
+                    later(core.machine.now(), WALL_CLOCK_CHECK)
+                } else {
+                    at
+                }
+            });
         let next = core.next_wakeup();
-        if !core.starts.is_empty() || !core.cancels.is_empty() || next != core.armed {
+        if !core.starts.is_empty()
+            || !core.cancels.is_empty()
+            || !core.store_io.is_empty()
+            || next != core.armed
+        {
             self.wake.wake();
         }
         out
@@ -446,11 +624,39 @@ impl<W: Waiter> Kernel<W> {
                 refresh_token,
             }),
             Action::CancelRefresh { attempt } => core.cancels.push(attempt),
-            Action::Persist { generation, token } => self.changed(TokenChange::Persist {
+            Action::Persist {
                 generation,
-                token: *token,
-            }),
-            Action::Forget => self.changed(TokenChange::Forget),
+                token,
+                from,
+            } => {
+                let called = self.changed(TokenChange::Persist {
+                    generation,
+                    token: (*token).clone(),
+                });
+                if !called {
+                    let failure = "the token-change callback panicked".to_owned();
+                    let now = self.clock.now();
+                    core.machine
+                        .handle_persisted(now, generation, Persisted::Failed(failure));
+                } else if self.store.is_some() {
+                    core.store_io.push(StoreIo::Save(Save {
+                        generation,
+                        token: *token,
+                        from,
+                    }));
+                } else {
+                    // No store: the callback is the store, and it returned.
+                    let now = self.clock.now();
+                    core.machine
+                        .handle_persisted(now, generation, Persisted::Stored);
+                }
+            }
+            Action::Forget => {
+                self.changed(TokenChange::Forget);
+                if self.store.is_some() {
+                    core.store_io.push(StoreIo::Forget);
+                }
+            }
             Action::Grant { request, token } => {
                 if let Some(waiter) = core.waiters.remove(&request) {
                     waiter.resolve(Ok(token));
@@ -464,17 +670,21 @@ impl<W: Waiter> Kernel<W> {
         }
     }
 
-    fn changed(&self, change: TokenChange) {
+    /// Runs the token-change callback; `false` if it panicked (a failed save, never a
+    /// swallowed success).
+    fn changed(&self, change: TokenChange) -> bool {
         let Some(callback) = &self.on_change else {
-            return;
+            return true;
         };
         let persist = matches!(change, TokenChange::Persist { .. });
         if catch_unwind(AssertUnwindSafe(|| callback(change))).is_err() {
             tracing::error!(
                 persist,
-                "the token-change callback panicked; the change may not be stored"
+                "the token-change callback panicked; the change is not stored"
             );
+            return false;
         }
+        true
     }
 
     /// Publishes the fast path's token (if it changed) and the getters' snapshot.
@@ -525,8 +735,25 @@ fn apply(machine: &mut TokenMachine, command: Command, now: Instant, wall: std::
     }
 }
 
-/// One log line per event, with its ids; never a secret.
-fn log(event: &Event, now: Instant) {
+/// Whether a stored token still holds a session: a refresh credential, or an access
+/// token whose wall-clock expiry has not passed.
+fn holds_a_session(token: &Token, wall_now: std::time::SystemTime) -> bool {
+    token.refresh_token.is_some()
+        || match token.expiry {
+            Expiry::Never => true,
+            Expiry::At(at) => at > wall_now,
+            Expiry::In(_) => false,
+        }
+}
+
+/// `now + d`, saturating.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// One log line per event, with its ids; never a secret. Failed saves are logged at
+/// error level once per streak.
+fn log(event: &Event, now: Instant, save_failing: &mut bool) {
     match event {
         Event::RefreshStarted { attempt, trigger } => tracing::info!(
             attempt = attempt.0,
@@ -583,6 +810,37 @@ fn log(event: &Event, now: Instant) {
         Event::StatusChanged { status } => {
             tracing::info!(status = ?status, "token source status changed");
         }
+        Event::Persisted { generation } => {
+            if std::mem::take(save_failing) {
+                tracing::info!(
+                    generation = generation.0,
+                    "token stored; the session is durable again"
+                );
+            } else {
+                tracing::debug!(generation = generation.0, "token stored");
+            }
+        }
+        Event::PersistFailed {
+            generation,
+            message,
+            retry_at,
+        } => {
+            let retry_in_ms = u64::try_from(retry_at.saturating_duration_since(now).as_millis())
+                .unwrap_or(u64::MAX);
+            if std::mem::replace(save_failing, true) {
+                tracing::warn!(generation = generation.0, reason = %message, retry_in_ms, "saving the token failed again");
+            } else {
+                tracing::error!(generation = generation.0, reason = %message, retry_in_ms, "saving the token failed: the session is not durable (a restart would lose it) until a retry succeeds");
+            }
+        }
+        Event::AdoptedFromStore { generation } => tracing::info!(
+            generation = generation.0,
+            "the store held a newer session (another process refreshed first): adopted it"
+        ),
+        Event::WallClockJumped { ahead } => tracing::warn!(
+            ahead_ms = u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX),
+            "the wall clock ran ahead of the monotonic clock (a suspend?): token expiries moved"
+        ),
         _ => tracing::debug!(event = ?event, "token source event"),
     }
 }

@@ -70,6 +70,7 @@ impl TokenSpec {
             expiry: self.expiry,
             refresh_token: self.refresh.map(Label::secret),
             scope: self.scope.clone(),
+            issued_at: None,
         }
     }
 }
@@ -203,7 +204,9 @@ impl Act {
                 refresh_token: refresh_token.as_ref().map(Label::of),
             },
             Action::CancelRefresh { attempt } => Act::CancelRefresh { attempt },
-            Action::Persist { generation, token } => Act::Persist {
+            Action::Persist {
+                generation, token, ..
+            } => Act::Persist {
                 generation,
                 access: Label::of(&token.access_token),
                 token_type: token.token_type.clone(),

@@ -5,7 +5,7 @@
 //! cancel, feeds every result back (a cancelled exchange's as a transient failure), and
 //! ends when the last handle is dropped and no exchange is left running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use futures::FutureExt;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
-use silent_refresh_driver::kernel::{Start, Work};
+use silent_refresh_driver::kernel::{Start, StoreIo, Work};
 use tokio::sync::oneshot;
 
 use crate::refresher::Refresher;
@@ -45,12 +45,23 @@ pub(crate) async fn run<R: Refresher>(
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
     let mut stopping = false;
+    // Store I/O runs on the blocking pool, one piece at a time, in order.
+    let mut store_queue: VecDeque<StoreIo> = VecDeque::new();
+    let mut store_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let Work {
             starts,
             cancels,
+            store,
             next,
         } = kernel.take_work();
+        store_queue.extend(store);
+        if store_task.is_none()
+            && let Some(io) = store_queue.pop_front()
+        {
+            let kernel = kernel.clone();
+            store_task = Some(tokio::task::spawn_blocking(move || kernel.store_io(io)));
+        }
         for attempt in cancels {
             if let Some(abort) = aborts.remove(&attempt) {
                 abort.abort();
@@ -68,7 +79,7 @@ pub(crate) async fn run<R: Refresher>(
             aborts.insert(attempt, abort);
             in_flight.push(exchange(&refresher, attempt, refresh_token, registration));
         }
-        if stopping && in_flight.is_empty() {
+        if stopping && in_flight.is_empty() && store_task.is_none() && store_queue.is_empty() {
             break;
         }
         if next != armed {
@@ -83,6 +94,14 @@ pub(crate) async fn run<R: Refresher>(
             Some((attempt, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 aborts.remove(&attempt);
                 kernel.refresh_result(attempt, result);
+            }
+            () = async {
+                if let Some(task) = store_task.as_mut() {
+                    // A panic in the store is reported by the kernel as a failed save.
+                    let _ = task.await;
+                }
+            }, if store_task.is_some() => {
+                store_task = None;
             }
             () = &mut sleep, if armed.is_some() => {
                 // Re-arm on the next turn even if the kernel names the same instant.

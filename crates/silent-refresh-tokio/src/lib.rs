@@ -98,4 +98,5 @@ pub use silent_refresh::{
 };
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
+pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use silent_refresh::{AccessToken, Config, Credentials, Event, Generation, RequestId, Status};
 use silent_refresh_driver::clock::Clock;
 use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
+use silent_refresh_driver::store::TokenStore;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::driver;
@@ -55,6 +56,8 @@ impl TokenSource {
             refresher: NoRefresher,
             on_change: None,
             clock: None,
+            store: None,
+            token_endpoint: None,
         }
     }
 
@@ -174,6 +177,14 @@ impl TokenSource {
         self.kernel.snapshot().generation
     }
 
+    /// Whether the current token is known to be stored (always `true` without a store
+    /// once the token-change callback returned; `false` with no token, or while its save
+    /// is pending or failing: a restart now would lose the session).
+    #[must_use]
+    pub fn is_durable(&self) -> bool {
+        self.kernel.snapshot().durable
+    }
+
     /// How many [`token`](Self::token) calls are waiting.
     #[must_use]
     pub fn waiting(&self) -> usize {
@@ -225,6 +236,8 @@ pub struct TokenSourceBuilder<R> {
     refresher: R,
     on_change: Option<ChangeCallback>,
     clock: Option<Arc<dyn Clock>>,
+    store: Option<Arc<dyn TokenStore>>,
+    token_endpoint: Option<Arc<str>>,
 }
 
 impl<R> TokenSourceBuilder<R> {
@@ -245,7 +258,31 @@ impl<R> TokenSourceBuilder<R> {
             refresher,
             on_change: self.on_change,
             clock: self.clock,
+            store: self.store,
+            token_endpoint: self.token_endpoint,
         }
+    }
+
+    /// The URL of the token endpoint, for a refresher that cannot name it itself (a
+    /// closure): the send helpers never attach the access token to a request for it.
+    /// Overrides what the refresher says.
+    #[must_use]
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(Arc::from(url.into()));
+        self
+    }
+
+    /// Keep the session in `store` (a [`FileStore`](crate::FileStore), or your own):
+    /// its session is loaded at start and wins over [`credentials`](Self::credentials)
+    /// when it holds one; every new token is saved to it (compare-and-swap: a newer
+    /// token saved by another process is adopted, not overwritten); the source signs
+    /// out of it on [`TokenSource::sign_out`]. Store calls run on tokio's blocking pool,
+    /// never on a runtime worker. A failed save is retried and reported (see
+    /// [`TokenSource::is_durable`]).
+    #[must_use]
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
     }
 
     /// Read time from `clock` instead of tokio's clock and the system's wall clock
@@ -286,6 +323,7 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             clock,
             wake.clone(),
             self.on_change,
+            self.store,
         ));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let sender = events.clone();
@@ -293,10 +331,10 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             // No receiver is fine: nobody subscribed.
             let _ = sender.send(event.clone());
         });
-        if let Some(credentials) = self.credentials {
-            kernel.command(Command::SignIn(credentials));
-        }
-        let token_endpoint = self.refresher.token_endpoint().map(Arc::from);
+        kernel.start(self.credentials);
+        let token_endpoint = self
+            .token_endpoint
+            .or_else(|| self.refresher.token_endpoint().map(Arc::from));
         let (shutdown, on_shutdown) = oneshot::channel();
         runtime.spawn(driver::run(
             kernel.clone(),

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret};
-use silent_refresh_driver::kernel::{Kernel, NoToken, Outcome, Start, Waiter, Wake, Work};
+use silent_refresh_driver::kernel::{Kernel, NoToken, Outcome, Start, StoreIo, Waiter, Wake, Work};
 
 use crate::refresher::Refresher;
 
@@ -115,12 +115,30 @@ impl Wake for Doorbell {
 /// source is dropped; exchanges still running report their result anyway, so a rotated
 /// credential still reaches the callback.
 pub(crate) fn run(kernel: &Arc<BlockingKernel>, refresher: &Arc<dyn Refresher>, bell: &Doorbell) {
+    // Store I/O runs on a thread of its own, one piece at a time, in order, so that a
+    // slow store never delays a deadline; it ends with this loop.
+    let mut store_thread: Option<std::sync::mpsc::Sender<StoreIo>> = None;
     loop {
         let Work {
             starts,
             cancels,
+            store,
             next,
         } = kernel.take_work();
+        for io in store {
+            if store_thread.is_none() {
+                store_thread = spawn_store_thread(kernel);
+            }
+            match &store_thread {
+                Some(sender) => {
+                    if let Err(std::sync::mpsc::SendError(io)) = sender.send(io) {
+                        kernel.store_io(io);
+                    }
+                }
+                // No thread to be had: do it here rather than lose it.
+                None => kernel.store_io(io),
+            }
+        }
         for attempt in cancels {
             // A blocking call cannot be cut short: the refresher's own timeout ends it,
             // and its result ends the exchange.
@@ -152,6 +170,22 @@ pub(crate) fn run(kernel: &Arc<BlockingKernel>, refresher: &Arc<dyn Refresher>, 
             kernel.timeout();
         }
     }
+}
+
+/// The thread that runs store I/O, in order; `None` if none can be started.
+fn spawn_store_thread(kernel: &Arc<BlockingKernel>) -> Option<std::sync::mpsc::Sender<StoreIo>> {
+    let (sender, receiver) = std::sync::mpsc::channel::<StoreIo>();
+    let kernel = kernel.clone();
+    thread::Builder::new()
+        .name("silent-refresh-store".into())
+        .spawn(move || {
+            for io in receiver {
+                kernel.store_io(io);
+            }
+        })
+        .map_err(|error| tracing::error!(%error, "could not start the token store thread"))
+        .ok()
+        .map(|_| sender)
 }
 
 /// Runs one exchange on a thread of its own, so that no caller waits for it past its

@@ -11,6 +11,7 @@ use silent_refresh::{
 };
 use silent_refresh_driver::clock::{Clock, SystemClock};
 use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
+use silent_refresh_driver::store::TokenStore;
 
 use crate::error::Error;
 use crate::refresher::Refresher;
@@ -69,6 +70,8 @@ impl TokenSource {
             refresher: None,
             on_change: None,
             clock: None,
+            store: None,
+            token_endpoint: None,
         }
     }
 
@@ -175,6 +178,14 @@ impl TokenSource {
         self.kernel.snapshot().generation
     }
 
+    /// Whether the current token is known to be stored (always `true` without a store
+    /// once the token-change callback returned; `false` with no token, or while its save
+    /// is pending or failing: a restart now would lose the session).
+    #[must_use]
+    pub fn is_durable(&self) -> bool {
+        self.kernel.snapshot().durable
+    }
+
     /// How many calls are waiting for a token.
     #[must_use]
     pub fn waiting(&self) -> usize {
@@ -209,6 +220,8 @@ pub struct TokenSourceBuilder {
     refresher: Option<Arc<dyn Refresher>>,
     on_change: Option<ChangeCallback>,
     clock: Option<Arc<dyn Clock>>,
+    store: Option<Arc<dyn TokenStore>>,
+    token_endpoint: Option<Arc<str>>,
 }
 
 impl TokenSourceBuilder {
@@ -238,6 +251,25 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// The URL of the token endpoint, for a refresher that cannot name it itself (a
+    /// closure): the send helpers never attach the access token to a request for it.
+    /// Overrides what the refresher says.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(Arc::from(url.into()));
+        self
+    }
+
+    /// Keep the session in `store` (a [`FileStore`](crate::FileStore), or your own):
+    /// its session is loaded at start and wins over [`credentials`](Self::credentials)
+    /// when it holds one; every new token is saved to it (compare-and-swap: a newer
+    /// token saved by another process is adopted, not overwritten); the source signs
+    /// out of it on [`TokenSource::sign_out`]. Store calls run on a thread of their
+    /// own. A failed save is retried and reported (see [`TokenSource::is_durable`]).
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// Read time from `clock` instead of the system's clocks (tests: a
     /// [`ManualClock`](crate::ManualClock) moves only when told to).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -258,11 +290,14 @@ impl TokenSourceBuilder {
             clock,
             bell.clone(),
             self.on_change,
+            self.store,
         ));
         let refresher = self
             .refresher
             .unwrap_or_else(|| Arc::new(no_refresher) as Arc<dyn Refresher>);
-        let token_endpoint = refresher.token_endpoint().map(Arc::from);
+        let token_endpoint = self
+            .token_endpoint
+            .or_else(|| refresher.token_endpoint().map(Arc::from));
         let (thread_kernel, thread_bell) = (kernel.clone(), bell.clone());
         thread::Builder::new()
             .name("silent-refresh-timer".into())
@@ -270,9 +305,7 @@ impl TokenSourceBuilder {
             .map_err(|error| Error::Spawn {
                 reason: error.to_string(),
             })?;
-        if let Some(credentials) = self.credentials {
-            kernel.command(Command::SignIn(credentials));
-        }
+        kernel.start(self.credentials);
         Ok(TokenSource {
             kernel,
             alive: Arc::new(Alive {

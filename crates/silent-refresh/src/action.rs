@@ -34,12 +34,21 @@ pub enum Action {
     },
     /// A new token was adopted: store it (it holds the rotated refresh credential and
     /// a wall-clock expiry) before using it.
+    ///
+    /// Report the outcome with [`crate::TokenMachine::handle_persisted`]: a driver that
+    /// does not leaves the token "not durable" (granted all the same, unless the
+    /// configuration asks for strict persistence). A failed save is asked again after a
+    /// backoff.
     Persist {
         /// The generation the machine gave the token.
         generation: Generation,
-        /// The token to store, with `Expiry::At` (or `Never`). Boxed: it is rare,
-        /// and keeps every other action (grants above all) small.
+        /// The token to store, with `Expiry::At` (or `Never`) and its issue time. Boxed:
+        /// it is rare, and keeps every other action (grants above all) small.
         token: Box<Token>,
+        /// The refresh credential this token was refreshed from: a shared store replaces
+        /// the stored token only if it still holds this one (compare-and-swap). `None`:
+        /// a sign-in, stored whatever the store holds.
+        from: Option<Secret>,
     },
     /// Signed out: delete the stored token.
     Forget,
@@ -72,6 +81,8 @@ pub enum WakeReason {
     RefreshTimeout,
     /// A parked request reaches its deadline.
     RequestDeadline,
+    /// A failed save of the current token is asked again.
+    PersistRetry,
 }
 
 /// When to call [`crate::TokenMachine::handle_timeout`] next, and why.

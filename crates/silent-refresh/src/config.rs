@@ -33,6 +33,7 @@ pub struct Config {
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) max_retry_after: Duration,
+    pub(crate) strict_persistence: bool,
     pub(crate) seed: u64,
 }
 
@@ -67,6 +68,9 @@ impl Default for Config {
             backoff_max: Duration::from_secs(60),
             // A server's Retry-After is honoured up to 10 minutes.
             max_retry_after: Duration::from_secs(600),
+            // Availability first: a token whose save failed is still used (and the save
+            // retried); strict mode grants only stored tokens.
+            strict_persistence: false,
             seed: 0,
         }
     }
@@ -152,6 +156,12 @@ impl Config {
         self.max_retry_after
     }
 
+    /// Whether a token is granted only once the store confirmed it.
+    #[must_use]
+    pub fn strict_persistence(&self) -> bool {
+        self.strict_persistence
+    }
+
     /// The seed of the jitter.
     #[must_use]
     pub fn seed(&self) -> u64 {
@@ -226,6 +236,12 @@ impl ConfigBuilder {
     setter!(
         /// Honour a server's `Retry-After` up to this long. Default 10 min.
         max_retry_after: Duration
+    );
+    setter!(
+        /// Grant a token only once its `Persist` was answered `Stored` (requests wait,
+        /// until their deadline, while the save fails). Default: off (a token whose save
+        /// failed is used all the same, and the save retried).
+        strict_persistence: bool
     );
     setter!(
         /// Seed of the jitter: give each process its own (e.g. from its pid and start time).

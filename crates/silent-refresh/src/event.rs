@@ -80,6 +80,32 @@ pub enum Event {
         /// The attempt named by the result.
         attempt: AttemptId,
     },
+    /// The store confirmed a token (the session is durable again).
+    Persisted {
+        /// The token's generation.
+        generation: Generation,
+    },
+    /// Saving a token failed: the session is not durable until a retry succeeds.
+    PersistFailed {
+        /// The token's generation.
+        generation: Generation,
+        /// What failed (no secret).
+        message: Arc<str>,
+        /// When the save is asked again.
+        retry_at: Instant,
+    },
+    /// The store held a newer session (another process refreshed first): it was
+    /// adopted, as this generation, instead of the machine's own token.
+    AdoptedFromStore {
+        /// The generation given to the stored token.
+        generation: Generation,
+    },
+    /// The wall clock ran ahead of the monotonic clock (a suspend, or the clock was
+    /// set): expiries were moved to where the wall clock says they are.
+    WallClockJumped {
+        /// How far ahead.
+        ahead: std::time::Duration,
+    },
     /// The status changed.
     StatusChanged {
         /// The new status.

@@ -113,6 +113,7 @@ pub mod oauth2;
 #[cfg(feature = "oauth2")]
 pub mod origin;
 mod parked;
+mod persist;
 mod schedule;
 mod secret;
 mod token;
@@ -124,5 +125,6 @@ pub use event::{Event, MAX_QUEUED_EVENTS, Trigger};
 pub use failure::{FailureKind, RefreshFailure};
 pub use ids::{AttemptId, RequestId};
 pub use machine::{Status, TokenMachine};
+pub use persist::Persisted;
 pub use secret::Secret;
 pub use token::{AccessToken, Credentials, Expiry, Generation, Token};

@@ -15,6 +15,7 @@ use crate::failure::{FailureKind, RefreshFailure};
 use crate::ids::{AttemptId, RequestId};
 use crate::jitter::{self, Stream};
 use crate::parked::Parked;
+use crate::persist::Persisted;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::token::{AccessToken, Credentials, Expiry, Generation, Token};
@@ -28,6 +29,9 @@ const EXPIRED_RESULT: &str = "the refresh returned a token that is already expir
 /// the refresh credential without the answer reaching us).
 const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, so \
      the server may have consumed the refresh credential without its answer arriving";
+/// How far the wall clock may drift from the monotonic clock before the machine takes
+/// it for a suspend (or a clock set) and moves the current token's expiry.
+const WALL_CLOCK_TOLERANCE: Duration = Duration::from_secs(1);
 /// Why a request fails fast when the token is unusable and cannot be refreshed.
 const NO_WAY_TO_REFRESH: &str = "the token is no longer usable and there is no refresh credential";
 
@@ -59,7 +63,7 @@ impl Status {
 
 /// The refresh exchange the driver is running (rule 1: at most one, on the wire). It
 /// ends only when its result comes in, whatever happened meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Exchange {
     attempt: AttemptId,
     /// When it started: the base of the lifetime of the token it brings.
@@ -70,6 +74,8 @@ struct Exchange {
     cancel_requested: bool,
     /// A sign-in or sign-out happened since it started: its result will be dropped.
     superseded: bool,
+    /// The refresh credential it sent (the store's compare-and-swap key).
+    sent: Option<Secret>,
 }
 
 /// The adopted token and its schedule.
@@ -78,8 +84,17 @@ struct Current {
     token: Arc<AccessToken>,
     /// `None`: no expiry, refreshed only when rejected.
     schedule: Option<Schedule>,
+    /// Its expiry on the wall clock and its whole lifetime: after a suspend the
+    /// schedule is recomputed from these.
+    expiry: Option<(SystemTime, Duration)>,
     /// A request with this token was rejected (401): never granted again.
     rejected: bool,
+    /// The token as handed out for storage, and the refresh credential it was
+    /// refreshed from (kept to ask again after a failed save).
+    stored: Box<Token>,
+    from: Option<Secret>,
+    /// The store confirmed it.
+    durable: bool,
 }
 
 impl Current {
@@ -125,6 +140,9 @@ pub struct TokenMachine {
     last_failure: Option<Arc<str>>,
     /// An exchange of the current refresh credential ended with its outcome unknown.
     outcome_unknown: bool,
+    /// Failed saves of the current token in a row, and when to ask again.
+    save_failures: u32,
+    save_retry_at: Option<Instant>,
     next_attempt: u64,
     next_request: u64,
     parked: Parked,
@@ -152,6 +170,8 @@ impl TokenMachine {
             consecutive_failures: 0,
             last_failure: None,
             outcome_unknown: false,
+            save_failures: 0,
+            save_retry_at: None,
             next_attempt: 1,
             next_request: 1,
             parked: Parked::default(),
@@ -197,13 +217,20 @@ impl TokenMachine {
     /// sign-in or sign-out, which only make the machine drop its result).
     #[must_use]
     pub fn refresh_in_flight(&self) -> Option<AttemptId> {
-        self.exchange.map(|e| e.attempt)
+        self.exchange.as_ref().map(|e| e.attempt)
     }
 
     /// When the current backoff ends, if the machine is waiting one out.
     #[must_use]
     pub fn backoff_until(&self) -> Option<Instant> {
         self.backoff
+    }
+
+    /// Whether the store confirmed the current token (`false` with no token, or while
+    /// its save is pending or failing).
+    #[must_use]
+    pub fn is_durable(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.durable)
     }
 
     /// The last refresh failure (or exchange past its deadline) since the last
@@ -229,7 +256,10 @@ impl TokenMachine {
         }
         let current = self.current.as_ref()?;
         let can_refresh = self.can_refresh();
-        if !current.usable_at(self.now) || (can_refresh && current.in_window_at(self.now)) {
+        if !current.usable_at(self.now)
+            || (can_refresh && current.in_window_at(self.now))
+            || (self.config.strict_persistence && !current.durable)
+        {
             return None;
         }
         let until = current.schedule.map(|s| {
@@ -293,15 +323,15 @@ impl TokenMachine {
         result: Result<Token, RefreshFailure>,
     ) {
         let now = self.clamp(now);
-        if let Some(exchange) = self.exchange.filter(|e| e.attempt == attempt) {
-            self.exchange = None;
+        if let Some(exchange) = self.exchange.take_if(|e| e.attempt == attempt) {
             if exchange.superseded {
                 self.event(Event::ResultDropped { attempt });
             } else {
                 match result {
                     Ok(token) => {
                         let refresh_token = token.refresh_token.clone();
-                        if !self.adopt(now, token, exchange.started, Some(attempt)) {
+                        let from = exchange.sent.clone();
+                        if !self.adopt(now, token, exchange.started, Some(attempt), from) {
                             // The server answered: a rotated credential is the one to
                             // send next, even with an unusable access token.
                             if refresh_token.is_some() {
@@ -330,9 +360,10 @@ impl TokenMachine {
     pub fn handle_rejected(&mut self, now: Instant, generation: Generation) {
         let now = self.clamp(now);
         if let Some(current) = self.current.as_mut()
-            && current.token.generation == generation {
-                current.rejected = true;
-            }
+            && current.token.generation == generation
+        {
+            current.rejected = true;
+        }
         self.advance(now);
     }
 
@@ -347,9 +378,15 @@ impl TokenMachine {
         self.current = None;
         self.refresh_token = None;
         self.supersede_exchange();
+        let mut stored = false;
         let token = match credentials {
             Credentials::Token(token) => {
                 self.self_authenticating = false;
+                Some(token)
+            }
+            Credentials::Stored(token) => {
+                self.self_authenticating = false;
+                stored = true;
                 Some(token)
             }
             Credentials::RefreshToken(secret) => {
@@ -365,8 +402,78 @@ impl TokenMachine {
         if let Some(token) = token {
             // An expired token is not adopted; its refresh credential is kept.
             let refresh_token = token.refresh_token.clone();
-            if !self.adopt(now, token, now, None) {
+            let adopted = if stored {
+                self.adopt_stored(now, token)
+            } else {
+                self.adopt(now, token, now, None, None)
+            };
+            if !adopted {
                 self.refresh_token = refresh_token;
+            }
+        }
+        self.advance(now);
+    }
+
+    /// What became of the `Persist` of `generation`. Only the current token's outcome
+    /// counts: `Stored` makes the session durable, `Conflict` adopts the newer token the
+    /// store holds (another process refreshed first) instead of overwriting it, and
+    /// `Failed` reports the session as not durable and asks again after a backoff.
+    pub fn handle_persisted(&mut self, now: Instant, generation: Generation, outcome: Persisted) {
+        let now = self.clamp(now);
+        let is_current = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.token.generation == generation && !c.durable);
+        if is_current && self.status.is_active() {
+            match outcome {
+                Persisted::Stored => {
+                    self.mark_durable();
+                    self.event(Event::Persisted { generation });
+                }
+                Persisted::Conflict(token) => {
+                    let refresh_token = token.refresh_token.clone();
+                    if self.adopt_stored(now, *token) {
+                        self.event(Event::AdoptedFromStore {
+                            generation: self.generation,
+                        });
+                    } else if refresh_token.is_some() {
+                        // Its access token is spent, but its refresh credential is the
+                        // newest: the next refresh sends it.
+                        self.refresh_token = refresh_token;
+                        self.current = None;
+                    }
+                }
+                Persisted::Failed(message) => {
+                    self.save_failures = self.save_failures.saturating_add(1);
+                    let delay = self.save_backoff();
+                    let retry_at = later(now, delay);
+                    self.save_retry_at = Some(retry_at);
+                    self.event(Event::PersistFailed {
+                        generation,
+                        message: message.into(),
+                        retry_at,
+                    });
+                }
+            }
+        }
+        self.advance(now);
+    }
+
+    /// A reading of the wall clock with the monotonic one. If the wall clock ran ahead
+    /// (a suspend: the monotonic clock stood still) the current token's expiry moves to
+    /// where the wall clock says it is, so no token is granted past its wall-clock
+    /// usable time. A wall clock set back never makes a token live longer. Drivers call
+    /// this every few seconds.
+    pub fn handle_wall_clock(&mut self, now: Instant, wall_now: SystemTime) {
+        let now = self.clamp(now);
+        let projected = self.wall_for_instant(now);
+        let ahead = wall_now.duration_since(projected).unwrap_or(Duration::ZERO);
+        let behind = projected.duration_since(wall_now).unwrap_or(Duration::ZERO);
+        if ahead > WALL_CLOCK_TOLERANCE || behind > WALL_CLOCK_TOLERANCE {
+            self.wall_anchor = (now, wall_now);
+            if ahead > WALL_CLOCK_TOLERANCE {
+                self.event(Event::WallClockJumped { ahead });
+                self.reproject_current(now);
             }
         }
         self.advance(now);
@@ -420,11 +527,12 @@ impl TokenMachine {
         let mut next: Option<Wakeup> = None;
         let mut consider = |at: Option<Instant>, reason: WakeReason| {
             if let Some(at) = at
-                && next.is_none_or(|n| at < n.at) {
-                    next = Some(Wakeup { at, reason });
-                }
+                && next.is_none_or(|n| at < n.at)
+            {
+                next = Some(Wakeup { at, reason });
+            }
         };
-        match (self.exchange, self.backoff) {
+        match (self.exchange.as_ref(), self.backoff) {
             (Some(exchange), _) => {
                 // Once cancelled, only its result (an input) can end it.
                 if !exchange.cancel_requested {
@@ -443,6 +551,7 @@ impl TokenMachine {
                 }
             }
         }
+        consider(self.save_retry_at, WakeReason::PersistRetry);
         consider(self.parked.earliest_deadline(), WakeReason::RequestDeadline);
         next
     }
@@ -464,20 +573,32 @@ impl TokenMachine {
     /// token (rule 4 over rule 2's deadline).
     fn advance(&mut self, now: Instant) {
         if let Some(exchange) = self.exchange.as_mut()
-            && !exchange.cancel_requested && now >= exchange.deadline {
-                // Rule 1: the exchange is not over until the driver says so; ask it to
-                // cancel, and keep waiting for the result (rule 8: a late success is
-                // still adopted).
-                exchange.cancel_requested = true;
-                let attempt = exchange.attempt;
-                if !exchange.superseded {
-                    self.last_failure = Some(TIMED_OUT.into());
-                }
-                self.actions.push_back(Action::CancelRefresh { attempt });
-                self.event(Event::RefreshOverdue { attempt });
+            && !exchange.cancel_requested
+            && now >= exchange.deadline
+        {
+            // Rule 1: the exchange is not over until the driver says so; ask it to
+            // cancel, and keep waiting for the result (rule 8: a late success is
+            // still adopted).
+            exchange.cancel_requested = true;
+            let attempt = exchange.attempt;
+            if !exchange.superseded {
+                self.last_failure = Some(TIMED_OUT.into());
             }
+            self.actions.push_back(Action::CancelRefresh { attempt });
+            self.event(Event::RefreshOverdue { attempt });
+        }
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+        }
+        if self.save_retry_at.is_some_and(|at| now >= at) {
+            self.save_retry_at = None;
+            if let Some(current) = self.current.as_ref().filter(|c| !c.durable) {
+                self.actions.push_back(Action::Persist {
+                    generation: current.token.generation,
+                    token: current.stored.clone(),
+                    from: current.from.clone(),
+                });
+            }
         }
         if self.needs_refresh(now) {
             self.start_refresh(now);
@@ -526,10 +647,11 @@ impl TokenMachine {
     /// Rules 3 and 4: a token is granted when it is usable, except in wait-for-fresh
     /// mode while a refresh of a token in its window is in flight.
     fn grantable(&self, now: Instant) -> bool {
-        let refreshing = self.exchange.is_some_and(|e| !e.superseded);
+        let refreshing = self.exchange.as_ref().is_some_and(|e| !e.superseded);
         self.status.is_active()
             && self.current.as_ref().is_some_and(|c| {
                 c.usable_at(now)
+                    && (c.durable || !self.config.strict_persistence)
                     && !(self.config.mode == RefreshMode::WaitForFresh
                         && c.in_window_at(now)
                         && refreshing)
@@ -587,6 +709,7 @@ impl TokenMachine {
             deadline: later(now, self.config.refresh_timeout),
             cancel_requested: false,
             superseded: false,
+            sent: self.refresh_token.clone(),
         });
         self.actions.push_back(Action::StartRefresh {
             attempt,
@@ -681,38 +804,101 @@ impl TokenMachine {
     }
 
     /// Rule 9: adopts a token received from a refresh sent at `base` (or given at
-    /// sign-in). Returns `false`, adopting nothing, if it is not usable at `now`.
+    /// sign-in), and asks for it to be persisted (compare-and-swap on `from`, the
+    /// refresh credential it was refreshed from). Returns `false`, adopting nothing, if
+    /// it is not usable at `now`.
     fn adopt(
         &mut self,
         now: Instant,
         token: Token,
         base: Instant,
         attempt: Option<AttemptId>,
+        from: Option<Secret>,
     ) -> bool {
+        let Some(stored) = self.install(now, token, base) else {
+            return false;
+        };
+        if let Some(current) = self.current.as_mut() {
+            current.from = from.clone();
+        }
+        let generation = self.generation;
+        self.event(Event::TokenAdopted {
+            generation,
+            attempt,
+        });
+        self.actions.push_back(Action::Persist {
+            generation,
+            token: stored,
+            from,
+        });
+        true
+    }
+
+    /// Adopts a token the store holds (loaded at start, or a sibling's newer one):
+    /// durable already, so no `Persist`. Returns `false` if it is not usable at `now`.
+    fn adopt_stored(&mut self, now: Instant, token: Token) -> bool {
+        if self.install(now, token, now).is_none() {
+            return false;
+        }
+        self.mark_durable();
+        let generation = self.generation;
+        self.event(Event::TokenAdopted {
+            generation,
+            attempt: None,
+        });
+        true
+    }
+
+    /// Makes `token` the current one with the next generation and returns it as it is
+    /// to be stored (wall-clock expiry, issue time, newest refresh credential); `None`,
+    /// changing nothing, if it is not usable at `now`.
+    ///
+    /// Its lifetime counts from `base` (when its refresh was sent), or, for a wall-clock
+    /// expiry with an issue time (a stored token), from its issue time: the refresh
+    /// window is a fraction of the whole lifetime, not of what is left of it.
+    fn install(&mut self, now: Instant, token: Token, base: Instant) -> Option<Box<Token>> {
         let generation = Generation(self.generation.0 + 1);
-        let expires_at = match token.expiry {
+        // The expiry as an instant, and the whole lifetime ending there.
+        let expiry = match token.expiry {
             Expiry::Never => None,
             // An expiry too far away to represent counts as none.
-            Expiry::In(lifetime) => base.checked_add(lifetime),
-            Expiry::At(wall) => self.instant_for_wall(now, wall),
+            Expiry::In(lifetime) => base.checked_add(lifetime).map(|at| (at, lifetime)),
+            Expiry::At(wall) => self.instant_for_wall(now, wall).map(|at| {
+                let lifetime = match token.issued_at {
+                    Some(issued) if issued <= wall => {
+                        wall.duration_since(issued).unwrap_or_default()
+                    }
+                    _ => at.saturating_duration_since(base),
+                };
+                (at, lifetime)
+            }),
         };
-        let schedule =
-            expires_at.map(|at| Schedule::new(&self.config, generation.0, base.min(at), at));
+        let schedule = expiry.map(|(at, lifetime)| {
+            let floor = at.checked_sub(lifetime).unwrap_or(base).min(at);
+            Schedule::with_lifetime(&self.config, generation.0, lifetime, at, floor)
+        });
         if schedule.is_some_and(|s| now >= s.usable_until) {
-            return false;
+            return None;
         }
         self.generation = generation;
         if token.refresh_token.is_some() {
             self.refresh_token = token.refresh_token.clone();
         }
-        let stored = Token {
-            expiry: match expires_at {
+        let expires_wall = expiry.map(|(at, lifetime)| (self.wall_for_instant(at), lifetime));
+        let stored = Box::new(Token {
+            expiry: match expires_wall {
                 None => Expiry::Never,
-                Some(at) => Expiry::At(self.wall_for_instant(at)),
+                Some((wall, _)) => Expiry::At(wall),
+            },
+            issued_at: match expires_wall {
+                Some((wall, lifetime)) => wall.checked_sub(lifetime),
+                None => token
+                    .issued_at
+                    .or_else(|| Some(self.wall_for_instant(base))),
             },
             refresh_token: self.refresh_token.clone(),
             ..token
-        };
+        });
         let access = AccessToken {
             generation,
             secret: stored.access_token.clone(),
@@ -723,21 +909,72 @@ impl TokenMachine {
         self.current = Some(Current {
             token: Arc::new(access),
             schedule,
+            expiry: expires_wall,
             rejected: false,
+            stored: stored.clone(),
+            from: None,
+            durable: false,
         });
         if let Status::Misconfigured(_) = self.status {
             self.set_status(Status::SignedIn);
         }
         self.forget_failures();
-        self.event(Event::TokenAdopted {
-            generation,
-            attempt,
-        });
-        self.actions.push_back(Action::Persist {
-            generation,
-            token: Box::new(stored),
-        });
-        true
+        self.save_failures = 0;
+        self.save_retry_at = None;
+        Some(stored)
+    }
+
+    /// The store confirmed the current token.
+    fn mark_durable(&mut self) {
+        if let Some(current) = self.current.as_mut() {
+            current.durable = true;
+        }
+        self.save_failures = 0;
+        self.save_retry_at = None;
+    }
+
+    /// `min(backoff_max, backoff_initial × 2^(failures−1))`, without jitter: only this
+    /// process saves its token.
+    fn save_backoff(&self) -> Duration {
+        let exponent = self.save_failures.saturating_sub(1).min(31);
+        self.config
+            .backoff_initial
+            .saturating_mul(1u32 << exponent)
+            .min(self.config.backoff_max)
+    }
+
+    /// After the wall clock ran ahead: the current token's expiry, kept on the wall
+    /// clock, is where the wall clock now says; its schedule moves earlier (never
+    /// later), so a token past its wall-clock usable time is never granted.
+    fn reproject_current(&mut self, now: Instant) {
+        let Some(current) = self.current.as_ref() else {
+            return;
+        };
+        let (Some((wall, lifetime)), Some(old)) = (current.expiry, current.schedule) else {
+            return;
+        };
+        let at = self.instant_for_wall(now, wall).unwrap_or(now);
+        let floor = at.checked_sub(lifetime).unwrap_or(now).min(at);
+        let generation = current.token.generation;
+        let moved = Schedule::with_lifetime(&self.config, generation.0, lifetime, at, floor);
+        let schedule = Schedule {
+            refresh_at: moved.refresh_at.min(old.refresh_at),
+            usable_until: moved.usable_until.min(old.usable_until),
+        };
+        if schedule == old {
+            return;
+        }
+        if let Some(current) = self.current.as_mut() {
+            let old = &current.token;
+            current.token = Arc::new(AccessToken {
+                generation: old.generation,
+                secret: old.secret.clone(),
+                token_type: old.token_type.clone(),
+                scope: old.scope.clone(),
+                usable_until: Some(schedule.usable_until),
+            });
+            current.schedule = Some(schedule);
+        }
     }
 
     /// Forgets every failure and backoff (a token was adopted, or new credentials came).

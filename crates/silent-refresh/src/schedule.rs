@@ -15,23 +15,24 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of a token valid from `base` (when its request was sent) to
-    /// `expires_at`, for the token of generation `generation`.
+    /// The schedule of the token of generation `generation`, whose whole `lifetime`
+    /// ends at `expires_at` (it may have started before this process did, for a stored
+    /// token); no instant is before `floor`.
     ///
     /// - `usable_until = expires_at − min(safety_margin, margin_fraction × lifetime)`
     /// - `refresh_at = expires_at − min(threshold, refresh_fraction × lifetime) + jitter`,
     ///   with jitter in `[0, jitter_fraction × that threshold)`, never after `usable_until`.
-    pub(crate) fn new(
+    pub(crate) fn with_lifetime(
         config: &Config,
         generation: u64,
-        base: Instant,
+        lifetime: Duration,
         expires_at: Instant,
+        floor: Instant,
     ) -> Self {
-        let lifetime = expires_at.saturating_duration_since(base);
         let margin = config
             .safety_margin
             .min(lifetime.mul_f64(config.margin_fraction));
-        let usable_until = sub_or(expires_at, margin, base);
+        let usable_until = sub_or(expires_at, margin, floor);
         let threshold = config
             .refresh_threshold
             .min(lifetime.mul_f64(config.refresh_fraction));
@@ -39,7 +40,7 @@ impl Schedule {
             config.jitter_fraction * jitter::unit(config.seed, Stream::RefreshWindow, generation),
         );
         let refresh_at =
-            sub_or(expires_at, threshold.saturating_sub(jitter), base).min(usable_until);
+            sub_or(expires_at, threshold.saturating_sub(jitter), floor).min(usable_until);
         Self {
             refresh_at,
             usable_until,

@@ -35,6 +35,13 @@ pub struct Token {
     pub refresh_token: Option<Secret>,
     /// The scope the token was granted, when the server said.
     pub scope: Option<String>,
+    /// When it was issued, on the wall clock: with a wall-clock expiry, the start of its
+    /// whole lifetime, so a token loaded after a restart is refreshed at the same point
+    /// of its life as if the program had never stopped. `None`: unknown (the lifetime
+    /// then counts from when the token is adopted). Tokens the machine hands out for
+    /// storage always carry it.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub issued_at: Option<SystemTime>,
 }
 
 impl Token {
@@ -46,6 +53,7 @@ impl Token {
             expiry,
             refresh_token: None,
             scope: None,
+            issued_at: None,
         }
     }
 
@@ -141,6 +149,10 @@ pub enum Credentials {
     Token(Token),
     /// Only a refresh credential: the first request that needs a token refreshes.
     RefreshToken(Secret),
+    /// A token loaded from the program's store (with a wall-clock expiry and issue
+    /// time): adopted like [`Credentials::Token`], but not handed back for storage, since
+    /// the store holds it already.
+    Stored(Token),
     /// The refresher authenticates by itself (for example the client-credentials
     /// grant), so a refresh is always possible; optionally with a token to start from.
     ClientCredentials {

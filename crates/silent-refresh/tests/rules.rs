@@ -723,7 +723,7 @@ fn rule9_refresh_sends_the_newest_credential_and_persists_before_granting() {
         Ok(token("at-1", secs(3600)).with_refresh_token("rt-2")),
     );
     assert!(
-        matches!(&out[0], Action::Persist { generation: Generation(1), token }
+        matches!(&out[0], Action::Persist { generation: Generation(1), token, .. }
         if token.refresh_token.as_ref().unwrap().expose() == "rt-2")
     );
     assert!(matches!(&out[1], Action::Grant { .. }));
@@ -1090,4 +1090,209 @@ fn events_say_why_a_refresh_started_and_how_it_ended() {
             attempt: AttemptId(99)
         }]
     );
+}
+
+// ----- persistence: stored tokens, compare-and-swap, failed saves, suspends ------------
+
+fn persist_of(actions: &[Action]) -> (Generation, Token, Option<String>) {
+    match actions.iter().find(|a| matches!(a, Action::Persist { .. })) {
+        Some(Action::Persist {
+            generation,
+            token,
+            from,
+        }) => (
+            *generation,
+            (**token).clone(),
+            from.as_ref().map(|s| s.expose().to_owned()),
+        ),
+        _ => panic!("no Persist in {actions:?}"),
+    }
+}
+
+#[test]
+fn a_stored_token_gets_the_refresh_window_of_its_whole_lifetime() {
+    // A 1 h token issued 3400 s ago has 200 s left: its window (5 min before expiry)
+    // is already open, so it refreshes at once, not in 100 s (half of what is left).
+    let mut sim = Sim::exact();
+    let wall = sim.wall_now();
+    let stored = Token {
+        issued_at: Some(wall - secs(3400)),
+        ..Token::bearer("at", Expiry::At(wall + secs(200))).with_refresh_token("rt")
+    };
+    let out = sim.sign_in(Credentials::Stored(stored));
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Persist { .. })),
+        "a stored token is not stored again: {out:?}"
+    );
+    assert!(sim.machine.is_durable());
+    assert_eq!(started(&out).len(), 1, "refreshed at once: {out:?}");
+    // ...and it is still granted meanwhile (usable until 30 s before expiry).
+    let (id, out) = sim.request();
+    assert_eq!(grants(&out), vec![(id, Generation(1), "at".to_owned())]);
+}
+
+#[test]
+fn the_persisted_token_says_when_it_was_issued_and_what_it_was_refreshed_from() {
+    let mut sim = Sim::exact();
+    let out = sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    assert!(out.is_empty());
+    let attempt = the_attempt(&sim.request().1);
+    let sent_wall = sim.wall_now();
+    sim.at(secs(2));
+    let out = sim.result(
+        attempt,
+        Ok(token("at", secs(3600)).with_refresh_token("rt-2")),
+    );
+    let (generation, stored, from) = persist_of(&out);
+    assert_eq!(generation, Generation(1));
+    assert_eq!(stored.issued_at, Some(sent_wall));
+    assert_eq!(stored.expiry, Expiry::At(sent_wall + secs(3600)));
+    assert_eq!(
+        from.as_deref(),
+        Some("rt-1"),
+        "compare-and-swap on the credential sent"
+    );
+    assert!(
+        !sim.machine.is_durable(),
+        "not durable until the store says so"
+    );
+    sim.machine
+        .handle_persisted(sim.now, generation, silent_refresh::Persisted::Stored);
+    assert!(sim.machine.is_durable());
+}
+
+#[test]
+fn a_store_holding_a_newer_session_wins_and_is_not_overwritten() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let attempt = the_attempt(&sim.request().1);
+    let out = sim.result(
+        attempt,
+        Ok(token("at-mine", secs(3600)).with_refresh_token("rt-2")),
+    );
+    let (generation, ..) = persist_of(&out);
+    // Another process refreshed first and stored its token.
+    let wall = sim.wall_now();
+    let sibling = Token {
+        issued_at: Some(wall),
+        ..Token::bearer("at-sibling", Expiry::At(wall + secs(3600))).with_refresh_token("rt-9")
+    };
+    sim.machine.handle_persisted(
+        sim.now,
+        generation,
+        silent_refresh::Persisted::Conflict(Box::new(sibling)),
+    );
+    let out = sim.drain();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Persist { .. })),
+        "the sibling's token is not written back: {out:?}"
+    );
+    assert!(sim.machine.is_durable());
+    let (id, out) = sim.request();
+    assert_eq!(
+        grants(&out),
+        vec![(id, Generation(2), "at-sibling".to_owned())]
+    );
+    // The next refresh sends the sibling's refresh credential.
+    sim.machine.handle_rejected(sim.now, Generation(2));
+    match &sim.drain()[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-9");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_save_is_asked_again_after_a_backoff_and_the_token_still_used() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let out = sim.result(
+        the_attempt(&actions),
+        Ok(token("at", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert_eq!(grants(&out), vec![(a, Generation(1), "at".to_owned())]);
+    let (generation, ..) = persist_of(&out);
+    sim.machine.handle_persisted(
+        sim.now,
+        generation,
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    assert!(sim.drain().is_empty());
+    let wakeup = sim.machine.poll_timeout().unwrap();
+    assert_eq!(wakeup.reason, WakeReason::PersistRetry);
+    assert_eq!(wakeup.at, sim.t0 + Config::default().backoff_initial());
+    // Still granted (availability).
+    let (b, out) = sim.request();
+    assert_eq!(grants(&out), vec![(b, Generation(1), "at".to_owned())]);
+    sim.now = wakeup.at;
+    let out = sim.timeout();
+    let (again, stored, from) = persist_of(&out);
+    assert_eq!(again, generation);
+    assert_eq!(stored.refresh_token.unwrap().expose(), "rt-2");
+    assert_eq!(from.as_deref(), Some("rt-1"));
+}
+
+#[test]
+fn strict_persistence_grants_only_stored_tokens() {
+    let mut sim = Sim::new(
+        Config::builder()
+            .jitter_fraction(0.0)
+            .strict_persistence(true)
+            .build()
+            .unwrap(),
+    );
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let out = sim.result(the_attempt(&actions), Ok(token("at", secs(3600))));
+    assert!(grants(&out).is_empty(), "not stored yet: {out:?}");
+    assert!(sim.machine.fresh_token().is_none());
+    let (generation, ..) = persist_of(&out);
+    sim.machine.handle_persisted(
+        sim.now,
+        generation,
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    assert!(grants(&sim.drain()).is_empty());
+    sim.machine
+        .handle_persisted(sim.now, generation, silent_refresh::Persisted::Stored);
+    assert_eq!(
+        grants(&sim.drain()),
+        vec![(a, Generation(1), "at".to_owned())]
+    );
+    assert!(sim.machine.fresh_token().is_some());
+}
+
+#[test]
+fn after_a_suspend_no_token_is_granted_past_its_wall_clock_usable_time() {
+    // The monotonic clock stood still for two hours while the wall clock ran.
+    let mut sim = Sim::exact();
+    sim.signed_in(); // a 1 h token
+    assert!(sim.machine.fresh_token().is_some());
+    let wall = sim.wall_now() + secs(2 * 3600);
+    sim.machine.handle_wall_clock(sim.now, wall);
+    let out = sim.drain();
+    assert!(
+        sim.machine.fresh_token().is_none(),
+        "the fast path is withdrawn"
+    );
+    assert_eq!(
+        started(&out).len(),
+        1,
+        "its window has passed: refreshed at once"
+    );
+    let (_, out) = sim.request();
+    assert!(
+        out.is_empty(),
+        "the expired token is not granted; the request waits for the refresh: {out:?}"
+    );
+    assert_eq!(sim.machine.parked_len(), 1);
+    // A wall clock set back never makes a token live longer.
+    let mut sim = Sim::exact();
+    sim.signed_in();
+    let before = sim.machine.fresh_token().unwrap().1;
+    let wall = sim.wall_now() - secs(600);
+    sim.machine.handle_wall_clock(sim.now, wall);
+    assert_eq!(sim.machine.fresh_token().unwrap().1, before);
 }

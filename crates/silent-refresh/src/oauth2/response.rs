@@ -382,6 +382,8 @@ fn token(fields: &mut Fields) -> Result<Token, &'static str> {
         expiry,
         refresh_token,
         scope,
+        // The response does not say; the machine counts from when the request was sent.
+        issued_at: None,
     })
 }
 

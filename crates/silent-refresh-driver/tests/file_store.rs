@@ -18,7 +18,8 @@ fn at(millis: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(millis)
 }
 
-/// Token number `n` of a rotating session: access `SECRET-AT-n`, refresh `SECRET-RT-n`.
+/// Token number `n` of a rotating session: access `SECRET-AT-n`, refresh `SECRET-RT-n`,
+/// issued an hour before it expires.
 fn numbered(n: u64) -> Token {
     let mut token = Token::bearer(
         format!("SECRET-AT-{n}"),
@@ -26,6 +27,7 @@ fn numbered(n: u64) -> Token {
     )
     .with_refresh_token(format!("SECRET-RT-{n}"));
     token.scope = Some("read write".to_owned());
+    token.issued_at = Some(at(1_767_222_000_000 + n));
     token
 }
 
@@ -92,6 +94,19 @@ fn round_trip_keeps_every_field() {
     ));
     assert_eq!(store.load().expect("loads"), Some(bare));
 
+    // The issue time: kept, unknown kept unknown, before the epoch, rounded down.
+    let mut issued = numbered(8);
+    issued.issued_at = Some(at(1_767_222_000_000) + Duration::from_micros(999));
+    store.save(&issued, None).expect("saves").assert_stored();
+    let loaded = store.load().expect("loads").expect("stored");
+    assert_eq!(loaded.issued_at, Some(at(1_767_222_000_000)));
+    issued.issued_at = Some(UNIX_EPOCH - Duration::from_millis(1_500));
+    store.save(&issued, None).expect("saves").assert_stored();
+    assert_eq!(store.load().expect("loads"), Some(issued.clone()));
+    issued.issued_at = None;
+    store.save(&issued, None).expect("saves").assert_stored();
+    assert_eq!(store.load().expect("loads"), Some(issued));
+
     // Before the epoch, and sub-millisecond precision rounded down.
     let early = Token::bearer(
         "SECRET-AT-early",
@@ -127,7 +142,7 @@ fn the_file_is_the_documented_json() {
     assert_eq!(value["scope"], "read write");
     assert_eq!(value["refresh_token"], "SECRET-RT-3");
     assert_eq!(value["expires_at"], 1_767_225_600_003_u64);
-    assert!(value["issued_at"].is_null());
+    assert_eq!(value["issued_at"], 1_767_222_000_003_u64);
     let saved_at = value["saved_at"]
         .as_u64()
         .expect("saved_at in milliseconds");
@@ -295,6 +310,8 @@ fn a_corrupt_or_foreign_file_is_unreadable_and_never_overwritten() {
         "token_type": "Bearer", "expires_at": "SECRET-tomorrow"}"#;
     let out_of_range = r#"{"format": "silent-refresh/token/1", "access_token": "SECRET-AT-x",
         "token_type": "Bearer", "expires_at": 18446744073709551615}"#;
+    let issued_text = r#"{"format": "silent-refresh/token/1", "access_token": "SECRET-AT-x",
+        "token_type": "Bearer", "expires_at": null, "issued_at": "SECRET-yesterday"}"#;
     let twice = r#"{"format": "silent-refresh/token/1", "access_token": "SECRET-AT-x",
         "access_token": "SECRET-AT-y", "token_type": "Bearer", "expires_at": null}"#;
 
@@ -340,6 +357,11 @@ fn a_corrupt_or_foreign_file_is_unreadable_and_never_overwritten() {
             "`expires_at` is a number out of range",
         ),
         ("field twice", twice.as_bytes().to_vec(), "more than once"),
+        (
+            "issue time of the wrong type",
+            issued_text.as_bytes().to_vec(),
+            "`issued_at` is a string",
+        ),
     ];
     for (name, content, reason) in cases {
         fs::write(&path, &content).expect("write");

@@ -537,8 +537,7 @@ fn encode(token: &Token, path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
         scope: token.scope.as_deref(),
         refresh_token: token.refresh_token.as_ref(),
         expires_at,
-        // Once `Token` has `issued_at`: `token.issued_at.map(to_millis)`.
-        issued_at: None,
+        issued_at: token.issued_at.map(to_millis),
         saved_at: to_millis(SystemTime::now()),
     };
     let mut counter = Counter(0);
@@ -585,7 +584,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Token, Error> {
                 .ok_or_else(|| unreadable(path, "field `expires_at` is out of range"))?,
         ),
     };
-    let _issued_at = record
+    let issued_at = record
         .issued_at
         .map(|millis| {
             from_millis(millis).ok_or_else(|| unreadable(path, "field `issued_at` is out of range"))
@@ -596,7 +595,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Token, Error> {
     token.token_type = record.token_type;
     token.scope = record.scope;
     token.refresh_token = record.refresh_token;
-    // Once `Token` has `issued_at`: `token.issued_at = _issued_at;`.
+    token.issued_at = issued_at;
     Ok(token)
 }
 

@@ -32,7 +32,7 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::reference::UNKNOWN_OUTCOME;
-use crate::trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
+use crate::trace::{Act, Credential, Input, Label, Step, Stored, TOKEN_TYPE, TokenSpec};
 use silent_refresh::Error;
 use silent_refresh::FailureKind;
 use silent_refresh::{AttemptId, RequestId};
@@ -184,6 +184,8 @@ struct Attempt {
     cancel_asked: bool,
     /// New credentials came while it was on the wire: its result is dropped.
     superseded: bool,
+    /// The refresh credential it sent.
+    sent: Option<Label>,
 }
 
 /// A token the machine adopted (or, in a [`View`], must adopt).
@@ -194,27 +196,32 @@ pub struct Adopted {
     scope: Option<String>,
     /// The refresh credential stored with it: its own, or the one it kept.
     refresh: Option<Label>,
-    /// When its refresh was sent (or the sign-in happened).
-    base: Instant,
-    expires_at: Option<Instant>,
+    /// `(expires_at, whole lifetime, floor)`: DESIGN.md computes the schedule from the
+    /// whole lifetime (from the issue time of a stored token), never before `floor`.
+    expiry: Option<(Instant, Duration, Instant)>,
+    /// Its expiry on the wall clock (where a suspend moves it).
+    expires_wall: Option<SystemTime>,
+    /// After a suspend: the earlier window and usable time the moved ones never exceed.
+    cap: Option<((Instant, Instant), Instant)>,
+    /// When it was issued on the wall clock, as it must be stored.
+    issued_wall: Option<SystemTime>,
+    /// The credential it was refreshed from (the store's compare-and-swap key).
+    from: Option<Label>,
+    /// It came from the store: durable already, never persisted again.
+    from_store: bool,
     rejected: bool,
 }
 
 impl Adopted {
-    fn lifetime_base(&self) -> Instant {
-        self.expires_at.map_or(self.base, |exp| self.base.min(exp))
-    }
-
     /// DESIGN.md: "`usable_until`: the expiry less a safety margin", the margin capped at
     /// a fraction of the lifetime.
     fn usable_until(&self, config: &Config) -> Option<Instant> {
-        let exp = self.expires_at?;
-        let base = self.lifetime_base();
-        let lifetime = exp.saturating_duration_since(base);
+        let (exp, lifetime, floor) = self.expiry?;
         let margin = config
             .safety_margin()
             .min(lifetime.mul_f64(config.margin_fraction()));
-        Some(exp.checked_sub(margin).map_or(base, |t| t.max(base)))
+        let until = exp.checked_sub(margin).map_or(floor, |t| t.max(floor));
+        Some(self.cap.map_or(until, |(_, cap)| until.min(cap)))
     }
 
     fn usable_at(&self, config: &Config, now: Instant) -> bool {
@@ -224,23 +231,25 @@ impl Adopted {
     /// DESIGN.md: "`refresh_at`: … `min(configured threshold, fraction × lifetime)`, less a
     /// seeded jitter" — the earliest and the latest instant the jitter allows.
     fn window(&self, config: &Config) -> Option<(Instant, Instant)> {
-        let exp = self.expires_at?;
+        let (exp, lifetime, floor) = self.expiry?;
         let until = self.usable_until(config)?;
-        let base = self.lifetime_base();
-        let lifetime = exp.saturating_duration_since(base);
         let threshold = config
             .refresh_threshold()
             .min(lifetime.mul_f64(config.refresh_fraction()));
         let max_jitter = threshold.mul_f64(config.jitter_fraction());
         let opens = |lead: Duration| {
             exp.checked_sub(lead)
-                .map_or(base, |t| t.max(base))
+                .map_or(floor, |t| t.max(floor))
                 .min(until)
         };
-        Some((
+        let (earliest, latest) = (
             opens(threshold),
             opens(threshold.saturating_sub(max_jitter)),
-        ))
+        );
+        Some(match self.cap {
+            Some(((e, l), _)) => (earliest.min(e), latest.min(l)),
+            None => (earliest, latest),
+        })
     }
 }
 
@@ -268,6 +277,11 @@ pub struct Checker {
     backoff: Option<Backoff>,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
+    /// The generation the store confirmed last (rule 9).
+    durable: Option<Generation>,
+    /// Failed saves of the current token in a row, and when the save is asked again.
+    save_failures: u32,
+    save_retry: Option<Instant>,
 }
 
 /// How a refresh result relates to the attempts the checker knows.
@@ -279,6 +293,17 @@ pub enum ResultFor {
     Superseded,
     /// An attempt already answered, or never started.
     Stale,
+}
+
+/// What the store answered about the current token in a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreAnswer {
+    /// Stored: the token is durable.
+    Stored,
+    /// A newer session was in the store: adopted instead.
+    Conflict,
+    /// The save failed: asked again after a backoff.
+    Failed,
 }
 
 /// A failure of the attempt in flight during a step.
@@ -316,6 +341,10 @@ pub struct View<'a> {
     failure: Option<Failed>,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
+    /// The store's answer in this step, for the current token.
+    stored: Option<StoreAnswer>,
+    /// The save of the current token is asked again in this step.
+    repersist: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
     /// Requests that may be answered in this step, in arrival order, with deadlines.
@@ -365,6 +394,9 @@ impl Checker {
             failures: 0,
             backoff: None,
             outcome_unknown: false,
+            durable: None,
+            save_failures: 0,
+            save_retry: None,
         }
     }
 
@@ -460,34 +492,66 @@ impl Checker {
 
     /// The expiry of a token as an instant: `In` counts from `base`; a wall-clock
     /// expiry already passed is `now`.
-    fn expires_at(
+    /// The expiry of a token as `(instant, whole lifetime, floor)`: `In` counts from
+    /// `base`; a wall-clock expiry already passed is `now`, and with an issue time its
+    /// lifetime counts from that.
+    fn expiry_of(
         now: Instant,
         anchor: (Instant, SystemTime),
         base: Instant,
-        expiry: Expiry,
-    ) -> Option<Instant> {
-        match expiry {
-            Expiry::Never => None,
-            Expiry::In(lifetime) => base.checked_add(lifetime),
+        spec: &TokenSpec,
+    ) -> Option<(Instant, Duration, Instant)> {
+        let (at, lifetime) = match spec.expiry {
+            Expiry::Never => return None,
+            Expiry::In(lifetime) => (base.checked_add(lifetime)?, lifetime),
             Expiry::At(wall) => {
                 let wall_now = wall_of(anchor, now);
-                match wall.duration_since(wall_now) {
-                    Ok(remaining) => now.checked_add(remaining),
-                    Err(_) => Some(now),
-                }
+                let at = match wall.duration_since(wall_now) {
+                    Ok(remaining) => now.checked_add(remaining)?,
+                    Err(_) => now,
+                };
+                let lifetime = match spec.issued_at {
+                    Some(issued) if issued <= wall => {
+                        wall.duration_since(issued).unwrap_or_default()
+                    }
+                    _ => at.saturating_duration_since(base),
+                };
+                (at, lifetime)
             }
-        }
+        };
+        Some((
+            at,
+            lifetime,
+            at.checked_sub(lifetime).unwrap_or(base).min(at),
+        ))
     }
 
-    /// The token a result or a sign-in hands over, if it is usable at `now`.
-    fn usable_token(&self, view: &View<'_>, spec: &TokenSpec, base: Instant) -> Option<Adopted> {
+    /// The token a result, a sign-in or the store hands over, if it is usable at `now`.
+    fn usable_token(
+        &self,
+        view: &View<'_>,
+        spec: &TokenSpec,
+        base: Instant,
+        from: Option<Label>,
+        from_store: bool,
+    ) -> Option<Adopted> {
+        let expiry = Self::expiry_of(view.now, view.anchor, base, spec);
+        let expires_wall = expiry.map(|(at, ..)| wall_of(view.anchor, at));
+        let issued_wall = match (expires_wall, expiry) {
+            (Some(wall), Some((_, lifetime, _))) => wall.checked_sub(lifetime),
+            _ => spec.issued_at.or_else(|| Some(wall_of(view.anchor, base))),
+        };
         let token = Adopted {
             generation: Generation(self.last_generation().0 + 1),
             access: spec.access,
             scope: spec.scope.clone(),
             refresh: spec.refresh.or(view.refresh_token),
-            base,
-            expires_at: Self::expires_at(view.now, view.anchor, base, spec.expiry),
+            expiry,
+            expires_wall,
+            cap: None,
+            issued_wall,
+            from,
+            from_store,
             rejected: false,
         };
         token.usable_at(&self.config, view.now).then_some(token)
@@ -543,6 +607,8 @@ impl Checker {
             due_cancel: None,
             failure: None,
             outcome_unknown: self.outcome_unknown,
+            stored: None,
+            repersist: false,
             adopt: None,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
@@ -573,16 +639,18 @@ impl Checker {
                 view.refreshing = false;
                 view.outcome_unknown = false;
                 let spec = match credentials {
-                    Credential::Token(spec) => Some(spec),
+                    Credential::Token(spec) | Credential::Stored(spec) => Some(spec),
                     Credential::RefreshToken(_) => None,
                     Credential::ClientCredentials(spec) => spec.as_ref(),
                 };
+                let from_store = matches!(credentials, Credential::Stored(_));
                 view.self_authenticating = matches!(credentials, Credential::ClientCredentials(_));
                 view.refresh_token = match credentials {
                     Credential::RefreshToken(label) => Some(*label),
                     _ => spec.and_then(|s| s.refresh),
                 };
-                view.adopt = spec.and_then(|spec| self.usable_token(&view, spec, now));
+                view.adopt =
+                    spec.and_then(|spec| self.usable_token(&view, spec, now, None, from_store));
             }
             Input::SignOut => {
                 view.session = Session::SignedOut;
@@ -606,13 +674,14 @@ impl Checker {
                     view.refreshing = false;
                 }
                 let started = known.map_or(now, |a| a.started);
+                let sent = known.and_then(|a| a.sent);
                 let cancelled = known.is_some_and(|a| a.cancel_asked);
                 match (kind, result) {
                     (ResultFor::InFlight, Ok(spec)) => {
                         // Adopted, or an unusable token (a transient failure): either way
                         // the configuration worked.
                         view.session = Session::SignedIn;
-                        view.adopt = self.usable_token(&view, spec, started);
+                        view.adopt = self.usable_token(&view, spec, started, sent, false);
                         if view.adopt.is_none() {
                             // Unusable, but a rotated credential is the one to send next.
                             view.refresh_token = spec.refresh.or(view.refresh_token);
@@ -642,7 +711,68 @@ impl Checker {
                 }
             }
             Input::Timeout => {}
+            Input::Persisted {
+                generation,
+                outcome,
+            } => {
+                let current = view
+                    .token
+                    .as_ref()
+                    .is_some_and(|t| t.generation == *generation)
+                    && self.durable != Some(*generation)
+                    && view.session.active();
+                if current {
+                    view.stored = Some(match outcome {
+                        Stored::Stored => StoreAnswer::Stored,
+                        Stored::Failed => StoreAnswer::Failed,
+                        Stored::Conflict(spec) => {
+                            view.adopt = self.usable_token(&view, spec, now, None, true);
+                            if view.adopt.is_none() && spec.refresh.is_some() {
+                                view.refresh_token = spec.refresh;
+                                view.token = None;
+                            }
+                            StoreAnswer::Conflict
+                        }
+                    });
+                }
+            }
+            Input::WallClock { wall_now } => {
+                let projected = wall_of(view.anchor, now);
+                let ahead = wall_now.duration_since(projected).unwrap_or_default();
+                let behind = projected.duration_since(*wall_now).unwrap_or_default();
+                let tolerance = Duration::from_secs(1);
+                if ahead > tolerance || behind > tolerance {
+                    view.anchor = (now, *wall_now);
+                    if ahead > tolerance
+                        && let Some(token) = view.token.as_mut()
+                        && let (Some(wall), Some((_, lifetime, _))) =
+                            (token.expires_wall, token.expiry)
+                        && let (Some(window), Some(until)) =
+                            (token.window(&self.config), token.usable_until(&self.config))
+                    {
+                        // DESIGN.md: a token past its wall-clock usable time is never
+                        // granted, whatever the monotonic clock says: its expiry is
+                        // where the wall clock now puts it, and never later than before.
+                        let at = match wall.duration_since(*wall_now) {
+                            Ok(remaining) => now.checked_add(remaining).unwrap_or(now),
+                            Err(_) => now,
+                        };
+                        let floor = at.checked_sub(lifetime).unwrap_or(now).min(at);
+                        token.expiry = Some((at, lifetime, floor));
+                        token.cap = Some((window, until));
+                    }
+                }
+            }
         }
+        // A failed save is asked again once its retry time has come (unless a new token
+        // replaced it in this step).
+        view.repersist = view.adopt.is_none()
+            && view.stored.is_none()
+            && self.save_retry.is_some_and(|at| now >= at)
+            && view
+                .token
+                .as_ref()
+                .is_some_and(|t| self.durable != Some(t.generation));
         if let Some(attempt) = view.in_flight.and_then(|id| self.attempt(id)) {
             let superseded_now = matches!(step.input, Input::SignIn { .. } | Input::SignOut);
             if !attempt.cancel_asked
@@ -706,6 +836,50 @@ impl Checker {
                 }
             }
             Input::Request { .. } | Input::Timeout => {}
+            Input::Persisted { .. } | Input::WallClock { .. } => {}
+        }
+        // The current token as the input left it (a suspend moves its expiry).
+        if let Some(token) = &view.token
+            && let Some(held) = after
+                .tokens
+                .iter_mut()
+                .find(|t| t.generation == token.generation)
+        {
+            held.expiry = token.expiry;
+            held.cap = token.cap;
+        }
+        match view.stored {
+            Some(StoreAnswer::Stored) => {
+                after.durable = view.token.as_ref().map(|t| t.generation);
+                after.save_failures = 0;
+                after.save_retry = None;
+            }
+            Some(StoreAnswer::Failed) => {
+                after.save_failures = after.save_failures.saturating_add(1);
+                let doubling = 2u32.saturating_pow(after.save_failures.saturating_sub(1));
+                let delay = after
+                    .config
+                    .backoff_initial()
+                    .saturating_mul(doubling)
+                    .min(after.config.backoff_max());
+                after.save_retry = Some(now + delay);
+            }
+            Some(StoreAnswer::Conflict) | None => {}
+        }
+        // The machine drops the retry once it is due, asking again if the token is
+        // still not stored.
+        if view.repersist || after.save_retry.is_some_and(|at| now >= at) {
+            after.save_retry = None;
+        }
+        // A token the store handed over: adopted without a Persist, durable already.
+        if let Some(token) = view.adopt.as_ref().filter(|t| t.from_store) {
+            after.refresh_token = token.refresh;
+            after.tokens.push(token.clone());
+            after.current = Some(token.generation);
+            after.durable = Some(token.generation);
+            after.save_failures = 0;
+            after.save_retry = None;
+            after.forget_failures();
         }
         match view.failure {
             Some(Failed::Transient(retry_after)) => {
@@ -731,12 +905,16 @@ impl Checker {
         }
         for act in view.actions() {
             match act {
-                Act::StartRefresh { attempt, .. } => after.attempts.push(Attempt {
+                Act::StartRefresh {
+                    attempt,
+                    refresh_token,
+                } => after.attempts.push(Attempt {
                     id: *attempt,
                     started: now,
                     on_wire: true,
                     cancel_asked: false,
                     superseded: false,
+                    sent: *refresh_token,
                 }),
                 Act::CancelRefresh { attempt } => {
                     if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
@@ -744,12 +922,14 @@ impl Checker {
                     }
                 }
                 Act::Persist { generation, .. } => {
-                    if let Some(token) = &view.adopt {
+                    if let Some(token) = view.adopt.as_ref().filter(|t| !t.from_store) {
                         after.refresh_token = token.refresh;
                         after.tokens.push(token.clone());
+                        after.save_failures = 0;
+                        after.save_retry = None;
+                        after.current = Some(*generation);
+                        after.forget_failures();
                     }
-                    after.current = Some(*generation);
-                    after.forget_failures();
                 }
                 Act::Grant { request, .. } | Act::Reject { request, .. } => {
                     let granted = matches!(act, Act::Grant { .. });
@@ -954,7 +1134,10 @@ fn stale_while_refreshing(_before: &Checker, view: &View<'_>, after: &Checker) -
     if !after.session.active() || !token.usable_at(config, now) {
         return Ok(());
     }
-    let held_back = config.mode() == RefreshMode::WaitForFresh && after.refreshing();
+    // Strict persistence: a token the store has not confirmed is not granted yet.
+    let not_stored = config.strict_persistence() && after.durable != Some(token.generation);
+    let held_back =
+        (config.mode() == RefreshMode::WaitForFresh && after.refreshing()) || not_stored;
     if held_back {
         return Ok(());
     }
@@ -1022,14 +1205,19 @@ fn arrival_order(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
 fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     let config = &before.config;
     let now = view.now;
-    let mut token = view.token.as_ref();
-    let mut refresh = view.refresh_token;
+    // A token from the store is current from the start of the step (no Persist).
+    let stored = view.adopt.as_ref().filter(|t| t.from_store);
+    let mut token = stored.or(view.token.as_ref());
+    let mut refresh = stored.map_or(view.refresh_token, |t| t.refresh);
     let mut waiting: Vec<RequestId> = view.waiting.iter().map(|(id, _)| *id).collect();
     for act in view.actions() {
         match act {
             Act::Persist { .. } => {
-                token = view.adopt.as_ref();
-                refresh = view.adopt.as_ref().and_then(|t| t.refresh);
+                // A new token (not a save asked again) replaces the current one.
+                if let Some(adopted) = view.adopt.as_ref() {
+                    token = Some(adopted);
+                    refresh = adopted.refresh;
+                }
             }
             Act::Grant { request, .. } | Act::Reject { request, .. } => {
                 waiting.retain(|id| id != request);
@@ -1237,7 +1425,8 @@ fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
         .iter()
         .filter(|a| matches!(a, Act::Persist { .. }))
         .count();
-    let expected = usize::from(view.adopt.is_some());
+    let expected = usize::from(view.adopt.as_ref().is_some_and(|t| !t.from_store))
+        + usize::from(view.repersist);
     ensure(persists == expected, || {
         match (&view.step.input, view.result) {
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::Stale)) => {
@@ -1262,9 +1451,34 @@ fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
 /// Rule 9: each refresh sends the newest refresh credential; a new token is persisted
 /// as received (with the kept refresh credential when it brought none, and a wall-clock
 /// expiry) with the next generation, before any grant of it.
-fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+fn rotation_and_persistence(before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     let mut newest = view.refresh_token;
     let mut persisted: Vec<Generation> = before.tokens.iter().map(|t| t.generation).collect();
+    if let Some(token) = view.adopt.as_ref().filter(|t| t.from_store) {
+        persisted.push(token.generation);
+    }
+    // Strict persistence: only tokens the store confirmed are granted.
+    if after.config.strict_persistence() {
+        for act in view.actions() {
+            if let Act::Grant {
+                request,
+                generation,
+                ..
+            } = act
+            {
+                ensure(after.durable == Some(*generation), || {
+                    format!(
+                        "{request} granted {generation}, which the store has not confirmed (strict)"
+                    )
+                })?;
+            }
+        }
+        if let Some((generation, _)) = view.step.fresh {
+            ensure(after.durable == Some(generation), || {
+                format!("the fast path offers {generation} before the store confirmed it (strict)")
+            })?;
+        }
+    }
     for act in view.actions() {
         match act {
             Act::StartRefresh {
@@ -1282,13 +1496,33 @@ fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker)
                 scope,
                 refresh_token,
                 expiry,
+                issued_at,
+                from,
             } => {
-                let Some(expected) = &view.adopt else {
+                // A failed save asked again: the same token, from the same credential.
+                if view.repersist && view.adopt.is_none() {
+                    let original = view
+                        .token
+                        .as_ref()
+                        .and_then(|t| before.tokens.iter().find(|b| b.generation == t.generation));
+                    ensure(
+                        original.is_some_and(|t| {
+                            t.generation == *generation
+                                && t.access == *access
+                                && t.refresh == *refresh_token
+                                && t.from == *from
+                                && t.issued_wall == *issued_at
+                        }),
+                        || format!("{generation} asked to be saved again, but not as it was"),
+                    )?;
+                    continue;
+                }
+                let Some(expected) = view.adopt.as_ref().filter(|t| !t.from_store) else {
                     continue; // rule 8 reports it
                 };
-                let stored_expiry = match expected.expires_at {
+                let stored_expiry = match expected.expires_wall {
                     None => Expiry::Never,
-                    Some(at) => Expiry::At(wall_of(view.anchor, at)),
+                    Some(wall) => Expiry::At(wall),
                 };
                 ensure(*generation == expected.generation, || {
                     format!(
@@ -1301,15 +1535,25 @@ fn rotation_and_persistence(before: &Checker, view: &View<'_>, _after: &Checker)
                         && token_type == TOKEN_TYPE
                         && *scope == expected.scope
                         && *refresh_token == expected.refresh
-                        && *expiry == stored_expiry,
+                        && *expiry == stored_expiry
+                        && *issued_at == expected.issued_wall,
                     || {
                         format!(
-                            "{generation} persisted as ({access:?}, {refresh_token:?}, {expiry:?}), \
-                             expected ({:?}, {:?}, {stored_expiry:?})",
-                            expected.access, expected.refresh
+                            "{generation} persisted as ({access:?}, {refresh_token:?}, {expiry:?}, \
+                             issued {issued_at:?}), expected ({:?}, {:?}, {stored_expiry:?}, \
+                             issued {:?})",
+                            expected.access, expected.refresh, expected.issued_wall
                         )
                     },
                 )?;
+                // DESIGN.md rule 9: compare-and-swap on the credential it was refreshed
+                // from (none for a sign-in).
+                ensure(*from == expected.from, || {
+                    format!(
+                        "{generation} persisted from {from:?}, but it was refreshed from {:?}",
+                        expected.from
+                    )
+                })?;
                 newest = expected.refresh;
                 persisted.push(*generation);
             }
@@ -1364,6 +1608,9 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
             attempt.started + config.refresh_timeout(),
             "the deadline of the exchange",
         ));
+    }
+    if let Some(at) = after.save_retry {
+        due.push((at, "a save asked again"));
     }
     let backoff = after.backoff.filter(|b| now < b.not_after);
     match backoff {

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::checker::{Checker, Violation, ViolationKind};
 use crate::op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
-    RequestPick,
+    PersistPick, RequestPick,
 };
 use crate::reference::{Model, Snapshot};
-use crate::trace::{Act, Credential, Input, Label, Step, TokenSpec};
+use crate::trace::{Act, Credential, Input, Label, Step, Stored, TokenSpec};
 use silent_refresh::Config;
 use silent_refresh::Event;
 use silent_refresh::RefreshFailure;
@@ -39,6 +39,9 @@ pub struct Harness {
     clock: Duration,
     /// The latest the driver's clock has been.
     high_water: Duration,
+    /// How far the wall clock is ahead of (positive) or behind the driver's clock, in
+    /// milliseconds.
+    wall_offset_ms: i64,
     next_label: u32,
     requests: Vec<RequestId>,
     attempts: Vec<AttemptId>,
@@ -70,6 +73,7 @@ impl Harness {
             start,
             clock: Duration::ZERO,
             high_water: Duration::ZERO,
+            wall_offset_ms: 0,
             next_label: 1,
             requests: Vec::new(),
             attempts: Vec::new(),
@@ -111,7 +115,13 @@ impl Harness {
     }
 
     fn wall_now(&self) -> SystemTime {
-        wall_start() + self.clock
+        let wall = wall_start() + self.clock;
+        let offset = Duration::from_millis(self.wall_offset_ms.unsigned_abs());
+        if self.wall_offset_ms >= 0 {
+            wall + offset
+        } else {
+            wall - offset
+        }
     }
 
     fn token(&mut self, expiry: ExpiryPick, refresh: bool) -> TokenSpec {
@@ -134,6 +144,7 @@ impl Harness {
             refresh,
             expiry,
             scope: access.0.is_multiple_of(3).then(|| "api".to_owned()),
+            issued_at: None,
         }
     }
 
@@ -230,6 +241,16 @@ impl Harness {
                     CredentialsPick::ClientCredentials { token } => {
                         Credential::ClientCredentials(token.map(|expiry| self.token(expiry, false)))
                     }
+                    CredentialsPick::Stored {
+                        expires_in,
+                        lived,
+                        refresh,
+                    } => {
+                        let mut spec = self.token(ExpiryPick::AtWall(expires_in), refresh);
+                        let lived = Duration::from_millis(100 * u64::from(lived));
+                        spec.issued_at = Some(self.wall_now() - lived);
+                        Credential::Stored(spec)
+                    }
                 };
                 Input::SignIn {
                     wall_now: self.wall_now(),
@@ -237,6 +258,38 @@ impl Harness {
                 }
             }
             Op::SignOut => Input::SignOut,
+            Op::Persisted {
+                generation,
+                outcome,
+            } => Input::Persisted {
+                generation: match generation {
+                    GenerationPick::Current => self.generation,
+                    GenerationPick::Older(back) => {
+                        Generation(self.generation.0.saturating_sub(1 + u64::from(back % 3)))
+                    }
+                    GenerationPick::Newer => Generation(self.generation.0 + 1),
+                },
+                outcome: match outcome {
+                    PersistPick::Stored => Stored::Stored,
+                    PersistPick::Failed => Stored::Failed,
+                    PersistPick::Conflict { expiry, refresh } => {
+                        let mut spec = self.token(expiry, refresh);
+                        // A stored token carries a wall-clock expiry and issue time.
+                        if let Expiry::In(lifetime) = spec.expiry {
+                            spec.expiry = Expiry::At(self.wall_now() + lifetime);
+                            spec.issued_at = Some(self.wall_now());
+                        }
+                        Stored::Conflict(spec)
+                    }
+                },
+            },
+            Op::WallJump { ahead, seconds } => {
+                let ms = 1000 * i64::from(seconds);
+                self.wall_offset_ms += if ahead { ms } else { -ms };
+                Input::WallClock {
+                    wall_now: self.wall_now(),
+                }
+            }
         };
         self.feed(input)
     }
@@ -289,7 +342,22 @@ impl Harness {
                 ),
             });
         }
-        if let Err(detail) = events_match(&actions, &events, &status_before, &observed.status) {
+        let from_store = matches!(
+            &input,
+            Input::SignIn {
+                credentials: Credential::Stored(_),
+                ..
+            } | Input::Persisted {
+                outcome: Stored::Conflict(_),
+                ..
+            }
+        );
+        if let Err(detail) = events_match(
+            &actions,
+            &events,
+            (&status_before, &observed.status),
+            (self.generation, from_store),
+        ) {
             return Err(Violation {
                 step: step_number,
                 kind: ViolationKind::ModelMismatch,
@@ -313,7 +381,7 @@ impl Harness {
         for act in &step.actions {
             match act {
                 Act::StartRefresh { attempt, .. } => self.attempts.push(*attempt),
-                Act::Persist { generation, .. } => self.generation = *generation,
+                Act::Persist { .. } => {}
                 _ => {}
             }
         }
@@ -321,6 +389,7 @@ impl Harness {
             self.last_result = Some((*attempt, result.clone()));
         }
         self.wakeup = observed.wakeup;
+        self.generation = observed.generation;
         self.trace.push(step);
         Ok(())
     }
@@ -344,6 +413,11 @@ impl Harness {
             } => machine.handle_sign_in(now, *wall_now, credentials.to_credentials()),
             Input::SignOut => machine.handle_sign_out(now),
             Input::Timeout => machine.handle_timeout(now),
+            Input::Persisted {
+                generation,
+                outcome,
+            } => machine.handle_persisted(now, *generation, outcome.to_persisted()),
+            Input::WallClock { wall_now } => machine.handle_wall_clock(now, *wall_now),
         }
         None
     }
@@ -356,8 +430,8 @@ impl Harness {
 fn events_match(
     actions: &[Act],
     events: &[Event],
-    before: &Status,
-    after: &Status,
+    (before, after): (&Status, &Status),
+    (last_generation, from_store): (Generation, bool),
 ) -> Result<(), String> {
     let started: Vec<AttemptId> = actions
         .iter()
@@ -378,13 +452,25 @@ fn events_match(
             "started {started:?}, events say {started_events:?}"
         ));
     }
-    let adopted: Vec<Generation> = actions
+    // New generations persisted (a save asked again is not an adoption), and one more
+    // when the step hands over a token from the store (adopted without a Persist).
+    let mut adopted: Vec<Generation> = actions
         .iter()
         .filter_map(|a| match a {
-            Act::Persist { generation, .. } => Some(*generation),
+            Act::Persist { generation, .. } if *generation > last_generation => Some(*generation),
             _ => None,
         })
         .collect();
+    let from_store_event = events.iter().find_map(|e| match e {
+        Event::TokenAdopted {
+            generation,
+            attempt: None,
+        } if from_store => Some(*generation),
+        _ => None,
+    });
+    if let Some(generation) = from_store_event {
+        adopted.push(generation);
+    }
     let adopted_events: Vec<Generation> = events
         .iter()
         .filter_map(|e| match e {
@@ -435,6 +521,7 @@ fn snapshot(machine: &TokenMachine) -> Snapshot {
             .fresh_token()
             .map(|(token, until)| (token.generation, until)),
         wakeup: machine.poll_timeout(),
+        durable: machine.is_durable(),
     }
 }
 

@@ -45,15 +45,16 @@ mod reference;
 mod trace;
 
 pub use checker::{
-    Adopted, Checker, Failed, RULES, ResultFor, Rule, RuleCheck, View, Violation, ViolationKind,
+    Adopted, Checker, Failed, RULES, ResultFor, Rule, RuleCheck, StoreAnswer, View, Violation,
+    ViolationKind,
 };
 pub use harness::{Harness, run};
 pub use op::decode;
 pub use op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
-    RequestPick, Setup, Shape, TimeStep,
+    PersistPick, RequestPick, Setup, Shape, TimeStep,
 };
 pub use reference::{
     EXPIRED_RESULT, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT, UNKNOWN_OUTCOME,
 };
-pub use trace::{Act, Credential, Input, Label, Step, TOKEN_TYPE, TokenSpec};
+pub use trace::{Act, Credential, Input, Label, Step, Stored, TOKEN_TYPE, TokenSpec};

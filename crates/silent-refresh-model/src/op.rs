@@ -48,6 +48,38 @@ pub enum Op {
     SignIn(CredentialsPick),
     /// A sign-out.
     SignOut,
+    /// The store's answer to a `Persist`.
+    Persisted {
+        /// Which generation it answers.
+        generation: GenerationPick,
+        /// What the store did.
+        outcome: PersistPick,
+    },
+    /// The wall clock jumps (a suspend: ahead; a clock set back: behind) by this many
+    /// seconds, and the driver reads it (`handle_wall_clock`).
+    WallJump {
+        /// Ahead (a suspend) or behind.
+        ahead: bool,
+        /// How far, in seconds.
+        seconds: u16,
+    },
+}
+
+/// What a store answers to a `Persist`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
+pub enum PersistPick {
+    /// Stored.
+    Stored,
+    /// The save failed.
+    Failed,
+    /// The store held a newer session: a token with this expiry (issued now), with or
+    /// without a refresh credential.
+    Conflict {
+        /// Its expiry.
+        expiry: ExpiryPick,
+        /// Whether it carries a refresh credential.
+        refresh: bool,
+    },
 }
 
 /// A request's custom deadline, relative to the driver's now.
@@ -172,6 +204,16 @@ pub enum CredentialsPick {
         /// The expiry of the starting token, if there is one.
         token: Option<ExpiryPick>,
     },
+    /// A token loaded from the store: its wall-clock expiry is this many tenths of a
+    /// second away (negative: passed), and it was issued this many tenths ago.
+    Stored {
+        /// Tenths of a second to its expiry.
+        expires_in: i16,
+        /// Tenths of a second since it was issued.
+        lived: u8,
+        /// Whether it carries a refresh credential.
+        refresh: bool,
+    },
 }
 
 /// A configuration for a random run: small numbers, so that a few ops cross refresh
@@ -198,6 +240,8 @@ pub enum Shape {
     NoJitter,
     /// As `Small`, with at most 2 parked requests (overload).
     TinyQueue,
+    /// As `Small`, granting only stored tokens (strict persistence).
+    Strict,
 }
 
 impl Setup {
@@ -224,6 +268,7 @@ impl Setup {
             Shape::Tied => builder.request_timeout(ms(1000)),
             Shape::NoJitter => builder.jitter_fraction(0.0).request_timeout(ms(700)),
             Shape::TinyQueue => builder.max_parked(2),
+            Shape::Strict => builder.strict_persistence(true),
         };
         match builder.build() {
             Ok(config) => config,

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::trace::{Act, Credential, Input, Label, TOKEN_TYPE, TokenSpec};
+use crate::trace::{Act, Credential, Input, Label, Stored, TOKEN_TYPE, TokenSpec};
 use silent_refresh::Error;
 use silent_refresh::Status;
 use silent_refresh::jitter::{self, Stream};
@@ -30,38 +30,56 @@ pub const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadli
 pub const NO_WAY_TO_REFRESH: &str =
     "the token is no longer usable and there is no refresh credential";
 
+/// How far the wall clock may drift before it counts as a suspend or a clock set.
+const WALL_CLOCK_TOLERANCE: Duration = Duration::from_secs(1);
+
 /// The exchange the driver runs: it is on the wire until its result comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Running {
     attempt: AttemptId,
     started: Instant,
+    /// The refresh credential it sent.
+    sent: Option<Label>,
     /// `CancelRefresh` was asked for.
     cancelled: bool,
     /// New credentials came since: its result is dropped.
     superseded: bool,
 }
 
-/// The adopted token, kept as it came: its secret, when its refresh was sent (or the
-/// sign-in happened), and when it expires.
+/// The adopted token, kept as it came: its secret, when it expires (an instant, and on
+/// the wall clock), its whole lifetime, and whether the store confirmed it.
 #[derive(Clone, Debug)]
 struct Held {
     generation: Generation,
     access: Label,
     scope: Option<String>,
-    base: Instant,
-    expires_at: Option<Instant>,
+    /// `(expires_at, lifetime, floor)`: the schedule is a fraction of the whole lifetime
+    /// ending at `expires_at`, never before `floor`. `None`: no expiry.
+    expiry: Option<(Instant, Duration, Instant)>,
+    /// The expiry on the wall clock.
+    expires_wall: Option<SystemTime>,
+    /// After the wall clock ran ahead: the schedule before, which the moved one never
+    /// exceeds (`refresh_at`, `usable_until`).
+    cap: Option<(Instant, Instant)>,
     rejected: bool,
+    durable: bool,
+    /// The `Persist` it was asked to be stored with (asked again after a failed save).
+    persist: Option<Act>,
 }
 
 impl Held {
     fn usable_until(&self, config: &Config) -> Option<Instant> {
-        self.expires_at
-            .map(|exp| usable_until(config, self.base.min(exp), exp))
+        self.expiry.map(|(exp, lifetime, floor)| {
+            let until = usable_until(config, lifetime, exp, floor);
+            self.cap.map_or(until, |(_, cap)| until.min(cap))
+        })
     }
 
     fn refresh_at(&self, config: &Config) -> Option<Instant> {
-        self.expires_at
-            .map(|exp| refresh_at(config, self.generation, self.base.min(exp), exp))
+        self.expiry.map(|(exp, lifetime, floor)| {
+            let at = refresh_at(config, self.generation, lifetime, exp, floor);
+            self.cap.map_or(at, |(cap, _)| at.min(cap))
+        })
     }
 
     /// Rule 3: never after `usable_until`, never after a 401.
@@ -75,27 +93,32 @@ impl Held {
     }
 }
 
-/// The crate docs, "Timing": `exp − min(safety_margin, margin_fraction × L)`, never
-/// before `base`.
-fn usable_until(config: &Config, base: Instant, exp: Instant) -> Instant {
-    let lifetime = exp.saturating_duration_since(base);
+/// The crate docs, "Timing": `exp − min(safety_margin, margin_fraction × L)` for the
+/// whole lifetime `L`, never before `floor`.
+fn usable_until(config: &Config, lifetime: Duration, exp: Instant, floor: Instant) -> Instant {
     let margin = config
         .safety_margin()
         .min(lifetime.mul_f64(config.margin_fraction()));
-    minus(exp, margin, base)
+    minus(exp, margin, floor)
 }
 
 /// The crate docs, "Timing": `exp − min(threshold, refresh_fraction × L)` plus a jitter in
-/// `[0, jitter_fraction × that)` keyed by the generation; never before `base`, never
+/// `[0, jitter_fraction × that)` keyed by the generation; never before `floor`, never
 /// after `usable_until`.
-fn refresh_at(config: &Config, generation: Generation, base: Instant, exp: Instant) -> Instant {
-    let lifetime = exp.saturating_duration_since(base);
+fn refresh_at(
+    config: &Config,
+    generation: Generation,
+    lifetime: Duration,
+    exp: Instant,
+    floor: Instant,
+) -> Instant {
     let threshold = config
         .refresh_threshold()
         .min(lifetime.mul_f64(config.refresh_fraction()));
     let unit = jitter::unit(config.seed(), Stream::RefreshWindow, generation.0);
     let jitter = threshold.mul_f64(config.jitter_fraction() * unit);
-    minus(exp, threshold.saturating_sub(jitter), base).min(usable_until(config, base, exp))
+    minus(exp, threshold.saturating_sub(jitter), floor)
+        .min(usable_until(config, lifetime, exp, floor))
 }
 
 /// `at − d`, but never before `floor` (which it is, too, when not representable).
@@ -152,6 +175,9 @@ pub struct Model {
     last_failure: Option<String>,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
+    /// Failed saves of the current token in a row, and when to ask again.
+    save_failures: u32,
+    save_retry_at: Option<Instant>,
     next_attempt: u64,
     next_request: u64,
     /// Parked requests with their deadlines, in arrival order.
@@ -180,6 +206,8 @@ pub struct Snapshot {
     pub fresh: Option<(Generation, Option<Instant>)>,
     /// `poll_timeout()` once the actions are drained.
     pub wakeup: Option<Wakeup>,
+    /// `is_durable()`.
+    pub durable: bool,
 }
 
 impl Model {
@@ -200,6 +228,8 @@ impl Model {
             failures: 0,
             last_failure: None,
             outcome_unknown: false,
+            save_failures: 0,
+            save_retry_at: None,
             next_attempt: 1,
             next_request: 1,
             parked: Vec::new(),
@@ -224,6 +254,11 @@ impl Model {
             } => self.sign_in(*wall_now, credentials),
             Input::SignOut => self.sign_out(),
             Input::Timeout => self.advance(),
+            Input::Persisted {
+                generation,
+                outcome,
+            } => self.persisted(*generation, outcome),
+            Input::WallClock { wall_now } => self.wall_clock(*wall_now),
         }
         (request, std::mem::take(&mut self.out))
     }
@@ -241,6 +276,7 @@ impl Model {
             last_failure: self.last_failure.clone(),
             fresh: self.fresh(),
             wakeup: self.wakeup(),
+            durable: self.token.as_ref().is_some_and(|t| t.durable),
         }
     }
 
@@ -287,7 +323,7 @@ impl Model {
             if !running.superseded {
                 match result {
                     Ok(spec) => {
-                        if !self.adopt(spec, running.started) {
+                        if !self.adopt(spec, running.started, running.sent) {
                             if spec.refresh.is_some() {
                                 self.refresh_token = spec.refresh;
                             }
@@ -332,12 +368,80 @@ impl Model {
                 (None, false)
             }
             Credential::ClientCredentials(spec) => (spec.as_ref(), true),
+            Credential::Stored(spec) => (Some(spec), false),
         };
         self.self_authenticating = self_authenticating;
-        if let Some(spec) = token
-            && !self.adopt(spec, self.now)
-        {
-            self.refresh_token = spec.refresh;
+        if let Some(spec) = token {
+            let adopted = if matches!(credentials, Credential::Stored(_)) {
+                self.adopt_stored(spec)
+            } else {
+                self.adopt(spec, self.now, None)
+            };
+            if !adopted {
+                self.refresh_token = spec.refresh;
+            }
+        }
+        self.advance();
+    }
+
+    /// Rule 9: the store's answer about the current token (an older generation's, or
+    /// one already confirmed, changes nothing): stored makes it durable; a conflict
+    /// adopts the store's newer token without writing it back (or, spent, keeps its
+    /// refresh credential); a failure asks again after `min(max, initial × 2^(n−1))`.
+    fn persisted(&mut self, generation: Generation, outcome: &Stored) {
+        let is_current = self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.generation == generation && !t.durable);
+        if is_current && self.active() {
+            match outcome {
+                Stored::Stored => self.mark_durable(),
+                Stored::Conflict(spec) => {
+                    if !self.adopt_stored(spec) && spec.refresh.is_some() {
+                        self.refresh_token = spec.refresh;
+                        self.token = None;
+                    }
+                }
+                Stored::Failed => {
+                    self.save_failures = self.save_failures.saturating_add(1);
+                    let mut delay = self.config.backoff_initial();
+                    for _ in 1..self.save_failures.min(32) {
+                        delay = delay.saturating_mul(2);
+                    }
+                    self.save_retry_at = Some(plus(self.now, delay.min(self.config.backoff_max())));
+                }
+            }
+        }
+        self.advance();
+    }
+
+    /// A wall-clock reading: more than a second off re-anchors the two clocks; ahead
+    /// (a suspend) moves the current token's expiry to where the wall clock puts it,
+    /// never later than it was.
+    fn wall_clock(&mut self, wall_now: SystemTime) {
+        let now = self.now;
+        let projected = self.wall_of(now);
+        let ahead = wall_now.duration_since(projected).unwrap_or_default();
+        let behind = projected.duration_since(wall_now).unwrap_or_default();
+        if ahead > WALL_CLOCK_TOLERANCE || behind > WALL_CLOCK_TOLERANCE {
+            self.wall_anchor = (now, wall_now);
+            if ahead > WALL_CLOCK_TOLERANCE
+                && let Some(held) = self.token.clone()
+                && let (Some(wall), Some((_, lifetime, _))) = (held.expires_wall, held.expiry)
+            {
+                let before = (
+                    held.refresh_at(&self.config),
+                    held.usable_until(&self.config),
+                );
+                let at = self.instant_of(wall).unwrap_or(now);
+                let floor = at.checked_sub(lifetime).unwrap_or(now).min(at);
+                if let (Some(refresh), Some(usable), Some(token)) =
+                    (before.0, before.1, self.token.as_mut())
+                {
+                    token.expiry = Some((at, lifetime, floor));
+                    token.cap = Some((refresh, usable));
+                }
+            }
         }
         self.advance();
     }
@@ -378,6 +482,18 @@ impl Model {
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
         }
+        // (c') A failed save is asked again.
+        if self.save_retry_at.is_some_and(|at| now >= at) {
+            self.save_retry_at = None;
+            if let Some(act) = self
+                .token
+                .as_ref()
+                .filter(|t| !t.durable)
+                .and_then(|t| t.persist.clone())
+            {
+                self.out.push(act);
+            }
+        }
         // (d)
         if self.refresh_needed() {
             let attempt = AttemptId(self.next_attempt);
@@ -385,6 +501,7 @@ impl Model {
             self.running = Some(Running {
                 attempt,
                 started: now,
+                sent: self.refresh_token,
                 cancelled: false,
                 superseded: false,
             });
@@ -449,6 +566,7 @@ impl Model {
         self.active()
             && self.token.as_ref().is_some_and(|token| {
                 token.usable_at(&self.config, self.now)
+                    && (token.durable || !self.config.strict_persistence())
                     && !(waiting_for_fresh && token.in_window_at(&self.config, self.now))
             })
     }
@@ -526,48 +644,106 @@ impl Model {
 
     /// Rule 9: adopts a token whose refresh was sent at `base`, unless it is already
     /// unusable. Persists it (with the newest refresh credential) before any grant.
-    fn adopt(&mut self, spec: &TokenSpec, base: Instant) -> bool {
-        let generation = Generation(self.last_generation.0 + 1);
-        let expires_at = match spec.expiry {
-            Expiry::Never => None,
-            Expiry::In(lifetime) => base.checked_add(lifetime),
-            Expiry::At(wall) => self.instant_of(wall),
+    /// Rule 9: adopts a token whose refresh (sending `from`) was sent at `base`, or
+    /// given at sign-in, unless it is already unusable, and asks to persist it (with the
+    /// newest refresh credential, a wall-clock expiry and issue time) before any grant.
+    fn adopt(&mut self, spec: &TokenSpec, base: Instant, from: Option<Label>) -> bool {
+        let Some(persist) = self.install(spec, base, from) else {
+            return false;
         };
-        let held = Held {
+        self.out.push(persist);
+        true
+    }
+
+    /// Adopts a token the store holds: durable, not persisted again.
+    fn adopt_stored(&mut self, spec: &TokenSpec) -> bool {
+        if self.install(spec, self.now, None).is_none() {
+            return false;
+        }
+        self.mark_durable();
+        true
+    }
+
+    /// Makes `spec` the current token with the next generation; returns the `Persist`
+    /// that stores it, or `None` (nothing changed) if it is not usable now. A wall-clock
+    /// expiry with an issue time counts its lifetime from the issue time.
+    fn install(&mut self, spec: &TokenSpec, base: Instant, from: Option<Label>) -> Option<Act> {
+        let generation = Generation(self.last_generation.0 + 1);
+        let expiry = match spec.expiry {
+            Expiry::Never => None,
+            Expiry::In(lifetime) => base.checked_add(lifetime).map(|at| (at, lifetime)),
+            Expiry::At(wall) => self.instant_of(wall).map(|at| {
+                let lifetime = match spec.issued_at {
+                    Some(issued) if issued <= wall => {
+                        wall.duration_since(issued).unwrap_or_default()
+                    }
+                    _ => at.saturating_duration_since(base),
+                };
+                (at, lifetime)
+            }),
+        }
+        .map(|(at, lifetime)| {
+            (
+                at,
+                lifetime,
+                at.checked_sub(lifetime).unwrap_or(base).min(at),
+            )
+        });
+        let expires_wall = expiry.map(|(at, ..)| self.wall_of(at));
+        let mut held = Held {
             generation,
             access: spec.access,
             scope: spec.scope.clone(),
-            base,
-            expires_at,
+            expiry,
+            expires_wall,
+            cap: None,
             rejected: false,
+            durable: false,
+            persist: None,
         };
         if held
             .usable_until(&self.config)
             .is_some_and(|until| self.now >= until)
         {
-            return false;
+            return None;
         }
         self.last_generation = generation;
         if spec.refresh.is_some() {
             self.refresh_token = spec.refresh;
         }
-        self.out.push(Act::Persist {
+        let persist = Act::Persist {
             generation,
             access: spec.access,
             token_type: TOKEN_TYPE.to_owned(),
             scope: spec.scope.clone(),
             refresh_token: self.refresh_token,
-            expiry: match expires_at {
+            expiry: match expires_wall {
                 None => Expiry::Never,
-                Some(at) => Expiry::At(self.wall_of(at)),
+                Some(wall) => Expiry::At(wall),
             },
-        });
+            issued_at: match (expires_wall, expiry) {
+                (Some(wall), Some((_, lifetime, _))) => wall.checked_sub(lifetime),
+                _ => spec.issued_at.or_else(|| Some(self.wall_of(base))),
+            },
+            from,
+        };
+        held.persist = Some(persist.clone());
         self.token = Some(held);
         if let Status::Misconfigured(_) = self.status {
             self.status = Status::SignedIn;
         }
         self.forget_failures();
-        true
+        self.save_failures = 0;
+        self.save_retry_at = None;
+        Some(persist)
+    }
+
+    fn mark_durable(&mut self) {
+        if let Some(token) = self.token.as_mut() {
+            token.durable = true;
+        }
+        self.save_failures = 0;
+        self.save_retry_at = None;
     }
 
     fn forget_failures(&mut self) {
@@ -628,6 +804,7 @@ impl Model {
         };
         (self.active()
             && token.usable_at(&self.config, self.now)
+            && (token.durable || !self.config.strict_persistence())
             && !(can_refresh && token.in_window_at(&self.config, self.now)))
         .then_some((token.generation, until))
     }
@@ -661,6 +838,12 @@ impl Model {
                     });
                 }
             }
+        }
+        if let Some(at) = self.save_retry_at {
+            candidates.push(Wakeup {
+                at,
+                reason: WakeReason::PersistRetry,
+            });
         }
         if let Some(at) = self.parked.iter().map(|(_, deadline)| *deadline).min() {
             candidates.push(Wakeup {

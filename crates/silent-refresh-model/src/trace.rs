@@ -58,6 +58,8 @@ pub struct TokenSpec {
     pub expiry: Expiry,
     /// The scope, if any.
     pub scope: Option<String>,
+    /// The wall-clock issue time, if the token says (a stored token).
+    pub issued_at: Option<SystemTime>,
 }
 
 impl TokenSpec {
@@ -70,7 +72,7 @@ impl TokenSpec {
             expiry: self.expiry,
             refresh_token: self.refresh.map(Label::secret),
             scope: self.scope.clone(),
-            issued_at: None,
+            issued_at: self.issued_at,
         }
     }
 }
@@ -87,6 +89,8 @@ pub enum Credential {
     RefreshToken(Label),
     /// [`Credentials::ClientCredentials`].
     ClientCredentials(Option<TokenSpec>),
+    /// [`Credentials::Stored`].
+    Stored(TokenSpec),
 }
 
 impl Credential {
@@ -99,6 +103,7 @@ impl Credential {
             Credential::ClientCredentials(spec) => Credentials::ClientCredentials {
                 token: spec.as_ref().map(TokenSpec::to_token),
             },
+            Credential::Stored(spec) => Credentials::Stored(spec.to_token()),
         }
     }
 }
@@ -133,6 +138,43 @@ pub enum Input {
     SignOut,
     /// `handle_timeout(now)`.
     Timeout,
+    /// `handle_persisted(now, generation, outcome)`.
+    Persisted {
+        /// The generation the outcome is for.
+        generation: Generation,
+        /// What the store did.
+        outcome: Stored,
+    },
+    /// `handle_wall_clock(now, wall_now)`.
+    WallClock {
+        /// The wall-clock reading.
+        wall_now: SystemTime,
+    },
+}
+
+/// A [`silent_refresh::Persisted`] with labels for secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    /// [`silent_refresh::Persisted::Stored`].
+    Stored,
+    /// [`silent_refresh::Persisted::Conflict`]: the store's newer token.
+    Conflict(TokenSpec),
+    /// [`silent_refresh::Persisted::Failed`].
+    Failed,
+}
+
+impl Stored {
+    /// The real outcome.
+    #[must_use]
+    pub fn to_persisted(&self) -> silent_refresh::Persisted {
+        match self {
+            Stored::Stored => silent_refresh::Persisted::Stored,
+            Stored::Conflict(spec) => {
+                silent_refresh::Persisted::Conflict(Box::new(spec.to_token()))
+            }
+            Stored::Failed => silent_refresh::Persisted::Failed("disk full".to_owned()),
+        }
+    }
 }
 
 /// An [`Action`] with labels instead of secrets: comparable and printable.
@@ -164,6 +206,10 @@ pub enum Act {
         refresh_token: Option<Label>,
         /// The stored expiry (wall-clock or never).
         expiry: Expiry,
+        /// The stored issue time.
+        issued_at: Option<SystemTime>,
+        /// The refresh credential it was refreshed from (compare-and-swap).
+        from: Option<Label>,
     },
     /// [`Action::Forget`].
     Forget,
@@ -205,7 +251,9 @@ impl Act {
             },
             Action::CancelRefresh { attempt } => Act::CancelRefresh { attempt },
             Action::Persist {
-                generation, token, ..
+                generation,
+                token,
+                from,
             } => Act::Persist {
                 generation,
                 access: Label::of(&token.access_token),
@@ -213,6 +261,8 @@ impl Act {
                 scope: token.scope.clone(),
                 refresh_token: token.refresh_token.as_ref().map(Label::of),
                 expiry: token.expiry,
+                issued_at: token.issued_at,
+                from: from.as_ref().map(Label::of),
             },
             Action::Forget => Act::Forget,
             Action::Grant { request, token } => Act::Grant {

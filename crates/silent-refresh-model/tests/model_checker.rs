@@ -387,3 +387,139 @@ fn a_terminal_failure_after_an_unknown_outcome_says_so() {
         }
     });
 }
+
+/// Rule 9 with a store: a failed save is asked again (as it was), a newer session in the
+/// store is adopted without being written back, and strict mode grants only stored
+/// tokens; each break of that is caught.
+#[test]
+fn saves_conflicts_and_strict_mode_are_checked() {
+    let strict = Setup {
+        mode: RefreshMode::StaleWhileRefreshing,
+        shape: Shape::Strict,
+        seed: 1,
+    };
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Failed,
+        },
+        Op::WakeUp, // the save is asked again
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Stored,
+        },
+    ];
+    let (h, ix) = scenario(strict, &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(
+        matches!(
+            step(2).actions[..],
+            [Act::Persist {
+                from: Some(Label(1)),
+                ..
+            }]
+        ),
+        "not granted before it is stored, and saved from the credential sent: {:?}",
+        step(2).actions
+    );
+    assert!(matches!(step(4).actions[..], [Act::Persist { .. }]));
+    assert!(matches!(step(5).actions[..], [Act::Grant { .. }]));
+    // 9: strict mode grants a token the store has not confirmed.
+    expect_caught(&h, &ix, 2, Rule::RotationAndPersistence, |s| {
+        let grant = step_grant(&h, &ix);
+        s.actions.push(grant);
+    });
+    // 9: the token saved without the credential it was refreshed from.
+    expect_caught(&h, &ix, 2, Rule::RotationAndPersistence, |s| {
+        if let Act::Persist { from, .. } = &mut s.actions[0] {
+            *from = None;
+        }
+    });
+    // 8: the failed save is never asked again.
+    expect_caught(&h, &ix, 4, Rule::LateResults, |s| s.actions.clear());
+
+    // A newer session in the store is adopted, not written back.
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Conflict {
+                expiry: ExpiryPick::Long(5),
+                refresh: true,
+            },
+        },
+        Op::Request { deadline: None },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    assert!(matches!(
+        h.trace()[ix[4].expect("a step")].actions[..],
+        [Act::Grant {
+            generation: silent_refresh::Generation(2),
+            ..
+        }]
+    ));
+    // 8: the store's token written back over itself.
+    let persist = h.trace()[ix[2].expect("a step")].actions[0].clone();
+    expect_caught(&h, &ix, 3, Rule::LateResults, |s| s.actions.push(persist));
+}
+
+/// The grant of the strict scenario's token, made up to break it.
+fn step_grant(h: &Harness, ix: &[Option<usize>]) -> Act {
+    h.trace()[ix[5].expect("a step")].actions[0].clone()
+}
+
+/// DESIGN.md: a token past its wall-clock usable time is never granted, whatever the
+/// monotonic clock says.
+#[test]
+fn a_grant_after_a_suspend_past_the_wall_clock_expiry_is_caught() {
+    let ops = [
+        Op::SignIn(CredentialsPick::Token {
+            expiry: ExpiryPick::Long(0),
+            refresh: true,
+        }),
+        Op::WallJump {
+            ahead: true,
+            seconds: 7200,
+        },
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+    ];
+    let (h, ix) = scenario(setup(RefreshMode::StaleWhileRefreshing), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(
+        matches!(step(1).actions[..], [Act::StartRefresh { .. }]),
+        "the suspend ended the token: refreshed at once: {:?}",
+        step(1).actions
+    );
+    assert!(step(2).actions.is_empty(), "the request waits");
+    // 3: the old token granted after the suspend.
+    let old = Act::Grant {
+        request: silent_refresh::RequestId(1),
+        generation: silent_refresh::Generation(1),
+        access: Label(1),
+        token_type: TOKEN_TYPE.to_owned(),
+        scope: None,
+        usable_until: None,
+    };
+    expect_caught(&h, &ix, 2, Rule::NeverExpired, |s| s.actions.push(old));
+}

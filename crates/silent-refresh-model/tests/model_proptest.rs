@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use silent_refresh::RefreshMode;
 use silent_refresh_model::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
-    RequestPick, Setup, Shape, TimeStep, decode, run,
+    PersistPick, RequestPick, Setup, Shape, Stored, TimeStep, decode, run,
 };
 
 /// The test's one reading of the clock; the machine and the model get instants from it.
@@ -35,6 +35,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         2 => Just(Shape::Tied),
         2 => Just(Shape::NoJitter),
         2 => Just(Shape::TinyQueue),
+        2 => Just(Shape::Strict),
     ];
     (mode(), shape, any::<u8>()).prop_map(|(mode, shape, seed)| Setup { mode, shape, seed })
 }
@@ -72,6 +73,18 @@ fn credentials() -> impl Strategy<Value = CredentialsPick> {
         2 => Just(CredentialsPick::RefreshToken),
         1 => proptest::option::of(expiry())
             .prop_map(|token| CredentialsPick::ClientCredentials { token }),
+        2 => (-30i16..400, any::<u8>(), any::<bool>()).prop_map(|(expires_in, lived, refresh)| {
+            CredentialsPick::Stored { expires_in, lived, refresh }
+        }),
+    ]
+}
+
+fn persist() -> impl Strategy<Value = PersistPick> {
+    prop_oneof![
+        4 => Just(PersistPick::Stored),
+        3 => Just(PersistPick::Failed),
+        2 => (expiry(), any::<bool>())
+            .prop_map(|(expiry, refresh)| PersistPick::Conflict { expiry, refresh }),
     ]
 }
 
@@ -109,7 +122,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(attempt, rotate, expiry)| Op::RefreshOk { attempt, rotate, expiry }),
         6 => (attempt(), failure).prop_map(|(attempt, failure)| Op::RefreshFail { attempt, failure }),
         2 => Just(Op::Duplicate),
-        6 => generation.prop_map(Op::Rejected),
+        6 => generation.clone().prop_map(Op::Rejected),
+        8 => (generation, persist()).prop_map(|(generation, outcome)| Op::Persisted {
+            generation,
+            outcome,
+        }),
+        1 => (any::<bool>(), 0u16..20).prop_map(|(ahead, seconds)| Op::WallJump { ahead, seconds }),
         2 => credentials().prop_map(Op::SignIn),
         1 => Just(Op::SignOut),
     ]
@@ -195,13 +213,17 @@ fn generated_runs_reach_every_case() {
         for op in &ops {
             let in_flight = harness.machine().refresh_in_flight();
             let machine_now = harness.machine().now();
+            let generation_before = harness.machine().generation();
             let steps = harness.trace().len();
             harness.step(op).unwrap();
             let Some(step) = harness.trace().get(steps) else {
                 continue; // the op only moved the clock
             };
             let has = |pred: fn(&Act) -> bool| step.actions.iter().any(pred);
-            let persisted = has(|a| matches!(a, Act::Persist { .. }));
+            // A new token persisted (a save asked again is not an adoption).
+            let persisted = step.actions.iter().any(
+                |a| matches!(a, Act::Persist { generation, .. } if *generation > generation_before),
+            );
             let mut events = Vec::new();
             for act in &step.actions {
                 events.push(match act {
@@ -209,6 +231,9 @@ fn generated_runs_reach_every_case() {
                     Act::CancelRefresh { attempt } => {
                         cancelled.insert(*attempt);
                         "cancel refresh"
+                    }
+                    Act::Persist { generation, .. } if *generation <= generation_before => {
+                        "save asked again"
                     }
                     Act::Persist { .. } => "persist",
                     Act::Forget => "forget",
@@ -245,6 +270,18 @@ fn generated_runs_reach_every_case() {
                     events.push("401 starts a refresh");
                 }
                 Input::Timeout if step.now < machine_now => events.push("time went backwards"),
+                Input::Persisted { outcome, .. } => {
+                    let adopted = harness.machine().generation() > generation_before;
+                    events.push(match outcome {
+                        Stored::Stored if harness.machine().is_durable() => "save confirmed",
+                        Stored::Failed => "save failed",
+                        Stored::Conflict(_) if adopted => "store held a newer session",
+                        _ => "store answer for another token",
+                    });
+                }
+                Input::WallClock { .. } if step.fresh.is_none() && !step.actions.is_empty() => {
+                    events.push("a suspend ended the token");
+                }
                 _ => {}
             }
             for event in events {
@@ -274,6 +311,10 @@ fn generated_runs_reach_every_case() {
         "old token granted after a failed refresh",
         "401 starts a refresh",
         "time went backwards",
+        "save confirmed",
+        "save asked again",
+        "save failed",
+        "store held a newer session",
     ] {
         assert!(
             seen.get(case).is_some_and(|n| *n > 0),

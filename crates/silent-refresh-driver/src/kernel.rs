@@ -22,7 +22,7 @@ use silent_refresh::{
 };
 
 use crate::clock::Clock;
-use crate::store::{Saved, TokenStore};
+use crate::store::{Saved, StoreLock, TokenStore};
 
 /// How often the driver reads the wall clock, to notice a suspend (the monotonic clock
 /// stops while the system sleeps; the wall clock does not).
@@ -108,6 +108,32 @@ pub struct Save {
     pub token: Token,
     /// The refresh credential it was refreshed from (compare-and-swap).
     pub from: Option<Secret>,
+    /// The store's lock between processes, held since before the exchange that brought
+    /// the token: the save happens under it, then it is released.
+    pub lock: Option<Box<dyn StoreLock>>,
+}
+
+/// What to do before a refresh exchange, decided under the store's lock between
+/// processes ([`Kernel::prepare_exchange`]).
+pub enum Prepared {
+    /// Run the exchange; the lock (if the store coordinates processes) is held until
+    /// its token is saved: hand it to [`Kernel::exchange_result`].
+    Exchange(Option<Box<dyn StoreLock>>),
+    /// Another process refreshed already: this token, from the store, is the result;
+    /// no exchange is needed.
+    Adopt(Box<Token>, Box<dyn StoreLock>),
+    /// The store's lock could not be taken: the exchange fails with this (transient).
+    Failed(RefreshFailure),
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prepared::Exchange(lock) => write!(f, "Exchange(locked: {})", lock.is_some()),
+            Prepared::Adopt(..) => f.write_str("Adopt(..)"),
+            Prepared::Failed(failure) => write!(f, "Failed({failure})"),
+        }
+    }
 }
 
 impl fmt::Debug for Save {
@@ -203,6 +229,9 @@ struct Core<W> {
     store_io: Vec<StoreIo>,
     /// Saves are failing (logged at error level once per streak).
     save_failing: bool,
+    /// The store's lock between processes, held for the exchange whose result is being
+    /// fed: its save takes it (released right after the input otherwise).
+    exchange_lock: Option<Box<dyn StoreLock>>,
     /// When the wall clock is read next.
     wall_check: Option<Instant>,
     /// The wake-up the driver loop was last told.
@@ -267,6 +296,7 @@ pub struct Kernel<W: Waiter> {
     on_change: Option<ChangeCallback>,
     store: Option<Arc<dyn TokenStore>>,
     request_timeout: Duration,
+    refresh_timeout: Duration,
     /// Set when the clock moved without real time passing (a test clock); the next
     /// [`take_work`](Kernel::take_work) feeds the machine the time first.
     clock_moved: Arc<ClockMoved>,
@@ -295,6 +325,7 @@ impl<W: Waiter> Kernel<W> {
         store: Option<Arc<dyn TokenStore>>,
     ) -> Self {
         let request_timeout = config.request_timeout();
+        let refresh_timeout = config.refresh_timeout();
         let machine = TokenMachine::new(config, clock.now(), clock.wall());
         let clock_moved = Arc::new(ClockMoved {
             moved: AtomicBool::new(false),
@@ -309,6 +340,7 @@ impl<W: Waiter> Kernel<W> {
             cancels: Vec::new(),
             store_io: Vec::new(),
             save_failing: false,
+            exchange_lock: None,
             wall_check: None,
             armed: None,
             published: None,
@@ -325,6 +357,7 @@ impl<W: Waiter> Kernel<W> {
             on_change,
             store,
             request_timeout,
+            refresh_timeout,
             clock_moved,
         }
     }
@@ -380,8 +413,13 @@ impl<W: Waiter> Kernel<W> {
                 generation,
                 token,
                 from,
+                lock,
             }) => {
-                let saved = catch_unwind(AssertUnwindSafe(|| store.save(&token, from.as_ref())));
+                let saved = catch_unwind(AssertUnwindSafe(|| match &lock {
+                    Some(lock) => lock.save(&token, from.as_ref()),
+                    None => store.save(&token, from.as_ref()),
+                }));
+                drop(lock);
                 let outcome = match saved {
                     Ok(Ok(Saved::Stored)) => Persisted::Stored,
                     Ok(Ok(Saved::Conflict(newer))) => Persisted::Conflict(newer),
@@ -493,7 +531,73 @@ impl<W: Waiter> Kernel<W> {
 
     /// The result of a refresh exchange (an answer, a failure, or its cancellation).
     pub fn refresh_result(&self, attempt: AttemptId, result: Result<Token, RefreshFailure>) {
-        self.settle(|core, now| core.machine.handle_refresh_result(now, attempt, result));
+        self.exchange_result(attempt, result, None);
+    }
+
+    /// Before a refresh exchange that would send `sent` (blocking: call it off the
+    /// runtime's workers, as part of the exchange). With a store that coordinates
+    /// processes (a [`FileStore`](crate::store::FileStore)), takes its lock, waiting at
+    /// most the exchange's timeout, and re-reads it: if another process refreshed since
+    /// this one last saved, its token is adopted instead of spending the credential
+    /// again. So processes sharing a store run one exchange at a time between them.
+    pub fn prepare_exchange(&self, sent: Option<&Secret>) -> Prepared {
+        let Some(store) = self.store.as_ref() else {
+            return Prepared::Exchange(None);
+        };
+        let taken = catch_unwind(AssertUnwindSafe(|| {
+            store.lock_for_refresh(self.refresh_timeout)
+        }));
+        let lock = match taken {
+            Ok(Ok(Some(lock))) => lock,
+            Ok(Ok(None)) => return Prepared::Exchange(None),
+            Ok(Err(error)) => {
+                return Prepared::Failed(RefreshFailure::transient(format!(
+                    "the token store's refresh lock could not be taken: {error}"
+                )));
+            }
+            Err(_panic) => {
+                return Prepared::Failed(RefreshFailure::transient(
+                    "the token store panicked while locking",
+                ));
+            }
+        };
+        // The store holds what this process saved last, unless a sibling saved since.
+        // While this process's own save is pending or failing the store is older than
+        // its token: then nothing is adopted from it.
+        let durable = self.snapshot().durable;
+        let stored = catch_unwind(AssertUnwindSafe(|| lock.load()));
+        match stored {
+            Ok(Ok(Some(token)))
+                if durable
+                    && sent.is_some()
+                    && token.refresh_token.as_ref().map(Secret::expose)
+                        != sent.map(Secret::expose)
+                    && holds_a_session(&token, self.clock.wall()) =>
+            {
+                tracing::info!(
+                    "another process refreshed already: adopting its token from the store"
+                );
+                Prepared::Adopt(Box::new(token), lock)
+            }
+            _ => Prepared::Exchange(Some(lock)),
+        }
+    }
+
+    /// The result of a refresh exchange run under the store's `lock`: the token it
+    /// brings is saved under that lock, which is then released (right away when no
+    /// token is to be saved).
+    pub fn exchange_result(
+        &self,
+        attempt: AttemptId,
+        result: Result<Token, RefreshFailure>,
+        lock: Option<Box<dyn StoreLock>>,
+    ) {
+        self.settle(|core, now| {
+            core.exchange_lock = lock;
+            core.machine.handle_refresh_result(now, attempt, result);
+        });
+        // No token to save: release it now.
+        drop(self.lock().exchange_lock.take());
     }
 
     /// What the driver loop must do, and when to wake; that wake-up counts as armed.
@@ -562,15 +666,14 @@ impl<W: Waiter> Kernel<W> {
         HELD.with(|held| held.borrow_mut().push((self.key(), Vec::new())));
         let _held = Held;
         let out = input(&mut core, self.clock.now());
+        let mut events = Vec::new();
         loop {
             while let Some(action) = core.machine.poll_action() {
                 self.dispatch(&mut core, action);
             }
             while let Some(event) = core.machine.poll_event() {
                 log(&event, core.machine.now(), &mut core.save_failing);
-                for listener in &core.listeners {
-                    listener(&event);
-                }
+                events.push(event);
             }
             let deferred = HELD.with(|held| {
                 held.borrow_mut()
@@ -587,6 +690,12 @@ impl<W: Waiter> Kernel<W> {
             }
         }
         self.publish(&mut core);
+        // After publishing: a subscriber woken by an event reads getters that show it.
+        for event in &events {
+            for listener in &core.listeners {
+                listener(event);
+            }
+        }
         // While a token with an expiry is held, the wall clock is read every few seconds.
         core.wall_check = core
             .machine
@@ -643,6 +752,7 @@ impl<W: Waiter> Kernel<W> {
                         generation,
                         token: *token,
                         from,
+                        lock: core.exchange_lock.take(),
                     }));
                 } else {
                     // No store: the callback is the store, and it returned.

@@ -13,7 +13,8 @@ use futures::FutureExt;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
-use silent_refresh_driver::kernel::{Start, StoreIo, Work};
+use silent_refresh_driver::kernel::{Prepared, Start, StoreIo, Work};
+use silent_refresh_driver::store::StoreLock;
 use tokio::sync::oneshot;
 
 use crate::refresher::Refresher;
@@ -77,7 +78,13 @@ pub(crate) async fn run<R: Refresher>(
             }
             let (abort, registration) = AbortHandle::new_pair();
             aborts.insert(attempt, abort);
-            in_flight.push(exchange(&refresher, attempt, refresh_token, registration));
+            in_flight.push(exchange(
+                &refresher,
+                kernel.clone(),
+                attempt,
+                refresh_token,
+                registration,
+            ));
         }
         if stopping && in_flight.is_empty() && store_task.is_none() && store_queue.is_empty() {
             break;
@@ -91,9 +98,9 @@ pub(crate) async fn run<R: Refresher>(
         tokio::select! {
             biased;
             _ = &mut shutdown, if !stopping => stopping = true,
-            Some((attempt, result)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((attempt, result, lock)) = in_flight.next(), if !in_flight.is_empty() => {
                 aborts.remove(&attempt);
-                kernel.refresh_result(attempt, result);
+                kernel.exchange_result(attempt, result, lock);
             }
             () = async {
                 if let Some(task) = store_task.as_mut() {
@@ -114,23 +121,62 @@ pub(crate) async fn run<R: Refresher>(
     tracing::debug!("token source dropped; background task ends");
 }
 
+/// The result of one exchange, with the store's lock between processes it ran under.
+type Exchanged = (
+    AttemptId,
+    Result<Token, RefreshFailure>,
+    Option<Box<dyn StoreLock>>,
+);
+
 /// One refresh exchange, until it answers or is cancelled (a transient failure whose
 /// outcome the server may know better than we do); a panicking refresher counts as a
-/// transient failure rather than taking the task down.
+/// transient failure rather than taking the task down. With a store shared between
+/// processes it first takes the store's lock and re-reads it, on the blocking pool: a
+/// sibling's fresh token is adopted instead of spending the credential again.
 async fn exchange<R: Refresher>(
     refresher: &R,
+    kernel: Arc<TokioKernel>,
     attempt: AttemptId,
     refresh_token: Option<Secret>,
     registration: AbortRegistration,
-) -> (AttemptId, Result<Token, RefreshFailure>) {
-    let refresh = std::panic::AssertUnwindSafe(refresher.refresh(refresh_token)).catch_unwind();
-    let result = match Abortable::new(refresh, registration).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_panic)) => Err(RefreshFailure::transient("the refresher panicked")),
-        Err(_aborted) => Err(RefreshFailure::transient(
-            "the refresh exchange was cancelled (past its deadline, or superseded by new \
-             credentials)",
-        )),
+) -> Exchanged {
+    let run = async {
+        let prepared = if kernel.store().is_some() {
+            let sent = refresh_token.clone();
+            let kernel = kernel.clone();
+            tokio::task::spawn_blocking(move || kernel.prepare_exchange(sent.as_ref()))
+                .await
+                .unwrap_or_else(|_| {
+                    Prepared::Failed(RefreshFailure::transient(
+                        "the token store panicked while locking",
+                    ))
+                })
+        } else {
+            Prepared::Exchange(None)
+        };
+        match prepared {
+            Prepared::Adopt(token, lock) => (Ok(*token), Some(lock)),
+            Prepared::Failed(failure) => (Err(failure), None),
+            Prepared::Exchange(lock) => {
+                let refresh =
+                    std::panic::AssertUnwindSafe(refresher.refresh(refresh_token)).catch_unwind();
+                let result = match refresh.await {
+                    Ok(result) => result,
+                    Err(_panic) => Err(RefreshFailure::transient("the refresher panicked")),
+                };
+                (result, lock)
+            }
+        }
     };
-    (attempt, result)
+    match Abortable::new(run, registration).await {
+        Ok((result, lock)) => (attempt, result, lock),
+        Err(_aborted) => (
+            attempt,
+            Err(RefreshFailure::transient(
+                "the refresh exchange was cancelled (past its deadline, or superseded by new \
+                 credentials)",
+            )),
+            None,
+        ),
+    }
 }

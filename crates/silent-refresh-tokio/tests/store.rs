@@ -388,8 +388,27 @@ async fn strict_mode_grants_no_token_until_it_is_stored() {
     assert_eq!(store.saves.load(Ordering::SeqCst), 4);
 }
 
-/// Another process refreshed from the same credential and saved first: our save finds
-/// its session in the file, leaves it there, and adopts it.
+/// A file store that does not coordinate processes (no refresh lock): only its
+/// compare-and-swap stands between two writers.
+struct Uncoordinated(FileStore);
+
+impl TokenStore for Uncoordinated {
+    fn load(&self) -> Result<Option<Token>, StoreError> {
+        self.0.load()
+    }
+
+    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, StoreError> {
+        self.0.save(token, from)
+    }
+
+    fn forget(&self) -> Result<(), StoreError> {
+        self.0.forget()
+    }
+}
+
+/// Another process refreshed from the same credential and saved first (a store without
+/// a refresh lock lets it): our save finds its session in the file, leaves it there, and
+/// adopts it.
 #[tokio::test(start_paused = true)]
 async fn a_siblings_newer_session_is_adopted_and_not_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -410,7 +429,7 @@ async fn a_siblings_newer_session_is_adopted_and_not_overwritten() {
     });
     let source = build_source(
         Config::default(),
-        FileStore::new(&path),
+        Uncoordinated(FileStore::new(&path)),
         Some(Credentials::RefreshToken(Secret::new("rt-1"))),
         refresher,
     );
@@ -438,6 +457,50 @@ async fn a_siblings_newer_session_is_adopted_and_not_overwritten() {
         calls.credentials(),
         vec![Some("rt-1".to_owned()), Some("rt-sibling".to_owned())]
     );
+}
+
+/// Processes sharing a file store refresh one at a time: before its exchange a process
+/// takes the store's lock and re-reads it, and a sibling's rotation found there is
+/// adopted instead of spending the credential it holds (which the sibling spent).
+#[tokio::test(start_paused = true)]
+async fn a_siblings_rotation_found_in_the_store_is_adopted_without_an_exchange() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (calls, refresher) = fake(|n| Answer::now(Ok(rotated(100 + n, hour()))));
+    // Our session, stored, with its refresh window 10 minutes away.
+    let source = build_source(
+        Config::builder()
+            .refresh_threshold(secs(300))
+            .jitter_fraction(0.0)
+            .build()
+            .expect("config"),
+        FileStore::new(&path),
+        Some(Credentials::Token(rotated(1, secs(900)))),
+        refresher,
+    );
+    let mut events = source.subscribe();
+    persisted(&source, &mut events).await;
+    assert_eq!(secret_of(source.token().await), "at-1");
+
+    // A sibling process refreshes first and saves its rotation of rt-1.
+    let mut theirs = stored(0, hour());
+    theirs.access_token = Secret::new("at-sibling");
+    theirs.refresh_token = Some(Secret::new("rt-sibling"));
+    FileStore::new(&path)
+        .save(&theirs, Some(&Secret::new("rt-1")))
+        .expect("the sibling saves")
+        .assert_stored();
+
+    // Our window opens: we re-read the store under its lock and adopt theirs.
+    tokio::time::sleep(secs(700)).await;
+    settled(&source);
+    assert_eq!(secret_of(source.token().await), "at-sibling");
+    assert_eq!(
+        calls.count(),
+        0,
+        "no exchange: rt-1 is spent, and the store knew"
+    );
+    assert_eq!(refresh_of(&load(&path)), Some("rt-sibling"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,7 +8,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret};
-use silent_refresh_driver::kernel::{Kernel, NoToken, Outcome, Start, StoreIo, Waiter, Wake, Work};
+use silent_refresh_driver::kernel::{
+    Kernel, NoToken, Outcome, Prepared, Start, StoreIo, Waiter, Wake, Work,
+};
 
 use crate::refresher::Refresher;
 
@@ -200,9 +202,21 @@ fn spawn_exchange(
     let spawned = thread::Builder::new()
         .name("silent-refresh".into())
         .spawn(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| thread_refresher.refresh(refresh_token)))
-                .unwrap_or_else(|_| Err(RefreshFailure::transient("the refresher panicked")));
-            thread_kernel.refresh_result(attempt, result);
+            // With a store shared between processes: its lock, and a sibling's fresh
+            // token adopted instead of spending the credential again.
+            let (result, lock) = match thread_kernel.prepare_exchange(refresh_token.as_ref()) {
+                Prepared::Adopt(token, lock) => (Ok(*token), Some(lock)),
+                Prepared::Failed(failure) => (Err(failure), None),
+                Prepared::Exchange(lock) => {
+                    let result =
+                        catch_unwind(AssertUnwindSafe(|| thread_refresher.refresh(refresh_token)))
+                            .unwrap_or_else(|_| {
+                                Err(RefreshFailure::transient("the refresher panicked"))
+                            });
+                    (result, lock)
+                }
+            };
+            thread_kernel.exchange_result(attempt, result, lock);
         });
     if let Err(error) = spawned {
         let failure =

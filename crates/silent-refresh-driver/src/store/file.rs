@@ -204,6 +204,14 @@ impl TokenStore for FileStore {
     fn forget(&self) -> Result<(), Error> {
         self.lock(self.lock_timeout)?.forget()
     }
+
+    /// The file store coordinates the processes that share its file (same host).
+    fn lock_for_refresh(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<Box<dyn super::StoreLock>>, Error> {
+        Ok(Some(Box::new(self.lock(timeout)?)))
+    }
 }
 
 /// The exclusive lock on a [`FileStore`], from [`FileStore::lock`]; released when
@@ -842,5 +850,15 @@ mod tests {
         let bytes = encode(&token, Path::new("x")).expect("encodes");
         // The newline was the only push past the measured length.
         assert_eq!(bytes.capacity(), bytes.len());
+    }
+}
+
+impl super::StoreLock for FileLock {
+    fn load(&self) -> Result<Option<Token>, Error> {
+        FileLock::load(self)
+    }
+
+    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error> {
+        FileLock::save(self, token, from)
     }
 }

@@ -15,6 +15,8 @@ mod file;
 
 pub use file::{FileLock, FileStore};
 
+use std::time::Duration;
+
 use silent_refresh::{Secret, Token};
 
 use crate::error::Error;
@@ -60,4 +62,35 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// The store could not be written.
     fn forget(&self) -> Result<(), Error>;
+
+    /// Takes the store's lock between processes for one refresh, waiting at most
+    /// `timeout`: the source re-reads the store under it (a sibling may have refreshed
+    /// already), runs the exchange, saves, and releases it. `None`: this store does not
+    /// coordinate processes (the default).
+    ///
+    /// # Errors
+    ///
+    /// The lock could not be taken in time, or the store could not be opened.
+    fn lock_for_refresh(&self, timeout: Duration) -> Result<Option<Box<dyn StoreLock>>, Error> {
+        let _ = timeout;
+        Ok(None)
+    }
+}
+
+/// The store, held locked between processes (the lock is released on drop, and by the
+/// operating system if the process dies).
+pub trait StoreLock: Send + 'static {
+    /// The stored token, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenStore::load`].
+    fn load(&self) -> Result<Option<Token>, Error>;
+
+    /// Stores `token` under the lock (see [`TokenStore::save`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TokenStore::save`].
+    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error>;
 }

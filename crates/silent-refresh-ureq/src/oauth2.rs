@@ -78,7 +78,8 @@ impl OAuth2Refresher {
         self.timeout
     }
 
-    /// A transport error as a transient failure that names no URL.
+    /// A transport error as a failure that names no URL: transient, except a URL or a
+    /// scheme the agent refuses, which no retry fixes (misconfigured, rule 7).
     fn transport_failure(&self, error: &ureq::Error) -> RefreshFailure {
         match error {
             ureq::Error::Timeout(_) => RefreshGrant::transport_failure(&format!(
@@ -87,11 +88,12 @@ impl OAuth2Refresher {
                 self.timeout
             )),
             // Their text may repeat the URL, query included.
-            ureq::Error::BadUri(_) => {
-                RefreshGrant::transport_failure(&"the token URL is not a valid absolute URL")
-            }
-            ureq::Error::RequireHttpsOnly(_) => RefreshGrant::transport_failure(
-                &"the agent is configured for https only and the token URL is plain http",
+            ureq::Error::BadUri(_) => RefreshFailure::misconfigured(
+                "the token URL is not a valid absolute URL; configure the token endpoint's URL",
+            ),
+            ureq::Error::RequireHttpsOnly(_) => RefreshFailure::misconfigured(
+                "the agent is configured for https only and the token URL is plain http; \
+                 configure an https token URL",
             ),
             other => RefreshGrant::transport_failure(other),
         }

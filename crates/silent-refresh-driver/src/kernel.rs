@@ -240,6 +240,9 @@ struct Core<W> {
     published: Option<(Arc<AccessToken>, Option<Instant>)>,
     stopped: bool,
     listeners: Vec<Listener>,
+    /// Outcomes decided in the current settle, delivered once the snapshots are
+    /// published (so a woken caller's getters already show what decided its outcome).
+    answered: Vec<(W, Outcome)>,
 }
 
 /// A subscriber to the events.
@@ -346,6 +349,7 @@ impl<W: Waiter> Kernel<W> {
             published: None,
             stopped: false,
             listeners: Vec::new(),
+            answered: Vec::new(),
         };
         let snapshot = core.snapshot();
         Self {
@@ -690,7 +694,11 @@ impl<W: Waiter> Kernel<W> {
             }
         }
         self.publish(&mut core);
-        // After publishing: a subscriber woken by an event reads getters that show it.
+        // After publishing: a caller woken by its outcome, or a subscriber by an event,
+        // reads getters that show it.
+        for (waiter, outcome) in std::mem::take(&mut core.answered) {
+            waiter.resolve(outcome);
+        }
         for event in &events {
             for listener in &core.listeners {
                 listener(event);
@@ -769,12 +777,12 @@ impl<W: Waiter> Kernel<W> {
             }
             Action::Grant { request, token } => {
                 if let Some(waiter) = core.waiters.remove(&request) {
-                    waiter.resolve(Ok(token));
+                    core.answered.push((waiter, Ok(token)));
                 }
             }
             Action::Reject { request, error } => {
                 if let Some(waiter) = core.waiters.remove(&request) {
-                    waiter.resolve(Err(NoToken::Token(error)));
+                    core.answered.push((waiter, Err(NoToken::Token(error))));
                 }
             }
         }

@@ -616,11 +616,10 @@ async fn the_token_change_callback_may_sign_out_without_deadlock() {
             let second =
                 matches!(&change, TokenChange::Persist { generation, .. } if generation.0 == 2);
             record(change);
-            if second
-                && let Some(source) = inside.get() {
-                    source.sign_out();
-                    source.report_rejected(Generation(2));
-                }
+            if second && let Some(source) = inside.get() {
+                source.sign_out();
+                source.report_rejected(Generation(2));
+            }
         })
         .build()
         .expect("source");

@@ -820,6 +820,16 @@ fn unreadable(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+impl super::StoreLock for FileLock {
+    fn load(&self) -> Result<Option<Token>, Error> {
+        FileLock::load(self)
+    }
+
+    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error> {
+        FileLock::save(self, token, from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,15 +860,5 @@ mod tests {
         let bytes = encode(&token, Path::new("x")).expect("encodes");
         // The newline was the only push past the measured length.
         assert_eq!(bytes.capacity(), bytes.len());
-    }
-}
-
-impl super::StoreLock for FileLock {
-    fn load(&self) -> Result<Option<Token>, Error> {
-        FileLock::load(self)
-    }
-
-    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error> {
-        FileLock::save(self, token, from)
     }
 }

@@ -100,8 +100,11 @@
 //! See [`Secret`] for what the codec wipes from memory and what it cannot.
 
 mod classify;
+mod location;
 mod request;
 mod response;
+
+pub use location::redact_location;
 
 use crate::failure::RefreshFailure;
 use crate::secret::Secret;

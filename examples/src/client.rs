@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +26,8 @@ use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 /// The environment variable holding the client secret (optional: without it the
 /// client is a public client).
 pub const ENV_CLIENT_SECRET: &str = "OAUTH_CLIENT_SECRET";
-/// The environment variable holding the refresh token (required).
+/// The environment variable holding the refresh token (required, unless
+/// `--token-file` names a file that holds a session).
 pub const ENV_REFRESH_TOKEN: &str = "OAUTH_REFRESH_TOKEN";
 
 /// How long one resource request may take before it counts as failed.
@@ -52,7 +54,8 @@ USAGE:
   cargo run --release --example oauth2_client -- \\
     --token-url URL --client-id ID --resource URL \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \\
-    [--auth basic|post] [--scope S] [--time-scale F] [--refresh-timeout DUR]
+    [--auth basic|post] [--scope S] [--time-scale F] [--refresh-timeout DUR] \\
+    [--token-file PATH]
 
   cargo run --release --example oauth2_client -- --embedded-server \\
     [--token-lifetime DUR] [--token-delay DUR] [--failure-rate F] [--fault-seed N] \\
@@ -77,6 +80,12 @@ OPTIONS:
                          replay a scenario faster (0.1: 10 times faster); default 1
   --refresh-timeout DUR  cancel a refresh exchange after DUR (after --time-scale);
                          default: the library's
+  --token-file PATH      keep the session in PATH (JSON, created 0600): loaded at
+                         start when it holds one (then OAUTH_REFRESH_TOKEN is not
+                         needed, and ignored), and every rotated refresh token is
+                         saved to it before it is used, so the next run continues
+                         the session. A file this tool cannot read is an error,
+                         and is never overwritten
   -h, --help             this text
 
 EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
@@ -95,8 +104,10 @@ EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
   DUR is a number of seconds, or a number with a unit: 1.2s, 500ms, 2m.
 
 ENVIRONMENT (secrets never go on the command line: other users can read it):
-  OAUTH_REFRESH_TOKEN    the refresh token to start from (required). A server that
-                         rotates refresh tokens has spent it after the first refresh.
+  OAUTH_REFRESH_TOKEN    the refresh token to start from (required unless
+                         --token-file holds a session). A server that rotates
+                         refresh tokens has spent it after the first refresh: keep
+                         the session with --token-file.
   OAUTH_CLIENT_SECRET    the client secret (optional: a public client without it)
 
 OUTPUT:
@@ -176,8 +187,8 @@ pub struct Options {
     pub client_id: String,
     /// The client secret (`None`: a public client).
     pub client_secret: Option<Secret>,
-    /// The refresh token to start from.
-    pub refresh_token: Secret,
+    /// The refresh token to start from (`None`: the session in `token_file`).
+    pub refresh_token: Option<Secret>,
     /// The resource to `GET`.
     pub resource: String,
     /// Which adapter.
@@ -192,6 +203,9 @@ pub struct Options {
     pub scope: Option<String>,
     /// The library's timing.
     pub tuning: Tuning,
+    /// Where the session is kept between runs (`--token-file`): loaded at start when it
+    /// holds one (it wins over `refresh_token`), and every new token saved to it.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -252,7 +266,7 @@ pub enum Command {
     /// Print the help.
     Help,
     /// Run against a server given on the command line.
-    Run(Options),
+    Run(Box<Options>),
     /// Start the embedded server and run against it.
     Embedded(Box<EmbeddedOptions>),
 }
@@ -275,6 +289,7 @@ const VALUED: &[&str] = &[
     "--failure-rate",
     "--fault-seed",
     "--redirect",
+    "--token-file",
 ];
 
 /// The options of the embedded server alone.
@@ -287,7 +302,7 @@ const SERVER_ONLY: &[&str] = &[
 ];
 
 /// The options that name a server, refused with `--embedded-server`.
-const SERVER_NAMING: &[&str] = &["--token-url", "--client-id", "--resource"];
+const SERVER_NAMING: &[&str] = &["--token-url", "--client-id", "--resource", "--token-file"];
 
 /// Parses the arguments (without the program name) and reads the secrets from
 /// `env`.
@@ -463,14 +478,18 @@ pub fn parse(
     let client_id = required(take("--client-id"), "--client-id")?;
     let resource = required(take("--resource"), "--resource")?;
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
-    let refresh_token = env(ENV_REFRESH_TOKEN).ok_or_else(|| {
-        format!("{ENV_REFRESH_TOKEN} is not set: put the refresh token in the environment")
-    })?;
-    Ok(Command::Run(Options {
+    let token_file = take("--token-file").map(PathBuf::from);
+    let refresh_token = env(ENV_REFRESH_TOKEN).map(Secret::new);
+    if refresh_token.is_none() && token_file.is_none() {
+        return Err(format!(
+            "{ENV_REFRESH_TOKEN} is not set: put the refresh token in the environment, or name a file holding the session with --token-file"
+        ));
+    }
+    Ok(Command::Run(Box::new(Options {
         token_url,
         client_id,
         client_secret: env(ENV_CLIENT_SECRET).map(Secret::new),
-        refresh_token: Secret::new(refresh_token),
+        refresh_token,
         resource,
         runtime,
         concurrency,
@@ -478,7 +497,8 @@ pub fn parse(
         auth,
         scope,
         tuning,
-    }))
+        token_file,
+    })))
 }
 
 /// `12`, `1.5s`, `500ms`, `2m`: a duration (a bare number is seconds).
@@ -798,8 +818,14 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
-    let source = TokenSource::builder(config)
-        .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
+    let mut builder = TokenSource::builder(config);
+    if let Some(store) = session_store(&options)? {
+        builder = builder.store(store);
+    }
+    if let Some(refresh_token) = &options.refresh_token {
+        builder = builder.credentials(Credentials::RefreshToken(refresh_token.clone()));
+    }
+    let source = builder
         .refresher(refresher)
         .on_token_change(move |change| {
             if let TokenChange::Persist { .. } = change {
@@ -808,6 +834,7 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         })
         .build()
         .map_err(|e| setup(&e))?;
+    let session = source.clone();
     let client = AuthorizedClient::builder(source)
         .allow_origin(probe::origin_of(&options.resource).map_err(|e| setup(&e))?)
         .build()
@@ -848,7 +875,11 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         match joined {
             Ok(Some(stop)) => {
                 workers.abort_all();
-                return Err(stop.into_error(tally.report(options.runtime, started)));
+                let report = tally.report(options.runtime, started);
+                if options.token_file.is_some() {
+                    tokio_saved(&session).await;
+                }
+                return Err(stop.into_error(report));
             }
             Ok(None) => {}
             Err(error) if error.is_panic() => {
@@ -857,7 +888,46 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
             Err(_cancelled) => {}
         }
     }
-    Ok((tally.report(options.runtime, started), tally.first_error()))
+    let report = tally.report(options.runtime, started);
+    if options.token_file.is_some() {
+        tokio_saved(&session).await;
+    }
+    Ok((report, tally.first_error()))
+}
+
+/// How long a run with `--token-file` waits at its end for the newest token to be
+/// saved (a save still running, or being retried), so that the next run continues it.
+const SAVE_WAIT: Duration = Duration::from_secs(3);
+
+/// How often that wait looks.
+const SAVE_POLL: Duration = Duration::from_millis(10);
+
+/// Whether the end of a run still waits for a save: a token is held, its save is not
+/// confirmed, and the session is alive (a dead one has nothing left to save).
+fn save_pending(durable: bool, generation: u64, status: &silent_refresh::Status) -> bool {
+    use silent_refresh::Status;
+
+    !durable && generation > 0 && matches!(status, Status::SignedIn | Status::Misconfigured(_))
+}
+
+/// Waits, at most [`SAVE_WAIT`], until the tokio source's token is stored.
+async fn tokio_saved(source: &silent_refresh_tokio::TokenSource) {
+    let give_up = tokio::time::Instant::now() + SAVE_WAIT;
+    while save_pending(source.is_durable(), source.generation().0, &source.status())
+        && tokio::time::Instant::now() < give_up
+    {
+        tokio::time::sleep(SAVE_POLL).await;
+    }
+}
+
+/// Waits, at most [`SAVE_WAIT`], until the blocking source's token is stored.
+fn blocking_saved(source: &silent_refresh_ureq::TokenSource) {
+    let give_up = Instant::now() + SAVE_WAIT;
+    while save_pending(source.is_durable(), source.generation().0, &source.status())
+        && Instant::now() < give_up
+    {
+        std::thread::sleep(SAVE_POLL);
+    }
 }
 
 fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> {
@@ -871,8 +941,14 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
         .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
-    let source = TokenSource::builder(config)
-        .credentials(Credentials::RefreshToken(options.refresh_token.clone()))
+    let mut builder = TokenSource::builder(config);
+    if let Some(store) = session_store(&options)? {
+        builder = builder.store(store);
+    }
+    if let Some(refresh_token) = &options.refresh_token {
+        builder = builder.credentials(Credentials::RefreshToken(refresh_token.clone()));
+    }
+    let source = builder
         .refresher(refresher)
         .on_token_change(move |change| {
             if let TokenChange::Persist { .. } = change {
@@ -882,6 +958,7 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
         .build()
         .map_err(|e| setup(&e))?;
     let retries = Count401::default();
+    let session = source.clone();
     let agent = probe::ureq_agent(source, &options.resource, REQUEST_TIMEOUT, retries.clone())
         .map_err(|e| setup(&e))?;
     let url: Arc<str> = options.resource.as_str().into();
@@ -942,6 +1019,9 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
                 stop.store(true, Ordering::SeqCst);
                 let mut report = tally.report(options.runtime, started);
                 report.retried_401 = retries.count();
+                if options.token_file.is_some() {
+                    blocking_saved(&session);
+                }
                 return Err(terminal.into_error(report));
             }
             Ok(None) => {}
@@ -950,7 +1030,31 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     }
     let mut report = tally.report(options.runtime, started);
     report.retried_401 = retries.count();
+    if options.token_file.is_some() {
+        blocking_saved(&session);
+    }
     Ok((report, tally.first_error()))
+}
+
+/// The store of `--token-file`, once it is known to hold a session this tool can read
+/// (or to be absent while `OAUTH_REFRESH_TOKEN` gives one): a file it cannot read
+/// stops the run before anything is sent, and is left as it is.
+fn session_store(options: &Options) -> Result<Option<silent_refresh_tokio::FileStore>, RunError> {
+    use silent_refresh_tokio::{FileStore, TokenStore};
+
+    let Some(path) = &options.token_file else {
+        return Ok(None);
+    };
+    let store = FileStore::new(path);
+    match store.load() {
+        Ok(Some(_)) => Ok(Some(store)),
+        Ok(None) if options.refresh_token.is_some() => Ok(Some(store)),
+        Ok(None) => Err(RunError::Setup(format!(
+            "{} holds no session yet: put the refresh token in {ENV_REFRESH_TOKEN} for the first run",
+            path.display()
+        ))),
+        Err(error) => Err(RunError::Setup(error.to_string())),
+    }
 }
 
 /// What a run against the embedded server gives.
@@ -978,7 +1082,7 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
         token_url: server.token_url(),
         client_id: config.client_id.clone(),
         client_secret: config.client_secret.clone().map(Secret::new),
-        refresh_token: Secret::new(grant.refresh_token.as_str()),
+        refresh_token: Some(Secret::new(grant.refresh_token.as_str())),
         resource: server.resource_url(),
         runtime: options.runtime,
         concurrency: options.concurrency,
@@ -986,12 +1090,26 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
         auth: options.auth,
         scope: options.scope,
         tuning: options.tuning,
+        token_file: None,
     });
     let server = ServerReport {
         stats: server.take_stats(),
         grant_revoked: server.is_revoked(grant.id),
     };
     Ok(EmbeddedOutcome { result, server })
+}
+
+/// What to tell the user after `refreshes` refreshes (never a secret).
+fn spent_note(refreshes: u64, token_file: Option<&Path>) -> String {
+    match token_file {
+        Some(path) => format!(
+            "oauth2_client: note: {refreshes} refreshes; the newest session is saved in {}: run again with --token-file to continue it",
+            path.display()
+        ),
+        None => format!(
+            "oauth2_client: note: {refreshes} refreshes; if the server rotates refresh tokens, the one in {ENV_REFRESH_TOKEN} is spent now (keep the session with --token-file)"
+        ),
+    }
 }
 
 /// The whole tool: parses `args` (without the program name) and `env`, runs, writes
@@ -1002,12 +1120,16 @@ pub fn cli_main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
+    let mut token_file: Option<PathBuf> = None;
     let (result, server) = match parse(args, env) {
         Ok(Command::Help) => {
             let _ = write!(stdout, "{USAGE}");
             return 0;
         }
-        Ok(Command::Run(options)) => (run(options), None),
+        Ok(Command::Run(options)) => {
+            token_file.clone_from(&options.token_file);
+            (run(*options), None)
+        }
         Ok(Command::Embedded(options)) => match run_embedded(*options) {
             Ok(outcome) => (outcome.result, Some(outcome.server)),
             Err(error) => (Err(error), None),
@@ -1027,8 +1149,8 @@ pub fn cli_main(
             if report.refreshes > 0 && server.is_none() {
                 let _ = writeln!(
                     stderr,
-                    "oauth2_client: note: {} refreshes; if the server rotates refresh tokens, the one in {ENV_REFRESH_TOKEN} is spent now",
-                    report.refreshes
+                    "{}",
+                    spent_note(report.refreshes, token_file.as_deref())
                 );
             }
             if report.failed == 0 {

@@ -311,6 +311,8 @@ struct GrantState {
 struct RefreshEntry {
     grant: u64,
     used: bool,
+    /// The grant's serial when it was issued (0: at the sign-in).
+    serial: u64,
 }
 
 struct AccessEntry {
@@ -448,6 +450,7 @@ impl AuthServer {
             RefreshEntry {
                 grant: id,
                 used: false,
+                serial: 0,
             },
         );
         Grant { id, refresh_token }
@@ -587,6 +590,17 @@ impl AuthServer {
         refresh(&self.state, refresh_token, None)
             .map(drop)
             .map_err(|refused| format!("{}: {}", refused.error, refused.description))
+    }
+
+    /// Where `refresh_token` stands in its grant's rotation: `Some(0)` for the newest
+    /// one the grant issued (still good), `Some(k)` when `k` newer ones were issued
+    /// since; `None` for a token this server never issued.
+    #[must_use]
+    pub fn refresh_tokens_since(&self, refresh_token: &str) -> Option<u64> {
+        let tables = self.state.tables();
+        let entry = tables.refresh.get(refresh_token)?;
+        let grant = tables.grants.get(&entry.grant)?;
+        Some(grant.serial.saturating_sub(entry.serial))
     }
 
     /// Whether the grant was revoked (by reuse detection).
@@ -946,6 +960,7 @@ fn refresh(
         RefreshEntry {
             grant: grant_id,
             used: false,
+            serial,
         },
     );
     let now = Instant::now();

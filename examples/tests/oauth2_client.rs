@@ -27,7 +27,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         token_url: server.token_url(),
         client_id: config.client_id.clone(),
         client_secret: config.client_secret.clone().map(Secret::new),
-        refresh_token: Secret::new(refresh_token),
+        refresh_token: Some(Secret::new(refresh_token)),
         resource: server.resource_url(),
         runtime,
         concurrency: 16,
@@ -35,6 +35,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         auth: ClientAuth::Basic,
         scope: None,
         tuning: Tuning::default(),
+        token_file: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{self, Origin, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh::origin::{self, OriginPolicy, OriginPolicyBuilder};
 
 use crate::error::Error;
 use crate::source::TokenSource;
@@ -96,7 +96,6 @@ impl AuthorizedClient {
         AuthorizedClientBuilder {
             source,
             policy: OriginPolicy::builder(),
-            error: None,
         }
     }
 
@@ -352,9 +351,6 @@ pub fn authorization(token: &AccessToken) -> Result<HeaderValue, Error> {
 pub struct AuthorizedClientBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
-    /// The first URL given to `allow_url` that was not an http(s) URL, unless an
-    /// invalid origin came before it.
-    error: Option<silent_refresh::Error>,
 }
 
 impl AuthorizedClientBuilder {
@@ -373,20 +369,7 @@ impl AuthorizedClientBuilder {
     /// path, query and user information are dropped, and never shown in an error.
     #[must_use]
     pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
-        match origin::parse_url(url.as_ref()).and_then(|uri| Origin::of(&uri)) {
-            Ok(origin) => self.policy = self.policy.allow_origin(&origin.to_string()),
-            Err(error) => {
-                // The first invalid entry is the error, as for the policy's own.
-                let earlier = matches!(
-                    self.policy.clone().build(),
-                    Err(silent_refresh::Error::InvalidOrigin { .. }
-                        | silent_refresh::Error::InvalidUrl { .. })
-                );
-                if !earlier && self.error.is_none() {
-                    self.error = Some(error);
-                }
-            }
-        }
+        self.policy = self.policy.allow_url(url.as_ref());
         self
     }
 
@@ -409,9 +392,6 @@ impl AuthorizedClientBuilder {
     /// for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<AuthorizedClient, Error> {
-        if let Some(error) = self.error {
-            return Err(error.into());
-        }
         let mut policy = self.policy;
         if let Some(url) = self.source.token_endpoint() {
             policy = policy.exclude(url);

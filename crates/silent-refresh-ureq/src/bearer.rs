@@ -7,7 +7,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{self, Origin, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -81,7 +81,6 @@ impl BearerAuth {
             source,
             policy: OriginPolicy::builder(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
-            error: None,
         }
     }
 
@@ -203,9 +202,6 @@ pub struct BearerAuthBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
     replay_limit: usize,
-    /// The first URL given to `allow_url` that was not an http(s) URL, unless an
-    /// invalid origin came before it.
-    error: Option<silent_refresh::Error>,
 }
 
 impl BearerAuthBuilder {
@@ -231,20 +227,7 @@ impl BearerAuthBuilder {
     /// `https://api.example.com`, and the token goes to every path of it. The URL's
     /// path, query and user information are dropped, and never shown in an error.
     pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
-        match origin::parse_url(url.as_ref()).and_then(|uri| Origin::of(&uri)) {
-            Ok(origin) => self.policy = self.policy.allow_origin(&origin.to_string()),
-            Err(error) => {
-                // The first invalid entry is the error, as for the policy's own.
-                let earlier = matches!(
-                    self.policy.clone().build(),
-                    Err(silent_refresh::Error::InvalidOrigin { .. }
-                        | silent_refresh::Error::InvalidUrl { .. })
-                );
-                if !earlier && self.error.is_none() {
-                    self.error = Some(error);
-                }
-            }
-        }
+        self.policy = self.policy.allow_url(url.as_ref());
         self
     }
 
@@ -274,9 +257,6 @@ impl BearerAuthBuilder {
     /// [`Error::InsecureHttp`] for a plain-http origin other than loopback without
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<BearerAuth, Error> {
-        if let Some(error) = self.error {
-            return Err(error.into());
-        }
         let mut policy = self.policy;
         if let Some(url) = self.source.token_endpoint() {
             policy = policy.exclude(url);

@@ -464,6 +464,24 @@ impl OriginPolicyBuilder {
         self
     }
 
+    /// Requests for the origin (scheme, host and port) of `url` get the token, such as
+    /// the API's base URL: `https://api.example.com/v1/` allows `https://api.example.com`.
+    /// The URL's path, query and user information are dropped, and never shown in an
+    /// error.
+    pub fn allow_url(mut self, url: &str) -> Self {
+        match parse_url(url).and_then(|uri| Origin::of(&uri)) {
+            Ok(origin) => {
+                if !self.allowed.contains(&origin) {
+                    self.allowed.push(origin);
+                }
+            }
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+        self
+    }
+
     /// Requests for this URL never get the token, even on an allowed origin: same
     /// origin and any spelling of its path a server could route to it (see the
     /// [module docs](self)); query and fragment ignored. Give the token endpoint here.

@@ -185,6 +185,27 @@ impl TokenSource {
         self.kernel.snapshot().durable
     }
 
+    /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
+    /// at most `limit`; `true` if it is. Call it before the program exits: a save
+    /// still queued when the runtime shuts down is lost, and with a rotating refresh
+    /// token the next start would present a spent one.
+    pub async fn until_durable(&self, limit: Duration) -> bool {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.is_durable() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                // Any event (or a lag, or the source gone) is a reason to look again.
+                Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => {
+                    return self.is_durable();
+                }
+            }
+        }
+    }
+
     /// How many [`token`](Self::token) calls are waiting.
     #[must_use]
     pub fn waiting(&self) -> usize {

@@ -636,3 +636,29 @@ async fn after_a_suspend_the_old_token_is_not_handed_out() {
     persisted(&source, &mut events).await;
     assert_eq!(refresh_of(&load(&path)), Some("rt-2"));
 }
+
+/// A program about to exit waits for its token to be stored: `until_durable` says
+/// whether it is, within the time given.
+#[tokio::test(start_paused = true)]
+async fn until_durable_waits_for_the_save_before_the_program_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (store, _calls) = Flaky::new(&path);
+    // Two failed saves: retried after 1 s, then 2 s.
+    store.fail.store(2, Ordering::SeqCst);
+    let (_, refresher) = fake(|n| Answer::now(Ok(rotated(100 + n, hour()))));
+    let source = build_source(
+        Config::default(),
+        Shared(store.clone()),
+        Some(Credentials::Token(rotated(1, hour()))),
+        refresher,
+    );
+
+    assert!(!source.until_durable(millis(500)).await, "still failing");
+    assert!(
+        source.until_durable(secs(10)).await,
+        "stored by the retries"
+    );
+    assert_eq!(load(&path).access_token.expose(), "at-1");
+    assert_eq!(store.saves.load(Ordering::SeqCst), 3);
+}

@@ -186,6 +186,36 @@ impl TokenSource {
         self.kernel.snapshot().durable
     }
 
+    /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
+    /// at most `limit` (real time); `true` if it is. Call it before the program exits:
+    /// the store runs on a thread of its own, and a save still queued at exit is lost,
+    /// so that with a rotating refresh token the next start would present a spent one.
+    #[must_use]
+    pub fn until_durable(&self, limit: Duration) -> bool {
+        let events = self.subscribe();
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            if self.is_durable() {
+                return true;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match left {
+                Some(left) if left.is_zero() => return false,
+                Some(left) => {
+                    // Any event is a reason to look again; a timeout ends the wait.
+                    if events.recv_timeout(left).is_err() {
+                        return self.is_durable();
+                    }
+                }
+                None => {
+                    if events.recv().is_err() {
+                        return self.is_durable();
+                    }
+                }
+            }
+        }
+    }
+
     /// How many calls are waiting for a token.
     #[must_use]
     pub fn waiting(&self) -> usize {

@@ -587,3 +587,22 @@ fn after_a_suspend_the_old_token_is_not_handed_out() {
     persisted(&built);
     assert_eq!(refresh_of(&load(&path)), Some("rt-2"));
 }
+
+/// A program about to exit waits for its token to be stored (the store runs on a thread
+/// of its own): `until_durable` returns once it is.
+#[test]
+fn until_durable_waits_for_the_store_thread_before_the_program_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (_, refresher) = fake(|n| rotated(100 + n, HOUR));
+    let source = TokenSource::builder(Config::default())
+        .store(FileStore::new(&path))
+        .credentials(Credentials::Token(rotated(1, HOUR)))
+        .refresher(refresher)
+        .build()
+        .expect("source");
+
+    assert!(source.until_durable(BOUND), "stored within the bound");
+    assert!(source.is_durable());
+    assert_eq!(load(&path).access_token.expose(), "at-1");
+}

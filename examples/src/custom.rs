@@ -65,6 +65,7 @@
 //! Tokens are random enough for a demo (std's randomly keyed hasher), not for
 //! production. No secret is printed: reports and errors hold counts and messages only.
 
+use crate::serve::Served;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -72,7 +73,6 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -83,7 +83,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use silent_refresh::oauth2::classify;
 use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
-use tokio::sync::oneshot;
 
 pub use crate::client::Runtime;
 
@@ -151,8 +150,8 @@ pub struct ApiStats {
 pub struct ApiServer {
     addr: SocketAddr,
     state: Arc<ApiState>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Stops the server when dropped.
+    _served: Served,
 }
 
 impl fmt::Debug for ApiServer {
@@ -230,39 +229,11 @@ impl ApiServer {
             .route(REFRESH_PATH, post(refresh))
             .route(ME_PATH, get(me))
             .with_state(state.clone());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("custom-api-server")
-            .enable_all()
-            .build()?;
-        let (shutdown, on_shutdown) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("custom-api-server".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            eprintln!("custom API server: cannot listen: {error}");
-                            return;
-                        }
-                    };
-                    tokio::select! {
-                        served = axum::serve(listener, app) => {
-                            if let Err(error) = served {
-                                eprintln!("custom API server stopped: {error}");
-                            }
-                        }
-                        _ = on_shutdown => {}
-                    }
-                });
-                runtime.shutdown_timeout(Duration::from_millis(100));
-            })?;
+        let served = Served::start("custom API server", listener, app)?;
         Ok(Self {
             addr,
             state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: served,
         })
     }
 
@@ -307,17 +278,6 @@ impl ApiServer {
             tokens_at_refresh: load(&c.tokens_at_refresh),
             me_ok: load(&c.me_ok),
             me_unauthorized: load(&c.me_unauthorized),
-        }
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

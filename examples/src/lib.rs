@@ -16,6 +16,7 @@ pub mod client;
 pub mod custom;
 pub mod demo;
 pub mod probe;
+pub mod serve;
 pub mod server;
 pub mod timeline;
 

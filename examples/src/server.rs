@@ -34,6 +34,7 @@
 //! Tokens are random enough for a demo (std's randomly keyed hasher), not for
 //! production. Secrets never leave the server except in HTTP answers.
 
+use crate::serve::Served;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -42,7 +43,6 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -52,7 +52,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use tokio::sync::oneshot;
 
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
@@ -241,8 +240,8 @@ pub struct AuthServer {
     addr: SocketAddr,
     state: Arc<ServerState>,
     second_origin: OnceLock<SecondOrigin>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Stops the server when dropped.
+    _served: Served,
 }
 
 impl fmt::Debug for AuthServer {
@@ -356,41 +355,12 @@ impl AuthServer {
             .route(TOKEN_PATH, post(token_endpoint))
             .route(RESOURCE_PATH, any(resource))
             .with_state(state.clone());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("demo-oauth-server")
-            .enable_all()
-            .build()?;
-        let (shutdown, on_shutdown) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("demo-oauth-server".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            eprintln!("embedded OAuth server: cannot listen: {error}");
-                            return;
-                        }
-                    };
-                    tokio::select! {
-                        served = axum::serve(listener, app) => {
-                            if let Err(error) = served {
-                                eprintln!("embedded OAuth server stopped: {error}");
-                            }
-                        }
-                        _ = on_shutdown => {}
-                    }
-                });
-                // Open connections are cut: the clients are done by now.
-                runtime.shutdown_timeout(Duration::from_millis(100));
-            })?;
+        let served = Served::start("embedded OAuth server", listener, app)?;
         let server = Self {
             addr,
             state,
             second_origin: OnceLock::new(),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _served: served,
         };
         if let Some(status) = redirect {
             server.redirect_to_second_origin(status)?;
@@ -611,17 +581,6 @@ impl AuthServer {
             .grants
             .get(&grant)
             .is_some_and(|g| g.revoked)
-    }
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -1047,7 +1006,7 @@ pub struct SecondOrigin {
     addr: SocketAddr,
     counts: Arc<OriginCounts>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]

@@ -704,22 +704,18 @@ impl<W: Waiter> Kernel<W> {
                 listener(event);
             }
         }
-        // While a token with an expiry is held, the wall clock is read every few seconds.
-        core.wall_check = core
-            .machine
-            .fresh_token()
-            .and_then(|(token, _)| token.usable_until)
-            .map(|_| {
-                core.wall_check
-                    .unwrap_or_else(|| later(core.machine.now(), WALL_CLOCK_CHECK))
-            })
-            .map(|at| {
-                if at <= core.machine.now() {
-                    later(core.machine.now(), WALL_CLOCK_CHECK)
-                } else {
-                    at
-                }
-            });
+        // While signed in, the wall clock is read every few seconds, so a suspend is
+        // noticed whether the token is on the fast path, in its window, or refreshing.
+        let now = core.machine.now();
+        let signed_in = matches!(
+            core.machine.status(),
+            Status::SignedIn | Status::Misconfigured(_)
+        );
+        core.wall_check = signed_in.then(|| {
+            core.wall_check
+                .filter(|at| *at > now)
+                .unwrap_or_else(|| later(now, WALL_CLOCK_CHECK))
+        });
         let next = core.next_wakeup();
         if !core.starts.is_empty()
             || !core.cancels.is_empty()

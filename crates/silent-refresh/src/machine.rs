@@ -233,6 +233,14 @@ impl TokenMachine {
         self.current.as_ref().is_some_and(|c| c.durable)
     }
 
+    /// Whether the current token waits for its save (pending or failing): the store is
+    /// then older than this source, and nothing in it is newer than what this source
+    /// holds. `false` with no token.
+    #[must_use]
+    pub fn awaits_save(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| !c.durable)
+    }
+
     /// The last refresh failure (or exchange past its deadline) since the last
     /// adopted token.
     #[must_use]

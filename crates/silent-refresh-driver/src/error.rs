@@ -40,6 +40,20 @@ pub enum Error {
         /// How long this process waited.
         waited: std::time::Duration,
     },
+    /// The token store's server could not be reached (or answered with an error).
+    /// Nothing is known to be written; the driver tries again.
+    #[error(
+        "the token store {store} could not be {action}: {source}; check that it is running and reachable"
+    )]
+    StoreUnavailable {
+        /// The store, as it may be printed (never a password).
+        store: String,
+        /// What was being done (`read`, `written`, `locked`, …).
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The token to store has a relative expiry ([`Expiry::In`](silent_refresh::Expiry::In)),
     /// which means nothing once the process ends. Nothing was written.
     #[error(

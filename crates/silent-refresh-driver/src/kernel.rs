@@ -21,6 +21,7 @@ use silent_refresh::{
     Generation, Persisted, RefreshFailure, RequestId, Secret, Status, Token, TokenMachine,
 };
 
+use crate::Error;
 use crate::clock::Clock;
 use crate::store::{Saved, StoreLock, TokenStore};
 
@@ -111,6 +112,10 @@ pub struct Save {
     /// The store's lock between processes, held since before the exchange that brought
     /// the token: the save happens under it, then it is released.
     pub lock: Option<Box<dyn StoreLock>>,
+    /// Save only if the store holds no session ([`TokenStore::save_if_empty`]): the
+    /// session signed in from the credentials given in code after the store was found
+    /// empty, which must not overwrite a sibling process's.
+    pub only_if_empty: bool,
 }
 
 /// What to do before a refresh exchange, decided under the store's lock between
@@ -150,11 +155,20 @@ impl fmt::Debug for Save {
 pub enum StoreIo {
     /// Load the stored session, then sign in with it (or with the credentials given in
     /// code when the store holds no usable session).
-    Load(Option<Credentials>),
+    Load(Load),
     /// Save a token.
     Save(Save),
     /// Delete the stored token.
     Forget,
+}
+
+/// A load of the stored session ([`StoreIo::Load`]).
+#[derive(Debug)]
+pub struct Load {
+    /// The credentials given in code, for when the store holds no session.
+    credentials: Option<Credentials>,
+    /// How long to wait before loading again if the store cannot be reached.
+    retry_delay: Duration,
 }
 
 /// What the driver loop is to do next.
@@ -234,6 +248,12 @@ struct Core<W> {
     exchange_lock: Option<Box<dyn StoreLock>>,
     /// When the wall clock is read next.
     wall_check: Option<Instant>,
+    /// The generation signed in from the credentials given in code because the store
+    /// was empty at start: saved only if the store is still empty.
+    seed: Option<Generation>,
+    /// The store could not be reached at start: when to load again, with what, and the
+    /// delay after that.
+    load_retry: Option<LoadRetry>,
     /// The wake-up the driver loop was last told.
     armed: Option<Instant>,
     /// What the fast path holds.
@@ -245,6 +265,17 @@ struct Core<W> {
     answered: Vec<(W, Outcome)>,
 }
 
+/// A load of the store to try again (the store was unreachable).
+struct LoadRetry {
+    at: Instant,
+    credentials: Option<Credentials>,
+    delay: Duration,
+}
+
+/// The first and the longest pause between loads of an unreachable store.
+const LOAD_RETRY_FIRST: Duration = Duration::from_millis(500);
+const LOAD_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// A subscriber to the events.
 type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 
@@ -253,7 +284,8 @@ impl<W> Core<W> {
     fn next_wakeup(&self) -> Option<Instant> {
         let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
         let snapshot = self.published.as_ref().and_then(|(_, until)| *until);
-        [machine, snapshot, self.wall_check]
+        let load = self.load_retry.as_ref().map(|retry| retry.at);
+        [machine, snapshot, self.wall_check, load]
             .into_iter()
             .flatten()
             .min()
@@ -345,6 +377,8 @@ impl<W: Waiter> Kernel<W> {
             save_failing: false,
             exchange_lock: None,
             wall_check: None,
+            seed: None,
+            load_retry: None,
             armed: None,
             published: None,
             stopped: false,
@@ -371,7 +405,12 @@ impl<W: Waiter> Kernel<W> {
     /// session; without one, signs in with `credentials` (if any) at once.
     pub fn start(&self, credentials: Option<Credentials>) {
         if self.store.is_some() {
-            self.settle(|core, _| core.store_io.push(StoreIo::Load(credentials)));
+            self.settle(|core, _| {
+                core.store_io.push(StoreIo::Load(Load {
+                    credentials,
+                    retry_delay: LOAD_RETRY_FIRST,
+                }));
+            });
         } else if let Some(credentials) = credentials {
             self.command(Command::SignIn(credentials));
         }
@@ -390,37 +429,20 @@ impl<W: Waiter> Kernel<W> {
             return;
         };
         match io {
-            StoreIo::Load(given) => {
-                let loaded = match catch_unwind(AssertUnwindSafe(|| store.load())) {
-                    Ok(loaded) => loaded,
-                    Err(_panic) => {
-                        tracing::error!("the token store panicked while loading");
-                        Ok(None)
-                    }
-                };
-                let credentials = match loaded {
-                    Ok(Some(token)) if holds_a_session(&token, self.clock.wall()) => {
-                        tracing::info!("session loaded from the token store");
-                        Some(Credentials::Stored(token))
-                    }
-                    Ok(_) => given,
-                    Err(error) => {
-                        tracing::error!(%error, "the token store could not be read; starting from the credentials given in code");
-                        given
-                    }
-                };
-                if let Some(credentials) = credentials {
-                    self.command(Command::SignIn(credentials));
-                }
-            }
+            StoreIo::Load(Load {
+                credentials,
+                retry_delay,
+            }) => self.load(&*store, credentials, retry_delay),
             StoreIo::Save(Save {
                 generation,
                 token,
                 from,
                 lock,
+                only_if_empty,
             }) => {
                 let saved = catch_unwind(AssertUnwindSafe(|| match &lock {
                     Some(lock) => lock.save(&token, from.as_ref()),
+                    None if only_if_empty => store.save_if_empty(&token),
                     None => store.save(&token, from.as_ref()),
                 }));
                 drop(lock);
@@ -442,6 +464,58 @@ impl<W: Waiter> Kernel<W> {
                 Err(_panic) => tracing::error!("the token store panicked while forgetting"),
             },
         }
+    }
+
+    /// Loads the stored session and signs in with it; with the credentials given in
+    /// code when the store holds none (saved only if the store is still empty by
+    /// then). A store that cannot be reached is loaded again after `delay` (doubling):
+    /// starting from the credentials given in code instead could spend a refresh
+    /// credential the store's session has replaced already. Meanwhile callers wait
+    /// for a sign-in, until their deadlines.
+    fn load(&self, store: &dyn TokenStore, given: Option<Credentials>, delay: Duration) {
+        let loaded = match catch_unwind(AssertUnwindSafe(|| store.load())) {
+            Ok(loaded) => loaded,
+            Err(_panic) => {
+                tracing::error!("the token store panicked while loading");
+                Ok(None)
+            }
+        };
+        let (credentials, seed) = match loaded {
+            Ok(Some(token)) if holds_a_session(&token, self.clock.wall()) => {
+                tracing::info!("session loaded from the token store");
+                (Some(Credentials::Stored(token)), false)
+            }
+            Ok(_) => (given, true),
+            Err(error @ Error::StoreUnavailable { .. }) => {
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "the token store could not be reached at start; loading it again before \
+                     signing in"
+                );
+                self.settle(|core, now| {
+                    core.load_retry = Some(LoadRetry {
+                        at: later(now, delay),
+                        credentials: given,
+                        delay: (delay * 2).min(LOAD_RETRY_MAX),
+                    });
+                });
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "the token store could not be read; starting from the credentials given in code");
+                (given, false)
+            }
+        };
+        let Some(credentials) = credentials else {
+            return;
+        };
+        let wall = self.clock.wall();
+        self.settle(|core, now| {
+            apply(&mut core.machine, Command::SignIn(credentials), now, wall);
+            // The Persist of this sign-in, dispatched right after, is a seed.
+            core.seed = seed.then(|| core.machine.generation());
+        });
     }
 
     /// How long a caller waits by default (the configuration's `request_timeout`).
@@ -527,10 +601,30 @@ impl<W: Waiter> Kernel<W> {
     /// [`WALL_CLOCK_CHECK`] of waking.
     pub fn timeout(&self) {
         let wall = self.clock.wall();
-        self.settle(|core, now| {
+        let load = self.settle(|core, now| {
             core.machine.handle_wall_clock(now, wall);
             core.machine.handle_timeout(now);
+            if core
+                .load_retry
+                .as_ref()
+                .is_some_and(|retry| now >= retry.at)
+            {
+                return core.load_retry.take();
+            }
+            None
         });
+        if let Some(LoadRetry {
+            credentials, delay, ..
+        }) = load
+        {
+            // The driver loop runs it off the lock, like the first load.
+            self.settle(|core, _| {
+                core.store_io.push(StoreIo::Load(Load {
+                    credentials,
+                    retry_delay: delay,
+                }));
+            });
+        }
     }
 
     /// The result of a refresh exchange (an answer, a failure, or its cancellation).
@@ -567,12 +661,13 @@ impl<W: Waiter> Kernel<W> {
         };
         // The store holds what this process saved last, unless a sibling saved since.
         // While this process's own save is pending or failing the store is older than
-        // its token: then nothing is adopted from it.
-        let durable = self.snapshot().durable;
+        // its token: then nothing is adopted from it. With no token of its own (signed
+        // in with a refresh credential only) the store is never behind it.
+        let behind = self.lock().machine.awaits_save();
         let stored = catch_unwind(AssertUnwindSafe(|| lock.load()));
         match stored {
             Ok(Ok(Some(token)))
-                if durable
+                if !behind
                     && sent.is_some()
                     && token.refresh_token.as_ref().map(Secret::expose)
                         != sent.map(Secret::expose)
@@ -752,11 +847,13 @@ impl<W: Waiter> Kernel<W> {
                     core.machine
                         .handle_persisted(now, generation, Persisted::Failed(failure));
                 } else if self.store.is_some() {
+                    let only_if_empty = from.is_none() && core.seed == Some(generation);
                     core.store_io.push(StoreIo::Save(Save {
                         generation,
                         token: *token,
                         from,
                         lock: core.exchange_lock.take(),
+                        only_if_empty,
                     }));
                 } else {
                     // No store: the callback is the store, and it returned.

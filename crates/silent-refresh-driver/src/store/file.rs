@@ -1,6 +1,5 @@
 //! The file store: one JSON file, replaced atomically, locked between processes.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -9,18 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde::de::{self, IgnoredAny};
-use serde::{Deserialize, Serialize};
-use silent_refresh::{Expiry, Secret, Token};
+use silent_refresh::{Secret, Token};
 use zeroize::Zeroizing;
 
+use super::record::{self, EncodeError};
 use super::{Saved, TokenStore};
 use crate::error::Error;
-
-/// The value of the `format` field this version writes and reads.
-const FORMAT: &str = "silent-refresh/token/1";
 
 /// No stored session is anywhere near this long; a longer file is not one of ours (and
 /// is not read into memory).
@@ -201,6 +196,14 @@ impl TokenStore for FileStore {
         self.lock(self.lock_timeout)?.save(token, from)
     }
 
+    fn save_if_empty(&self, token: &Token) -> Result<Saved, Error> {
+        let lock = self.lock(self.lock_timeout)?;
+        match lock.load()? {
+            Some(stored) => Ok(Saved::Conflict(Box::new(stored))),
+            None => lock.save(token, None),
+        }
+    }
+
     fn forget(&self) -> Result<(), Error> {
         self.lock(self.lock_timeout)?.forget()
     }
@@ -251,11 +254,10 @@ impl FileLock {
     /// fails (the old file is then intact).
     pub fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error> {
         // A token that cannot be stored fails before anything is read or written.
-        let bytes = encode(token, &self.shared.path)?;
+        let bytes = self.shared.encode(token)?;
         let stored = self.shared.read()?;
-        if let (Some(from), Some(stored)) = (from, stored)
-            && !holds(&stored, from)
-            && !same_token(&stored, token)
+        if let Some(stored) = stored
+            && record::conflicts(Some(&stored), token, from)
         {
             tracing::debug!(
                 path = %self.shared.path.display(),
@@ -400,7 +402,19 @@ impl Shared {
                 "it grew past any stored session's length while being read",
             ));
         }
-        decode(&bytes, path).map(Some)
+        record::decode(&bytes)
+            .map(Some)
+            .map_err(|reason| unreadable(path, reason))
+    }
+
+    /// Encodes `token` for this file.
+    fn encode(&self, token: &Token) -> Result<Zeroizing<Vec<u8>>, Error> {
+        record::encode(token).map_err(|error| match error {
+            EncodeError::RelativeExpiry => Error::StoreRelativeExpiry {
+                path: display(&self.path),
+            },
+            EncodeError::Json(error) => io_error("written (encoding)", &self.path, error.into()),
+        })
     }
 
     /// Warns, once, when the file can be read or written by other users.
@@ -473,334 +487,6 @@ fn shared_with_others(_metadata: &fs::Metadata) -> bool {
     false
 }
 
-/// Whether the stored token still holds the refresh credential `from`.
-fn holds(stored: &Token, from: &Secret) -> bool {
-    stored
-        .refresh_token
-        .as_ref()
-        .is_some_and(|stored| secrets_equal(stored, from))
-}
-
-/// Whether the stored token is `token` already (a repeated save).
-fn same_token(stored: &Token, token: &Token) -> bool {
-    let same_refresh = match (&stored.refresh_token, &token.refresh_token) {
-        (Some(a), Some(b)) => secrets_equal(a, b),
-        _ => false,
-    };
-    same_refresh || secrets_equal(&stored.access_token, &token.access_token)
-}
-
-/// Compares two secrets in time that depends on their lengths only.
-fn secrets_equal(a: &Secret, b: &Secret) -> bool {
-    let (a, b) = (a.expose().as_bytes(), b.expose().as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
-}
-
-/// The file as written.
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    format: &'static str,
-    access_token: &'a Secret,
-    token_type: &'a str,
-    scope: Option<&'a str>,
-    refresh_token: Option<&'a Secret>,
-    expires_at: Option<i64>,
-    issued_at: Option<i64>,
-    saved_at: i64,
-}
-
-/// The file as read, once [`check_fields`] accepted its shape.
-#[derive(Deserialize)]
-struct RecordIn {
-    access_token: Secret,
-    token_type: String,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    refresh_token: Option<Secret>,
-    expires_at: Option<i64>,
-    #[serde(default)]
-    issued_at: Option<i64>,
-}
-
-/// Serialises `token` into a buffer sized once (no reallocation leaves a copy).
-fn encode(token: &Token, path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let expires_at = match token.expiry {
-        Expiry::Never => None,
-        Expiry::At(at) => Some(to_millis(at)),
-        Expiry::In(_) => {
-            return Err(Error::StoreRelativeExpiry {
-                path: display(path),
-            });
-        }
-    };
-    let record = RecordOut {
-        format: FORMAT,
-        access_token: &token.access_token,
-        token_type: &token.token_type,
-        scope: token.scope.as_deref(),
-        refresh_token: token.refresh_token.as_ref(),
-        expires_at,
-        issued_at: token.issued_at.map(to_millis),
-        saved_at: to_millis(SystemTime::now()),
-    };
-    let mut counter = Counter(0);
-    let mut bytes = serde_json::to_writer_pretty(&mut counter, &record)
-        .map(|()| Zeroizing::new(Vec::with_capacity(counter.0 + 1)))
-        .and_then(|mut bytes| serde_json::to_writer_pretty(&mut *bytes, &record).map(|()| bytes))
-        .map_err(|error| io_error("written (encoding)", path, error.into()))?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// Counts the bytes written to it.
-struct Counter(usize);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Reads a stored token, or says (without quoting the file) why the file is not one.
-fn decode(bytes: &[u8], path: &Path) -> Result<Token, Error> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(unreadable(path, "the file is empty"));
-    }
-    let fields: BTreeMap<String, Kind> =
-        serde_json::from_slice(bytes).map_err(|error| unreadable(path, json_problem(&error)))?;
-    check_fields(&fields).map_err(|reason| unreadable(path, reason))?;
-    let record: RecordIn = serde_json::from_slice(bytes).map_err(|_| {
-        unreadable(
-            path,
-            "a field appears more than once, or holds a value this version cannot read",
-        )
-    })?;
-    let expiry = match record.expires_at {
-        None => Expiry::Never,
-        Some(millis) => Expiry::At(
-            from_millis(millis)
-                .ok_or_else(|| unreadable(path, "field `expires_at` is out of range"))?,
-        ),
-    };
-    let issued_at = record
-        .issued_at
-        .map(|millis| {
-            from_millis(millis).ok_or_else(|| unreadable(path, "field `issued_at` is out of range"))
-        })
-        .transpose()?;
-    // Built field by field, so that a new field of `Token` keeps its default here.
-    let mut token = Token::bearer(record.access_token, expiry);
-    token.token_type = record.token_type;
-    token.scope = record.scope;
-    token.refresh_token = record.refresh_token;
-    token.issued_at = issued_at;
-    Ok(token)
-}
-
-/// Why the file did not parse as a JSON object, without its content (serde's own
-/// messages may quote values).
-fn json_problem(error: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match error.classify() {
-        Category::Eof => format!(
-            "its JSON ends early, at line {}: the file is truncated",
-            error.line()
-        ),
-        Category::Syntax => format!(
-            "it is not JSON (syntax error at line {}, column {})",
-            error.line(),
-            error.column()
-        ),
-        Category::Data => "it is JSON, but not an object".to_owned(),
-        Category::Io => "it could not be read".to_owned(),
-    }
-}
-
-/// The type a field is expected to have.
-#[derive(Clone, Copy)]
-enum Expected {
-    String,
-    StringOrNull,
-    MillisOrNull,
-}
-
-/// Checks that the object is a stored session: our format, every required field, each
-/// field of the right type. The reason names fields, never values.
-fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
-    match fields.get("format") {
-        Some(Kind::String { ours: true }) => {}
-        Some(_) => {
-            return Err(format!(
-                "its `format` is not `{FORMAT}`: another program, or a later version of \
-                 this library, wrote it"
-            ));
-        }
-        None => {
-            return Err(
-                "it has no `format` field: it is not a session this library wrote".to_owned(),
-            );
-        }
-    }
-    let expected = [
-        ("access_token", Expected::String, true),
-        ("token_type", Expected::String, true),
-        ("expires_at", Expected::MillisOrNull, true),
-        ("scope", Expected::StringOrNull, false),
-        ("refresh_token", Expected::StringOrNull, false),
-        ("issued_at", Expected::MillisOrNull, false),
-    ];
-    for (name, expected, required) in expected {
-        let Some(kind) = fields.get(name) else {
-            if required {
-                return Err(format!("field `{name}` is missing"));
-            }
-            continue;
-        };
-        let fits = match (expected, kind) {
-            (_, Kind::String { .. }) => !matches!(expected, Expected::MillisOrNull),
-            (Expected::StringOrNull | Expected::MillisOrNull, Kind::Null) => true,
-            (Expected::MillisOrNull, Kind::Integer) => true,
-            _ => false,
-        };
-        if !fits {
-            let wanted = match expected {
-                Expected::String => "a string",
-                Expected::StringOrNull => "a string or null",
-                Expected::MillisOrNull => "a whole number of milliseconds or null",
-            };
-            return Err(format!(
-                "field `{name}` is {}, not {wanted}",
-                kind.describe()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The JSON type of a value, read without keeping the value.
-enum Kind {
-    Null,
-    Bool,
-    Integer,
-    Number,
-    String {
-        /// Whether the string is [`FORMAT`].
-        ours: bool,
-    },
-    Array,
-    Object,
-}
-
-impl Kind {
-    fn describe(&self) -> &'static str {
-        match self {
-            Kind::Null => "null",
-            Kind::Bool => "a boolean",
-            Kind::Integer => "a whole number",
-            Kind::Number => "a number out of range",
-            Kind::String { .. } => "a string",
-            Kind::Array => "an array",
-            Kind::Object => "an object",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Kind {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(KindVisitor)
-    }
-}
-
-struct KindVisitor;
-
-impl<'de> de::Visitor<'de> for KindVisitor {
-    type Value = Kind;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Kind, E> {
-        Ok(Kind::Bool)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Kind, E> {
-        Ok(Kind::Integer)
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Kind, E> {
-        Ok(if i64::try_from(value).is_ok() {
-            Kind::Integer
-        } else {
-            Kind::Number
-        })
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Kind, E> {
-        Ok(Kind::Number)
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Kind, E> {
-        Ok(Kind::String {
-            ours: value == FORMAT,
-        })
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Kind, E> {
-        Ok(Kind::Null)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Kind, D::Error> {
-        Kind::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Kind::Array)
-    }
-
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Kind::Object)
-    }
-}
-
-/// Wall-clock time as milliseconds since the Unix epoch, rounded down (saturating).
-fn to_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => {
-            let before = before.duration();
-            let millis = before.as_millis() + u128::from(before.subsec_nanos() % 1_000_000 != 0);
-            i64::try_from(millis).map_or(i64::MIN, |millis| -millis)
-        }
-    }
-}
-
-/// The inverse of [`to_millis`]; `None` when the system cannot represent the time.
-fn from_millis(millis: i64) -> Option<SystemTime> {
-    let magnitude = Duration::from_millis(millis.unsigned_abs());
-    if millis >= 0 {
-        UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        UNIX_EPOCH.checked_sub(magnitude)
-    }
-}
-
 fn display(path: &Path) -> String {
     path.display().to_string()
 }
@@ -827,38 +513,5 @@ impl super::StoreLock for FileLock {
 
     fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error> {
         FileLock::save(self, token, from)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn millis_round_down_both_sides_of_the_epoch() {
-        let after = UNIX_EPOCH + Duration::from_micros(1_500);
-        assert_eq!(to_millis(after), 1);
-        let before = UNIX_EPOCH - Duration::from_micros(1_500);
-        assert_eq!(to_millis(before), -2);
-        for millis in [-5_000, -1, 0, 1, 1_767_225_600_000] {
-            let time = from_millis(millis).expect("representable");
-            assert_eq!(to_millis(time), millis);
-        }
-    }
-
-    #[test]
-    fn secrets_compare_by_content() {
-        assert!(secrets_equal(&Secret::new("rt-1"), &Secret::new("rt-1")));
-        assert!(!secrets_equal(&Secret::new("rt-1"), &Secret::new("rt-2")));
-        assert!(!secrets_equal(&Secret::new("rt-1"), &Secret::new("rt-10")));
-        assert!(secrets_equal(&Secret::new(""), &Secret::new("")));
-    }
-
-    #[test]
-    fn encoding_is_sized_exactly_once() {
-        let token = Token::bearer("at", Expiry::Never).with_refresh_token("rt");
-        let bytes = encode(&token, Path::new("x")).expect("encodes");
-        // The newline was the only push past the measured length.
-        assert_eq!(bytes.capacity(), bytes.len());
     }
 }

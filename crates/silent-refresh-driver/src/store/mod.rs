@@ -12,6 +12,7 @@
 //! processes sharing the file refresh one at a time.
 
 mod file;
+pub mod record;
 
 pub use file::{FileLock, FileStore};
 
@@ -55,6 +56,25 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// The store could not be read or written; nothing is known to be stored.
     fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error>;
+
+    /// Stores `token` only if the store holds no session; otherwise nothing is written
+    /// and [`Saved::Conflict`] carries what it holds. The driver saves this way the
+    /// session it signed in with from the credentials given in code, after finding the
+    /// store empty at start: processes started together from the same credentials must
+    /// not overwrite the session one of them has refreshed already.
+    ///
+    /// The default reads, then saves: enough for a store no other process writes.
+    /// Stores shared between processes make it atomic.
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save).
+    fn save_if_empty(&self, token: &Token) -> Result<Saved, Error> {
+        match self.load()? {
+            Some(stored) => Ok(Saved::Conflict(Box::new(stored))),
+            None => self.save(token, None),
+        }
+    }
 
     /// Deletes the stored token (sign-out).
     ///

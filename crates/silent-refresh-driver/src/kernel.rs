@@ -160,6 +160,17 @@ pub enum StoreIo {
     Save(Save),
     /// Delete the stored token.
     Forget,
+    /// Release the store's lock between processes (it may block).
+    Release(Release),
+}
+
+/// A store lock to release off the kernel's lock ([`StoreIo::Release`]).
+pub struct Release(Box<dyn StoreLock>);
+
+impl fmt::Debug for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Release(..)")
+    }
 }
 
 /// A load of the stored session ([`StoreIo::Load`]).
@@ -246,6 +257,10 @@ struct Core<W> {
     /// The store's lock between processes, held for the exchange whose result is being
     /// fed: its save takes it (released right after the input otherwise).
     exchange_lock: Option<Box<dyn StoreLock>>,
+    /// The store's lock held for a token whose save under it failed: the retried
+    /// save of that generation takes it, so no sibling refreshes from the stored
+    /// (replaced) credential meanwhile.
+    unsaved_lock: Option<(Generation, Box<dyn StoreLock>)>,
     /// When the wall clock is read next.
     wall_check: Option<Instant>,
     /// The generation signed in from the credentials given in code because the store
@@ -376,6 +391,7 @@ impl<W: Waiter> Kernel<W> {
             store_io: Vec::new(),
             save_failing: false,
             exchange_lock: None,
+            unsaved_lock: None,
             wall_check: None,
             seed: None,
             load_retry: None,
@@ -445,7 +461,6 @@ impl<W: Waiter> Kernel<W> {
                     None if only_if_empty => store.save_if_empty(&token),
                     None => store.save(&token, from.as_ref()),
                 }));
-                drop(lock);
                 let outcome = match saved {
                     Ok(Ok(Saved::Stored)) => Persisted::Stored,
                     Ok(Ok(Saved::Conflict(newer))) => Persisted::Conflict(newer),
@@ -453,8 +468,20 @@ impl<W: Waiter> Kernel<W> {
                     // A panicking store is a failed save, never a swallowed success.
                     Err(_panic) => Persisted::Failed("the token store panicked".to_owned()),
                 };
-                self.settle(|core, now| core.machine.handle_persisted(now, generation, outcome));
+                // A token refreshed under the store's lock keeps it until it is saved:
+                // released now, a sibling would re-read the store, find the refresh
+                // credential this token replaced, and spend it again.
+                let keep = matches!(outcome, Persisted::Failed(_))
+                    .then_some(lock)
+                    .flatten();
+                self.settle(|core, now| {
+                    if let Some(lock) = keep {
+                        core.unsaved_lock = Some((generation, lock));
+                    }
+                    core.machine.handle_persisted(now, generation, outcome);
+                });
             }
+            StoreIo::Release(Release(lock)) => drop(lock),
             StoreIo::Forget => match catch_unwind(AssertUnwindSafe(|| store.forget())) {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(
@@ -848,11 +875,19 @@ impl<W: Waiter> Kernel<W> {
                         .handle_persisted(now, generation, Persisted::Failed(failure));
                 } else if self.store.is_some() {
                     let only_if_empty = from.is_none() && core.seed == Some(generation);
+                    let mut lock = core.exchange_lock.take();
+                    match core.unsaved_lock.take() {
+                        Some((unsaved, held)) if unsaved == generation && lock.is_none() => {
+                            lock = Some(held);
+                        }
+                        Some((_, stale)) => core.store_io.push(StoreIo::Release(Release(stale))),
+                        None => {}
+                    }
                     core.store_io.push(StoreIo::Save(Save {
                         generation,
                         token: *token,
                         from,
-                        lock: core.exchange_lock.take(),
+                        lock,
                         only_if_empty,
                     }));
                 } else {
@@ -863,6 +898,9 @@ impl<W: Waiter> Kernel<W> {
                 }
             }
             Action::Forget => {
+                if let Some((_, stale)) = core.unsaved_lock.take() {
+                    core.store_io.push(StoreIo::Release(Release(stale)));
+                }
                 self.changed(TokenChange::Forget);
                 if self.store.is_some() {
                     core.store_io.push(StoreIo::Forget);

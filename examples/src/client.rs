@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
-use silent_refresh::{Config, Credentials, Secret};
+use silent_refresh::{Config, Credentials, Secret, Token};
 
 use crate::probe::{self, Count401, ProbeError};
 use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
@@ -85,7 +85,13 @@ OPTIONS:
                          needed, and ignored), and every rotated refresh token is
                          saved to it before it is used, so the next run continues
                          the session. A file this tool cannot read is an error,
-                         and is never overwritten
+                         and is never overwritten. Processes sharing one file
+                         refresh one at a time, under the file's lock
+  --redis-url URL        keep the session in Redis instead (redis://host:port/db):
+                         processes and hosts sharing it refresh one at a time
+                         under a lease in Redis, and adopt each other's tokens
+  --redis-key KEY        the Redis key of the session (default derived from the
+                         token URL and the client id)
   -h, --help             this text
 
 EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
@@ -206,9 +212,18 @@ pub struct Options {
     /// Where the session is kept between runs (`--token-file`): loaded at start when it
     /// holds one (it wins over `refresh_token`), and every new token saved to it.
     pub token_file: Option<PathBuf>,
+    /// Keep the session in Redis instead (`--redis-url`, `--redis-key`): the URL and
+    /// the key.
+    pub redis: Option<(String, String)>,
 }
 
 impl Options {
+    /// Whether the session is kept (in a file or in Redis) between runs.
+    #[must_use]
+    pub fn keeps_session(&self) -> bool {
+        self.token_file.is_some() || self.redis.is_some()
+    }
+
     /// The refresh grant these options describe.
     #[must_use]
     pub fn grant(&self) -> RefreshGrant {
@@ -290,6 +305,8 @@ const VALUED: &[&str] = &[
     "--fault-seed",
     "--redirect",
     "--token-file",
+    "--redis-url",
+    "--redis-key",
 ];
 
 /// The options of the embedded server alone.
@@ -302,7 +319,14 @@ const SERVER_ONLY: &[&str] = &[
 ];
 
 /// The options that name a server, refused with `--embedded-server`.
-const SERVER_NAMING: &[&str] = &["--token-url", "--client-id", "--resource", "--token-file"];
+const SERVER_NAMING: &[&str] = &[
+    "--token-url",
+    "--client-id",
+    "--resource",
+    "--token-file",
+    "--redis-url",
+    "--redis-key",
+];
 
 /// Parses the arguments (without the program name) and reads the secrets from
 /// `env`.
@@ -479,8 +503,21 @@ pub fn parse(
     let resource = required(take("--resource"), "--resource")?;
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
     let token_file = take("--token-file").map(PathBuf::from);
+    let redis_key = take("--redis-key");
+    let redis = match take("--redis-url") {
+        Some(url) => {
+            let key = redis_key
+                .unwrap_or_else(|| format!("silent-refresh:session:{client_id}:{token_url}"));
+            Some((url, key))
+        }
+        None if redis_key.is_some() => return Err("--redis-key needs --redis-url".to_owned()),
+        None => None,
+    };
+    if token_file.is_some() && redis.is_some() {
+        return Err("choose one place for the session: --token-file or --redis-url".to_owned());
+    }
     let refresh_token = env(ENV_REFRESH_TOKEN).map(Secret::new);
-    if refresh_token.is_none() && token_file.is_none() {
+    if refresh_token.is_none() && token_file.is_none() && redis.is_none() {
         return Err(format!(
             "{ENV_REFRESH_TOKEN} is not set: put the refresh token in the environment, or name a file holding the session with --token-file"
         ));
@@ -498,6 +535,7 @@ pub fn parse(
         scope,
         tuning,
         token_file,
+        redis,
     })))
 }
 
@@ -876,7 +914,7 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
             Ok(Some(stop)) => {
                 workers.abort_all();
                 let report = tally.report(options.runtime, started);
-                if options.token_file.is_some() {
+                if options.keeps_session() {
                     tokio_saved(&session).await;
                 }
                 return Err(stop.into_error(report));
@@ -889,7 +927,7 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
         }
     }
     let report = tally.report(options.runtime, started);
-    if options.token_file.is_some() {
+    if options.keeps_session() {
         tokio_saved(&session).await;
     }
     Ok((report, tally.first_error()))
@@ -1019,7 +1057,7 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
                 stop.store(true, Ordering::SeqCst);
                 let mut report = tally.report(options.runtime, started);
                 report.retried_401 = retries.count();
-                if options.token_file.is_some() {
+                if options.keeps_session() {
                     blocking_saved(&session);
                 }
                 return Err(terminal.into_error(report));
@@ -1030,30 +1068,89 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     }
     let mut report = tally.report(options.runtime, started);
     report.retried_401 = retries.count();
-    if options.token_file.is_some() {
+    if options.keeps_session() {
         blocking_saved(&session);
     }
     Ok((report, tally.first_error()))
 }
 
-/// The store of `--token-file`, once it is known to hold a session this tool can read
-/// (or to be absent while `OAUTH_REFRESH_TOKEN` gives one): a file it cannot read
-/// stops the run before anything is sent, and is left as it is.
-fn session_store(options: &Options) -> Result<Option<silent_refresh_tokio::FileStore>, RunError> {
+/// The store of `--token-file` or `--redis-url`, once it is known to hold a session
+/// this tool can read (or to be empty while `OAUTH_REFRESH_TOKEN` gives one): a store
+/// it cannot read stops the run before anything is sent, and is left as it is.
+fn session_store(options: &Options) -> Result<Option<SessionStore>, RunError> {
     use silent_refresh_tokio::{FileStore, TokenStore};
 
-    let Some(path) = &options.token_file else {
-        return Ok(None);
+    let (store, name) = match (&options.token_file, &options.redis) {
+        (Some(path), _) => (
+            SessionStore::File(FileStore::new(path)),
+            path.display().to_string(),
+        ),
+        (None, Some((url, key))) => {
+            let store = silent_refresh_redis::RedisStore::builder(url, key)
+                .build()
+                .map_err(|error| RunError::Setup(error.to_string()))?;
+            let name = store.describe().to_owned();
+            (SessionStore::Redis(store), name)
+        }
+        (None, None) => return Ok(None),
     };
-    let store = FileStore::new(path);
     match store.load() {
         Ok(Some(_)) => Ok(Some(store)),
         Ok(None) if options.refresh_token.is_some() => Ok(Some(store)),
         Ok(None) => Err(RunError::Setup(format!(
-            "{} holds no session yet: put the refresh token in {ENV_REFRESH_TOKEN} for the first run",
-            path.display()
+            "{name} holds no session yet: put the refresh token in {ENV_REFRESH_TOKEN} for the first run"
         ))),
         Err(error) => Err(RunError::Setup(error.to_string())),
+    }
+}
+
+/// Where `--token-file` or `--redis-url` keeps the session.
+enum SessionStore {
+    File(silent_refresh_tokio::FileStore),
+    Redis(silent_refresh_redis::RedisStore),
+}
+
+impl SessionStore {
+    fn inner(&self) -> &dyn silent_refresh_tokio::TokenStore {
+        match self {
+            SessionStore::File(store) => store,
+            SessionStore::Redis(store) => store,
+        }
+    }
+}
+
+impl silent_refresh_tokio::TokenStore for SessionStore {
+    fn load(&self) -> Result<Option<Token>, silent_refresh_driver::Error> {
+        self.inner().load()
+    }
+
+    fn save(
+        &self,
+        token: &Token,
+        from: Option<&Secret>,
+    ) -> Result<silent_refresh_tokio::Saved, silent_refresh_driver::Error> {
+        self.inner().save(token, from)
+    }
+
+    fn save_if_empty(
+        &self,
+        token: &Token,
+    ) -> Result<silent_refresh_tokio::Saved, silent_refresh_driver::Error> {
+        self.inner().save_if_empty(token)
+    }
+
+    fn forget(&self) -> Result<(), silent_refresh_driver::Error> {
+        self.inner().forget()
+    }
+
+    fn lock_for_refresh(
+        &self,
+        timeout: Duration,
+    ) -> Result<
+        Option<Box<dyn silent_refresh_driver::store::StoreLock>>,
+        silent_refresh_driver::Error,
+    > {
+        self.inner().lock_for_refresh(timeout)
     }
 }
 
@@ -1091,6 +1188,7 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
         scope: options.scope,
         tuning: options.tuning,
         token_file: None,
+        redis: None,
     });
     let server = ServerReport {
         stats: server.take_stats(),

@@ -36,6 +36,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         scope: None,
         tuning: Tuning::default(),
         token_file: None,
+        redis: None,
     }
 }
 

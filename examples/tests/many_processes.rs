@@ -1,0 +1,148 @@
+//! Four `oauth2_client` processes started together from one refresh token, against
+//! the embedded server (rotating refresh tokens, reuse revoking the grant), sharing
+//! the session through one `--token-file`, and again through one `--redis-url`: no
+//! reuse, no failed request, and about one refresh per expiry between them, not four.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use silent_refresh_examples::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN};
+use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_redis::testing::RedisServer;
+
+const CHILD_ENV: &str = "OAUTH2_CLIENT_MANY_PROCESSES_CHILD_ARGS";
+const PROCESSES: usize = 4;
+const LIFETIME: Duration = Duration::from_secs(1);
+const RUN_SECONDS: u64 = 5;
+
+/// One process of the tests below: the tool, with the arguments in [`CHILD_ENV`].
+#[test]
+#[ignore = "the child process of the many-processes tests"]
+fn many_processes_child() {
+    let Ok(args) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let code = client::cli_main(
+        args.lines().map(str::to_owned),
+        |name| std::env::var(name).ok(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    std::process::exit(code);
+}
+
+/// Starts the four processes at once with `shared` naming the session's place, waits
+/// for them, and checks their reports and the server's counts.
+fn four_processes_share_one_session(shared: &[String]) {
+    let server = AuthServer::start(ServerConfig {
+        token_lifetime: LIFETIME,
+        token_latency: Duration::from_millis(20),
+        ..ServerConfig::default()
+    })
+    .expect("the embedded server starts");
+    let grant = server.sign_in(None);
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|n| {
+            let runtime = if n % 2 == 0 { "tokio" } else { "blocking" };
+            let mut args: Vec<String> = [
+                "--token-url",
+                &server.token_url(),
+                "--client-id",
+                &server.config().client_id,
+                "--resource",
+                &server.resource_url(),
+                "--runtime",
+                runtime,
+                "--concurrency",
+                "4",
+                "--duration",
+                &RUN_SECONDS.to_string(),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            args.extend(shared.iter().cloned());
+            let mut command = Command::new(&exe);
+            command
+                .args([
+                    "many_processes_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, args.join("\n"))
+                .env(ENV_REFRESH_TOKEN, &grant.refresh_token)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(secret) = &server.config().client_secret {
+                command.env(ENV_CLIENT_SECRET, secret);
+            }
+            command.spawn().expect("a client process starts")
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().expect("the client process ends"))
+        .collect();
+    let stats = server.take_stats();
+    for output in &outputs {
+        let out = String::from_utf8_lossy(&output.stdout);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "stdout: {out}\nstderr: {err}");
+        // The test harness prints its own words before the tool's line.
+        let line = out
+            .lines()
+            .rev()
+            .find_map(|line| line.find("{\"runtime\"").map(|at| &line[at..]))
+            .unwrap_or_else(|| panic!("no JSON line: {out}\n{err}"));
+        let report: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(report["failed"], 0, "{line}\n{err}");
+        assert!(report["ok"].as_u64() > Some(0), "{line}");
+    }
+    assert_eq!(
+        stats.reuse_detected, 0,
+        "a refresh token was spent twice: {stats:?}"
+    );
+    assert_eq!(stats.invalid_grant, 0, "{stats:?}");
+    // A token is refreshed when half its life is left (the default refresh fraction
+    // caps the window of a 1 s token at half of it): one process alone makes about
+    // two refreshes per lifetime, and four uncoordinated ones four times as many.
+    let periods = RUN_SECONDS * 2000 / u64::try_from(LIFETIME.as_millis()).expect("fits");
+    eprintln!(
+        "{PROCESSES} processes: {} refreshes in {periods} refresh periods, {} reuses",
+        stats.issued, stats.reuse_detected
+    );
+    assert!(stats.issued >= 1, "{stats:?}");
+    assert!(
+        stats.issued <= periods + 4,
+        "{} refreshes in {periods} refresh periods: the processes did not share them ({stats:?})",
+        stats.issued
+    );
+}
+
+#[test]
+fn four_processes_share_one_token_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    four_processes_share_one_session(&["--token-file".to_owned(), display(&path)]);
+}
+
+#[test]
+fn four_processes_share_one_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    four_processes_share_one_session(&[
+        "--redis-url".to_owned(),
+        redis.url(),
+        "--redis-key".to_owned(),
+        "test:many-processes".to_owned(),
+    ]);
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -20,6 +20,7 @@
 pub mod clock;
 mod error;
 pub mod kernel;
+pub mod source;
 pub mod store;
 
 pub use error::Error;

@@ -20,6 +20,7 @@
 pub mod clock;
 mod error;
 pub mod kernel;
+pub mod observe;
 pub mod source;
 pub mod store;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use silent_refresh::{AccessToken, Config, Credentials, Event, RequestId};
 use silent_refresh_driver::clock::Clock;
 use silent_refresh_driver::kernel::ChangeCallback;
+use silent_refresh_driver::observe::Observer;
 use silent_refresh_driver::store::TokenStore;
 use tokio::sync::{broadcast, oneshot};
 
@@ -242,6 +243,7 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             // No receiver is fine: nobody subscribed.
             let _ = sender.send(event.clone());
         });
+        let observer = Observer::attach(&kernel);
         kernel.start(self.credentials);
         let token_endpoint = self
             .token_endpoint
@@ -251,6 +253,7 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             kernel.clone(),
             wake,
             self.refresher,
+            observer,
             on_shutdown,
         ));
         Ok(TokenSource {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use silent_refresh::{AccessToken, Config, Credentials, Event, RefreshFailure, Secret, Token};
 use silent_refresh_driver::clock::{Clock, SystemClock};
 use silent_refresh_driver::kernel::ChangeCallback;
+use silent_refresh_driver::observe::Observer;
 use silent_refresh_driver::store::TokenStore;
 
 use crate::error::Error;
@@ -223,9 +224,10 @@ impl TokenSourceBuilder {
             .token_endpoint
             .or_else(|| refresher.token_endpoint().map(Arc::from));
         let (thread_kernel, thread_bell) = (kernel.clone(), bell.clone());
+        let observer = Observer::attach(&kernel);
         thread::Builder::new()
             .name("silent-refresh-timer".into())
-            .spawn(move || runtime::run(&thread_kernel, &refresher, &thread_bell))
+            .spawn(move || runtime::run(&thread_kernel, &refresher, &observer, &thread_bell))
             .map_err(|error| Error::Spawn {
                 reason: error.to_string(),
             })?;

@@ -162,6 +162,8 @@ pub struct TokenMachine {
     save_retry_at: Option<Instant>,
     next_attempt: u64,
     next_request: u64,
+    /// A sign-in is being handled: a refresh it starts says so.
+    signing_in: bool,
     parked: Parked,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -191,6 +193,7 @@ impl TokenMachine {
             save_retry_at: None,
             next_attempt: 1,
             next_request: 1,
+            signing_in: false,
             parked: Parked::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -436,7 +439,9 @@ impl TokenMachine {
                 self.refresh_token = refresh_token;
             }
         }
+        self.signing_in = true;
         self.advance(now);
+        self.signing_in = false;
     }
 
     /// What became of the `Persist` of `generation`. Only the current token's outcome
@@ -730,6 +735,7 @@ impl TokenMachine {
 
     fn start_refresh(&mut self, now: Instant) {
         let trigger = match &self.current {
+            _ if self.signing_in => Trigger::SignIn,
             Some(current) if current.rejected => Trigger::Rejected,
             Some(current) if current.usable_at(now) => Trigger::Window,
             _ => Trigger::NoToken,

@@ -1424,3 +1424,22 @@ fn after_a_suspend_no_token_is_granted_past_its_wall_clock_usable_time() {
     sim.machine.handle_wall_clock(sim.now, wall);
     assert_eq!(sim.machine.fresh_token().unwrap().1, before);
 }
+
+#[test]
+fn a_refresh_started_by_a_sign_in_says_so() {
+    use silent_refresh::{Event, Trigger};
+    let mut sim = Sim::exact();
+    let (_, out) = sim.request(); // waits for a sign-in
+    assert!(out.is_empty());
+    std::iter::from_fn(|| sim.machine.poll_event()).for_each(drop);
+    let out = sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&out);
+    let events: Vec<Event> = std::iter::from_fn(|| sim.machine.poll_event()).collect();
+    assert!(
+        events.contains(&Event::RefreshStarted {
+            attempt,
+            trigger: Trigger::SignIn
+        }),
+        "{events:?}"
+    );
+}

@@ -829,10 +829,7 @@ impl<W: Waiter> Kernel<W> {
         // While signed in, the wall clock is read every few seconds, so a suspend is
         // noticed whether the token is on the fast path, in its window, or refreshing.
         let now = core.machine.now();
-        let signed_in = matches!(
-            core.machine.status(),
-            Status::SignedIn | Status::Misconfigured(_)
-        );
+        let signed_in = core.machine.status().is_signed_in();
         core.wall_check = signed_in.then(|| {
             core.wall_check
                 .filter(|at| *at > now)

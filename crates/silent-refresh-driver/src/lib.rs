@@ -20,6 +20,8 @@
 pub mod clock;
 mod error;
 pub mod kernel;
+pub mod observe;
+pub mod source;
 pub mod store;
 
 pub use error::Error;

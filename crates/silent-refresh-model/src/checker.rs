@@ -26,7 +26,11 @@
 //!   for a refresh fast, with `Misconfigured`, until then;
 //! - a refresh that returns an unusable token is a transient failure, but a rotated
 //!   refresh credential in it is kept (the server consumed the old one);
-//! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in.
+//! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in;
+//! - a transient failure that could not reach the token endpoint backs off like any
+//!   other, keeps granting a usable token, and (unless the configuration waits) fails
+//!   requests that would wait for a refresh fast, with `Unreachable` naming the time
+//!   left in the backoff, until the backoff ends.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -148,14 +152,19 @@ enum Session {
     AwaitingSignIn,
     SignedIn,
     Misconfigured,
+    Unreachable,
     SignInRequired,
     SignedOut,
 }
 
 impl Session {
-    /// Signed in, misconfigured or not: tokens may be granted and refreshed.
+    /// Signed in, misconfigured, unreachable or not: tokens may be granted and
+    /// refreshed.
     fn active(self) -> bool {
-        matches!(self, Session::SignedIn | Session::Misconfigured)
+        matches!(
+            self,
+            Session::SignedIn | Session::Misconfigured | Session::Unreachable
+        )
     }
 }
 
@@ -314,6 +323,9 @@ pub enum Failed {
     Transient(Option<Duration>),
     /// A misconfiguration, with the server's `Retry-After`.
     Misconfigured(Option<Duration>),
+    /// Transient, and the token endpoint could not be reached, with the server's
+    /// `Retry-After` (none, in practice).
+    Unreachable(Option<Duration>),
     /// Terminal: the credentials are dead.
     Terminal,
 }
@@ -691,6 +703,9 @@ impl Checker {
                     (ResultFor::InFlight, Err(failure)) => {
                         view.outcome_unknown |= cancelled;
                         view.failure = Some(match failure.kind {
+                            FailureKind::Transient if failure.unreachable => {
+                                Failed::Unreachable(failure.retry_after)
+                            }
                             FailureKind::Transient => Failed::Transient(failure.retry_after),
                             FailureKind::Misconfigured => {
                                 Failed::Misconfigured(failure.retry_after)
@@ -704,6 +719,9 @@ impl Checker {
                                 view.refresh_token = None;
                             }
                             FailureKind::Misconfigured => view.session = Session::Misconfigured,
+                            FailureKind::Transient if failure.unreachable => {
+                                view.session = Session::Unreachable;
+                            }
                             FailureKind::Transient => view.session = Session::SignedIn,
                         }
                     }
@@ -763,6 +781,13 @@ impl Checker {
                     }
                 }
             }
+        }
+        // An adopted token ends a misconfiguration or an unreachable endpoint (a
+        // sibling's token from the store, too).
+        if view.adopt.is_some()
+            && matches!(view.session, Session::Misconfigured | Session::Unreachable)
+        {
+            view.session = Session::SignedIn;
         }
         // A failed save is asked again once its retry time has come (unless a new token
         // replaced it in this step).
@@ -882,7 +907,7 @@ impl Checker {
             after.forget_failures();
         }
         match view.failure {
-            Some(Failed::Transient(retry_after)) => {
+            Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)) => {
                 after.failures = after.failures.saturating_add(1);
                 after.backoff = Some(after.backoff_after(now, after.failures, retry_after));
             }
@@ -1285,7 +1310,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
     // The backoff in force when a refresh starts.
     let backoff = match (&view.step.input, view.failure, &view.adopt) {
         (Input::SignIn { .. } | Input::SignOut, ..) | (_, _, Some(_)) => None,
-        (_, Some(Failed::Transient(retry_after)), None) => {
+        (_, Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)), None) => {
             Some(before.backoff_after(now, before.failures.saturating_add(1), retry_after))
         }
         (_, Some(Failed::Misconfigured(retry_after)), None) => {
@@ -1360,6 +1385,22 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         && !token_usable
         && can_refresh
         && after.backoff.is_some_and(|b| now < b.not_before);
+    // The backoff's jitter is not known here: a request must fail fast while the
+    // backoff surely runs, and may until its latest end.
+    let unreachable = view.session == Session::Unreachable
+        && config.fail_fast_unreachable()
+        && !token_usable
+        && can_refresh;
+    let unreachable_wait = unreachable && after.backoff.is_some_and(|b| now < b.not_before);
+    let slack = Duration::from_micros(1);
+    let unreachable_may_wait = |retry_in: Duration| {
+        unreachable
+            && after.backoff.is_some_and(|b| {
+                now < b.not_after
+                    && now + retry_in + slack >= b.not_before
+                    && now + retry_in <= b.not_after + slack
+            })
+    };
     let mut parked = view.waiting.len() - usize::from(view.new_request.is_some());
     for act in view.actions() {
         let Act::Reject { request, error } = act else {
@@ -1377,6 +1418,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
                     || (view.session.active() && !token_usable && !can_refresh)
             }
             Error::Misconfigured { .. } => misconfigured_wait,
+            Error::Unreachable { retry_in, .. } => unreachable_may_wait(*retry_in),
             _ => false,
         };
         ensure(caused, || {
@@ -1386,7 +1428,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             parked = parked.saturating_sub(1);
         }
     }
-    if (fails_fast || misconfigured_wait)
+    if (fails_fast || misconfigured_wait || unreachable_wait)
         && let Some(id) = view.new_request
     {
         ensure(matches!(view.outcome(id), Some(Act::Reject { .. })), || {
@@ -1403,6 +1445,12 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         Session::Misconfigured => {
             !usable_after
                 && (!after.can_refresh() || after.backoff.is_some_and(|b| now < b.not_before))
+        }
+        Session::Unreachable => {
+            !usable_after
+                && (!after.can_refresh()
+                    || (config.fail_fast_unreachable()
+                        && after.backoff.is_some_and(|b| now < b.not_before)))
         }
         Session::AwaitingSignIn => false,
     };

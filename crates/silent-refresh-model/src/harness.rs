@@ -219,6 +219,9 @@ impl Harness {
                     }
                     FailurePick::Terminal => RefreshFailure::terminal("invalid_grant"),
                     FailurePick::Misconfigured => RefreshFailure::misconfigured("invalid_client"),
+                    FailurePick::Unreachable => RefreshFailure::unreachable(
+                        "could not reach the token endpoint: connection refused",
+                    ),
                 }),
             },
             Op::Duplicate => match self.last_result.clone() {

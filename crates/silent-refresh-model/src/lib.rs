@@ -41,6 +41,7 @@ mod checker;
 pub mod fuzz;
 mod harness;
 mod op;
+pub mod processes;
 mod reference;
 mod trace;
 

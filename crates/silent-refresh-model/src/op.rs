@@ -174,6 +174,9 @@ pub enum FailurePick {
     Terminal,
     /// A misconfiguration (`invalid_client`, a redirect, a 404).
     Misconfigured,
+    /// No connection to the token endpoint (connection refused): transient, and the
+    /// endpoint is unreachable.
+    Unreachable,
 }
 
 /// Which generation a 401 names.
@@ -242,6 +245,9 @@ pub enum Shape {
     TinyQueue,
     /// As `Small`, granting only stored tokens (strict persistence).
     Strict,
+    /// As `Small`, with requests waiting for their deadline while the token endpoint
+    /// is unreachable (no fail-fast).
+    Patient,
 }
 
 impl Setup {
@@ -269,6 +275,7 @@ impl Setup {
             Shape::NoJitter => builder.jitter_fraction(0.0).request_timeout(ms(700)),
             Shape::TinyQueue => builder.max_parked(2),
             Shape::Strict => builder.strict_persistence(true),
+            Shape::Patient => builder.fail_fast_unreachable(false),
         };
         match builder.build() {
             Ok(config) => config,

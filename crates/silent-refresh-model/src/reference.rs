@@ -554,9 +554,12 @@ impl Model {
         self.self_authenticating || self.refresh_token.is_some()
     }
 
-    /// Signed in, misconfigured or not.
+    /// Signed in, misconfigured, unreachable or not.
     fn active(&self) -> bool {
-        matches!(self.status, Status::SignedIn | Status::Misconfigured(_))
+        matches!(
+            self.status,
+            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
+        )
     }
 
     /// Rules 3 and 4.
@@ -579,7 +582,7 @@ impl Model {
                 reason: reason.clone(),
             }),
             Status::SignedOut => Some(Error::SignedOut),
-            Status::SignedIn | Status::Misconfigured(_) => {
+            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. } => {
                 let usable = self
                     .token
                     .as_ref()
@@ -592,11 +595,20 @@ impl Model {
                         reason: NO_WAY_TO_REFRESH.into(),
                     });
                 }
-                // Misconfigured: no waiting for a refresh that cannot start yet.
+                // Misconfigured, or unreachable (unless configured to wait): no waiting
+                // for a refresh that cannot start yet.
                 match (&self.status, self.backoff) {
                     (Status::Misconfigured(reason), Some(_)) => Some(Error::Misconfigured {
                         reason: reason.clone(),
                     }),
+                    (Status::Unreachable { reason, .. }, Some(until))
+                        if self.config.fail_fast_unreachable() =>
+                    {
+                        Some(Error::Unreachable {
+                            reason: reason.clone(),
+                            retry_in: until.saturating_duration_since(self.now),
+                        })
+                    }
                     _ => None,
                 }
             }
@@ -609,11 +621,21 @@ impl Model {
     fn fail(&mut self, attempt: AttemptId, failure: &RefreshFailure) {
         match failure.kind {
             FailureKind::Transient => {
-                self.status = Status::SignedIn;
                 self.failures = self.failures.saturating_add(1);
                 self.last_failure = Some(failure.message.clone());
                 let delay = backoff(&self.config, self.failures, attempt, failure.retry_after);
-                self.backoff = Some(plus(self.now, delay));
+                let retry_at = plus(self.now, delay);
+                self.backoff = Some(retry_at);
+                // An endpoint that could not be reached says so, until a refresh works
+                // or fails otherwise.
+                self.status = if failure.unreachable {
+                    Status::Unreachable {
+                        reason: failure.message.as_str().into(),
+                        retry_at,
+                    }
+                } else {
+                    Status::SignedIn
+                };
             }
             FailureKind::Misconfigured => {
                 self.status = Status::Misconfigured(failure.message.as_str().into());
@@ -729,7 +751,7 @@ impl Model {
         };
         held.persist = Some(persist.clone());
         self.token = Some(held);
-        if let Status::Misconfigured(_) = self.status {
+        if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
             self.status = Status::SignedIn;
         }
         self.forget_failures();

@@ -16,12 +16,19 @@ fn state_machine(bytes: &[u8]) -> Result<(), String> {
     fuzz::state_machine(std::time::Instant::now(), bytes).map_err(|violation| violation.to_string())
 }
 
+fn processes(bytes: &[u8]) -> Result<(), String> {
+    silent_refresh_model::processes::fuzz_processes(bytes)
+        .map(|_| ())
+        .map_err(|violation| violation.to_string())
+}
+
 /// Every target, with the check its fuzz target runs.
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("state_machine", state_machine),
     ("oauth2_response", fuzz::oauth2_response),
     ("oauth2_request", fuzz::oauth2_request),
     ("origin_policy", fuzz::origin_policy),
+    ("processes", processes),
 ];
 
 fn fuzz_dir() -> PathBuf {

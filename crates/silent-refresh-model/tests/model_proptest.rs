@@ -36,6 +36,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         2 => Just(Shape::NoJitter),
         2 => Just(Shape::TinyQueue),
         2 => Just(Shape::Strict),
+        1 => Just(Shape::Patient),
     ];
     (mode(), shape, any::<u8>()).prop_map(|(mode, shape, seed)| Setup { mode, shape, seed })
 }
@@ -101,6 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..30).prop_map(FailurePick::TransientRetryAfter),
         1 => Just(FailurePick::Terminal),
         1 => Just(FailurePick::Misconfigured),
+        2 => Just(FailurePick::Unreachable),
     ];
     let generation = prop_oneof![
         3 => Just(GenerationPick::Current),

@@ -13,9 +13,11 @@ use futures::FutureExt;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
-use silent_refresh_driver::kernel::{Prepared, Start, StoreIo, Work};
+use silent_refresh_driver::kernel::{Prepared, Start, StoreIo};
+use silent_refresh_driver::observe::Observer;
 use silent_refresh_driver::store::StoreLock;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::refresher::Refresher;
 use crate::runtime::{NotifyWake, TokioKernel};
@@ -37,6 +39,7 @@ pub(crate) async fn run<R: Refresher>(
     kernel: Arc<TokioKernel>,
     wake: Arc<NotifyWake>,
     refresher: R,
+    observer: Arc<Observer>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let _stop = StopOnDrop(kernel.clone());
@@ -50,20 +53,16 @@ pub(crate) async fn run<R: Refresher>(
     let mut store_queue: VecDeque<StoreIo> = VecDeque::new();
     let mut store_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let Work {
-            starts,
-            cancels,
-            store,
-            next,
-        } = kernel.take_work();
-        store_queue.extend(store);
+        let work = kernel.take_work();
+        let next = work.next;
+        store_queue.extend(work.store);
         if store_task.is_none()
             && let Some(io) = store_queue.pop_front()
         {
             let kernel = kernel.clone();
             store_task = Some(tokio::task::spawn_blocking(move || kernel.store_io(io)));
         }
-        for attempt in cancels {
+        for attempt in work.cancels {
             if let Some(abort) = aborts.remove(&attempt) {
                 abort.abort();
             }
@@ -71,20 +70,23 @@ pub(crate) async fn run<R: Refresher>(
         for Start {
             attempt,
             refresh_token,
-        } in starts
+        } in work.starts
         {
             if stopping {
                 continue; // nobody is left to use the token
             }
             let (abort, registration) = AbortHandle::new_pair();
             aborts.insert(attempt, abort);
-            in_flight.push(exchange(
-                &refresher,
-                kernel.clone(),
-                attempt,
-                refresh_token,
-                registration,
-            ));
+            in_flight.push(
+                exchange(
+                    &refresher,
+                    kernel.clone(),
+                    attempt,
+                    refresh_token,
+                    registration,
+                )
+                .instrument(observer.exchange_span(attempt)),
+            );
         }
         if stopping && in_flight.is_empty() && store_task.is_none() && store_queue.is_empty() {
             break;

@@ -1,9 +1,9 @@
 //! A ready OAuth 2.0 refresher over reqwest, built on the core's codec.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::RefreshGrant;
+use silent_refresh::oauth2::{ExchangeContext, RefreshGrant};
 use silent_refresh::origin::{self, Origin};
 use silent_refresh::{RefreshFailure, Secret, Token};
 
@@ -20,7 +20,12 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
 ///
 /// The request and the reading of the response (including which errors are terminal)
-/// come from the core's [`RefreshGrant`]; a network failure or a timeout is transient.
+/// come from the core's [`RefreshGrant`], whatever its grant (refresh token, client
+/// credentials, JWT bearer, token exchange) and client authentication; a network
+/// failure or a timeout is transient. Before each exchange the refresher reads the
+/// system clock, draws 32 bytes from the operating system's random generator (each
+/// signed assertion's `jti`) and, for token exchange, reads the subject token afresh
+/// from the grant's source (a file is read on this task: it is a small local file).
 ///
 /// The exchange is kept to the configured token URL:
 /// - no redirect is ever followed (the request carries the refresh credential and the
@@ -95,7 +100,8 @@ impl OAuth2Refresher {
     }
 
     async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
-        let request = self.grant.request(refresh_token)?;
+        let context = exchange_context(&self.grant)?;
+        let request = self.grant.request_with(refresh_token, &context)?;
         let mut request = reqwest::Request::try_from(request)
             .map_err(|e| RefreshGrant::transport_failure(&describe(e)))?;
         // Also on a client built from the caller's `ClientBuilder`, whatever its own.
@@ -128,7 +134,8 @@ impl OAuth2Refresher {
         if parsed.status().is_redirection() {
             silent_refresh::oauth2::redact_location(parsed.headers_mut(), self.grant.token_url());
         }
-        self.grant.parse_response_for(&parsed, refresh_token)
+        self.grant
+            .parse_response_with(&parsed, refresh_token, &context)
     }
 }
 
@@ -207,9 +214,12 @@ impl OAuth2RefresherBuilder {
     /// [`Error::InsecureHttp`] when it is plain `http` to a host other than loopback
     /// without [`allow_insecure_http`](Self::allow_insecure_http), [`Error::Token`]
     /// with [`InvalidConfig`](silent_refresh::Error::InvalidConfig) for a zero
-    /// timeout, and [`Error::HttpClient`] when the client cannot be built (TLS setup).
+    /// timeout or a grant that can never work ([`RefreshGrant::check`]: a reserved
+    /// extra parameter, `private_key_jwt` without a key…), and [`Error::HttpClient`]
+    /// when the client cannot be built (TLS setup).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         check_token_url(self.grant.token_url(), self.allow_insecure_http)?;
+        self.grant.check()?;
         if self.timeout.is_zero() {
             return Err(silent_refresh::Error::InvalidConfig(
                 "the refresh request's timeout must be greater than zero",
@@ -265,6 +275,23 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// What one exchange takes from the world: the wall clock, 32 random bytes (the `jti`
+/// of each signed assertion) and, for token exchange, the subject token, read afresh
+/// from its source (never kept between exchanges).
+fn exchange_context(grant: &RefreshGrant) -> Result<ExchangeContext, RefreshFailure> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| {
+        RefreshFailure::transient(format!(
+            "the operating system's random generator failed ({e}), so no assertion can be signed"
+        ))
+    })?;
+    let context = ExchangeContext::new(SystemTime::now(), random);
+    match grant.subject_token_source() {
+        Some(source) => Ok(context.with_subject_token(source.fetch(|path| std::fs::read(path))?)),
+        None => Ok(context),
+    }
 }
 
 #[cfg(test)]

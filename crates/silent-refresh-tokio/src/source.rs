@@ -4,9 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use silent_refresh::{AccessToken, Config, Credentials, Event, Generation, RequestId, Status};
+use silent_refresh::{AccessToken, Config, Credentials, Event, RequestId};
 use silent_refresh_driver::clock::Clock;
-use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
+use silent_refresh_driver::kernel::ChangeCallback;
+use silent_refresh_driver::observe::Observer;
 use silent_refresh_driver::store::TokenStore;
 use tokio::sync::{broadcast, oneshot};
 
@@ -98,9 +99,8 @@ impl TokenSource {
         if let Some(token) = self.kernel.fresh_token() {
             return Ok(token);
         }
-        let now = self.kernel.clock().now();
-        self.wait_for_token(Some(now.checked_add(limit).unwrap_or(now)))
-            .await
+        let deadline = silent_refresh_driver::source::deadline_in(self.kernel.clock(), limit);
+        self.wait_for_token(Some(deadline)).await
     }
 
     /// As [`token`](Self::token), but a call that has to wait gives up at `deadline`
@@ -143,48 +143,6 @@ impl TokenSource {
         self.alive.events.subscribe()
     }
 
-    /// A request sent with the token of `generation` was rejected (HTTP 401). If that
-    /// is the current token, the next [`token`](Self::token) call waits for a new one
-    /// (many reports of one generation cause one refresh); an older generation causes
-    /// nothing, since the current token is already newer.
-    pub fn report_rejected(&self, generation: Generation) {
-        self.kernel.command(Command::Rejected(generation));
-    }
-
-    /// Signs in with new credentials: replaces the token, forgets any failure, and
-    /// releases the calls waiting for a token.
-    pub fn sign_in(&self, credentials: Credentials) {
-        self.kernel.command(Command::SignIn(credentials));
-    }
-
-    /// Signs out: clears the token, fails every waiting call, and reports
-    /// [`TokenChange::Forget`] so the program deletes its stored token.
-    pub fn sign_out(&self) {
-        self.kernel.command(Command::SignOut);
-    }
-
-    /// Where the source stands with the credentials. Like every getter it reads a
-    /// published snapshot: no lock, so it is safe anywhere, also inside the
-    /// token-change callback.
-    #[must_use]
-    pub fn status(&self) -> Status {
-        self.kernel.snapshot().status.clone()
-    }
-
-    /// The generation of the newest token (0 before the first).
-    #[must_use]
-    pub fn generation(&self) -> Generation {
-        self.kernel.snapshot().generation
-    }
-
-    /// Whether the current token is known to be stored (always `true` without a store
-    /// once the token-change callback returned; `false` with no token, or while its save
-    /// is pending or failing: a restart now would lose the session).
-    #[must_use]
-    pub fn is_durable(&self) -> bool {
-        self.kernel.snapshot().durable
-    }
-
     /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
     /// at most `limit`; `true` if it is. Call it before the program exits: a save
     /// still queued when the runtime shuts down is lost, and with a rotating refresh
@@ -206,30 +164,10 @@ impl TokenSource {
         }
     }
 
-    /// How many [`token`](Self::token) calls are waiting.
-    #[must_use]
-    pub fn waiting(&self) -> usize {
-        self.kernel.snapshot().waiting
-    }
-
-    /// The token endpoint, as the refresher gave it.
-    pub(crate) fn token_endpoint(&self) -> Option<&str> {
-        self.alive.token_endpoint.as_deref()
-    }
+    silent_refresh_driver::token_source_getters!();
 }
 
-impl fmt::Debug for TokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // No lock here: Debug may run anywhere, even inside the callback.
-        let snapshot = self.kernel.snapshot();
-        f.debug_struct("TokenSource")
-            .field("status", &snapshot.status)
-            .field("generation", &snapshot.generation)
-            .field("waiting", &snapshot.waiting)
-            .field("token_endpoint", &self.alive.token_endpoint)
-            .finish_non_exhaustive()
-    }
-}
+silent_refresh_driver::token_source_debug!(TokenSource);
 
 /// Removes a waiting request from the machine when its future is dropped mid-wait.
 struct CancelOnDrop<'a> {
@@ -262,13 +200,7 @@ pub struct TokenSourceBuilder<R> {
 }
 
 impl<R> TokenSourceBuilder<R> {
-    /// The credentials to start with. Without them, [`TokenSource::token`] calls wait
-    /// (until their deadline) for [`TokenSource::sign_in`].
-    #[must_use]
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
-        self
-    }
+    silent_refresh_driver::token_source_settings!();
 
     /// What runs a refresh: a [`Refresher`], such as an async closure
     /// `|refresh_token: Option<Secret>| async move { … }`.
@@ -283,54 +215,13 @@ impl<R> TokenSourceBuilder<R> {
             token_endpoint: self.token_endpoint,
         }
     }
-
-    /// The URL of the token endpoint, for a refresher that cannot name it itself (a
-    /// closure): the send helpers never attach the access token to a request for it.
-    /// Overrides what the refresher says.
-    #[must_use]
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(Arc::from(url.into()));
-        self
-    }
-
-    /// Keep the session in `store` (a [`FileStore`](crate::FileStore), or your own):
-    /// its session is loaded at start and wins over [`credentials`](Self::credentials)
-    /// when it holds one; every new token is saved to it (compare-and-swap: a newer
-    /// token saved by another process is adopted, not overwritten); the source signs
-    /// out of it on [`TokenSource::sign_out`]. Store calls run on tokio's blocking pool,
-    /// never on a runtime worker. A failed save is retried and reported (see
-    /// [`TokenSource::is_durable`]).
-    #[must_use]
-    pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-
-    /// Read time from `clock` instead of tokio's clock and the system's wall clock
-    /// (tests of suspends and wall-clock jumps).
-    #[must_use]
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Called with each [`TokenChange`], synchronously and in order, before any request
-    /// gets the new token: store the rotated refresh credential here.
-    #[must_use]
-    pub fn on_token_change(
-        mut self,
-        callback: impl Fn(TokenChange) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_change = Some(Box::new(callback));
-        self
-    }
 }
 
 impl<R: Refresher> TokenSourceBuilder<R> {
     /// Builds the source and spawns its background task on the current tokio runtime.
     ///
     /// Signing in with the credentials may already report a
-    /// [`TokenChange::Persist`] to the callback.
+    /// [`TokenChange::Persist`](crate::TokenChange::Persist) to the callback.
     ///
     /// # Errors
     ///
@@ -352,6 +243,7 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             // No receiver is fine: nobody subscribed.
             let _ = sender.send(event.clone());
         });
+        let observer = Observer::attach(&kernel);
         kernel.start(self.credentials);
         let token_endpoint = self
             .token_endpoint
@@ -361,6 +253,7 @@ impl<R: Refresher> TokenSourceBuilder<R> {
             kernel.clone(),
             wake,
             self.refresher,
+            observer,
             on_shutdown,
         ));
         Ok(TokenSource {

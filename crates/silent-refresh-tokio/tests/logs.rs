@@ -29,7 +29,10 @@ impl Subscriber for Capture {
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut line = format!("span {} ", span.metadata().name());
+        span.record(&mut Line(&mut line));
+        lock(&self.0).push(line);
         Id::from_u64(1)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -85,6 +88,13 @@ async fn refresh_events_are_logged_without_secrets() {
         assert!(all.contains(expected), "no {expected:?} event in:\n{all}");
     }
     assert!(!all.contains("hush"), "a secret was logged:\n{all}");
+    // Each exchange runs in a span that names its attempt and why it started.
+    for span in [
+        r#"span refresh_exchange attempt=1 trigger="no_token""#,
+        r#"span refresh_exchange attempt=2 trigger="rejected""#,
+    ] {
+        assert!(all.contains(span), "no {span:?} in:\n{all}");
+    }
 
     let printed = [
         format!("{source:?}"),

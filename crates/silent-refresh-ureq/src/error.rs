@@ -73,43 +73,4 @@ pub enum Error {
     NotInAgent,
 }
 
-impl From<silent_refresh::Error> for Error {
-    /// Wraps the core's error in [`Error::Token`], except its origin errors, which
-    /// become this crate's own variants (their messages name this crate's builders).
-    fn from(error: silent_refresh::Error) -> Self {
-        use silent_refresh::Error as Core;
-        match error {
-            Core::InvalidUrl { reason } => Self::InvalidUrl { reason },
-            Core::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
-            Core::NoOrigin => Self::NoOrigin,
-            Core::InsecureHttp { origin } => Self::InsecureHttp { origin },
-            other => Self::Token(other),
-        }
-    }
-}
-
-impl Error {
-    /// Whether the credentials are dead or gone: the program must sign in again
-    /// (terminal refresh failure, or signed out).
-    #[must_use]
-    pub fn needs_sign_in(&self) -> bool {
-        matches!(
-            self,
-            Self::Token(
-                silent_refresh::Error::SignInRequired { .. } | silent_refresh::Error::SignedOut
-            )
-        )
-    }
-}
-
-impl From<silent_refresh_driver::kernel::NoToken> for Error {
-    /// Why a caller got no token, as this crate's error.
-    fn from(no_token: silent_refresh_driver::kernel::NoToken) -> Self {
-        use silent_refresh_driver::kernel::NoToken;
-        match no_token {
-            NoToken::Token(error) => Self::from(error),
-            NoToken::Reentrant => Self::Reentrant,
-            NoToken::Stopped => Self::DriverStopped,
-        }
-    }
-}
+silent_refresh_driver::adapter_error_conversions!(Error);

@@ -1,9 +1,9 @@
 //! A ready OAuth 2.0 refresher over ureq 3, built on the core's codec.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::RefreshGrant;
+use silent_refresh::oauth2::{ExchangeContext, RefreshGrant};
 use silent_refresh::origin::{self, Origin};
 use silent_refresh::{RefreshFailure, Secret, Token};
 use ureq::Agent;
@@ -19,8 +19,11 @@ const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refreshes with the OAuth 2.0 refresh-token grant (or client credentials, when
-/// there is no refresh credential), sending the core's
-/// [`RefreshGrant`] request with a ureq 3 agent.
+/// there is no refresh credential), or any other grant of the core's [`RefreshGrant`]
+/// (client credentials, JWT bearer, token exchange), sending its request with a ureq 3
+/// agent. Before each exchange it reads the system clock, draws 32 bytes from the
+/// operating system's random generator (each signed assertion's `jti`) and, for token
+/// exchange, reads the subject token afresh from the grant's source.
 ///
 /// ```
 /// use silent_refresh_ureq::{OAuth2Refresher, RefreshGrant};
@@ -100,7 +103,8 @@ impl OAuth2Refresher {
 
 impl Refresher for OAuth2Refresher {
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let request = self.grant.request(refresh_token.as_ref())?;
+        let context = exchange_context(&self.grant)?;
+        let request = self.grant.request_with(refresh_token.as_ref(), &context)?;
         let request = self
             .agent
             .configure_request(request)
@@ -122,9 +126,10 @@ impl Refresher for OAuth2Refresher {
         if parts.status.is_redirection() {
             silent_refresh::oauth2::redact_location(&mut parts.headers, self.grant.token_url());
         }
-        self.grant.parse_response_for(
+        self.grant.parse_response_with(
             &http::Response::from_parts(parts, body),
             refresh_token.as_ref(),
+            &context,
         )
     }
 
@@ -190,7 +195,8 @@ impl OAuth2RefresherBuilder {
     /// [`Error::InsecureHttp`] when it is plain `http` to a host other than
     /// loopback without [`allow_insecure_http`](Self::allow_insecure_http), and
     /// [`Error::Token`] with [`InvalidConfig`](silent_refresh::Error::InvalidConfig)
-    /// for a zero timeout.
+    /// for a zero timeout or a grant that can never work ([`RefreshGrant::check`]: a
+    /// reserved extra parameter, `private_key_jwt` without a key…).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         let url = self.grant.token_url();
         let origin = Origin::of(&origin::parse_url(url)?)?;
@@ -205,6 +211,7 @@ impl OAuth2RefresherBuilder {
             )
             .into());
         }
+        self.grant.check()?;
         let agent = self.agent.unwrap_or_else(|| {
             Agent::config_builder()
                 .timeout_global(Some(self.timeout))
@@ -228,5 +235,22 @@ impl fmt::Debug for OAuth2RefresherBuilder {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// What one exchange takes from the world: the wall clock, 32 random bytes (the `jti`
+/// of each signed assertion) and, for token exchange, the subject token, read afresh
+/// from its source (never kept between exchanges).
+fn exchange_context(grant: &RefreshGrant) -> Result<ExchangeContext, RefreshFailure> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| {
+        RefreshFailure::transient(format!(
+            "the operating system's random generator failed ({e}), so no assertion can be signed"
+        ))
+    })?;
+    let context = ExchangeContext::new(SystemTime::now(), random);
+    match grant.subject_token_source() {
+        Some(source) => Ok(context.with_subject_token(source.fetch(|path| std::fs::read(path))?)),
+        None => Ok(context),
     }
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret};
 use silent_refresh_driver::kernel::{
-    Kernel, NoToken, Outcome, Prepared, Start, StoreIo, Waiter, Wake, Work,
+    Kernel, NoToken, Outcome, Prepared, Start, StoreIo, Waiter, Wake,
 };
+use silent_refresh_driver::observe::Observer;
 
 use crate::refresher::Refresher;
 
@@ -116,18 +117,19 @@ impl Wake for Doorbell {
 /// own, and feeds the kernel the time at its wake-ups. Ends when the last handle of the
 /// source is dropped; exchanges still running report their result anyway, so a rotated
 /// credential still reaches the callback.
-pub(crate) fn run(kernel: &Arc<BlockingKernel>, refresher: &Arc<dyn Refresher>, bell: &Doorbell) {
+pub(crate) fn run(
+    kernel: &Arc<BlockingKernel>,
+    refresher: &Arc<dyn Refresher>,
+    observer: &Observer,
+    bell: &Doorbell,
+) {
     // Store I/O runs on a thread of its own, one piece at a time, in order, so that a
     // slow store never delays a deadline; it ends with this loop.
     let mut store_thread: Option<std::sync::mpsc::Sender<StoreIo>> = None;
     loop {
-        let Work {
-            starts,
-            cancels,
-            store,
-            next,
-        } = kernel.take_work();
-        for io in store {
+        let work = kernel.take_work();
+        let next = work.next;
+        for io in work.store {
             if store_thread.is_none() {
                 store_thread = spawn_store_thread(kernel);
             }
@@ -141,7 +143,7 @@ pub(crate) fn run(kernel: &Arc<BlockingKernel>, refresher: &Arc<dyn Refresher>, 
                 None => kernel.store_io(io),
             }
         }
-        for attempt in cancels {
+        for attempt in work.cancels {
             // A blocking call cannot be cut short: the refresher's own timeout ends it,
             // and its result ends the exchange.
             tracing::debug!(
@@ -152,9 +154,10 @@ pub(crate) fn run(kernel: &Arc<BlockingKernel>, refresher: &Arc<dyn Refresher>, 
         for Start {
             attempt,
             refresh_token,
-        } in starts
+        } in work.starts
         {
-            spawn_exchange(kernel, refresher, attempt, refresh_token);
+            let span = observer.exchange_span(attempt);
+            spawn_exchange(kernel, refresher, span, attempt, refresh_token);
         }
         let now = kernel.clock().now();
         let timeout = match next {
@@ -195,6 +198,7 @@ fn spawn_store_thread(kernel: &Arc<BlockingKernel>) -> Option<std::sync::mpsc::S
 fn spawn_exchange(
     kernel: &Arc<BlockingKernel>,
     refresher: &Arc<dyn Refresher>,
+    span: tracing::Span,
     attempt: AttemptId,
     refresh_token: Option<Secret>,
 ) {
@@ -202,6 +206,7 @@ fn spawn_exchange(
     let spawned = thread::Builder::new()
         .name("silent-refresh".into())
         .spawn(move || {
+            let _span = span.entered();
             // With a store shared between processes: its lock, and a sibling's fresh
             // token adopted instead of spending the credential again.
             let (result, lock) = match thread_kernel.prepare_exchange(refresh_token.as_ref()) {

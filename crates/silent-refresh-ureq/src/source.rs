@@ -6,11 +6,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use silent_refresh::{
-    AccessToken, Config, Credentials, Event, Generation, RefreshFailure, Secret, Status, Token,
-};
+use silent_refresh::{AccessToken, Config, Credentials, Event, RefreshFailure, Secret, Token};
 use silent_refresh_driver::clock::{Clock, SystemClock};
-use silent_refresh_driver::kernel::{ChangeCallback, Command, TokenChange};
+use silent_refresh_driver::kernel::ChangeCallback;
+use silent_refresh_driver::observe::Observer;
 use silent_refresh_driver::store::TokenStore;
 
 use crate::error::Error;
@@ -94,8 +93,8 @@ impl TokenSource {
     ///
     /// As [`token`](Self::token).
     pub fn token_within(&self, limit: Duration) -> Result<Arc<AccessToken>, Error> {
-        let now = self.kernel.clock().now();
-        self.token_until(Some(now.checked_add(limit).unwrap_or(now)))
+        let deadline = silent_refresh_driver::source::deadline_in(self.kernel.clock(), limit);
+        self.token_until(Some(deadline))
     }
 
     /// As [`token`](Self::token), but a call that has to wait gives up at `deadline`
@@ -113,16 +112,16 @@ impl TokenSource {
             return Ok(token);
         }
         let slot = Arc::new(Slot::default());
-        let now = self.kernel.clock().now();
+        let give_up = silent_refresh_driver::source::wait_bound(
+            self.kernel.clock(),
+            deadline,
+            self.kernel.request_timeout(),
+            LATE_TIMER_GRACE,
+        );
         let request = self
             .kernel
             .enter(deadline, SlotWaiter(slot.clone()))
             .map_err(Error::from)?;
-        let own_deadline = deadline.unwrap_or_else(|| {
-            now.checked_add(self.kernel.request_timeout())
-                .unwrap_or(now)
-        });
-        let give_up = own_deadline.saturating_duration_since(now) + LATE_TIMER_GRACE;
         match slot.wait(give_up) {
             Some(outcome) => outcome.map_err(Error::from),
             None => {
@@ -144,46 +143,6 @@ impl TokenSource {
             let _ = sender.try_send(event.clone());
         });
         receiver
-    }
-
-    /// A request sent with the token of `generation` was rejected (HTTP 401): if it is
-    /// the current token, the next call waits for a new one (many reports, one refresh).
-    pub fn report_rejected(&self, generation: Generation) {
-        self.kernel.command(Command::Rejected(generation));
-    }
-
-    /// Signs in with new credentials: replaces the token, forgets any failure, and
-    /// releases the calls waiting for a token.
-    pub fn sign_in(&self, credentials: Credentials) {
-        self.kernel.command(Command::SignIn(credentials));
-    }
-
-    /// Signs out: clears the token, fails every waiting call, and reports
-    /// [`TokenChange::Forget`].
-    pub fn sign_out(&self) {
-        self.kernel.command(Command::SignOut);
-    }
-
-    /// Where the source stands with the credentials. Like every getter it reads a
-    /// published snapshot: no lock, so it is safe anywhere, also inside the
-    /// token-change callback.
-    #[must_use]
-    pub fn status(&self) -> Status {
-        self.kernel.snapshot().status.clone()
-    }
-
-    /// The generation of the newest token (0 before the first).
-    #[must_use]
-    pub fn generation(&self) -> Generation {
-        self.kernel.snapshot().generation
-    }
-
-    /// Whether the current token is known to be stored (always `true` without a store
-    /// once the token-change callback returned; `false` with no token, or while its save
-    /// is pending or failing: a restart now would lose the session).
-    #[must_use]
-    pub fn is_durable(&self) -> bool {
-        self.kernel.snapshot().durable
     }
 
     /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
@@ -216,31 +175,10 @@ impl TokenSource {
         }
     }
 
-    /// How many calls are waiting for a token.
-    #[must_use]
-    pub fn waiting(&self) -> usize {
-        self.kernel.snapshot().waiting
-    }
-
-    /// The refresher's token endpoint, if it named one: the bearer middleware never
-    /// sends the access token there.
-    #[must_use]
-    pub fn token_endpoint(&self) -> Option<&str> {
-        self.alive.token_endpoint.as_deref()
-    }
+    silent_refresh_driver::token_source_getters!();
 }
 
-impl fmt::Debug for TokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let snapshot = self.kernel.snapshot();
-        f.debug_struct("TokenSource")
-            .field("status", &snapshot.status)
-            .field("generation", &snapshot.generation)
-            .field("waiting", &snapshot.waiting)
-            .field("token_endpoint", &self.alive.token_endpoint)
-            .finish_non_exhaustive()
-    }
-}
+silent_refresh_driver::token_source_debug!(TokenSource);
 
 /// Builds a [`TokenSource`]: start with [`TokenSource::builder`].
 #[must_use]
@@ -255,55 +193,12 @@ pub struct TokenSourceBuilder {
 }
 
 impl TokenSourceBuilder {
-    /// The credentials to start with. Without them, calls wait (until their deadline)
-    /// for [`TokenSource::sign_in`].
-    pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
-        self
-    }
+    silent_refresh_driver::token_source_settings!();
 
     /// What runs a refresh: a [`Refresher`], such as
     /// `|refresh_token: Option<Secret>| -> Result<Token, RefreshFailure> { … }`.
     pub fn refresher(mut self, refresher: impl Refresher) -> Self {
         self.refresher = Some(Arc::new(refresher));
-        self
-    }
-
-    /// Called with each [`TokenChange`], synchronously and in order, before any caller
-    /// gets the new token: store the rotated refresh credential here. It runs with the
-    /// source locked: it may call `sign_in`, `sign_out`, `report_rejected` and the
-    /// getters, but a `token()` call there fails with [`Error::Reentrant`].
-    pub fn on_token_change(
-        mut self,
-        callback: impl Fn(TokenChange) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_change = Some(Box::new(callback));
-        self
-    }
-
-    /// The URL of the token endpoint, for a refresher that cannot name it itself (a
-    /// closure): the send helpers never attach the access token to a request for it.
-    /// Overrides what the refresher says.
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(Arc::from(url.into()));
-        self
-    }
-
-    /// Keep the session in `store` (a [`FileStore`](crate::FileStore), or your own):
-    /// its session is loaded at start and wins over [`credentials`](Self::credentials)
-    /// when it holds one; every new token is saved to it (compare-and-swap: a newer
-    /// token saved by another process is adopted, not overwritten); the source signs
-    /// out of it on [`TokenSource::sign_out`]. Store calls run on a thread of their
-    /// own. A failed save is retried and reported (see [`TokenSource::is_durable`]).
-    pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-
-    /// Read time from `clock` instead of the system's clocks (tests: a
-    /// [`ManualClock`](crate::ManualClock) moves only when told to).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -329,9 +224,10 @@ impl TokenSourceBuilder {
             .token_endpoint
             .or_else(|| refresher.token_endpoint().map(Arc::from));
         let (thread_kernel, thread_bell) = (kernel.clone(), bell.clone());
+        let observer = Observer::attach(&kernel);
         thread::Builder::new()
             .name("silent-refresh-timer".into())
-            .spawn(move || runtime::run(&thread_kernel, &refresher, &thread_bell))
+            .spawn(move || runtime::run(&thread_kernel, &refresher, &observer, &thread_bell))
             .map_err(|error| Error::Spawn {
                 reason: error.to_string(),
             })?;

@@ -413,3 +413,38 @@ fn many_threads_across_several_expiries_always_present_a_valid_token() {
         "the token never reached the second origin"
     );
 }
+
+fn auth_builder() -> silent_refresh_ureq::BearerAuthBuilder {
+    BearerAuth::builder(
+        TokenSource::builder(Config::default())
+            .build()
+            .expect("a source"),
+    )
+}
+
+#[test]
+fn allow_url_allows_the_urls_origin_and_never_shows_the_url() {
+    let auth = auth_builder()
+        .allow_url("https://alice:pw@API.example.com/v1/?key=s3cret")
+        .build()
+        .expect("a valid URL");
+    let uri = |url: &str| -> http::Uri { url.parse().expect("a URL") };
+    assert!(auth.authorizes(&uri("https://api.example.com/other")));
+    assert!(!auth.authorizes(&uri("https://api.example.com:8443/")));
+
+    let error = auth_builder()
+        .allow_url("ftp://alice:pw@files.example.com/s3cret?key=s3cret")
+        .allow_origin("https://api.example.com/with/path")
+        .build()
+        .expect_err("an ftp URL");
+    assert!(matches!(error, Error::InvalidUrl { .. }), "{error}");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("s3cret") && !text.contains("pw"), "{text}");
+
+    let error = auth_builder()
+        .allow_origin("https://api.example.com/with/path")
+        .allow_url("ftp://files.example.com/")
+        .build()
+        .expect_err("two invalid entries");
+    assert!(matches!(error, Error::InvalidOrigin { .. }), "{error}");
+}

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use silent_refresh_ureq::{
-    Config, Credentials, Error, Expiry, Generation, RefreshFailure, Secret, Status, Token,
-    TokenChange, TokenSource,
+    Config, Credentials, Error, Expiry, Generation, ManualClock, RefreshFailure, Secret, Status,
+    Token, TokenChange, TokenSource,
 };
 use support::{Adoptions, core_error, short_config, until_waiting};
 
@@ -547,7 +547,9 @@ fn in_the_refresh_window_callers_get_the_current_token_at_once_while_the_refresh
     };
     let (persisted_tx, persisted) = mpsc::channel();
     let persisted_tx = Mutex::new(persisted_tx);
+    let clock = ManualClock::new();
     let source = TokenSource::builder(early_window())
+        .clock(clock.clone())
         .credentials(Credentials::ClientCredentials {
             token: Some(Token::bearer("at-0", Expiry::In(Duration::from_secs(2)))),
         })
@@ -561,8 +563,8 @@ fn in_the_refresh_window_callers_get_the_current_token_at_once_while_the_refresh
         .expect("source");
     assert_eq!(persisted.recv().expect("sign-in persisted"), 1);
     let first = source.token().expect("token");
-    let window_opens = Instant::now() + Duration::from_millis(25);
-    thread::sleep(window_opens.saturating_duration_since(Instant::now()));
+    // The window opens 20 ms into the token's life, on the source's clock.
+    clock.advance(Duration::from_millis(25));
 
     // The refresh starts and blocks on the gate; callers still get at-0 at once.
     let token = source.token().expect("the current token");
@@ -598,7 +600,9 @@ fn proactive_refresh_refreshes_while_nobody_asks() {
             ))
         }
     };
+    let clock = ManualClock::new();
     let source = TokenSource::builder(early_window())
+        .clock(clock.clone())
         .credentials(Credentials::ClientCredentials {
             token: Some(Token::bearer("at-0", Expiry::In(Duration::from_secs(2)))),
         })
@@ -611,7 +615,14 @@ fn proactive_refresh_refreshes_while_nobody_asks() {
         .build()
         .expect("source");
     assert_eq!(persisted.recv().expect("sign-in persisted"), 1);
-    // Nobody calls token(): the idle thread starts the refresh when the window opens.
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no refresh before the window"
+    );
+    // Nobody calls token(): the idle thread starts the refresh when the window opens,
+    // 20 ms into the token's life on the source's clock.
+    clock.advance(Duration::from_millis(25));
     assert_eq!(
         persisted
             .recv_timeout(Duration::from_secs(2))

@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) max_retry_after: Duration,
     pub(crate) strict_persistence: bool,
+    pub(crate) fail_fast_unreachable: bool,
     pub(crate) seed: u64,
 }
 
@@ -71,6 +72,9 @@ impl Default for Config {
             // Availability first: a token whose save failed is still used (and the save
             // retried); strict mode grants only stored tokens.
             strict_persistence: false,
+            // An endpoint that refuses connections answers in milliseconds, and the next
+            // attempt waits for the backoff anyway: a caller gains nothing by waiting.
+            fail_fast_unreachable: true,
             seed: 0,
         }
     }
@@ -162,6 +166,13 @@ impl Config {
         self.strict_persistence
     }
 
+    /// Whether a request that needs a refresh fails at once while the token endpoint
+    /// is unreachable (see [`ConfigBuilder::fail_fast_unreachable`]).
+    #[must_use]
+    pub fn fail_fast_unreachable(&self) -> bool {
+        self.fail_fast_unreachable
+    }
+
     /// The seed of the jitter.
     #[must_use]
     pub fn seed(&self) -> u64 {
@@ -242,6 +253,17 @@ impl ConfigBuilder {
         /// until their deadline, while the save fails). Default: off (a token whose save
         /// failed is used all the same, and the save retried).
         strict_persistence: bool
+    );
+    setter!(
+        /// While the token endpoint is unreachable (its last refresh could not connect:
+        /// connection refused, no DNS answer, connect timeout) and no usable token is
+        /// left, a request that needs a refresh fails at once with
+        /// [`Error::Unreachable`] until the backoff ends, instead of waiting for its
+        /// deadline. A usable token is granted all the same. Default: on. Turn it off
+        /// for batch work that would rather wait out a short outage of the
+        /// authorization server (requests then wait until their deadline, as for any
+        /// transient failure).
+        fail_fast_unreachable: bool
     );
     setter!(
         /// Seed of the jitter: give each process its own (e.g. from its pid and start time).

@@ -24,6 +24,21 @@ pub enum Error {
         /// What the token endpoint said, naming what to fix.
         reason: Arc<str>,
     },
+    /// The token endpoint could not be reached (connection refused, no DNS answer,
+    /// connect timeout) and no usable token is left: the request fails at once rather
+    /// than wait for a refresh that cannot start before the backoff ends. A usable
+    /// token is still granted meanwhile.
+    #[error(
+        "the token endpoint is unreachable ({reason}) and no usable token is left; the next refresh is tried in {}: check the network, the token URL's host and that the authorization server is up, then retry",
+        HumanDelay(*retry_in)
+    )]
+    Unreachable {
+        /// Why the last connection failed (no secret).
+        reason: Arc<str>,
+        /// How long until the next refresh may start, counted from when this error was
+        /// made.
+        retry_in: std::time::Duration,
+    },
     /// The program signed out.
     #[error("signed out: sign in before asking for a token")]
     SignedOut,
@@ -81,4 +96,18 @@ pub enum Error {
         /// The origin (`scheme://host:port`).
         origin: String,
     },
+}
+
+/// A delay for people: milliseconds under a second, seconds above.
+struct HumanDelay(std::time::Duration);
+
+impl std::fmt::Display for HumanDelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 {
+            write!(f, "{ms} ms")
+        } else {
+            write!(f, "{} s", self.0.as_secs())
+        }
+    }
 }

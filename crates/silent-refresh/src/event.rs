@@ -19,22 +19,27 @@ pub const MAX_QUEUED_EVENTS: usize = 256;
 /// Why a refresh started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trigger {
-    /// No usable token while requests wait for one (also right after a sign-in).
+    /// No usable token while requests wait for one.
     NoToken,
     /// The refresh window of the current token opened.
     Window,
     /// A request with the current token was rejected (401).
     Rejected,
+    /// New credentials came (a sign-in) while requests waited for a token, or with a
+    /// token already in its refresh window.
+    SignIn,
 }
 
 impl Trigger {
-    /// A short name, for logs and metrics (`no_token`, `window`, `rejected`).
+    /// A short name, for logs and metrics (`no_token`, `window`, `rejected`,
+    /// `sign_in`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::NoToken => "no_token",
             Trigger::Window => "window",
             Trigger::Rejected => "rejected",
+            Trigger::SignIn => "sign_in",
         }
     }
 }

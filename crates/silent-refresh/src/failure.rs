@@ -30,6 +30,10 @@ pub struct RefreshFailure {
     pub message: String,
     /// How long the server asked us to wait before trying again (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The token endpoint could not be reached at all (connection refused, no DNS
+    /// answer, connect timeout): a transient failure that says the endpoint is down
+    /// or cut off, rather than slow or failing. See [`RefreshFailure::unreachable`].
+    pub unreachable: bool,
 }
 
 impl RefreshFailure {
@@ -39,6 +43,22 @@ impl RefreshFailure {
             kind: FailureKind::Transient,
             message: message.into(),
             retry_after: None,
+            unreachable: false,
+        }
+    }
+
+    /// A transient failure in which no connection to the token endpoint could be made
+    /// (connection refused, no DNS answer, connect timeout). Retried with backoff like
+    /// any transient failure; meanwhile the status is
+    /// [`Status::Unreachable`](crate::Status::Unreachable), and a request that finds no
+    /// usable token fails at once with [`Error::Unreachable`](crate::Error::Unreachable)
+    /// (unless [`fail_fast_unreachable`](crate::ConfigBuilder::fail_fast_unreachable)
+    /// is off) instead of waiting for its deadline. An endpoint that answered, even
+    /// with an error or too slowly, is not unreachable.
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            unreachable: true,
+            ..Self::transient(message)
         }
     }
 
@@ -48,6 +68,7 @@ impl RefreshFailure {
             kind: FailureKind::Terminal,
             message: message.into(),
             retry_after: None,
+            unreachable: false,
         }
     }
 
@@ -58,6 +79,7 @@ impl RefreshFailure {
             kind: FailureKind::Misconfigured,
             message: message.into(),
             retry_after: None,
+            unreachable: false,
         }
     }
 
@@ -78,6 +100,7 @@ impl RefreshFailure {
 impl fmt::Display for RefreshFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
+            FailureKind::Transient if self.unreachable => "transient (token endpoint unreachable)",
             FailureKind::Transient => "transient",
             FailureKind::Terminal => "terminal",
             FailureKind::Misconfigured => "misconfiguration",

@@ -47,6 +47,18 @@ pub enum Status {
     /// still granted; requests that need a refresh fail fast until `backoff_max` has
     /// passed, then the next refresh tries again. The refresh credential is kept.
     Misconfigured(Arc<str>),
+    /// Credentials present, but the token endpoint could not be reached at the last
+    /// refresh (connection refused, no DNS answer, connect timeout): backing off until
+    /// `retry_at`. A usable token is still granted; a request that needs a refresh
+    /// fails fast with [`Error::Unreachable`] until `retry_at` (unless
+    /// [`fail_fast_unreachable`](crate::ConfigBuilder::fail_fast_unreachable) is off),
+    /// then waits for the next attempt, which starts when one is needed.
+    Unreachable {
+        /// Why the last connection failed (no secret).
+        reason: Arc<str>,
+        /// When the backoff ends and the next refresh may start (past while it runs).
+        retry_at: Instant,
+    },
     /// A terminal refresh failure (the credentials are dead): requests fail fast until
     /// the next sign-in.
     SignInRequired(Arc<str>),
@@ -55,9 +67,14 @@ pub enum Status {
 }
 
 impl Status {
-    /// Signed in (possibly misconfigured): tokens may be granted and refreshed.
-    fn is_active(&self) -> bool {
-        matches!(self, Status::SignedIn | Status::Misconfigured(_))
+    /// Signed in (possibly misconfigured, or with the token endpoint unreachable):
+    /// tokens may be granted and refreshed.
+    #[must_use]
+    pub fn is_signed_in(&self) -> bool {
+        matches!(
+            self,
+            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
+        )
     }
 }
 
@@ -145,6 +162,8 @@ pub struct TokenMachine {
     save_retry_at: Option<Instant>,
     next_attempt: u64,
     next_request: u64,
+    /// A sign-in is being handled: a refresh it starts says so.
+    signing_in: bool,
     parked: Parked,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -174,6 +193,7 @@ impl TokenMachine {
             save_retry_at: None,
             next_attempt: 1,
             next_request: 1,
+            signing_in: false,
             parked: Parked::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -259,7 +279,7 @@ impl TokenMachine {
     /// does not necessarily name: nothing changes in the machine then).
     #[must_use]
     pub fn fresh_token(&self) -> Option<(Arc<AccessToken>, Option<Instant>)> {
-        if !self.status.is_active() {
+        if !self.status.is_signed_in() {
             return None;
         }
         let current = self.current.as_ref()?;
@@ -419,7 +439,9 @@ impl TokenMachine {
                 self.refresh_token = refresh_token;
             }
         }
+        self.signing_in = true;
         self.advance(now);
+        self.signing_in = false;
     }
 
     /// What became of the `Persist` of `generation`. Only the current token's outcome
@@ -432,7 +454,7 @@ impl TokenMachine {
             .current
             .as_ref()
             .is_some_and(|c| c.token.generation == generation && !c.durable);
-        if is_current && self.status.is_active() {
+        if is_current && self.status.is_signed_in() {
             match outcome {
                 Persisted::Stored => {
                     self.mark_durable();
@@ -549,7 +571,7 @@ impl TokenMachine {
             }
             (None, Some(until)) => consider(Some(until), WakeReason::BackoffEnds),
             (None, None) => {
-                if self.status.is_active() && self.can_refresh() {
+                if self.status.is_signed_in() && self.can_refresh() {
                     let window = self
                         .current
                         .as_ref()
@@ -638,7 +660,7 @@ impl TokenMachine {
     /// reason: no token while someone waits, the refresh window reached, or the
     /// current token rejected.
     fn needs_refresh(&self, now: Instant) -> bool {
-        self.status.is_active()
+        self.status.is_signed_in()
             && self.exchange.is_none()
             && self.backoff.is_none()
             && self.can_refresh()
@@ -656,7 +678,7 @@ impl TokenMachine {
     /// mode while a refresh of a token in its window is in flight.
     fn grantable(&self, now: Instant) -> bool {
         let refreshing = self.exchange.as_ref().is_some_and(|e| !e.superseded);
-        self.status.is_active()
+        self.status.is_signed_in()
             && self.current.as_ref().is_some_and(|c| {
                 c.usable_at(now)
                     && (c.durable || !self.config.strict_persistence)
@@ -675,22 +697,30 @@ impl TokenMachine {
             }),
             Status::SignedOut => Some(Error::SignedOut),
             Status::AwaitingSignIn => None,
-            Status::SignedIn | Status::Misconfigured(_) => {
+            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. } => {
                 let usable = self.current.as_ref().is_some_and(|c| c.usable_at(now));
                 if usable {
-                    None
-                } else if !self.can_refresh() {
-                    Some(Error::SignInRequired {
+                    return None;
+                }
+                if !self.can_refresh() {
+                    return Some(Error::SignInRequired {
                         reason: NO_WAY_TO_REFRESH.into(),
-                    })
-                } else if let (Status::Misconfigured(reason), Some(_)) =
-                    (&self.status, self.backoff)
-                {
-                    Some(Error::Misconfigured {
+                    });
+                }
+                // No waiting for a refresh that cannot start before the backoff ends.
+                match (&self.status, self.backoff) {
+                    (Status::Misconfigured(reason), Some(_)) => Some(Error::Misconfigured {
                         reason: reason.clone(),
-                    })
-                } else {
-                    None
+                    }),
+                    (Status::Unreachable { reason, .. }, Some(until))
+                        if self.config.fail_fast_unreachable =>
+                    {
+                        Some(Error::Unreachable {
+                            reason: reason.clone(),
+                            retry_in: until.saturating_duration_since(now),
+                        })
+                    }
+                    _ => None,
                 }
             }
         }
@@ -705,6 +735,7 @@ impl TokenMachine {
 
     fn start_refresh(&mut self, now: Instant) {
         let trigger = match &self.current {
+            _ if self.signing_in => Trigger::SignIn,
             Some(current) if current.rejected => Trigger::Rejected,
             Some(current) if current.usable_at(now) => Trigger::Window,
             _ => Trigger::NoToken,
@@ -734,11 +765,19 @@ impl TokenMachine {
         let message: Arc<str> = failure.message.into();
         match kind {
             FailureKind::Transient => {
-                self.set_status(Status::SignedIn);
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.last_failure = Some(message.clone());
                 let delay = self.backoff_delay(failure.retry_after);
-                self.backoff = Some(later(now, delay));
+                let retry_at = later(now, delay);
+                self.backoff = Some(retry_at);
+                self.set_status(if failure.unreachable {
+                    Status::Unreachable {
+                        reason: message.clone(),
+                        retry_at,
+                    }
+                } else {
+                    Status::SignedIn
+                });
             }
             FailureKind::Misconfigured => {
                 self.set_status(Status::Misconfigured(message.clone()));
@@ -923,7 +962,7 @@ impl TokenMachine {
             from: None,
             durable: false,
         });
-        if let Status::Misconfigured(_) = self.status {
+        if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
             self.set_status(Status::SignedIn);
         }
         self.forget_failures();

@@ -691,6 +691,134 @@ fn rule7_a_misconfiguration_keeps_granting_a_usable_token() {
 }
 
 #[test]
+fn rule7_an_unreachable_endpoint_fails_waiting_and_new_requests_fast_until_the_backoff_ends() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let first = the_attempt(&actions);
+    sim.at(ms(5));
+    let out = sim.result(
+        first,
+        Err(RefreshFailure::unreachable(
+            "could not reach the token endpoint: connection refused",
+        )),
+    );
+    // The request parked for that attempt does not wait for its 30 s deadline.
+    match &rejects(&out)[..] {
+        [(rejected, error @ Error::Unreachable { reason, retry_in })] => {
+            assert_eq!(*rejected, a);
+            assert!(reason.contains("connection refused"), "{reason}");
+            assert!(*retry_in > Duration::ZERO && *retry_in <= Config::default().backoff_initial());
+            let text = error.to_string();
+            assert!(text.contains("token endpoint is unreachable"), "{text}");
+            assert!(!text.contains("sign in"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let retry_at = sim.machine.backoff_until().expect("a backoff");
+    match sim.machine.status() {
+        Status::Unreachable {
+            reason,
+            retry_at: at,
+        } => {
+            assert!(reason.contains("connection refused"));
+            assert_eq!(*at, retry_at);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.machine.status().is_signed_in());
+    // A new request fails fast too, without starting a refresh, while the backoff runs.
+    let (_, out) = sim.request();
+    assert!(matches!(
+        rejects(&out)[..],
+        [(_, Error::Unreachable { .. })]
+    ));
+    assert!(started(&out).is_empty());
+    // Once it has ended, the next request waits for a new attempt, which succeeds.
+    sim.now = retry_at;
+    let (b, out) = sim.request();
+    assert!(rejects(&out).is_empty(), "{out:?}");
+    let out = sim.result(the_attempt(&out), Ok(token("at-1", secs(3600))));
+    assert_eq!(grants(&out), vec![(b, Generation(1), "at-1".to_owned())]);
+    assert_eq!(sim.machine.status(), &Status::SignedIn);
+}
+
+#[test]
+fn rule7_an_unreachable_endpoint_keeps_granting_a_usable_token() {
+    let mut sim = Sim::exact();
+    sim.signed_in(); // usable until 3570 s
+    sim.at(secs(3300));
+    let (_, out) = sim.request();
+    let attempt = the_attempt(&out);
+    sim.at(ms(3_569_500));
+    sim.result(
+        attempt,
+        Err(RefreshFailure::unreachable("connection refused")),
+    );
+    assert!(matches!(sim.machine.status(), Status::Unreachable { .. }));
+    let retry_at = sim.machine.backoff_until().expect("a backoff");
+    assert!(
+        retry_at > sim.t0 + secs(3570),
+        "the backoff outlives the token"
+    );
+    let (id, out) = sim.request();
+    assert_eq!(grants(&out), vec![(id, Generation(1), "at-1".to_owned())]);
+    assert!(started(&out).is_empty());
+    // Once the token is unusable, a request fails fast instead of waiting.
+    sim.at(ms(3_570_100));
+    let (id, out) = sim.request();
+    assert!(
+        matches!(&rejects(&out)[..], [(r, Error::Unreachable { .. })] if *r == id),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn rule7_an_unreachable_endpoint_waits_for_the_deadline_when_fail_fast_is_off() {
+    let config = Config::builder()
+        .jitter_fraction(0.0)
+        .fail_fast_unreachable(false)
+        .build()
+        .unwrap();
+    let mut sim = Sim::new(config);
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    let out = sim.result(
+        the_attempt(&actions),
+        Err(RefreshFailure::unreachable("refused")),
+    );
+    assert!(
+        rejects(&out).is_empty(),
+        "parked until its deadline: {out:?}"
+    );
+    assert!(matches!(sim.machine.status(), Status::Unreachable { .. }));
+    let (_, out) = sim.request();
+    assert!(rejects(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn rule7_an_endpoint_that_answers_is_not_unreachable() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    sim.result(
+        the_attempt(&actions),
+        Err(RefreshFailure::unreachable("refused")),
+    );
+    assert!(matches!(sim.machine.status(), Status::Unreachable { .. }));
+    let retry_at = sim.machine.backoff_until().expect("a backoff");
+    sim.now = retry_at;
+    let (a, out) = sim.request();
+    // It answers now, with a 503: a plain transient failure, and the request waits.
+    let out2 = sim.result(
+        the_attempt(&out),
+        Err(RefreshFailure::transient("server error (503)")),
+    );
+    assert_eq!(sim.machine.status(), &Status::SignedIn);
+    assert!(rejects(&out2).iter().all(|(id, _)| *id != a), "{out2:?}");
+}
+
+#[test]
 fn rule8_duplicate_result_changes_nothing() {
     let mut sim = Sim::exact();
     sim.sign_in(Credentials::RefreshToken("rt".into()));
@@ -1295,4 +1423,23 @@ fn after_a_suspend_no_token_is_granted_past_its_wall_clock_usable_time() {
     let wall = sim.wall_now() - secs(600);
     sim.machine.handle_wall_clock(sim.now, wall);
     assert_eq!(sim.machine.fresh_token().unwrap().1, before);
+}
+
+#[test]
+fn a_refresh_started_by_a_sign_in_says_so() {
+    use silent_refresh::{Event, Trigger};
+    let mut sim = Sim::exact();
+    let (_, out) = sim.request(); // waits for a sign-in
+    assert!(out.is_empty());
+    std::iter::from_fn(|| sim.machine.poll_event()).for_each(drop);
+    let out = sim.sign_in(Credentials::RefreshToken("rt".into()));
+    let attempt = the_attempt(&out);
+    let events: Vec<Event> = std::iter::from_fn(|| sim.machine.poll_event()).collect();
+    assert!(
+        events.contains(&Event::RefreshStarted {
+            attempt,
+            trigger: Trigger::SignIn
+        }),
+        "{events:?}"
+    );
 }

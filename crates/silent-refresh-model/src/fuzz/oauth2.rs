@@ -739,13 +739,20 @@ pub enum ParamPick {
     Name(String),
 }
 
-/// The names the codec sets itself.
-const RESERVED: [&str; 5] = [
+/// The names the codec sets itself (also those of the other grants and of client
+/// assertions, refused whatever the grant).
+const RESERVED: [&str; 11] = [
     "grant_type",
     "refresh_token",
     "client_id",
     "client_secret",
     "scope",
+    "assertion",
+    "client_assertion",
+    "client_assertion_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
 ];
 
 impl ParamPick {

@@ -95,23 +95,73 @@
 //! or not (the browser pattern's `POST /auth/refresh`), so that its refresher reports
 //! failures in the same three classes.
 //!
+//! # Other grants and client authentication
+//!
+//! The same codec builds the other ways to get a token; every one goes through the same
+//! machine, so every rule (single flight, exactly once, classes of failure, proactive
+//! window) holds unchanged:
+//!
+//! | constructor | `grant_type` | what each exchange sends |
+//! |---|---|---|
+//! | [`RefreshGrant::new`] | `refresh_token` (`client_credentials` without a credential) | the newest refresh credential |
+//! | [`RefreshGrant::client_credentials`] | `client_credentials` | only the client's own credentials; a refresh credential is never sent, and one in the answer is dropped |
+//! | [`RefreshGrant::jwt_bearer`] (feature `jwt`) | `urn:ietf:params:oauth:grant-type:jwt-bearer` | a newly signed `assertion` (RFC 7523 §2.1) |
+//! | [`RefreshGrant::token_exchange`] | `urn:ietf:params:oauth:grant-type:token-exchange` | the subject token, read afresh from its [`SubjectTokenSource`] (RFC 8693) |
+//!
+//! After the grant's own parameters come `scope`, then each `resource` (RFC 8707) and
+//! `audience`, then the client authentication, then the extra parameters. Only the
+//! refresh-token grant keeps a refresh credential: the others drop one the server
+//! sends, so none is ever stored, and each exchange authenticates afresh.
+//!
+//! The client authenticates with [`ClientAuth`]: `client_secret_basic` (default),
+//! `client_secret_post`, none (a public client), and with feature `jwt`
+//! `client_secret_jwt` (an HS256 assertion keyed with the client secret) and
+//! `private_key_jwt` ([`RefreshGrant::private_key_jwt`], RS256 or ES256): the last two
+//! send `client_assertion_type` and a `client_assertion` signed for this exchange, with a
+//! unique `jti`, `iss` and `sub` the client id, `aud` the token URL, `iat` the exchange's
+//! time and `exp` a minute later.
+//!
+//! Signed assertions and token exchange take what the codec cannot know, the wall-clock
+//! time, randomness for the `jti` and the subject token, from an [`ExchangeContext`]
+//! given to [`RefreshGrant::request_with`]; the adapters make one per exchange.
+//! [`RefreshGrant::request`] builds only the grants that need none. A subject token
+//! that is a JWT whose `exp` has passed is never sent: the exchange fails as transient
+//! until its source holds a new one.
+//!
 //! # What is wiped
 //!
 //! See [`Secret`] for what the codec wipes from memory and what it cannot.
 
 mod classify;
+mod exchange;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod location;
 mod request;
 mod response;
 
+pub use exchange::{
+    ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
+};
+#[cfg(feature = "jwt")]
+pub use jwt::{
+    DEFAULT_ASSERTION_LIFETIME, JwtAssertion, KeyError, MAX_ASSERTION_LIFETIME, RESERVED_CLAIMS,
+    SigningAlgorithm, SigningKey,
+};
 pub use location::redact_location;
+
+use std::time::Duration;
 
 use crate::failure::RefreshFailure;
 use crate::secret::Secret;
 use crate::token::Token;
 
-/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+/// The default lifetime of a client assertion (`private_key_jwt`, `client_secret_jwt`).
+const CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1, RFC 7523 §2.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientAuth {
     /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (default).
     #[default]
@@ -120,13 +170,36 @@ pub enum ClientAuth {
     Post,
     /// A public client: `client_id` in the body, no secret.
     None,
+    /// `client_secret_jwt`: an HS256 assertion keyed with the client secret, signed for
+    /// each exchange (feature `jwt`).
+    #[cfg(feature = "jwt")]
+    SecretJwt,
+    /// `private_key_jwt`: an RS256 or ES256 assertion signed for each exchange with the
+    /// key given to [`RefreshGrant::private_key_jwt`] (feature `jwt`).
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt,
 }
 
-/// The settings of one token endpoint.
+/// Which grant a [`RefreshGrant`] sends.
+#[derive(Clone, Debug)]
+enum GrantKind {
+    /// `refresh_token`, or `client_credentials` when there is no refresh credential.
+    Refresh,
+    /// Always `client_credentials`.
+    ClientCredentials,
+    /// The JWT bearer grant.
+    #[cfg(feature = "jwt")]
+    JwtBearer(Box<JwtAssertion>),
+    /// Token exchange.
+    TokenExchange(Box<TokenExchange>),
+}
+
+/// The settings of one token endpoint and of the grant sent to it.
 ///
-/// Build it once, then call [`request`](Self::request) for each refresh and
+/// Build it once, then call [`request_with`](Self::request_with) (or
+/// [`request`](Self::request)) for each exchange and
 /// [`parse_response`](Self::parse_response) for each answer. `Debug` never shows the
-/// client secret.
+/// client secret, the signing key or a subject token.
 #[derive(Clone, Debug)]
 pub struct RefreshGrant {
     token_url: String,
@@ -134,7 +207,13 @@ pub struct RefreshGrant {
     client_secret: Option<Secret>,
     auth: ClientAuth,
     scope: Option<String>,
+    resources: Vec<String>,
+    audiences: Vec<String>,
     params: Vec<(String, String)>,
+    kind: GrantKind,
+    #[cfg(feature = "jwt")]
+    client_key: Option<SigningKey>,
+    client_assertion_lifetime: Duration,
 }
 
 impl RefreshGrant {
@@ -149,8 +228,150 @@ impl RefreshGrant {
             client_secret: None,
             auth: ClientAuth::default(),
             scope: None,
+            resources: Vec::new(),
+            audiences: Vec::new(),
             params: Vec::new(),
+            kind: GrantKind::Refresh,
+            #[cfg(feature = "jwt")]
+            client_key: None,
+            client_assertion_lifetime: CLIENT_ASSERTION_LIFETIME,
         }
+    }
+
+    /// The client-credentials grant (RFC 6749 §4.4) against `token_url` for
+    /// `client_id`: the client gets a token of its own with its own credentials
+    /// ([`client_secret`](Self::client_secret) or, with feature `jwt`,
+    /// [`private_key_jwt`](Self::private_key_jwt)). No refresh credential is ever sent,
+    /// and one in an answer is dropped, so none is ever stored; give the token source
+    /// `Credentials::ClientCredentials`.
+    ///
+    /// ```
+    /// use silent_refresh::oauth2::RefreshGrant;
+    ///
+    /// let grant = RefreshGrant::client_credentials("https://auth.example.com/token", "svc")
+    ///     .client_secret("s3cret")
+    ///     .scope("orders:read")
+    ///     .resource("https://orders.example.com/")
+    ///     .audience("orders-api");
+    /// let request = grant.request(None).expect("a valid grant");
+    /// assert_eq!(
+    ///     request.body().as_slice(),
+    ///     b"grant_type=client_credentials&scope=orders%3Aread\
+    ///       &resource=https%3A%2F%2Forders.example.com%2F&audience=orders-api"
+    ///         .iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<_>>()
+    /// );
+    /// ```
+    pub fn client_credentials(token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            kind: GrantKind::ClientCredentials,
+            ..Self::new(token_url, client_id)
+        }
+    }
+
+    /// The JWT bearer grant (RFC 7523 §2.1): each exchange sends `assertion`, signed
+    /// anew, as the `assertion` parameter (the service-account flow). The client does
+    /// not authenticate unless told to (a client id and secret, or a client assertion,
+    /// are added as set). Feature `jwt`.
+    #[cfg(feature = "jwt")]
+    pub fn jwt_bearer(token_url: impl Into<String>, assertion: JwtAssertion) -> Self {
+        Self {
+            kind: GrantKind::JwtBearer(Box::new(assertion)),
+            ..Self::new(token_url, "")
+        }
+    }
+
+    /// Token exchange (RFC 8693): each exchange sends the subject token read afresh
+    /// from the exchange's [`SubjectTokenSource`] (the adapters read it and put it in
+    /// the [`ExchangeContext`]). A subject token is never kept between exchanges, and
+    /// a JWT one whose `exp` has passed is not sent.
+    pub fn token_exchange(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        exchange: TokenExchange,
+    ) -> Self {
+        Self {
+            kind: GrantKind::TokenExchange(Box::new(exchange)),
+            ..Self::new(token_url, client_id)
+        }
+    }
+
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2): each exchange carries a
+    /// client assertion signed with `key`, with a unique `jti`, `iss` and `sub` the
+    /// client id, `aud` the token URL and a one-minute `exp`. Feature `jwt`.
+    #[cfg(feature = "jwt")]
+    #[must_use]
+    pub fn private_key_jwt(mut self, key: SigningKey) -> Self {
+        self.client_key = Some(key);
+        self.auth = ClientAuth::PrivateKeyJwt;
+        self
+    }
+
+    /// How long each client assertion is valid (`exp` − `iat`); default 60 s, at most
+    /// an hour.
+    #[must_use]
+    pub fn client_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.client_assertion_lifetime = lifetime;
+        self
+    }
+
+    /// A resource indicator (RFC 8707 `resource`, an absolute URI of the API the token
+    /// is for). May be repeated.
+    #[must_use]
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// An `audience` (Auth0, RFC 8693: the logical name of the API the token is for).
+    /// May be repeated.
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The subject token source of a token exchange, for the driver to read before each
+    /// exchange (see [`SubjectTokenSource::fetch`]).
+    #[must_use]
+    pub fn subject_token_source(&self) -> Option<&SubjectTokenSource> {
+        match &self.kind {
+            GrantKind::TokenExchange(exchange) => Some(&exchange.source),
+            _ => None,
+        }
+    }
+
+    /// Whether this grant sends and keeps a refresh credential (only the refresh-token
+    /// grant does).
+    #[must_use]
+    pub fn uses_refresh_token(&self) -> bool {
+        matches!(self.kind, GrantKind::Refresh)
+    }
+
+    /// The `grant_type` each exchange sends (for [`RefreshGrant::new`], the one it sends
+    /// with a refresh credential).
+    #[must_use]
+    pub fn grant_type(&self) -> &'static str {
+        match &self.kind {
+            GrantKind::Refresh => "refresh_token",
+            GrantKind::ClientCredentials => "client_credentials",
+            #[cfg(feature = "jwt")]
+            GrantKind::JwtBearer(_) => request::JWT_BEARER,
+            GrantKind::TokenExchange(_) => request::TOKEN_EXCHANGE,
+        }
+    }
+
+    /// Checks, once, what can be checked without an exchange: the adapters call it when
+    /// they build their refresher, so that a grant that can never work is refused at
+    /// start, not at the first refresh.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting: a token
+    /// URL that is not absolute http(s), an extra parameter the codec sets itself,
+    /// `private_key_jwt` without a key, `client_secret_jwt` without a secret, an
+    /// assertion lifetime out of range, a JWT bearer assertion that can never be signed.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        request::check(self).map_err(crate::Error::InvalidConfig)
     }
 
     /// The client secret (for `Basic` and `Post`; a `None` client never sends it).
@@ -191,8 +412,10 @@ impl RefreshGrant {
         &self.token_url
     }
 
-    /// The refresh request: `grant_type=refresh_token` with the credential, or
-    /// `grant_type=client_credentials` when there is none.
+    /// The request of a grant that needs no [`ExchangeContext`] (no signed assertion,
+    /// no subject token): for [`RefreshGrant::new`], `grant_type=refresh_token` with the
+    /// credential, or `grant_type=client_credentials` when there is none. Other grants
+    /// are refused as misconfigured: use [`request_with`](Self::request_with).
     ///
     /// The request carries secrets (the body, and the `Authorization` header, which is
     /// marked sensitive): send it, never log it, and do not let the HTTP client follow
@@ -205,7 +428,25 @@ impl RefreshGrant {
         &self,
         refresh_token: Option<&Secret>,
     ) -> Result<http::Request<Vec<u8>>, RefreshFailure> {
-        request::build(self, refresh_token)
+        request::build(self, refresh_token, None)
+    }
+
+    /// The request of any grant, with what the exchange takes from outside the codec:
+    /// the wall-clock time and randomness of `context` (signed assertions) and its
+    /// subject token (token exchange). The same caveats as [`request`](Self::request)
+    /// hold: the request carries secrets.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request); also a token exchange without a subject token in
+    /// the context (misconfigured), or with one that is a JWT past its `exp`
+    /// (transient).
+    pub fn request_with(
+        &self,
+        refresh_token: Option<&Secret>,
+        context: &ExchangeContext,
+    ) -> Result<http::Request<Vec<u8>>, RefreshFailure> {
+        request::build(self, refresh_token, Some(context))
     }
 
     /// Reads the token endpoint's response into a token (`Expiry::In`, counted from when
@@ -234,6 +475,29 @@ impl RefreshGrant {
         self.read(response, refresh_token, true)
     }
 
+    /// Like [`parse_response_for`](Self::parse_response_for), also redacting the
+    /// exchange's subject token, should the server echo it.
+    pub fn parse_response_with<B: AsRef<[u8]>>(
+        &self,
+        response: &http::Response<B>,
+        refresh_token: Option<&Secret>,
+        context: &ExchangeContext,
+    ) -> Result<Token, RefreshFailure> {
+        let secrets: Vec<&Secret> = self
+            .client_secret
+            .iter()
+            .chain(refresh_token)
+            .chain(context.subject_token())
+            .collect();
+        self.finish(response::parse(
+            response.status(),
+            response.headers(),
+            response.body().as_ref(),
+            &secrets,
+            true,
+        ))
+    }
+
     /// Reads an answer; `told`: whether `refresh_token` is what the request sent.
     fn read<B: AsRef<[u8]>>(
         &self,
@@ -242,13 +506,23 @@ impl RefreshGrant {
         told: bool,
     ) -> Result<Token, RefreshFailure> {
         let secrets: Vec<&Secret> = self.client_secret.iter().chain(refresh_token).collect();
-        response::parse(
+        self.finish(response::parse(
             response.status(),
             response.headers(),
             response.body().as_ref(),
             &secrets,
             told,
-        )
+        ))
+    }
+
+    /// Drops a refresh credential from the answer of a grant that keeps none.
+    fn finish(&self, token: Result<Token, RefreshFailure>) -> Result<Token, RefreshFailure> {
+        token.map(|mut token| {
+            if !self.uses_refresh_token() {
+                token.refresh_token = None;
+            }
+            token
+        })
     }
 
     /// A transport failure (connect, TLS, timeout) as a transient refresh failure.

@@ -520,7 +520,8 @@ impl AuthServer {
     #[must_use]
     pub fn issue_subject_token(&self, subject: &str, lifetime: Duration) -> String {
         let now = unix_now();
-        self.subject_token(subject, now, now + lifetime.as_secs().max(1))
+        self.state
+            .subject_token(subject, now, now + lifetime.as_secs().max(1))
     }
 
     /// A subject token signed by this server whose `exp` passed a minute ago (what a
@@ -528,25 +529,17 @@ impl AuthServer {
     #[must_use]
     pub fn issue_expired_subject_token(&self, subject: &str) -> String {
         let now = unix_now();
-        self.subject_token(subject, now - 120, now - 60)
+        self.state.subject_token(subject, now - 120, now - 60)
     }
 
-    /// A subject token issued at `iat`, expiring at `exp` (Unix seconds).
-    fn subject_token(&self, subject: &str, iat: u64, exp: u64) -> String {
-        let claims = serde_json::json!({
-            "iss": SUBJECT_TOKEN_ISSUER,
-            "sub": subject,
-            "aud": self.token_url(),
-            "iat": iat,
-            "exp": exp,
-            "jti": self.state.random_token("st"),
-        });
-        // HS256 with a non-empty key and JSON claims: encoding cannot fail.
-        EncodingKey::from_secret(&self.state.subject_key)
-            .and_then(|key| {
-                jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
-            })
-            .unwrap_or_default()
+    /// A function that makes subject tokens as [`issue_subject_token`](Self::issue_subject_token)
+    /// does, for a thread that rotates a token file while the server runs.
+    pub fn subject_token_maker(&self) -> impl Fn(&str, Duration) -> String + Send + 'static {
+        let state = self.state.clone();
+        move |subject, lifetime| {
+            let now = unix_now();
+            state.subject_token(subject, now, now + lifetime.as_secs().max(1))
+        }
     }
 
     /// Writes a new subject token for `subject` into `path` the way the kubelet
@@ -785,6 +778,24 @@ impl ServerState {
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
         }
         response
+    }
+
+    /// A subject token issued at `iat`, expiring at `exp` (Unix seconds).
+    fn subject_token(&self, subject: &str, iat: u64, exp: u64) -> String {
+        let claims = serde_json::json!({
+            "iss": SUBJECT_TOKEN_ISSUER,
+            "sub": subject,
+            "aud": self.token_url,
+            "iat": iat,
+            "exp": exp,
+            "jti": self.random_token("st"),
+        });
+        // HS256 with a non-empty key and JSON claims: encoding cannot fail.
+        EncodingKey::from_secret(&self.subject_key)
+            .and_then(|key| {
+                jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
+            })
+            .unwrap_or_default()
     }
 
     fn random_token(&self, prefix: &str) -> String {

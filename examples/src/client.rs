@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
-use silent_refresh::{Config, Credentials, Secret, Token};
+use silent_refresh::{Config, Secret, Token};
 
+use crate::grants::{self, GrantChoice, Service};
 use crate::probe::{self, Count401, ProbeError};
 use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 
@@ -54,7 +55,9 @@ USAGE:
   cargo run --release --example oauth2_client -- \\
     --token-url URL --client-id ID --resource URL \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \\
-    [--auth basic|post] [--scope S] [--time-scale F] [--refresh-timeout DUR] \\
+    [--auth basic|post|private_key_jwt] [--private-key PATH] [--scope S] \\
+    [--grant refresh_token|client_credentials|jwt_bearer|token_exchange] \\
+    [--subject-token-file PATH] [--time-scale F] [--refresh-timeout DUR] \\
     [--token-file PATH]
 
   cargo run --release --example oauth2_client -- --embedded-server \\
@@ -71,8 +74,20 @@ OPTIONS:
   --concurrency N        requests in flight at once (1 to 10000)
   --duration SECS        run this long (seconds, may be fractional), or
   --requests N           send this many requests in all
-  --auth basic|post      how the client authenticates: client_secret_basic
-                         (default) or client_secret_post
+  --auth METHOD          how the client authenticates: basic (client_secret_basic,
+                         default), post (client_secret_post) or private_key_jwt (an
+                         assertion signed with --private-key for each exchange)
+  --grant GRANT          refresh_token (default: OAUTH_REFRESH_TOKEN or --token-file),
+                         client_credentials, jwt_bearer (an assertion issued by the
+                         client id, signed with --private-key) or token_exchange (the
+                         token in --subject-token-file, read again for each exchange)
+  --private-key PATH     a PEM private key (PKCS#8 RSA or P-256, or PKCS#1 RSA), for
+                         private_key_jwt and jwt_bearer; with --embedded-server one
+                         is generated when it is not given
+  --subject-token-file PATH
+                         the subject token of token_exchange (a Kubernetes projected
+                         service-account token); with --embedded-server the server
+                         writes and rotates it (a temporary file when not given)
   --scope S              the scope to ask for at each refresh
   --time-scale F         multiply every duration of the library's configuration
                          (refresh threshold, safety margin, refresh timeout,
@@ -257,6 +272,8 @@ pub struct EmbeddedOptions {
     pub scope: Option<String>,
     /// The library's timing.
     pub tuning: Tuning,
+    /// The grant and its keys (`--grant`, `--private-key`, `--subject-token-file`).
+    pub service: Service,
 }
 
 impl EmbeddedOptions {
@@ -271,6 +288,7 @@ impl EmbeddedOptions {
             auth: ClientAuth::Basic,
             scope: None,
             tuning: Tuning::default(),
+            service: Service::default(),
         }
     }
 }
@@ -284,6 +302,9 @@ pub enum Command {
     Run(Box<Options>),
     /// Start the embedded server and run against it.
     Embedded(Box<EmbeddedOptions>),
+    /// Run against a server given on the command line with another grant or a signed
+    /// client authentication (`--grant`, `--auth private_key_jwt`).
+    RunService(Box<Options>, Box<Service>),
 }
 
 /// The options that take a value.
@@ -307,6 +328,9 @@ const VALUED: &[&str] = &[
     "--token-file",
     "--redis-url",
     "--redis-key",
+    grants::OPTIONS[0],
+    grants::OPTIONS[1],
+    grants::OPTIONS[2],
 ];
 
 /// The options of the embedded server alone.
@@ -424,11 +448,14 @@ pub fn parse(
                 .ok_or_else(|| format!("--requests must be a positive number, not `{n}`"))?,
         ),
     };
-    let auth = match take("--auth").as_deref() {
-        None | Some("basic") => ClientAuth::Basic,
-        Some("post") => ClientAuth::Post,
-        Some(other) => return Err(format!("--auth must be basic or post, not `{other}`")),
-    };
+    let auth = grants::parse_auth(take("--auth").as_deref())?;
+    let service = Service::parse(
+        take("--grant").as_deref(),
+        auth,
+        take("--private-key").as_deref(),
+        take("--subject-token-file").as_deref(),
+        embedded,
+    )?;
     let scope = take("--scope");
     let mut tuning = Tuning::default();
     if let Some(scale) = take("--time-scale") {
@@ -496,6 +523,7 @@ pub fn parse(
             auth,
             scope,
             tuning,
+            service,
         })));
     }
     let token_url = required(take("--token-url"), "--token-url")?;
@@ -517,12 +545,22 @@ pub fn parse(
         return Err("choose one place for the session: --token-file or --redis-url".to_owned());
     }
     let refresh_token = env(ENV_REFRESH_TOKEN).map(Secret::new);
-    if refresh_token.is_none() && token_file.is_none() && redis.is_none() {
+    if (token_file.is_some() || redis.is_some()) && !service.needs_refresh_token() {
+        return Err(format!(
+            "--token-file and --redis-url keep a refresh-token session; --grant {} keeps none",
+            service.grant.name()
+        ));
+    }
+    if refresh_token.is_none()
+        && token_file.is_none()
+        && redis.is_none()
+        && service.needs_refresh_token()
+    {
         return Err(format!(
             "{ENV_REFRESH_TOKEN} is not set: put the refresh token in the environment, or name a file holding the session with --token-file"
         ));
     }
-    Ok(Command::Run(Box::new(Options {
+    let options = Box::new(Options {
         token_url,
         client_id,
         client_secret: env(ENV_CLIENT_SECRET).map(Secret::new),
@@ -536,7 +574,14 @@ pub fn parse(
         tuning,
         token_file,
         redis,
-    })))
+    });
+    Ok(
+        if service.grant == GrantChoice::RefreshToken && auth != ClientAuth::PrivateKeyJwt {
+            Command::Run(options)
+        } else {
+            Command::RunService(options, Box::new(service))
+        },
+    )
 }
 
 /// `12`, `1.5s`, `500ms`, `2m`: a duration (a bare number is seconds).
@@ -822,24 +867,49 @@ pub fn config(tuning: Tuning) -> Result<Config, String> {
 /// failure, [`RunError::Misconfigured`] as soon as the token endpoint refuses the
 /// client's configuration, [`RunError::Setup`] when the client cannot be built.
 pub fn run(options: Options) -> Result<(Report, Option<String>), RunError> {
+    run_with(options, &Service::default())
+}
+
+/// [`run`] with another grant or client authentication ([`Service`]).
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with(options: Options, service: &Service) -> Result<(Report, Option<String>), RunError> {
     match options.runtime {
-        Runtime::Tokio => run_tokio(options),
-        Runtime::Blocking => run_blocking(options),
+        Runtime::Tokio => run_tokio(options, service),
+        Runtime::Blocking => run_blocking(options, service),
     }
 }
 
-fn run_tokio(options: Options) -> Result<(Report, Option<String>), RunError> {
+/// The grant of `options` and `service`.
+fn service_grant(options: &Options, service: &Service) -> Result<RefreshGrant, RunError> {
+    service
+        .grant(
+            &options.token_url,
+            &options.client_id,
+            options.client_secret.as_ref(),
+            options.auth,
+            options.scope.as_deref(),
+        )
+        .map_err(RunError::Setup)
+}
+
+fn run_tokio(options: Options, service: &Service) -> Result<(Report, Option<String>), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::Setup(format!("cannot start a tokio runtime: {e}")))?;
-    let result = runtime.block_on(tokio_load(options));
+    let result = runtime.block_on(tokio_load(options, service));
     // Requests still in flight after a stop are not waited for.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
 }
 
-async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunError> {
+async fn tokio_load(
+    options: Options,
+    service: &Service,
+) -> Result<(Report, Option<String>), RunError> {
     use silent_refresh_tokio::{AuthorizedClient, OAuth2Refresher, TokenChange, TokenSource};
 
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
@@ -852,7 +922,7 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
     let config = config(options.tuning).map_err(|e| setup(&e))?;
     // The refresher's own HTTP client, built by the library (no redirect followed
     // with the credential), and the exchange's timeout the configuration's.
-    let refresher = OAuth2Refresher::builder(options.grant())
+    let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
         .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
@@ -860,8 +930,8 @@ async fn tokio_load(options: Options) -> Result<(Report, Option<String>), RunErr
     if let Some(store) = session_store(&options)? {
         builder = builder.store(store);
     }
-    if let Some(refresh_token) = &options.refresh_token {
-        builder = builder.credentials(Credentials::RefreshToken(refresh_token.clone()));
+    if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
+        builder = builder.credentials(credentials);
     }
     let source = builder
         .refresher(refresher)
@@ -968,14 +1038,14 @@ fn blocking_saved(source: &silent_refresh_ureq::TokenSource) {
     }
 }
 
-fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> {
+fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<String>), RunError> {
     use silent_refresh_ureq::{OAuth2Refresher, TokenChange, TokenSource};
 
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
     let tally = Arc::new(Tally::default());
     let refreshes = tally.clone();
     let config = config(options.tuning).map_err(|e| setup(&e))?;
-    let refresher = OAuth2Refresher::builder(options.grant())
+    let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
         .timeout(config.refresh_timeout())
         .build()
         .map_err(|e| setup(&e))?;
@@ -983,8 +1053,8 @@ fn run_blocking(options: Options) -> Result<(Report, Option<String>), RunError> 
     if let Some(store) = session_store(&options)? {
         builder = builder.store(store);
     }
-    if let Some(refresh_token) = &options.refresh_token {
-        builder = builder.credentials(Credentials::RefreshToken(refresh_token.clone()));
+    if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
+        builder = builder.credentials(credentials);
     }
     let source = builder
         .refresher(refresher)
@@ -1171,25 +1241,45 @@ pub struct EmbeddedOutcome {
 /// [`RunError::Setup`] when the server cannot start; the run's own errors are in
 /// [`EmbeddedOutcome::result`].
 pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunError> {
-    let server = AuthServer::start(options.server.clone())
+    let mut server_config = options.server.clone();
+    options.service.configure_server(&mut server_config);
+    let server = AuthServer::start(server_config)
         .map_err(|e| RunError::Setup(format!("cannot start the embedded OAuth server: {e}")))?;
     let grant = server.sign_in(options.scope.as_deref());
     let config = server.config();
-    let result = run(Options {
-        token_url: server.token_url(),
-        client_id: config.client_id.clone(),
-        client_secret: config.client_secret.clone().map(Secret::new),
-        refresh_token: Some(Secret::new(grant.refresh_token.as_str())),
-        resource: server.resource_url(),
-        runtime: options.runtime,
-        concurrency: options.concurrency,
-        limit: options.limit,
-        auth: options.auth,
-        scope: options.scope,
-        tuning: options.tuning,
-        token_file: None,
-        redis: None,
-    });
+    let mut service = options.service.clone();
+    // Token exchange: the server writes the projected token and rotates it.
+    let _rotator = match service.grant {
+        GrantChoice::TokenExchange => {
+            let (rotator, path) = grants::Rotator::start(
+                &server,
+                service.subject_token_file.as_deref(),
+                config.token_lifetime * 2,
+            )
+            .map_err(RunError::Setup)?;
+            service.subject_token_file = Some(path);
+            Some(rotator)
+        }
+        _ => None,
+    };
+    let result = run_with(
+        Options {
+            token_url: server.token_url(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone().map(Secret::new),
+            refresh_token: Some(Secret::new(grant.refresh_token.as_str())),
+            resource: server.resource_url(),
+            runtime: options.runtime,
+            concurrency: options.concurrency,
+            limit: options.limit,
+            auth: options.auth,
+            scope: options.scope,
+            tuning: options.tuning,
+            token_file: None,
+            redis: None,
+        },
+        &service,
+    );
     let server = ServerReport {
         stats: server.take_stats(),
         grant_revoked: server.is_revoked(grant.id),
@@ -1228,6 +1318,7 @@ pub fn cli_main(
             token_file.clone_from(&options.token_file);
             (run(*options), None)
         }
+        Ok(Command::RunService(options, service)) => (run_with(*options, &service), None),
         Ok(Command::Embedded(options)) => match run_embedded(*options) {
             Ok(outcome) => (outcome.result, Some(outcome.server)),
             Err(error) => (Err(error), None),

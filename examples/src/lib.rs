@@ -9,12 +9,17 @@
 //! - [`client`]: `oauth2_client`, a load and smoke tool for any OAuth 2.0 server.
 //! - [`custom`]: `custom_refresh`, the browser pattern ported: an app's own JSON
 //!   login and refresh API, and a closure refresher for each adapter.
+//! - [`grants`]: `oauth2_client`'s `--grant`, `--auth private_key_jwt`,
+//!   `--private-key` and `--subject-token-file`.
+//! - [`keys`]: RS256 and ES256 key pairs made at run time, for the signed assertions.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
 //! - [`timeline`]: timestamped lines for the demo.
 
 pub mod client;
 pub mod custom;
 pub mod demo;
+pub mod grants;
+pub mod keys;
 pub mod probe;
 pub mod serve;
 pub mod server;

@@ -10,7 +10,20 @@
 //! - **Reuse detection**: presenting a refresh token that was already used revokes
 //!   the whole grant (every refresh token and access token descended from the
 //!   sign-in), as Auth0, Okta and others do; later refreshes get `invalid_grant`.
-//! - **Client authentication** with `client_secret_basic` or `client_secret_post`.
+//! - **Client authentication** with `client_secret_basic`, `client_secret_post`,
+//!   `client_secret_jwt` (HS256 with the client secret) or `private_key_jwt` (RFC 7523
+//!   §2.2, with the public key registered in [`ServerConfig::client_public_key`]). A
+//!   client assertion is checked for real: its signature with the key, `iss` and `sub`
+//!   the client id, `aud` this token endpoint, `exp` not passed and no more than an hour
+//!   after `iat`, and a `jti` never seen before (a replay is refused).
+//! - **Other grants**, each checked for real: `client_credentials` (an access token and
+//!   no refresh token); the JWT bearer grant (RFC 7523 §2.1: the `assertion` checked
+//!   like a client assertion, with the issuer and key of
+//!   [`ServerConfig::jwt_bearer_issuer`]); token exchange (RFC 8693: the
+//!   `subject_token` must be one this server issued with
+//!   [`AuthServer::issue_subject_token`], signed and unexpired, as a Kubernetes API
+//!   server checks a projected service-account token). Their tokens count as one grant
+//!   per principal ([`AuthServer::service_grant`]).
 //! - **Switches** for the failure cases: the token endpoint answers `503` (with
 //!   `Retry-After`) while [`AuthServer::set_token_endpoint_failing`] is on, and
 //!   [`AuthServer::revoke_access_tokens`] invalidates every access token issued so
@@ -40,6 +53,7 @@ use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -52,11 +66,27 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+
+use crate::keys::PublicKey;
 
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
 /// The path of the protected resource.
 pub const RESOURCE_PATH: &str = "/api/resource";
+
+/// The `grant_type` of the JWT bearer grant.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The `grant_type` of token exchange.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The `client_assertion_type` of a JWT client assertion.
+const JWT_CLIENT_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The issuer of the subject tokens this server makes (a stand-in Kubernetes API server).
+pub const SUBJECT_TOKEN_ISSUER: &str = "embedded-kubernetes";
+/// The longest lifetime (`exp` − `iat`) an assertion may claim.
+const MAX_ASSERTION_SECS: u64 = 3600;
+/// Clock skew allowed on `exp` and `iat`, in seconds.
+const LEEWAY_SECS: u64 = 5;
 
 /// How the embedded server behaves.
 #[derive(Clone)]
@@ -86,6 +116,12 @@ pub struct ServerConfig {
     /// The *redirecting mode*: the token endpoint answers every request with this
     /// redirect to the token URL of a [`SecondOrigin`] the server starts with it.
     pub token_redirect: Option<RedirectStatus>,
+    /// The client's registered public key, for `private_key_jwt`. Without it only
+    /// the secret-based methods authenticate.
+    pub client_public_key: Option<PublicKey>,
+    /// The issuer (`iss`) the JWT bearer grant trusts, and its public key. Without it
+    /// the grant is refused (`unauthorized_client`).
+    pub jwt_bearer_issuer: Option<(String, PublicKey)>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +135,8 @@ impl Default for ServerConfig {
             failure_rate: 0.0,
             fault_seed: 0,
             token_redirect: None,
+            client_public_key: None,
+            jwt_bearer_issuer: None,
         }
     }
 }
@@ -147,6 +185,11 @@ impl fmt::Debug for ServerConfig {
             .field("failure_rate", &self.failure_rate)
             .field("fault_seed", &self.fault_seed)
             .field("token_redirect", &self.token_redirect)
+            .field("client_public_key", &self.client_public_key)
+            .field(
+                "jwt_bearer_issuer",
+                &self.jwt_bearer_issuer.as_ref().map(|(issuer, _)| issuer),
+            )
             .finish()
     }
 }
@@ -219,6 +262,27 @@ pub struct Stats {
     pub auth_basic: u64,
     /// Token requests that authenticated the client in the form body.
     pub auth_post: u64,
+    /// Token requests that authenticated the client with an HS256 assertion
+    /// (`client_secret_jwt`).
+    pub auth_secret_jwt: u64,
+    /// Token requests that authenticated the client with an assertion signed by its
+    /// registered key (`private_key_jwt`).
+    pub auth_private_key_jwt: u64,
+    /// JWT bearer or token-exchange requests that sent no client authentication.
+    pub auth_none: u64,
+    /// Access tokens issued by the client-credentials grant.
+    pub client_credentials_issued: u64,
+    /// Access tokens issued by the JWT bearer grant.
+    pub jwt_bearer_issued: u64,
+    /// Access tokens issued by token exchange.
+    pub token_exchange_issued: u64,
+    /// Assertions (client or grant) refused: bad signature, wrong `iss`, `sub` or
+    /// `aud`, `exp` passed or too far, missing claims.
+    pub assertion_refused: u64,
+    /// Assertions refused because their `jti` was seen before (replays).
+    pub assertion_replayed: u64,
+    /// Subject tokens refused (unknown signature, expired, wrong type).
+    pub subject_token_refused: u64,
     /// The most token requests in flight at once (inside the handler, the whole
     /// delay of the slow mode included): the refresh exchanges on the wire.
     pub max_token_in_flight: u64,
@@ -257,6 +321,10 @@ type Observer = Arc<dyn Fn(&ServerEvent) + Send + Sync>;
 
 struct ServerState {
     config: ServerConfig,
+    /// This token endpoint's URL: the `aud` every assertion must name.
+    token_url: String,
+    /// The key this server signs subject tokens with (a stand-in for a cluster's).
+    subject_key: Vec<u8>,
     tables: Mutex<Tables>,
     failing: AtomicBool,
     /// The token endpoint's delay, in microseconds.
@@ -285,6 +353,15 @@ struct Counters {
     reuse_detected: AtomicU64,
     auth_basic: AtomicU64,
     auth_post: AtomicU64,
+    auth_secret_jwt: AtomicU64,
+    auth_private_key_jwt: AtomicU64,
+    auth_none: AtomicU64,
+    client_credentials_issued: AtomicU64,
+    jwt_bearer_issued: AtomicU64,
+    token_exchange_issued: AtomicU64,
+    assertion_refused: AtomicU64,
+    assertion_replayed: AtomicU64,
+    subject_token_refused: AtomicU64,
     max_token_in_flight: AtomicU64,
     resource_ok: AtomicU64,
     resource_unauthorized: AtomicU64,
@@ -296,6 +373,11 @@ struct Tables {
     refresh: HashMap<String, RefreshEntry>,
     access: HashMap<String, AccessEntry>,
     next_grant: u64,
+    /// The grant of each service principal (client credentials, a JWT bearer
+    /// subject, a token-exchange subject), made at its first token.
+    services: HashMap<String, u64>,
+    /// The `jti` of every assertion accepted, until its `exp` (replays are refused).
+    seen_jti: HashMap<String, u64>,
 }
 
 struct GrantState {
@@ -336,7 +418,13 @@ impl AuthServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let redirect = config.token_redirect;
+        let keys = RandomState::new();
+        let subject_key = (0u8..4)
+            .flat_map(|i| keys.hash_one(("subject key", i)).to_le_bytes())
+            .collect();
         let state = Arc::new(ServerState {
+            token_url: format!("http://{addr}{TOKEN_PATH}"),
+            subject_key,
             latency_us: AtomicU64::new(micros(config.token_latency)),
             failure_ppm: AtomicU64::new(ppm(config.failure_rate)),
             fault_seed: AtomicU64::new(config.fault_seed),
@@ -348,7 +436,7 @@ impl AuthServer {
             in_flight: AtomicU64::new(0),
             counters: Counters::default(),
             observer: Mutex::new(None),
-            keys: RandomState::new(),
+            keys,
             next_id: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -424,6 +512,62 @@ impl AuthServer {
             },
         );
         Grant { id, refresh_token }
+    }
+
+    /// A subject token for token exchange, as a Kubernetes API server projects one: a
+    /// JWT signed by this server for `subject`, valid for `lifetime` (whole seconds,
+    /// at least one). A secret: do not print it.
+    #[must_use]
+    pub fn issue_subject_token(&self, subject: &str, lifetime: Duration) -> String {
+        let now = unix_now();
+        self.state
+            .subject_token(subject, now, now + lifetime.as_secs().max(1))
+    }
+
+    /// A subject token signed by this server whose `exp` passed a minute ago (what a
+    /// client with a clock behind would still believe valid).
+    #[must_use]
+    pub fn issue_expired_subject_token(&self, subject: &str) -> String {
+        let now = unix_now();
+        self.state.subject_token(subject, now - 120, now - 60)
+    }
+
+    /// A function that makes subject tokens as [`issue_subject_token`](Self::issue_subject_token)
+    /// does, for a thread that rotates a token file while the server runs.
+    pub fn subject_token_maker(&self) -> impl Fn(&str, Duration) -> String + Send + 'static {
+        let state = self.state.clone();
+        move |subject, lifetime| {
+            let now = unix_now();
+            state.subject_token(subject, now, now + lifetime.as_secs().max(1))
+        }
+    }
+
+    /// Writes a new subject token for `subject` into `path` the way the kubelet
+    /// rotates a projected token: a new file renamed over the old one, so a reader
+    /// sees the old token or the new one, never half of one. Returns the token.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written.
+    pub fn rotate_subject_token(
+        &self,
+        path: &Path,
+        subject: &str,
+        lifetime: Duration,
+    ) -> io::Result<String> {
+        let token = self.issue_subject_token(subject, lifetime);
+        let temporary = path.with_extension("rotating");
+        std::fs::write(&temporary, &token)?;
+        std::fs::rename(&temporary, path)?;
+        Ok(token)
+    }
+
+    /// The grant that counts the tokens of a service principal: `client_credentials`
+    /// for the client-credentials grant, `jwt_bearer:SUB` and `token_exchange:SUB` for
+    /// the others (`served_by` and the serials work as for a user's grant).
+    #[must_use]
+    pub fn service_grant(&self, principal: &str) -> Option<u64> {
+        self.state.tables().services.get(principal).copied()
     }
 
     /// Turns the failure switch on or off: while on, the token endpoint answers
@@ -521,6 +665,15 @@ impl AuthServer {
             reuse_detected: take(&c.reuse_detected),
             auth_basic: take(&c.auth_basic),
             auth_post: take(&c.auth_post),
+            auth_secret_jwt: take(&c.auth_secret_jwt),
+            auth_private_key_jwt: take(&c.auth_private_key_jwt),
+            auth_none: take(&c.auth_none),
+            client_credentials_issued: take(&c.client_credentials_issued),
+            jwt_bearer_issued: take(&c.jwt_bearer_issued),
+            token_exchange_issued: take(&c.token_exchange_issued),
+            assertion_refused: take(&c.assertion_refused),
+            assertion_replayed: take(&c.assertion_replayed),
+            subject_token_refused: take(&c.subject_token_refused),
             max_token_in_flight: take(&c.max_token_in_flight),
             resource_ok: take(&c.resource_ok),
             resource_unauthorized: take(&c.resource_unauthorized),
@@ -625,6 +778,24 @@ impl ServerState {
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
         }
         response
+    }
+
+    /// A subject token issued at `iat`, expiring at `exp` (Unix seconds).
+    fn subject_token(&self, subject: &str, iat: u64, exp: u64) -> String {
+        let claims = serde_json::json!({
+            "iss": SUBJECT_TOKEN_ISSUER,
+            "sub": subject,
+            "aud": self.token_url,
+            "iat": iat,
+            "exp": exp,
+            "jti": self.random_token("st"),
+        });
+        // HS256 with a non-empty key and JSON claims: encoding cannot fail.
+        EncodingKey::from_secret(&self.subject_key)
+            .and_then(|key| {
+                jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
+            })
+            .unwrap_or_default()
     }
 
     fn random_token(&self, prefix: &str) -> String {
@@ -756,54 +927,369 @@ async fn token_endpoint(
     }
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    let client = client_credentials(&headers, &form);
-    let authenticated = client.as_ref().is_some_and(|c| {
-        c.id == state.config.client_id
-            && match &state.config.client_secret {
-                Some(secret) => c.secret.as_deref() == Some(secret.as_str()),
-                None => true,
-            }
-    });
-    if !authenticated {
-        counters.invalid_client.fetch_add(1, Ordering::SeqCst);
-        let mut response = oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"demo\""),
-        );
-        return response;
-    }
-    let basic = client.is_some_and(|c| c.basic);
-    let counter = if basic {
-        &counters.auth_basic
-    } else {
-        &counters.auth_post
+    let grant_type = form.get("grant_type").map_or("", String::as_str);
+    // The JWT bearer grant authenticates by its assertion; the client may add its own.
+    let method = match authenticate(&state, &headers, &form, grant_type == JWT_BEARER) {
+        Ok(method) => method,
+        Err(why) => return invalid_client(&state, why),
+    };
+    let counter = match method {
+        Method::Basic => &counters.auth_basic,
+        Method::Post => &counters.auth_post,
+        Method::SecretJwt => &counters.auth_secret_jwt,
+        Method::PrivateKeyJwt => &counters.auth_private_key_jwt,
+        Method::None => &counters.auth_none,
     };
     counter.fetch_add(1, Ordering::SeqCst);
 
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return oauth_error(
+    let requested_scope = form.get("scope").map(String::as_str);
+    match grant_type {
+        "refresh_token" => {
+            let Some(presented) = form.get("refresh_token") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is missing",
+                );
+            };
+            match refresh(&state, presented, requested_scope) {
+                Ok(issued) => issued.into_response(),
+                Err(refused) => {
+                    oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description)
+                }
+            }
+        }
+        "client_credentials" => issue_service(
+            &state,
+            "client_credentials",
+            requested_scope,
+            &counters.client_credentials_issued,
+        )
+        .into_response(),
+        JWT_BEARER => jwt_bearer(&state, &form, requested_scope),
+        TOKEN_EXCHANGE => token_exchange(&state, &form, requested_scope),
+        _ => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "this server only does the refresh_token grant",
-        );
+            "this server does refresh_token, client_credentials, the JWT bearer grant and token exchange",
+        ),
     }
-    let Some(presented) = form.get("refresh_token") else {
+}
+
+/// How a token request authenticated its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Basic,
+    Post,
+    SecretJwt,
+    PrivateKeyJwt,
+    /// No client authentication (allowed for the JWT bearer grant only).
+    None,
+}
+
+/// `401 invalid_client` with a challenge, counted.
+fn invalid_client(state: &ServerState, description: &str) -> Response {
+    state.counters.invalid_client.fetch_add(1, Ordering::SeqCst);
+    let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"demo\""),
+    );
+    response
+}
+
+/// Authenticates the client of a token request: a client assertion
+/// (`client_secret_jwt`, `private_key_jwt`), HTTP Basic or the form body. Without any
+/// client credentials, `optional` lets it through as [`Method::None`]. A refusal says
+/// why, for an `invalid_client` answer.
+fn authenticate(
+    state: &ServerState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    optional: bool,
+) -> Result<Method, &'static str> {
+    let config = &state.config;
+    if let Some(kind) = form.get("client_assertion_type") {
+        let assertion = form
+            .get("client_assertion")
+            .filter(|_| kind == JWT_CLIENT_ASSERTION)
+            .ok_or("unknown client_assertion_type, or no client_assertion")?;
+        if form
+            .get("client_id")
+            .is_some_and(|id| *id != config.client_id)
+        {
+            return Err("client_id is not the assertion's client");
+        }
+        let alg = jsonwebtoken::decode_header(assertion)
+            .map_err(|_| "the client assertion is not a JWT")?
+            .alg;
+        let (key, method) = match (alg, &config.client_secret, &config.client_public_key) {
+            (Algorithm::HS256, Some(secret), _) => (
+                DecodingKey::from_secret(secret.as_bytes())
+                    .map_err(|_| "this client has an empty secret")?,
+                Method::SecretJwt,
+            ),
+            (alg, _, Some(public)) if alg == public.algorithm => {
+                (public.key.clone(), Method::PrivateKeyJwt)
+            }
+            _ => {
+                return Err("no key of this client verifies the assertion's algorithm");
+            }
+        };
+        return match verify_assertion(state, assertion, &key, alg, &config.client_id, true) {
+            Ok(_) => Ok(method),
+            Err(Rejected::Replayed) => Err("the client assertion's jti was already used"),
+            Err(Rejected::Invalid) => Err("the client assertion is not valid"),
+        };
+    }
+    let Some(client) = client_credentials(headers, form) else {
+        return if optional {
+            Ok(Method::None)
+        } else {
+            Err("client authentication failed")
+        };
+    };
+    let authenticated = client.id == config.client_id
+        && match &config.client_secret {
+            Some(secret) => client.secret.as_deref() == Some(secret.as_str()),
+            None => true,
+        };
+    if !authenticated {
+        return Err("client authentication failed");
+    }
+    Ok(if client.basic {
+        Method::Basic
+    } else {
+        Method::Post
+    })
+}
+
+/// Why an assertion was refused.
+enum Rejected {
+    /// Bad signature, claims or times.
+    Invalid,
+    /// Its `jti` was accepted before.
+    Replayed,
+}
+
+/// Checks an assertion (RFC 7523 §3): the signature with `key`, `iss` (and, for a
+/// client assertion, `sub`) the `issuer`, `aud` this token endpoint, `exp` not passed,
+/// `iat` not in the future and at most an hour before `exp`, and a `jti` never seen
+/// before. Returns its claims; counts what it refuses.
+fn verify_assertion(
+    state: &ServerState,
+    assertion: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    issuer: &str,
+    client: bool,
+) -> Result<serde_json::Value, Rejected> {
+    let counters = &state.counters;
+    let invalid = || {
+        counters.assertion_refused.fetch_add(1, Ordering::SeqCst);
+        Rejected::Invalid
+    };
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[&state.token_url]);
+    validation.set_issuer(&[issuer]);
+    if client {
+        validation.sub = Some(issuer.to_owned());
+    }
+    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+    validation.leeway = LEEWAY_SECS;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(assertion, key, &validation)
+        .map_err(|_| invalid())?
+        .claims;
+    let now = unix_now();
+    let (Some(exp), Some(iat), Some(jti)) = (
+        claims["exp"].as_u64(),
+        claims["iat"].as_u64(),
+        claims["jti"].as_str(),
+    ) else {
+        return Err(invalid());
+    };
+    if iat > now + LEEWAY_SECS || exp.saturating_sub(iat) > MAX_ASSERTION_SECS {
+        return Err(invalid());
+    }
+    let mut tables = state.tables();
+    if tables.seen_jti.len() >= SWEEP_ABOVE {
+        tables.seen_jti.retain(|_, exp| *exp + LEEWAY_SECS >= now);
+    }
+    let seen = format!("{issuer} {jti}");
+    if tables.seen_jti.contains_key(&seen) {
+        drop(tables);
+        counters.assertion_replayed.fetch_add(1, Ordering::SeqCst);
+        return Err(Rejected::Replayed);
+    }
+    tables.seen_jti.insert(seen, exp);
+    Ok(claims)
+}
+
+/// The JWT bearer grant: the assertion of the trusted issuer, checked for real.
+fn jwt_bearer(
+    state: &ServerState,
+    form: &HashMap<String, String>,
+    requested_scope: Option<&str>,
+) -> Response {
+    let Some((issuer, public)) = &state.config.jwt_bearer_issuer else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this server trusts no issuer for the JWT bearer grant",
+        );
+    };
+    let Some(assertion) = form.get("assertion") else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "refresh_token is missing",
+            "assertion is missing",
         );
     };
-    let requested_scope = form.get("scope");
-    match refresh(&state, presented, requested_scope.map(String::as_str)) {
-        Ok(issued) => issued.into_response(),
-        Err(refused) => oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description),
+    match verify_assertion(
+        state,
+        assertion,
+        &public.key,
+        public.algorithm,
+        issuer,
+        false,
+    ) {
+        Ok(claims) => {
+            let subject = claims["sub"].as_str().unwrap_or(issuer);
+            issue_service(
+                state,
+                &format!("jwt_bearer:{subject}"),
+                requested_scope.or_else(|| claims["scope"].as_str()),
+                &state.counters.jwt_bearer_issued,
+            )
+            .into_response()
+        }
+        Err(rejected) => {
+            state.counters.invalid_grant.fetch_add(1, Ordering::SeqCst);
+            let description = match rejected {
+                Rejected::Replayed => "the assertion's jti was already used",
+                Rejected::Invalid => "the assertion is not valid",
+            };
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+        }
     }
+}
+
+/// Token exchange: a subject token this server issued, signed and unexpired.
+fn token_exchange(
+    state: &ServerState,
+    form: &HashMap<String, String>,
+    requested_scope: Option<&str>,
+) -> Response {
+    let known_type = matches!(
+        form.get("subject_token_type").map(String::as_str),
+        Some(
+            "urn:ietf:params:oauth:token-type:jwt"
+                | "urn:ietf:params:oauth:token-type:access_token"
+        )
+    );
+    let Some(subject_token) = form.get("subject_token").filter(|_| known_type) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "subject_token or a known subject_token_type is missing",
+        );
+    };
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[SUBJECT_TOKEN_ISSUER]);
+    validation.set_audience(&[&state.token_url]);
+    // A subject token past its exp is refused, whatever the client's clock says.
+    validation.leeway = 0;
+    let verified = DecodingKey::from_secret(&state.subject_key).and_then(|key| {
+        jsonwebtoken::decode::<serde_json::Value>(subject_token, &key, &validation)
+    });
+    let Ok(data) = verified else {
+        state
+            .counters
+            .subject_token_refused
+            .fetch_add(1, Ordering::SeqCst);
+        // RFC 8693 §2.2.2: an invalid subject token is an invalid request.
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the subject token is not valid (unknown signer, or expired)",
+        );
+    };
+    let subject = data.claims["sub"].as_str().unwrap_or("unknown");
+    let mut issued = issue_service(
+        state,
+        &format!("token_exchange:{subject}"),
+        requested_scope,
+        &state.counters.token_exchange_issued,
+    );
+    issued.issued_token_type = Some("urn:ietf:params:oauth:token-type:access_token");
+    issued.into_response()
+}
+
+/// An access token (and no refresh token) for a service principal's grant.
+fn issue_service(
+    state: &ServerState,
+    principal: &str,
+    scope: Option<&str>,
+    counter: &AtomicU64,
+) -> Issued {
+    let access_token = state.random_token("at");
+    let lifetime = state.config.token_lifetime;
+    let now = Instant::now();
+    let mut tables = state.tables();
+    let grant_id = match tables.services.get(principal) {
+        Some(id) => *id,
+        None => {
+            tables.next_grant += 1;
+            let id = tables.next_grant;
+            tables.grants.insert(
+                id,
+                GrantState {
+                    serial: 0,
+                    revoked: false,
+                    scope: scope.map(str::to_owned),
+                    served: Vec::new(),
+                },
+            );
+            tables.services.insert(principal.to_owned(), id);
+            id
+        }
+    };
+    let serial = tables.grants.get_mut(&grant_id).map_or(1, |grant| {
+        grant.serial += 1;
+        grant.serial
+    });
+    if tables.access.len() >= SWEEP_ABOVE {
+        tables.access.retain(|_, a| a.expires > now);
+    }
+    tables.access.insert(
+        access_token.clone(),
+        AccessEntry {
+            grant: grant_id,
+            serial,
+            expires: now + lifetime,
+        },
+    );
+    drop(tables);
+    state.counters.issued.fetch_add(1, Ordering::SeqCst);
+    counter.fetch_add(1, Ordering::SeqCst);
+    state.emit(&ServerEvent::Issued {
+        grant: grant_id,
+        serial,
+    });
+    Issued {
+        access_token,
+        refresh_token: None,
+        expires_in: lifetime.as_secs(),
+        scope: scope.map(str::to_owned),
+        issued_token_type: None,
+    }
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// A refused refresh: the OAuth error code and its description (HTTP 400).
@@ -815,9 +1301,12 @@ struct Refused {
 /// A successful refresh: what the token endpoint answers.
 struct Issued {
     access_token: String,
-    refresh_token: String,
+    /// None for the grants that keep no refresh token.
+    refresh_token: Option<String>,
     expires_in: u64,
     scope: Option<String>,
+    /// Token exchange's `issued_token_type`.
+    issued_token_type: Option<&'static str>,
 }
 
 impl Issued {
@@ -826,8 +1315,13 @@ impl Issued {
             "access_token": self.access_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
         });
+        if let Some(refresh_token) = self.refresh_token {
+            body["refresh_token"] = serde_json::Value::String(refresh_token);
+        }
+        if let Some(issued_token_type) = self.issued_token_type {
+            body["issued_token_type"] = serde_json::Value::from(issued_token_type);
+        }
         if let Some(scope) = self.scope {
             body["scope"] = serde_json::Value::String(scope);
         }
@@ -942,9 +1436,10 @@ fn refresh(
     });
     Ok(Issued {
         access_token: new_access,
-        refresh_token: new_refresh,
+        refresh_token: Some(new_refresh),
         expires_in: lifetime.as_secs(),
         scope,
+        issued_token_type: None,
     })
 }
 

@@ -14,6 +14,10 @@
 //!   [`RefreshGrant::parse_response`][plain] (not given it).
 //! - [`oauth2_request`]: arbitrary grant settings through
 //!   [`RefreshGrant::request`][request].
+//! - [`grants`]: arbitrary settings of every grant and client authentication and an
+//!   arbitrary exchange context through
+//!   [`RefreshGrant::request_with`](silent_refresh::oauth2::RefreshGrant::request_with)
+//!   and the assertion builder: exact form, verified signatures and claims.
 //! - [`origin_policy`]: arbitrary allow-lists, excluded URLs and request URLs through
 //!   [`OriginPolicy`](silent_refresh::origin::OriginPolicy): which requests get the token.
 //!
@@ -109,9 +113,15 @@ pub use self::oauth2::{
     ResponseCase, UrlPick, oauth2_request, oauth2_response,
 };
 
+pub use self::grants::{
+    AssertionCase, ClaimName, GrantAuthPick, GrantUrl, GrantsCase, KeyPick, KindPick, SubjectPick,
+    grants,
+};
+
 pub use self::origin::{
     HostPick, OriginCase, OriginUrl, PathPick, PortPick, Respell, UrlParts, origin_policy,
 };
 
+mod grants;
 mod oauth2;
 mod origin;

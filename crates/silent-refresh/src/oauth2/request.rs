@@ -150,6 +150,11 @@ pub(super) fn build(
                      subject_token_source into the exchange's context",
                 )
             })?;
+            if subject.is_empty() {
+                return Err(RefreshFailure::transient(
+                    "the subject token is empty; waiting for its source to hold one",
+                ));
+            }
             super::exchange::check_subject_expiry(subject, context)?;
             pairs.push(("grant_type", TOKEN_EXCHANGE));
             pairs.push(("subject_token", subject.expose()));

@@ -18,12 +18,12 @@ use silent_refresh_examples::server::{AuthServer, ServerConfig, Stats};
 /// Tokens live a second: the callers run until the source has adopted this many.
 const GENERATIONS: u64 = 4;
 /// For token exchange, enough generations to outlive a subject token.
-const EXCHANGE_GENERATIONS: u64 = 8;
+const EXCHANGE_GENERATIONS: u64 = 12;
 /// Concurrent callers per run.
 const CALLERS: usize = 24;
 /// How long a subject token lives: shorter than a run, so a client that read the file
 /// once would present an expired token before the run ends.
-const SUBJECT_LIFETIME: Duration = Duration::from_secs(2);
+const SUBJECT_LIFETIME: Duration = Duration::from_secs(3);
 /// The service account the JWT bearer grant's server trusts.
 const SERVICE_ACCOUNT: &str = "svc@embedded.example";
 /// The Kubernetes service account of the token-exchange cases.

@@ -693,7 +693,14 @@ impl Checker {
                         // Adopted, or an unusable token (a transient failure): either way
                         // the configuration worked.
                         view.session = Session::SignedIn;
-                        view.adopt = self.usable_token(&view, spec, started, sent, false);
+                        // DESIGN.md rule 9, compare-and-swap on what the store holds:
+                        // while the current token is not stored yet, the store still
+                        // holds what that token's own save compares against.
+                        let from = match &view.token {
+                            Some(token) if self.durable != Some(token.generation) => token.from,
+                            _ => sent,
+                        };
+                        view.adopt = self.usable_token(&view, spec, started, from, false);
                         if view.adopt.is_none() {
                             // Unusable, but a rotated credential is the one to send next.
                             view.refresh_token = spec.refresh.or(view.refresh_token);

@@ -323,7 +323,17 @@ impl Model {
             if !running.superseded {
                 match result {
                     Ok(spec) => {
-                        if !self.adopt(spec, running.started, running.sent) {
+                        // Compare-and-swap on what the store holds: the credential
+                        // sent, or, while the current token is not stored, what its own
+                        // save compares against.
+                        let from = match &self.token {
+                            Some(held) if !held.durable => match &held.persist {
+                                Some(Act::Persist { from, .. }) => *from,
+                                _ => None,
+                            },
+                            _ => running.sent,
+                        };
+                        if !self.adopt(spec, running.started, from) {
                             if spec.refresh.is_some() {
                                 self.refresh_token = spec.refresh;
                             }

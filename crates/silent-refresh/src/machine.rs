@@ -358,7 +358,14 @@ impl TokenMachine {
                 match result {
                     Ok(token) => {
                         let refresh_token = token.refresh_token.clone();
-                        let from = exchange.sent.clone();
+                        // Compare-and-swap on what the store holds: the credential sent,
+                        // unless the token it came from is not stored yet (its save
+                        // pending or failing); then the store still holds what that
+                        // token's own save compares against (nothing, after a sign-in).
+                        let from = match &self.current {
+                            Some(current) if !current.durable => current.from.clone(),
+                            _ => exchange.sent.clone(),
+                        };
                         if !self.adopt(now, token, exchange.started, Some(attempt), from) {
                             // The server answered: a rotated credential is the one to
                             // send next, even with an unusable access token.

@@ -1363,6 +1363,49 @@ fn a_failed_save_is_asked_again_after_a_backoff_and_the_token_still_used() {
 }
 
 #[test]
+fn a_token_refreshed_while_its_predecessor_is_unsaved_compares_against_what_the_store_holds() {
+    // rt-2's save failed: the store still holds rt-1. The token refreshed from rt-2 is
+    // saved with compare-and-swap on rt-1, not rt-2 (which the store never held: a
+    // conflict there would adopt the store's older session, and spend rt-1 again).
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    let out = sim.result(
+        the_attempt(&actions),
+        Ok(token("at-2", secs(3600)).with_refresh_token("rt-2")),
+    );
+    let (generation, _, from) = persist_of(&out);
+    assert_eq!(from.as_deref(), Some("rt-1"));
+    sim.machine.handle_persisted(
+        sim.now,
+        generation,
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    sim.drain();
+    sim.machine.handle_rejected(sim.now, generation);
+    let attempt = the_attempt(&sim.drain());
+    let out = sim.result(
+        attempt,
+        Ok(token("at-3", secs(3600)).with_refresh_token("rt-3")),
+    );
+    let (_, stored, from) = persist_of(&out);
+    assert_eq!(stored.refresh_token.unwrap().expose(), "rt-3");
+    assert_eq!(from.as_deref(), Some("rt-1"), "what the store still holds");
+    // Once a token is stored, the next one compares against its own credential.
+    let (generation, ..) = persist_of(&out);
+    sim.machine
+        .handle_persisted(sim.now, generation, silent_refresh::Persisted::Stored);
+    sim.drain();
+    sim.machine.handle_rejected(sim.now, generation);
+    let attempt = the_attempt(&sim.drain());
+    let out = sim.result(
+        attempt,
+        Ok(token("at-4", secs(3600)).with_refresh_token("rt-4")),
+    );
+    assert_eq!(persist_of(&out).2.as_deref(), Some("rt-3"));
+}
+
+#[test]
 fn strict_persistence_grants_only_stored_tokens() {
     let mut sim = Sim::new(
         Config::builder()

@@ -261,6 +261,11 @@ struct Core<W> {
     /// save of that generation takes it, so no sibling refreshes from the stored
     /// (replaced) credential meanwhile.
     unsaved_lock: Option<(Generation, Box<dyn StoreLock>)>,
+    /// The access token of the session `prepare_exchange` took from the store, until
+    /// its exchange result comes in.
+    adopting: Option<Secret>,
+    /// The result being fed came from the store: its `Persist` is confirmed at once.
+    from_store: bool,
     /// When the wall clock is read next.
     wall_check: Option<Instant>,
     /// The generation signed in from the credentials given in code because the store
@@ -392,6 +397,8 @@ impl<W: Waiter> Kernel<W> {
             save_failing: false,
             exchange_lock: None,
             unsaved_lock: None,
+            adopting: None,
+            from_store: false,
             wall_check: None,
             seed: None,
             load_retry: None,
@@ -703,6 +710,9 @@ impl<W: Waiter> Kernel<W> {
                 tracing::info!(
                     "another process refreshed already: adopting its token from the store"
                 );
+                // Fed back through `exchange_result`: that token is the store's
+                // already, not one to save again.
+                self.lock().adopting = Some(token.access_token.clone());
                 Prepared::Adopt(Box::new(token), lock)
             }
             _ => Prepared::Exchange(Some(lock)),
@@ -720,10 +730,20 @@ impl<W: Waiter> Kernel<W> {
     ) {
         self.settle(|core, now| {
             core.exchange_lock = lock;
+            let adopted = core.adopting.take();
+            core.from_store = match (&result, &adopted) {
+                (Ok(token), Some(access)) => secrets_match(&token.access_token, access),
+                _ => false,
+            };
             core.machine.handle_refresh_result(now, attempt, result);
         });
         // No token to save: release it now.
-        drop(self.lock().exchange_lock.take());
+        let lock = {
+            let mut core = self.lock();
+            core.from_store = false;
+            core.exchange_lock.take()
+        };
+        drop(lock);
     }
 
     /// What the driver loop must do, and when to wake; that wake-up counts as armed.
@@ -870,6 +890,13 @@ impl<W: Waiter> Kernel<W> {
                     let now = self.clock.now();
                     core.machine
                         .handle_persisted(now, generation, Persisted::Failed(failure));
+                } else if core.from_store {
+                    // The store holds this token already (another process saved it):
+                    // saving it again could only fail, and a failure would make this
+                    // source believe the store is behind it.
+                    let now = self.clock.now();
+                    core.machine
+                        .handle_persisted(now, generation, Persisted::Stored);
                 } else if self.store.is_some() {
                     let only_if_empty = from.is_none() && core.seed == Some(generation);
                     let mut lock = core.exchange_lock.take();
@@ -990,6 +1017,11 @@ fn holds_a_session(token: &Token, wall_now: std::time::SystemTime) -> bool {
             Expiry::At(at) => at > wall_now,
             Expiry::In(_) => false,
         }
+}
+
+/// Whether two secrets are equal (in time that depends on their lengths only).
+fn secrets_match(a: &Secret, b: &Secret) -> bool {
+    crate::store::record::secrets_equal(a, b)
 }
 
 /// `now + d`, saturating.

@@ -204,7 +204,9 @@ impl Service {
                 .key
                 .clone()
                 .ok_or("--auth private_key_jwt needs --private-key")?;
-            grant = grant.private_key_jwt(key);
+            // The JWT bearer grant has no client id of its own: the client's is its
+            // assertion's issuer.
+            grant = grant.client_id(client_id).private_key_jwt(key);
         } else if let Some(secret) = client_secret
             && self.grant != GrantChoice::JwtBearer
         {

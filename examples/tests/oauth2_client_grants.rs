@@ -81,6 +81,7 @@ fn client_credentials_with_each_method_in_both_runtimes() {
 fn jwt_bearer_and_token_exchange_in_both_runtimes() {
     for runtime in ["tokio", "blocking"] {
         embedded("jwt_bearer", "basic", runtime, &[]);
+        embedded("jwt_bearer", "private_key_jwt", runtime, &[]);
         embedded("token_exchange", "private_key_jwt", runtime, &[]);
     }
 }

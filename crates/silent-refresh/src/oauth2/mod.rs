@@ -295,6 +295,14 @@ impl RefreshGrant {
         }
     }
 
+    /// The client id: for the JWT bearer grant, which has none of its own, when the
+    /// server also wants the client to authenticate (a secret, or `private_key_jwt`).
+    #[must_use]
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
     /// `private_key_jwt` client authentication (RFC 7523 §2.2): each exchange carries a
     /// client assertion signed with `key`, with a unique `jti`, `iss` and `sub` the
     /// client id, `aud` the token URL and a one-minute `exp`. Feature `jwt`.

@@ -761,10 +761,7 @@ mod tests {
             let both = grant
                 .clone()
                 .private_key_jwt(SigningKey::es256_pem(ES256).expect("key"));
-            let grant_with_client = RefreshGrant {
-                client_id: "app".into(),
-                ..both
-            };
+            let grant_with_client = both.client_id("app");
             let request = grant_with_client
                 .request_with(None, &context())
                 .expect("request");

@@ -74,16 +74,39 @@
 
 mod driver;
 mod error;
-#[cfg(feature = "reqwest-middleware")]
-pub mod middleware;
 #[cfg(feature = "reqwest")]
 mod oauth2;
 mod refresher;
 mod runtime;
 mod send;
 mod source;
+
+/// A tower layer that attaches the access token (feature `tower`): the one of
+/// `silent-refresh-http`, over this crate's [`TokenSource`].
 #[cfg(feature = "tower")]
-pub mod tower;
+pub mod tower {
+    pub use silent_refresh_http::tower::{BoxError, ReplayBody};
+
+    /// A tower layer that adds `Authorization: Bearer …` with an
+    /// [`AuthorizedClient`](crate::AuthorizedClient)'s rules (see
+    /// `silent_refresh_http::tower::BearerAuthLayer`).
+    pub type BearerAuthLayer = silent_refresh_http::tower::BearerAuthLayer<crate::TokenSource>;
+
+    /// The service of a [`BearerAuthLayer`] around the service `S`.
+    pub type BearerAuthService<S> =
+        silent_refresh_http::tower::BearerAuthService<crate::TokenSource, S>;
+}
+
+/// A reqwest-middleware middleware that attaches the access token (feature
+/// `reqwest-middleware`): the one of `silent-refresh-http`, over this crate's
+/// [`TokenSource`].
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware {
+    /// A middleware that adds `Authorization: Bearer …` with an
+    /// [`AuthorizedClient`](crate::AuthorizedClient)'s rules (see
+    /// `silent_refresh_http::middleware::BearerAuth`).
+    pub type BearerAuth = silent_refresh_http::middleware::BearerAuth<crate::TokenSource>;
+}
 
 pub use error::Error;
 #[cfg(feature = "reqwest")]
@@ -99,4 +122,5 @@ pub use silent_refresh::{
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
+pub use silent_refresh_http;
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

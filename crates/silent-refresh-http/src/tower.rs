@@ -9,10 +9,12 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::send::{AuthorizedClient, with_token};
+use crate::BearerSource;
+use crate::client::{AuthorizedClient, with_token};
 
-/// The error of a [`BearerAuthService`]: the inner service's error, or a
-/// [`crate::Error`] when no token could be had (downcast it to see why).
+/// The error of a [`BearerAuthService`]: the inner service's error, or the source's
+/// error ([`BearerSource::Error`], `silent_refresh_tokio::Error` for the tokio adapter)
+/// when no token could be had (downcast it to see why).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A [`tower`](https://docs.rs/tower) layer that adds `Authorization: Bearer …` to
@@ -51,30 +53,30 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///   and one that already carries an `Authorization` header are passed on untouched,
 ///   without a token.
 /// - **401.** The rejected token's generation is reported to the
-///   [`TokenSource`](crate::TokenSource) (only a rejection of the current token
+///   token source (only a rejection of the current token
 ///   starts a refresh) and, if the body can be sent again ([`ReplayBody`]), the
 ///   request is sent once more with the new token, through a clone of the inner
 ///   service. Otherwise the 401 is returned: your own retry gets the new token.
-/// - **Errors.** When no token can be had the request is not sent, and the error is a
-///   [`crate::Error`] in a [`BoxError`].
+/// - **Errors.** When no token can be had the request is not sent, and the error is the
+///   source's error in a [`BoxError`].
 ///
 /// A service that follows redirects would carry the header along: keep redirects to
 /// the inner service's caller (hyper-util's client does not follow them).
 #[derive(Clone, Debug)]
-pub struct BearerAuthLayer {
-    client: AuthorizedClient,
+pub struct BearerAuthLayer<Src> {
+    client: AuthorizedClient<Src>,
 }
 
-impl BearerAuthLayer {
+impl<Src: BearerSource> BearerAuthLayer<Src> {
     /// A layer applying `client`'s allow-list and token source.
     #[must_use]
-    pub fn new(client: AuthorizedClient) -> Self {
+    pub fn new(client: AuthorizedClient<Src>) -> Self {
         Self { client }
     }
 }
 
-impl<S> Layer<S> for BearerAuthLayer {
-    type Service = BearerAuthService<S>;
+impl<Src: BearerSource, S> Layer<S> for BearerAuthLayer<Src> {
+    type Service = BearerAuthService<Src, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BearerAuthService {
@@ -86,12 +88,12 @@ impl<S> Layer<S> for BearerAuthLayer {
 
 /// The service of a [`BearerAuthLayer`]: see there.
 #[derive(Clone, Debug)]
-pub struct BearerAuthService<S> {
-    client: AuthorizedClient,
+pub struct BearerAuthService<Src, S> {
+    client: AuthorizedClient<Src>,
     inner: S,
 }
 
-impl<S> BearerAuthService<S> {
+impl<Src, S> BearerAuthService<Src, S> {
     /// The wrapped service.
     pub fn inner(&self) -> &S {
         &self.inner
@@ -163,8 +165,9 @@ fn replay<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
     Some(copy)
 }
 
-impl<S, B, RB> Service<Request<B>> for BearerAuthService<S>
+impl<Src, S, B, RB> Service<Request<B>> for BearerAuthService<Src, S>
 where
+    Src: BearerSource,
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError> + Send,

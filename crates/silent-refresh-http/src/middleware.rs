@@ -7,7 +7,8 @@ use http::{StatusCode, Uri};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::send::{AuthorizedClient, ResponseStatus, with_token};
+use crate::BearerSource;
+use crate::client::{AuthorizedClient, ResponseStatus, with_token};
 
 /// A [`reqwest_middleware::Middleware`] that adds `Authorization: Bearer …` to
 /// requests for the origins an [`AuthorizedClient`] allows, with its rules: never to
@@ -41,31 +42,31 @@ use crate::send::{AuthorizedClient, ResponseStatus, with_token};
 ///   and one that already carries an `Authorization` header are passed on untouched,
 ///   without a token.
 /// - **401.** The rejected token's generation is reported to the
-///   [`TokenSource`](crate::TokenSource) (only a rejection of the current token
+///   token source (only a rejection of the current token
 ///   starts a refresh) and, if reqwest can copy the request (its body is not a
 ///   stream), it is sent once more down the chain with the new token. Otherwise the
 ///   401 is returned: your own retry gets the new token.
 /// - **Errors.** When no token can be had the request is not sent, and the error is
-///   [`reqwest_middleware::Error::Middleware`] holding a [`crate::Error`] (downcast
+///   [`reqwest_middleware::Error::Middleware`] holding the source's error (downcast
 ///   it to see why). A reqwest error of an authorized request loses its URL, whose
 ///   query may hold secrets.
 ///
 /// reqwest removes the `Authorization` header when a redirect leads to another host.
 #[derive(Clone, Debug)]
-pub struct BearerAuth {
-    client: AuthorizedClient,
+pub struct BearerAuth<S> {
+    client: AuthorizedClient<S>,
 }
 
-impl BearerAuth {
+impl<S: BearerSource> BearerAuth<S> {
     /// A middleware applying `client`'s allow-list and token source.
     #[must_use]
-    pub fn new(client: AuthorizedClient) -> Self {
+    pub fn new(client: AuthorizedClient<S>) -> Self {
         Self { client }
     }
 }
 
 #[async_trait::async_trait]
-impl Middleware for BearerAuth {
+impl<S: BearerSource> Middleware for BearerAuth<S> {
     async fn handle(
         &self,
         request: Request,

@@ -1,0 +1,69 @@
+//! Attaches the access token of a silent-refresh token source to HTTP requests, in any
+//! runtime: only to the origins you allow, never to the token endpoint, and once more
+//! after a 401 with the new token.
+//!
+//! - [`AuthorizedClient`] sends through any HTTP client (a closure, or reqwest with the
+//!   `reqwest` feature);
+//! - [`tower::BearerAuthLayer`] (feature `tower`) wraps any `tower` service;
+//! - [`middleware::BearerAuth`] (feature `reqwest-middleware`) plugs into
+//!   reqwest-middleware.
+//!
+//! They are generic over a [`BearerSource`]: what they need of a token source (a token,
+//! a way to report a 401, the token endpoint to keep the token from). The tokio adapter
+//! (`silent-refresh-tokio`) implements it for its `TokenSource` and re-exports all of
+//! this crate under its own names (`silent_refresh_tokio::AuthorizedClient`, its
+//! `tower` and `reqwest-middleware` features), so most programs never name this crate.
+//!
+//! The rule of which request gets the token is the core's
+//! [`OriginPolicy`](silent_refresh::origin::OriginPolicy), shared with the blocking
+//! adapter's ureq middleware.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::sync::Arc;
+
+use silent_refresh::origin::Refusal;
+use silent_refresh::{AccessToken, Generation};
+
+mod client;
+#[cfg(feature = "reqwest-middleware")]
+pub mod middleware;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+pub use client::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+
+/// What the send helpers need of a token source. The tokio adapter's `TokenSource`
+/// implements it; implement it for a source of your own (an `async` wrapper around a
+/// blocking one, a fixed token in tests).
+pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The source's error: every failure of the helpers is one, so that a program
+    /// matches on one error type. It is built from the core's origin refusals and
+    /// configuration errors, and from [`invalid_token`](Self::invalid_token) and
+    /// [`send_failed`](Self::send_failed).
+    type Error: From<Refusal>
+        + From<silent_refresh::Error>
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static;
+
+    /// The access token to send now (waiting for a refresh if need be).
+    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, Self::Error>> + Send;
+
+    /// A request sent with the token of `generation` was rejected (401).
+    fn report_rejected(&self, generation: Generation);
+
+    /// The token endpoint's URL, if known: the helpers never attach the access token
+    /// to a request for it.
+    fn token_endpoint(&self) -> Option<&str>;
+
+    /// The error for an access token that cannot be put in a header.
+    fn invalid_token() -> Self::Error;
+
+    /// The error for a request the HTTP client failed to send, or whose response it
+    /// failed to read (with its URLs already cut to origin and path).
+    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Self::Error;
+}

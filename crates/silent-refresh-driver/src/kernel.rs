@@ -258,8 +258,8 @@ struct Core<W> {
     /// fed: its save takes it (released right after the input otherwise).
     exchange_lock: Option<Box<dyn StoreLock>>,
     /// The store's lock held for a token whose save under it failed: the retried
-    /// save of that generation takes it, so no sibling refreshes from the stored
-    /// (replaced) credential meanwhile.
+    /// save of that generation, or the next exchange, takes it, so no sibling
+    /// refreshes from the stored (replaced) credential meanwhile.
     unsaved_lock: Option<(Generation, Box<dyn StoreLock>)>,
     /// The access token of the session `prepare_exchange` took from the store, until
     /// its exchange result comes in.
@@ -676,9 +676,16 @@ impl<W: Waiter> Kernel<W> {
         let Some(store) = self.store.as_ref() else {
             return Prepared::Exchange(None);
         };
-        let taken = catch_unwind(AssertUnwindSafe(|| {
-            store.lock_for_refresh(self.refresh_timeout)
-        }));
+        // Still holding the lock because the store is behind: this exchange keeps it
+        // (a lease that expired meanwhile is let go, and a new one taken).
+        let held = self.lock().unsaved_lock.take().map(|(_, lock)| lock);
+        let held = held.filter(|lock| lock.still_held());
+        let taken = match held {
+            Some(lock) => Ok(Ok(Some(lock))),
+            None => catch_unwind(AssertUnwindSafe(|| {
+                store.lock_for_refresh(self.refresh_timeout)
+            })),
+        };
         let lock = match taken {
             Ok(Ok(Some(lock))) => lock,
             Ok(Ok(None)) => return Prepared::Exchange(None),
@@ -737,7 +744,7 @@ impl<W: Waiter> Kernel<W> {
             };
             core.machine.handle_refresh_result(now, attempt, result);
         });
-        // No token to save: release it now.
+        // No token to save: release it now (off the kernel's mutex).
         let lock = {
             let mut core = self.lock();
             core.from_store = false;

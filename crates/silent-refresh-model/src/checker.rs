@@ -752,7 +752,11 @@ impl Checker {
                         Stored::Failed => StoreAnswer::Failed,
                         Stored::Conflict(spec) => {
                             view.adopt = self.usable_token(&view, spec, now, None, true);
-                            if view.adopt.is_none() && spec.refresh.is_some() {
+                            if view.adopt.is_some() {
+                                // Its credential is the newest now: a refresh this step
+                                // starts sends it.
+                                view.refresh_token = spec.refresh.or(view.refresh_token);
+                            } else if spec.refresh.is_some() {
                                 view.refresh_token = spec.refresh;
                                 view.token = None;
                             }

@@ -715,6 +715,14 @@ impl StoreLock for SimLock {
         Ok(self.shared.lock().token.clone())
     }
 
+    fn still_held(&self) -> bool {
+        let state = self.shared.lock();
+        state
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.id == self.id && self.shared.live(l))
+    }
+
     fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, StoreError> {
         let mut state = self.shared.lock();
         // Fenced: another holder took the lease after ours expired.

@@ -27,6 +27,9 @@ const RECHECK: Duration = Duration::from_millis(250);
 pub struct RedisLease {
     shared: Arc<Shared>,
     owner: String,
+    /// When Redis lets it go, by this process's clock (a little before Redis's own
+    /// deadline, since it counts from before the `SET` was sent).
+    expires: Instant,
 }
 
 impl RedisLease {
@@ -41,6 +44,7 @@ impl RedisLease {
             source: reason.into(),
         })?;
         let start = Instant::now();
+        let expires = start + ttl;
         let try_take = || -> Result<bool, StoreError> {
             let taken: Option<String> = shared.run("locked", |c| {
                 redis::cmd("SET")
@@ -55,7 +59,11 @@ impl RedisLease {
         };
         // Uncontended: one command.
         if try_take()? {
-            return Ok(Self { shared, owner });
+            return Ok(Self {
+                shared,
+                owner,
+                expires,
+            });
         }
         // Contended: listen for releases and saves, and try again after each (and at
         // least every RECHECK, for a lease that expired without a word).
@@ -75,7 +83,11 @@ impl RedisLease {
                         waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                         "refresh lease taken after waiting for another process"
                     );
-                    return Ok(Self { shared, owner });
+                    return Ok(Self {
+                        shared,
+                        owner,
+                        expires,
+                    });
                 }
                 let waited = start.elapsed();
                 if waited >= timeout {
@@ -125,6 +137,10 @@ impl RedisLease {
 impl StoreLock for RedisLease {
     fn load(&self) -> Result<Option<Token>, StoreError> {
         RedisLease::load(self)
+    }
+
+    fn still_held(&self) -> bool {
+        Instant::now() < self.expires
     }
 
     fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, StoreError> {

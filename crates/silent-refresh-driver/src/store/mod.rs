@@ -113,4 +113,11 @@ pub trait StoreLock: Send + 'static {
     ///
     /// As [`TokenStore::save`].
     fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, Error>;
+
+    /// Whether the lock is still this holder's. A lease that expires (Redis) says no
+    /// once its time is up; the driver then takes a new one rather than go on under it.
+    /// Operating-system locks are held until dropped (the default).
+    fn still_held(&self) -> bool {
+        true
+    }
 }

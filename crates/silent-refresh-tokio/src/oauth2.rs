@@ -3,26 +3,22 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::{ExchangeContext, RefreshGrant};
-use silent_refresh::origin::{self, Origin};
+use silent_refresh::oauth2::{
+    DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
+};
 use silent_refresh::{RefreshFailure, Secret, Token};
 
 use crate::error::Error;
 use crate::refresher::Refresher;
 
-/// The most of a token endpoint's response that is read; a longer one is a failure.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// The default timeout of one refresh exchange, from connecting to the end of the
-/// response body: the core's default `refresh_timeout`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
 ///
 /// The request and the reading of the response (including which errors are terminal)
 /// come from the core's [`RefreshGrant`], whatever its grant (refresh token, client
-/// credentials, JWT bearer, token exchange) and client authentication; a network
-/// failure or a timeout is transient. Before each exchange the refresher reads the
+/// credentials, JWT bearer, token exchange) and client authentication. A failure to
+/// connect (connection refused, no DNS answer, connect timeout) is
+/// [`RefreshFailure::unreachable`]: requests without a usable token fail fast while
+/// the backoff runs; any other network failure or a timeout is transient. Before each exchange the refresher reads the
 /// system clock, draws 32 bytes from the operating system's random generator (each
 /// signed assertion's `jti`) and, for token exchange, reads the subject token afresh
 /// from the grant's source (a file is read on this task: it is a small local file).
@@ -73,7 +69,7 @@ impl OAuth2Refresher {
             grant,
             client: None,
             allow_insecure_http: false,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: DEFAULT_EXCHANGE_TIMEOUT,
         }
     }
 
@@ -100,42 +96,41 @@ impl OAuth2Refresher {
     }
 
     async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
-        let context = exchange_context(&self.grant)?;
-        let request = self.grant.request_with(refresh_token, &context)?;
+        let (request, exchange) =
+            self.grant
+                .start_exchange(refresh_token, SystemTime::now(), random(), |path| {
+                    std::fs::read(path)
+                })?;
         let mut request = reqwest::Request::try_from(request)
-            .map_err(|e| RefreshGrant::transport_failure(&describe(e)))?;
+            .map_err(|e| TransportError::Other(&describe(e)).failure())?;
         // Also on a client built from the caller's `ClientBuilder`, whatever its own.
         *request.timeout_mut() = Some(self.timeout);
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                RefreshGrant::transport_failure(&format!(
-                    "no answer within the refresh request's timeout of {:?}; raise it with \
-                     OAuth2RefresherBuilder::timeout if the server is that slow",
-                    self.timeout
-                ))
-            } else {
-                RefreshGrant::transport_failure(&describe(e))
-            }
-        };
+        let transport = |e: reqwest::Error| self.transport_failure(e);
         let mut response = self.client.execute(request).await.map_err(transport)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(RefreshFailure::transient(format!(
-                    "the token endpoint's response is longer than {MAX_RESPONSE_BYTES} bytes"
-                )));
+                return Err(TransportError::TooLong.failure());
             }
             body.extend_from_slice(&chunk);
         }
-        let mut parsed = http::Response::new(body);
-        *parsed.status_mut() = response.status();
-        *parsed.version_mut() = response.version();
-        *parsed.headers_mut() = std::mem::take(response.headers_mut());
-        if parsed.status().is_redirection() {
-            silent_refresh::oauth2::redact_location(parsed.headers_mut(), self.grant.token_url());
+        let mut answer = http::Response::new(body);
+        *answer.status_mut() = response.status();
+        *answer.version_mut() = response.version();
+        *answer.headers_mut() = std::mem::take(response.headers_mut());
+        exchange.read_response(answer)
+    }
+
+    /// A reqwest error as the core's transport error: a failure to connect, a
+    /// timeout, or anything else.
+    fn transport_failure(&self, error: reqwest::Error) -> RefreshFailure {
+        if error.is_connect() {
+            TransportError::Connect(&describe(error)).failure()
+        } else if error.is_timeout() {
+            TransportError::Timeout(self.timeout).failure()
+        } else {
+            TransportError::Other(&describe(error)).failure()
         }
-        self.grant
-            .parse_response_with(&parsed, refresh_token, &context)
     }
 }
 
@@ -218,14 +213,8 @@ impl OAuth2RefresherBuilder {
     /// extra parameter, `private_key_jwt` without a key…), and [`Error::HttpClient`]
     /// when the client cannot be built (TLS setup).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
-        check_token_url(self.grant.token_url(), self.allow_insecure_http)?;
-        self.grant.check()?;
-        if self.timeout.is_zero() {
-            return Err(silent_refresh::Error::InvalidConfig(
-                "the refresh request's timeout must be greater than zero",
-            )
-            .into());
-        }
+        self.grant
+            .check_refresher(self.allow_insecure_http, self.timeout)?;
         let client = self
             .client
             .unwrap_or_default()
@@ -251,18 +240,6 @@ impl fmt::Debug for OAuth2RefresherBuilder {
     }
 }
 
-/// Refuses a token URL that is not http(s), or plain `http` beyond loopback without
-/// the opt-in.
-fn check_token_url(url: &str, allow_insecure_http: bool) -> Result<(), Error> {
-    let origin = Origin::of(&origin::parse_url(url)?)?;
-    if !origin.is_https() && !origin.is_loopback() && !allow_insecure_http {
-        return Err(Error::InsecureHttp {
-            origin: origin.to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// A reqwest error and its causes, on one line, without the URL (its query may hold
 /// secrets).
 fn describe(error: reqwest::Error) -> String {
@@ -277,46 +254,8 @@ fn describe(error: reqwest::Error) -> String {
     text
 }
 
-/// What one exchange takes from the world: the wall clock, 32 random bytes (the `jti`
-/// of each signed assertion) and, for token exchange, the subject token, read afresh
-/// from its source (never kept between exchanges).
-fn exchange_context(grant: &RefreshGrant) -> Result<ExchangeContext, RefreshFailure> {
+/// 32 bytes of the operating system's random generator: each signed assertion's `jti`.
+fn random() -> Result<[u8; 32], getrandom::Error> {
     let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| {
-        RefreshFailure::transient(format!(
-            "the operating system's random generator failed ({e}), so no assertion can be signed"
-        ))
-    })?;
-    let context = ExchangeContext::new(SystemTime::now(), random);
-    match grant.subject_token_source() {
-        Some(source) => Ok(context.with_subject_token(source.fetch(|path| std::fs::read(path))?)),
-        None => Ok(context),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insecure_token_urls_are_refused_beyond_loopback() {
-        assert!(matches!(
-            check_token_url("http://auth.example.com/token", false),
-            Err(Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
-        ));
-        assert!(check_token_url("http://auth.example.com/token", true).is_ok());
-        for url in [
-            "https://auth.example.com/token",
-            "http://127.0.0.1:8080/token",
-            "http://127.9.9.9/token",
-            "http://localhost/token",
-            "http://[::1]:9000/token",
-        ] {
-            assert!(check_token_url(url, false).is_ok(), "{url}");
-        }
-        assert!(matches!(
-            check_token_url("ftp://auth.example.com/token", true),
-            Err(Error::InvalidUrl { .. })
-        ));
-    }
+    getrandom::fill(&mut random).map(|()| random)
 }

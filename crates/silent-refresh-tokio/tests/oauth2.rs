@@ -10,7 +10,7 @@ use axum::routing::post;
 use silent_refresh_tokio::silent_refresh::oauth2::{
     ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange,
 };
-use silent_refresh_tokio::silent_refresh::{Credentials, FailureKind, Secret};
+use silent_refresh_tokio::silent_refresh::{Credentials, FailureKind, Secret, Status};
 use silent_refresh_tokio::{Config, OAuth2Refresher, Refresher, TokenChange, TokenSource};
 
 /// The form bodies the endpoint received, in order.
@@ -236,4 +236,50 @@ async fn private_key_jwt_signs_a_new_assertion_for_every_exchange() {
         received.last_value("client_assertion_type").as_deref(),
         Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
     );
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_fails_fast_and_the_status_says_so() {
+    // A port nothing listens on: bound, read, released.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let grant = RefreshGrant::new(format!("http://{closed}/token"), "client").client_secret("cs");
+    let refresher = OAuth2Refresher::new(grant).expect("loopback");
+    let failure = refresher
+        .refresh(Some(Secret::new("rt")))
+        .await
+        .expect_err("nobody listens");
+    assert_eq!(failure.kind, FailureKind::Transient, "{failure}");
+    assert!(failure.unreachable, "a refused connection: {failure}");
+    assert!(
+        failure
+            .message
+            .contains("could not connect to the token endpoint"),
+        "{failure}"
+    );
+
+    // A long deadline: the caller must get its error from the failed attempt, not from
+    // waiting it out (that would be `DeadlineExceeded`).
+    let config = Config::builder()
+        .request_timeout(std::time::Duration::from_secs(600))
+        .build()
+        .expect("config");
+    let source = TokenSource::builder(config)
+        .credentials(Credentials::RefreshToken("rt".into()))
+        .refresher(refresher)
+        .build()
+        .expect("source");
+    let first = source.token().await.expect_err("nobody listens");
+    assert!(first.is_unreachable(), "{first}");
+    assert!(
+        matches!(source.status(), Status::Unreachable { ref reason, .. }
+            if reason.contains("could not connect")),
+        "{:?}",
+        source.status()
+    );
+    // While the backoff runs, the next caller without a token fails at once.
+    let second = source.token().await.expect_err("still unreachable");
+    assert!(second.is_unreachable(), "{second}");
 }

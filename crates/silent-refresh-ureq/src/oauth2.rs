@@ -1,22 +1,17 @@
 //! A ready OAuth 2.0 refresher over ureq 3, built on the core's codec.
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::{ExchangeContext, RefreshGrant};
-use silent_refresh::origin::{self, Origin};
+use silent_refresh::oauth2::{
+    DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
+};
 use silent_refresh::{RefreshFailure, Secret, Token};
 use ureq::Agent;
 
 use crate::error::Error;
 use crate::refresher::Refresher;
-
-/// The longest token-endpoint answer read: token responses are a few kilobytes.
-const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
-
-/// The default timeout of one exchange, from connecting to the end of the response:
-/// the core's default `refresh_timeout`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refreshes with the OAuth 2.0 refresh-token grant (or client credentials, when
 /// there is no refresh credential), or any other grant of the core's [`RefreshGrant`]
@@ -48,8 +43,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 ///   by default), set on the request, so it holds with your own agent too.
 ///
 /// Error statuses go to the codec, which classifies them (`invalid_grant` is
-/// terminal, `5xx` and `429` transient, with `Retry-After`). Transport errors
-/// (connect, TLS, timeout) are transient.
+/// terminal, `5xx` and `429` transient, with `Retry-After`). A failure to connect
+/// (connection refused, no DNS answer, connect timeout) is
+/// [`RefreshFailure::unreachable`]: requests without a usable token fail fast while
+/// the backoff runs. Other transport errors (TLS, a reset, the timeout) are transient.
 pub struct OAuth2Refresher {
     grant: RefreshGrant,
     agent: Agent,
@@ -63,7 +60,7 @@ impl OAuth2Refresher {
             grant,
             agent: None,
             allow_insecure_http: false,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: DEFAULT_EXCHANGE_TIMEOUT,
         }
     }
 
@@ -79,32 +76,57 @@ impl OAuth2Refresher {
         self.timeout
     }
 
-    /// A transport error as a failure that names no URL: transient, except a URL or a
-    /// scheme the agent refuses, which no retry fixes (misconfigured, rule 7).
+    /// A transport error as a failure that names no URL: unreachable when no
+    /// connection could be made, transient otherwise, except a URL or a scheme the
+    /// agent refuses, which no retry fixes (misconfigured, rule 7).
     fn transport_failure(&self, error: &ureq::Error) -> RefreshFailure {
-        match error {
-            ureq::Error::Timeout(_) => RefreshGrant::transport_failure(&format!(
-                "no answer within the refresh request's timeout of {:?}; raise it with \
-                 OAuth2RefresherBuilder::timeout if the server is that slow",
-                self.timeout
-            )),
+        let transport = match error {
+            ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+                TransportError::Connect(error)
+            }
+            // ureq hands the system resolver's failure on as an I/O error.
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                        | ErrorKind::NetworkDown
+                        | ErrorKind::AddrNotAvailable
+                ) || io.to_string().starts_with("failed to lookup address") =>
+            {
+                TransportError::Connect(error)
+            }
+            ureq::Error::Timeout(_) => TransportError::Timeout(self.timeout),
+            ureq::Error::BodyExceedsLimit(_) => TransportError::TooLong,
             // Their text may repeat the URL, query included.
-            ureq::Error::BadUri(_) => RefreshFailure::misconfigured(
-                "the token URL is not a valid absolute URL; configure the token endpoint's URL",
-            ),
-            ureq::Error::RequireHttpsOnly(_) => RefreshFailure::misconfigured(
-                "the agent is configured for https only and the token URL is plain http; \
-                 configure an https token URL",
-            ),
-            other => RefreshGrant::transport_failure(other),
-        }
+            ureq::Error::BadUri(_) => {
+                return RefreshFailure::misconfigured(
+                    "the token URL is not a valid absolute URL; configure the token endpoint's URL",
+                );
+            }
+            ureq::Error::RequireHttpsOnly(_) => {
+                return RefreshFailure::misconfigured(
+                    "the agent is configured for https only and the token URL is plain http; \
+                     configure an https token URL",
+                );
+            }
+            other => TransportError::Other(other),
+        };
+        transport.failure()
     }
 }
 
 impl Refresher for OAuth2Refresher {
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let context = exchange_context(&self.grant)?;
-        let request = self.grant.request_with(refresh_token.as_ref(), &context)?;
+        let (request, exchange) = self.grant.start_exchange(
+            refresh_token.as_ref(),
+            SystemTime::now(),
+            random(),
+            |path| std::fs::read(path),
+        )?;
         let request = self
             .agent
             .configure_request(request)
@@ -119,18 +141,11 @@ impl Refresher for OAuth2Refresher {
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_RESPONSE_BYTES)
+            .limit(MAX_RESPONSE_BYTES as u64)
             .read_to_vec()
             .map_err(|e| self.transport_failure(&e))?;
-        let (mut parts, _) = response.into_parts();
-        if parts.status.is_redirection() {
-            silent_refresh::oauth2::redact_location(&mut parts.headers, self.grant.token_url());
-        }
-        self.grant.parse_response_with(
-            &http::Response::from_parts(parts, body),
-            refresh_token.as_ref(),
-            &context,
-        )
+        let (parts, _) = response.into_parts();
+        exchange.read_response(http::Response::from_parts(parts, body))
     }
 
     fn token_endpoint(&self) -> Option<&str> {
@@ -198,20 +213,8 @@ impl OAuth2RefresherBuilder {
     /// for a zero timeout or a grant that can never work ([`RefreshGrant::check`]: a
     /// reserved extra parameter, `private_key_jwt` without a key…).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
-        let url = self.grant.token_url();
-        let origin = Origin::of(&origin::parse_url(url)?)?;
-        if !origin.is_https() && !origin.is_loopback() && !self.allow_insecure_http {
-            return Err(Error::InsecureHttp {
-                origin: origin.to_string(),
-            });
-        }
-        if self.timeout.is_zero() {
-            return Err(silent_refresh::Error::InvalidConfig(
-                "the refresh request's timeout must be greater than zero",
-            )
-            .into());
-        }
-        self.grant.check()?;
+        self.grant
+            .check_refresher(self.allow_insecure_http, self.timeout)?;
         let agent = self.agent.unwrap_or_else(|| {
             Agent::config_builder()
                 .timeout_global(Some(self.timeout))
@@ -238,19 +241,8 @@ impl fmt::Debug for OAuth2RefresherBuilder {
     }
 }
 
-/// What one exchange takes from the world: the wall clock, 32 random bytes (the `jti`
-/// of each signed assertion) and, for token exchange, the subject token, read afresh
-/// from its source (never kept between exchanges).
-fn exchange_context(grant: &RefreshGrant) -> Result<ExchangeContext, RefreshFailure> {
+/// 32 bytes of the operating system's random generator: each signed assertion's `jti`.
+fn random() -> Result<[u8; 32], getrandom::Error> {
     let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| {
-        RefreshFailure::transient(format!(
-            "the operating system's random generator failed ({e}), so no assertion can be signed"
-        ))
-    })?;
-    let context = ExchangeContext::new(SystemTime::now(), random);
-    match grant.subject_token_source() {
-        Some(source) => Ok(context.with_subject_token(source.fetch(|path| std::fs::read(path))?)),
-        None => Ok(context),
-    }
+    getrandom::fill(&mut random).map(|()| random)
 }

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use silent_refresh_ureq::{
-    Config, Credentials, OAuth2Refresher, RefreshGrant, Refresher, Secret, Status, TokenChange,
-    TokenSource,
+    Config, Credentials, FailureKind, OAuth2Refresher, RefreshGrant, Refresher, Secret, Status,
+    TokenChange, TokenSource,
 };
 use support::{Adoptions, AuthServer, Reply, core_error, short_config};
 
@@ -156,7 +156,8 @@ fn server_errors_are_retried_with_backoff() {
 }
 
 #[test]
-fn an_unreachable_token_endpoint_is_a_transient_failure() {
+fn an_unreachable_token_endpoint_fails_fast_and_the_status_says_so() {
+    // A port nothing listens on: bound, read, released.
     let closed = {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr")
@@ -169,17 +170,20 @@ fn an_unreachable_token_endpoint_is_a_transient_failure() {
     let failure = refresher
         .refresh(Some(Secret::new("rt")))
         .expect_err("nobody listens");
-    assert!(!failure.is_terminal(), "{failure}");
+    assert_eq!(failure.kind, FailureKind::Transient, "{failure}");
+    assert!(failure.unreachable, "a refused connection: {failure}");
     assert!(
         failure
             .message
-            .contains("could not reach the token endpoint"),
+            .contains("could not connect to the token endpoint"),
         "{failure}"
     );
 
+    // A long deadline: the caller must get its error from the failed attempt, not
+    // from waiting it out.
     let source = TokenSource::builder(
         short_config()
-            .request_timeout(Duration::from_secs(1))
+            .request_timeout(Duration::from_secs(600))
             .build()
             .expect("config"),
     )
@@ -187,12 +191,18 @@ fn an_unreachable_token_endpoint_is_a_transient_failure() {
     .refresher(refresher)
     .build()
     .expect("source");
-    match core_error(source.token()) {
-        silent_refresh::Error::DeadlineExceeded { last_failure } => {
-            assert!(last_failure.is_some_and(|f| f.contains("could not reach")));
-        }
-        other => panic!("expected DeadlineExceeded, got {other:?}"),
-    }
+    let first = source.token().expect_err("nobody listens");
+    assert!(first.is_unreachable(), "{first}");
+    assert!(
+        matches!(source.status(), Status::Unreachable { ref reason, .. }
+            if reason.contains("could not connect")),
+        "{:?}",
+        source.status()
+    );
+    // While the backoff runs, the next caller without a token fails at once.
+    let second = source.token().expect_err("still unreachable");
+    // (A caller that waited out its deadline would get `DeadlineExceeded` instead.)
+    assert!(second.is_unreachable(), "{second}");
 }
 
 #[test]

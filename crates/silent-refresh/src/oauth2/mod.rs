@@ -7,6 +7,11 @@
 //! to [`RefreshGrant::parse_response`], whose result goes straight into
 //! [`TokenMachine::handle_refresh_result`](crate::TokenMachine::handle_refresh_result).
 //! A request that never got an answer goes through [`RefreshGrant::transport_failure`].
+//! A refresher over an HTTP client gets all of that in two calls:
+//! [`RefreshGrant::start_exchange`] (the request) and [`Exchange::read_response`] (the
+//! answer, with redirects refused), or [`TransportError::failure`] when the client got
+//! none (a failure to connect is [`RefreshFailure::unreachable`]); its builder calls
+//! [`RefreshGrant::check_refresher`] (the token URL's scheme, the timeout, the grant).
 //!
 //! ```
 //! use silent_refresh::Secret;
@@ -133,6 +138,7 @@
 //! See [`Secret`] for what the codec wipes from memory and what it cannot.
 
 mod classify;
+mod client;
 mod exchange;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -140,6 +146,7 @@ mod location;
 mod request;
 mod response;
 
+pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
 pub use exchange::{
     ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
 };

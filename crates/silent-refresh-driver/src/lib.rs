@@ -3,7 +3,8 @@
 //! The core crate (`silent-refresh`) decides and does nothing; an adapter
 //! (`silent-refresh-tokio`, `silent-refresh-ureq`) knows how a caller waits, how to
 //! sleep and how to run an HTTP exchange. Everything in between is written once, here:
-//! token stores that survive restarts ([`store`]).
+//! token stores that survive restarts ([`store`]), and for blocking adapters a runtime
+//! made of `std` threads and condition variables ([`blocking`]).
 //!
 //! ```
 //! use silent_refresh_driver::store::{FileStore, TokenStore};
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod clock;
 mod error;
 pub mod kernel;

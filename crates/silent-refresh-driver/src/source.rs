@@ -257,5 +257,55 @@ macro_rules! adapter_error_conversions {
 /// imports them.
 #[doc(hidden)]
 pub mod reexport {
+    pub use silent_refresh::oauth2::RefreshGrant;
     pub use silent_refresh::{Credentials, Error as CoreError, Generation, Status};
+}
+
+/// The settings every `OAuth2RefresherBuilder` has, expanded inside its `impl` block,
+/// with a sentence on how the runtime ends an exchange (`$timeout_note`). The type must
+/// have the fields `allow_insecure_http` (`bool`) and `timeout` (`Duration`), which its
+/// `build` hands to `RefreshGrant::check_refresher`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! oauth2_refresher_settings {
+    ($timeout_note:literal) => {
+        /// Allow a plain `http` token URL whose host is not loopback (refused by
+        /// default: the refresh credential and the client secret would cross the
+        /// network in clear text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is
+        /// always allowed.
+        pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+            self.allow_insecure_http = allow;
+            self
+        }
+
+        /// The timeout of one refresh exchange, from connecting to the end of the
+        /// response; when it passes, the refresh fails as transient and is retried with
+        /// backoff. Default: 30 s, the core's default `refresh_timeout`.
+        ///
+        #[doc = $timeout_note]
+        pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+    };
+}
+
+/// The getters every `OAuth2Refresher` has, expanded inside its `impl` block. The type
+/// must have the fields `grant` (`RefreshGrant`) and `timeout` (`Duration`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! oauth2_refresher_getters {
+    () => {
+        /// The grant's settings.
+        #[must_use]
+        pub fn grant(&self) -> &$crate::source::reexport::RefreshGrant {
+            &self.grant
+        }
+
+        /// The timeout of one refresh exchange.
+        #[must_use]
+        pub fn timeout(&self) -> ::std::time::Duration {
+            self.timeout
+        }
+    };
 }

@@ -83,17 +83,7 @@ impl OAuth2Refresher {
         Self::builder(grant).build()
     }
 
-    /// The grant's settings.
-    #[must_use]
-    pub fn grant(&self) -> &RefreshGrant {
-        &self.grant
-    }
-
-    /// The timeout of one refresh exchange.
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+    silent_refresh_driver::oauth2_refresher_getters!();
 
     async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
         let (request, exchange) =
@@ -181,37 +171,18 @@ impl OAuth2RefresherBuilder {
         self
     }
 
-    /// Allow a plain `http` token URL whose host is not loopback (refused by default:
-    /// the refresh credential and the client secret would cross the network in clear
-    /// text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is always allowed.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
+    silent_refresh_driver::oauth2_refresher_settings!(
+        "The token source also cancels an exchange at the configuration's `refresh_timeout`: the shorter of the two ends it. This one still bounds the exchange when the refresher is called on its own."
+    );
 
-    /// The timeout of one refresh exchange, from connecting to the end of the
-    /// response; when it passes, the refresh fails as transient and is retried with
-    /// backoff. Default: 30 s, the core's default `refresh_timeout`.
-    ///
-    /// The token source also cancels an exchange at the configuration's
-    /// `refresh_timeout`: the shorter of the two ends it. This one still bounds the
-    /// exchange when the refresher is called on its own.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Checks the token URL and builds the refresher and its client.
+    /// Checks the settings and builds the refresher and its client.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] when the token URL is not an absolute http(s) URL,
-    /// [`Error::InsecureHttp`] when it is plain `http` to a host other than loopback
-    /// without [`allow_insecure_http`](Self::allow_insecure_http), [`Error::Token`]
-    /// with [`InvalidConfig`](silent_refresh::Error::InvalidConfig) for a zero
-    /// timeout or a grant that can never work ([`RefreshGrant::check`]: a reserved
-    /// extra parameter, `private_key_jwt` without a key…), and [`Error::HttpClient`]
-    /// when the client cannot be built (TLS setup).
+    /// What [`RefreshGrant::check_refresher`] refuses, as [`Error::InvalidUrl`],
+    /// [`Error::InsecureHttp`] or [`Error::Token`] (a zero timeout, a grant that can
+    /// never work), and [`Error::HttpClient`] when the client cannot be built (TLS
+    /// setup).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         self.grant
             .check_refresher(self.allow_insecure_http, self.timeout)?;

@@ -86,7 +86,6 @@ mod error;
 mod oauth2;
 mod refresher;
 mod replay;
-mod runtime;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};

@@ -64,17 +64,7 @@ impl OAuth2Refresher {
         }
     }
 
-    /// The grant's settings.
-    #[must_use]
-    pub fn grant(&self) -> &RefreshGrant {
-        &self.grant
-    }
-
-    /// The timeout of one refresh exchange.
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+    silent_refresh_driver::oauth2_refresher_getters!();
 
     /// A transport error as a failure that names no URL: unreachable when no
     /// connection could be made, transient otherwise, except a URL or a scheme the
@@ -183,35 +173,17 @@ impl OAuth2RefresherBuilder {
         self
     }
 
-    /// Allow a plain `http` token endpoint that is not the loopback interface
-    /// (refused by default: the refresh credential and client secret would cross the
-    /// network in clear text).
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
+    silent_refresh_driver::oauth2_refresher_settings!(
+        "Keep it no longer than the configuration's `refresh_timeout`: a blocking exchange cannot be cancelled, and no other refresh starts before it ends."
+    );
 
-    /// The timeout of one refresh exchange, from connecting to the end of the
-    /// response; when it passes, the refresh fails as transient and is retried with
-    /// backoff. Default: 30 s, the core's default `refresh_timeout`.
-    ///
-    /// Keep it no longer than the configuration's `refresh_timeout`: a blocking
-    /// exchange cannot be cancelled, and no other refresh starts before it ends.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Checks the token endpoint and returns the refresher.
+    /// Checks the settings and builds the refresher.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`] when the token endpoint is not an absolute http(s) URL,
-    /// [`Error::InsecureHttp`] when it is plain `http` to a host other than
-    /// loopback without [`allow_insecure_http`](Self::allow_insecure_http), and
-    /// [`Error::Token`] with [`InvalidConfig`](silent_refresh::Error::InvalidConfig)
-    /// for a zero timeout or a grant that can never work ([`RefreshGrant::check`]: a
-    /// reserved extra parameter, `private_key_jwt` without a key…).
+    /// What [`RefreshGrant::check_refresher`] refuses, as [`Error::InvalidUrl`],
+    /// [`Error::InsecureHttp`] or [`Error::Token`] (a zero timeout, a grant that can
+    /// never work).
     pub fn build(self) -> Result<OAuth2Refresher, Error> {
         self.grant
             .check_refresher(self.allow_insecure_http, self.timeout)?;

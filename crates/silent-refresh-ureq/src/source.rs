@@ -14,7 +14,9 @@ use silent_refresh_driver::store::TokenStore;
 
 use crate::error::Error;
 use crate::refresher::Refresher;
-use crate::runtime::{self, BlockingKernel, Doorbell, Slot, SlotWaiter};
+use silent_refresh_driver::blocking::{
+    self, BlockingKernel, BlockingRefresh, Doorbell, Slot, SlotWaiter,
+};
 
 /// How long past its own deadline a caller waits for the timer thread before giving up
 /// by itself (the timer thread answers at the deadline; this only bounds a late one).
@@ -126,7 +128,7 @@ impl TokenSource {
             Some(outcome) => outcome.map_err(Error::from),
             None => {
                 self.kernel.cancel(request);
-                Err(Error::from(runtime::late(&self.kernel)))
+                Err(Error::from(blocking::late(&self.kernel)))
             }
         }
     }
@@ -223,11 +225,12 @@ impl TokenSourceBuilder {
         let token_endpoint = self
             .token_endpoint
             .or_else(|| refresher.token_endpoint().map(Arc::from));
+        let refresh: Arc<BlockingRefresh> = Arc::new(move |rt| refresher.refresh(rt));
         let (thread_kernel, thread_bell) = (kernel.clone(), bell.clone());
         let observer = Observer::attach(&kernel);
         thread::Builder::new()
             .name("silent-refresh-timer".into())
-            .spawn(move || runtime::run(&thread_kernel, &refresher, &observer, &thread_bell))
+            .spawn(move || blocking::run(&thread_kernel, &refresh, &observer, &thread_bell))
             .map_err(|error| Error::Spawn {
                 reason: error.to_string(),
             })?;

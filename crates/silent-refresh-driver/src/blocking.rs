@@ -1,26 +1,28 @@
-//! What the blocking adapter brings to the driver kernel: how a caller waits (a slot
-//! with a condition variable), how the timer thread sleeps and is woken, and how an
-//! exchange runs (on a short-lived thread of its own).
+//! The kernel's runtime for blocking threads, with nothing but `std`: how a caller
+//! waits (a slot with a condition variable), how the timer thread sleeps and is woken,
+//! and how an exchange runs (on a short-lived thread of its own). Any blocking adapter
+//! uses it whatever its HTTP client (the ureq adapter does); it brings only the
+//! refresh function.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use silent_refresh::{AttemptId, RefreshFailure, Secret};
-use silent_refresh_driver::kernel::{
-    Kernel, NoToken, Outcome, Prepared, Start, StoreIo, Waiter, Wake,
-};
-use silent_refresh_driver::observe::Observer;
+use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
 
-use crate::refresher::Refresher;
+use crate::kernel::{Kernel, NoToken, Outcome, Prepared, Start, StoreIo, Waiter, Wake};
+use crate::observe::Observer;
 
-/// The kernel as this adapter uses it.
-pub(crate) type BlockingKernel = Kernel<SlotWaiter>;
+/// The kernel as a blocking adapter uses it.
+pub type BlockingKernel = Kernel<SlotWaiter>;
+
+/// What runs one refresh exchange on a blocking thread: the adapter's refresher.
+pub type BlockingRefresh = dyn Fn(Option<Secret>) -> Result<Token, RefreshFailure> + Send + Sync;
 
 /// Where one waiting caller's outcome lands.
 #[derive(Default)]
-pub(crate) struct Slot {
+pub struct Slot {
     outcome: Mutex<Option<Outcome>>,
     ready: Condvar,
 }
@@ -29,7 +31,8 @@ impl Slot {
     /// Waits for the outcome until `give_up` on the clock (`Instant::now()`: a real
     /// wait, bounded so that no caller ever waits past its deadline even if the timer
     /// thread is late). `None`: still none by then.
-    pub(crate) fn wait(&self, give_up: Duration) -> Option<Outcome> {
+    #[must_use]
+    pub fn wait(&self, give_up: Duration) -> Option<Outcome> {
         let mut outcome = lock(&self.outcome);
         let until = Instant::now().checked_add(give_up);
         loop {
@@ -58,7 +61,7 @@ impl Slot {
 }
 
 /// A waiting caller: its slot.
-pub(crate) struct SlotWaiter(pub(crate) Arc<Slot>);
+pub struct SlotWaiter(pub Arc<Slot>);
 
 impl Waiter for SlotWaiter {
     fn resolve(self, outcome: Outcome) {
@@ -69,7 +72,7 @@ impl Waiter for SlotWaiter {
 
 /// The timer thread's doorbell: new work, a new wake-up instant, or stop.
 #[derive(Default)]
-pub(crate) struct Doorbell {
+pub struct Doorbell {
     state: Mutex<Bell>,
     rung: Condvar,
 }
@@ -82,7 +85,7 @@ struct Bell {
 
 impl Doorbell {
     /// Asks the timer thread to end once no exchange of its own is left to start.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         lock(&self.state).stopping = true;
         self.rung.notify_all();
     }
@@ -117,9 +120,9 @@ impl Wake for Doorbell {
 /// own, and feeds the kernel the time at its wake-ups. Ends when the last handle of the
 /// source is dropped; exchanges still running report their result anyway, so a rotated
 /// credential still reaches the callback.
-pub(crate) fn run(
+pub fn run(
     kernel: &Arc<BlockingKernel>,
-    refresher: &Arc<dyn Refresher>,
+    refresher: &Arc<BlockingRefresh>,
     observer: &Observer,
     bell: &Doorbell,
 ) {
@@ -197,7 +200,7 @@ fn spawn_store_thread(kernel: &Arc<BlockingKernel>) -> Option<std::sync::mpsc::S
 /// own deadline, and callers granted the still-valid token are not held up by it.
 fn spawn_exchange(
     kernel: &Arc<BlockingKernel>,
-    refresher: &Arc<dyn Refresher>,
+    refresher: &Arc<BlockingRefresh>,
     span: tracing::Span,
     attempt: AttemptId,
     refresh_token: Option<Secret>,
@@ -213,11 +216,10 @@ fn spawn_exchange(
                 Prepared::Adopt(token, lock) => (Ok(*token), Some(lock)),
                 Prepared::Failed(failure) => (Err(failure), None),
                 Prepared::Exchange(lock) => {
-                    let result =
-                        catch_unwind(AssertUnwindSafe(|| thread_refresher.refresh(refresh_token)))
-                            .unwrap_or_else(|_| {
-                                Err(RefreshFailure::transient("the refresher panicked"))
-                            });
+                    let result = catch_unwind(AssertUnwindSafe(|| thread_refresher(refresh_token)))
+                        .unwrap_or_else(|_| {
+                            Err(RefreshFailure::transient("the refresher panicked"))
+                        });
                     (result, lock)
                 }
             };
@@ -232,7 +234,8 @@ fn spawn_exchange(
 
 /// A waiting caller whose outcome did not come by its deadline (the timer thread is
 /// late): it gives up by itself.
-pub(crate) fn late(kernel: &BlockingKernel) -> NoToken {
+#[must_use]
+pub fn late(kernel: &BlockingKernel) -> NoToken {
     NoToken::Token(silent_refresh::Error::DeadlineExceeded {
         last_failure: kernel.snapshot().last_failure.clone(),
     })

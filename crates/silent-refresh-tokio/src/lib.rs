@@ -68,6 +68,9 @@
 //! `tracing` events for refresh start (debug), success (info), failure (warn; error
 //! when terminal) and backoff (info). They never contain a token or a refresh
 //! credential.
+//! With the `metrics` feature, refresh durations by outcome, refreshes by trigger,
+//! callers waiting and failed saves go to the `metrics` facade (see the driver's
+//! `observe` module for the names).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

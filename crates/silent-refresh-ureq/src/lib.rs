@@ -77,6 +77,9 @@
 //! failed (with the failure's message), backing off; token adopted; sign-in and
 //! sign-out; 401s. They carry generations, attempt ids and durations, never a
 //! token or a refresh credential.
+//! With the `metrics` feature, refresh durations by outcome, refreshes by trigger,
+//! callers waiting and failed saves go to the `metrics` facade (see the driver's
+//! `observe` module for the names).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

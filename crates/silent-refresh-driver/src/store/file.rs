@@ -47,7 +47,7 @@ const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);
 ///   work under the lock it holds.
 ///
 /// Only wall-clock expiries are stored: saving a token whose expiry is
-/// [`Expiry::In`] fails with [`Error::StoreRelativeExpiry`] (the store cannot know when
+/// [`Expiry::In`](silent_refresh::Expiry::In) fails with [`Error::StoreRelativeExpiry`] (the store cannot know when
 /// the relative expiry started; the driver converts it when the token arrives).
 ///
 /// The path is used as given: when it is a symbolic link, a save replaces the link with
@@ -248,7 +248,7 @@ impl FileLock {
     ///
     /// # Errors
     ///
-    /// [`Error::StoreRelativeExpiry`] for an [`Expiry::In`] token,
+    /// [`Error::StoreRelativeExpiry`] for an [`Expiry::In`](silent_refresh::Expiry::In) token,
     /// [`Error::StoreUnreadable`] when the file holds something else than a stored
     /// session (it is not overwritten), [`Error::StoreIo`] when reading or writing
     /// fails (the old file is then intact).

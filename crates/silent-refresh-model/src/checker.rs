@@ -218,6 +218,9 @@ pub struct Adopted {
     from: Option<Label>,
     /// It came from the store: durable already, never persisted again.
     from_store: bool,
+    /// It arrived unusable with a rotated refresh credential: stored (rule 9) and
+    /// current, never granted, and the result counts as a transient failure.
+    unusable: bool,
     rejected: bool,
 }
 
@@ -564,9 +567,41 @@ impl Checker {
             issued_wall,
             from,
             from_store,
+            unusable: false,
             rejected: false,
         };
         token.usable_at(&self.config, view.now).then_some(token)
+    }
+
+    /// The token a result hands over even though it is unusable (rule 9: its rotated
+    /// refresh credential must be stored).
+    fn unusable_token(
+        &self,
+        view: &View<'_>,
+        spec: &TokenSpec,
+        base: Instant,
+        from: Option<Label>,
+    ) -> Adopted {
+        let expiry = Self::expiry_of(view.now, view.anchor, base, spec);
+        let expires_wall = expiry.map(|(at, ..)| wall_of(view.anchor, at));
+        let issued_wall = match (expires_wall, expiry) {
+            (Some(wall), Some((_, lifetime, _))) => wall.checked_sub(lifetime),
+            _ => spec.issued_at.or_else(|| Some(wall_of(view.anchor, base))),
+        };
+        Adopted {
+            generation: Generation(self.last_generation().0 + 1),
+            access: spec.access,
+            scope: spec.scope.clone(),
+            refresh: spec.refresh.or(view.refresh_token),
+            expiry,
+            expires_wall,
+            cap: None,
+            issued_wall,
+            from,
+            from_store: false,
+            unusable: true,
+            rejected: false,
+        }
     }
 
     /// Backoff bounds after the `failures`-th transient failure in a row: the delay is
@@ -702,7 +737,17 @@ impl Checker {
                         };
                         view.adopt = self.usable_token(&view, spec, started, from, false);
                         if view.adopt.is_none() {
-                            // Unusable, but a rotated credential is the one to send next.
+                            // Unusable, but a rotated credential is the one to send next,
+                            // and it is stored (rule 9) unless a usable token would be
+                            // lost by it.
+                            let rotated = spec.refresh.is_some() && spec.refresh != sent;
+                            let usable_left = view
+                                .token
+                                .as_ref()
+                                .is_some_and(|t| t.usable_at(&self.config, now));
+                            if rotated && !usable_left {
+                                view.adopt = Some(self.unusable_token(&view, spec, started, from));
+                            }
                             view.refresh_token = spec.refresh.or(view.refresh_token);
                             view.failure = Some(Failed::Transient(None));
                         }
@@ -795,7 +840,7 @@ impl Checker {
         }
         // An adopted token ends a misconfiguration or an unreachable endpoint (a
         // sibling's token from the store, too).
-        if view.adopt.is_some()
+        if view.adopt.as_ref().is_some_and(|t| !t.unusable)
             && matches!(view.session, Session::Misconfigured | Session::Unreachable)
         {
             view.session = Session::SignedIn;
@@ -964,7 +1009,10 @@ impl Checker {
                         after.save_failures = 0;
                         after.save_retry = None;
                         after.current = Some(*generation);
-                        after.forget_failures();
+                        // An unusable one ends nothing: its result is a failure.
+                        if !token.unusable {
+                            after.forget_failures();
+                        }
                     }
                 }
                 Act::Grant { request, .. } | Act::Reject { request, .. } => {
@@ -1319,7 +1367,8 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
     let config = &before.config;
     let now = view.now;
     // The backoff in force when a refresh starts.
-    let backoff = match (&view.step.input, view.failure, &view.adopt) {
+    let adopted = view.adopt.as_ref().filter(|t| !t.unusable);
+    let backoff = match (&view.step.input, view.failure, adopted) {
         (Input::SignIn { .. } | Input::SignOut, ..) | (_, _, Some(_)) => None,
         (_, Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)), None) => {
             Some(before.backoff_after(now, before.failures.saturating_add(1), retry_after))

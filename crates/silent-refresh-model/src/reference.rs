@@ -333,9 +333,24 @@ impl Model {
                             },
                             _ => running.sent,
                         };
+                        // Rule 9: a rotated credential that came with an unusable token is
+                        // stored all the same (the server spent the one sent), unless a
+                        // usable token would be lost by it.
+                        let keep = spec.refresh.is_some()
+                            && spec.refresh != running.sent
+                            && !self
+                                .token
+                                .as_ref()
+                                .is_some_and(|t| t.usable_at(&self.config, self.now));
                         if !self.adopt(spec, running.started, from) {
                             if spec.refresh.is_some() {
                                 self.refresh_token = spec.refresh;
+                            }
+                            if keep
+                                && let Some(persist) =
+                                    self.install(spec, running.started, from, true)
+                            {
+                                self.out.push(persist);
                             }
                             self.fail(attempt, &RefreshFailure::transient(EXPIRED_RESULT));
                         }
@@ -680,7 +695,7 @@ impl Model {
     /// given at sign-in, unless it is already unusable, and asks to persist it (with the
     /// newest refresh credential, a wall-clock expiry and issue time) before any grant.
     fn adopt(&mut self, spec: &TokenSpec, base: Instant, from: Option<Label>) -> bool {
-        let Some(persist) = self.install(spec, base, from) else {
+        let Some(persist) = self.install(spec, base, from, false) else {
             return false;
         };
         self.out.push(persist);
@@ -689,7 +704,7 @@ impl Model {
 
     /// Adopts a token the store holds: durable, not persisted again.
     fn adopt_stored(&mut self, spec: &TokenSpec) -> bool {
-        if self.install(spec, self.now, None).is_none() {
+        if self.install(spec, self.now, None, false).is_none() {
             return false;
         }
         self.mark_durable();
@@ -699,7 +714,13 @@ impl Model {
     /// Makes `spec` the current token with the next generation; returns the `Persist`
     /// that stores it, or `None` (nothing changed) if it is not usable now. A wall-clock
     /// expiry with an issue time counts its lifetime from the issue time.
-    fn install(&mut self, spec: &TokenSpec, base: Instant, from: Option<Label>) -> Option<Act> {
+    fn install(
+        &mut self,
+        spec: &TokenSpec,
+        base: Instant,
+        from: Option<Label>,
+        unusable: bool,
+    ) -> Option<Act> {
         let generation = Generation(self.last_generation.0 + 1);
         let expiry = match spec.expiry {
             Expiry::Never => None,
@@ -733,9 +754,10 @@ impl Model {
             durable: false,
             persist: None,
         };
-        if held
-            .usable_until(&self.config)
-            .is_some_and(|until| self.now >= until)
+        if !unusable
+            && held
+                .usable_until(&self.config)
+                .is_some_and(|until| self.now >= until)
         {
             return None;
         }
@@ -761,10 +783,12 @@ impl Model {
         };
         held.persist = Some(persist.clone());
         self.token = Some(held);
-        if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
-            self.status = Status::SignedIn;
+        if !unusable {
+            if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
+                self.status = Status::SignedIn;
+            }
+            self.forget_failures();
         }
-        self.forget_failures();
         self.save_failures = 0;
         self.save_retry_at = None;
         Some(persist)

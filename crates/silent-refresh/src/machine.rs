@@ -366,11 +366,23 @@ impl TokenMachine {
                             Some(current) if !current.durable => current.from.clone(),
                             _ => exchange.sent.clone(),
                         };
-                        if !self.adopt(now, token, exchange.started, Some(attempt), from) {
+                        let rotated = refresh_token.is_some()
+                            && refresh_token.as_ref().map(Secret::expose)
+                                != exchange.sent.as_ref().map(Secret::expose);
+                        // Kept for storage should it arrive unusable while no usable
+                        // token is left to lose.
+                        let keep = (rotated
+                            && !self.current.as_ref().is_some_and(|c| c.usable_at(now)))
+                        .then(|| token.clone());
+                        if !self.adopt(now, token, exchange.started, Some(attempt), from.clone()) {
                             // The server answered: a rotated credential is the one to
-                            // send next, even with an unusable access token.
+                            // send next, even with an unusable access token, and it is
+                            // stored (rule 9).
                             if refresh_token.is_some() {
                                 self.refresh_token = refresh_token;
+                            }
+                            if let Some(token) = keep {
+                                self.keep_unusable(now, token, exchange.started, attempt, from);
                             }
                             let failure = RefreshFailure::transient(EXPIRED_RESULT);
                             self.on_failure(now, attempt, failure);
@@ -869,7 +881,7 @@ impl TokenMachine {
         attempt: Option<AttemptId>,
         from: Option<Secret>,
     ) -> bool {
-        let Some(stored) = self.install(now, token, base) else {
+        let Some(stored) = self.install(now, token, base, false) else {
             return false;
         };
         if let Some(current) = self.current.as_mut() {
@@ -891,7 +903,7 @@ impl TokenMachine {
     /// Adopts a token the store holds (loaded at start, or a sibling's newer one):
     /// durable already, so no `Persist`. Returns `false` if it is not usable at `now`.
     fn adopt_stored(&mut self, now: Instant, token: Token) -> bool {
-        if self.install(now, token, now).is_none() {
+        if self.install(now, token, now, false).is_none() {
             return false;
         }
         self.mark_durable();
@@ -910,7 +922,13 @@ impl TokenMachine {
     /// Its lifetime counts from `base` (when its refresh was sent), or, for a wall-clock
     /// expiry with an issue time (a stored token), from its issue time: the refresh
     /// window is a fraction of the whole lifetime, not of what is left of it.
-    fn install(&mut self, now: Instant, token: Token, base: Instant) -> Option<Box<Token>> {
+    fn install(
+        &mut self,
+        now: Instant,
+        token: Token,
+        base: Instant,
+        unusable: bool,
+    ) -> Option<Box<Token>> {
         let generation = Generation(self.generation.0 + 1);
         // The expiry as an instant, and the whole lifetime ending there.
         let expiry = match token.expiry {
@@ -931,7 +949,7 @@ impl TokenMachine {
             let floor = at.checked_sub(lifetime).unwrap_or(base).min(at);
             Schedule::with_lifetime(&self.config, generation.0, lifetime, at, floor)
         });
-        if schedule.is_some_and(|s| now >= s.usable_until) {
+        if !unusable && schedule.is_some_and(|s| now >= s.usable_until) {
             return None;
         }
         self.generation = generation;
@@ -969,13 +987,45 @@ impl TokenMachine {
             from: None,
             durable: false,
         });
-        if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
-            self.set_status(Status::SignedIn);
+        if !unusable {
+            if let Status::Misconfigured(_) | Status::Unreachable { .. } = self.status {
+                self.set_status(Status::SignedIn);
+            }
+            self.forget_failures();
         }
-        self.forget_failures();
         self.save_failures = 0;
         self.save_retry_at = None;
         Some(stored)
+    }
+
+    /// Rule 9 for a result whose access token arrived unusable but whose refresh
+    /// credential is rotated: the server has spent the one sent, so the new one must
+    /// reach the store (a sibling, or a restart, would spend the old one again). The
+    /// token becomes the current one, never granted (it is unusable), and is asked to
+    /// be persisted like any other; the result still counts as a transient failure.
+    fn keep_unusable(
+        &mut self,
+        now: Instant,
+        token: Token,
+        base: Instant,
+        attempt: AttemptId,
+        from: Option<Secret>,
+    ) {
+        let Some(stored) = self.install(now, token, base, true) else {
+            return;
+        };
+        if let Some(current) = self.current.as_mut() {
+            current.from = from.clone();
+        }
+        self.event(Event::TokenAdopted {
+            generation: self.generation,
+            attempt: Some(attempt),
+        });
+        self.actions.push_back(Action::Persist {
+            generation: self.generation,
+            token: stored,
+            from,
+        });
     }
 
     /// The store confirmed the current token.

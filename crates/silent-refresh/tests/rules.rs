@@ -578,11 +578,14 @@ fn rule8_an_unusable_answer_still_rotates_the_credential() {
     let mut sim = Sim::exact();
     sim.sign_in(Credentials::RefreshToken("rt-1".into()));
     let first = the_attempt(&sim.request().1);
-    sim.result(
+    let out = sim.result(
         first,
         Ok(Token::bearer("at-dead", Expiry::In(Duration::ZERO)).with_refresh_token("rt-2")),
     );
-    assert_eq!(sim.machine.generation(), Generation(0));
+    // Stored (rule 9: the server spent rt-1), never granted (rule 3).
+    assert_eq!(persist_of(&out).1.refresh_token.unwrap().expose(), "rt-2");
+    assert!(grants(&out).is_empty());
+    assert!(sim.machine.fresh_token().is_none());
     sim.now = sim.machine.backoff_until().unwrap();
     match &sim.timeout()[..] {
         [Action::StartRefresh { refresh_token, .. }] => {
@@ -1403,6 +1406,57 @@ fn a_token_refreshed_while_its_predecessor_is_unsaved_compares_against_what_the_
         Ok(token("at-4", secs(3600)).with_refresh_token("rt-4")),
     );
     assert_eq!(persist_of(&out).2.as_deref(), Some("rt-3"));
+}
+
+#[test]
+fn a_rotated_credential_that_arrives_with_an_unusable_token_is_stored_never_granted() {
+    // The answer comes after the new token's whole lifetime: it is not granted, but the
+    // server has spent rt-1, so rt-2 is persisted (a restart or a sibling would spend
+    // rt-1 again) and sent next.
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let attempt = the_attempt(&actions);
+    sim.now += secs(20);
+    let out = sim.result(
+        attempt,
+        Ok(token("at-2", secs(10)).with_refresh_token("rt-2")),
+    );
+    assert!(
+        grants(&out).is_empty(),
+        "an unusable token is never granted: {out:?}"
+    );
+    assert!(sim.machine.fresh_token().is_none());
+    let (_, stored, from) = persist_of(&out);
+    assert_eq!(stored.refresh_token.unwrap().expose(), "rt-2");
+    assert_eq!(from.as_deref(), Some("rt-1"));
+    assert!(
+        events(&mut sim).iter().any(|e| matches!(
+            e,
+            silent_refresh::Event::RefreshFailed {
+                kind: silent_refresh::FailureKind::Transient,
+                ..
+            }
+        )),
+        "still a transient failure"
+    );
+    // The next refresh sends rt-2, and the request is granted its token.
+    let wakeup = sim.machine.poll_timeout().unwrap();
+    sim.now = wakeup.at;
+    let out = sim.timeout();
+    let next = the_attempt(&out);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::StartRefresh { refresh_token: Some(sent), .. } if sent.expose() == "rt-2"
+        )),
+        "{out:?}"
+    );
+    let out = sim.result(
+        next,
+        Ok(token("at-3", secs(3600)).with_refresh_token("rt-3")),
+    );
+    assert_eq!(grants(&out), vec![(a, Generation(2), "at-3".to_owned())]);
 }
 
 #[test]

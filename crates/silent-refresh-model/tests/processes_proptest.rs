@@ -11,8 +11,7 @@
 
 use proptest::prelude::*;
 use silent_refresh_model::processes::{
-    AnswerPick, Known, LockKind, ProcOp, ProcSetup, ProcViolationKind, RunReport, Script,
-    run_script, run_script_with,
+    AnswerPick, Known, LockKind, ProcOp, ProcSetup, RunReport, Script, run_script, run_script_with,
 };
 
 fn setup() -> impl Strategy<Value = ProcSetup> {

@@ -1287,14 +1287,18 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
     Ok(EmbeddedOutcome { result, server })
 }
 
-/// What to tell the user after `refreshes` refreshes (never a secret).
-fn spent_note(refreshes: u64, token_file: Option<&Path>) -> String {
-    match token_file {
-        Some(path) => format!(
+/// What to tell the user after `refreshes` refreshes (never a secret): where the
+/// session is kept (`--token-file`, or Redis's key), if anywhere.
+fn spent_note(refreshes: u64, token_file: Option<&Path>, redis_key: Option<&str>) -> String {
+    match (token_file, redis_key) {
+        (Some(path), _) => format!(
             "oauth2_client: note: {refreshes} refreshes; the newest session is saved in {}: run again with --token-file to continue it",
             path.display()
         ),
-        None => format!(
+        (None, Some(key)) => format!(
+            "oauth2_client: note: {refreshes} refreshes; the newest session is saved in Redis under `{key}`: run again with --redis-url to continue it"
+        ),
+        (None, None) => format!(
             "oauth2_client: note: {refreshes} refreshes; if the server rotates refresh tokens, the one in {ENV_REFRESH_TOKEN} is spent now (keep the session with --token-file)"
         ),
     }
@@ -1309,6 +1313,7 @@ pub fn cli_main(
     stderr: &mut dyn Write,
 ) -> i32 {
     let mut token_file: Option<PathBuf> = None;
+    let mut redis_key: Option<String> = None;
     let (result, server) = match parse(args, env) {
         Ok(Command::Help) => {
             let _ = write!(stdout, "{USAGE}");
@@ -1316,6 +1321,7 @@ pub fn cli_main(
         }
         Ok(Command::Run(options)) => {
             token_file.clone_from(&options.token_file);
+            redis_key = options.redis.as_ref().map(|(_, key)| key.clone());
             (run(*options), None)
         }
         Ok(Command::RunService(options, service)) => (run_with(*options, &service), None),
@@ -1339,7 +1345,11 @@ pub fn cli_main(
                 let _ = writeln!(
                     stderr,
                     "{}",
-                    spent_note(report.refreshes, token_file.as_deref())
+                    spent_note(
+                        report.refreshes,
+                        token_file.as_deref(),
+                        redis_key.as_deref()
+                    )
                 );
             }
             if report.failed == 0 {

@@ -34,7 +34,7 @@ fn many_processes_child() {
 
 /// Starts the four processes at once with `shared` naming the session's place, waits
 /// for them, and checks their reports and the server's counts.
-fn four_processes_share_one_session(shared: &[String]) {
+fn four_processes_share_one_session(shared: &[String], saved_in: &str) {
     let server = AuthServer::start(ServerConfig {
         token_lifetime: LIFETIME,
         token_latency: Duration::from_millis(20),
@@ -100,6 +100,7 @@ fn four_processes_share_one_session(shared: &[String]) {
             .unwrap_or_else(|| panic!("no JSON line: {out}\n{err}"));
         let report: serde_json::Value = serde_json::from_str(line).expect("JSON");
         assert_eq!(report["failed"], 0, "{line}\n{err}");
+        assert!(err.contains(saved_in), "where the session is kept: {err}");
         assert!(report["ok"].as_u64() > Some(0), "{line}");
     }
     assert_eq!(
@@ -127,7 +128,10 @@ fn four_processes_share_one_session(shared: &[String]) {
 fn four_processes_share_one_token_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("session.json");
-    four_processes_share_one_session(&["--token-file".to_owned(), display(&path)]);
+    four_processes_share_one_session(
+        &["--token-file".to_owned(), display(&path)],
+        "the newest session is saved in",
+    );
 }
 
 #[test]
@@ -135,12 +139,15 @@ fn four_processes_share_one_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    four_processes_share_one_session(&[
-        "--redis-url".to_owned(),
-        redis.url(),
-        "--redis-key".to_owned(),
-        "test:many-processes".to_owned(),
-    ]);
+    four_processes_share_one_session(
+        &[
+            "--redis-url".to_owned(),
+            redis.url(),
+            "--redis-key".to_owned(),
+            "test:many-processes".to_owned(),
+        ],
+        "saved in Redis under `test:many-processes`",
+    );
 }
 
 fn display(path: &Path) -> String {

@@ -5,7 +5,7 @@
 //! adapters' driver loops drive it (`take_work`, `prepare_exchange`, `exchange_result`,
 //! `store_io`, `timeout`), but every blocking wait and every exchange is an explicit step
 //! of a script ([`ProcOp`]), so an interleaving is replayed exactly. The processes share
-//! one [`ManualClock`], one in-memory store ([`SimStore`]) with a lock between processes,
+//! one [`ManualClock`], one in-memory store (`SimStore`) with a lock between processes,
 //! and one simulated identity server ([`Server`]) that rotates refresh credentials and
 //! detects reuse (a credential presented twice revokes its grant).
 //!

@@ -689,6 +689,14 @@ impl<W: Waiter> Kernel<W> {
         let lock = match taken {
             Ok(Ok(Some(lock))) => lock,
             Ok(Ok(None)) => return Prepared::Exchange(None),
+            // The store's server is down (Redis): the source says so in its status,
+            // and callers without a usable token are told at once (as for an
+            // unreachable token endpoint) rather than at their deadline.
+            Ok(Err(error @ Error::StoreUnavailable { .. })) => {
+                return Prepared::Failed(RefreshFailure::unreachable(format!(
+                    "the token store's refresh lock could not be taken: {error}"
+                )));
+            }
             Ok(Err(error)) => {
                 return Prepared::Failed(RefreshFailure::transient(format!(
                     "the token store's refresh lock could not be taken: {error}"

@@ -488,3 +488,62 @@ fn many_sources_in_tasks_and_threads_share_one_session_through_a_redis_restart()
     });
     assert!(in_step, "Redis kept the newest session");
 }
+
+#[test]
+fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let clock = silent_refresh_driver::clock::ManualClock::new();
+    assert!(matches!(
+        store(&server).save(&session(1), None),
+        Ok(Saved::Stored)
+    ));
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let counted = refreshed.clone();
+    let source = silent_refresh_ureq::TokenSource::builder(silent_refresh::Config::default())
+        .store(
+            RedisStore::builder(&server.url(), KEY)
+                .io_timeout(Duration::from_millis(500))
+                .build()
+                .expect("store"),
+        )
+        .clock(clock.clone())
+        .refresher(move |_: Option<Secret>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Err(RefreshFailure::transient("not reached"))
+        })
+        .build()
+        .expect("source");
+    // The stored session is loaded and granted.
+    let token = source
+        .token_within(Duration::from_secs(5))
+        .expect("the stored token");
+    assert_eq!(token.secret.expose(), "at-1");
+    // Redis goes down; the token is spent (its 600 s pass on the source's clock).
+    server.kill();
+    clock.advance(Duration::from_secs(601));
+    let (done, outcome) = mpsc::channel();
+    let caller = source.clone();
+    thread::spawn(move || {
+        let _ = done.send(caller.token_within(Duration::from_secs(3600)));
+    });
+    // Told at once, not at its (manual-clock) deadline, and without a refresh sent
+    // without the lease.
+    let error = outcome
+        .recv_timeout(Duration::from_secs(20))
+        .expect("answered without its deadline passing")
+        .expect_err("no usable token, and Redis is down");
+    assert!(error.is_unreachable(), "{error}");
+    assert!(error.to_string().contains("127.0.0.1"), "{error}");
+    assert!(
+        matches!(source.status(), silent_refresh::Status::Unreachable { .. }),
+        "{:?}",
+        source.status()
+    );
+    assert_eq!(
+        refreshed.load(Ordering::SeqCst),
+        0,
+        "no refresh without the lease"
+    );
+}

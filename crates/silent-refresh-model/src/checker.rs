@@ -550,26 +550,7 @@ impl Checker {
         from: Option<Label>,
         from_store: bool,
     ) -> Option<Adopted> {
-        let expiry = Self::expiry_of(view.now, view.anchor, base, spec);
-        let expires_wall = expiry.map(|(at, ..)| wall_of(view.anchor, at));
-        let issued_wall = match (expires_wall, expiry) {
-            (Some(wall), Some((_, lifetime, _))) => wall.checked_sub(lifetime),
-            _ => spec.issued_at.or_else(|| Some(wall_of(view.anchor, base))),
-        };
-        let token = Adopted {
-            generation: Generation(self.last_generation().0 + 1),
-            access: spec.access,
-            scope: spec.scope.clone(),
-            refresh: spec.refresh.or(view.refresh_token),
-            expiry,
-            expires_wall,
-            cap: None,
-            issued_wall,
-            from,
-            from_store,
-            unusable: false,
-            rejected: false,
-        };
+        let token = self.handed_token(view, spec, base, from, from_store, false);
         token.usable_at(&self.config, view.now).then_some(token)
     }
 
@@ -581,6 +562,19 @@ impl Checker {
         spec: &TokenSpec,
         base: Instant,
         from: Option<Label>,
+    ) -> Adopted {
+        self.handed_token(view, spec, base, from, false, true)
+    }
+
+    /// The token `spec` describes, as it would be adopted in this step.
+    fn handed_token(
+        &self,
+        view: &View<'_>,
+        spec: &TokenSpec,
+        base: Instant,
+        from: Option<Label>,
+        from_store: bool,
+        unusable: bool,
     ) -> Adopted {
         let expiry = Self::expiry_of(view.now, view.anchor, base, spec);
         let expires_wall = expiry.map(|(at, ..)| wall_of(view.anchor, at));
@@ -598,8 +592,8 @@ impl Checker {
             cap: None,
             issued_wall,
             from,
-            from_store: false,
-            unusable: true,
+            from_store,
+            unusable,
             rejected: false,
         }
     }

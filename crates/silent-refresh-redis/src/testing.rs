@@ -5,13 +5,17 @@
 //! (the caller skips its test), unless the environment requires Redis (`CI` or
 //! `SILENT_REFRESH_REQUIRE_REDIS` set): then a missing server fails the test.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+/// Whether this binary said already that the Redis tests are skipped.
+static SKIP_SAID: AtomicBool = AtomicBool::new(false);
 
 /// How long a server may take to say it is ready.
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -43,11 +47,17 @@ impl RedisServer {
                  tests (CI or SILENT_REFRESH_REQUIRE_REDIS is set): install it with \
                  `apt-get install redis-server`"
             );
-            eprintln!(
-                "SKIPPED: redis-server is not installed, so this Redis test did not run. \
-                 Install it (`sudo apt-get install redis-server`) and run `cargo test \
-                 --workspace` again; `.ci/run` installs it and fails without it."
-            );
+            // Written to the terminal's stderr itself, not through `eprintln!`, which the
+            // test harness captures (and shows only for failing tests); once per binary.
+            if !SKIP_SAID.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "SKIPPED: redis-server is not installed, so the Redis tests of this test \
+                     binary did not run. Install it (`sudo apt-get install redis-server`) and \
+                     run `cargo test --workspace` again; `.ci/run` installs it and fails \
+                     without it."
+                );
+            }
             return None;
         }
         let dir = tempfile::tempdir().expect("a data folder for redis-server");

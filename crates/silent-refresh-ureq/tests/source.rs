@@ -232,7 +232,10 @@ fn sixty_four_threads_across_several_expiries_get_one_refresh_per_token() {
     // Each refresh sent the newest rotated credential.
     let expected: Vec<_> = (1..=refreshes).map(|k| Some(format!("rt-{k}"))).collect();
     assert_eq!(*sent.lock().expect("sent"), expected);
-    assert!(answered.load(Ordering::Relaxed) >= THREADS as u64 * GENERATIONS / 2);
+    // Every thread was answered at least once (how often depends on how the threads
+    // were scheduled against the clock's steps: a thread descheduled across several
+    // generations sees only the last).
+    assert!(answered.load(Ordering::Relaxed) >= THREADS as u64);
     assert_eq!(source.waiting(), 0, "nobody left behind");
 }
 

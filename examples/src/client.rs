@@ -1304,6 +1304,23 @@ fn spent_note(refreshes: u64, token_file: Option<&Path>, redis_key: Option<&str>
     }
 }
 
+/// For tests that run the tool as a child process (the test binary started again):
+/// if the environment variable `var` holds the tool's arguments (one per line), runs
+/// the tool with them and the real environment and exits with its status; otherwise
+/// returns, so the test does nothing when it is not the child.
+pub fn run_as_child(var: &str) {
+    let Ok(args) = std::env::var(var) else {
+        return;
+    };
+    let code = cli_main(
+        args.lines().map(str::to_owned),
+        |name| std::env::var(name).ok(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    std::process::exit(code);
+}
+
 /// The whole tool: parses `args` (without the program name) and `env`, runs, writes
 /// the JSON line to `stdout` and messages to `stderr`, and returns the exit status.
 pub fn cli_main(

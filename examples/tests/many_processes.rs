@@ -20,16 +20,7 @@ const RUN_SECONDS: u64 = 5;
 #[test]
 #[ignore = "the child process of the many-processes tests"]
 fn many_processes_child() {
-    let Ok(args) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let code = client::cli_main(
-        args.lines().map(str::to_owned),
-        |name| std::env::var(name).ok(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
-    std::process::exit(code);
+    client::run_as_child(CHILD_ENV);
 }
 
 /// Starts the four processes at once with `shared` naming the session's place, waits

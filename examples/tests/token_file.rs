@@ -244,16 +244,7 @@ const CHILD_ENV: &str = "OAUTH2_CLIENT_TOKEN_FILE_CHILD_ARGS";
 #[test]
 #[ignore = "the child process of killed_clients_leave_a_whole_file_with_an_issued_token"]
 fn token_file_child() {
-    let Ok(args) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let code = client::cli_main(
-        args.lines().map(str::to_owned),
-        |name| std::env::var(name).ok(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
-    std::process::exit(code);
+    client::run_as_child(CHILD_ENV);
 }
 
 /// Kills the child when the test ends, however it ends.

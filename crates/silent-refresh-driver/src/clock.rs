@@ -19,6 +19,13 @@ pub trait Clock: Send + Sync + 'static {
     fn on_advance(&self, wake: Weak<dyn Wake>) {
         let _ = wake;
     }
+
+    /// Whether this clock can jump ahead faster than real time passes (a test clock
+    /// advanced by hand). The drivers' lock-free fast path then reads it on every call:
+    /// after a jump, no driver timer could withdraw a token before a caller sees it.
+    fn jumps(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's clocks.
@@ -131,5 +138,9 @@ impl Clock for ManualClock {
 
     fn on_advance(&self, wake: Weak<dyn Wake>) {
         self.lock().wakes.push(wake);
+    }
+
+    fn jumps(&self) -> bool {
+        true
     }
 }

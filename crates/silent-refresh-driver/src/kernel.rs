@@ -219,7 +219,8 @@ pub struct Snapshot {
 
 /// The fast path's token: handed out without the lock until `until` (`None`: until an
 /// input changes it). The driver's timer withdraws it at `until`, so no clock is read,
-/// unless `check_clock` says a late timer would matter.
+/// unless `check_clock` says a late timer would matter: the token's margin is tight, or
+/// the clock can jump past it ([`Clock::jumps`]) before the driver wakes.
 struct Fresh {
     token: Arc<AccessToken>,
     until: Option<Instant>,
@@ -227,8 +228,9 @@ struct Fresh {
 }
 
 impl Fresh {
-    fn new(token: Arc<AccessToken>, until: Option<Instant>) -> Self {
+    fn new(token: Arc<AccessToken>, until: Option<Instant>, clock_jumps: bool) -> Self {
         let check_clock = match (until, token.usable_until) {
+            (Some(_), _) if clock_jumps => true,
             (Some(until), Some(usable_until)) => {
                 usable_until.saturating_duration_since(until) < TIMER_SLACK
             }
@@ -990,11 +992,9 @@ impl<W: Waiter> Kernel<W> {
             _ => false,
         };
         if !unchanged {
-            self.fresh.store(
-                fresh
-                    .as_ref()
-                    .map(|(token, until)| Arc::new(Fresh::new(token.clone(), *until))),
-            );
+            self.fresh.store(fresh.as_ref().map(|(token, until)| {
+                Arc::new(Fresh::new(token.clone(), *until, self.clock.jumps()))
+            }));
             core.published = fresh;
         }
         let snapshot = core.snapshot();

@@ -312,3 +312,26 @@ fn an_unreachable_store_at_start_is_loaded_again_not_replaced_by_the_credentials
     );
     assert_eq!(server.issued.load(Ordering::SeqCst), 0, "nothing refreshed");
 }
+
+#[test]
+fn a_clock_that_jumps_past_the_token_withdraws_the_fast_path_before_the_driver_wakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path().join("s.json")));
+    let clock = Arc::new(ManualClock::new());
+    let server = Server::with_grant("rt-0");
+    let process = Process::new(&clock, store, &server);
+    process
+        .kernel
+        .start(Some(Credentials::RefreshToken(Secret::new("rt-0"))));
+    process.pump();
+    assert_eq!(bearer(&process.token()), "Bearer at-1");
+    assert!(process.kernel.fresh_token().is_some(), "granted lock-free");
+    // The 600 s token is spent in one jump; the driver loop has not run since (a
+    // caller can get there first), and no timer could have withdrawn the token.
+    clock.advance(Duration::from_secs(601));
+    assert!(
+        process.kernel.fresh_token().is_none(),
+        "an expired token handed out by the fast path"
+    );
+    assert_eq!(bearer(&process.token()), "Bearer at-2", "refreshed instead");
+}

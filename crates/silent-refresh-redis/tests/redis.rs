@@ -495,8 +495,16 @@ fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent()
         return;
     };
     let clock = silent_refresh_driver::clock::ManualClock::new();
+    // The session expires 600 s after the source's clock reads now: that clock stands
+    // still while the test runs, so an expiry taken from the real wall clock would
+    // grow by however long the machine took to get here.
+    let stored = Token::bearer(
+        "at-1",
+        Expiry::At(silent_refresh_driver::clock::Clock::wall(&clock) + Duration::from_secs(600)),
+    )
+    .with_refresh_token("rt-1");
     assert!(matches!(
-        store(&server).save(&session(1), None),
+        store(&server).save(&stored, None),
         Ok(Saved::Stored)
     ));
     let refreshed = Arc::new(AtomicUsize::new(0));

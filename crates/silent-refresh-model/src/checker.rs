@@ -25,7 +25,8 @@
 //!   the refresh credential and the usable token, and fails requests that would wait
 //!   for a refresh fast, with `Misconfigured`, until then;
 //! - a refresh that returns an unusable token is a transient failure, but a rotated
-//!   refresh credential in it is kept (the server consumed the old one);
+//!   refresh credential in it is kept and stored (the server consumed the old one),
+//!   with the previous access token while that one is usable;
 //! - after a sign-out, requests fail fast with `SignedOut` until the next sign-in;
 //! - a transient failure that could not reach the token endpoint backs off like any
 //!   other, keeps granting a usable token, and (unless the configuration waits) fails
@@ -218,8 +219,10 @@ pub struct Adopted {
     from: Option<Label>,
     /// It came from the store: durable already, never persisted again.
     from_store: bool,
-    /// It arrived unusable with a rotated refresh credential: stored (rule 9) and
-    /// current, never granted, and the result counts as a transient failure.
+    /// It came with a result whose token arrived unusable, with a rotated refresh
+    /// credential: stored (rule 9) and current, and the result counts as a transient
+    /// failure. It is the previous token with the rotated credential while that one
+    /// was usable (granted on); else the unusable one, never granted.
     unusable: bool,
     rejected: bool,
 }
@@ -554,8 +557,8 @@ impl Checker {
         token.usable_at(&self.config, view.now).then_some(token)
     }
 
-    /// The token a result hands over even though it is unusable (rule 9: its rotated
-    /// refresh credential must be stored).
+    /// The token a result hands over even though its own is unusable (rule 9: its
+    /// rotated refresh credential must be stored).
     fn unusable_token(
         &self,
         view: &View<'_>,
@@ -732,15 +735,26 @@ impl Checker {
                         view.adopt = self.usable_token(&view, spec, started, from, false);
                         if view.adopt.is_none() {
                             // Unusable, but a rotated credential is the one to send next,
-                            // and it is stored (rule 9) unless a usable token would be
-                            // lost by it.
+                            // and it is stored (rule 9): with the previous token while
+                            // that one is usable (it stays in service), else with this
+                            // one (never granted).
                             let rotated = spec.refresh.is_some() && spec.refresh != sent;
                             let usable_left = view
                                 .token
                                 .as_ref()
-                                .is_some_and(|t| t.usable_at(&self.config, now));
-                            if rotated && !usable_left {
-                                view.adopt = Some(self.unusable_token(&view, spec, started, from));
+                                .filter(|t| t.usable_at(&self.config, now));
+                            if rotated {
+                                let kept = match usable_left {
+                                    Some(left) => TokenSpec {
+                                        access: left.access,
+                                        refresh: spec.refresh,
+                                        expiry: left.expires_wall.map_or(Expiry::Never, Expiry::At),
+                                        scope: left.scope.clone(),
+                                        issued_at: left.issued_wall,
+                                    },
+                                    None => spec.clone(),
+                                };
+                                view.adopt = Some(self.unusable_token(&view, &kept, started, from));
                             }
                             view.refresh_token = spec.refresh.or(view.refresh_token);
                             view.failure = Some(Failed::Transient(None));

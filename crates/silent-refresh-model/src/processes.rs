@@ -284,10 +284,12 @@ pub fn decode_script(bytes: &[u8]) -> Script {
 ///
 /// The first invariant broken.
 pub fn fuzz_processes(bytes: &[u8]) -> Result<RunReport, ProcViolation> {
-    run_script_with(&decode_script(bytes), Known::Tolerated)
+    run_script_with(&decode_script(bytes), Known::Strict)
 }
 
-/// What to do about the known bugs the simulation found, which are not fixed yet.
+/// What to do about the bugs the simulation found. All four are fixed: the property
+/// test and the fuzz target run [`Known::Strict`]; the names stay so that a regression
+/// says which one came back, and [`Known::Tolerated`] still lets a run go on past one.
 ///
 /// - **K1**: a refresh answer whose access token is no longer usable when it arrives
 ///   (the exchange took longer than the token's usable lifetime) is not adopted, and the
@@ -295,7 +297,9 @@ pub fn fuzz_processes(bytes: &[u8]) -> Result<RunReport, ProcViolation> {
 ///   so it never reaches the store (`TokenMachine::handle_refresh_result`, the
 ///   `EXPIRED_RESULT` branch). The store keeps the spent credential; a sibling process
 ///   (or this one after a restart) presents it, and a server with reuse detection
-///   revokes the grant. `tests/processes_proptest.rs` has the minimal script.
+///   revokes the grant. `tests/processes_proptest.rs` has the minimal script. Fixed:
+///   the rotated credential is stored, with the previous access token while that one
+///   is usable, else with the unusable one (never granted).
 /// - **K2**: a save answered with a conflict by a store that is *behind* the saving
 ///   process (it holds an older session than the credential the token was refreshed
 ///   from, because this process's own earlier save never landed: a failed write, or a
@@ -305,12 +309,15 @@ pub fn fuzz_processes(bytes: &[u8]) -> Result<RunReport, ProcViolation> {
 ///   credential is replaced by a spent one, which it presents next). Compare-and-swap
 ///   on `from` is the wrong test when the store is behind this process
 ///   (`TokenMachine::awaits_save` was added for the kernel to tell the two apart).
+///   Fixed: while its predecessor is unsaved, a refreshed token's save compares
+///   against what the predecessor's save compares against.
 /// - **K3**: when the save under the refresh lock fails (a full disk, a store that is
 ///   down for writes), the kernel releases the lock at once (`Kernel::store_io` drops
 ///   `Save::lock`), while the store still holds the credential the exchange just spent.
 ///   A sibling waiting for the lock takes it, reads the spent credential, finds it equal
 ///   to its own and presents it: the server revokes the grant. Rule 1 holds (one
-///   exchange at a time), but the lock no longer protects the credential.
+///   exchange at a time), but the lock no longer protects the credential. Fixed: the
+///   kernel keeps the lock until that token is saved, and the next exchange reuses it.
 ///
 /// - **K4**: before an exchange, the kernel adopts a sibling's newer session from the
 ///   store only when its own token is durable (`prepare_exchange` reads
@@ -318,8 +325,8 @@ pub fn fuzz_processes(bytes: &[u8]) -> Result<RunReport, ProcViolation> {
 ///   refresh credential alone (it loaded a session whose access token had expired, or
 ///   signed in with a refresh token) therefore presents its credential although a
 ///   sibling already rotated it and the store holds the successor: the server revokes
-///   the grant. Fixed on the `redis` branch (`a4182d1`, `TokenMachine::awaits_save`),
-///   not on `main` yet.
+///   the grant. Fixed: the kernel adopts whenever the process is not ahead of the
+///   store (`TokenMachine::awaits_save`).
 ///
 /// [`Known::Strict`] checks every invariant as stated. [`Known::Tolerated`] treats an
 /// occurrence of K1 or K2 as what it amounts to, an unknown outcome (the grant is

@@ -334,21 +334,17 @@ impl Model {
                             _ => running.sent,
                         };
                         // Rule 9: a rotated credential that came with an unusable token is
-                        // stored all the same (the server spent the one sent), unless a
-                        // usable token would be lost by it.
-                        let keep = spec.refresh.is_some()
-                            && spec.refresh != running.sent
-                            && !self
-                                .token
-                                .as_ref()
-                                .is_some_and(|t| t.usable_at(&self.config, self.now));
+                        // stored all the same (the server spent the one sent): with the
+                        // previous token while that one is usable, else with this one.
+                        let rotated = spec.refresh.is_some() && spec.refresh != running.sent;
+                        let keep = rotated.then(|| self.kept_with(spec));
                         if !self.adopt(spec, running.started, from) {
                             if spec.refresh.is_some() {
                                 self.refresh_token = spec.refresh;
                             }
-                            if keep
+                            if let Some(kept) = keep
                                 && let Some(persist) =
-                                    self.install(spec, running.started, from, true)
+                                    self.install(&kept, running.started, from, true)
                             {
                                 self.out.push(persist);
                             }
@@ -365,6 +361,31 @@ impl Model {
             }
         }
         self.advance();
+    }
+
+    /// What a rotated credential arriving with an unusable token (`spec`) is stored
+    /// with: the current token as it was stored, while it is usable; else `spec`.
+    fn kept_with(&self, spec: &TokenSpec) -> TokenSpec {
+        let usable = self
+            .token
+            .as_ref()
+            .filter(|t| t.usable_at(&self.config, self.now));
+        match usable.and_then(|t| t.persist.as_ref()) {
+            Some(Act::Persist {
+                access,
+                scope,
+                expiry,
+                issued_at,
+                ..
+            }) => TokenSpec {
+                access: *access,
+                refresh: spec.refresh,
+                expiry: *expiry,
+                scope: scope.clone(),
+                issued_at: *issued_at,
+            },
+            _ => spec.clone(),
+        }
     }
 
     /// Rule 6: only a 401 of the current generation counts.

@@ -70,11 +70,7 @@ proptest! {
 
     #[test]
     fn processes_sharing_a_store_keep_every_invariant(script in script()) {
-        // What is left of K1 is tolerated here (counted, treated as an unknown outcome):
-        // a rotated credential that arrives with an unusable token while the previous
-        // token is still usable is kept in memory only (storing it would withdraw the
-        // usable token). `k1_*` below checks the fixed case strictly.
-        if let Err(violation) = run_script_with(&script, Known::Tolerated) {
+        if let Err(violation) = run_script_with(&script, Known::Strict) {
             prop_assert!(false, "{violation}\nsetup: {:?}", script.setup);
         }
     }

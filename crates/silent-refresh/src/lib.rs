@@ -81,7 +81,9 @@
 //!    backoff, and if that is refused as dead, the error says the cancelled exchange
 //!    may have spent it.
 //! 9. **Rotation and persistence**: each refresh sends the newest refresh credential;
-//!    a `Persist` precedes the first `Grant` of each new token.
+//!    a `Persist` precedes the first `Grant` of each new token. A rotated credential is
+//!    persisted even when its access token arrived unusable (a failed refresh): with
+//!    the previous access token while that one is usable, under a new generation.
 //! 10. **Bounded**: parked requests are capped and each has a deadline.
 //! 11. **Total**: no input sequence panics; time that goes backwards counts as none.
 //! 12. **Sign-out** rejects every parked request, clears the token, and emits `Forget`.

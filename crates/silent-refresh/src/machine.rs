@@ -369,11 +369,19 @@ impl TokenMachine {
                         let rotated = refresh_token.is_some()
                             && refresh_token.as_ref().map(Secret::expose)
                                 != exchange.sent.as_ref().map(Secret::expose);
-                        // Kept for storage should it arrive unusable while no usable
-                        // token is left to lose.
-                        let keep = (rotated
-                            && !self.current.as_ref().is_some_and(|c| c.usable_at(now)))
-                        .then(|| token.clone());
+                        // Should the token arrive unusable, its rotated credential is
+                        // stored all the same (rule 9): with the previous access token
+                        // while that one is still usable (it stays in service), else
+                        // with the unusable one (never granted).
+                        let keep = rotated.then(|| {
+                            match self.current.as_ref().filter(|c| c.usable_at(now)) {
+                                Some(current) => Token {
+                                    refresh_token: refresh_token.clone(),
+                                    ..(*current.stored).clone()
+                                },
+                                None => token.clone(),
+                            }
+                        });
                         if !self.adopt(now, token, exchange.started, Some(attempt), from.clone()) {
                             // The server answered: a rotated credential is the one to
                             // send next, even with an unusable access token, and it is
@@ -1000,9 +1008,11 @@ impl TokenMachine {
 
     /// Rule 9 for a result whose access token arrived unusable but whose refresh
     /// credential is rotated: the server has spent the one sent, so the new one must
-    /// reach the store (a sibling, or a restart, would spend the old one again). The
-    /// token becomes the current one, never granted (it is unusable), and is asked to
-    /// be persisted like any other; the result still counts as a transient failure.
+    /// reach the store (a sibling, or a restart, would spend the old one again).
+    /// `token` holds the rotated credential, with the previous access token if that
+    /// one is still usable (granted on, under the next generation), else with the
+    /// unusable one (never granted). It becomes the current token and is asked to be
+    /// persisted like any other; the result still counts as a transient failure.
     fn keep_unusable(
         &mut self,
         now: Instant,

@@ -1460,6 +1460,59 @@ fn a_rotated_credential_that_arrives_with_an_unusable_token_is_stored_never_gran
 }
 
 #[test]
+fn a_rotated_credential_with_an_unusable_token_is_stored_with_the_previous_usable_one() {
+    // In at-1's window the server answers expires_in 0 with a rotated rt-2: rt-1 is
+    // spent, so rt-2 must reach the store; at-1 is still usable, so it is stored with
+    // rt-2 and granted on (under the next generation) while the refresh is retried.
+    let mut sim = Sim::exact();
+    let (generation, _, _) = persist_of(&sim.sign_in(Credentials::Token(
+        Token::bearer("at-1", Expiry::In(secs(3600))).with_refresh_token("rt-1"),
+    )));
+    sim.machine
+        .handle_persisted(sim.now, generation, silent_refresh::Persisted::Stored);
+    sim.drain();
+    sim.at(secs(3300)); // the window opens at 3600 - 300
+    let attempt = the_attempt(&sim.timeout());
+    let out = sim.result(
+        attempt,
+        Ok(token("at-dead", Duration::ZERO).with_refresh_token("rt-2")),
+    );
+    let (kept, stored, from) = persist_of(&out);
+    assert_eq!(
+        stored.access_token.expose(),
+        "at-1",
+        "the usable token is kept"
+    );
+    assert_eq!(stored.refresh_token.unwrap().expose(), "rt-2");
+    assert_eq!(stored.expiry, Expiry::At(sim.wall0 + secs(3600)));
+    assert_eq!(
+        from.as_deref(),
+        Some("rt-1"),
+        "compare-and-swap on the spent one"
+    );
+    assert!(kept > generation);
+    assert!(
+        sim.machine.backoff_until().is_some(),
+        "still a failed refresh"
+    );
+    let (request, out) = sim.request();
+    assert_eq!(grants(&out), vec![(request, kept, "at-1".to_owned())]);
+    // Once stored, the retry sends rt-2.
+    sim.machine
+        .handle_persisted(sim.now, kept, silent_refresh::Persisted::Stored);
+    sim.drain();
+    sim.now = sim.machine.poll_timeout().unwrap().at;
+    let out = sim.timeout();
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::StartRefresh { refresh_token: Some(sent), .. } if sent.expose() == "rt-2"
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn strict_persistence_grants_only_stored_tokens() {
     let mut sim = Sim::new(
         Config::builder()

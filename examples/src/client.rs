@@ -920,6 +920,7 @@ async fn tokio_load(
     let tally = Arc::new(Tally::default());
     let refreshes = tally.clone();
     let config = config(options.tuning).map_err(|e| setup(&e))?;
+    let exit_wait = config.refresh_timeout() + SAVE_WAIT;
     // The refresher's own HTTP client, built by the library (no redirect followed
     // with the credential), and the exchange's timeout the configuration's.
     let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
@@ -985,7 +986,7 @@ async fn tokio_load(
                 workers.abort_all();
                 let report = tally.report(options.runtime, started);
                 if options.keeps_session() {
-                    tokio_saved(&session).await;
+                    let _ = session.shutdown(exit_wait).await;
                 }
                 return Err(stop.into_error(report));
             }
@@ -998,45 +999,16 @@ async fn tokio_load(
     }
     let report = tally.report(options.runtime, started);
     if options.keeps_session() {
-        tokio_saved(&session).await;
+        let _ = session.shutdown(exit_wait).await;
     }
     Ok((report, tally.first_error()))
 }
 
-/// How long a run with `--token-file` waits at its end for the newest token to be
-/// saved (a save still running, or being retried), so that the next run continues it.
+/// How long a run with `--token-file` (or `--redis-url`) waits at its end, beyond the
+/// refresh exchange's own timeout, for the newest token to be saved: `shutdown` waits
+/// for an exchange still on the wire (its answer holds the rotated refresh token the
+/// next run needs) and for the save, and starts no refresh after it.
 const SAVE_WAIT: Duration = Duration::from_secs(3);
-
-/// How often that wait looks.
-const SAVE_POLL: Duration = Duration::from_millis(10);
-
-/// Whether the end of a run still waits for a save: a token is held, its save is not
-/// confirmed, and the session is alive (a dead one has nothing left to save).
-fn save_pending(durable: bool, generation: u64, status: &silent_refresh::Status) -> bool {
-    use silent_refresh::Status;
-
-    !durable && generation > 0 && matches!(status, Status::SignedIn | Status::Misconfigured(_))
-}
-
-/// Waits, at most [`SAVE_WAIT`], until the tokio source's token is stored.
-async fn tokio_saved(source: &silent_refresh_tokio::TokenSource) {
-    let give_up = tokio::time::Instant::now() + SAVE_WAIT;
-    while save_pending(source.is_durable(), source.generation().0, &source.status())
-        && tokio::time::Instant::now() < give_up
-    {
-        tokio::time::sleep(SAVE_POLL).await;
-    }
-}
-
-/// Waits, at most [`SAVE_WAIT`], until the blocking source's token is stored.
-fn blocking_saved(source: &silent_refresh_ureq::TokenSource) {
-    let give_up = Instant::now() + SAVE_WAIT;
-    while save_pending(source.is_durable(), source.generation().0, &source.status())
-        && Instant::now() < give_up
-    {
-        std::thread::sleep(SAVE_POLL);
-    }
-}
 
 fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<String>), RunError> {
     use silent_refresh_ureq::{OAuth2Refresher, TokenChange, TokenSource};
@@ -1045,6 +1017,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     let tally = Arc::new(Tally::default());
     let refreshes = tally.clone();
     let config = config(options.tuning).map_err(|e| setup(&e))?;
+    let exit_wait = config.refresh_timeout() + SAVE_WAIT;
     let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
         .timeout(config.refresh_timeout())
         .build()
@@ -1128,7 +1101,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
                 let mut report = tally.report(options.runtime, started);
                 report.retried_401 = retries.count();
                 if options.keeps_session() {
-                    blocking_saved(&session);
+                    let _ = session.shutdown(exit_wait);
                 }
                 return Err(terminal.into_error(report));
             }
@@ -1139,7 +1112,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     let mut report = tally.report(options.runtime, started);
     report.retried_401 = retries.count();
     if options.keeps_session() {
-        blocking_saved(&session);
+        let _ = session.shutdown(exit_wait);
     }
     Ok((report, tally.first_error()))
 }

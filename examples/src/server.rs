@@ -99,6 +99,11 @@ pub struct ServerConfig {
     /// 12 s identity provider): the request counts as in flight all along, and the
     /// refresh credential is looked at only when the delay is over.
     pub token_latency: Duration,
+    /// How long a refresh's answer takes to come back once the server has processed
+    /// it (rotated the refresh token), as over a slow network: a client that gives up
+    /// or exits meanwhile has spent its refresh token without learning its successor.
+    /// Zero by default.
+    pub answer_latency: Duration,
     /// The registered client's id.
     pub client_id: String,
     /// The registered client's secret (`None`: a public client).
@@ -129,6 +134,7 @@ impl Default for ServerConfig {
         Self {
             token_lifetime: Duration::from_secs(3),
             token_latency: Duration::from_millis(100),
+            answer_latency: Duration::ZERO,
             client_id: "demo-client".to_owned(),
             client_secret: Some("demo-client-secret".to_owned()),
             retry_after: Some(1),
@@ -176,6 +182,7 @@ impl fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("token_lifetime", &self.token_lifetime)
             .field("token_latency", &self.token_latency)
+            .field("answer_latency", &self.answer_latency)
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
@@ -329,6 +336,8 @@ struct ServerState {
     failing: AtomicBool,
     /// The token endpoint's delay, in microseconds.
     latency_us: AtomicU64,
+    /// [`ServerConfig::answer_latency`].
+    answer_latency: Duration,
     /// The faulty mode's fraction, in millionths.
     failure_ppm: AtomicU64,
     fault_seed: AtomicU64,
@@ -426,6 +435,7 @@ impl AuthServer {
             token_url: format!("http://{addr}{TOKEN_PATH}"),
             subject_key,
             latency_us: AtomicU64::new(micros(config.token_latency)),
+            answer_latency: config.answer_latency,
             failure_ppm: AtomicU64::new(ppm(config.failure_rate)),
             fault_seed: AtomicU64::new(config.fault_seed),
             fault_serial: AtomicU64::new(0),
@@ -953,7 +963,14 @@ async fn token_endpoint(
                 );
             };
             match refresh(&state, presented, requested_scope) {
-                Ok(issued) => issued.into_response(),
+                Ok(issued) => {
+                    // Rotated already: an answer lost on its way back spends the
+                    // presented refresh token all the same.
+                    if !state.answer_latency.is_zero() {
+                        tokio::time::sleep(state.answer_latency).await;
+                    }
+                    issued.into_response()
+                }
                 Err(refused) => {
                     oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description)
                 }

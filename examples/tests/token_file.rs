@@ -165,6 +165,53 @@ fn blocking_second_run_continues_the_session_from_the_file() {
     second_run_continues_the_session("blocking");
 }
 
+/// A run that ends while a refresh is on the wire: the server has rotated the refresh
+/// token already, and its answer is still on the way back. The run waits for that
+/// answer and saves it before it exits (`TokenSource::shutdown`), so the next run
+/// continues from the successor instead of presenting the spent token.
+fn a_run_ending_mid_refresh_saves_its_answer_first(runtime: &str) {
+    let server = AuthServer::start(ServerConfig {
+        token_lifetime: Duration::from_secs(2),
+        token_latency: Duration::ZERO,
+        // Each refresh is answered 0.7 s after the server rotated: at-1 (sent at 0 s)
+        // arrives at 0.7 s, its window opens at 1 s to 1.1 s, and its successor is
+        // on the wire until 1.7 s to 1.8 s, while at-1 is still usable.
+        answer_latency: Duration::from_millis(700),
+        ..ServerConfig::default()
+    })
+    .expect("the embedded server starts");
+    let grant = server.sign_in(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let limit = ["--duration", "1.3"];
+    let (code, out, err) = cli(
+        args(&server, runtime, &limit, &path),
+        &env(&server, Some(&grant.refresh_token)),
+    );
+    assert_report(code, &out, &err);
+    assert_eq!(
+        server.refresh_tokens_since(&stored_refresh(&path)),
+        Some(0),
+        "the file holds the newest refresh token, not one the server rotated away"
+    );
+    let (code, out, err) = cli(args(&server, runtime, &limit, &path), &env(&server, None));
+    assert_report(code, &out, &err);
+    let stats = server.take_stats();
+    assert_eq!(stats.reuse_detected, 0, "{stats:?}");
+    assert_eq!(stats.invalid_grant, 0, "{stats:?}");
+    assert!(!server.is_revoked(grant.id));
+}
+
+#[test]
+fn tokio_a_run_ending_mid_refresh_saves_its_answer_first() {
+    a_run_ending_mid_refresh_saves_its_answer_first("tokio");
+}
+
+#[test]
+fn blocking_a_run_ending_mid_refresh_saves_its_answer_first() {
+    a_run_ending_mid_refresh_saves_its_answer_first("blocking");
+}
+
 #[test]
 fn a_missing_session_or_an_unreadable_file_stops_before_any_request() {
     let server = server();

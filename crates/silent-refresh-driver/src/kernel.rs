@@ -34,6 +34,10 @@ pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(2);
 /// this is checked against the clock on every fast-path call instead.
 const TIMER_SLACK: Duration = Duration::from_secs(1);
 
+/// How often a wait for [`Kernel::settled`] looks again between events (a queued save
+/// ends without one).
+pub const SETTLE_POLL: Duration = Duration::from_millis(20);
+
 /// Why a caller got no token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoToken {
@@ -281,6 +285,8 @@ struct Core<W> {
     /// What the fast path holds.
     published: Option<(Arc<AccessToken>, Option<Instant>)>,
     stopped: bool,
+    /// [`Kernel::close`] was called: no refresh exchange starts any more.
+    closing: bool,
     listeners: Vec<Listener>,
     /// Outcomes decided in the current settle, delivered once the snapshots are
     /// published (so a woken caller's getters already show what decided its outcome).
@@ -407,6 +413,7 @@ impl<W: Waiter> Kernel<W> {
             armed: None,
             published: None,
             stopped: false,
+            closing: false,
             listeners: Vec::new(),
             answered: Vec::new(),
         };
@@ -768,6 +775,25 @@ impl<W: Waiter> Kernel<W> {
         if self.clock_moved.moved.swap(false, Ordering::SeqCst) {
             self.timeout();
         }
+        // Closing: an exchange the machine asks for now never goes on the wire, so it
+        // spends nothing; it ends as a transient failure (and is asked again after the
+        // backoff, and refused again).
+        let refused = {
+            let mut core = self.lock();
+            if core.closing {
+                std::mem::take(&mut core.starts)
+            } else {
+                Vec::new()
+            }
+        };
+        for start in refused {
+            self.refresh_result(
+                start.attempt,
+                Err(RefreshFailure::transient(
+                    "the token source is shutting down: no refresh starts any more",
+                )),
+            );
+        }
         let mut core = self.lock();
         let next = core.next_wakeup();
         core.armed = next;
@@ -777,6 +803,33 @@ impl<W: Waiter> Kernel<W> {
             store: std::mem::take(&mut core.store_io),
             next,
         }
+    }
+
+    /// Starts no refresh exchange from now on (the program is about to exit): the one
+    /// on the wire, if any, still ends, and its token is still saved. Tokens still
+    /// usable are still granted. [`settled`](Self::settled) says when nothing is left
+    /// that exiting would lose.
+    pub fn close(&self) {
+        tracing::info!("the token source is shutting down: no refresh starts any more");
+        self.settle(|core, _| core.closing = true);
+    }
+
+    /// No refresh exchange is on the wire (its outcome would be lost with the process:
+    /// with rotating refresh credentials, the session too) and the current token is
+    /// saved, or its save has stopped mattering (signed out, or no store).
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        let core = self.lock();
+        let saving = self.store.is_some()
+            && core.machine.awaits_save()
+            && matches!(
+                core.machine.status(),
+                Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
+            );
+        core.machine.refresh_in_flight().is_none()
+            && !saving
+            && core.store_io.is_empty()
+            && core.exchange_lock.is_none()
     }
 
     /// The driver is gone: every waiting caller is told, new ones are refused, and the

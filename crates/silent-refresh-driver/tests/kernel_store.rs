@@ -335,3 +335,58 @@ fn a_clock_that_jumps_past_the_token_withdraws_the_fast_path_before_the_driver_w
     );
     assert_eq!(bearer(&process.token()), "Bearer at-2", "refreshed instead");
 }
+
+#[test]
+fn a_closing_kernel_lets_the_exchange_on_the_wire_end_and_be_saved_then_starts_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path().join("s.json")));
+    let clock = Arc::new(ManualClock::new());
+    let server = Server::with_grant("rt-0");
+    let process = Process::new(&clock, store.clone(), &server);
+    process
+        .kernel
+        .start(Some(Credentials::RefreshToken(Secret::new("rt-0"))));
+    process.pump();
+    assert_eq!(bearer(&process.token()), "Bearer at-1");
+    assert!(process.kernel.settled());
+    // at-1's window opens (at 300 s to 330 s): its refresh goes on the wire, and then
+    // the program closes.
+    clock.advance(Duration::from_secs(350));
+    process.kernel.timeout();
+    let work = process.kernel.take_work();
+    assert_eq!(work.starts.len(), 1, "the refresh started");
+    process.kernel.close();
+    assert!(
+        !process.kernel.settled(),
+        "an exchange on the wire: exiting now would lose its answer"
+    );
+    // Its answer comes, and is saved: then nothing is left to lose.
+    let start = &work.starts[0];
+    let Prepared::Exchange(lock) = process
+        .kernel
+        .prepare_exchange(start.refresh_token.as_ref())
+    else {
+        panic!("nothing to adopt");
+    };
+    let answer = server.refresh(start.refresh_token.as_ref());
+    process.kernel.exchange_result(start.attempt, answer, lock);
+    assert!(!process.kernel.settled(), "its save is queued");
+    process.pump();
+    assert!(process.kernel.settled());
+    let stored = store.load().expect("load").expect("a session");
+    assert_eq!(
+        stored.refresh_token.as_ref().map(Secret::expose),
+        Some("rt-2")
+    );
+    // at-2's window opens too, but no refresh starts after closing: nothing is spent.
+    clock.advance(Duration::from_secs(350));
+    process.kernel.timeout();
+    process.pump();
+    assert_eq!(server.issued.load(Ordering::SeqCst), 2);
+    assert!(process.kernel.settled());
+    assert_eq!(
+        bearer(&process.token()),
+        "Bearer at-2",
+        "still usable, granted"
+    );
+}

@@ -143,6 +143,36 @@ impl TokenSource {
         self.alive.events.subscribe()
     }
 
+    /// Prepares the program's exit: starts no refresh exchange from now on, and waits,
+    /// at most `limit`, for the exchange on the wire (if any) to end and for the
+    /// current token to be saved; `true` once nothing is left that exiting would lose.
+    /// An exchange cut short by the exit is lost with its answer: the server has spent
+    /// the refresh credential sent, the store still holds it, and the next start
+    /// presents it again (a server with reuse detection then revokes the session).
+    /// Tokens still usable are still granted; no new one will come.
+    pub async fn shutdown(&self, limit: Duration) -> bool {
+        self.kernel.close();
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.kernel.settled() {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Any event is a reason to look again; so is a short while (a queued save
+            // ends without an event).
+            let look = deadline.min(now + silent_refresh_driver::kernel::SETTLE_POLL);
+            if let Ok(Err(broadcast::error::RecvError::Closed)) =
+                tokio::time::timeout_at(look, events.recv()).await
+            {
+                tokio::time::sleep_until(look).await;
+            }
+        }
+    }
+
     /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
     /// at most `limit`; `true` if it is. Call it before the program exits: a save
     /// still queued when the runtime shuts down is lost, and with a rotating refresh

@@ -662,3 +662,61 @@ async fn until_durable_waits_for_the_save_before_the_program_exits() {
     assert_eq!(load(&path).access_token.expose(), "at-1");
     assert_eq!(store.saves.load(Ordering::SeqCst), 3);
 }
+
+/// A program that exits while a refresh is on the wire loses its answer, and with it
+/// the rotated refresh token: `shutdown` waits for that exchange and its save, and
+/// starts no refresh after it.
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_the_exchange_on_the_wire_and_its_save_then_starts_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (calls, refresher) = fake(|n| Answer::after(secs(20), Ok(rotated(100 + n, secs(60)))));
+    let source = build_source(
+        Config::default(),
+        FileStore::new(&path),
+        Some(Credentials::Token(rotated(1, secs(60)))),
+        refresher,
+    );
+    let mut events = source.subscribe();
+    persisted(&source, &mut events).await;
+    // at-1's window opens at 30 s to 33 s; at 40 s its refresh is on the wire (its
+    // answer comes 20 s after it started).
+    sleep(secs(40)).await;
+    assert_eq!(calls.count(), 1, "the refresh is on the wire");
+    let started = calls.times()[0];
+    assert!(source.shutdown(secs(60)).await, "settled within the limit");
+    assert!(
+        Instant::now() >= started + secs(20),
+        "returned only once the answer came"
+    );
+    assert!(source.is_durable());
+    assert_eq!(
+        refresh_of(&load(&path)),
+        Some("rt-101"),
+        "its token is saved"
+    );
+    // at-101's window opens, and passes: no refresh starts any more.
+    sleep(secs(120)).await;
+    assert_eq!(calls.count(), 1, "nothing spent after shutdown");
+    assert_eq!(refresh_of(&load(&path)), Some("rt-101"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_with_nothing_on_the_wire_returns_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (calls, refresher) = fake(|n| Answer::now(Ok(rotated(100 + n, hour()))));
+    let source = build_source(
+        Config::default(),
+        FileStore::new(dir.path().join("session.json")),
+        Some(Credentials::Token(rotated(1, hour()))),
+        refresher,
+    );
+    let mut events = source.subscribe();
+    persisted(&source, &mut events).await;
+    let before = Instant::now();
+    assert!(source.shutdown(secs(60)).await);
+    assert_eq!(Instant::now(), before, "no wait");
+    // Still usable: still granted.
+    assert_eq!(secret_of(source.token().await), "at-1");
+    assert_eq!(calls.count(), 0);
+}

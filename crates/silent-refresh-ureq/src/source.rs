@@ -147,6 +147,34 @@ impl TokenSource {
         receiver
     }
 
+    /// Prepares the program's exit: starts no refresh exchange from now on, and waits,
+    /// at most `limit` (real time), for the exchange on the wire (if any) to end and for the
+    /// current token to be saved; `true` once nothing is left that exiting would lose.
+    /// An exchange cut short by the exit is lost with its answer: the server has spent
+    /// the refresh credential sent, the store still holds it, and the next start
+    /// presents it again (a server with reuse detection then revokes the session).
+    /// Tokens still usable are still granted; no new one will come.
+    #[must_use]
+    pub fn shutdown(&self, limit: Duration) -> bool {
+        self.kernel.close();
+        let events = self.subscribe();
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            if self.kernel.settled() {
+                return true;
+            }
+            let left = deadline.map_or(silent_refresh_driver::kernel::SETTLE_POLL, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return false;
+            }
+            // Any event is a reason to look again; so is a short while (a queued save
+            // ends without an event).
+            let _ = events.recv_timeout(left.min(silent_refresh_driver::kernel::SETTLE_POLL));
+        }
+    }
+
     /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
     /// at most `limit` (real time); `true` if it is. Call it before the program exits:
     /// the store runs on a thread of its own, and a save still queued at exit is lost,

@@ -606,3 +606,61 @@ fn until_durable_waits_for_the_store_thread_before_the_program_exits() {
     assert!(source.is_durable());
     assert_eq!(load(&path).access_token.expose(), "at-1");
 }
+
+/// A program that exits while a refresh is on the wire loses its answer, and with it
+/// the rotated refresh token: `shutdown` waits for that exchange and its save (a limit
+/// that passes first says so), and starts no refresh after it.
+#[test]
+fn shutdown_waits_for_the_exchange_on_the_wire_and_its_save_then_starts_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (started, on_wire) = mpsc::channel();
+    let (answer, release) = mpsc::channel::<()>();
+    let release = Mutex::new(release);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let built = build(
+        config(),
+        FileStore::new(&path),
+        Some(Credentials::Token(rotated(1, secs(60)))),
+        move |_: Option<Secret>| {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = started.send(());
+            // On the wire until the test lets the answer come.
+            let _ = release.lock().expect("release").recv_timeout(BOUND);
+            Ok(rotated(100 + n, secs(60)))
+        },
+    );
+    persisted(&built);
+    // at-1's window opens at 30 s to 33 s: its refresh goes on the wire.
+    built.clock.advance(secs(40));
+    on_wire.recv_timeout(BOUND).expect("the refresh started");
+    assert!(
+        !built.source.shutdown(Duration::from_millis(50)),
+        "an exchange on the wire: not settled"
+    );
+    answer.send(()).expect("the refresher waits");
+    assert!(
+        built.source.shutdown(BOUND),
+        "settled once its answer is saved"
+    );
+    assert!(built.source.is_durable());
+    assert_eq!(
+        refresh_of(&load(&path)),
+        Some("rt-101"),
+        "its token is saved"
+    );
+    // at-101's window opens: no refresh starts after shutdown.
+    built.clock.advance(secs(45));
+    settled(&built.source);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "nothing spent after shutdown"
+    );
+    assert_eq!(
+        secret_of(built.source.token_within(BOUND)),
+        "at-101",
+        "still usable: still granted"
+    );
+}

@@ -305,7 +305,8 @@ const LOAD_RETRY_FIRST: Duration = Duration::from_millis(500);
 const LOAD_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A subscriber to the events.
-type Listener = Box<dyn Fn(&Event) + Send + Sync>;
+/// Called with each event; returns whether it wants more (a receiver gone: `false`).
+type Listener = Box<dyn Fn(&Event) -> bool + Send + Sync>;
 
 impl<W> Core<W> {
     /// When the driver must wake: for the machine, or to withdraw the fast path's token.
@@ -846,8 +847,9 @@ impl<W: Waiter> Kernel<W> {
     }
 
     /// Calls `listener` with every event from now on (under the lock: keep it short and
-    /// non-blocking, such as a channel send).
-    pub fn subscribe(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+    /// non-blocking, such as a channel send), until it returns `false` (its receiver is
+    /// gone): then it is dropped, so subscribers that come and go leave nothing behind.
+    pub fn subscribe(&self, listener: impl Fn(&Event) -> bool + Send + Sync + 'static) {
         self.lock().listeners.push(Box::new(listener));
     }
 
@@ -912,9 +914,7 @@ impl<W: Waiter> Kernel<W> {
             waiter.resolve(outcome);
         }
         for event in &events {
-            for listener in &core.listeners {
-                listener(event);
-            }
+            core.listeners.retain(|listener| listener(event));
         }
         // While signed in, the wall clock is read every few seconds, so a suspend is
         // noticed whether the token is on the fast path, in its window, or refreshing.

@@ -86,7 +86,10 @@ impl Observer {
         });
         describe();
         let fed = observer.clone();
-        kernel.subscribe(move |event| fed.on_event(event));
+        kernel.subscribe(move |event| {
+            fed.on_event(event);
+            true
+        });
         observer
     }
 

@@ -390,3 +390,33 @@ fn a_closing_kernel_lets_the_exchange_on_the_wire_end_and_be_saved_then_starts_n
         "still usable, granted"
     );
 }
+
+#[test]
+fn a_listener_whose_receiver_is_gone_is_dropped_at_its_next_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path().join("s.json")));
+    let clock = Arc::new(ManualClock::new());
+    let server = Server::with_grant("rt-0");
+    let process = Process::new(&clock, store, &server);
+    let (gone, staying) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counted = gone.clone();
+    process.kernel.subscribe(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    let counted = staying.clone();
+    process.kernel.subscribe(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    process
+        .kernel
+        .start(Some(Credentials::RefreshToken(Secret::new("rt-0"))));
+    process.pump();
+    assert_eq!(bearer(&process.token()), "Bearer at-1");
+    assert!(
+        staying.load(Ordering::SeqCst) > 1,
+        "several events: a refresh, a token, its save"
+    );
+    assert_eq!(gone.load(Ordering::SeqCst), 1, "called once, then dropped");
+}

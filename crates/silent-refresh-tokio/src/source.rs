@@ -270,8 +270,9 @@ impl<R: Refresher> TokenSourceBuilder<R> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let sender = events.clone();
         kernel.subscribe(move |event| {
-            // No receiver is fine: nobody subscribed.
+            // No receiver is fine: nobody subscribed (yet).
             let _ = sender.send(event.clone());
+            true
         });
         let observer = Observer::attach(&kernel);
         kernel.start(self.credentials);

@@ -141,8 +141,11 @@ impl TokenSource {
     pub fn subscribe(&self) -> mpsc::Receiver<Event> {
         let (sender, receiver) = mpsc::sync_channel(EVENT_BUFFER);
         self.kernel.subscribe(move |event| {
-            // Full or gone: the subscriber's loss, never the source's.
-            let _ = sender.try_send(event.clone());
+            // Full: the subscriber's loss, never the source's. Gone: forgotten.
+            !matches!(
+                sender.try_send(event.clone()),
+                Err(mpsc::TrySendError::Disconnected(_))
+            )
         });
         receiver
     }

@@ -54,6 +54,21 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The token store holds an older session than this process saw there (its version
+    /// went back: Redis lost writes to `FLUSHALL`, eviction, a restart without
+    /// persistence or a failover to a replica behind). Another process may have spent
+    /// the refresh credential this one holds, so it is not presented again.
+    #[error(
+        "the token store {store} lost sessions this program saw there (version {seen}, now {found}): data was lost, and the refresh token held here may have been spent by another process, so it is not sent; sign in again, and keep the store durable (Redis: appendonly yes, appendfsync always, maxmemory-policy noeviction)"
+    )]
+    StoreLost {
+        /// The store, as it may be printed (never a password).
+        store: String,
+        /// The newest version this process saw.
+        seen: u64,
+        /// The version the store holds now (0: none at all).
+        found: u64,
+    },
     /// The token to store has a relative expiry ([`Expiry::In`](silent_refresh::Expiry::In)),
     /// which means nothing once the process ends. Nothing was written.
     #[error(

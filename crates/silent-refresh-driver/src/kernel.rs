@@ -725,6 +725,17 @@ impl<W: Waiter> Kernel<W> {
         let behind = self.lock().machine.awaits_save();
         let stored = catch_unwind(AssertUnwindSafe(|| lock.load()));
         match stored {
+            // The store cannot say whether a sibling rotated the credential: it is not
+            // sent on a guess (the lock is released on return).
+            Ok(Err(error @ Error::StoreUnavailable { .. })) => {
+                Prepared::Failed(RefreshFailure::unreachable(format!(
+                    "the token store could not be read under its refresh lock: {error}"
+                )))
+            }
+            // The store lost sessions: the credential held here may be spent.
+            Ok(Err(error @ Error::StoreLost { .. })) => {
+                Prepared::Failed(RefreshFailure::terminal(error.to_string()))
+            }
             Ok(Ok(Some(token)))
                 if !behind
                     && sent.is_some()

@@ -46,16 +46,26 @@ impl RedisLease {
         let start = Instant::now();
         let expires = start + ttl;
         let try_take = || -> Result<bool, StoreError> {
-            let taken: Option<String> = shared.run("locked", |c| {
+            let taken = shared.run("locked", |c| {
                 redis::cmd("SET")
                     .arg(&shared.lease_key)
                     .arg(&owner)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl_ms)
-                    .query(c)
-            })?;
-            Ok(taken.is_some())
+                    .query::<Option<String>>(c)
+            });
+            match taken {
+                Ok(taken) => Ok(taken.is_some()),
+                Err(error) => {
+                    // The SET may have been applied with its answer lost (Redis
+                    // crashed after writing it to its append-only file): a lease
+                    // nobody knows it holds would keep every process waiting until it
+                    // expires. Released on the next connection, if it is there.
+                    shared.forget_lease_later(&owner);
+                    Err(error)
+                }
+            }
         };
         // Uncontended: one command.
         if try_take()? {

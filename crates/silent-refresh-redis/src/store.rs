@@ -1,6 +1,7 @@
 //! The Redis store: one session under one key, changed only by compare-and-swap.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -70,12 +71,16 @@ pub(crate) struct Shared {
     pub(crate) described: String,
     encryption: Option<EncryptionKey>,
     connection: Mutex<Option<Connection>>,
-    /// Leases whose release failed (Redis was down): released on the next connection,
-    /// rather than left to hold the other processes up until they expire.
+    /// Leases whose release failed, or whose taking went unanswered (Redis was down):
+    /// released on the next connection, rather than left to hold the other processes
+    /// up until they expire.
     unreleased: Mutex<Vec<String>>,
     pub(crate) io_timeout: Duration,
     pub(crate) lease_margin: Duration,
     refresh_alone: bool,
+    /// The newest version this store read or wrote: the version only grows, so one
+    /// lower than this means Redis lost writes.
+    highest_version: AtomicU64,
 }
 
 /// Builds a [`RedisStore`]; from [`RedisStore::builder`].
@@ -196,6 +201,7 @@ impl RedisStoreBuilder {
                 io_timeout: self.io_timeout,
                 lease_margin: self.lease_margin,
                 refresh_alone: self.refresh_alone,
+                highest_version: AtomicU64::new(0),
             }),
         })
     }
@@ -285,12 +291,18 @@ impl Shared {
     pub(crate) fn release(&self, owner: &str) -> Result<bool, StoreError> {
         let released = self.run("released", |c| self.release_on(c, owner));
         if let Err(StoreError::StoreUnavailable { .. }) = &released {
-            self.unreleased
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(owner.to_owned());
+            self.forget_lease_later(owner);
         }
         released
+    }
+
+    /// Releases the lease `owner` may hold on the next connection (compare-and-delete:
+    /// nothing happens if it holds none).
+    pub(crate) fn forget_lease_later(&self, owner: &str) {
+        self.unreleased
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(owner.to_owned());
     }
 
     fn release_on(&self, connection: &mut Connection, owner: &str) -> RedisResult<bool> {
@@ -312,7 +324,8 @@ impl Shared {
             if self.release_on(connection, owner)? {
                 tracing::info!(
                     store = %self.described,
-                    "released a refresh lease whose release had failed while Redis was down"
+                    "released a refresh lease left behind while Redis was down (its release failed, \
+                     or the answer to taking it was lost)"
                 );
             }
             unreleased.pop();
@@ -356,6 +369,26 @@ impl Shared {
                 .arg("session")
                 .query(c)
         })?;
+        let number = match version.as_deref() {
+            None => 0,
+            Some(text) => text
+                .parse::<u64>()
+                .map_err(|_| self.unreadable("its version is not a number"))?,
+        };
+        let seen = self.highest_version.fetch_max(number, Ordering::SeqCst);
+        if number < seen {
+            tracing::error!(
+                store = %self.described,
+                seen,
+                found = number,
+                "Redis lost sessions this process saw (its version went back)"
+            );
+            return Err(StoreError::StoreLost {
+                store: self.described.clone(),
+                seen,
+                found: number,
+            });
+        }
         let stored = stored.map(Zeroizing::new);
         let token = match stored {
             None => None,
@@ -398,6 +431,11 @@ impl Shared {
                 .arg(owner.unwrap_or(""))
                 .invoke(c)
         })?;
+        if written == 1 {
+            let number = version.parse::<u64>().unwrap_or(0);
+            self.highest_version
+                .fetch_max(number.saturating_add(1), Ordering::SeqCst);
+        }
         Ok((written == 1).then_some(held == 1))
     }
 

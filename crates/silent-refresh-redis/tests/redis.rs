@@ -555,3 +555,59 @@ fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent()
         "no refresh without the lease"
     );
 }
+
+/// Redis loses writes (here `FLUSHALL`; also eviction, a restart without persistence,
+/// a failover to a replica behind): a sibling may have rotated the refresh token this
+/// source holds, and the proof is gone. The source does not present it on a guess: the
+/// store says its version went back, and the refresh ends as "sign in again".
+#[test]
+fn a_store_that_lost_sessions_is_not_refreshed_from_on_a_guess() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = silent_refresh_driver::clock::ManualClock::new();
+    let now = silent_refresh_driver::clock::Clock::wall(&clock);
+    let mut stored = Token::bearer("at-1", Expiry::At(now + Duration::from_secs(600)))
+        .with_refresh_token("rt-1");
+    stored.issued_at = Some(now);
+    assert!(matches!(
+        store(&server).save(&stored, None),
+        Ok(Saved::Stored)
+    ));
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let counted = refreshed.clone();
+    let source = silent_refresh_ureq::TokenSource::builder(silent_refresh::Config::default())
+        .store(store(&server))
+        .clock(clock.clone())
+        .refresher(move |_: Option<Secret>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Err(RefreshFailure::transient("not reached"))
+        })
+        .build()
+        .expect("source");
+    let token = source
+        .token_within(Duration::from_secs(5))
+        .expect("the stored token");
+    assert_eq!(token.secret.expose(), "at-1");
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut raw(&server))
+        .expect("FLUSHALL");
+    // at-1 is spent: its refresh reads the store under the lease, and finds less than
+    // it saw there.
+    clock.advance(Duration::from_secs(601));
+    let error = source
+        .token_within(Duration::from_secs(20))
+        .expect_err("no token: the store lost the session");
+    assert!(error.needs_sign_in(), "{error}");
+    assert!(error.to_string().contains("lost"), "{error}");
+    assert_eq!(refreshed.load(Ordering::SeqCst), 0, "nothing presented");
+    assert!(
+        matches!(
+            store(&server)
+                .lease(Duration::from_secs(1))
+                .map(|l| l.load()),
+            Ok(Ok(None))
+        ),
+        "a new store (a restart, a new sign-in) starts afresh"
+    );
+}

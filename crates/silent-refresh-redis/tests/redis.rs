@@ -489,22 +489,27 @@ fn many_sources_in_tasks_and_threads_share_one_session_through_a_redis_restart()
     assert!(in_step, "Redis kept the newest session");
 }
 
-#[test]
-fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent() {
-    let Some(mut server) = RedisServer::start() else {
-        return;
-    };
+/// A blocking source on a manual clock over `server`, started from a stored session
+/// (`at-1`, `rt-1`) that expires 600 s after that clock's now, and granted it once;
+/// its refresher counts its calls and never succeeds (no test here may reach it).
+///
+/// The session's expiry comes from the source's clock: that clock stands still while
+/// the test runs, so an expiry taken from the real wall clock would grow by however
+/// long the machine took to get here.
+fn stored_session_source(
+    server: &RedisServer,
+) -> (
+    silent_refresh_ureq::TokenSource,
+    silent_refresh_driver::clock::ManualClock,
+    Arc<AtomicUsize>,
+) {
     let clock = silent_refresh_driver::clock::ManualClock::new();
-    // The session expires 600 s after the source's clock reads now: that clock stands
-    // still while the test runs, so an expiry taken from the real wall clock would
-    // grow by however long the machine took to get here.
-    let stored = Token::bearer(
-        "at-1",
-        Expiry::At(silent_refresh_driver::clock::Clock::wall(&clock) + Duration::from_secs(600)),
-    )
-    .with_refresh_token("rt-1");
+    let now = silent_refresh_driver::clock::Clock::wall(&clock);
+    let mut stored = Token::bearer("at-1", Expiry::At(now + Duration::from_secs(600)))
+        .with_refresh_token("rt-1");
+    stored.issued_at = Some(now);
     assert!(matches!(
-        store(&server).save(&stored, None),
+        store(server).save(&stored, None),
         Ok(Saved::Stored)
     ));
     let refreshed = Arc::new(AtomicUsize::new(0));
@@ -523,11 +528,19 @@ fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent()
         })
         .build()
         .expect("source");
-    // The stored session is loaded and granted.
     let token = source
         .token_within(Duration::from_secs(5))
         .expect("the stored token");
     assert_eq!(token.secret.expose(), "at-1");
+    (source, clock, refreshed)
+}
+
+#[test]
+fn a_source_whose_redis_is_down_says_so_and_fails_fast_once_its_token_is_spent() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let (source, clock, refreshed) = stored_session_source(&server);
     // Redis goes down; the token is spent (its 600 s pass on the source's clock).
     server.kill();
     clock.advance(Duration::from_secs(601));
@@ -565,30 +578,7 @@ fn a_store_that_lost_sessions_is_not_refreshed_from_on_a_guess() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let clock = silent_refresh_driver::clock::ManualClock::new();
-    let now = silent_refresh_driver::clock::Clock::wall(&clock);
-    let mut stored = Token::bearer("at-1", Expiry::At(now + Duration::from_secs(600)))
-        .with_refresh_token("rt-1");
-    stored.issued_at = Some(now);
-    assert!(matches!(
-        store(&server).save(&stored, None),
-        Ok(Saved::Stored)
-    ));
-    let refreshed = Arc::new(AtomicUsize::new(0));
-    let counted = refreshed.clone();
-    let source = silent_refresh_ureq::TokenSource::builder(silent_refresh::Config::default())
-        .store(store(&server))
-        .clock(clock.clone())
-        .refresher(move |_: Option<Secret>| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            Err(RefreshFailure::transient("not reached"))
-        })
-        .build()
-        .expect("source");
-    let token = source
-        .token_within(Duration::from_secs(5))
-        .expect("the stored token");
-    assert_eq!(token.secret.expose(), "at-1");
+    let (source, clock, refreshed) = stored_session_source(&server);
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut raw(&server))
         .expect("FLUSHALL");

@@ -790,23 +790,20 @@ impl<W: Waiter> Kernel<W> {
         // Closing: an exchange the machine asks for now never goes on the wire, so it
         // spends nothing; it ends as a transient failure (and is asked again after the
         // backoff, and refused again).
-        let refused = {
-            let mut core = self.lock();
-            if core.closing {
-                std::mem::take(&mut core.starts)
-            } else {
-                Vec::new()
-            }
-        };
-        for start in refused {
-            self.refresh_result(
-                start.attempt,
-                Err(RefreshFailure::transient(
-                    "the token source is shutting down: no refresh starts any more",
-                )),
-            );
-        }
         let mut core = self.lock();
+        if core.closing && !core.starts.is_empty() {
+            let refused = std::mem::take(&mut core.starts);
+            drop(core);
+            for start in refused {
+                self.refresh_result(
+                    start.attempt,
+                    Err(RefreshFailure::transient(
+                        "the token source is shutting down: no refresh starts any more",
+                    )),
+                );
+            }
+            core = self.lock();
+        }
         let next = core.next_wakeup();
         core.armed = next;
         Work {

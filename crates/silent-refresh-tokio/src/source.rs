@@ -150,6 +150,7 @@ impl TokenSource {
     /// the refresh credential sent, the store still holds it, and the next start
     /// presents it again (a server with reuse detection then revokes the session).
     /// Tokens still usable are still granted; no new one will come.
+    #[must_use]
     pub async fn shutdown(&self, limit: Duration) -> bool {
         self.kernel.close();
         let mut events = self.subscribe();

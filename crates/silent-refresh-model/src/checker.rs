@@ -809,7 +809,10 @@ impl Checker {
                                 // Its credential is the newest now: a refresh this step
                                 // starts sends it.
                                 view.refresh_token = spec.refresh.or(view.refresh_token);
-                            } else if spec.refresh.is_some() {
+                            } else {
+                                // The store's session wins even spent: ours is dropped,
+                                // and only the store's refresh credential (if any) is
+                                // left to refresh with.
                                 view.refresh_token = spec.refresh;
                                 view.token = None;
                             }

@@ -432,8 +432,8 @@ impl Model {
 
     /// Rule 9: the store's answer about the current token (an older generation's, or
     /// one already confirmed, changes nothing): stored makes it durable; a conflict
-    /// adopts the store's newer token without writing it back (or, spent, keeps its
-    /// refresh credential); a failure asks again after `min(max, initial × 2^(n−1))`.
+    /// adopts the store's newer token without writing it back (or, spent, drops ours and
+    /// keeps the store's refresh credential, none included); a failure asks again after `min(max, initial × 2^(n−1))`.
     fn persisted(&mut self, generation: Generation, outcome: &Stored) {
         let is_current = self
             .token
@@ -443,7 +443,7 @@ impl Model {
             match outcome {
                 Stored::Stored => self.mark_durable(),
                 Stored::Conflict(spec) => {
-                    if !self.adopt_stored(spec) && spec.refresh.is_some() {
+                    if !self.adopt_stored(spec) {
                         self.refresh_token = spec.refresh;
                         self.token = None;
                     }

@@ -493,9 +493,14 @@ impl TokenMachine {
                         self.event(Event::AdoptedFromStore {
                             generation: self.generation,
                         });
-                    } else if refresh_token.is_some() {
-                        // Its access token is spent, but its refresh credential is the
-                        // newest: the next refresh sends it.
+                    } else {
+                        // The store's session replaces ours, but its access token is
+                        // not usable: ours is dropped all the same (the store no longer
+                        // holds it, and a save of it would only conflict again), and the
+                        // next refresh sends the store's refresh credential. With none,
+                        // nothing is left to refresh with (our own credential is older
+                        // than the store's session): requests fail fast with
+                        // "sign-in required", unless the grant needs no credential.
                         self.refresh_token = refresh_token;
                         self.current = None;
                     }

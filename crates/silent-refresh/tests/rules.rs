@@ -1334,6 +1334,82 @@ fn a_store_holding_a_newer_session_wins_and_is_not_overwritten() {
     }
 }
 
+/// Rule 9, decided while building (issue 25): a conflict is the store telling this
+/// process that a sibling's session replaced its own. When that session's access token
+/// is no longer usable (expired, or nothing in it to grant), ours is dropped all the
+/// same: the store no longer holds it, so it is neither granted on a guess nor saved
+/// over the sibling's session again. Only the store's refresh credential is left; here
+/// it has none, so requests fail fast with "sign-in required".
+#[test]
+fn rule9_a_conflict_holding_a_spent_session_without_a_credential_ends_ours_without_overwriting_it()
+{
+    let mut sim = Sim::exact();
+    // A token that never expires and has no refresh credential; its save fails.
+    sim.sign_in(Credentials::Token(Token::bearer("at-mine", Expiry::Never)));
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    sim.drain();
+    // The retried save finds a sibling's session, already past its wall-clock expiry.
+    let retry = sim.machine.poll_timeout().unwrap();
+    assert_eq!(retry.reason, WakeReason::PersistRetry);
+    sim.now = retry.at;
+    let wall = sim.wall_now();
+    let spent = Token {
+        issued_at: Some(wall - secs(120)),
+        ..Token::bearer("at-sibling", Expiry::At(wall - secs(60)))
+    };
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Conflict(Box::new(spent)),
+    );
+    let out = sim.drain();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Persist { .. })),
+        "the sibling's session is not overwritten: {out:?}"
+    );
+    assert_eq!(sim.machine.fresh_token(), None, "our token is not kept");
+    assert!(!sim.machine.is_durable());
+    let (id, out) = sim.request();
+    assert!(grants(&out).is_empty(), "neither token is granted: {out:?}");
+    match &rejects(&out)[..] {
+        [(rejected, Error::SignInRequired { .. })] => assert_eq!(*rejected, id),
+        other => panic!("expected a fast sign-in-required rejection, got {other:?}"),
+    }
+}
+
+/// The same conflict with a credential in the stored session: ours is dropped, waiting
+/// requests wait for one refresh, and that refresh sends the store's credential.
+#[test]
+fn rule9_a_conflict_holding_a_spent_token_refreshes_with_the_stores_credential() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(
+        Token::bearer("at-mine", Expiry::In(secs(3600))).with_refresh_token("rt-mine"),
+    ));
+    let wall = sim.wall_now();
+    let spent = Token {
+        issued_at: Some(wall - secs(120)),
+        ..Token::bearer("at-sibling", Expiry::At(wall - secs(60))).with_refresh_token("rt-9")
+    };
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Conflict(Box::new(spent)),
+    );
+    assert!(sim.drain().is_empty());
+    let (_, out) = sim.request();
+    assert!(grants(&out).is_empty(), "our token is not granted: {out:?}");
+    match &out[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-9");
+        }
+        other => panic!("expected one refresh with the store's credential, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_failed_save_is_asked_again_after_a_backoff_and_the_token_still_used() {
     let mut sim = Sim::exact();

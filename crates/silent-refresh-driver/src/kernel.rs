@@ -1191,6 +1191,18 @@ fn log(event: &Event, now: Instant, save_failing: &mut bool) {
             generation = generation.0,
             "the store held a newer session (another process refreshed first): adopted it"
         ),
+        Event::RejectionsRepeat {
+            generation,
+            count,
+            retry_at,
+        } => tracing::warn!(
+            generation = generation.0,
+            rejected_in_a_row = count,
+            retry_in_ms = u64::try_from(retry_at.saturating_duration_since(now).as_millis())
+                .unwrap_or(u64::MAX),
+            "the API keeps rejecting fresh tokens (401): refreshing again is held back; \
+             check the token's audience and scope, the clocks, and the API's configuration"
+        ),
         Event::WallClockJumped { ahead } => tracing::warn!(
             ahead_ms = u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX),
             "the wall clock ran ahead of the monotonic clock (a suspend?): token expiries moved"

@@ -1,4 +1,4 @@
-//! The rule checker: the twelve rules of the contract (DESIGN.md), checked on the trace
+//! The rule checker: the rules of the contract (DESIGN.md), checked on the trace
 //! alone — the inputs, the instants and the actions — without looking inside the
 //! machine or the model.
 //!
@@ -41,7 +41,7 @@ use crate::trace::{Act, Credential, Input, Label, Step, Stored, TOKEN_TYPE, Toke
 use silent_refresh::Error;
 use silent_refresh::FailureKind;
 use silent_refresh::{AttemptId, RequestId};
-use silent_refresh::{Config, RefreshMode};
+use silent_refresh::{Config, RefreshMode, WaitPolicy};
 use silent_refresh::{Expiry, Generation};
 
 /// A rule of the contract.
@@ -74,6 +74,9 @@ pub enum Rule {
     Total = 11,
     /// 12. Sign-out rejects every parked request, clears the token and emits `Forget`.
     SignOut = 12,
+    /// 14. When fresh tokens keep being rejected, the refreshes those rejections call
+    ///     for are held back (exponentially, capped).
+    RejectionsRepeat = 14,
 }
 
 impl Rule {
@@ -131,7 +134,7 @@ type Check = Result<(), String>;
 pub type RuleCheck = fn(&Checker, &View<'_>, &Checker) -> Check;
 
 /// The rules, in the contract's order.
-pub const RULES: [(Rule, RuleCheck); 12] = [
+pub const RULES: [(Rule, RuleCheck); 13] = [
     (Rule::SingleFlight, single_flight),
     (Rule::ExactlyOnce, exactly_once),
     (Rule::NeverExpired, never_expired),
@@ -144,6 +147,7 @@ pub const RULES: [(Rule, RuleCheck); 12] = [
     (Rule::Bounded, bounded),
     (Rule::Total, total),
     (Rule::SignOut, sign_out),
+    (Rule::RejectionsRepeat, rejections_repeat),
 ];
 
 // ----- the record ------------------------------------------------------------------
@@ -225,6 +229,8 @@ pub struct Adopted {
     /// was usable (granted on); else the unusable one, never granted.
     unusable: bool,
     rejected: bool,
+    /// When it was adopted (rule 14 counts rejections soon after).
+    adopted_at: Instant,
 }
 
 impl Adopted {
@@ -290,6 +296,11 @@ pub struct Checker {
     current: Option<Generation>,
     failures: u32,
     backoff: Option<Backoff>,
+    /// After an unreachable endpoint: when a waiting request may probe it again.
+    probe: Option<Backoff>,
+    /// Rule 14: tokens rejected in a row soon after adoption, and the hold-off.
+    rejections: u32,
+    holdoff: Option<Backoff>,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
     /// The generation the store confirmed last (rule 9).
@@ -365,6 +376,9 @@ pub struct View<'a> {
     repersist: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
+    /// Rule 14 once the input took effect: rejections in a row, and the hold-off.
+    rejections: u32,
+    holdoff: Option<Backoff>,
     /// Requests that may be answered in this step, in arrival order, with deadlines.
     waiting: Vec<(RequestId, Instant)>,
     new_request: Option<RequestId>,
@@ -411,6 +425,9 @@ impl Checker {
             current: None,
             failures: 0,
             backoff: None,
+            probe: None,
+            rejections: 0,
+            holdoff: None,
             outcome_unknown: false,
             durable: None,
             save_failures: 0,
@@ -598,6 +615,7 @@ impl Checker {
             from_store,
             unusable,
             rejected: false,
+            adopted_at: view.now,
         }
     }
 
@@ -614,6 +632,56 @@ impl Checker {
         Backoff {
             not_before: until,
             not_after: until,
+        }
+    }
+
+    /// Rule 14: the hold-off after the `n`-th fresh token in a row was rejected (n ≥ 2):
+    /// `min(max, initial × 2^(n−2))` less up to half of it.
+    fn holdoff_after(&self, now: Instant, rejections: u32) -> Backoff {
+        let doubling = 2u32.saturating_pow(rejections.saturating_sub(2));
+        let full = self
+            .config
+            .backoff_initial()
+            .saturating_mul(doubling)
+            .min(self.config.backoff_max());
+        Backoff {
+            not_before: now + full.mul_f64(0.5),
+            not_after: now + full,
+        }
+    }
+
+    /// DESIGN.md rule 7: after an unreachable endpoint a waiting request probes it again
+    /// "about every second": the first step of the backoff, never after the backoff.
+    fn probe_after(
+        &self,
+        now: Instant,
+        retry_after: Option<Duration>,
+        backoff: Backoff,
+    ) -> Backoff {
+        let first = self.backoff_after(now, 1, retry_after);
+        Backoff {
+            not_before: first.not_before.min(backoff.not_before),
+            not_after: first.not_after.min(backoff.not_after),
+        }
+    }
+
+    /// When a request that needs a refresh may next get an attempt, while one is held
+    /// back: the hold-off, else the backoff or the probe, whichever is sooner.
+    fn next_attempt(&self, now: Instant) -> Option<Backoff> {
+        if self.in_flight().is_some() {
+            return None;
+        }
+        let running = |b: Option<Backoff>| b.filter(|b| now < b.not_after);
+        match (running(self.holdoff), running(self.backoff)) {
+            (Some(holdoff), _) => Some(holdoff),
+            (None, Some(backoff)) => Some(match self.probe {
+                Some(p) => Backoff {
+                    not_before: p.not_before.min(backoff.not_before),
+                    not_after: p.not_after.min(backoff.not_after),
+                },
+                None => backoff,
+            }),
+            (None, None) => None,
         }
     }
 
@@ -654,6 +722,8 @@ impl Checker {
             stored: None,
             repersist: false,
             adopt: None,
+            rejections: self.rejections,
+            holdoff: self.holdoff,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
         };
@@ -669,8 +739,19 @@ impl Checker {
             Input::Rejected(generation) => {
                 if let Some(token) = view.token.as_mut()
                     && token.generation == *generation
+                    && !token.rejected
                 {
                     token.rejected = true;
+                    // DESIGN.md rule 14: fresh tokens rejected again hold the refresh back.
+                    let soon = now < token.adopted_at + self.config.backoff_max();
+                    view.rejections = if soon {
+                        self.rejections.saturating_add(1)
+                    } else {
+                        1
+                    };
+                    if view.rejections >= 2 {
+                        view.holdoff = Some(self.holdoff_after(now, view.rejections));
+                    }
                 }
             }
             Input::SignIn {
@@ -679,6 +760,8 @@ impl Checker {
             } => {
                 view.anchor = (now, *wall_now);
                 view.session = Session::SignedIn;
+                view.rejections = 0;
+                view.holdoff = None;
                 view.token = None;
                 view.refreshing = false;
                 view.outcome_unknown = false;
@@ -698,6 +781,8 @@ impl Checker {
             }
             Input::SignOut => {
                 view.session = Session::SignedOut;
+                view.rejections = 0;
+                view.holdoff = None;
                 view.token = None;
                 view.refreshing = false;
                 view.outcome_unknown = false;
@@ -891,6 +976,8 @@ impl Checker {
     fn forget_failures(&mut self) {
         self.failures = 0;
         self.backoff = None;
+        self.probe = None;
+        self.holdoff = None;
         self.outcome_unknown = false;
     }
 
@@ -904,6 +991,8 @@ impl Checker {
         after.refresh_token = view.refresh_token;
         after.current = view.token.as_ref().map(|t| t.generation);
         after.outcome_unknown = view.outcome_unknown;
+        after.rejections = view.rejections;
+        after.holdoff = view.holdoff;
         match &view.step.input {
             Input::SignIn { .. } | Input::SignOut => after.supersede(),
             Input::Rejected(generation) => {
@@ -976,14 +1065,23 @@ impl Checker {
         match view.failure {
             Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)) => {
                 after.failures = after.failures.saturating_add(1);
-                after.backoff = Some(after.backoff_after(now, after.failures, retry_after));
+                let backoff = after.backoff_after(now, after.failures, retry_after);
+                after.backoff = Some(backoff);
+                after.probe = match view.failure {
+                    Some(Failed::Unreachable(_)) => {
+                        Some(after.probe_after(now, retry_after, backoff))
+                    }
+                    _ => None,
+                };
             }
             Some(Failed::Misconfigured(retry_after)) => {
                 after.backoff = Some(after.misconfigured_backoff(now, retry_after));
+                after.probe = None;
             }
             Some(Failed::Terminal) => {
                 after.failures = 0;
                 after.backoff = None;
+                after.probe = None;
                 after.outcome_unknown = false;
             }
             None => {}
@@ -1000,14 +1098,24 @@ impl Checker {
                 Act::StartRefresh {
                     attempt,
                     refresh_token,
-                } => after.attempts.push(Attempt {
-                    id: *attempt,
-                    started: now,
-                    on_wire: true,
-                    cancel_asked: false,
-                    superseded: false,
-                    sent: *refresh_token,
-                }),
+                } => {
+                    after.attempts.push(Attempt {
+                        id: *attempt,
+                        started: now,
+                        on_wire: true,
+                        cancel_asked: false,
+                        superseded: false,
+                        sent: *refresh_token,
+                    });
+                    // The backoff (or the probe) is spent on it; a refresh for anything
+                    // but a rejection ends the streak of rule 14.
+                    after.backoff = None;
+                    after.probe = None;
+                    after.holdoff = None;
+                    if !view.token_at_refresh().is_some_and(|t| t.rejected) {
+                        after.rejections = 0;
+                    }
+                }
                 Act::CancelRefresh { attempt } => {
                     if let Some(a) = after.attempts.iter_mut().find(|a| a.id == *attempt) {
                         a.cancel_asked = true;
@@ -1048,6 +1156,24 @@ impl Checker {
 impl View<'_> {
     fn deadline_of_new(&self) -> Option<Instant> {
         self.new_request.and_then(|id| self.deadline(id))
+    }
+
+    /// The current token when a refresh of this step starts: one from the store counts
+    /// from the start of the step, one persisted in the step from its `Persist` on.
+    fn token_at_refresh(&self) -> Option<&Adopted> {
+        let mut token = self
+            .adopt
+            .as_ref()
+            .filter(|t| t.from_store)
+            .or(self.token.as_ref());
+        for act in self.actions() {
+            match act {
+                Act::Persist { .. } if self.adopt.is_some() => token = self.adopt.as_ref(),
+                Act::StartRefresh { .. } => return token,
+                _ => {}
+            }
+        }
+        token
     }
 }
 
@@ -1345,9 +1471,18 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
             Act::Forget | Act::CancelRefresh { .. } => {}
         }
     }
-    // ... and when needed, one starts (no flag stays stuck after a failure).
-    let backoff_over = after.backoff.is_none_or(|b| now >= b.not_after);
-    if after.session.active() && after.can_refresh() && after.in_flight().is_none() && backoff_over
+    // ... and when needed, one starts (no flag stays stuck after a failure): once the
+    // backoff surely ended, or (for a waiting request) the probe after an unreachable
+    // endpoint, and no hold-off of rule 14 runs.
+    let surely_over = |b: Option<Backoff>| b.is_none_or(|b| now >= b.not_after);
+    let someone_waits = after.parked().next().is_some();
+    let backoff_over = surely_over(after.backoff)
+        || (someone_waits && after.probe.is_some_and(|p| now >= p.not_after));
+    if after.session.active()
+        && after.can_refresh()
+        && after.in_flight().is_none()
+        && backoff_over
+        && surely_over(after.holdoff)
     {
         let needed = match after.current_token() {
             Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
@@ -1394,12 +1529,20 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         .iter()
         .find(|a| matches!(a, Act::StartRefresh { .. }))
     {
-        ensure(backoff.is_none_or(|b| now >= b.not_before), || {
-            format!(
-                "{attempt} started during a backoff (lasting at least {:?} more)",
-                backoff.map(|b| b.not_before - now)
-            )
-        })?;
+        // DESIGN.md rule 7: a waiting request probes an unreachable endpoint again after
+        // about a second, before the grown backoff ends.
+        let probing = before.session == Session::Unreachable
+            && !view.waiting.is_empty()
+            && before.probe.is_some_and(|p| now >= p.not_before);
+        ensure(
+            probing || backoff.is_none_or(|b| now >= b.not_before),
+            || {
+                format!(
+                    "{attempt} started during a backoff (lasting at least {:?} more)",
+                    backoff.map(|b| b.not_before - now)
+                )
+            },
+        )?;
     }
     let fails_fast = matches!(view.session, Session::SignInRequired | Session::SignedOut);
     if fails_fast {
@@ -1456,21 +1599,39 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         && !token_usable
         && can_refresh
         && after.backoff.is_some_and(|b| now < b.not_before);
-    // The backoff's jitter is not known here: a request must fail fast while the
-    // backoff surely runs, and may until its latest end.
+    // The jitter is not known here: a request must fail fast while the next attempt
+    // (the backoff, or the probe of an unreachable endpoint) surely has not come, and
+    // may until its latest instant.
+    let slack = Duration::from_micros(1);
+    let next = after.next_attempt(now);
+    let retry_fits = |retry_in: Duration| {
+        next.is_some_and(|n| {
+            now < n.not_after
+                && now + retry_in + slack >= n.not_before
+                && now + retry_in <= n.not_after + slack
+        })
+    };
+    let holdoff = after.holdoff.filter(|h| now < h.not_after);
     let unreachable = view.session == Session::Unreachable
         && config.fail_fast_unreachable()
         && !token_usable
-        && can_refresh;
-    let unreachable_wait = unreachable && after.backoff.is_some_and(|b| now < b.not_before);
-    let slack = Duration::from_micros(1);
-    let unreachable_may_wait = |retry_in: Duration| {
-        unreachable
-            && after.backoff.is_some_and(|b| {
-                now < b.not_after
-                    && now + retry_in + slack >= b.not_before
-                    && now + retry_in <= b.not_after + slack
-            })
+        && can_refresh
+        && holdoff.is_none();
+    let unreachable_wait = unreachable && next.is_some_and(|n| now < n.not_before);
+    // DESIGN.md rule 7: with no usable token and the next attempt held back, a request
+    // is answered as soon as its wait can no longer succeed (the wait policy).
+    let usable_after = after
+        .current_token()
+        .is_some_and(|t| t.usable_at(config, now));
+    let held_back = after.session.active() && after.can_refresh() && !usable_after;
+    let policy_may = |deadline: Option<Instant>, retry_in: Duration| {
+        held_back
+            && retry_fits(retry_in)
+            && match config.wait_policy() {
+                WaitPolicy::FirstFailure => true,
+                WaitPolicy::WhileHopeful => deadline.is_some_and(|d| d <= now + retry_in + slack),
+                WaitPolicy::UntilDeadline => false,
+            }
     };
     let mut parked = view.waiting.len() - usize::from(view.new_request.is_some());
     for act in view.actions() {
@@ -1478,8 +1639,9 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             continue;
         };
         let is_new = view.new_request == Some(*request);
+        let deadline = view.deadline(*request);
         let caused = match error {
-            Error::DeadlineExceeded { .. } => view.deadline(*request).is_some_and(|d| d <= now),
+            Error::DeadlineExceeded { .. } => deadline.is_some_and(|d| d <= now),
             Error::Overloaded { limit } => {
                 is_new && *limit == config.max_parked() && parked >= config.max_parked()
             }
@@ -1489,7 +1651,20 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
                     || (view.session.active() && !token_usable && !can_refresh)
             }
             Error::Misconfigured { .. } => misconfigured_wait,
-            Error::Unreachable { retry_in, .. } => unreachable_may_wait(*retry_in),
+            Error::Unreachable { retry_in, .. } => {
+                (unreachable && retry_fits(*retry_in))
+                    || (after.session == Session::Unreachable
+                        && holdoff.is_none()
+                        && policy_may(deadline, *retry_in))
+            }
+            Error::RefreshFailed { retry_in, .. } => {
+                after.session == Session::SignedIn
+                    && holdoff.is_none()
+                    && policy_may(deadline, *retry_in)
+            }
+            Error::TokensRejected { count, retry_in } => {
+                holdoff.is_some() && *count == after.rejections && policy_may(deadline, *retry_in)
+            }
             _ => false,
         };
         ensure(caused, || {
@@ -1506,10 +1681,24 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             format!("{id} did not fail fast while {:?}", view.session)
         })?;
     }
+    if held_back && let Some(n) = next {
+        let hopeless = after.parked().find(|r| match config.wait_policy() {
+            WaitPolicy::FirstFailure => true,
+            WaitPolicy::WhileHopeful => r.deadline <= n.not_before,
+            WaitPolicy::UntilDeadline => false,
+        });
+        if let Some(request) = hopeless {
+            return Err(format!(
+                "{} still waits though the next attempt is held back until at least {:?} \
+                 from now and its deadline is {:?} from now ({:?})",
+                request.id,
+                n.not_before.saturating_duration_since(now),
+                request.deadline.saturating_duration_since(now),
+                config.wait_policy()
+            ));
+        }
+    }
     // Nobody waits on a session that cannot give a token (yet).
-    let usable_after = after
-        .current_token()
-        .is_some_and(|t| t.usable_at(config, now));
     let dead = match after.session {
         Session::SignInRequired | Session::SignedOut => true,
         Session::SignedIn => !after.can_refresh() && !usable_after,
@@ -1521,7 +1710,8 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             !usable_after
                 && (!after.can_refresh()
                     || (config.fail_fast_unreachable()
-                        && after.backoff.is_some_and(|b| now < b.not_before)))
+                        && holdoff.is_none()
+                        && next.is_some_and(|n| now < n.not_before)))
         }
         Session::AwaitingSignIn => false,
     };
@@ -1732,9 +1922,23 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         due.push((at, "a save asked again"));
     }
     let backoff = after.backoff.filter(|b| now < b.not_after);
+    let holdoff = after.holdoff.filter(|h| now < h.not_after);
+    if let Some(h) = holdoff
+        && now < h.not_before
+        && after.in_flight().is_none()
+    {
+        due.push((h.not_after, "the end of the hold-off (rule 14)"));
+    }
+    if let Some(p) = after.probe.filter(|_| after.parked().next().is_some())
+        && now < p.not_before
+        && holdoff.is_none()
+    {
+        due.push((p.not_after, "the probe of an unreachable endpoint"));
+    }
     match backoff {
         Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
         Some(_) => {}
+        None if holdoff.is_some() => {}
         None => {
             if after.session.active()
                 && after.can_refresh()
@@ -1792,4 +1996,28 @@ fn sign_out(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
         }),
         || "sign-out granted, persisted or refreshed".to_owned(),
     )
+}
+
+/// Rule 14: the second token in a row rejected soon after its adoption (within
+/// `backoff_max`), and every one after, holds the refresh back: no refresh starts before
+/// the hold-off's earliest end (`min(max, initial × 2^(n−2))` less up to half); rule 6
+/// checks that one starts once it surely ended, and rule 7 that a request told so names
+/// the streak.
+fn rejections_repeat(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    let now = view.now;
+    let Some(holdoff) = view.holdoff.filter(|h| now < h.not_before) else {
+        return Ok(());
+    };
+    if let Some(Act::StartRefresh { attempt, .. }) = view
+        .actions()
+        .iter()
+        .find(|a| matches!(a, Act::StartRefresh { .. }))
+    {
+        return Err(format!(
+            "{attempt} started {:?} before the hold-off after {} rejected fresh tokens ends",
+            holdoff.not_before - now,
+            view.rejections
+        ));
+    }
+    Ok(())
 }

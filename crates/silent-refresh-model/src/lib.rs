@@ -5,7 +5,7 @@
 //! - [`Op`]: one random input, owned and small (`Arbitrary`), resolved against the run
 //!   so far ("the latest attempt", "a request").
 //! - [`Model`]: the contract as plain functions; it predicts every action exactly.
-//! - [`Checker`]: the twelve rules of the contract, one function each ([`RULES`]),
+//! - [`Checker`]: the rules of the contract, one function each ([`RULES`]),
 //!   checked on the trace alone (inputs, instants, actions).
 //!
 //! A refresh *exchange* is on the wire from its `StartRefresh` until its result is fed

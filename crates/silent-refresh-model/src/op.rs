@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use silent_refresh::{Config, RefreshMode};
+use silent_refresh::{Config, RefreshMode, WaitPolicy};
 
 /// One input of a random run. The harness turns it into a concrete
 /// [`Input`](crate::Input) (or, for time ops, moves its clock).
@@ -248,6 +248,12 @@ pub enum Shape {
     /// As `Small`, with requests waiting for their deadline while the token endpoint
     /// is unreachable (no fail-fast).
     Patient,
+    /// As `Small`, for an interactive program: a request that finds no usable token
+    /// while an attempt is held back is answered at once (`WaitPolicy::FirstFailure`).
+    Interactive,
+    /// As `Patient`, for a batch job: requests wait until their own deadline whatever
+    /// fails (`WaitPolicy::UntilDeadline`).
+    Batch,
 }
 
 impl Setup {
@@ -276,6 +282,10 @@ impl Setup {
             Shape::TinyQueue => builder.max_parked(2),
             Shape::Strict => builder.strict_persistence(true),
             Shape::Patient => builder.fail_fast_unreachable(false),
+            Shape::Interactive => builder.wait_policy(WaitPolicy::FirstFailure),
+            Shape::Batch => builder
+                .fail_fast_unreachable(false)
+                .wait_policy(WaitPolicy::UntilDeadline),
         };
         match builder.build() {
             Ok(config) => config,

@@ -14,7 +14,7 @@ use silent_refresh::Error;
 use silent_refresh::Status;
 use silent_refresh::jitter::{self, Stream};
 use silent_refresh::{AttemptId, RequestId};
-use silent_refresh::{Config, RefreshMode};
+use silent_refresh::{Config, RefreshMode, WaitPolicy};
 use silent_refresh::{Expiry, Generation};
 use silent_refresh::{FailureKind, RefreshFailure};
 use silent_refresh::{WakeReason, Wakeup};
@@ -62,6 +62,8 @@ struct Held {
     /// exceeds (`refresh_at`, `usable_until`).
     cap: Option<(Instant, Instant)>,
     rejected: bool,
+    /// When it was adopted (rule 14 counts rejections soon after).
+    adopted_at: Instant,
     durable: bool,
     /// The `Persist` it was asked to be stored with (asked again after a failed save).
     persist: Option<Act>,
@@ -171,6 +173,12 @@ pub struct Model {
     last_generation: Generation,
     running: Option<Running>,
     backoff: Option<Instant>,
+    /// After an unreachable endpoint: a waiting request may probe from here on.
+    probe_at: Option<Instant>,
+    /// Rule 14: no refresh before this instant, fresh tokens keep being rejected.
+    holdoff: Option<Instant>,
+    /// Rule 14: tokens rejected in a row, each soon after it was adopted.
+    rejections: u32,
     failures: u32,
     last_failure: Option<String>,
     /// A failed exchange of the current credential had passed its deadline.
@@ -225,6 +233,9 @@ impl Model {
             last_generation: Generation(0),
             running: None,
             backoff: None,
+            probe_at: None,
+            holdoff: None,
+            rejections: 0,
             failures: 0,
             last_failure: None,
             outcome_unknown: false,
@@ -388,12 +399,34 @@ impl Model {
         }
     }
 
-    /// Rule 6: only a 401 of the current generation counts.
+    /// Rule 6: only a 401 of the current generation counts (once). Rule 14: the second
+    /// token in a row rejected within `backoff_max` of its adoption, and every one after,
+    /// holds the refresh back `min(max, initial × 2^(n−2))`, less up to half as jitter.
     fn rejected(&mut self, generation: Generation) {
+        let now = self.now;
         if let Some(token) = self.token.as_mut()
             && token.generation == generation
+            && !token.rejected
         {
             token.rejected = true;
+            let soon = now < plus(token.adopted_at, self.config.backoff_max());
+            self.rejections = if soon {
+                self.rejections.saturating_add(1)
+            } else {
+                1
+            };
+            if self.rejections >= 2 {
+                let mut base = self.config.backoff_initial();
+                for _ in 2..self.rejections.min(40) {
+                    if base >= self.config.backoff_max() {
+                        break;
+                    }
+                    base = base.saturating_mul(2);
+                }
+                let base = base.min(self.config.backoff_max());
+                let unit = jitter::unit(self.config.seed(), Stream::Rejections, generation.0);
+                self.holdoff = Some(plus(now, base.mul_f64(1.0 - 0.5 * unit)));
+            }
         }
         self.advance();
     }
@@ -406,6 +439,7 @@ impl Model {
         self.status = Status::SignedIn;
         self.token = None;
         self.refresh_token = None;
+        self.rejections = 0;
         self.supersede();
         let (token, self_authenticating) = match credentials {
             Credential::Token(spec) => (Some(spec), false),
@@ -497,6 +531,7 @@ impl Model {
         self.status = Status::SignedOut;
         self.token = None;
         self.refresh_token = None;
+        self.rejections = 0;
         self.self_authenticating = false;
         self.supersede();
         self.reject_all(&Error::SignedOut);
@@ -527,6 +562,10 @@ impl Model {
         // (c)
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.probe_at = None;
+        }
+        if self.holdoff.is_some_and(|until| now >= until) {
+            self.holdoff = None;
         }
         // (c') A failed save is asked again.
         if self.save_retry_at.is_some_and(|at| now >= at) {
@@ -542,6 +581,12 @@ impl Model {
         }
         // (d)
         if self.refresh_needed() {
+            // Rule 14: a refresh for anything but a rejection ends the streak.
+            if !self.token.as_ref().is_some_and(|t| t.rejected) {
+                self.rejections = 0;
+            }
+            self.backoff = None;
+            self.probe_at = None;
             let attempt = AttemptId(self.next_attempt);
             self.next_attempt += 1;
             self.running = Some(Running {
@@ -564,6 +609,28 @@ impl Model {
             for (request, _) in parked {
                 self.out.push(self.grant(request));
             }
+        } else if let Some((next, error)) = self.held_back() {
+            // Rule 7: whoever cannot get a token by waiting is answered now.
+            match self.config.wait_policy() {
+                WaitPolicy::FirstFailure => self.reject_all(&error),
+                WaitPolicy::WhileHopeful => {
+                    let mut hopeless: Vec<(Instant, RequestId)> = self
+                        .parked
+                        .iter()
+                        .filter(|(_, deadline)| *deadline <= next)
+                        .map(|(id, deadline)| (*deadline, *id))
+                        .collect();
+                    hopeless.sort();
+                    self.parked.retain(|(_, deadline)| *deadline > next);
+                    for (_, request) in hopeless {
+                        self.out.push(Act::Reject {
+                            request,
+                            error: error.clone(),
+                        });
+                    }
+                }
+                WaitPolicy::UntilDeadline => {}
+            }
         }
         // (a) Deadlines, earliest first (ties by arrival).
         let mut expired: Vec<(Instant, RequestId)> = self
@@ -583,12 +650,14 @@ impl Model {
         }
     }
 
-    /// Rules 1 and 6: signed in, nothing on the wire, no backoff, a refresh possible,
-    /// and a reason.
+    /// Rules 1 and 6: signed in, nothing on the wire, no backoff (or a probe due for a
+    /// waiting request), no hold-off, a refresh possible, and a reason.
     fn refresh_needed(&self) -> bool {
+        let probe_due = !self.parked.is_empty() && self.probe_at.is_some_and(|at| self.now >= at);
         self.active()
             && self.running.is_none()
-            && self.backoff.is_none()
+            && self.holdoff.is_none()
+            && (self.backoff.is_none() || probe_due)
             && self.can_refresh()
             && match &self.token {
                 Some(token) => token.in_window_at(&self.config, self.now),
@@ -620,6 +689,57 @@ impl Model {
             })
     }
 
+    /// When a request can next get an attempt while one is held back: the hold-off,
+    /// else the backoff (or the probe, if sooner).
+    fn next_attempt(&self) -> Option<Instant> {
+        if self.running.is_some() {
+            return None;
+        }
+        match (self.holdoff, self.backoff) {
+            (Some(holdoff), _) => Some(holdoff),
+            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
+            (None, None) => None,
+        }
+    }
+
+    /// Rule 7: no usable token and an attempt held back: when it may start, and what a
+    /// request that cannot wait for it is told.
+    fn held_back(&self) -> Option<(Instant, Error)> {
+        if !self.active() || !self.can_refresh() {
+            return None;
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.usable_at(&self.config, self.now))
+        {
+            return None;
+        }
+        let next = self.next_attempt()?;
+        let retry_in = next.saturating_duration_since(self.now);
+        let error = if self.holdoff.is_some() {
+            Error::TokensRejected {
+                count: self.rejections,
+                retry_in,
+            }
+        } else if let Status::Unreachable { reason, .. } = &self.status {
+            Error::Unreachable {
+                reason: reason.clone(),
+                retry_in,
+            }
+        } else {
+            Error::RefreshFailed {
+                reason: self
+                    .last_failure
+                    .as_deref()
+                    .unwrap_or(EXPIRED_RESULT)
+                    .into(),
+                retry_in,
+            }
+        };
+        Some((next, error))
+    }
+
     /// Rule 7: the error a request gets without waiting, if any.
     fn fail_fast_error(&self) -> Option<Error> {
         match &self.status {
@@ -647,12 +767,14 @@ impl Model {
                     (Status::Misconfigured(reason), Some(_)) => Some(Error::Misconfigured {
                         reason: reason.clone(),
                     }),
-                    (Status::Unreachable { reason, .. }, Some(until))
-                        if self.config.fail_fast_unreachable() =>
+                    (Status::Unreachable { reason, .. }, Some(_))
+                        if self.config.fail_fast_unreachable() && self.holdoff.is_none() =>
                     {
-                        Some(Error::Unreachable {
+                        // Until a request may probe the endpoint again.
+                        let next = self.next_attempt()?;
+                        (self.now < next).then(|| Error::Unreachable {
                             reason: reason.clone(),
-                            retry_in: until.saturating_duration_since(self.now),
+                            retry_in: next - self.now,
                         })
                     }
                     _ => None,
@@ -673,11 +795,15 @@ impl Model {
                 let retry_at = plus(self.now, delay);
                 self.backoff = Some(retry_at);
                 // An endpoint that could not be reached says so, until a refresh works
-                // or fails otherwise.
+                // or fails otherwise; a waiting request probes it after the first step
+                // of the backoff, however far the backoff grew.
                 self.status = if failure.unreachable {
+                    let probe = backoff(&self.config, 1, attempt, failure.retry_after);
+                    let probe_at = plus(self.now, probe).min(retry_at);
+                    self.probe_at = Some(probe_at);
                     Status::Unreachable {
                         reason: failure.message.as_str().into(),
-                        retry_at,
+                        retry_at: probe_at,
                     }
                 } else {
                     Status::SignedIn
@@ -772,6 +898,7 @@ impl Model {
             expires_wall,
             cap: None,
             rejected: false,
+            adopted_at: self.now,
             durable: false,
             persist: None,
         };
@@ -825,6 +952,8 @@ impl Model {
 
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.probe_at = None;
+        self.holdoff = None;
         self.failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;
@@ -891,8 +1020,8 @@ impl Model {
     /// and the earliest request deadline. On a tie the first in that order wins.
     fn wakeup(&self) -> Option<Wakeup> {
         let mut candidates = Vec::new();
-        match (self.running, self.backoff) {
-            (Some(running), _) => {
+        match (self.running, self.backoff, self.holdoff) {
+            (Some(running), ..) => {
                 if !running.cancelled {
                     candidates.push(Wakeup {
                         at: plus(running.started, self.config.refresh_timeout()),
@@ -900,11 +1029,27 @@ impl Model {
                     });
                 }
             }
-            (None, Some(until)) => candidates.push(Wakeup {
-                at: until,
-                reason: WakeReason::BackoffEnds,
-            }),
-            (None, None) => {
+            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
+                if let Some(at) = backoff {
+                    candidates.push(Wakeup {
+                        at,
+                        reason: WakeReason::BackoffEnds,
+                    });
+                }
+                if let Some(at) = self.probe_at.filter(|_| !self.parked.is_empty()) {
+                    candidates.push(Wakeup {
+                        at,
+                        reason: WakeReason::ProbeDue,
+                    });
+                }
+                if let Some(at) = holdoff {
+                    candidates.push(Wakeup {
+                        at,
+                        reason: WakeReason::HoldoffEnds,
+                    });
+                }
+            }
+            (None, ..) => {
                 if self.active()
                     && self.can_refresh()
                     && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config))

@@ -523,3 +523,165 @@ fn a_grant_after_a_suspend_past_the_wall_clock_expiry_is_caught() {
     };
     expect_caught(&h, &ix, 2, Rule::NeverExpired, |s| s.actions.push(old));
 }
+
+fn shaped(shape: Shape) -> Setup {
+    Setup {
+        mode: RefreshMode::StaleWhileRefreshing,
+        shape,
+        seed: 1,
+    }
+}
+
+/// Rule 14: an API that rejects every fresh token. The first rejection refreshes at
+/// once; the second holds the refresh back until the hold-off ends.
+#[test]
+fn fresh_tokens_rejected_again_hold_the_refresh_back() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+        Op::Rejected(GenerationPick::Current),
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+        Op::Rejected(GenerationPick::Current),
+        Op::Advance(TimeStep::Seconds(1)),
+        Op::Timeout,
+    ];
+    let (h, ix) = scenario(shaped(Shape::Small), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(matches!(step(3).actions[..], [Act::StartRefresh { .. }]));
+    assert!(
+        step(5).actions.is_empty(),
+        "held back: {:?}",
+        step(5).actions
+    );
+    assert_eq!(
+        step(5).wakeup.map(|w| w.reason),
+        Some(WakeReason::HoldoffEnds)
+    );
+    assert!(matches!(step(7).actions[..], [Act::StartRefresh { .. }]));
+    // 14: the second rejection refreshes at once, ignoring the hold-off.
+    let held_back = step(7).actions[0].clone();
+    expect_caught(&h, &ix, 5, Rule::RejectionsRepeat, |s| {
+        s.actions.push(held_back);
+    });
+    // 6: once the hold-off surely ended, the refresh does not start.
+    expect_caught(&h, &ix, 7, Rule::RefreshOnlyWhenNeeded, |s| {
+        s.actions.clear();
+    });
+}
+
+/// Rule 7: a request that waits for an unreachable endpoint probes it again after
+/// about a second (here, the first step of the backoff), not after the grown backoff.
+#[test]
+fn a_waiting_request_probes_an_unreachable_endpoint_before_the_grown_backoff_ends() {
+    let unreachable = Op::RefreshFail {
+        attempt: AttemptPick::Latest,
+        failure: FailurePick::Unreachable,
+    };
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        unreachable.clone(),
+        Op::Advance(TimeStep::Millis(200)),
+        Op::Timeout,
+        unreachable.clone(),
+        Op::Advance(TimeStep::Millis(100)),
+        Op::Timeout,
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+    ];
+    let (h, ix) = scenario(shaped(Shape::Patient), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(matches!(step(4).actions[..], [Act::StartRefresh { .. }]));
+    assert!(matches!(step(7).actions[..], [Act::StartRefresh { .. }]));
+    assert!(matches!(
+        step(8).actions[..],
+        [Act::Persist { .. }, Act::Grant { .. }]
+    ));
+    // 6: no probe although the request waits and the probe is surely due.
+    expect_caught(&h, &ix, 7, Rule::RefreshOnlyWhenNeeded, |s| {
+        s.actions.clear();
+    });
+}
+
+/// Rule 7, the wait policy: a request whose deadline comes before the next attempt is
+/// answered with the failure at once (the default); an interactive program's request
+/// is answered at the first failure.
+#[test]
+fn a_wait_that_can_no_longer_succeed_is_answered_at_once() {
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::TransientRetryAfter(20),
+        },
+    ];
+    let (h, ix) = scenario(shaped(Shape::Small), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    assert!(matches!(
+        h.trace()[ix[2].expect("a step")].actions[..],
+        [Act::Reject {
+            error: Error::RefreshFailed { .. },
+            ..
+        }]
+    ));
+    expect_caught(&h, &ix, 2, Rule::FailuresClassified, |s| s.actions.clear());
+
+    let ops = [
+        Op::SignIn(CredentialsPick::RefreshToken),
+        Op::Request { deadline: None },
+        Op::RefreshFail {
+            attempt: AttemptPick::Latest,
+            failure: FailurePick::Transient,
+        },
+        Op::Request { deadline: None },
+    ];
+    let (h, ix) = scenario(shaped(Shape::Interactive), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    for op in [2, 3] {
+        assert!(matches!(
+            h.trace()[ix[op].expect("a step")].actions[..],
+            [Act::Reject {
+                error: Error::RefreshFailed { .. },
+                ..
+            }]
+        ));
+        expect_caught(&h, &ix, op, Rule::FailuresClassified, |s| s.actions.clear());
+    }
+    // The default policy lets the same request wait for a backoff that ends in time:
+    // the retry starts, and then the request's deadline answers it.
+    let waits = [
+        ops[0].clone(),
+        ops[1].clone(),
+        ops[2].clone(),
+        Op::Advance(TimeStep::Seconds(2)),
+        Op::Timeout,
+    ];
+    let (h, ix) = scenario(shaped(Shape::Small), &waits);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    assert!(h.trace()[ix[2].expect("a step")].actions.is_empty());
+    // 7: answering it anyway, with a failure that does not apply.
+    expect_caught(&h, &ix, 2, Rule::FailuresClassified, |s| {
+        s.actions.push(Act::Reject {
+            request: silent_refresh::RequestId(1),
+            error: Error::RefreshFailed {
+                reason: "made up".into(),
+                retry_in: Duration::from_millis(50),
+            },
+        });
+    });
+}

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use proptest::prelude::*;
-use silent_refresh::RefreshMode;
+use silent_refresh::{RefreshMode, WakeReason};
 use silent_refresh_model::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
     PersistPick, RequestPick, Setup, Shape, Stored, TimeStep, decode, run,
@@ -37,6 +37,8 @@ fn setup() -> impl Strategy<Value = Setup> {
         2 => Just(Shape::TinyQueue),
         2 => Just(Shape::Strict),
         1 => Just(Shape::Patient),
+        1 => Just(Shape::Interactive),
+        1 => Just(Shape::Batch),
     ];
     (mode(), shape, any::<u8>()).prop_map(|(mode, shape, seed)| Setup { mode, shape, seed })
 }
@@ -167,7 +169,35 @@ fn hanging_server_ops() -> impl Strategy<Value = Vec<Op>> {
         .prop_map(|(sign_in, rest)| std::iter::once(Op::SignIn(sign_in)).chain(rest).collect())
 }
 
+/// An outage, and an API that rejects everything: refreshes mostly cannot connect
+/// (rule 7: a waiting request probes again after about a second, however far the backoff
+/// grew), or their fresh tokens are rejected again and again (rule 14: the refreshes
+/// those rejections call for are held back).
+fn outage_ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        6 => Just(Op::Request { deadline: None }),
+        6 => Just(Op::WakeUp),
+        4 => time_step().prop_map(Op::Advance),
+        6 => Just(Op::RefreshFail { attempt: AttemptPick::Latest, failure: FailurePick::Unreachable }),
+        1 => Just(Op::RefreshFail { attempt: AttemptPick::Latest, failure: FailurePick::Transient }),
+        2 => expiry().prop_map(|expiry| Op::RefreshOk { attempt: AttemptPick::Latest, rotate: true, expiry }),
+        3 => Just(Op::Rejected(GenerationPick::Current)),
+    ];
+    (credentials(), proptest::collection::vec(op, 0..80))
+        .prop_map(|(sign_in, rest)| std::iter::once(Op::SignIn(sign_in)).chain(rest).collect())
+}
+
 proptest! {
+    #[test]
+    fn with_an_outage_or_a_rejecting_api_the_machine_matches_the_model(
+        setup in setup(),
+        ops in outage_ops(),
+    ) {
+        if let Err(violation) = run(setup.config(), start(), &ops) {
+            prop_assert!(false, "{violation}");
+        }
+    }
+
     #[test]
     fn with_a_hanging_server_the_machine_matches_the_model(
         setup in setup(),
@@ -208,20 +238,35 @@ fn generated_runs_reach_every_case() {
     let mut runner = TestRunner::deterministic();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut cancelled = std::collections::HashSet::new();
-    for _ in 0..300 {
+    for run in 0..700 {
         let setup = setup().new_tree(&mut runner).unwrap().current();
-        let ops = ops().new_tree(&mut runner).unwrap().current();
+        let ops = if run < 300 {
+            ops().new_tree(&mut runner).unwrap().current()
+        } else {
+            outage_ops().new_tree(&mut runner).unwrap().current()
+        };
         let mut harness = Harness::new(setup.config(), start());
         for op in &ops {
             let in_flight = harness.machine().refresh_in_flight();
             let machine_now = harness.machine().now();
             let generation_before = harness.machine().generation();
+            let backoff_before = harness.machine().backoff_until();
             let steps = harness.trace().len();
             harness.step(op).unwrap();
             let Some(step) = harness.trace().get(steps) else {
                 continue; // the op only moved the clock
             };
             let has = |pred: fn(&Act) -> bool| step.actions.iter().any(pred);
+            if has(|a| matches!(a, Act::StartRefresh { .. }))
+                && harness.machine().backoff_until().is_none()
+                && matches!(
+                    harness.machine().status(),
+                    silent_refresh::Status::Unreachable { .. }
+                )
+                && backoff_before.is_some_and(|b| step.now < b)
+            {
+                *seen.entry("probe before the backoff ends").or_default() += 1;
+            }
             // A new token persisted (a save asked again is not an adoption).
             let persisted = step.actions.iter().any(
                 |a| matches!(a, Act::Persist { generation, .. } if *generation > generation_before),
@@ -247,6 +292,9 @@ fn generated_runs_reach_every_case() {
                         Error::SignInRequired { .. } => "sign-in required",
                         Error::SignedOut => "signed out",
                         Error::Misconfigured { .. } => "misconfigured",
+                        Error::Unreachable { .. } => "unreachable",
+                        Error::RefreshFailed { .. } => "hopeless wait answered",
+                        Error::TokensRejected { .. } => "tokens rejected",
                         _ => "other rejection",
                     },
                 });
@@ -270,6 +318,13 @@ fn generated_runs_reach_every_case() {
                 }
                 Input::Rejected(_) if has(|a| matches!(a, Act::StartRefresh { .. })) => {
                     events.push("401 starts a refresh");
+                }
+                Input::Rejected(_)
+                    if step
+                        .wakeup
+                        .is_some_and(|w| w.reason == WakeReason::HoldoffEnds) =>
+                {
+                    events.push("401 held back (rule 14)");
                 }
                 Input::Timeout if step.now < machine_now => events.push("time went backwards"),
                 Input::Persisted { outcome, .. } => {
@@ -312,6 +367,11 @@ fn generated_runs_reach_every_case() {
         "result dropped",
         "old token granted after a failed refresh",
         "401 starts a refresh",
+        "401 held back (rule 14)",
+        "probe before the backoff ends",
+        "unreachable",
+        "hopeless wait answered",
+        "tokens rejected",
         "time went backwards",
         "save confirmed",
         "save asked again",

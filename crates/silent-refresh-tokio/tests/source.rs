@@ -10,7 +10,7 @@ use common::{Answer, Changes, fake, lock, millis, rotated, secs};
 use http::StatusCode;
 use silent_refresh_tokio::silent_refresh::{
     self, Config, Credentials, Expiry, Generation, RefreshFailure, RefreshMode, Secret, Status,
-    Token,
+    Token, WaitPolicy,
 };
 use silent_refresh_tokio::{AuthorizedClient, Error, Refresher, TokenChange, TokenSource};
 use tokio::task::JoinSet;
@@ -143,8 +143,10 @@ async fn a_burst_of_401s_on_the_current_generation_causes_one_refresh() {
     assert_eq!(calls.count(), 1);
 }
 
+/// The default: a caller waits out a transient failure while the next attempt can still
+/// come before its deadline, and is answered with the failure as soon as it cannot.
 #[tokio::test(start_paused = true)]
-async fn transient_failures_until_the_deadline_fail_every_parked_caller() {
+async fn transient_failures_answer_each_parked_caller_once_its_wait_cannot_succeed() {
     let (calls, refresher) = fake(|_| {
         Answer::after(
             millis(10),
@@ -153,6 +155,52 @@ async fn transient_failures_until_the_deadline_fail_every_parked_caller() {
     });
     let config = Config::builder()
         .request_timeout(secs(5))
+        .build()
+        .expect("valid config");
+    let source = source_with(
+        config,
+        Some(Credentials::RefreshToken("rt-0".into())),
+        refresher,
+        None,
+    );
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..1_000 {
+        let source = source.clone();
+        tasks.spawn(async move { timeout(secs(60), source.token()).await });
+    }
+    for result in tasks.join_all().await {
+        match result {
+            Err(_) => panic!("a caller hung past its deadline"),
+            Ok(Err(Error::Token(silent_refresh::Error::RefreshFailed { reason, retry_in }))) => {
+                assert!(reason.contains("503"), "{reason}");
+                assert!(start.elapsed() + retry_in >= secs(5), "{retry_in:?}");
+            }
+            Ok(other) => panic!("expected RefreshFailed, got {other:?}"),
+        }
+    }
+    let answered = start.elapsed();
+    assert!(
+        answered < secs(5),
+        "answered before the deadline: {answered:?}"
+    );
+    assert!(calls.count() >= 2, "the short backoffs were waited out");
+    assert_eq!(source.waiting(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+/// A batch job (`WaitPolicy::UntilDeadline`) rides out transient failures until each
+/// caller's own deadline.
+async fn batch_callers_wait_out_transient_failures_until_their_deadline() {
+    let (calls, refresher) = fake(|_| {
+        Answer::after(
+            millis(10),
+            Err(RefreshFailure::transient("the token endpoint answered 503")),
+        )
+    });
+    let config = Config::builder()
+        .request_timeout(secs(5))
+        .wait_policy(WaitPolicy::UntilDeadline)
         .build()
         .expect("valid config");
     let source = source_with(

@@ -102,7 +102,7 @@ pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 #[doc(inline)]
 pub use silent_refresh::{
     AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
-    RefreshFailure, RefreshMode, Secret, Status, Token, Trigger,
+    RefreshFailure, RefreshMode, Secret, Status, Token, Trigger, WaitPolicy,
 };
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use silent_refresh::{Event, Trigger};
 use silent_refresh_ureq::{
     Clock, Config, Credentials, Error, Expiry, Generation, ManualClock, RefreshFailure, Secret,
-    Status, Token, TokenChange, TokenSource,
+    Status, Token, TokenChange, TokenSource, WaitPolicy,
 };
 use support::{Adoptions, core_error, short_config, until_waiting};
 
@@ -249,8 +249,10 @@ fn with_a_failing_refresher_every_waiting_thread_gets_the_error_by_its_deadline(
             Err(RefreshFailure::transient("token endpoint answered 503"))
         }
     };
+    // A batch job's policy: wait until the deadline whatever fails.
     let config = short_config()
         .request_timeout(LONG)
+        .wait_policy(WaitPolicy::UntilDeadline)
         .build()
         .expect("config");
     let clock = ManualClock::new();
@@ -564,6 +566,8 @@ fn each_new_token_is_persisted_before_any_thread_gets_it() {
                         token.generation.0
                     );
                     drop(stored);
+                    // Rejected after a while in service, so rule 14 holds nothing back.
+                    clock.advance(Duration::from_millis(41));
                     source.report_rejected(token.generation);
                 }
             });

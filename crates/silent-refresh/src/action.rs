@@ -77,6 +77,10 @@ pub enum WakeReason {
     RefreshWindow,
     /// A backoff after a failed refresh ends.
     BackoffEnds,
+    /// A waiting request may probe a token endpoint that could not be reached.
+    ProbeDue,
+    /// The hold-off of a refresh after fresh tokens were rejected again ends.
+    HoldoffEnds,
     /// The exchange on the wire reaches its deadline (and is to be cancelled).
     RefreshTimeout,
     /// A parked request reaches its deadline.

@@ -17,6 +17,32 @@ pub enum RefreshMode {
     WaitForFresh,
 }
 
+/// How long a request with no usable token waits while refreshes fail (rule 7).
+///
+/// Whatever the policy, a request never waits past its own deadline, misconfigured
+/// clients and dead credentials fail it at once, and a request is answered as soon as
+/// a token comes. The policy decides what a request does while the next attempt is
+/// held back: after a transient failure (its backoff), after an unreachable endpoint
+/// with [`fail_fast_unreachable`](ConfigBuilder::fail_fast_unreachable) off, and while
+/// refreshes are held back because an API keeps rejecting fresh tokens (rule 14).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum WaitPolicy {
+    /// Wait while the wait can still succeed: a request is answered with the failure as
+    /// soon as the next attempt is due at or after its deadline (the default). A 5xx
+    /// with a short backoff is waited out; a long `Retry-After` or a grown backoff
+    /// answers at once.
+    #[default]
+    WhileHopeful,
+    /// Interactive programs: a request that finds no usable token while an attempt is
+    /// held back is answered at once with the failure, and the requests waiting for an
+    /// attempt that fails are answered with it.
+    FirstFailure,
+    /// Batch jobs: wait until the request's own deadline, whatever the failures, for
+    /// the chance that an attempt succeeds in time.
+    UntilDeadline,
+}
+
 /// The machine's settings. Build one with [`Config::builder`]; [`Config::default`]
 /// holds the documented defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +61,7 @@ pub struct Config {
     pub(crate) max_retry_after: Duration,
     pub(crate) strict_persistence: bool,
     pub(crate) fail_fast_unreachable: bool,
+    pub(crate) wait_policy: WaitPolicy,
     pub(crate) seed: u64,
 }
 
@@ -75,6 +102,8 @@ impl Default for Config {
             // An endpoint that refuses connections answers in milliseconds, and the next
             // attempt waits for the backoff anyway: a caller gains nothing by waiting.
             fail_fast_unreachable: true,
+            // A caller never waits past the moment its wait can no longer succeed.
+            wait_policy: WaitPolicy::WhileHopeful,
             seed: 0,
         }
     }
@@ -173,6 +202,12 @@ impl Config {
         self.fail_fast_unreachable
     }
 
+    /// How a request with no usable token waits while refreshes fail.
+    #[must_use]
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.wait_policy
+    }
+
     /// The seed of the jitter.
     #[must_use]
     pub fn seed(&self) -> u64 {
@@ -264,6 +299,11 @@ impl ConfigBuilder {
         /// authorization server (requests then wait until their deadline, as for any
         /// transient failure).
         fail_fast_unreachable: bool
+    );
+    setter!(
+        /// How a request with no usable token waits while refreshes fail
+        /// ([`WaitPolicy`]). Default: [`WaitPolicy::WhileHopeful`].
+        wait_policy: WaitPolicy
     );
     setter!(
         /// Seed of the jitter: give each process its own (e.g. from its pid and start time).

@@ -39,6 +39,34 @@ pub enum Error {
         /// made.
         retry_in: std::time::Duration,
     },
+    /// A refresh failed (transiently: a 5xx, a 429, a time-out…) and no usable token is
+    /// left, and the request cannot wait for the next attempt: it is due after the
+    /// request's deadline, or the [`WaitPolicy`](crate::WaitPolicy) answers at the first
+    /// failure.
+    #[error(
+        "no usable token: the last refresh failed ({reason}) and the next attempt is in {}; retry later",
+        HumanDelay(*retry_in)
+    )]
+    RefreshFailed {
+        /// What the last attempt ran into (no secret).
+        reason: Arc<str>,
+        /// How long until the next attempt may start, counted from when this error was
+        /// made.
+        retry_in: std::time::Duration,
+    },
+    /// The API keeps rejecting tokens soon after they were issued (rule 14), so
+    /// refreshes are held back, and the request cannot wait for the next one.
+    #[error(
+        "the API rejected the last {count} tokens soon after they were issued, so refreshing again is held back for {}; check that the token's audience and scope are the ones the API expects, that the API's and the authorization server's clocks agree, and the API's own configuration",
+        HumanDelay(*retry_in)
+    )]
+    TokensRejected {
+        /// How many tokens in a row were rejected soon after they were issued.
+        count: u32,
+        /// How long until the next refresh may start, counted from when this error was
+        /// made.
+        retry_in: std::time::Duration,
+    },
     /// The program signed out.
     #[error("signed out: sign in before asking for a token")]
     SignedOut,

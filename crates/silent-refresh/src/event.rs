@@ -111,6 +111,17 @@ pub enum Event {
         /// How far ahead.
         ahead: std::time::Duration,
     },
+    /// Tokens keep being rejected (401) soon after they were issued: the refresh this
+    /// rejection calls for is held back until `retry_at` (rule 14), so no API can turn
+    /// its requests into a refresh storm.
+    RejectionsRepeat {
+        /// The rejected token's generation.
+        generation: Generation,
+        /// How many tokens in a row were rejected soon after they were issued.
+        count: u32,
+        /// When the held-back refresh may start.
+        retry_at: Instant,
+    },
     /// The status changed.
     StatusChanged {
         /// The new status.

@@ -4,7 +4,9 @@
 //! give the same value, so a reference model (the `silent-refresh-model` crate) predicts
 //! the machine's refresh windows and backoffs exactly without sharing a random number
 //! generator with it. The machine keys [`Stream::RefreshWindow`] by the token's
-//! generation and [`Stream::Backoff`] by the failed attempt's id.
+//! generation, [`Stream::Backoff`] by the failed attempt's id (its first step is the
+//! probe after an unreachable endpoint), and
+//! [`Stream::Rejections`] by the rejected token's generation.
 
 /// Which decision a jitter value is for.
 #[derive(Clone, Copy, Debug)]
@@ -13,6 +15,8 @@ pub enum Stream {
     RefreshWindow = 1,
     /// The backoff after a failed attempt.
     Backoff = 2,
+    /// The hold-off of a refresh after fresh tokens were rejected again.
+    Rejections = 3,
 }
 
 /// A number in `[0, 1)` from the seed, the stream and a counter (SplitMix64).

@@ -121,7 +121,7 @@ mod secret;
 mod token;
 
 pub use action::{Action, WakeReason, Wakeup};
-pub use config::{Config, ConfigBuilder, RefreshMode};
+pub use config::{Config, ConfigBuilder, RefreshMode, WaitPolicy};
 pub use error::Error;
 pub use event::{Event, MAX_QUEUED_EVENTS, Trigger};
 pub use failure::{FailureKind, RefreshFailure};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::action::{Action, WakeReason, Wakeup};
-use crate::config::{Config, RefreshMode};
+use crate::config::{Config, RefreshMode, WaitPolicy};
 use crate::error::Error;
 use crate::event::{Event, MAX_QUEUED_EVENTS, Trigger};
 use crate::failure::{FailureKind, RefreshFailure};
@@ -48,15 +48,17 @@ pub enum Status {
     /// passed, then the next refresh tries again. The refresh credential is kept.
     Misconfigured(Arc<str>),
     /// Credentials present, but the token endpoint could not be reached at the last
-    /// refresh (connection refused, no DNS answer, connect timeout): backing off until
-    /// `retry_at`. A usable token is still granted; a request that needs a refresh
-    /// fails fast with [`Error::Unreachable`] until `retry_at` (unless
-    /// [`fail_fast_unreachable`](crate::ConfigBuilder::fail_fast_unreachable) is off),
-    /// then waits for the next attempt, which starts when one is needed.
+    /// refresh (connection refused, no DNS answer, connect timeout). A usable token is
+    /// still granted. A request that needs a refresh probes the endpoint again from
+    /// `retry_at` on (about a second after the failure, however long the endpoint has
+    /// been down, so the session resumes within a second of its return); before that
+    /// it fails fast with [`Error::Unreachable`] (unless
+    /// [`fail_fast_unreachable`](crate::ConfigBuilder::fail_fast_unreachable) is off).
+    /// With nobody asking, the next refresh waits for the usual, growing backoff.
     Unreachable {
         /// Why the last connection failed (no secret).
         reason: Arc<str>,
-        /// When the backoff ends and the next refresh may start (past while it runs).
+        /// When a request may probe the endpoint again (past while it runs).
         retry_at: Instant,
     },
     /// A terminal refresh failure (the credentials are dead): requests fail fast until
@@ -106,6 +108,8 @@ struct Current {
     expiry: Option<(SystemTime, Duration)>,
     /// A request with this token was rejected (401): never granted again.
     rejected: bool,
+    /// When it was adopted: a rejection soon after counts toward rule 14.
+    adopted_at: Instant,
     /// The token as handed out for storage, and the refresh credential it was
     /// refreshed from (kept to ask again after a failed save).
     stored: Box<Token>,
@@ -151,8 +155,15 @@ pub struct TokenMachine {
     generation: Generation,
     /// The exchange on the wire, if any.
     exchange: Option<Exchange>,
-    /// No refresh starts before this instant (after a failure).
+    /// No refresh starts before this instant (after a failure)...
     backoff: Option<Instant>,
+    /// ...except for a request that waits, after an unreachable endpoint: it probes
+    /// from this instant on (rule 7: about a second, not the grown backoff).
+    probe_at: Option<Instant>,
+    /// No refresh starts before this instant: fresh tokens keep being rejected (rule 14).
+    holdoff: Option<Instant>,
+    /// Tokens rejected in a row, each soon after it was adopted (rule 14).
+    rejections: u32,
     consecutive_failures: u32,
     last_failure: Option<Arc<str>>,
     /// An exchange of the current refresh credential ended with its outcome unknown.
@@ -186,6 +197,9 @@ impl TokenMachine {
             generation: Generation(0),
             exchange: None,
             backoff: None,
+            probe_at: None,
+            holdoff: None,
+            rejections: 0,
             consecutive_failures: 0,
             last_failure: None,
             outcome_unknown: false,
@@ -412,12 +426,34 @@ impl TokenMachine {
 
     /// A request sent with the token of `generation` was rejected (401). Only a
     /// rejection of the current generation triggers a refresh, once.
+    ///
+    /// Rule 14: when tokens keep being rejected soon after they were adopted (within
+    /// `backoff_max`), the refresh a rejection calls for is held back, from the second
+    /// such token in a row on: `backoff_initial × 2^(n−2)` (less up to half as jitter),
+    /// capped at `backoff_max`. A refresh for any other reason (the window, an expired
+    /// token, a sign-in) ends the streak.
     pub fn handle_rejected(&mut self, now: Instant, generation: Generation) {
         let now = self.clamp(now);
         if let Some(current) = self.current.as_mut()
             && current.token.generation == generation
+            && !current.rejected
         {
             current.rejected = true;
+            let soon = now < later(current.adopted_at, self.config.backoff_max);
+            self.rejections = if soon {
+                self.rejections.saturating_add(1)
+            } else {
+                1
+            };
+            if self.rejections >= 2 {
+                let retry_at = later(now, self.holdoff_delay(generation));
+                self.holdoff = Some(retry_at);
+                self.event(Event::RejectionsRepeat {
+                    generation,
+                    count: self.rejections,
+                    retry_at,
+                });
+            }
         }
         self.advance(now);
     }
@@ -432,6 +468,7 @@ impl TokenMachine {
         self.set_status(Status::SignedIn);
         self.current = None;
         self.refresh_token = None;
+        self.rejections = 0;
         self.supersede_exchange();
         let mut stored = false;
         let token = match credentials {
@@ -548,6 +585,7 @@ impl TokenMachine {
         self.set_status(Status::SignedOut);
         self.current = None;
         self.refresh_token = None;
+        self.rejections = 0;
         self.self_authenticating = false;
         self.supersede_exchange();
         self.reject_all_parked(&Error::SignedOut);
@@ -594,15 +632,21 @@ impl TokenMachine {
                 next = Some(Wakeup { at, reason });
             }
         };
-        match (self.exchange.as_ref(), self.backoff) {
-            (Some(exchange), _) => {
+        match (self.exchange.as_ref(), self.backoff, self.holdoff) {
+            (Some(exchange), ..) => {
                 // Once cancelled, only its result (an input) can end it.
                 if !exchange.cancel_requested {
                     consider(Some(exchange.deadline), WakeReason::RefreshTimeout);
                 }
             }
-            (None, Some(until)) => consider(Some(until), WakeReason::BackoffEnds),
-            (None, None) => {
+            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
+                consider(backoff, WakeReason::BackoffEnds);
+                if !self.parked.is_empty() {
+                    consider(self.probe_at, WakeReason::ProbeDue);
+                }
+                consider(holdoff, WakeReason::HoldoffEnds);
+            }
+            (None, ..) => {
                 if self.status.is_signed_in() && self.can_refresh() {
                     let window = self
                         .current
@@ -651,6 +695,10 @@ impl TokenMachine {
         }
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.probe_at = None;
+        }
+        if self.holdoff.is_some_and(|until| now >= until) {
+            self.holdoff = None;
         }
         if self.save_retry_at.is_some_and(|at| now >= at) {
             self.save_retry_at = None;
@@ -679,6 +727,20 @@ impl TokenMachine {
                     token: token.clone(),
                 });
             }
+        } else if let Some((next, error)) = self.held_back(now) {
+            // Rule 7: no waiting past the moment a wait can no longer succeed.
+            match self.config.wait_policy {
+                WaitPolicy::FirstFailure => self.reject_all_parked(&error),
+                WaitPolicy::WhileHopeful => {
+                    while let Some(request) = self.parked.pop_expired(next) {
+                        self.actions.push_back(Action::Reject {
+                            request,
+                            error: error.clone(),
+                        });
+                    }
+                }
+                WaitPolicy::UntilDeadline => {}
+            }
         }
         while let Some(request) = self.parked.pop_expired(now) {
             let error = Error::DeadlineExceeded {
@@ -694,7 +756,8 @@ impl TokenMachine {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.status.is_signed_in()
             && self.exchange.is_none()
-            && self.backoff.is_none()
+            && self.holdoff.is_none()
+            && (self.backoff.is_none() || self.probe_due(now))
             && self.can_refresh()
             && match &self.current {
                 Some(current) => current.in_window_at(now),
@@ -704,6 +767,58 @@ impl TokenMachine {
 
     fn can_refresh(&self) -> bool {
         self.self_authenticating || self.refresh_token.is_some()
+    }
+
+    /// After an unreachable endpoint, a waiting request may probe it again.
+    fn probe_due(&self, now: Instant) -> bool {
+        !self.parked.is_empty() && self.probe_at.is_some_and(|at| now >= at)
+    }
+
+    /// When a request that needs a refresh can next get an attempt, while one is held
+    /// back (`None`: nothing holds it back): the hold-off after rejected tokens, else
+    /// the backoff after a failure, or the probe after an unreachable endpoint.
+    fn next_attempt_for_request(&self) -> Option<Instant> {
+        if self.exchange.is_some() {
+            return None;
+        }
+        match (self.holdoff, self.backoff) {
+            (Some(holdoff), _) => Some(holdoff),
+            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
+            (None, None) => None,
+        }
+    }
+
+    /// Rule 7: with no usable token and an attempt held back, the instant it may start
+    /// and the error a request that cannot wait for it gets.
+    fn held_back(&self, now: Instant) -> Option<(Instant, Error)> {
+        if !self.status.is_signed_in() || !self.can_refresh() {
+            return None;
+        }
+        if self.current.as_ref().is_some_and(|c| c.usable_at(now)) {
+            return None;
+        }
+        let next = self.next_attempt_for_request()?;
+        let retry_in = next.saturating_duration_since(now);
+        let error = if self.holdoff.is_some() {
+            Error::TokensRejected {
+                count: self.rejections,
+                retry_in,
+            }
+        } else if let Status::Unreachable { reason, .. } = &self.status {
+            Error::Unreachable {
+                reason: reason.clone(),
+                retry_in,
+            }
+        } else {
+            Error::RefreshFailed {
+                reason: self
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| EXPIRED_RESULT.into()),
+                retry_in,
+            }
+        };
+        Some((next, error))
     }
 
     /// Rules 3 and 4: a token is granted when it is usable, except in wait-for-fresh
@@ -744,12 +859,14 @@ impl TokenMachine {
                     (Status::Misconfigured(reason), Some(_)) => Some(Error::Misconfigured {
                         reason: reason.clone(),
                     }),
-                    (Status::Unreachable { reason, .. }, Some(until))
-                        if self.config.fail_fast_unreachable =>
+                    (Status::Unreachable { reason, .. }, Some(_))
+                        if self.config.fail_fast_unreachable && self.holdoff.is_none() =>
                     {
-                        Some(Error::Unreachable {
+                        // Until a request may probe the endpoint again.
+                        let next = self.next_attempt_for_request()?;
+                        (now < next).then(|| Error::Unreachable {
                             reason: reason.clone(),
-                            retry_in: until.saturating_duration_since(now),
+                            retry_in: next - now,
                         })
                     }
                     _ => None,
@@ -772,6 +889,13 @@ impl TokenMachine {
             Some(current) if current.usable_at(now) => Trigger::Window,
             _ => Trigger::NoToken,
         };
+        if trigger != Trigger::Rejected {
+            // This token was not rejected: the streak of rule 14 is over.
+            self.rejections = 0;
+        }
+        // A probe may start before the backoff ends; either way it is spent.
+        self.backoff = None;
+        self.probe_at = None;
         let attempt = AttemptId(self.next_attempt);
         self.next_attempt += 1;
         self.exchange = Some(Exchange {
@@ -802,14 +926,19 @@ impl TokenMachine {
                 let delay = self.backoff_delay(failure.retry_after);
                 let retry_at = later(now, delay);
                 self.backoff = Some(retry_at);
-                self.set_status(if failure.unreachable {
+                let status = if failure.unreachable {
+                    // Connecting costs the server nothing: a waiting request probes
+                    // again after about a second, not after the grown backoff.
+                    let probe_at = later(now, self.probe_delay(failure.retry_after)).min(retry_at);
+                    self.probe_at = Some(probe_at);
                     Status::Unreachable {
                         reason: message.clone(),
-                        retry_at,
+                        retry_at: probe_at,
                     }
                 } else {
                     Status::SignedIn
-                });
+                };
+                self.set_status(status);
             }
             FailureKind::Misconfigured => {
                 self.set_status(Status::Misconfigured(message.clone()));
@@ -873,6 +1002,28 @@ impl TokenMachine {
         let unit = jitter::unit(self.config.seed, Stream::Backoff, self.next_attempt - 1);
         let delay = base.mul_f64(1.0 - 0.5 * unit);
         delay.max(self.server_delay(retry_after))
+    }
+
+    /// The probe after an unreachable endpoint: the first step of the backoff
+    /// (`backoff_initial`, less the same jitter), however many failures came before.
+    fn probe_delay(&self, retry_after: Option<Duration>) -> Duration {
+        let unit = jitter::unit(self.config.seed, Stream::Backoff, self.next_attempt - 1);
+        let delay = self.config.backoff_initial.mul_f64(1.0 - 0.5 * unit);
+        delay.max(self.server_delay(retry_after))
+    }
+
+    /// Rule 14: the hold-off of the refresh after the `n`-th fresh token in a row was
+    /// rejected (`n ≥ 2`): `min(backoff_max, backoff_initial × 2^(n−2))`, less up to
+    /// half of it as jitter keyed by the rejected generation.
+    fn holdoff_delay(&self, generation: Generation) -> Duration {
+        let exponent = self.rejections.saturating_sub(2).min(31);
+        let base = self
+            .config
+            .backoff_initial
+            .saturating_mul(1u32 << exponent)
+            .min(self.config.backoff_max);
+        let unit = jitter::unit(self.config.seed, Stream::Rejections, generation.0);
+        base.mul_f64(1.0 - 0.5 * unit)
     }
 
     /// The server's `Retry-After`, capped at `max_retry_after`.
@@ -996,6 +1147,7 @@ impl TokenMachine {
             schedule,
             expiry: expires_wall,
             rejected: false,
+            adopted_at: now,
             stored: stored.clone(),
             from: None,
             durable: false,
@@ -1099,6 +1251,8 @@ impl TokenMachine {
     /// Forgets every failure and backoff (a token was adopted, or new credentials came).
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.probe_at = None;
+        self.holdoff = None;
         self.consecutive_failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;

@@ -313,10 +313,24 @@ fn an_unavailable_endpoint_backs_off_for_its_retry_after() {
     let mut machine = TokenMachine::new(Config::default(), start, wall);
     machine.handle_sign_in(start, wall, Credentials::RefreshToken("rt-first".into()));
 
-    let _request = machine.handle_request(start, None);
+    let request = machine.handle_request(start, None);
     let (actions, sent) = drive(&mut machine, &mut endpoint, start);
     assert_eq!(sent.len(), 1);
-    assert!(actions.is_empty(), "the request waits: {actions:?}");
+    // The next attempt comes after the request's 30 s deadline: it cannot succeed by
+    // waiting, so it is answered at once with the failure (rule 7).
+    match &actions[..] {
+        [
+            Action::Reject {
+                request: id,
+                error: error @ Error::RefreshFailed { retry_in, .. },
+            },
+        ] => {
+            assert_eq!(*id, request);
+            assert!(*retry_in >= Duration::from_secs(120), "{retry_in:?}");
+            assert!(error.to_string().contains("503"), "{error}");
+        }
+        other => panic!("expected the request to be answered with the failure: {other:?}"),
+    }
     assert_eq!(machine.status(), &Status::SignedIn);
     let until = machine.backoff_until().expect("a backoff");
     assert!(until >= start + Duration::from_secs(120));

@@ -874,6 +874,8 @@ fn rule9_refresh_sends_the_newest_credential_and_persists_before_granting() {
     let out = sim.result(attempt, Ok(token("at-2", secs(3600))));
     assert!(matches!(&out[0], Action::Persist { token, .. }
         if token.refresh_token.as_ref().unwrap().expose() == "rt-2"));
+    // Rejected after a while in service (not "soon": rule 14 holds nothing back).
+    sim.now += secs(61);
     sim.machine.handle_rejected(sim.now, Generation(2));
     match &sim.drain()[0] {
         Action::StartRefresh { refresh_token, .. } => {
@@ -1475,6 +1477,8 @@ fn a_token_refreshed_while_its_predecessor_is_unsaved_compares_against_what_the_
     sim.machine
         .handle_persisted(sim.now, generation, silent_refresh::Persisted::Stored);
     sim.drain();
+    // Rejected after a while in service (not "soon": rule 14 holds nothing back).
+    sim.now += secs(61);
     sim.machine.handle_rejected(sim.now, generation);
     let attempt = the_attempt(&sim.drain());
     let out = sim.result(
@@ -1668,4 +1672,272 @@ fn a_refresh_started_by_a_sign_in_says_so() {
         }),
         "{events:?}"
     );
+}
+
+/// Fails the attempt in `actions` as unreachable and returns what followed.
+fn unreachable_result(sim: &mut Sim, actions: &[Action]) -> Vec<Action> {
+    sim.result(
+        the_attempt(actions),
+        Err(RefreshFailure::unreachable("connection refused")),
+    )
+}
+
+#[test]
+fn rule7_a_waiting_request_probes_an_unreachable_endpoint_after_a_second_not_the_grown_backoff() {
+    let config = Config::builder()
+        .jitter_fraction(0.0)
+        .fail_fast_unreachable(false)
+        .request_timeout(secs(300))
+        .build()
+        .unwrap();
+    let mut sim = Sim::new(config);
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (id, mut actions) = sim.request();
+    // Six refused connections in a row: the backoff grows toward a minute...
+    for _ in 0..6 {
+        let out = unreachable_result(&mut sim, &actions);
+        assert!(rejects(&out).is_empty(), "the request waits: {out:?}");
+        let backoff = sim.machine.backoff_until().unwrap() - sim.now;
+        let wakeup = sim.machine.poll_timeout().unwrap();
+        // ...but the waiting request probes again within a second (after the first
+        // failure the probe and the backoff are one and the same).
+        if backoff > secs(1) {
+            assert_eq!(wakeup.reason, WakeReason::ProbeDue, "backoff {backoff:?}");
+        }
+        let probe = wakeup.at - sim.now;
+        assert!(probe <= secs(1) && probe >= ms(500), "{probe:?}");
+        match sim.machine.status() {
+            Status::Unreachable { retry_at, .. } => assert_eq!(*retry_at, wakeup.at),
+            other => panic!("{other:?}"),
+        }
+        sim.now = wakeup.at;
+        actions = sim.timeout();
+        assert_eq!(started(&actions).len(), 1, "{actions:?}");
+    }
+    assert!(sim.machine.backoff_until().is_none(), "the probe spent it");
+    // The endpoint is back: the request gets the token from the probe.
+    let out = sim.result(the_attempt(&actions), Ok(token("at-1", secs(3600))));
+    assert_eq!(grants(&out), vec![(id, Generation(1), "at-1".to_owned())]);
+}
+
+#[test]
+fn rule7_with_fail_fast_a_request_after_the_probe_time_starts_the_probe() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, mut actions) = sim.request();
+    for _ in 0..5 {
+        unreachable_result(&mut sim, &actions);
+        let probe_at = match sim.machine.status() {
+            Status::Unreachable { retry_at, .. } => *retry_at,
+            other => panic!("{other:?}"),
+        };
+        assert!(probe_at - sim.now <= secs(1));
+        assert!(sim.machine.backoff_until().unwrap() >= probe_at);
+        // Before the probe time a request is told at once, with the time to the probe.
+        let (id, out) = sim.request();
+        match &rejects(&out)[..] {
+            [(r, Error::Unreachable { retry_in, .. })] => {
+                assert_eq!(*r, id);
+                assert_eq!(*retry_in, probe_at - sim.now);
+            }
+            other => panic!("{other:?}"),
+        }
+        // From the probe time on, a request waits for the probe it starts.
+        sim.now = probe_at;
+        let (_, out) = sim.request();
+        assert!(rejects(&out).is_empty(), "{out:?}");
+        actions = out;
+        assert_eq!(started(&actions).len(), 1);
+    }
+}
+
+#[test]
+fn rule7_a_request_is_answered_at_once_when_the_next_attempt_comes_after_its_deadline() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let (b, _) = {
+        let id = sim
+            .machine
+            .handle_request(sim.now, Some(sim.now + secs(200)));
+        (id, sim.drain())
+    };
+    let out = sim.result(
+        the_attempt(&actions),
+        Err(RefreshFailure::transient("503 Service Unavailable").with_retry_after(secs(120))),
+    );
+    // a's 30 s deadline comes before the retry in 120 s: answered now, naming the 503.
+    match &rejects(&out)[..] {
+        [(r, error @ Error::RefreshFailed { retry_in, reason })] => {
+            assert_eq!(*r, a);
+            assert_eq!(*retry_in, secs(120));
+            assert!(reason.contains("503"), "{reason}");
+            assert!(error.to_string().contains("retry later"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // b can still get a token from the retry: it waits.
+    assert_eq!(sim.machine.parked_len(), 1);
+    sim.at(secs(120));
+    let out = sim.timeout();
+    let out = sim.result(the_attempt(&out), Ok(token("at-1", secs(3600))));
+    assert_eq!(grants(&out), vec![(b, Generation(1), "at-1".to_owned())]);
+}
+
+#[test]
+fn rule7_the_wait_policy_decides_who_waits_out_a_failure() {
+    use silent_refresh::WaitPolicy;
+    for (policy, answered_at_once) in [
+        (WaitPolicy::FirstFailure, true),
+        (WaitPolicy::WhileHopeful, false),
+        (WaitPolicy::UntilDeadline, false),
+    ] {
+        let config = Config::builder()
+            .jitter_fraction(0.0)
+            .wait_policy(policy)
+            .build()
+            .unwrap();
+        let mut sim = Sim::new(config);
+        sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+        let (a, actions) = sim.request();
+        let out = sim.result(
+            the_attempt(&actions),
+            Err(RefreshFailure::transient("503 Service Unavailable")),
+        );
+        let (b, during_backoff) = sim.request();
+        if answered_at_once {
+            assert!(matches!(&rejects(&out)[..], [(r, Error::RefreshFailed { .. })] if *r == a));
+            assert!(
+                matches!(&rejects(&during_backoff)[..], [(r, Error::RefreshFailed { .. })] if *r == b)
+            );
+        } else {
+            assert!(rejects(&out).is_empty(), "{policy:?}: {out:?}");
+            assert!(rejects(&during_backoff).is_empty(), "{policy:?}");
+            assert_eq!(sim.machine.parked_len(), 2);
+        }
+    }
+    // Batch: a retry-after past the deadline still leaves the request waiting.
+    let config = Config::builder()
+        .wait_policy(WaitPolicy::UntilDeadline)
+        .build()
+        .unwrap();
+    let mut sim = Sim::new(config);
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (a, actions) = sim.request();
+    let out = sim.result(
+        the_attempt(&actions),
+        Err(RefreshFailure::transient("503").with_retry_after(secs(120))),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    sim.at(secs(30));
+    let out = sim.timeout();
+    assert!(matches!(&rejects(&out)[..], [(r, Error::DeadlineExceeded { .. })] if *r == a));
+}
+
+/// Rule 14: an API that rejects every token it is given.
+#[test]
+fn rule14_an_api_that_rejects_every_fresh_token_costs_a_handful_of_refreshes_a_minute() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, mut actions) = sim.request();
+    let mut refreshes = 0;
+    let mut n = 0;
+    let end = sim.now + secs(60);
+    while sim.now < end {
+        refreshes += started(&actions).len();
+        n += 1;
+        let out = sim.result(
+            the_attempt(&actions),
+            Ok(token(&format!("at-{n}"), secs(3600)).with_refresh_token(format!("rt-{}", n + 1))),
+        );
+        let generation = sim.machine.generation();
+        assert!(!grants(&out).is_empty() || n > 1);
+        // Every request with the fresh token comes back 401; 16 in flight report it.
+        for _ in 0..16 {
+            sim.machine.handle_rejected(sim.now, generation);
+        }
+        actions = sim.drain();
+        if started(&actions).is_empty() {
+            // Held back: a caller waits if the hold-off ends before its deadline, and
+            // is told why at once if not.
+            let wakeup = sim.machine.poll_timeout().unwrap();
+            assert_eq!(wakeup.reason, WakeReason::HoldoffEnds);
+            let (id, out) = sim.request();
+            if wakeup.at - sim.now >= Config::default().request_timeout() {
+                assert!(
+                    matches!(&rejects(&out)[..], [(r, Error::TokensRejected { .. })] if *r == id),
+                    "{out:?}"
+                );
+            } else {
+                assert!(rejects(&out).is_empty(), "{out:?}");
+            }
+            sim.now = wakeup.at;
+            actions = sim.timeout();
+        }
+    }
+    // Two at once, then held back 1, 2, 4, 8, 16, 32 s (less jitter): a handful.
+    assert!(refreshes <= 10, "{refreshes} refreshes in a minute");
+    assert!(
+        refreshes >= 5,
+        "{refreshes}: the API's rejections still refresh"
+    );
+}
+
+#[test]
+fn rule14_the_streak_names_itself_and_ends_with_a_token_that_was_not_rejected() {
+    use silent_refresh::WaitPolicy;
+    let config = Config::builder()
+        .jitter_fraction(0.0)
+        .wait_policy(WaitPolicy::FirstFailure)
+        .build()
+        .unwrap();
+    let mut sim = Sim::new(config);
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    sim.result(the_attempt(&actions), Ok(token("at-1", secs(600))));
+    // The first rejection of a fresh token refreshes at once (it may be a fluke).
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let actions = sim.drain();
+    sim.result(the_attempt(&actions), Ok(token("at-2", secs(600))));
+    // The second is held back; an interactive caller is told what to check.
+    sim.machine.handle_rejected(sim.now, Generation(2));
+    assert!(started(&sim.drain()).is_empty());
+    let (id, out) = sim.request();
+    match &rejects(&out)[..] {
+        [(r, error @ Error::TokensRejected { count: 2, retry_in })] => {
+            assert_eq!(*r, id);
+            assert!(*retry_in <= secs(1) && *retry_in >= ms(500));
+            let text = error.to_string();
+            for hint in ["audience", "scope", "clocks"] {
+                assert!(text.contains(hint), "{hint}: {text}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    let wakeup = sim.machine.poll_timeout().unwrap();
+    sim.now = wakeup.at;
+    let actions = sim.timeout();
+    sim.result(the_attempt(&actions), Ok(token("at-3", secs(600))));
+    // at-3 serves until its window (the API accepted it): that refresh ends the streak,
+    // and the next fresh token's first rejection refreshes at once again.
+    sim.at(secs(1000));
+    let actions = sim.timeout();
+    sim.result(the_attempt(&actions), Ok(token("at-4", secs(600))));
+    sim.machine.handle_rejected(sim.now, Generation(4));
+    assert_eq!(started(&sim.drain()).len(), 1);
+}
+
+#[test]
+fn rule14_a_token_rejected_after_a_while_in_service_refreshes_at_once() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    let (_, actions) = sim.request();
+    sim.result(the_attempt(&actions), Ok(token("at-1", secs(3600))));
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let actions = sim.drain();
+    sim.result(the_attempt(&actions), Ok(token("at-2", secs(3600))));
+    // Rejected after more than `backoff_max` in service: revoked, not a storm.
+    sim.now += Config::default().backoff_max() + secs(1);
+    sim.machine.handle_rejected(sim.now, Generation(2));
+    assert_eq!(started(&sim.drain()).len(), 1);
 }

@@ -21,6 +21,7 @@ use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Config, Secret, Token};
 
 use crate::grants::{self, GrantChoice, Service};
+use crate::measure::{self, Histogram, Mark, Percentiles, Timeline};
 use crate::probe::{self, Count401, ProbeError};
 use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 
@@ -33,6 +34,9 @@ pub const ENV_REFRESH_TOKEN: &str = "OAUTH_REFRESH_TOKEN";
 
 /// How long one resource request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker pauses after a failed request before its next one: a request
+/// that fails fast (the token endpoint unreachable, say) would otherwise spin.
+const FAILURE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Exit status: a usage error.
 pub const EXIT_USAGE: i32 = 2;
@@ -58,12 +62,12 @@ USAGE:
     [--auth basic|post|private_key_jwt] [--private-key PATH] [--scope S] \\
     [--grant refresh_token|client_credentials|jwt_bearer|token_exchange] \\
     [--subject-token-file PATH] [--time-scale F] [--refresh-timeout DUR] \\
-    [--token-file PATH]
+    [--token-file PATH] [--timeline PATH]
 
   cargo run --release --example oauth2_client -- --embedded-server \\
     [--token-lifetime DUR] [--token-delay DUR] [--failure-rate F] [--fault-seed N] \\
-    [--redirect 307|308] --runtime tokio|blocking --concurrency N \\
-    (--duration SECS | --requests N)
+    [--redirect 307|308] [--outage AFTER+LENGTH] [--api-rejects-all] \\
+    --runtime tokio|blocking --concurrency N (--duration SECS | --requests N)
 
 OPTIONS:
   --token-url URL        the authorization server's token endpoint
@@ -107,6 +111,10 @@ OPTIONS:
                          under a lease in Redis, and adopt each other's tokens
   --redis-key KEY        the Redis key of the session (default derived from the
                          token URL and the client id)
+  --timeline PATH        write a CSV timeline to PATH: one line per 100 ms with
+                         t_ms,ok,failed,refreshes_started,refreshes_succeeded
+  (a worker whose request failed without an HTTP answer pauses 10 ms before its
+  next one, so that requests failing fast do not spin)
   -h, --help             this text
 
 EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
@@ -121,6 +129,12 @@ EMBEDDED SERVER (no --token-url, --client-id, --resource or environment needed):
   --fault-seed N         which requests fail in the faulty mode (default 0)
   --redirect 307|308     the redirecting mode: its token endpoint redirects to a
                          second origin, which counts what it receives
+  --outage AFTER+LENGTH  the outage: AFTER into the run its token endpoint refuses
+                         connections for LENGTH (e.g. 2s+8s), then listens again;
+                         the JSON line says how long after its return it issued
+                         its first token (outage_recovery_ms)
+  --api-rejects-all      the rejecting API: its resource answers 401 to every
+                         token, even one just issued
 
   DUR is a number of seconds, or a number with a unit: 1.2s, 500ms, 2m.
 
@@ -133,11 +147,14 @@ ENVIRONMENT (secrets never go on the command line: other users can read it):
 
 OUTPUT:
   one line on stdout at the end:
-  {\"runtime\":...,\"requests\":...,\"ok\":...,\"failed\":...,\"retried_401\":...,\"refreshes\":...,\"elapsed_ms\":...}
+  {\"runtime\":...,\"requests\":...,\"ok\":...,\"failed\":...,\"retried_401\":...,\"refreshes\":...,\"elapsed_ms\":...,
+   \"latency_ms\":{\"ok\":{\"p50\":...,\"p99\":...,\"max\":...},\"failed\":{...}}}
+  (each latency null when there was no such request)
   with --embedded-server, one more field, the server's counts:
   \"server\":{\"token_requests\":...,\"max_refreshes_in_flight\":...,\"reuse_detected\":...,
   \"refreshes_served\":...,\"unavailable_503\":...,\"invalid_grant\":...,\"redirected\":...,
-  \"second_origin_requests\":...,\"second_origin_connections\":...,\"grant_revoked\":...}
+  \"second_origin_requests\":...,\"second_origin_connections\":...,\"grant_revoked\":...,
+  \"outage_recovery_ms\":...}
 
 EXIT STATUS:
   0  every request succeeded (failed == 0)
@@ -230,6 +247,8 @@ pub struct Options {
     /// Keep the session in Redis instead (`--redis-url`, `--redis-key`): the URL and
     /// the key.
     pub redis: Option<(String, String)>,
+    /// Where to write the CSV timeline (`--timeline`).
+    pub timeline: Option<PathBuf>,
 }
 
 impl Options {
@@ -274,6 +293,8 @@ pub struct EmbeddedOptions {
     pub tuning: Tuning,
     /// The grant and its keys (`--grant`, `--private-key`, `--subject-token-file`).
     pub service: Service,
+    /// Where to write the CSV timeline (`--timeline`).
+    pub timeline: Option<PathBuf>,
 }
 
 impl EmbeddedOptions {
@@ -289,6 +310,7 @@ impl EmbeddedOptions {
             scope: None,
             tuning: Tuning::default(),
             service: Service::default(),
+            timeline: None,
         }
     }
 }
@@ -328,6 +350,8 @@ const VALUED: &[&str] = &[
     "--token-file",
     "--redis-url",
     "--redis-key",
+    "--timeline",
+    "--outage",
     grants::OPTIONS[0],
     grants::OPTIONS[1],
     grants::OPTIONS[2],
@@ -340,6 +364,7 @@ const SERVER_ONLY: &[&str] = &[
     "--failure-rate",
     "--fault-seed",
     "--redirect",
+    "--outage",
 ];
 
 /// The options that name a server, refused with `--embedded-server`.
@@ -364,6 +389,7 @@ pub fn parse(
 ) -> Result<Command, String> {
     let mut values: HashMap<&'static str, String> = HashMap::new();
     let mut embedded = false;
+    let mut rejects_all = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -371,6 +397,10 @@ pub fn parse(
         }
         if arg == "--embedded-server" {
             embedded = true;
+            continue;
+        }
+        if arg == "--api-rejects-all" {
+            rejects_all = true;
             continue;
         }
         let (name, inline) = match arg.split_once('=') {
@@ -407,6 +437,11 @@ pub fn parse(
         return Err(format!(
             "{name} configures the embedded server: give --embedded-server too"
         ));
+    } else if rejects_all {
+        return Err(
+            "--api-rejects-all configures the embedded server: give --embedded-server too"
+                .to_owned(),
+        );
     }
     let mut take = |name: &str| values.remove(name);
     let required = |value: Option<String>, name: &str| {
@@ -457,6 +492,7 @@ pub fn parse(
         embedded,
     )?;
     let scope = take("--scope");
+    let timeline = take("--timeline").map(PathBuf::from);
     let mut tuning = Tuning::default();
     if let Some(scale) = take("--time-scale") {
         tuning.time_scale = scale
@@ -515,6 +551,20 @@ pub fn parse(
                 other => return Err(format!("--redirect must be 307 or 308, not `{other}`")),
             });
         }
+        if let Some(outage) = take("--outage") {
+            server.outage = Some(
+                outage
+                    .split_once('+')
+                    .and_then(|(after, length)| {
+                        Some((parse_duration(after)?, parse_duration(length)?))
+                    })
+                    .filter(|(_, length)| !length.is_zero())
+                    .ok_or_else(|| {
+                        format!("--outage must be AFTER+LENGTH, such as 2s+8s, not `{outage}`")
+                    })?,
+            );
+        }
+        server.resource_rejects_all = rejects_all;
         return Ok(Command::Embedded(Box::new(EmbeddedOptions {
             server,
             runtime,
@@ -524,6 +574,7 @@ pub fn parse(
             scope,
             tuning,
             service,
+            timeline,
         })));
     }
     let token_url = required(take("--token-url"), "--token-url")?;
@@ -574,6 +625,7 @@ pub fn parse(
         tuning,
         token_file,
         redis,
+        timeline,
     });
     Ok(
         if service.grant == GrantChoice::RefreshToken && auth != ClientAuth::PrivateKeyJwt {
@@ -615,7 +667,7 @@ fn parse_fraction(text: &str) -> Option<f64> {
 }
 
 /// The counts of a run: the JSON line.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     /// `tokio` or `blocking`.
     pub runtime: &'static str,
@@ -632,6 +684,10 @@ pub struct Report {
     pub refreshes: u64,
     /// Wall time of the run.
     pub elapsed_ms: u64,
+    /// How long the requests that succeeded took (`None`: there were none).
+    pub latency_ok: Option<Percentiles>,
+    /// How long the requests that failed took to fail (`None`: there were none).
+    pub latency_failed: Option<Percentiles>,
 }
 
 impl Report {
@@ -639,14 +695,16 @@ impl Report {
     #[must_use]
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"runtime\":{},\"requests\":{},\"ok\":{},\"failed\":{},\"retried_401\":{},\"refreshes\":{},\"elapsed_ms\":{}}}",
+            "{{\"runtime\":{},\"requests\":{},\"ok\":{},\"failed\":{},\"retried_401\":{},\"refreshes\":{},\"elapsed_ms\":{},\"latency_ms\":{{\"ok\":{},\"failed\":{}}}}}",
             serde_json::Value::from(self.runtime),
             self.requests,
             self.ok,
             self.failed,
             self.retried_401,
             self.refreshes,
-            self.elapsed_ms
+            self.elapsed_ms,
+            measure::percentiles_json(self.latency_ok),
+            measure::percentiles_json(self.latency_failed),
         )
     }
 
@@ -669,6 +727,9 @@ pub struct ServerReport {
     pub stats: Stats,
     /// Whether the grant the run started from was revoked (reuse detected).
     pub grant_revoked: bool,
+    /// After an outage (`--outage`): how long after the token endpoint came back it
+    /// issued its first token.
+    pub outage_recovery: Option<Duration>,
 }
 
 impl ServerReport {
@@ -677,7 +738,7 @@ impl ServerReport {
     pub fn to_json(&self) -> String {
         let s = &self.stats;
         format!(
-            "{{\"token_requests\":{},\"max_refreshes_in_flight\":{},\"reuse_detected\":{},\"refreshes_served\":{},\"unavailable_503\":{},\"invalid_grant\":{},\"redirected\":{},\"second_origin_requests\":{},\"second_origin_connections\":{},\"grant_revoked\":{}}}",
+            "{{\"token_requests\":{},\"max_refreshes_in_flight\":{},\"reuse_detected\":{},\"refreshes_served\":{},\"unavailable_503\":{},\"invalid_grant\":{},\"redirected\":{},\"second_origin_requests\":{},\"second_origin_connections\":{},\"grant_revoked\":{},\"outage_recovery_ms\":{}}}",
             s.token_requests,
             s.max_token_in_flight,
             s.reuse_detected,
@@ -687,7 +748,9 @@ impl ServerReport {
             s.redirected,
             s.second_origin_requests,
             s.second_origin_connections,
-            self.grant_revoked
+            self.grant_revoked,
+            self.outage_recovery
+                .map_or_else(|| "null".to_owned(), |d| d.as_millis().to_string()),
         )
     }
 }
@@ -703,7 +766,7 @@ pub enum RunError {
         /// The library's error message.
         message: String,
         /// The counts up to the stop.
-        report: Report,
+        report: Box<Report>,
     },
     /// The token endpoint refused the client's configuration (a redirect, a wrong
     /// token URL, client id or secret, authentication method, scope). The refresh
@@ -712,7 +775,7 @@ pub enum RunError {
         /// The library's error message, naming what to fix.
         message: String,
         /// The counts up to the stop.
-        report: Report,
+        report: Box<Report>,
     },
 }
 
@@ -753,6 +816,7 @@ enum Stop {
 
 impl Stop {
     fn into_error(self, report: Report) -> RunError {
+        let report = Box::new(report);
         match self {
             Self::SignIn(message) => RunError::SignInRequired { message, report },
             Self::Misconfigured(message) => RunError::Misconfigured { message, report },
@@ -772,6 +836,9 @@ struct Tally {
     /// Requests claimed, for `--requests`.
     claimed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    latency_ok: Histogram,
+    latency_failed: Histogram,
+    timeline: Timeline,
 }
 
 impl Tally {
@@ -783,8 +850,15 @@ impl Tally {
         }
     }
 
+    /// A request failed after `took`.
+    fn failed_after(&self, took: Duration, error: &str) {
+        self.latency_failed.record(took);
+        self.failure(error);
+    }
+
     fn failure(&self, error: &str) {
         self.failed.fetch_add(1, Ordering::SeqCst);
+        self.timeline.mark(Mark::Failed);
         let mut first = self
             .first_error
             .lock()
@@ -794,14 +868,42 @@ impl Tally {
         }
     }
 
-    fn answer(&self, ok: bool, retried: bool, status: u16) {
+    fn answer(&self, took: Duration, ok: bool, retried: bool, status: u16) {
         if retried {
             self.retried_401.fetch_add(1, Ordering::SeqCst);
         }
         if ok {
+            self.latency_ok.record(took);
             self.ok.fetch_add(1, Ordering::SeqCst);
+            self.timeline.mark(Mark::Ok);
         } else {
-            self.failure(&format!("the resource answered HTTP {status}"));
+            self.failed_after(took, &format!("the resource answered HTTP {status}"));
+        }
+    }
+
+    /// Marks a refresh event in the timeline.
+    fn event(&self, event: &silent_refresh::Event) {
+        match event {
+            silent_refresh::Event::RefreshStarted { .. } => {
+                self.timeline.mark(Mark::RefreshStarted);
+            }
+            silent_refresh::Event::TokenAdopted {
+                attempt: Some(_), ..
+            } => self.timeline.mark(Mark::RefreshSucceeded),
+            _ => {}
+        }
+    }
+
+    /// Writes the timeline to `path`, if asked for (a failure is said on stderr: the
+    /// run's counts still stand).
+    fn keep_timeline(&self, path: Option<&Path>) {
+        if let Some(path) = path
+            && let Err(error) = self.timeline.write(path)
+        {
+            eprintln!(
+                "oauth2_client: cannot write the timeline to {}: {error}",
+                path.display()
+            );
         }
     }
 
@@ -816,6 +918,8 @@ impl Tally {
             retried_401: self.retried_401.load(Ordering::SeqCst),
             refreshes: self.refreshes.load(Ordering::SeqCst),
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            latency_ok: self.latency_ok.percentiles(),
+            latency_failed: self.latency_failed.percentiles(),
         }
     }
 
@@ -944,6 +1048,18 @@ async fn tokio_load(
         .build()
         .map_err(|e| setup(&e))?;
     let session = source.clone();
+    let mut events = source.subscribe();
+    let marks = tally.clone();
+    let _timeline = tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(event) => marks.event(&event),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
     let client = AuthorizedClient::builder(source)
         .allow_origin(probe::origin_of(&options.resource).map_err(|e| setup(&e))?)
         .build()
@@ -960,21 +1076,28 @@ async fn tokio_load(
         let limit = options.limit;
         workers.spawn(async move {
             while tally.claim(limit, end) {
-                match probe::tokio_get(&client, &http, &url).await {
+                let sent = Instant::now();
+                let result = probe::tokio_get(&client, &http, &url).await;
+                let took = sent.elapsed();
+                match result {
                     Ok(answer) => tally.answer(
+                        took,
                         answer.status.is_success(),
                         answer.retried_401,
                         answer.status.as_u16(),
                     ),
                     Err(ProbeError::SignInRequired(message)) => {
-                        tally.failure(&message);
+                        tally.failed_after(took, &message);
                         return Some(Stop::SignIn(message));
                     }
                     Err(ProbeError::Misconfigured(message)) => {
-                        tally.failure(&message);
+                        tally.failed_after(took, &message);
                         return Some(Stop::Misconfigured(message));
                     }
-                    Err(ProbeError::Other(message)) => tally.failure(&message),
+                    Err(ProbeError::Other(message)) => {
+                        tally.failed_after(took, &message);
+                        tokio::time::sleep(FAILURE_PAUSE).await;
+                    }
                 }
             }
             None
@@ -988,6 +1111,7 @@ async fn tokio_load(
                 if options.keeps_session() {
                     let _ = session.shutdown(exit_wait).await;
                 }
+                tally.keep_timeline(options.timeline.as_deref());
                 return Err(stop.into_error(report));
             }
             Ok(None) => {}
@@ -1001,6 +1125,7 @@ async fn tokio_load(
     if options.keeps_session() {
         let _ = session.shutdown(exit_wait).await;
     }
+    tally.keep_timeline(options.timeline.as_deref());
     Ok((report, tally.first_error()))
 }
 
@@ -1040,6 +1165,17 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
         .map_err(|e| setup(&e))?;
     let retries = Count401::default();
     let session = source.clone();
+    let events = source.subscribe();
+    let marks = tally.clone();
+    // Ends when the source (and so the channel's sender) is gone.
+    std::thread::Builder::new()
+        .name("oauth2-client-timeline".to_owned())
+        .spawn(move || {
+            for event in events {
+                marks.event(&event);
+            }
+        })
+        .map_err(|e| setup(&e))?;
     let agent = probe::ureq_agent(source, &options.resource, REQUEST_TIMEOUT, retries.clone())
         .map_err(|e| setup(&e))?;
     let url: Arc<str> = options.resource.as_str().into();
@@ -1063,19 +1199,25 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
         let worker = move || {
             let mut terminal = None;
             while !stopped.load(Ordering::SeqCst) && tally.claim(limit, end) {
-                match probe::ureq_get(&agent, &url) {
-                    Ok(status) => tally.answer(status.is_success(), false, status.as_u16()),
+                let sent = Instant::now();
+                let result = probe::ureq_get(&agent, &url);
+                let took = sent.elapsed();
+                match result {
+                    Ok(status) => tally.answer(took, status.is_success(), false, status.as_u16()),
                     Err(ProbeError::SignInRequired(message)) => {
-                        tally.failure(&message);
+                        tally.failed_after(took, &message);
                         terminal = Some(Stop::SignIn(message));
                         break;
                     }
                     Err(ProbeError::Misconfigured(message)) => {
-                        tally.failure(&message);
+                        tally.failed_after(took, &message);
                         terminal = Some(Stop::Misconfigured(message));
                         break;
                     }
-                    Err(ProbeError::Other(message)) => tally.failure(&message),
+                    Err(ProbeError::Other(message)) => {
+                        tally.failed_after(took, &message);
+                        std::thread::sleep(FAILURE_PAUSE);
+                    }
                 }
             }
             let _ = done.send(terminal);
@@ -1103,6 +1245,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
                 if options.keeps_session() {
                     let _ = session.shutdown(exit_wait);
                 }
+                tally.keep_timeline(options.timeline.as_deref());
                 return Err(terminal.into_error(report));
             }
             Ok(None) => {}
@@ -1114,6 +1257,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     if options.keeps_session() {
         let _ = session.shutdown(exit_wait);
     }
+    tally.keep_timeline(options.timeline.as_deref());
     Ok((report, tally.first_error()))
 }
 
@@ -1250,12 +1394,14 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
             tuning: options.tuning,
             token_file: None,
             redis: None,
+            timeline: options.timeline,
         },
         &service,
     );
     let server = ServerReport {
         stats: server.take_stats(),
         grant_revoked: server.is_revoked(grant.id),
+        outage_recovery: server.outage_recovery(),
     };
     Ok(EmbeddedOutcome { result, server })
 }

@@ -20,6 +20,7 @@ pub mod custom;
 pub mod demo;
 pub mod grants;
 pub mod keys;
+pub mod measure;
 pub mod probe;
 pub mod serve;
 pub mod server;

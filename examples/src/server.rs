@@ -39,6 +39,16 @@
 //!     ([`ServerConfig::token_redirect`], [`AuthServer::redirect_to_second_origin`]):
 //!     a [`SecondOrigin`] on `127.0.0.1` counts whatever it receives, so a test can
 //!     check that no credential followed the redirect.
+//!   - *outage*: the token endpoint (on an origin of its own, apart from the
+//!     resource) refuses connections for a window: its listening socket is closed
+//!     and its open connections cut, then it listens again on the same port
+//!     ([`ServerConfig::outage`], [`AuthServer::outage`]); the server notes when it
+//!     came back and when it issued its first token after that
+//!     ([`AuthServer::outage_recovery`]).
+//! - **A rejecting API**: while [`AuthServer::set_resource_rejects_all`] is on (or
+//!   [`ServerConfig::resource_rejects_all`]), the resource answers `401 invalid_token`
+//!   to every token, even one just issued (a wrong audience, a revoked client at the
+//!   API): a client that refreshes on every `401` storms the token endpoint.
 //! - **Measurements**: [`AuthServer::take_stats`] counts refreshes, errors, `401`s,
 //!   redirects, what the second origin received, and the most token requests ever
 //!   in flight at once, measured inside the handler from the moment a request
@@ -127,6 +137,11 @@ pub struct ServerConfig {
     /// The issuer (`iss`) the JWT bearer grant trusts, and its public key. Without it
     /// the grant is refused (`unauthorized_client`).
     pub jwt_bearer_issuer: Option<(String, PublicKey)>,
+    /// The *outage*: `(after, length)`: from `after` past the start the token
+    /// endpoint refuses connections for `length`, then listens again.
+    pub outage: Option<(Duration, Duration)>,
+    /// The *rejecting API*: the resource answers `401` to every token.
+    pub resource_rejects_all: bool,
 }
 
 impl Default for ServerConfig {
@@ -143,6 +158,8 @@ impl Default for ServerConfig {
             token_redirect: None,
             client_public_key: None,
             jwt_bearer_issuer: None,
+            outage: None,
+            resource_rejects_all: false,
         }
     }
 }
@@ -197,6 +214,8 @@ impl fmt::Debug for ServerConfig {
                 "jwt_bearer_issuer",
                 &self.jwt_bearer_issuer.as_ref().map(|(issuer, _)| issuer),
             )
+            .field("outage", &self.outage)
+            .field("resource_rejects_all", &self.resource_rejects_all)
             .finish()
     }
 }
@@ -311,8 +330,73 @@ pub struct AuthServer {
     addr: SocketAddr,
     state: Arc<ServerState>,
     second_origin: OnceLock<SecondOrigin>,
-    /// Stops the server when dropped.
+    /// The token endpoint's origin: its own listener, so that an outage can close it
+    /// while the resource stays up.
+    auth: Arc<AuthOrigin>,
+    /// Ends a scheduled outage early when dropped (the server is going away).
+    outages: Mutex<Vec<OutageThread>>,
+    /// Stops the resource's server when dropped.
     _served: Served,
+}
+
+/// The token endpoint's listener, closed during an outage.
+struct AuthOrigin {
+    addr: SocketAddr,
+    app: Router,
+    served: Mutex<Option<Served>>,
+    /// When the last outage ended, and when the first token was issued after it.
+    returned: Mutex<Option<Instant>>,
+}
+
+/// A thread that takes the token endpoint down and brings it back; dropping it wakes
+/// the thread early (its channel closes) and joins it.
+struct OutageThread {
+    cancel: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for OutageThread {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl AuthOrigin {
+    fn start(addr: SocketAddr, app: Router) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let served = Served::start("embedded token endpoint", listener, app.clone())?;
+        Ok(Self {
+            addr,
+            app,
+            served: Mutex::new(Some(served)),
+            returned: Mutex::new(None),
+        })
+    }
+
+    /// Closes the listener and every open connection: connections are refused.
+    fn go_down(&self) {
+        let served = self
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(served);
+    }
+
+    /// Listens again on the same port.
+    fn come_back(&self) -> io::Result<()> {
+        let listener = TcpListener::bind(self.addr)?;
+        listener.set_nonblocking(true)?;
+        let served = Served::start("embedded token endpoint", listener, self.app.clone())?;
+        *self.served.lock().unwrap_or_else(PoisonError::into_inner) = Some(served);
+        *self.returned.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        Ok(())
+    }
 }
 
 impl fmt::Debug for AuthServer {
@@ -330,6 +414,10 @@ struct ServerState {
     config: ServerConfig,
     /// This token endpoint's URL: the `aud` every assertion must name.
     token_url: String,
+    /// The rejecting API is on.
+    rejects_all: AtomicBool,
+    /// When the first token was issued (since the last outage ended).
+    first_issue: Mutex<Option<Instant>>,
     /// The key this server signs subject tokens with (a stand-in for a cluster's).
     subject_key: Vec<u8>,
     tables: Mutex<Tables>,
@@ -426,13 +514,20 @@ impl AuthServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        // The token endpoint's own origin (found first, so its URL can be the `aud`).
+        let auth_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let auth_addr = auth_listener.local_addr()?;
+        drop(auth_listener);
         let redirect = config.token_redirect;
+        let outage = config.outage;
         let keys = RandomState::new();
         let subject_key = (0u8..4)
             .flat_map(|i| keys.hash_one(("subject key", i)).to_le_bytes())
             .collect();
         let state = Arc::new(ServerState {
-            token_url: format!("http://{addr}{TOKEN_PATH}"),
+            token_url: format!("http://{auth_addr}{TOKEN_PATH}"),
+            rejects_all: AtomicBool::new(config.resource_rejects_all),
+            first_issue: Mutex::new(None),
             subject_key,
             latency_us: AtomicU64::new(micros(config.token_latency)),
             answer_latency: config.answer_latency,
@@ -449,8 +544,11 @@ impl AuthServer {
             keys,
             next_id: AtomicU64::new(1),
         });
-        let app = Router::new()
+        let auth_app = Router::new()
             .route(TOKEN_PATH, post(token_endpoint))
+            .with_state(state.clone());
+        let auth = Arc::new(AuthOrigin::start(auth_addr, auth_app)?);
+        let app = Router::new()
             .route(RESOURCE_PATH, any(resource))
             .with_state(state.clone());
         let served = Served::start("embedded OAuth server", listener, app)?;
@@ -458,12 +556,83 @@ impl AuthServer {
             addr,
             state,
             second_origin: OnceLock::new(),
+            auth,
+            outages: Mutex::new(Vec::new()),
             _served: served,
         };
         if let Some(status) = redirect {
             server.redirect_to_second_origin(status)?;
         }
+        if let Some((after, length)) = outage {
+            server.outage(after, length)?;
+        }
         Ok(server)
+    }
+
+    /// The outage: `after` from now, the token endpoint refuses connections (its
+    /// listener closed, its open connections cut) for `length`, then listens again on
+    /// the same port. The resource stays up.
+    ///
+    /// # Errors
+    ///
+    /// When the thread that runs it cannot start.
+    pub fn outage(&self, after: Duration, length: Duration) -> io::Result<()> {
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        let auth = self.auth.clone();
+        let state = self.state.clone();
+        let thread = std::thread::Builder::new()
+            .name("embedded outage".to_owned())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                // Waits `d`, or less if the server is dropped meanwhile.
+                let wait = |d: Duration| {
+                    matches!(cancelled.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+                };
+                if !wait(after) {
+                    return;
+                }
+                auth.go_down();
+                // Back at the end of the window, or at once if the server is dropped.
+                wait(length);
+                *state
+                    .first_issue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                if let Err(error) = auth.come_back() {
+                    eprintln!("the embedded token endpoint cannot listen again: {error}");
+                }
+            })?;
+        self.outages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(OutageThread {
+                cancel: Some(cancel),
+                thread: Some(thread),
+            });
+        Ok(())
+    }
+
+    /// After an outage: how long after the token endpoint came back it issued its
+    /// first token (`None` before an outage ended, or before that token).
+    #[must_use]
+    pub fn outage_recovery(&self) -> Option<Duration> {
+        let returned = (*self
+            .auth
+            .returned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        let first = (*self
+            .state
+            .first_issue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))?;
+        Some(first.saturating_duration_since(returned))
+    }
+
+    /// The rejecting API: while on, the resource answers `401 invalid_token` to every
+    /// token.
+    pub fn set_resource_rejects_all(&self, on: bool) {
+        self.state.rejects_all.store(on, Ordering::SeqCst);
     }
 
     /// The address the server listens on (always `127.0.0.1`).
@@ -472,16 +641,23 @@ impl AuthServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// The resource's origin, `http://127.0.0.1:PORT`.
     #[must_use]
     pub fn origin(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// The token endpoint's origin: a port of its own, so that an outage can close it
+    /// while the resource stays up.
+    #[must_use]
+    pub fn auth_origin(&self) -> String {
+        format!("http://{}", self.auth.addr)
+    }
+
     /// The token endpoint's URL.
     #[must_use]
     pub fn token_url(&self) -> String {
-        format!("{}{TOKEN_PATH}", self.origin())
+        self.state.token_url.clone()
     }
 
     /// The protected resource's URL.
@@ -761,6 +937,14 @@ impl ServerState {
         if let Some(observer) = observer {
             observer(event);
         }
+    }
+
+    /// Notes when the first token (since the last outage) was issued.
+    fn note_issue(&self) {
+        self.first_issue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(Instant::now);
     }
 
     /// Whether the faulty mode fails this token request.
@@ -1288,6 +1472,7 @@ fn issue_service(
     );
     drop(tables);
     state.counters.issued.fetch_add(1, Ordering::SeqCst);
+    state.note_issue();
     counter.fetch_add(1, Ordering::SeqCst);
     state.emit(&ServerEvent::Issued {
         grant: grant_id,
@@ -1447,6 +1632,7 @@ fn refresh(
     );
     drop(tables);
     counters.issued.fetch_add(1, Ordering::SeqCst);
+    state.note_issue();
     state.emit(&ServerEvent::Issued {
         grant: grant_id,
         serial,
@@ -1467,7 +1653,8 @@ async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> 
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let served = token.and_then(|token| {
+    let rejects_all = state.rejects_all.load(Ordering::SeqCst);
+    let served = token.filter(|_| !rejects_all).and_then(|token| {
         let now = Instant::now();
         let mut tables = state.tables();
         let entry = tables.access.get(token).filter(|a| now < a.expires)?;

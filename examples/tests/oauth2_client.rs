@@ -9,6 +9,7 @@ use silent_refresh::oauth2::ClientAuth;
 use silent_refresh_examples::client::{
     self, EXIT_SIGN_IN, EXIT_USAGE, Limit, Options, Report, RunError, Runtime, Tuning,
 };
+use silent_refresh_examples::measure::Percentiles;
 use silent_refresh_examples::server::{AuthServer, ServerConfig};
 
 /// A server whose tokens live one second, so a few seconds cover many expiries.
@@ -37,6 +38,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         tuning: Tuning::default(),
         token_file: None,
         redis: None,
+        timeline: None,
     }
 }
 
@@ -269,6 +271,7 @@ fn cli_prints_one_json_line_and_exits_zero() {
         "retried_401",
         "refreshes",
         "elapsed_ms",
+        "latency_ms",
     ];
     expected.sort_unstable();
     let mut sorted = keys.clone();
@@ -278,6 +281,8 @@ fn cli_prints_one_json_line_and_exits_zero() {
     assert_eq!(json["requests"], 200);
     assert_eq!(json["ok"], 200);
     assert_eq!(json["failed"], 0);
+    assert!(json["latency_ms"]["ok"]["p50"].as_f64().is_some_and(|p| p >= 0.0));
+    assert!(json["latency_ms"]["failed"].is_null(), "no request failed");
     assert!(lines[0].starts_with("{\"runtime\":"), "{}", lines[0]);
     for secret in [&env["OAUTH_REFRESH_TOKEN"], &env["OAUTH_CLIENT_SECRET"]] {
         assert!(!stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()));
@@ -440,9 +445,18 @@ fn json_line_has_the_documented_shape() {
         retried_401: 1,
         refreshes: 4,
         elapsed_ms: 5,
+        latency_ok: Some(Percentiles {
+            p50: 1.5,
+            p99: 20.25,
+            max: 31.0,
+        }),
+        latency_failed: None,
     };
     assert_eq!(
         report.to_json(),
-        r#"{"runtime":"blocking","requests":3,"ok":2,"failed":1,"retried_401":1,"refreshes":4,"elapsed_ms":5}"#
+        r#"{"runtime":"blocking","requests":3,"ok":2,"failed":1,"retried_401":1,"refreshes":4,"elapsed_ms":5,"latency_ms":{"ok":{"p50":1.500,"p99":20.250,"max":31.000},"failed":null}}"#
     );
+    let parsed: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+    assert!(parsed["latency_ms"]["ok"]["p99"].is_number());
+    assert!(parsed["latency_ms"]["failed"].is_null());
 }

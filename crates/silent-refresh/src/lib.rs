@@ -71,9 +71,12 @@
 //! 6. **Refresh only when needed**: no token and someone waiting, the refresh window
 //!    reached, or a 401 of the *current* generation (many 401s, one refresh).
 //! 7. **Failures are classified in three** ([`FailureKind`]): transient ones back off
-//!    (with jitter and `Retry-After`); a misconfiguration fails requests that need a
-//!    refresh fast with [`Error::Misconfigured`] for `backoff_max`, keeping the refresh
-//!    credential; dead credentials require a sign-in and fail requests fast.
+//!    (with jitter and `Retry-After`; an unreachable endpoint is probed again after
+//!    the first step of the backoff while requests need a token); a misconfiguration
+//!    fails requests that need a refresh fast with [`Error::Misconfigured`] for
+//!    `backoff_max`, keeping the refresh credential; dead credentials require a
+//!    sign-in and fail requests fast. A waiting request is answered as soon as its
+//!    wait can no longer succeed ([`WaitPolicy`]).
 //! 8. **Late results**: the result of the exchange on the wire is adopted even past its
 //!    deadline (the server consumed the old credential); after a sign-in or sign-out it
 //!    is dropped; duplicates change nothing. An exchange cancelled at its deadline has
@@ -87,6 +90,10 @@
 //! 10. **Bounded**: parked requests are capped and each has a deadline.
 //! 11. **Total**: no input sequence panics; time that goes backwards counts as none.
 //! 12. **Sign-out** rejects every parked request, clears the token, and emits `Forget`.
+//! 14. **Rejections that repeat**: from the second fresh token in a row rejected soon
+//!     after its adoption, the refresh a rejection calls for is held back
+//!     (exponentially, capped at `backoff_max`), and requests that cannot wait get
+//!     [`Error::TokensRejected`].
 //!
 //! # Timing
 //!

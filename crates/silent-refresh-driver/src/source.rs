@@ -257,8 +257,8 @@ macro_rules! adapter_error_conversions {
 /// imports them.
 #[doc(hidden)]
 pub mod reexport {
-    pub use silent_refresh::oauth2::RefreshGrant;
     pub use silent_refresh::{Credentials, Error as CoreError, Generation, Status};
+    pub use silent_refresh_oauth2::RefreshGrant;
 }
 
 /// The settings every `OAuth2RefresherBuilder` has, expanded inside its `impl` block,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{self, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder};
 
 use crate::BearerSource;
 
@@ -47,7 +47,7 @@ impl ResponseStatus for reqwest::Response {
 /// - plain `http` to anything but loopback, unless you opted in with
 ///   [`AuthorizedClientBuilder::allow_insecure_http`].
 ///
-/// The rule is the core's [`OriginPolicy`](silent_refresh::origin::OriginPolicy),
+/// The rule is the codec's [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy),
 /// shared with the blocking adapter. Every error is the source's
 /// ([`BearerSource::Error`]; `silent_refresh_tokio::Error` for the tokio adapter).
 ///

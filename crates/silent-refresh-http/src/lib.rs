@@ -14,9 +14,9 @@
 //! this crate under its own names (`silent_refresh_tokio::AuthorizedClient`, its
 //! `tower` and `reqwest-middleware` features), so most programs never name this crate.
 //!
-//! The rule of which request gets the token is the core's
-//! [`OriginPolicy`](silent_refresh::origin::OriginPolicy), shared with the blocking
-//! adapter's ureq middleware.
+//! The rule of which request gets the token is the codec's
+//! [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy) (crate
+//! `silent-refresh-oauth2`), shared with the blocking adapter's ureq middleware.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,8 +24,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use silent_refresh::origin::Refusal;
 use silent_refresh::{AccessToken, Generation};
+use silent_refresh_oauth2::origin::Refusal;
 
 mod client;
 #[cfg(feature = "reqwest-middleware")]

@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use silent_refresh::origin::Refusal;
+use silent_refresh_oauth2::origin::Refusal;
 
 /// What went wrong, and what to do about it. Never contains a token or a refresh
 /// credential, nor a request's path or query: URLs appear only as their origin.
@@ -11,7 +11,7 @@ pub enum Error {
     /// token before the request's deadline, or too many requests waiting. The wrapped
     /// error says which, and what to do.
     ///
-    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
+    /// The core's origin errors (from [`silent_refresh_oauth2::origin`]) are not wrapped here:
     /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
     /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
     #[error(transparent)]

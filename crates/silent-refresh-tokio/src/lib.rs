@@ -78,7 +78,7 @@
 mod driver;
 mod error;
 #[cfg(feature = "reqwest")]
-mod oauth2;
+mod oauth2_refresher;
 mod refresher;
 mod runtime;
 mod send;
@@ -113,7 +113,7 @@ pub mod middleware {
 
 pub use error::Error;
 #[cfg(feature = "reqwest")]
-pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
@@ -126,4 +126,10 @@ pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
 pub use silent_refresh_http;
+pub use silent_refresh_oauth2 as oauth2;
+#[doc(inline)]
+pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange};
+#[cfg(feature = "jwt")]
+#[doc(inline)]
+pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -14,8 +14,8 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 /// error: retried with backoff), [`RefreshFailure::misconfigured`] (`invalid_client`,
 /// a wrong URL, a redirect: fails fast, keeps the credential) or
 /// [`RefreshFailure::terminal`] (`invalid_grant`, revoked: sign-in required), and keep
-/// secrets out of their messages. [`silent_refresh::oauth2`] has a classifier for HTTP
-/// answers.
+/// secrets out of their messages. [`oauth2::classify`](crate::oauth2::classify)
+/// classifies HTTP answers.
 ///
 /// Implemented for closures `Fn(Option<Secret>) -> impl Future<Output = Result<Token,
 /// RefreshFailure>>`, and, with the `reqwest` feature, by

@@ -8,7 +8,7 @@ pub enum Error {
     /// No access token: the core's reason (sign-in required, signed out, deadline
     /// exceeded, overloaded, invalid configuration), which says what to do.
     ///
-    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
+    /// The core's origin errors (from [`silent_refresh_oauth2::origin`]) are not wrapped here:
     /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
     /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
     #[error(transparent)]

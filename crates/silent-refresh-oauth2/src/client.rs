@@ -9,11 +9,10 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use silent_refresh::{RefreshFailure, Secret, Token};
+
 use super::{ExchangeContext, RefreshGrant, redact_location};
-use crate::failure::RefreshFailure;
 use crate::origin::{self, Origin};
-use crate::secret::Secret;
-use crate::token::Token;
 
 /// The default timeout of one refresh exchange, from connecting to the end of the
 /// response: the core's default `refresh_timeout`.
@@ -32,22 +31,22 @@ impl RefreshGrant {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`](crate::Error::InvalidUrl),
-    /// [`Error::InsecureHttp`](crate::Error::InsecureHttp) naming the origin, or
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting.
+    /// [`Error::InvalidUrl`](silent_refresh::Error::InvalidUrl),
+    /// [`Error::InsecureHttp`](silent_refresh::Error::InsecureHttp) naming the origin, or
+    /// [`Error::InvalidConfig`](silent_refresh::Error::InvalidConfig) naming the setting.
     pub fn check_refresher(
         &self,
         allow_insecure_http: bool,
         timeout: Duration,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), silent_refresh::Error> {
         let origin = Origin::of(&origin::parse_url(self.token_url())?)?;
         if !origin.is_https() && !origin.is_loopback() && !allow_insecure_http {
-            return Err(crate::Error::InsecureHttp {
+            return Err(silent_refresh::Error::InsecureHttp {
                 origin: origin.to_string(),
             });
         }
         if timeout.is_zero() {
-            return Err(crate::Error::InvalidConfig(
+            return Err(silent_refresh::Error::InvalidConfig(
                 "the refresh request's timeout must be greater than zero",
             ));
         }
@@ -175,7 +174,7 @@ impl TransportError<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FailureKind;
+    use silent_refresh::FailureKind;
 
     #[test]
     fn insecure_token_urls_are_refused_beyond_loopback() {
@@ -184,7 +183,7 @@ mod tests {
         };
         assert!(matches!(
             check("http://auth.example.com/token", false),
-            Err(crate::Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
+            Err(silent_refresh::Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
         ));
         assert!(check("http://auth.example.com/token", true).is_ok());
         for url in [
@@ -198,12 +197,12 @@ mod tests {
         }
         assert!(matches!(
             check("ftp://auth.example.com/token", true),
-            Err(crate::Error::InvalidUrl { .. })
+            Err(silent_refresh::Error::InvalidUrl { .. })
         ));
         assert!(matches!(
             RefreshGrant::new("https://auth.example.com/token", "app")
                 .check_refresher(false, Duration::ZERO),
-            Err(crate::Error::InvalidConfig(_))
+            Err(silent_refresh::Error::InvalidConfig(_))
         ));
     }
 

@@ -19,8 +19,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
+use silent_refresh::{RefreshFailure, Secret};
 
 /// How long a signed assertion is valid by default: `exp` is `iat` + 60 s. Each
 /// exchange signs a new one, so it only has to outlive one request.
@@ -245,7 +244,7 @@ fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let pem = include_str!("testdata/es256.pem");
-/// use silent_refresh::oauth2::{JwtAssertion, SigningKey};
+/// use silent_refresh_oauth2::{JwtAssertion, SigningKey};
 ///
 /// // Google-style service account: `iss` the account, the scope as a claim.
 /// let assertion = JwtAssertion::new(SigningKey::from_pem(pem)?, "svc@project.iam.example.com")
@@ -450,7 +449,7 @@ pub(super) fn client_assertion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
+    use silent_refresh::FailureKind;
 
     const ES256: &str = include_str!("testdata/es256.pem");
 

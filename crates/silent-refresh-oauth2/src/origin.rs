@@ -23,7 +23,7 @@
 //! *says*, not what a resolver would answer.
 //!
 //! ```
-//! use silent_refresh::origin::{OriginPolicy, Refusal};
+//! use silent_refresh_oauth2::origin::{OriginPolicy, Refusal};
 //!
 //! let policy = OriginPolicy::builder()
 //!     .allow_origin("https://api.example.com")
@@ -47,7 +47,7 @@ use std::fmt;
 
 use http::Uri;
 
-use crate::Error;
+use silent_refresh::Error;
 
 /// The scheme, host and port of a URL, normalised: scheme and host in lower case, the
 /// default port (443, 80) made explicit. Two URLs are same-origin when their `Origin`s

@@ -392,7 +392,7 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
     ///
     /// # Errors
     ///
-    /// The source's error (converted from the core's) for an origin that is not
+    /// The source's error (converted from the codec's) for an origin that is not
     /// `scheme://host[:port]` (`InvalidOrigin`), a URL given to
     /// [`allow_url`](Self::allow_url) or a refresher's token endpoint that is not an
     /// http(s) URL (`InvalidUrl`), no origin allowed (`NoOrigin`), or a plain-http

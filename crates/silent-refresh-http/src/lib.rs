@@ -40,11 +40,11 @@ pub use client::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, auth
 /// blocking one, a fixed token in tests).
 pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The source's error: every failure of the helpers is one, so that a program
-    /// matches on one error type. It is built from the core's origin refusals and
-    /// configuration errors, and from [`invalid_token`](Self::invalid_token) and
-    /// [`send_failed`](Self::send_failed).
+    /// matches on one error type. It is built from the origin policy's refusals and
+    /// errors (crate `silent-refresh-oauth2`), and from
+    /// [`invalid_token`](Self::invalid_token) and [`send_failed`](Self::send_failed).
     type Error: From<Refusal>
-        + From<silent_refresh::Error>
+        + From<silent_refresh_oauth2::Error>
         + std::error::Error
         + Send
         + Sync

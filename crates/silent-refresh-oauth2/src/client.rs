@@ -31,22 +31,21 @@ impl RefreshGrant {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`](silent_refresh::Error::InvalidUrl),
-    /// [`Error::InsecureHttp`](silent_refresh::Error::InsecureHttp) naming the origin, or
-    /// [`Error::InvalidConfig`](silent_refresh::Error::InvalidConfig) naming the setting.
+    /// [`Error::InvalidUrl`], [`Error::InsecureHttp`] naming the origin, or
+    /// [`Error::InvalidConfig`] naming the setting.
     pub fn check_refresher(
         &self,
         allow_insecure_http: bool,
         timeout: Duration,
-    ) -> Result<(), silent_refresh::Error> {
+    ) -> Result<(), crate::Error> {
         let origin = Origin::of(&origin::parse_url(self.token_url())?)?;
         if !origin.is_https() && !origin.is_loopback() && !allow_insecure_http {
-            return Err(silent_refresh::Error::InsecureHttp {
+            return Err(crate::Error::InsecureHttp {
                 origin: origin.to_string(),
             });
         }
         if timeout.is_zero() {
-            return Err(silent_refresh::Error::InvalidConfig(
+            return Err(crate::Error::InvalidConfig(
                 "the refresh request's timeout must be greater than zero",
             ));
         }
@@ -183,7 +182,7 @@ mod tests {
         };
         assert!(matches!(
             check("http://auth.example.com/token", false),
-            Err(silent_refresh::Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
+            Err(crate::Error::InsecureHttp { origin }) if origin == "http://auth.example.com:80"
         ));
         assert!(check("http://auth.example.com/token", true).is_ok());
         for url in [
@@ -197,12 +196,12 @@ mod tests {
         }
         assert!(matches!(
             check("ftp://auth.example.com/token", true),
-            Err(silent_refresh::Error::InvalidUrl { .. })
+            Err(crate::Error::InvalidUrl { .. })
         ));
         assert!(matches!(
             RefreshGrant::new("https://auth.example.com/token", "app")
                 .check_refresher(false, Duration::ZERO),
-            Err(silent_refresh::Error::InvalidConfig(_))
+            Err(crate::Error::InvalidConfig(_))
         ));
     }
 

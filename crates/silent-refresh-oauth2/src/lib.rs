@@ -149,6 +149,7 @@
 
 mod classify;
 mod client;
+mod error;
 mod exchange;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -158,12 +159,13 @@ mod request;
 mod response;
 
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
+pub use error::Error;
 pub use exchange::{
     ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
 };
 #[cfg(feature = "jwt")]
 pub use jwt::{
-    DEFAULT_ASSERTION_LIFETIME, JwtAssertion, KeyError, MAX_ASSERTION_LIFETIME, RESERVED_CLAIMS,
+    DEFAULT_ASSERTION_LIFETIME, JwtAssertion, MAX_ASSERTION_LIFETIME, RESERVED_CLAIMS,
     SigningAlgorithm, SigningKey,
 };
 pub use location::redact_location;
@@ -390,12 +392,12 @@ impl RefreshGrant {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](silent_refresh::Error::InvalidConfig) naming the setting: a token
+    /// [`Error::InvalidConfig`] naming the setting: a token
     /// URL that is not absolute http(s), an extra parameter the codec sets itself,
     /// `private_key_jwt` without a key, `client_secret_jwt` without a secret, an
     /// assertion lifetime out of range, a JWT bearer assertion that can never be signed.
-    pub fn check(&self) -> Result<(), silent_refresh::Error> {
-        request::check(self).map_err(silent_refresh::Error::InvalidConfig)
+    pub fn check(&self) -> Result<(), Error> {
+        request::check(self).map_err(Error::InvalidConfig)
     }
 
     /// The client secret (for `Basic` and `Post`; a `None` client never sends it).

@@ -39,7 +39,7 @@
 //!     policy.check(&uri("https://api.example.com/oauth/token?grant_type=refresh_token")),
 //!     Err(Refusal::Excluded { .. })
 //! ));
-//! # Ok::<(), silent_refresh::Error>(())
+//! # Ok::<(), silent_refresh_oauth2::Error>(())
 //! ```
 
 use core::net::{Ipv4Addr, Ipv6Addr};
@@ -47,7 +47,7 @@ use std::fmt;
 
 use http::Uri;
 
-use silent_refresh::Error;
+use crate::Error;
 
 /// The scheme, host and port of a URL, normalised: scheme and host in lower case, the
 /// default port (443, 80) made explicit. Two URLs are same-origin when their `Origin`s

@@ -812,10 +812,7 @@ mod tests {
                 RefreshGrant::new(URL, "app").param("client_assertion", "x"),
             ] {
                 let error = grant.check().expect_err("refused");
-                assert!(
-                    matches!(error, silent_refresh::Error::InvalidConfig(_)),
-                    "{grant:?}"
-                );
+                assert!(matches!(error, crate::Error::InvalidConfig(_)), "{grant:?}");
                 assert!(grant.request_with(None, &context()).is_err(), "{grant:?}");
             }
             assert!(

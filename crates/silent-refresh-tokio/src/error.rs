@@ -9,13 +9,16 @@ use silent_refresh_oauth2::origin::Refusal;
 pub enum Error {
     /// The token machine could not give a token: sign-in required, signed out, no
     /// token before the request's deadline, or too many requests waiting. The wrapped
-    /// error says which, and what to do.
-    ///
-    /// The core's origin errors (from [`silent_refresh_oauth2::origin`]) are not wrapped here:
-    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
-    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
+    /// error says which, and what to do. Also a setting the codec refuses when the
+    /// `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
+    /// The OAuth 2.0 codec ([`oauth2`](crate::oauth2)) refused something it was given,
+    /// such as a signing key. Its origin errors are not wrapped here: converting one
+    /// gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`], [`Error::NoOrigin`] or
+    /// [`Error::InsecureHttp`], and a setting it refuses gives [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// There is no tokio runtime to run the token source's background task on.
     #[error(
         "no tokio runtime is running on this thread; build the TokenSource from inside a tokio runtime"

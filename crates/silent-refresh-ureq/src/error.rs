@@ -6,13 +6,16 @@
 #[non_exhaustive]
 pub enum Error {
     /// No access token: the core's reason (sign-in required, signed out, deadline
-    /// exceeded, overloaded, invalid configuration), which says what to do.
-    ///
-    /// The core's origin errors (from [`silent_refresh_oauth2::origin`]) are not wrapped here:
-    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
-    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
+    /// exceeded, overloaded, invalid configuration), which says what to do. Also a
+    /// setting the codec refuses when the `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
+    /// The OAuth 2.0 codec ([`oauth2`](crate::oauth2)) refused something it was given,
+    /// such as a signing key. Its origin errors are not wrapped here: converting one
+    /// gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`], [`Error::NoOrigin`] or
+    /// [`Error::InsecureHttp`], and a setting it refuses gives [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// A token was asked for from inside the source's own token-change callback, which
     /// runs while the source is locked.
     #[error(

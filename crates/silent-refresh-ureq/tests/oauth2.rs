@@ -355,6 +355,19 @@ fn a_grant_that_can_never_work_is_refused_when_the_refresher_is_built() {
 
 #[cfg(feature = "jwt")]
 #[test]
+fn a_key_that_does_not_parse_is_the_codecs_error_in_this_crates() {
+    use silent_refresh_ureq::{Error, SigningKey, oauth2};
+    let refused = SigningKey::from_pem("not a key").expect_err("refused");
+    assert!(
+        matches!(refused, oauth2::Error::InvalidKey { .. }),
+        "{refused}"
+    );
+    let error = Error::from(refused.clone());
+    assert_eq!(error, Error::OAuth2(refused), "wrapped as it is");
+}
+
+#[cfg(feature = "jwt")]
+#[test]
 fn private_key_jwt_signs_a_new_assertion_for_every_exchange() {
     use silent_refresh_ureq::oauth2::SigningKey;
     let server = issuing_server();

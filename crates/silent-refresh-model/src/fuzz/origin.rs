@@ -7,7 +7,7 @@ use arbitrary::Arbitrary;
 use http::Uri;
 
 use super::Unstructured;
-use silent_refresh::Error;
+use silent_refresh_oauth2::Error;
 use silent_refresh_oauth2::origin::{Origin, OriginPolicy, Refusal, parse_url};
 
 /// Hosts the built URLs draw from, with whether each is loopback as the policy's

@@ -31,8 +31,9 @@ impl RefreshGrant {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidUrl`], [`Error::InsecureHttp`] naming the origin, or
-    /// [`Error::InvalidConfig`] naming the setting.
+    /// [`Error::InvalidUrl`](crate::Error::InvalidUrl),
+    /// [`Error::InsecureHttp`](crate::Error::InsecureHttp) naming the origin, or
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting.
     pub fn check_refresher(
         &self,
         allow_insecure_http: bool,

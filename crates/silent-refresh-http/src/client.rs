@@ -54,8 +54,9 @@ impl ResponseStatus for reqwest::Response {
 /// ```
 /// use std::time::Duration;
 /// use http::StatusCode;
-/// use silent_refresh_tokio::{AuthorizedClient, TokenSource};
-/// use silent_refresh_tokio::silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
+/// use silent_refresh_tokio::{
+///     AuthorizedClient, Config, Credentials, Expiry, RefreshFailure, Secret, Token, TokenSource,
+/// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), silent_refresh_tokio::Error> {

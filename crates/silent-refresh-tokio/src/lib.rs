@@ -3,9 +3,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use silent_refresh_tokio::{TokenChange, TokenSource};
-//! use silent_refresh_tokio::silent_refresh::{
-//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token,
+//! use silent_refresh_tokio::{
+//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token, TokenChange, TokenSource,
 //! };
 //!
 //! #[tokio::main(flavor = "current_thread")]
@@ -62,6 +61,10 @@
 //! origins you allow, and retries once after a 401. The same rules plug into a tower
 //! stack ([`tower::BearerAuthLayer`], feature `tower`) and into reqwest-middleware
 //! ([`middleware::BearerAuth`], feature `reqwest-middleware`).
+//!
+//! `OAuth2Refresher` (feature `reqwest`) refreshes against an OAuth 2.0 token endpoint
+//! with the codec, [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program
+//! builds ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
 //! # Logs
 //!

@@ -23,8 +23,7 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 ///
 /// ```
 /// use std::time::Duration;
-/// use silent_refresh_tokio::Refresher;
-/// use silent_refresh_tokio::silent_refresh::{Expiry, RefreshFailure, Secret, Token};
+/// use silent_refresh_tokio::{Expiry, RefreshFailure, Refresher, Secret, Token};
 ///
 /// fn check(_: &impl Refresher) {}
 /// check(&|refresh_token: Option<Secret>| async move {

@@ -69,7 +69,8 @@
 //! origins you allow (never to the token endpoint, never across a redirect), reports
 //! a 401 and sends the request again once with the new token when its body allows.
 //! [`OAuth2Refresher`] refreshes against an OAuth 2.0 token endpoint with the codec,
-//! [`oauth2`] (the `silent-refresh-oauth2` crate).
+//! [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program builds
+//! ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
 //! # Logs
 //!

@@ -13,12 +13,6 @@ pub enum Error {
     /// `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
-    /// The OAuth 2.0 codec ([`oauth2`](crate::oauth2)) refused something it was given,
-    /// such as a signing key. Its origin errors are not wrapped here: converting one
-    /// gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`], [`Error::NoOrigin`] or
-    /// [`Error::InsecureHttp`], and a setting it refuses gives [`Error::Token`].
-    #[error(transparent)]
-    OAuth2(silent_refresh_oauth2::Error),
     /// There is no tokio runtime to run the token source's background task on.
     #[error(
         "no tokio runtime is running on this thread; build the TokenSource from inside a tokio runtime"
@@ -96,6 +90,11 @@ pub enum Error {
     /// The HTTP client failed to send the request or read the response.
     #[error("the request failed: {0}; retry it if it is safe to repeat")]
     Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The codec ([`oauth2`](crate::oauth2)) refused what it was given, such as a
+    /// signing key. Its origin errors become this enum's own variants, and a setting
+    /// it refuses becomes [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client: {0}; check the TLS setup")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -10,12 +10,6 @@ pub enum Error {
     /// setting the codec refuses when the `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
-    /// The OAuth 2.0 codec ([`oauth2`](crate::oauth2)) refused something it was given,
-    /// such as a signing key. Its origin errors are not wrapped here: converting one
-    /// gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`], [`Error::NoOrigin`] or
-    /// [`Error::InsecureHttp`], and a setting it refuses gives [`Error::Token`].
-    #[error(transparent)]
-    OAuth2(silent_refresh_oauth2::Error),
     /// A token was asked for from inside the source's own token-change callback, which
     /// runs while the source is locked.
     #[error(
@@ -68,6 +62,11 @@ pub enum Error {
         /// The origin (`scheme://host:port`).
         origin: String,
     },
+    /// The codec ([`oauth2`](crate::oauth2)) refused what it was given, such as a
+    /// signing key. Its origin errors become this enum's own variants, and a setting
+    /// it refuses becomes [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// The bearer middleware ran outside a ureq agent, so it could not turn off
     /// redirects for the authorized request.
     #[error(

@@ -1,7 +1,7 @@
 //! `custom_refresh`: the browser pattern, ported. An application's own JSON API
 //! (`POST /auth/login`, `POST /auth/refresh` with rotating refresh tokens, and
 //! `GET /api/me`; not OAuth 2.0) runs on `127.0.0.1`; a closure refresher that calls
-//! `/auth/refresh` and reads failures with `silent_refresh::oauth2::classify` keeps
+//! `/auth/refresh` and reads failures with `silent_refresh_oauth2::classify` keeps
 //! the token fresh in each adapter while 16 tasks (tokio, `AuthorizedClient`), then 16
 //! threads (ureq, `BearerAuth`), call the API across several 2-second tokens.
 //!

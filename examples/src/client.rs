@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Config, Secret, Token};
+use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 
 use crate::grants::{self, GrantChoice, Service};
 use crate::measure::{self, Histogram, Mark, Percentiles, Timeline};

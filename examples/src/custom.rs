@@ -1,6 +1,6 @@
 //! The browser pattern, ported: an application's own JSON login and refresh API (not
 //! OAuth 2.0), and a closure refresher for each adapter that calls it, reading failures
-//! with the public classifier [`silent_refresh::oauth2::classify`].
+//! with the public classifier [`silent_refresh_oauth2::classify`].
 //!
 //! The system this library generalises is an axios interceptor that calls the app's
 //! `POST /auth/refresh` when a token runs out. Here:
@@ -24,7 +24,7 @@
 //! ```
 //! use std::time::Duration;
 //! use serde_json::{Value, json};
-//! use silent_refresh::oauth2::classify;
+//! use silent_refresh_oauth2::classify;
 //! use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
 //! use silent_refresh_tokio::TokenSource;
 //! # use silent_refresh_examples::custom::{ApiConfig, ApiServer};
@@ -81,8 +81,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use silent_refresh::oauth2::classify;
 use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::classify;
 
 pub use crate::client::Runtime;
 

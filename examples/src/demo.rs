@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use silent_refresh::oauth2::RefreshGrant;
 use silent_refresh::{Config, Credentials, Generation, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::RefreshGrant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

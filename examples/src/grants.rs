@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use silent_refresh::oauth2::{
+use silent_refresh::{Credentials, Secret};
+use silent_refresh_oauth2::{
     ClientAuth, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource, TokenExchange,
 };
-use silent_refresh::{Credentials, Secret};
 
 use crate::keys::{self, PublicKey};
 use crate::server::{AuthServer, ServerConfig};

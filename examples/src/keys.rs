@@ -135,7 +135,7 @@ fn pem_body(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use silent_refresh::oauth2::SigningKey;
+    use silent_refresh_oauth2::SigningKey;
 
     #[test]
     fn generated_keys_load_as_signing_keys_and_match_their_public_key() {

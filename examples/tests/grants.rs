@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use silent_refresh::oauth2::{
-    ClientAuth, ExchangeContext, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource,
-    TokenExchange,
-};
 use silent_refresh::{Config, Credentials, Secret};
 use silent_refresh_examples::keys::{self, KeyPair};
 use silent_refresh_examples::server::{AuthServer, ServerConfig, Stats};
+use silent_refresh_oauth2::{
+    ClientAuth, ExchangeContext, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource,
+    TokenExchange,
+};
 
 /// Tokens live a second: the callers run until the source has adopted this many.
 const GENERATIONS: u64 = 4;

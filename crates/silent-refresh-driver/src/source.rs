@@ -191,26 +191,38 @@ macro_rules! token_source_settings {
 
 /// The conversions into an adapter's `Error` that are the same in every runtime, and
 /// its `needs_sign_in`. The enum must have the variants `Token(silent_refresh::Error)`,
-/// `InvalidUrl { reason }`, `InvalidOrigin { origin, reason }`, `NoOrigin`,
-/// `InsecureHttp { origin }`, `Reentrant` and `DriverStopped`.
+/// `OAuth2(silent_refresh_oauth2::Error)`, `InvalidUrl { reason }`,
+/// `InvalidOrigin { origin, reason }`, `NoOrigin`, `InsecureHttp { origin }`,
+/// `Reentrant` and `DriverStopped`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! adapter_error_conversions {
     ($error:ty) => {
         impl From<$crate::source::reexport::CoreError> for $error {
-            /// Wraps the core's error in `Error::Token`, except its origin errors,
-            /// which become this crate's own variants (their messages name this
-            /// crate's builders).
+            /// Wraps the core's error in `Error::Token`.
             fn from(error: $crate::source::reexport::CoreError) -> Self {
-                use $crate::source::reexport::CoreError as Core;
+                Self::Token(error)
+            }
+        }
+
+        impl From<$crate::source::reexport::OAuth2Error> for $error {
+            /// The codec's origin errors become this crate's own variants (their
+            /// messages name this crate's builders); a setting the codec refuses is
+            /// `Error::Token` with the core's `InvalidConfig`, as it always was; any
+            /// other is wrapped in `Error::OAuth2`.
+            fn from(error: $crate::source::reexport::OAuth2Error) -> Self {
+                use $crate::source::reexport::OAuth2Error as OAuth2;
                 match error {
-                    Core::InvalidUrl { reason } => Self::InvalidUrl { reason },
-                    Core::InvalidOrigin { origin, reason } => {
+                    OAuth2::InvalidUrl { reason } => Self::InvalidUrl { reason },
+                    OAuth2::InvalidOrigin { origin, reason } => {
                         Self::InvalidOrigin { origin, reason }
                     }
-                    Core::NoOrigin => Self::NoOrigin,
-                    Core::InsecureHttp { origin } => Self::InsecureHttp { origin },
-                    other => Self::Token(other),
+                    OAuth2::NoOrigin => Self::NoOrigin,
+                    OAuth2::InsecureHttp { origin } => Self::InsecureHttp { origin },
+                    OAuth2::InvalidConfig(reason) => {
+                        Self::Token($crate::source::reexport::CoreError::InvalidConfig(reason))
+                    }
+                    other => Self::OAuth2(other),
                 }
             }
         }
@@ -257,8 +269,8 @@ macro_rules! adapter_error_conversions {
 /// imports them.
 #[doc(hidden)]
 pub mod reexport {
-    pub use silent_refresh::oauth2::RefreshGrant;
     pub use silent_refresh::{Credentials, Error as CoreError, Generation, Status};
+    pub use silent_refresh_oauth2::{Error as OAuth2Error, RefreshGrant};
 }
 
 /// The settings every `OAuth2RefresherBuilder` has, expanded inside its `impl` block,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{self, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder};
 
 use crate::BearerSource;
 
@@ -47,15 +47,16 @@ impl ResponseStatus for reqwest::Response {
 /// - plain `http` to anything but loopback, unless you opted in with
 ///   [`AuthorizedClientBuilder::allow_insecure_http`].
 ///
-/// The rule is the core's [`OriginPolicy`](silent_refresh::origin::OriginPolicy),
+/// The rule is the codec's [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy),
 /// shared with the blocking adapter. Every error is the source's
 /// ([`BearerSource::Error`]; `silent_refresh_tokio::Error` for the tokio adapter).
 ///
 /// ```
 /// use std::time::Duration;
 /// use http::StatusCode;
-/// use silent_refresh_tokio::{AuthorizedClient, TokenSource};
-/// use silent_refresh_tokio::silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
+/// use silent_refresh_tokio::{
+///     AuthorizedClient, Config, Credentials, Expiry, RefreshFailure, Secret, Token, TokenSource,
+/// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), silent_refresh_tokio::Error> {
@@ -392,7 +393,7 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
     ///
     /// # Errors
     ///
-    /// The source's error (converted from the core's) for an origin that is not
+    /// The source's error (converted from the codec's) for an origin that is not
     /// `scheme://host[:port]` (`InvalidOrigin`), a URL given to
     /// [`allow_url`](Self::allow_url) or a refresher's token endpoint that is not an
     /// http(s) URL (`InvalidUrl`), no origin allowed (`NoOrigin`), or a plain-http

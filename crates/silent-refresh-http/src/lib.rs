@@ -14,9 +14,9 @@
 //! this crate under its own names (`silent_refresh_tokio::AuthorizedClient`, its
 //! `tower` and `reqwest-middleware` features), so most programs never name this crate.
 //!
-//! The rule of which request gets the token is the core's
-//! [`OriginPolicy`](silent_refresh::origin::OriginPolicy), shared with the blocking
-//! adapter's ureq middleware.
+//! The rule of which request gets the token is the codec's
+//! [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy) (crate
+//! `silent-refresh-oauth2`), shared with the blocking adapter's ureq middleware.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,8 +24,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use silent_refresh::origin::Refusal;
 use silent_refresh::{AccessToken, Generation};
+use silent_refresh_oauth2::origin::Refusal;
 
 mod client;
 #[cfg(feature = "reqwest-middleware")]
@@ -40,11 +40,11 @@ pub use client::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, auth
 /// blocking one, a fixed token in tests).
 pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The source's error: every failure of the helpers is one, so that a program
-    /// matches on one error type. It is built from the core's origin refusals and
-    /// configuration errors, and from [`invalid_token`](Self::invalid_token) and
-    /// [`send_failed`](Self::send_failed).
+    /// matches on one error type. It is built from the origin policy's refusals and
+    /// errors (crate `silent-refresh-oauth2`), and from
+    /// [`invalid_token`](Self::invalid_token) and [`send_failed`](Self::send_failed).
     type Error: From<Refusal>
-        + From<silent_refresh::Error>
+        + From<silent_refresh_oauth2::Error>
         + std::error::Error
         + Send
         + Sync

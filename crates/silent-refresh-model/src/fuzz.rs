@@ -16,10 +16,10 @@
 //!   [`RefreshGrant::request`][request].
 //! - [`grants`]: arbitrary settings of every grant and client authentication and an
 //!   arbitrary exchange context through
-//!   [`RefreshGrant::request_with`](silent_refresh::oauth2::RefreshGrant::request_with)
+//!   [`RefreshGrant::request_with`](silent_refresh_oauth2::RefreshGrant::request_with)
 //!   and the assertion builder: exact form, verified signatures and claims.
 //! - [`origin_policy`]: arbitrary allow-lists, excluded URLs and request URLs through
-//!   [`OriginPolicy`](silent_refresh::origin::OriginPolicy): which requests get the token.
+//!   [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy): which requests get the token.
 //!
 //! A secret is checked for in messages only when it is *distinctive* (see
 //! [`SecretPick`]), so that a secret like `"the"` does not count as leaked by the
@@ -27,9 +27,9 @@
 //! so it can redact only what looks like one: its failures are checked for the
 //! credential only when that is token-like (at least 40 token characters).
 //!
-//! [for]: silent_refresh::oauth2::RefreshGrant::parse_response_for
-//! [plain]: silent_refresh::oauth2::RefreshGrant::parse_response
-//! [request]: silent_refresh::oauth2::RefreshGrant::request
+//! [for]: silent_refresh_oauth2::RefreshGrant::parse_response_for
+//! [plain]: silent_refresh_oauth2::RefreshGrant::parse_response
+//! [request]: silent_refresh_oauth2::RefreshGrant::request
 
 use std::time::Instant;
 

@@ -105,7 +105,7 @@ fn short_and_odd_inputs_pass_every_target() {
 #[test]
 fn a_short_refresh_credential_echoed_by_the_server_is_not_quoted() {
     let credential = "6b1d7c4e-2f3a-4b5c-9d8e-7f6a5b4c3d2e";
-    let grant = silent_refresh::oauth2::RefreshGrant::new("https://auth.example.com/token", "app");
+    let grant = silent_refresh_oauth2::RefreshGrant::new("https://auth.example.com/token", "app");
     let response = http::Response::builder()
         .status(400)
         .header("content-type", "application/json")

@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use silent_refresh::origin::Refusal;
+use silent_refresh_oauth2::origin::Refusal;
 
 /// What went wrong, and what to do about it. Never contains a token or a refresh
 /// credential, nor a request's path or query: URLs appear only as their origin.
@@ -9,11 +9,8 @@ use silent_refresh::origin::Refusal;
 pub enum Error {
     /// The token machine could not give a token: sign-in required, signed out, no
     /// token before the request's deadline, or too many requests waiting. The wrapped
-    /// error says which, and what to do.
-    ///
-    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
-    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
-    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
+    /// error says which, and what to do. Also a setting the codec refuses when the
+    /// `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
     /// There is no tokio runtime to run the token source's background task on.
@@ -93,6 +90,11 @@ pub enum Error {
     /// The HTTP client failed to send the request or read the response.
     #[error("the request failed: {0}; retry it if it is safe to repeat")]
     Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The codec ([`oauth2`](crate::oauth2)) refused what it was given, such as a
+    /// signing key. Its origin errors become this enum's own variants, and a setting
+    /// it refuses becomes [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// The HTTP client could not be built.
     #[error("could not build the HTTP client: {0}; check the TLS setup")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),

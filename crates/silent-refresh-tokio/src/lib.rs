@@ -3,9 +3,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use silent_refresh_tokio::{TokenChange, TokenSource};
-//! use silent_refresh_tokio::silent_refresh::{
-//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token,
+//! use silent_refresh_tokio::{
+//!     Config, Credentials, Expiry, RefreshFailure, Secret, Token, TokenChange, TokenSource,
 //! };
 //!
 //! #[tokio::main(flavor = "current_thread")]
@@ -63,6 +62,10 @@
 //! stack ([`tower::BearerAuthLayer`], feature `tower`) and into reqwest-middleware
 //! ([`middleware::BearerAuth`], feature `reqwest-middleware`).
 //!
+//! `OAuth2Refresher` (feature `reqwest`) refreshes against an OAuth 2.0 token endpoint
+//! with the codec, [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program
+//! builds ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
+//!
 //! # Logs
 //!
 //! `tracing` events for refresh start (debug), success (info), failure (warn; error
@@ -78,7 +81,7 @@
 mod driver;
 mod error;
 #[cfg(feature = "reqwest")]
-mod oauth2;
+mod oauth2_refresher;
 mod refresher;
 mod runtime;
 mod send;
@@ -113,7 +116,7 @@ pub mod middleware {
 
 pub use error::Error;
 #[cfg(feature = "reqwest")]
-pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
@@ -126,4 +129,10 @@ pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
 pub use silent_refresh_http;
+pub use silent_refresh_oauth2 as oauth2;
+#[doc(inline)]
+pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange};
+#[cfg(feature = "jwt")]
+#[doc(inline)]
+pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};
 pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};

@@ -14,8 +14,8 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 /// error: retried with backoff), [`RefreshFailure::misconfigured`] (`invalid_client`,
 /// a wrong URL, a redirect: fails fast, keeps the credential) or
 /// [`RefreshFailure::terminal`] (`invalid_grant`, revoked: sign-in required), and keep
-/// secrets out of their messages. [`silent_refresh::oauth2`] has a classifier for HTTP
-/// answers.
+/// secrets out of their messages. [`oauth2::classify`](crate::oauth2::classify)
+/// classifies HTTP answers.
 ///
 /// Implemented for closures `Fn(Option<Secret>) -> impl Future<Output = Result<Token,
 /// RefreshFailure>>`, and, with the `reqwest` feature, by
@@ -23,8 +23,7 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 ///
 /// ```
 /// use std::time::Duration;
-/// use silent_refresh_tokio::Refresher;
-/// use silent_refresh_tokio::silent_refresh::{Expiry, RefreshFailure, Secret, Token};
+/// use silent_refresh_tokio::{Expiry, RefreshFailure, Refresher, Secret, Token};
 ///
 /// fn check(_: &impl Refresher) {}
 /// check(&|refresh_token: Option<Secret>| async move {

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::{Changes, lock};
-use silent_refresh_tokio::silent_refresh::oauth2::{ClientAuth, RefreshGrant};
+use silent_refresh_tokio::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh_tokio::silent_refresh::{Config, Credentials};
 use silent_refresh_tokio::{AuthorizedClient, Error, OAuth2Refresher, TokenChange, TokenSource};
 use tokio::task::JoinSet;

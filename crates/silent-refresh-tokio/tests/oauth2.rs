@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use silent_refresh_tokio::silent_refresh::oauth2::{
-    ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange,
-};
+use silent_refresh_tokio::oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange};
 use silent_refresh_tokio::silent_refresh::{Credentials, FailureKind, Secret, Status};
 use silent_refresh_tokio::{Config, OAuth2Refresher, Refresher, TokenChange, TokenSource};
 
@@ -212,10 +210,10 @@ async fn a_grant_that_can_never_work_is_refused_when_the_refresher_is_built() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn private_key_jwt_signs_a_new_assertion_for_every_exchange() {
-    use silent_refresh_tokio::silent_refresh::oauth2::SigningKey;
+    use silent_refresh_tokio::oauth2::SigningKey;
     let (url, received) = token_endpoint().await;
     let key = SigningKey::from_pem(include_str!(
-        "../../silent-refresh/src/oauth2/testdata/rs256.pem"
+        "../../silent-refresh-oauth2/src/testdata/rs256.pem"
     ))
     .expect("key");
     let grant = RefreshGrant::client_credentials(&url, "svc").private_key_jwt(key);

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::post;
 use http::Uri;
-use silent_refresh_tokio::silent_refresh::oauth2::RefreshGrant;
+use silent_refresh_tokio::oauth2::RefreshGrant;
 use silent_refresh_tokio::silent_refresh::{Config, Credentials, FailureKind, Secret};
 use silent_refresh_tokio::{AuthorizedClient, Error, OAuth2Refresher, Refresher, TokenSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
-use silent_refresh::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh_oauth2::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -48,7 +48,7 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 ///   the only sure way to keep the token from reaching another host is to hand the
 ///   `3xx` response back to you. Follow it with a new request if you trust the
 ///   target: the middleware then decides anew whether that origin gets the token.
-///   (The rule is the core's [`OriginPolicy`](silent_refresh::origin::OriginPolicy),
+///   (The rule is the codec's [`OriginPolicy`](crate::oauth2::origin::OriginPolicy),
 ///   shared with the tokio adapter.)
 /// - **401.** It reports the rejected token's generation to the [`TokenSource`]
 ///   (only a rejection of the current token starts a refresh) and, if the body can
@@ -215,7 +215,7 @@ impl BearerAuthBuilder {
     /// Never attach the token to requests for this URL: same origin and any spelling
     /// of its path a server could route to it, whatever the query and the fragment
     /// (the full rule, with how paths are normalised, is in the
-    /// [`silent_refresh::origin`] module docs). The refresher's token endpoint is
+    /// [`oauth2::origin`](crate::oauth2::origin) module docs). The refresher's token endpoint is
     /// always excluded.
     pub fn exclude(mut self, url: impl Into<String>) -> Self {
         self.policy = self.policy.exclude(&url.into());

@@ -6,11 +6,8 @@
 #[non_exhaustive]
 pub enum Error {
     /// No access token: the core's reason (sign-in required, signed out, deadline
-    /// exceeded, overloaded, invalid configuration), which says what to do.
-    ///
-    /// The core's origin errors (from [`silent_refresh::origin`]) are not wrapped here:
-    /// converting one gives [`Error::InvalidUrl`], [`Error::InvalidOrigin`],
-    /// [`Error::NoOrigin`] or [`Error::InsecureHttp`].
+    /// exceeded, overloaded, invalid configuration), which says what to do. Also a
+    /// setting the codec refuses when the `OAuth2Refresher` is built (`InvalidConfig`).
     #[error(transparent)]
     Token(silent_refresh::Error),
     /// A token was asked for from inside the source's own token-change callback, which
@@ -65,6 +62,11 @@ pub enum Error {
         /// The origin (`scheme://host:port`).
         origin: String,
     },
+    /// The codec ([`oauth2`](crate::oauth2)) refused what it was given, such as a
+    /// signing key. Its origin errors become this enum's own variants, and a setting
+    /// it refuses becomes [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(silent_refresh_oauth2::Error),
     /// The bearer middleware ran outside a ureq agent, so it could not turn off
     /// redirects for the authorized request.
     #[error(

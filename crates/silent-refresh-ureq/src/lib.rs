@@ -68,8 +68,9 @@
 //! [`BearerAuth`] is a ureq 3 middleware that adds the token to requests for the
 //! origins you allow (never to the token endpoint, never across a redirect), reports
 //! a 401 and sends the request again once with the new token when its body allows.
-//! [`OAuth2Refresher`] refreshes against an OAuth 2.0 token endpoint with the core's
-//! codec.
+//! [`OAuth2Refresher`] refreshes against an OAuth 2.0 token endpoint with the codec,
+//! [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program builds
+//! ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
 //! # Logs
 //!
@@ -86,19 +87,18 @@
 
 mod bearer;
 mod error;
-mod oauth2;
+mod oauth2_refresher;
 mod refresher;
 mod replay;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
 pub use error::Error;
-pub use oauth2::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
 pub use refresher::Refresher;
 pub use source::{TokenSource, TokenSourceBuilder};
 
 pub use silent_refresh;
-pub use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 #[doc(inline)]
 pub use silent_refresh::{
     AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
@@ -107,3 +107,9 @@ pub use silent_refresh::{
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
+pub use silent_refresh_oauth2 as oauth2;
+#[doc(inline)]
+pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange};
+#[cfg(feature = "jwt")]
+#[doc(inline)]
+pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};

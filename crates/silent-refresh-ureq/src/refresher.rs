@@ -16,8 +16,8 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 /// Classify failures: [`RefreshFailure::terminal`] for dead credentials
 /// (`invalid_grant`, revoked), [`RefreshFailure::misconfigured`] for a client set up
 /// wrong (`invalid_client`, a wrong token URL, a redirect), and
-/// [`RefreshFailure::transient`] for anything worth retrying; the core's
-/// `silent_refresh::oauth2` module classifies HTTP answers. A panic counts as a
+/// [`RefreshFailure::transient`] for anything worth retrying;
+/// [`oauth2::classify`](crate::oauth2::classify) classifies HTTP answers. A panic counts as a
 /// transient failure. Failure messages end up in errors and logs: never put a secret
 /// in them.
 ///

@@ -300,7 +300,7 @@ fn client_credentials_sends_scope_resource_and_audience_and_keeps_no_refresh_cre
 
 #[test]
 fn token_exchange_rereads_the_subject_token_file_on_every_exchange() {
-    use silent_refresh_ureq::silent_refresh::oauth2::{SubjectTokenSource, TokenExchange};
+    use silent_refresh_ureq::oauth2::{SubjectTokenSource, TokenExchange};
     let server = issuing_server();
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("token");
@@ -355,11 +355,24 @@ fn a_grant_that_can_never_work_is_refused_when_the_refresher_is_built() {
 
 #[cfg(feature = "jwt")]
 #[test]
+fn a_key_that_does_not_parse_is_the_codecs_error_in_this_crates() {
+    use silent_refresh_ureq::{Error, SigningKey, oauth2};
+    let refused = SigningKey::from_pem("not a key").expect_err("refused");
+    assert!(
+        matches!(refused, oauth2::Error::InvalidKey { .. }),
+        "{refused}"
+    );
+    let error = Error::from(refused.clone());
+    assert_eq!(error, Error::OAuth2(refused), "wrapped as it is");
+}
+
+#[cfg(feature = "jwt")]
+#[test]
 fn private_key_jwt_signs_a_new_assertion_for_every_exchange() {
-    use silent_refresh_ureq::silent_refresh::oauth2::SigningKey;
+    use silent_refresh_ureq::oauth2::SigningKey;
     let server = issuing_server();
     let key = SigningKey::from_pem(include_str!(
-        "../../silent-refresh/src/oauth2/testdata/es256.pem"
+        "../../silent-refresh-oauth2/src/testdata/es256.pem"
     ))
     .expect("key");
     let grant = RefreshGrant::client_credentials(server.url("/token"), "svc").private_key_jwt(key);

@@ -87,43 +87,6 @@ pub enum Error {
     /// A configuration value makes no sense.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
-    /// A URL (a request's, or a token endpoint's) is not an absolute `http` or `https`
-    /// URL with a host. The URL itself is not repeated: its path or query may hold
-    /// secrets.
-    #[error(
-        "invalid URL: {reason}; give an absolute http or https URL, such as `https://host/path`"
-    )]
-    InvalidUrl {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// An origin given for an allow-list is not `scheme://host[:port]` (see
-    /// [`crate::origin::Origin::parse`]).
-    #[error(
-        "invalid origin{}: {reason}; give it as `https://host` or `https://host:port`",
-        origin.as_deref().map(|o| format!(" `{o}`")).unwrap_or_default()
-    )]
-    InvalidOrigin {
-        /// The origin (`scheme://host:port`) read from it, if any: never the text as
-        /// given, which may hold a password, a path or a query.
-        origin: Option<String>,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// An origin allow-list is empty, so no request would ever get the token.
-    #[error(
-        "no origin was allowed, so no request would get the token; allow the API's origin, such as `https://api.example.com`"
-    )]
-    NoOrigin,
-    /// An allowed origin uses plain `http` to a host that is not loopback, without the
-    /// user's opt-in: the token would cross the network in clear text.
-    #[error(
-        "refusing to send a token over plain http to {origin}; use https, or allow plain http explicitly if the network is trusted"
-    )]
-    InsecureHttp {
-        /// The origin (`scheme://host:port`).
-        origin: String,
-    },
 }
 
 /// A delay for people: milliseconds under a second, seconds above.

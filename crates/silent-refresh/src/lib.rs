@@ -27,7 +27,7 @@
 //!     while let Some(action) = machine.poll_action() {
 //!         match action {
 //!             Action::StartRefresh { attempt, refresh_token } => {
-//!                 // Send the refresh (see the `oauth2` module), then report the result.
+//!                 // Send it (crate `silent-refresh-oauth2`), then report the result.
 //!                 assert_eq!(refresh_token.unwrap().expose(), "rt-1");
 //!                 let token = Token::bearer("at-1", Expiry::In(Duration::from_secs(3600)))
 //!                     .with_refresh_token("rt-2");
@@ -117,10 +117,6 @@ mod failure;
 mod ids;
 pub mod jitter;
 mod machine;
-#[cfg(feature = "oauth2")]
-pub mod oauth2;
-#[cfg(feature = "oauth2")]
-pub mod origin;
 mod parked;
 mod persist;
 mod schedule;

@@ -21,10 +21,11 @@ use zeroize::Zeroize;
 ///   machine, in tokens, in actions, in the codec), and each clone of one, when dropped;
 /// - the value of [`AccessToken::authorization`](crate::AccessToken::authorization)
 ///   (`Bearer …`), a `Zeroizing<String>`, when dropped;
-/// - in the OAuth 2.0 codec, the `client_id:client_secret` pair and its base64 form
-///   while the `Basic` header is built; the form body (refresh credential, client
-///   secret) is written once into its final buffer, which moves into the request
-///   without a copy (or is wiped if the request cannot be built);
+/// - in the OAuth 2.0 codec (crate `silent-refresh-oauth2`), the
+///   `client_id:client_secret` pair and its base64 form while the `Basic` header is
+///   built; the form body (refresh credential, client secret) is written once into its
+///   final buffer, which moves into the request without a copy (or is wiped if the
+///   request cannot be built);
 /// - in the codec, the fields read from a token endpoint's answer: the access token and
 ///   refresh credential move into `Secret`s without a copy, and every other string of
 ///   the body (`id_token`, an `error_description` echoing a credential, field names)

@@ -34,17 +34,17 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use super::{MAX_MESSAGE, SecretPick};
-use silent_refresh::oauth2::{
+use silent_refresh::{FailureKind, RefreshFailure, Secret};
+use silent_refresh_oauth2::{
     ClientAuth, ExchangeContext, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource,
     TokenExchange,
 };
-use silent_refresh::{FailureKind, RefreshFailure, Secret};
 
 /// The test keys of the codec (PEM, never used elsewhere).
-const ES256: &str = include_str!("../../../silent-refresh/src/oauth2/testdata/es256.pem");
-const ES256_PUB: &str = include_str!("../../../silent-refresh/src/oauth2/testdata/es256.pub.pem");
-const RS256: &str = include_str!("../../../silent-refresh/src/oauth2/testdata/rs256.pem");
-const RS256_PUB: &str = include_str!("../../../silent-refresh/src/oauth2/testdata/rs256.pub.pem");
+const ES256: &str = include_str!("../../../silent-refresh-oauth2/src/testdata/es256.pem");
+const ES256_PUB: &str = include_str!("../../../silent-refresh-oauth2/src/testdata/es256.pub.pem");
+const RS256: &str = include_str!("../../../silent-refresh-oauth2/src/testdata/rs256.pem");
+const RS256_PUB: &str = include_str!("../../../silent-refresh-oauth2/src/testdata/rs256.pub.pem");
 
 /// The parameters the codec sets itself.
 const RESERVED: [&str; 11] = [

@@ -10,9 +10,9 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use super::{MAX_MESSAGE, SecretPick, Unstructured, token_like};
 use silent_refresh::Secret;
-use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Expiry, Token};
 use silent_refresh::{FailureKind, RefreshFailure};
+use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 
 /// The token URL of the response cases (the response does not depend on it).
 const TOKEN_URL: &str = "https://auth.example.com/oauth/token";
@@ -410,7 +410,7 @@ impl ResponseCase {
 /// `Location` without its user information, query or fragment. The outcome is the same
 /// whether or not the codec is given the credential sent (`parse_response_for` or
 /// `parse_response`; without it, only a token-like credential must not be quoted), and
-/// the public [`classify`](silent_refresh::oauth2::classify) agrees with it: `Ok` for a token
+/// the public [`classify`](silent_refresh_oauth2::classify) agrees with it: `Ok` for a token
 /// or a `2xx` without one, and the very same failure otherwise.
 ///
 /// # Errors
@@ -468,7 +468,7 @@ fn check_classify(
         .as_ref()
         .map(|(secret, _)| Secret::new(secret.as_str()));
     let given: Vec<&Secret> = client.iter().chain(sent).collect();
-    let classified = silent_refresh::oauth2::classify(
+    let classified = silent_refresh_oauth2::classify(
         response.status(),
         response.headers(),
         response.body(),

@@ -7,8 +7,8 @@ use arbitrary::Arbitrary;
 use http::Uri;
 
 use super::Unstructured;
-use silent_refresh::Error;
-use silent_refresh::origin::{Origin, OriginPolicy, Refusal, parse_url};
+use silent_refresh_oauth2::Error;
+use silent_refresh_oauth2::origin::{Origin, OriginPolicy, Refusal, parse_url};
 
 /// Hosts the built URLs draw from, with whether each is loopback as the policy's
 /// docs define it (literal forms only): look-alikes of one another, so that allowed

@@ -1,21 +1,11 @@
-//! OAuth 2.0 refresh grant (RFC 6749 §6) as a sans-IO codec: build the request,
-//! read the response.
-//!
-//! The codec sends nothing and reads no clock. [`RefreshGrant::request`] turns the
-//! refresh credential of an [`Action::StartRefresh`](crate::Action::StartRefresh) into
-//! an [`http::Request`]; the driver sends it with any HTTP client and hands the answer
-//! to [`RefreshGrant::parse_response`], whose result goes straight into
-//! [`TokenMachine::handle_refresh_result`](crate::TokenMachine::handle_refresh_result).
-//! A request that never got an answer goes through [`RefreshGrant::transport_failure`].
-//! A refresher over an HTTP client gets all of that in two calls:
-//! [`RefreshGrant::start_exchange`] (the request) and [`Exchange::read_response`] (the
-//! answer, with redirects refused), or [`TransportError::failure`] when the client got
-//! none (a failure to connect is [`RefreshFailure::unreachable`]); its builder calls
-//! [`RefreshGrant::check_refresher`] (the token URL's scheme, the timeout, the grant).
+//! The OAuth 2.0 codec of silent-refresh, sans-IO: it builds the request of a grant
+//! (RFC 6749 §6 and the others below) and reads the token endpoint's answer into a
+//! [`Token`] or a [`RefreshFailure`] of one of the three classes. Its [`origin`] module
+//! says which requests may carry the access token.
 //!
 //! ```
 //! use silent_refresh::Secret;
-//! use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
+//! use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 //!
 //! let grant = RefreshGrant::new("https://auth.example.com/token", "my-app")
 //!     .client_secret("s3cret")
@@ -33,6 +23,23 @@
 //! assert_eq!(token.refresh_token.expect("rotated").expose(), "rt-2");
 //! ```
 //!
+//! The codec sends nothing and reads no clock. [`RefreshGrant::request`] turns the
+//! refresh credential of an
+//! [`Action::StartRefresh`](silent_refresh::Action::StartRefresh) into an
+//! [`http::Request`]; the driver sends it with any HTTP client and hands the answer to
+//! [`RefreshGrant::parse_response`], whose result goes straight into
+//! [`TokenMachine::handle_refresh_result`](silent_refresh::TokenMachine::handle_refresh_result).
+//! A request that never got an answer goes through [`RefreshGrant::transport_failure`].
+//! A refresher over an HTTP client gets all of that in two calls:
+//! [`RefreshGrant::start_exchange`] (the request) and [`Exchange::read_response`] (the
+//! answer, with redirects refused), or [`TransportError::failure`] when the client got
+//! none (a failure to connect is [`RefreshFailure::unreachable`]); its builder calls
+//! [`RefreshGrant::check_refresher`] (the token URL's scheme, the timeout, the grant).
+//!
+//! The adapters (`silent-refresh-tokio`, `silent-refresh-ureq`) send its requests and
+//! re-export this crate as their `oauth2` module; the state machine it feeds is the
+//! core's (`silent-refresh`).
+//!
 //! # The request
 //!
 //! A `POST` to the token URL with a form body: `grant_type=refresh_token` and the
@@ -48,11 +55,11 @@
 //!
 //! A success (`2xx` with an `access_token`, in JSON or, when the server says so, a form
 //! body) becomes a [`Token`]: `expires_in` (a number or a numeric
-//! string) becomes [`Expiry::In`](crate::Expiry::In), counted from when the request was
-//! sent; without it the token never expires by time ([`Expiry::Never`](crate::Expiry::Never)).
+//! string) becomes [`Expiry::In`](silent_refresh::Expiry::In), counted from when the request was
+//! sent; without it the token never expires by time ([`Expiry::Never`](silent_refresh::Expiry::Never)).
 //! A missing `token_type` means `Bearer`; a missing or empty `refresh_token` keeps the
 //! old credential. Anything else is a [`RefreshFailure`] in one of the three classes of
-//! [`FailureKind`](crate::FailureKind), checked in this order:
+//! [`FailureKind`](silent_refresh::FailureKind), checked in this order:
 //!
 //! | answer | class |
 //! |---|---|
@@ -137,31 +144,35 @@
 //!
 //! See [`Secret`] for what the codec wipes from memory and what it cannot.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod classify;
 mod client;
+mod error;
 mod exchange;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod location;
+pub mod origin;
 mod request;
 mod response;
 
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
+pub use error::Error;
 pub use exchange::{
     ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
 };
 #[cfg(feature = "jwt")]
 pub use jwt::{
-    DEFAULT_ASSERTION_LIFETIME, JwtAssertion, KeyError, MAX_ASSERTION_LIFETIME, RESERVED_CLAIMS,
+    DEFAULT_ASSERTION_LIFETIME, JwtAssertion, MAX_ASSERTION_LIFETIME, RESERVED_CLAIMS,
     SigningAlgorithm, SigningKey,
 };
 pub use location::redact_location;
 
 use std::time::Duration;
 
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
-use crate::token::Token;
+use silent_refresh::{RefreshFailure, Secret, Token};
 
 /// The default lifetime of a client assertion (`private_key_jwt`, `client_secret_jwt`).
 const CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
@@ -253,7 +264,7 @@ impl RefreshGrant {
     /// `Credentials::ClientCredentials`.
     ///
     /// ```
-    /// use silent_refresh::oauth2::RefreshGrant;
+    /// use silent_refresh_oauth2::RefreshGrant;
     ///
     /// let grant = RefreshGrant::client_credentials("https://auth.example.com/token", "svc")
     ///     .client_secret("s3cret")
@@ -381,12 +392,12 @@ impl RefreshGrant {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting: a token
+    /// [`Error::InvalidConfig`] naming the setting: a token
     /// URL that is not absolute http(s), an extra parameter the codec sets itself,
     /// `private_key_jwt` without a key, `client_secret_jwt` without a secret, an
     /// assertion lifetime out of range, a JWT bearer assertion that can never be signed.
-    pub fn check(&self) -> Result<(), crate::Error> {
-        request::check(self).map_err(crate::Error::InvalidConfig)
+    pub fn check(&self) -> Result<(), Error> {
+        request::check(self).map_err(Error::InvalidConfig)
     }
 
     /// The client secret (for `Basic` and `Post`; a `None` client never sends it).
@@ -548,7 +559,7 @@ impl RefreshGrant {
 
 /// Classifies the answer of a refresh endpoint, OAuth 2.0 or not: `Ok(())` when it is
 /// a success to read the token from, otherwise the [`RefreshFailure`] to hand to
-/// [`TokenMachine::handle_refresh_result`](crate::TokenMachine::handle_refresh_result),
+/// [`TokenMachine::handle_refresh_result`](silent_refresh::TokenMachine::handle_refresh_result),
 /// in one of the three classes of the table in the [module docs](self).
 ///
 /// A success is a `2xx` whose body is not an OAuth error (a JSON or form body with an
@@ -569,7 +580,7 @@ impl RefreshGrant {
 /// table calls transient) is yours to map first, as below.
 ///
 /// ```
-/// use silent_refresh::oauth2::classify;
+/// use silent_refresh_oauth2::classify;
 /// use silent_refresh::{Expiry, FailureKind, RefreshFailure, Secret, Token};
 /// use std::time::Duration;
 ///
@@ -668,7 +679,7 @@ mod tests {
     #[test]
     fn transport_failure_is_transient_and_says_what_happened() {
         let failure = RefreshGrant::transport_failure(&"connection refused");
-        assert_eq!(failure.kind, crate::FailureKind::Transient);
+        assert_eq!(failure.kind, silent_refresh::FailureKind::Transient);
         assert!(
             failure.message.contains("connection refused"),
             "{}",

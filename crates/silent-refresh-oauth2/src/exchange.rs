@@ -14,8 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::Zeroizing;
 
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
+use silent_refresh::{RefreshFailure, Secret};
 
 /// The token type of a JWT (RFC 8693 §3): the default subject token type, that of a
 /// Kubernetes projected service-account token.
@@ -299,7 +298,7 @@ pub(super) fn check_subject_expiry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
+    use silent_refresh::FailureKind;
     use std::time::Duration;
 
     fn jwt(payload: &str) -> String {

@@ -9,11 +9,10 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use silent_refresh::{RefreshFailure, Secret, Token};
+
 use super::{ExchangeContext, RefreshGrant, redact_location};
-use crate::failure::RefreshFailure;
 use crate::origin::{self, Origin};
-use crate::secret::Secret;
-use crate::token::Token;
 
 /// The default timeout of one refresh exchange, from connecting to the end of the
 /// response: the core's default `refresh_timeout`.
@@ -175,7 +174,7 @@ impl TransportError<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FailureKind;
+    use silent_refresh::FailureKind;
 
     #[test]
     fn insecure_token_urls_are_refused_beyond_loopback() {

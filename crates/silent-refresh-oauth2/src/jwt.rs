@@ -19,8 +19,9 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
+use silent_refresh::{RefreshFailure, Secret};
+
+use crate::Error;
 
 /// How long a signed assertion is valid by default: `exp` is `iat` + 60 s. Each
 /// exchange signs a new one, so it only has to outlive one request.
@@ -65,25 +66,6 @@ impl SigningAlgorithm {
     }
 }
 
-/// A private key that does not parse or cannot sign: a misconfiguration, reported
-/// when the key is loaded, before any exchange.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The PEM does not hold a usable private key of the expected kind.
-    #[error(
-        "the private key is not a usable {expected} key in PEM ({reason}); give an unencrypted \
-         PKCS#8 file (`-----BEGIN PRIVATE KEY-----`; for RSA also `BEGIN RSA PRIVATE KEY`), \
-         RSA of at least 2048 bits or EC on P-256"
-    )]
-    Invalid {
-        /// The kind of key that was expected (`RSA`, `P-256 EC`, `RSA or P-256 EC`).
-        expected: &'static str,
-        /// Why it was refused (never the key material).
-        reason: &'static str,
-    },
-}
-
 /// A key that signs assertions: RS256 or ES256 from a PEM private key (checked by
 /// signing once when loaded), with an optional key id (`kid`) for servers that hold
 /// several of the client's keys.
@@ -102,9 +84,9 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// [`KeyError::Invalid`] when the PEM holds no RSA private key that can sign.
-    pub fn rs256_pem(pem: impl AsRef<[u8]>) -> Result<Self, KeyError> {
-        let invalid = |reason| KeyError::Invalid {
+    /// [`Error::InvalidKey`] when the PEM holds no RSA private key that can sign.
+    pub fn rs256_pem(pem: impl AsRef<[u8]>) -> Result<Self, Error> {
+        let invalid = |reason| Error::InvalidKey {
             expected: "RSA",
             reason,
         };
@@ -116,9 +98,9 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// [`KeyError::Invalid`] when the PEM holds no P-256 private key that can sign.
-    pub fn es256_pem(pem: impl AsRef<[u8]>) -> Result<Self, KeyError> {
-        let invalid = |reason| KeyError::Invalid {
+    /// [`Error::InvalidKey`] when the PEM holds no P-256 private key that can sign.
+    pub fn es256_pem(pem: impl AsRef<[u8]>) -> Result<Self, Error> {
+        let invalid = |reason| Error::InvalidKey {
             expected: "P-256 EC",
             reason,
         };
@@ -130,16 +112,17 @@ impl SigningKey {
     ///
     /// # Errors
     ///
-    /// [`KeyError::Invalid`] when the PEM holds neither.
-    pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+    /// [`Error::InvalidKey`] when the PEM holds neither.
+    pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, Error> {
         let pem = pem.as_ref();
         Self::es256_pem(pem)
             .or_else(|_| Self::rs256_pem(pem))
             .map_err(|error| match error {
-                KeyError::Invalid { reason, .. } => KeyError::Invalid {
+                Error::InvalidKey { reason, .. } => Error::InvalidKey {
                     expected: "RSA or P-256 EC",
                     reason,
                 },
+                other => other,
             })
     }
 
@@ -245,7 +228,7 @@ fn reason(error: &jsonwebtoken::errors::Error) -> &'static str {
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let pem = include_str!("testdata/es256.pem");
-/// use silent_refresh::oauth2::{JwtAssertion, SigningKey};
+/// use silent_refresh_oauth2::{JwtAssertion, SigningKey};
 ///
 /// // Google-style service account: `iss` the account, the scope as a claim.
 /// let assertion = JwtAssertion::new(SigningKey::from_pem(pem)?, "svc@project.iam.example.com")
@@ -450,7 +433,7 @@ pub(super) fn client_assertion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
+    use silent_refresh::FailureKind;
 
     const ES256: &str = include_str!("testdata/es256.pem");
 

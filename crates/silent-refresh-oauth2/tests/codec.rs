@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
-use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{
     Action, Config, Credentials, Error, Expiry, FailureKind, Secret, Status, TokenMachine,
 };
+use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 
 const URL: &str = "https://auth.example.com/oauth/token";
 const CLIENT_ID: &str = "app";

@@ -7,8 +7,7 @@ use http::{HeaderValue, Method, Request, Uri};
 use zeroize::Zeroizing;
 
 use super::{ClientAuth, ExchangeContext, GrantKind, RefreshGrant};
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
+use silent_refresh::{RefreshFailure, Secret};
 
 /// The `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
 #[cfg(feature = "jwt")]
@@ -304,7 +303,7 @@ fn basic_authorization(client_id: &str, secret: &Secret) -> Result<HeaderValue, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
+    use silent_refresh::FailureKind;
 
     const URL: &str = "https://auth.example.com/oauth/token";
 
@@ -649,7 +648,7 @@ mod tests {
     #[cfg(feature = "jwt")]
     mod jwt {
         use super::*;
-        use crate::oauth2::{JwtAssertion, SigningKey};
+        use crate::{JwtAssertion, SigningKey};
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use jsonwebtoken::{Algorithm, DecodingKey};
 

@@ -23,7 +23,7 @@
 //! *says*, not what a resolver would answer.
 //!
 //! ```
-//! use silent_refresh::origin::{OriginPolicy, Refusal};
+//! use silent_refresh_oauth2::origin::{OriginPolicy, Refusal};
 //!
 //! let policy = OriginPolicy::builder()
 //!     .allow_origin("https://api.example.com")
@@ -39,7 +39,7 @@
 //!     policy.check(&uri("https://api.example.com/oauth/token?grant_type=refresh_token")),
 //!     Err(Refusal::Excluded { .. })
 //! ));
-//! # Ok::<(), silent_refresh::Error>(())
+//! # Ok::<(), silent_refresh_oauth2::Error>(())
 //! ```
 
 use core::net::{Ipv4Addr, Ipv6Addr};

@@ -1,20 +1,20 @@
-//! A ready OAuth 2.0 refresher over ureq 3, built on the core's codec.
+//! A ready OAuth 2.0 refresher over ureq 3, built on the codec (`silent-refresh-oauth2`).
 
 use std::fmt;
 use std::io::ErrorKind;
 use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::{
+use silent_refresh::{RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::{
     DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
 };
-use silent_refresh::{RefreshFailure, Secret, Token};
 use ureq::Agent;
 
 use crate::error::Error;
 use crate::refresher::Refresher;
 
 /// Refreshes with the OAuth 2.0 refresh-token grant (or client credentials, when
-/// there is no refresh credential), or any other grant of the core's [`RefreshGrant`]
+/// there is no refresh credential), or any other grant of the codec's [`RefreshGrant`]
 /// (client credentials, JWT bearer, token exchange), sending its request with a ureq 3
 /// agent. Before each exchange it reads the system clock, draws 32 bytes from the
 /// operating system's random generator (each signed assertion's `jti`) and, for token

@@ -7,8 +7,7 @@ use http::header::{DATE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 use zeroize::Zeroizing;
 
-use crate::failure::{FailureKind, RefreshFailure};
-use crate::secret::Secret;
+use silent_refresh::{FailureKind, RefreshFailure, Secret};
 
 /// The longest piece of server text quoted in a message, in characters.
 const MAX_QUOTE: usize = 200;

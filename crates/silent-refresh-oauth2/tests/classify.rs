@@ -1,4 +1,4 @@
-//! `silent_refresh::oauth2::classify`, the classifier of any refresh endpoint's answer
+//! `silent_refresh_oauth2::classify`, the classifier of any refresh endpoint's answer
 //! (OAuth 2.0 or not): the three classes of rule 7, the messages, and a refresher for a
 //! browser-pattern endpoint (`POST /auth/refresh` answering
 //! `{"accessToken": "...", "expiresIn": 900}`) driving the machine with it.
@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use proptest::prelude::*;
-use silent_refresh::oauth2::classify;
 use silent_refresh::{
     Action, Config, Credentials, Expiry, FailureKind, RefreshFailure, Secret, Status, Token,
     TokenMachine,
 };
+use silent_refresh_oauth2::classify;
 
 fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> http::Response<Vec<u8>> {
     let mut builder = http::Response::builder().status(status);

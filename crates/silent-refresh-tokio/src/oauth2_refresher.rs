@@ -1,12 +1,12 @@
-//! A ready OAuth 2.0 refresher over reqwest, built on the core's codec.
+//! A ready OAuth 2.0 refresher over reqwest, built on the codec (`silent-refresh-oauth2`).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use silent_refresh::oauth2::{
+use silent_refresh::{RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::{
     DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
 };
-use silent_refresh::{RefreshFailure, Secret, Token};
 
 use crate::error::Error;
 use crate::refresher::Refresher;
@@ -14,7 +14,7 @@ use crate::refresher::Refresher;
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
 ///
 /// The request and the reading of the response (including which errors are terminal)
-/// come from the core's [`RefreshGrant`], whatever its grant (refresh token, client
+/// come from the codec's [`RefreshGrant`], whatever its grant (refresh token, client
 /// credentials, JWT bearer, token exchange) and client authentication. A failure to
 /// connect (connection refused, no DNS answer, connect timeout) is
 /// [`RefreshFailure::unreachable`]: requests without a usable token fail fast while
@@ -36,9 +36,7 @@ use crate::refresher::Refresher;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use silent_refresh_tokio::{OAuth2Refresher, TokenSource};
-/// use silent_refresh_tokio::silent_refresh::{Config, Credentials};
-/// use silent_refresh_tokio::silent_refresh::oauth2::RefreshGrant;
+/// use silent_refresh_tokio::{Config, Credentials, OAuth2Refresher, RefreshGrant, TokenSource};
 ///
 /// # async fn run() -> Result<(), silent_refresh_tokio::Error> {
 /// let grant = RefreshGrant::new("https://auth.example.com/oauth/token", "my-client")
@@ -111,7 +109,7 @@ impl OAuth2Refresher {
         exchange.read_response(answer)
     }
 
-    /// A reqwest error as the core's transport error: a failure to connect, a
+    /// A reqwest error as the codec's transport error: a failure to connect, a
     /// timeout, or anything else.
     fn transport_failure(&self, error: reqwest::Error) -> RefreshFailure {
         if error.is_connect() {

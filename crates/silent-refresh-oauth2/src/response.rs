@@ -14,9 +14,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
 use super::classify::{Refusal, clean};
-use crate::failure::RefreshFailure;
-use crate::secret::Secret;
-use crate::token::{Expiry, Token};
+use silent_refresh::{Expiry, RefreshFailure, Secret, Token};
 
 /// The answer to a refresh request (see [`super::RefreshGrant::parse_response`]).
 ///
@@ -424,9 +422,9 @@ fn lifetime(value: &Value) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
     use http::HeaderValue;
     use http::header::RETRY_AFTER;
+    use silent_refresh::FailureKind;
 
     fn json_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use silent_refresh::oauth2::{ClientAuth, RefreshGrant};
 use silent_refresh::{Expiry, FailureKind, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 
 const CLIENT_SECRET: &str = "cs-9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddcc";
 /// The refresh credential every answer below is to (as the refreshers tell the codec).

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::kernel::Wake;
+use crate::wake::Wake;
 
 /// Where a driver reads the time. The machine takes both readings as input; nothing in
 /// the drivers calls `Instant::now()` or `SystemTime::now()` but through this.

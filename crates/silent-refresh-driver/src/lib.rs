@@ -1,10 +1,19 @@
-//! The driver kernel of silent-refresh: what both runtime adapters share.
+//! The driver of silent-refresh: everything between the sans-IO core (`silent-refresh`)
+//! and a runtime, written once.
 //!
-//! The core crate (`silent-refresh`) decides and does nothing; an adapter
-//! (`silent-refresh-tokio`, `silent-refresh-ureq`) knows how a caller waits, how to
-//! sleep and how to run an HTTP exchange. Everything in between is written once, here:
-//! token stores that survive restarts ([`store`]), and for blocking adapters a runtime
-//! made of `std` threads and condition variables ([`blocking`]).
+//! - [`TokenSource`] and its builder: the handle a program holds, generic over a
+//!   [`runtime`] (how things run and how callers wait) and the adapter's error;
+//! - [`driver`]: the exchange loop (prepare, exchange, result, save) and the timer, one
+//!   future for every runtime;
+//! - [`runtime`]: the seam a runtime implements, and its two implementations: threads
+//!   (blocking programs) and tokio (feature `tokio`);
+//! - [`kernel`]: the machine behind one lock, the waiting callers, the lock-free fast
+//!   path, and the store's lock between processes;
+//! - [`store`]: token stores that survive restarts; [`clock`]: the clocks, injectable;
+//!   [`observe`]: spans and metrics.
+//!
+//! The adapters (`silent-refresh-tokio`, `silent-refresh-ureq`) name the source with
+//! their runtime and error, and add their HTTP refresher and integrations.
 //!
 //! ```
 //! use silent_refresh_driver::store::{FileStore, TokenStore};
@@ -18,12 +27,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod blocking;
 pub mod clock;
+pub mod driver;
 mod error;
 pub mod kernel;
 pub mod observe;
+pub mod runtime;
 pub mod source;
 pub mod store;
+pub mod wake;
 
 pub use error::Error;
+pub use source::{SourceError, TokenSource, TokenSourceBuilder};

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Status, Token};
 use silent_refresh_driver::Error;
 use silent_refresh_driver::clock::{Clock, ManualClock};
-use silent_refresh_driver::kernel::{Kernel, Outcome, Prepared, Waiter, Wake};
+use silent_refresh_driver::kernel::{Kernel, Outcome, Prepared, Waiter};
 use silent_refresh_driver::store::{FileStore, Saved, StoreLock, TokenStore};
+use silent_refresh_driver::wake::Wake;
 
 /// Receives one outcome.
 #[derive(Clone, Default)]
@@ -87,7 +88,7 @@ impl Process {
         let config = Config::builder().build().expect("config");
         let clock: Arc<dyn Clock> = clock.clone();
         Self {
-            kernel: Kernel::new(config, clock, Arc::new(NoWake), None, Some(store)),
+            kernel: Kernel::new(config, clock, Arc::new(NoWake), None, Some(store), None),
             server: server.clone(),
         }
     }
@@ -104,15 +105,13 @@ impl Process {
                 self.kernel.store_io(io);
             }
             for start in work.starts {
-                let (result, lock) =
-                    match self.kernel.prepare_exchange(start.refresh_token.as_ref()) {
-                        Prepared::Exchange(lock) => {
-                            (self.server.refresh(start.refresh_token.as_ref()), lock)
-                        }
-                        Prepared::Adopt(token, lock) => (Ok(*token), Some(lock)),
-                        Prepared::Failed(failure) => (Err(failure), None),
-                    };
-                self.kernel.exchange_result(start.attempt, result, lock);
+                let sent = start.refresh_token.as_ref();
+                let result = match self.kernel.prepare_exchange(start.attempt, sent) {
+                    Prepared::Exchange => self.server.refresh(sent),
+                    Prepared::Adopt(token) => Ok(*token),
+                    Prepared::Failed(failure) => Err(failure),
+                };
+                self.kernel.exchange_result(start.attempt, result);
             }
         }
     }
@@ -362,14 +361,14 @@ fn a_closing_kernel_lets_the_exchange_on_the_wire_end_and_be_saved_then_starts_n
     );
     // Its answer comes, and is saved: then nothing is left to lose.
     let start = &work.starts[0];
-    let Prepared::Exchange(lock) = process
+    let Prepared::Exchange = process
         .kernel
-        .prepare_exchange(start.refresh_token.as_ref())
+        .prepare_exchange(start.attempt, start.refresh_token.as_ref())
     else {
         panic!("nothing to adopt");
     };
     let answer = server.refresh(start.refresh_token.as_ref());
-    process.kernel.exchange_result(start.attempt, answer, lock);
+    process.kernel.exchange_result(start.attempt, answer);
     assert!(!process.kernel.settled(), "its save is queued");
     process.pump();
     assert!(process.kernel.settled());

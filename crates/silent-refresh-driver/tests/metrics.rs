@@ -1,10 +1,12 @@
-//! The `metrics` feature: a real kernel on the blocking runtime, a hand-written
+//! The `metrics` feature: a real source on the threads runtime, a hand-written
 //! recorder installed globally, and refreshes that take a known time on a manual clock.
 #![cfg(feature = "metrics")]
 
+#[path = "support/error.rs"]
+mod error;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
 use std::time::Duration;
 
 use metrics::{
@@ -12,14 +14,14 @@ use metrics::{
     SharedString, Unit,
 };
 use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Token};
-use silent_refresh_driver::blocking::{
-    self, BlockingKernel, BlockingRefresh, Doorbell, Slot, SlotWaiter,
-};
+use silent_refresh_driver::TokenSource;
 use silent_refresh_driver::clock::ManualClock;
-use silent_refresh_driver::kernel::{Command, NoToken};
 use silent_refresh_driver::observe::{
-    Observer, REFRESH_COUNT, REFRESH_DURATION, REQUESTS_WAITING, SAVE_FAILURES,
+    REFRESH_COUNT, REFRESH_DURATION, REQUESTS_WAITING, SAVE_FAILURES,
 };
+use silent_refresh_driver::runtime::threads::Threads;
+
+use error::TestError;
 
 /// One value recorded: the metric's name, its labels, and the value.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,20 +146,11 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
     metrics::set_global_recorder(TestRecorder(log.clone())).expect("the only recorder");
 
     let clock = ManualClock::new();
-    let bell = Arc::new(Doorbell::default());
-    let kernel = Arc::new(BlockingKernel::new(
-        Config::default(),
-        Arc::new(clock.clone()),
-        bell.clone(),
-        None,
-        None,
-    ));
-    let observer = Observer::attach(&kernel);
     // The first exchange takes 2 s and succeeds; the second takes 1.5 s and cannot
     // connect.
     let calls = AtomicUsize::new(0);
     let exchange_clock = clock.clone();
-    let refresh: Arc<BlockingRefresh> = Arc::new(move |_| {
+    let refresh = move |_| {
         if calls.fetch_add(1, Ordering::SeqCst) == 0 {
             exchange_clock.advance(Duration::from_secs(2));
             Ok(
@@ -168,20 +161,14 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
             exchange_clock.advance(Duration::from_millis(1500));
             Err(RefreshFailure::unreachable("connection refused"))
         }
-    });
-    let timer = {
-        let (kernel, bell, observer) = (kernel.clone(), bell.clone(), observer.clone());
-        thread::spawn(move || blocking::run(&kernel, &refresh, &observer, &bell))
     };
-    kernel.start(Some(Credentials::RefreshToken("rt-SECRET-1".into())));
-
-    let ask = || {
-        let slot = Arc::new(Slot::default());
-        kernel
-            .enter(None, SlotWaiter(slot.clone()))
-            .expect("entered");
-        slot.wait(Duration::from_secs(10)).expect("an outcome")
-    };
+    let source = TokenSource::<Threads, TestError>::builder(Config::default())
+        .clock(clock.clone())
+        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
+        .refresher(refresh)
+        .build()
+        .expect("a timer thread");
+    let ask = || source.token_within(Duration::from_secs(10));
     let token = ask().expect("the first refresh succeeds");
     let records = log.wait_for(|r| has(r, REFRESH_DURATION, ("outcome", "success"), 2.0));
     assert!(
@@ -195,12 +182,12 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
 
     // A 401 of the current token: the next caller waits for a refresh, which cannot
     // connect, so it fails at once.
-    kernel.command(Command::Rejected(token.generation));
+    source.report_rejected(token.generation);
     let failed = ask().expect_err("unreachable");
     assert!(
         matches!(
             failed,
-            NoToken::Token(silent_refresh::Error::Unreachable { .. })
+            TestError::Token(silent_refresh::Error::Unreachable { .. })
         ),
         "{failed:?}"
     );
@@ -242,7 +229,5 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
         }
     }
 
-    bell.stop();
-    drop(kernel);
-    timer.join().expect("the timer thread ends");
+    drop(source);
 }

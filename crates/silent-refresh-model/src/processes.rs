@@ -80,22 +80,32 @@
 //!
 //! The driver loop is bounded ([`ProcViolationKind::DriverSpins`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod runtime;
+mod server;
+mod store;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Waker};
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use silent_refresh::{
-    AttemptId, Config, Credentials, Expiry, Generation, RefreshFailure, RefreshMode, Secret,
+    AttemptId, Config, Credentials, Event, Expiry, Generation, RefreshFailure, RefreshMode, Secret,
     Status, Token,
 };
-use silent_refresh_driver::Error as StoreError;
 use silent_refresh_driver::clock::{Clock, ManualClock};
-use silent_refresh_driver::kernel::{
-    Command, Kernel, Outcome, Prepared, Start, StoreIo, TokenChange, Waiter, Wake, Work,
-};
-use silent_refresh_driver::store::{Saved, StoreLock, TokenStore};
+use silent_refresh_driver::driver::Driver;
+use silent_refresh_driver::kernel::{Command, Kernel, Outcome, TokenChange, Waiter};
+use silent_refresh_driver::observe::Observer;
+use silent_refresh_driver::store::TokenStore;
+use silent_refresh_driver::wake::Doorbell;
+
+use self::runtime::{OnWire, SimRefresher, SimRuntime, Wire};
+use self::store::{ProcStore, SimStore, StoreState};
+
+pub use self::server::Server;
 
 /// How the store's lock between processes behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
@@ -428,342 +438,6 @@ pub struct RunReport {
     pub known_k4: usize,
 }
 
-// ----- the server ---------------------------------------------------------------------
-
-/// One grant (a sign-in's session): its chain of refresh credentials.
-#[derive(Debug)]
-struct Grant {
-    /// Every refresh credential issued, oldest first; the last is the newest.
-    chain: Vec<String>,
-    alive: bool,
-    /// Its newest credential was lost by an unknown outcome.
-    orphaned: bool,
-    /// Another sign-in's save replaced it in the store.
-    abandoned: bool,
-}
-
-/// The simulated identity server: rotates refresh credentials, detects reuse.
-#[derive(Debug, Default)]
-pub struct Server {
-    grants: Vec<Grant>,
-    /// Refresh credential → (grant, index in its chain).
-    credentials: HashMap<String, (usize, usize)>,
-    /// How many times each credential was presented.
-    presented: HashMap<String, u32>,
-    /// Access token → when it expires.
-    access: HashMap<String, Instant>,
-    issued: u64,
-}
-
-impl Server {
-    /// A new grant and its first token (expiring `ttl` after `now`).
-    fn sign_in(&mut self, now: Instant, wall: SystemTime, ttl: Duration) -> (usize, Token) {
-        let grant = self.grants.len();
-        let refresh = format!("rt-{grant}-0");
-        self.credentials.insert(refresh.clone(), (grant, 0));
-        self.grants.push(Grant {
-            chain: vec![refresh.clone()],
-            alive: true,
-            orphaned: false,
-            abandoned: false,
-        });
-        let mut token = self.access_token(now, ttl).with_refresh_token(refresh);
-        token.expiry = Expiry::At(wall + ttl);
-        token.issued_at = Some(wall);
-        (grant, token)
-    }
-
-    fn access_token(&mut self, now: Instant, ttl: Duration) -> Token {
-        self.issued += 1;
-        let access = format!("at-{}", self.issued);
-        self.access.insert(access.clone(), now + ttl);
-        Token::bearer(access, Expiry::In(ttl))
-    }
-
-    /// The grant and position of a refresh credential.
-    fn rank(&self, refresh: &str) -> Option<(usize, usize)> {
-        self.credentials.get(refresh).copied()
-    }
-
-    fn newest(&self, grant: usize) -> Option<&str> {
-        self.grants
-            .get(grant)
-            .and_then(|g| g.chain.last())
-            .map(String::as_str)
-    }
-}
-
-// ----- the store ----------------------------------------------------------------------
-
-#[derive(Debug)]
-struct Lease {
-    id: u64,
-    owner: usize,
-    /// When it expires (`None`: a flock).
-    expires: Option<Instant>,
-    /// Its owner died: dropping its handle does not release it (a Redis lease).
-    owner_dead: bool,
-}
-
-/// One write that landed: what it replaced, what it wrote, whether it was a refresh save.
-#[derive(Debug)]
-struct Write {
-    writer: usize,
-    old: Option<String>,
-    new: Option<String>,
-    refreshed: bool,
-}
-
-#[derive(Debug, Default)]
-struct StoreState {
-    token: Option<Token>,
-    lease: Option<Lease>,
-    next_lease: u64,
-    fail_writes: u8,
-    writes: Vec<Write>,
-    conflicts: usize,
-    /// Saves answered with a conflict by a store older than their `from` (K2).
-    behind: Vec<String>,
-    /// The `from` of saves under the lock that failed (K3).
-    unsaved_under_lock: Vec<String>,
-}
-
-/// The (grant, position) a credential's name says (`rt-<grant>-<position>`).
-fn parse_rank(refresh: &str) -> Option<(usize, usize)> {
-    let mut parts = refresh.strip_prefix("rt-")?.split('-');
-    let grant = parts.next()?.parse().ok()?;
-    let position = parts.next()?.parse().ok()?;
-    Some((grant, position))
-}
-
-/// The in-memory store the processes share, as [`LockKind`] says it behaves.
-struct SimStore {
-    state: Mutex<StoreState>,
-    clock: ManualClock,
-    lease_ttl: Option<Duration>,
-}
-
-impl SimStore {
-    fn lock(&self) -> MutexGuard<'_, StoreState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether `lease` is live now.
-    fn live(&self, lease: &Lease) -> bool {
-        lease.expires.is_none_or(|at| self.clock.now() < at)
-    }
-
-    /// The id of the live lease, if any.
-    fn live_lease(&self) -> Option<(u64, usize)> {
-        let state = self.lock();
-        state
-            .lease
-            .as_ref()
-            .filter(|l| self.live(l))
-            .map(|l| (l.id, l.owner))
-    }
-
-    /// Whether another process than `me` holds a live lock.
-    fn held_by_other(&self, state: &StoreState, me: usize) -> bool {
-        state
-            .lease
-            .as_ref()
-            .is_some_and(|l| l.owner != me && self.live(l))
-    }
-
-    fn locked_error(&self) -> StoreError {
-        StoreError::StoreLocked {
-            path: "sim".to_owned(),
-            waited: Duration::ZERO,
-        }
-    }
-
-    fn injected(&self, state: &mut StoreState) -> Option<StoreError> {
-        if state.fail_writes == 0 {
-            return None;
-        }
-        state.fail_writes -= 1;
-        Some(StoreError::StoreIo {
-            action: "written",
-            path: "sim".to_owned(),
-            source: std::io::Error::other("injected write failure"),
-        })
-    }
-
-    /// Compare-and-swap, as the file store's; `fenced` (the lease was taken by another)
-    /// never writes.
-    fn cas(
-        &self,
-        state: &mut StoreState,
-        writer: usize,
-        token: &Token,
-        from: Option<&Secret>,
-        fenced: bool,
-    ) -> Result<Saved, StoreError> {
-        if let Some(error) = self.injected(state) {
-            return Err(error);
-        }
-        let expose = |t: &Token| t.refresh_token.as_ref().map(|s| s.expose().to_owned());
-        let conflict = match (from, &state.token) {
-            (Some(from), Some(stored)) => {
-                let holds = stored
-                    .refresh_token
-                    .as_ref()
-                    .is_some_and(|s| s.expose() == from.expose());
-                let same = (stored.refresh_token.is_some()
-                    && stored.refresh_token == token.refresh_token)
-                    || stored.access_token == token.access_token;
-                !holds && !same
-            }
-            _ => false,
-        };
-        if conflict {
-            state.conflicts += 1;
-            // Known bug K2: the store is behind the saver (older than `from`).
-            let stored = state.token.as_ref().and_then(expose);
-            if let (Some(stored), Some(from)) = (stored.as_deref().and_then(parse_rank), from)
-                && parse_rank(from.expose()).is_some_and(|from| stored < from)
-            {
-                state.behind.push(from.expose().to_owned());
-            }
-            let stored = state.token.clone();
-            return Ok(match stored {
-                Some(stored) => Saved::Conflict(Box::new(stored)),
-                None => Saved::Stored,
-            });
-        }
-        if fenced {
-            return Err(self.locked_error());
-        }
-        let old = state.token.as_ref().and_then(expose);
-        state.writes.push(Write {
-            writer,
-            old,
-            new: expose(token),
-            refreshed: from.is_some(),
-        });
-        state.token = Some(token.clone());
-        Ok(Saved::Stored)
-    }
-}
-
-/// One process's handle on the shared store (the store knows who calls).
-struct ProcStore {
-    shared: Arc<SimStore>,
-    me: usize,
-}
-
-impl TokenStore for ProcStore {
-    fn load(&self) -> Result<Option<Token>, StoreError> {
-        Ok(self.shared.lock().token.clone())
-    }
-
-    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, StoreError> {
-        let mut state = self.shared.lock();
-        if self.shared.held_by_other(&state, self.me) {
-            return Err(self.shared.locked_error());
-        }
-        self.shared.cas(&mut state, self.me, token, from, false)
-    }
-
-    fn forget(&self) -> Result<(), StoreError> {
-        let mut state = self.shared.lock();
-        if self.shared.held_by_other(&state, self.me) {
-            return Err(self.shared.locked_error());
-        }
-        if let Some(error) = self.shared.injected(&mut state) {
-            return Err(error);
-        }
-        state.token = None;
-        Ok(())
-    }
-
-    fn lock_for_refresh(
-        &self,
-        timeout: Duration,
-    ) -> Result<Option<Box<dyn StoreLock>>, StoreError> {
-        let mut state = self.shared.lock();
-        let busy = state.lease.as_ref().is_some_and(|l| self.shared.live(l));
-        if busy {
-            return Err(StoreError::StoreLocked {
-                path: "sim".to_owned(),
-                waited: timeout,
-            });
-        }
-        state.next_lease += 1;
-        let id = state.next_lease;
-        let expires = self
-            .shared
-            .lease_ttl
-            .map(|ttl| self.shared.clock.now() + ttl);
-        state.lease = Some(Lease {
-            id,
-            owner: self.me,
-            expires,
-            owner_dead: false,
-        });
-        Ok(Some(Box::new(SimLock {
-            shared: self.shared.clone(),
-            me: self.me,
-            id,
-        })))
-    }
-}
-
-/// A held lock (lease `id`).
-struct SimLock {
-    shared: Arc<SimStore>,
-    me: usize,
-    id: u64,
-}
-
-impl StoreLock for SimLock {
-    fn load(&self) -> Result<Option<Token>, StoreError> {
-        Ok(self.shared.lock().token.clone())
-    }
-
-    fn still_held(&self) -> bool {
-        let state = self.shared.lock();
-        state
-            .lease
-            .as_ref()
-            .is_some_and(|l| l.id == self.id && self.shared.live(l))
-    }
-
-    fn save(&self, token: &Token, from: Option<&Secret>) -> Result<Saved, StoreError> {
-        let mut state = self.shared.lock();
-        // Fenced: another holder took the lease after ours expired.
-        let fenced = state.lease.as_ref().is_some_and(|l| l.id != self.id);
-        let saved = self.shared.cas(&mut state, self.me, token, from, fenced);
-        // K3 (fixed): after a failed save the kernel keeps this lock for the retried
-        // save, so no sibling re-reads the spent credential meanwhile. A lease, though,
-        // may expire before the retry succeeds (Redis down longer than the lease): then
-        // a sibling may spend it again, the limit of any lease (README, "Many
-        // processes"). Such credentials are excused, for leases only.
-        if saved.is_err()
-            && !fenced
-            && self.shared.lease_ttl.is_some()
-            && let Some(from) = from
-        {
-            state.unsaved_under_lock.push(from.expose().to_owned());
-        }
-        saved
-    }
-}
-
-impl Drop for SimLock {
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        if state
-            .lease
-            .as_ref()
-            .is_some_and(|l| l.id == self.id && !l.owner_dead)
-        {
-            state.lease = None;
-        }
-    }
-}
-
 // ----- the processes ------------------------------------------------------------------
 
 /// Where requests' outcomes land: (request, access token or error).
@@ -784,41 +458,21 @@ impl Waiter for SimWaiter {
     }
 }
 
-/// The simulation wakes every driver after every step anyway.
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
-
-enum Phase {
-    /// Waiting for the store's lock since then.
-    Waiting(Instant),
-    /// Sent, under this lock (lease id).
-    OnWire {
-        lock: Option<Box<dyn StoreLock>>,
-        lease: Option<u64>,
-    },
-}
-
-struct Exchange {
-    attempt: AttemptId,
-    refresh_token: Option<Secret>,
-    cancel_requested: bool,
-    /// A sign-in or sign-out came since it started: its result is dropped.
-    superseded: bool,
-    phase: Phase,
-}
-
 /// The token last handed to the token-change callback, with its generation.
 type Persisted = Arc<Mutex<Option<(Generation, Option<String>)>>>;
 
+/// One process: a real kernel and the driver the adapters spawn, stepped by hand.
 struct Process {
-    kernel: Kernel<SimWaiter>,
-    exchanges: Vec<Exchange>,
-    queue: VecDeque<StoreIo>,
+    kernel: Arc<Kernel<SimWaiter>>,
+    driver: Driver<SimRuntime, SimWaiter>,
+    /// Its exchanges on the wire.
+    wire: Wire,
     persisted: Persisted,
-    requests: Vec<usize>,
+    /// The attempts a token was adopted from (a refresh result, or the store's under
+    /// the lock), as the kernel's events say.
+    adopted: Arc<Mutex<Vec<AttemptId>>>,
+    /// The attempts that went on the wire.
+    sent: Arc<Mutex<HashSet<AttemptId>>>,
 }
 
 /// Signed in (possibly misconfigured or backing off): the process holds a session.
@@ -833,7 +487,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Turns of one driver loop before it counts as spinning.
+/// How the refresher marks a K4 occurrence in the trail (see [`Known`]).
+const K4_MARK: &str = "[known bug K4";
+
+/// Turns of the driver loops before they count as spinning.
 const MAX_TURNS: usize = 200;
 
 /// The simulation: processes, store, server, clock, and what the checks remember.
@@ -867,6 +524,7 @@ impl Sim {
             state: Mutex::new(StoreState::default()),
             clock: clock.clone(),
             lease_ttl: setup.lease_ttl(),
+            trail: Mutex::new(Vec::new()),
         });
         let mut server = Server::default();
         // A previous run signed in and stored the session: every process starts from it.
@@ -902,8 +560,17 @@ impl Sim {
         }
     }
 
+    /// Starts process `index` as a source's builder would: a kernel, its driver on the
+    /// simulated runtime, the session loaded from the store.
     fn spawn(&mut self, index: usize) {
         self.incarnations[index] += 1;
+        let config = self.setup.config(index, self.incarnations[index]);
+        let runtime = SimRuntime {
+            store: self.store.clone(),
+            me: index,
+            clock: self.clock.clone(),
+            refresh_timeout: config.refresh_timeout(),
+        };
         let persisted: Persisted = Arc::new(Mutex::new(None));
         let seen = persisted.clone();
         let on_change = Box::new(move |change: TokenChange| {
@@ -919,20 +586,46 @@ impl Sim {
             me: index,
         });
         let clock: Arc<dyn Clock> = Arc::new(self.clock.clone());
-        let kernel = Kernel::new(
-            self.setup.config(index, self.incarnations[index]),
+        let bell = Arc::new(Doorbell::default());
+        let kernel = Arc::new(Kernel::new(
+            config,
             clock,
-            Arc::new(NoWake),
+            bell.clone(),
             Some(on_change),
             Some(store),
-        );
+            None,
+        ));
+        let adopted = Arc::new(Mutex::new(Vec::new()));
+        let adoptions = adopted.clone();
+        kernel.subscribe(move |event| {
+            if let Event::TokenAdopted {
+                attempt: Some(attempt),
+                ..
+            } = event
+            {
+                lock(&adoptions).push(*attempt);
+            }
+            true
+        });
+        let wire: Wire = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(HashSet::new()));
+        let refresher = SimRefresher {
+            store: self.store.clone(),
+            me: index,
+            wire: wire.clone(),
+            kernel: Arc::downgrade(&kernel) as Weak<Kernel<SimWaiter>>,
+            sent: sent.clone(),
+        };
+        let observer = Observer::attach(&kernel);
+        let driver = Driver::new(kernel.clone(), runtime, Arc::new(refresher), bell, observer);
         kernel.start(None);
         self.processes[index] = Some(Process {
             kernel,
-            exchanges: Vec::new(),
-            queue: VecDeque::new(),
+            driver,
+            wire,
             persisted,
-            requests: Vec::new(),
+            adopted,
+            sent,
         });
     }
 
@@ -942,7 +635,7 @@ impl Sim {
 
     // ----- driving ------------------------------------------------------------------
 
-    /// Runs every driver loop until none has anything left to do now.
+    /// Runs every driver until none has anything left to do now.
     fn pump_all(&mut self) {
         for _ in 0..MAX_TURNS {
             let mut progress = false;
@@ -961,149 +654,28 @@ impl Sim {
         );
     }
 
-    /// One turn of process `index`'s driver loop; whether it did anything.
+    /// One turn of process `index`'s driver; whether it did anything.
     fn pump(&mut self, index: usize) -> bool {
-        let now = self.clock.now();
-        let refresh_timeout = self.setup.config(index, 0).refresh_timeout();
         let Some(process) = self.processes[index].as_mut() else {
             return false;
         };
-        let Work {
-            starts,
-            cancels,
-            store,
-            next,
-        } = process.kernel.take_work();
-        let mut progress = !starts.is_empty() || !cancels.is_empty() || !store.is_empty();
-        process.queue.extend(store);
-        for attempt in cancels {
-            // tokio aborts at once; one still waiting for the lock ends here (its
-            // prepare, on the blocking pool, drops the lock it may get later).
-            if let Some(at) = process.exchanges.iter().position(|e| e.attempt == attempt) {
-                if matches!(process.exchanges[at].phase, Phase::Waiting(_)) {
-                    process.exchanges.remove(at);
-                    process.kernel.exchange_result(
-                        attempt,
-                        Err(RefreshFailure::transient(
-                            "cancelled while waiting for the lock",
-                        )),
-                        None,
-                    );
-                } else {
-                    process.exchanges[at].cancel_requested = true;
-                }
+        let progress = process.driver.step(&mut Context::from_waker(Waker::noop()));
+        let adopted = std::mem::take(&mut *lock(&process.adopted));
+        let sent = lock(&process.sent).clone();
+        for line in std::mem::take(&mut *lock(&self.store.trail)) {
+            if line.contains(K4_MARK) {
+                self.report.known_k4 += 1;
             }
+            self.log.push(format!("  {line}"));
         }
-        for Start {
-            attempt,
-            refresh_token,
-        } in starts
-        {
-            self.log.push(format!(
-                "  process {index} starts attempt {} with {}",
-                attempt.0,
-                refresh_token.as_ref().map_or("-", |s| s.expose())
-            ));
-            process.exchanges.push(Exchange {
-                attempt,
-                refresh_token,
-                cancel_requested: false,
-                superseded: false,
-                phase: Phase::Waiting(now),
-            });
-        }
-        while let Some(io) = process.queue.pop_front() {
-            let said = match &io {
-                StoreIo::Load(_) => "load".to_owned(),
-                StoreIo::Save(save) => format!(
-                    "save {} from {} (locked: {})",
-                    save.token
-                        .refresh_token
-                        .as_ref()
-                        .map_or("-", |s| s.expose()),
-                    save.from.as_ref().map_or("-", |s| s.expose()),
-                    save.lock.is_some()
-                ),
-                StoreIo::Forget => "forget".to_owned(),
-                StoreIo::Release(_) => "release the lock of a superseded save".to_owned(),
-            };
-            process.kernel.store_io(io);
-            let snapshot = process.kernel.snapshot();
-            self.log.push(format!(
-                "  process {index} {said}: durable {}, {}, {:?}",
-                snapshot.durable, snapshot.generation, snapshot.status
-            ));
-            progress = true;
-        }
-        let mut started = Vec::new();
-        let mut at = 0;
-        while at < process.exchanges.len() {
-            let Phase::Waiting(since) = process.exchanges[at].phase else {
-                at += 1;
-                continue;
-            };
-            let free = self.store.live_lease().is_none();
-            if !free && now < since + refresh_timeout {
-                at += 1;
-                continue;
+        for attempt in adopted {
+            if !sent.contains(&attempt) {
+                self.report.adopted += 1;
+                self.log.push(format!(
+                    "  process {index} adopted the store's session for attempt {}",
+                    attempt.0
+                ));
             }
-            progress = true;
-            let sent = process.exchanges[at].refresh_token.clone();
-            let attempt = process.exchanges[at].attempt;
-            // Known bug K4: a store ahead of a process that holds no token of its own.
-            let ahead = {
-                let state = self.store.lock();
-                let stored = state.token.as_ref().and_then(|t| t.refresh_token.as_ref());
-                match (stored.map(|s| parse_rank(s.expose())), sent.as_ref()) {
-                    (Some(Some(stored)), Some(sent)) => parse_rank(sent.expose())
-                        .is_some_and(|sent| sent.0 == stored.0 && sent.1 < stored.1),
-                    _ => false,
-                }
-            };
-            match process.kernel.prepare_exchange(sent.as_ref()) {
-                Prepared::Exchange(lock) => {
-                    if ahead && let Some(sent) = &sent {
-                        self.report.known_k4 += 1;
-                        self.log.push(format!(
-                            "  [known bug K4: process {index} holds no durable token and sends the spent {} although the store holds its successor]",
-                            sent.expose()
-                        ));
-                        // K4 is fixed (the kernel adopts whenever it is not ahead of
-                        // the store): a repeat is a violation, never excused.
-                    }
-                    let lease = lock
-                        .as_ref()
-                        .and_then(|_| self.store.live_lease())
-                        .filter(|(_, owner)| *owner == index)
-                        .map(|(id, _)| id);
-                    process.exchanges[at].phase = Phase::OnWire { lock, lease };
-                    started.push(attempt);
-                    at += 1;
-                }
-                Prepared::Adopt(token, lock) => {
-                    self.log.push(format!(
-                        "  process {index} adopts {} from the store",
-                        token.refresh_token.as_ref().map_or("-", |s| s.expose())
-                    ));
-                    process.exchanges.remove(at);
-                    self.report.adopted += 1;
-                    process
-                        .kernel
-                        .exchange_result(attempt, Ok(*token), Some(lock));
-                }
-                Prepared::Failed(failure) => {
-                    self.log.push(format!(
-                        "  process {index} could not lock: {}",
-                        failure.message
-                    ));
-                    process.exchanges.remove(at);
-                    process.kernel.exchange_result(attempt, Err(failure), None);
-                }
-            }
-        }
-        if next.is_some_and(|at| at <= now) {
-            process.kernel.timeout();
-            progress = true;
         }
         progress
     }
@@ -1112,12 +684,10 @@ impl Sim {
     fn note_lost_leases(&mut self) {
         let live = self.store.live_lease().map(|(id, _)| id);
         for process in self.processes.iter().flatten() {
-            for exchange in &process.exchanges {
-                if let Phase::OnWire {
-                    lease: Some(lease), ..
-                } = exchange.phase
+            for exchange in lock(&process.wire).iter() {
+                if let Some(lease) = exchange.lease
                     && live != Some(lease)
-                    && let Some(sent) = &exchange.refresh_token
+                    && let Some(sent) = &exchange.sent
                 {
                     self.excused.insert(sent.expose().to_owned());
                 }
@@ -1133,14 +703,12 @@ impl Sim {
         let mut unlocked = None;
         for (index, process) in self.processes.iter().enumerate() {
             let Some(process) = process else { continue };
-            for exchange in &process.exchanges {
-                if let Phase::OnWire { lease, .. } = exchange.phase {
-                    on_wire += 1;
-                    match lease {
-                        None => unlocked = Some(index),
-                        Some(lease) if Some(lease) == live => holding.push(index),
-                        Some(_) => {}
-                    }
+            for exchange in lock(&process.wire).iter() {
+                on_wire += 1;
+                match exchange.lease {
+                    None => unlocked = Some(index),
+                    Some(lease) if Some(lease) == live => holding.push(index),
+                    Some(_) => {}
                 }
             }
         }
@@ -1161,6 +729,17 @@ impl Sim {
         if on_wire > 1 {
             self.report.overlaps_after_lease_expiry += 1;
         }
+    }
+
+    /// Takes the oldest exchange on the wire of process `index` off it, if any (and,
+    /// with `overdue`, only if the kernel says it is overdue).
+    fn off_the_wire(&mut self, index: usize, overdue: bool) -> Option<OnWire> {
+        let process = self.processes[index].as_ref()?;
+        if overdue && !process.kernel.snapshot().overdue {
+            return None;
+        }
+        let mut wire = lock(&process.wire);
+        (!wire.is_empty()).then(|| wire.remove(0))
     }
 
     /// The server processes a request presenting `sent`.
@@ -1238,7 +817,6 @@ impl Sim {
                 };
                 self.requests.push((index, false));
                 self.report.requests += 1;
-                p.requests.push(request);
                 let waiter = SimWaiter {
                     request,
                     outcomes: self.outcomes.clone(),
@@ -1251,32 +829,26 @@ impl Sim {
             ProcOp::Answer { process, answer } => self.answer(self.index(process), answer),
             ProcOp::Abort { process, processed } => {
                 let index = self.index(process);
-                let Some(p) = self.processes[index].as_mut() else {
+                if self.processes[index].is_none() {
                     return "dead".to_owned();
+                }
+                // An overdue exchange runs on until its own timeout ends it: that
+                // timeout, now, with its outcome unknown to the process.
+                let Some(exchange) = self.off_the_wire(index, true) else {
+                    return "nothing overdue to time out".to_owned();
                 };
-                let Some(at) = p
-                    .exchanges
-                    .iter()
-                    .position(|e| e.cancel_requested && matches!(e.phase, Phase::OnWire { .. }))
-                else {
-                    return "nothing to abort".to_owned();
-                };
-                let exchange = p.exchanges.remove(at);
-                drop(exchange.phase);
                 if processed {
                     self.excusable = true;
-                    let _ = self.present(exchange.refresh_token.as_ref());
+                    let _ = self.present(exchange.sent.as_ref());
                 }
-                if let Some(p) = self.processes[index].as_ref() {
-                    p.kernel.exchange_result(
-                        exchange.attempt,
-                        Err(RefreshFailure::transient(
-                            "the refresh exchange was cancelled",
-                        )),
-                        None,
-                    );
-                }
-                format!("aborted attempt {}", exchange.attempt.0)
+                *lock(&exchange.answer) = Some(Err(RefreshFailure::transient(
+                    "the refresh exchange timed out",
+                )));
+                self.pump(index);
+                format!(
+                    "timed out the overdue exchange sending {}",
+                    exchange.sent.as_ref().map_or("-", |s| s.expose())
+                )
             }
             ProcOp::Reject { process } => {
                 let index = self.index(process);
@@ -1318,12 +890,11 @@ impl Sim {
                         *died = true;
                     }
                 }
-                let mut presented = Vec::new();
-                for exchange in &p.exchanges {
-                    if processed && matches!(exchange.phase, Phase::OnWire { .. }) {
-                        presented.push(exchange.refresh_token.clone());
-                    }
-                }
+                let presented: Vec<Option<Secret>> = if processed {
+                    lock(&p.wire).iter().map(|e| e.sent.clone()).collect()
+                } else {
+                    Vec::new()
+                };
                 drop(p);
                 for sent in presented {
                     let _ = self.present(sent.as_ref());
@@ -1357,7 +928,6 @@ impl Sim {
                     }
                 }
                 p.kernel.command(Command::SignOut);
-                self.supersede(index);
                 "signed out".to_owned()
             }
             ProcOp::SignIn { process } => {
@@ -1382,7 +952,6 @@ impl Sim {
                 if let Some(p) = self.processes[index].as_ref() {
                     p.kernel.command(Command::SignIn(Credentials::Token(token)));
                 }
-                self.supersede(index);
                 format!("signed in to grant {grant}")
             }
             ProcOp::FailWrites { count } => {
@@ -1397,37 +966,21 @@ impl Sim {
         }
     }
 
-    /// A sign-in or sign-out: the exchanges of `index` still running are superseded.
-    fn supersede(&mut self, index: usize) {
-        if let Some(p) = self.processes[index].as_mut() {
-            for exchange in &mut p.exchanges {
-                exchange.superseded = true;
-            }
-        }
-    }
-
+    /// The exchange on the wire of process `index` ends as `answer` says.
     fn answer(&mut self, index: usize, answer: AnswerPick) -> String {
-        let Some(p) = self.processes[index].as_mut() else {
+        if self.processes[index].is_none() {
             return "dead".to_owned();
-        };
-        let Some(at) = p
-            .exchanges
-            .iter()
-            .position(|e| matches!(e.phase, Phase::OnWire { .. }))
-        else {
-            return "nothing on the wire".to_owned();
-        };
-        let exchange = p.exchanges.remove(at);
-        let Phase::OnWire { lock: held, .. } = exchange.phase else {
-            return "nothing on the wire".to_owned();
-        };
+        }
         // Its lease may have been lost while it was on the wire.
         self.note_lost_leases();
+        let Some(exchange) = self.off_the_wire(index, false) else {
+            return "nothing on the wire".to_owned();
+        };
         let result = match answer {
-            AnswerPick::Answered => self.present(exchange.refresh_token.as_ref()),
+            AnswerPick::Answered => self.present(exchange.sent.as_ref()),
             AnswerPick::LostAfterServer => {
                 self.excusable = true;
-                let _ = self.present(exchange.refresh_token.as_ref());
+                let _ = self.present(exchange.sent.as_ref());
                 Err(RefreshFailure::transient("connection reset"))
             }
             AnswerPick::ServerError => Err(RefreshFailure::transient("HTTP 503")),
@@ -1443,16 +996,17 @@ impl Sim {
             .as_ref()
             .ok()
             .and_then(|t| t.refresh_token.as_ref().map(|s| s.expose().to_owned()));
+        *lock(&exchange.answer) = Some(result);
+        // The driver feeds the result to the kernel.
+        self.pump(index);
         let mut known = String::new();
         if let Some(p) = self.processes[index].as_ref() {
-            p.kernel.exchange_result(exchange.attempt, result, held);
             let persisted = lock(&p.persisted).as_ref().and_then(|(_, rt)| rt.clone());
             let active = signed_in(&p.kernel.snapshot().status);
-            // A result after a sign-in or sign-out is dropped, as it should be.
-            let current = !exchange.superseded;
+            // An exchange superseded by a sign-in or sign-out is cancelled, never
+            // answered: this result is the current exchange's.
             if let Some(rotated) = rotated
                 && active
-                && current
                 && persisted.as_deref() != Some(rotated.as_str())
             {
                 // Known bug K1 (see `Known`): the answer's access token was unusable on
@@ -1467,9 +1021,8 @@ impl Sim {
             }
         }
         format!(
-            "attempt {} sent {}: {said}",
-            exchange.attempt.0,
-            exchange.refresh_token.as_ref().map_or("-", |s| s.expose())
+            "sent {}: {said}",
+            exchange.sent.as_ref().map_or("-", |s| s.expose())
         ) + &known
     }
 
@@ -1613,11 +1166,9 @@ impl Sim {
         // backoff (60 s at most).
         for _ in 0..40 {
             for index in 0..self.processes.len() {
-                let on_wire = self.processes[index].as_ref().is_some_and(|p| {
-                    p.exchanges
-                        .iter()
-                        .any(|e| matches!(e.phase, Phase::OnWire { .. }))
-                });
+                let on_wire = self.processes[index]
+                    .as_ref()
+                    .is_some_and(|p| !lock(&p.wire).is_empty());
                 if on_wire {
                     let said = self.answer(index, AnswerPick::Answered);
                     self.log.push(format!("drain: process {index} {said}"));

@@ -1,5 +1,10 @@
 //! The one error type of this crate.
 
+use silent_refresh::Error as CoreError;
+use silent_refresh_driver::SourceError;
+use silent_refresh_driver::kernel::NoToken;
+use silent_refresh_driver::runtime::tokio::IntegrationError;
+use silent_refresh_oauth2::Error as OAuth2Error;
 use silent_refresh_oauth2::origin::Refusal;
 
 /// What went wrong, and what to do about it. Never contains a token or a refresh
@@ -100,7 +105,86 @@ pub enum Error {
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-silent_refresh_driver::adapter_error_conversions!(Error);
+impl SourceError for Error {
+    fn token(error: CoreError) -> Self {
+        Self::Token(error)
+    }
+
+    fn as_token(&self) -> Option<&CoreError> {
+        match self {
+            Self::Token(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    fn reentrant() -> Self {
+        Self::Reentrant
+    }
+
+    fn stopped() -> Self {
+        Self::DriverStopped
+    }
+
+    fn not_started(_: String) -> Self {
+        Self::NoRuntime
+    }
+}
+
+impl IntegrationError for Error {
+    fn invalid_token() -> Self {
+        Self::InvalidToken
+    }
+
+    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self::Send(error)
+    }
+}
+
+impl Error {
+    /// Whether the credentials are dead or gone: the program must sign in again
+    /// (terminal refresh failure, or signed out).
+    #[must_use]
+    pub fn needs_sign_in(&self) -> bool {
+        SourceError::needs_sign_in(self)
+    }
+
+    /// Whether the token endpoint could not be reached and no usable token is left:
+    /// retry later (the status says when the next refresh is tried).
+    #[must_use]
+    pub fn is_unreachable(&self) -> bool {
+        SourceError::is_unreachable(self)
+    }
+}
+
+impl From<CoreError> for Error {
+    /// Wraps the core's error in `Error::Token`.
+    fn from(error: CoreError) -> Self {
+        Self::Token(error)
+    }
+}
+
+impl From<NoToken> for Error {
+    /// Why a caller got no token, as this crate's error.
+    fn from(no_token: NoToken) -> Self {
+        Self::from_no_token(no_token)
+    }
+}
+
+impl From<OAuth2Error> for Error {
+    /// The codec's origin errors become this crate's own variants (their messages name
+    /// this crate's builders); a setting the codec refuses is `Error::Token` with the
+    /// core's `InvalidConfig`; any other is wrapped in `Error::OAuth2`.
+    fn from(error: OAuth2Error) -> Self {
+        match error {
+            OAuth2Error::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            OAuth2Error::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
+            OAuth2Error::NoOrigin => Self::NoOrigin,
+            OAuth2Error::InsecureHttp { origin } => Self::InsecureHttp { origin },
+            OAuth2Error::InvalidConfig(reason) => Self::Token(CoreError::InvalidConfig(reason)),
+            other => Self::OAuth2(other),
+        }
+    }
+}
 
 impl From<Refusal> for Error {
     /// Why a request did not get the token, as an error that names only its origin.

@@ -46,10 +46,13 @@
 //!
 //! A [`TokenSource`] drives the sans-IO [`silent_refresh::TokenMachine`] (read its docs
 //! for the rules: single flight, exactly-once outcomes, stale-while-refreshing, backoff,
-//! rotation). One background task per source runs the refreshes (through your
-//! [`Refresher`]) and sleeps until the machine's next deadline: the proactive refresh,
-//! the end of a backoff, a refresh or request timeout. It ends when the last clone of
-//! the source is dropped.
+//! rotation). One background task per source (the driver's exchange loop, on
+//! [`Tokio`]) runs the refreshes (through your [`Refresher`]) and sleeps until the
+//! machine's next deadline: the proactive refresh, the end of a backoff, a refresh or
+//! request timeout. An exchange past `refresh_timeout` is not thrown away: it runs on
+//! until its refresher's own timeout ends it, since its answer may carry the rotated
+//! refresh token ([`TokenSource::refresh_overdue`]). The task ends when the last clone
+//! of the source is dropped.
 //!
 //! [`TokenSource::token`] reads a published snapshot while the token is fresh (no lock,
 //! no task hop, one reference count, and no clock read: the background task withdraws
@@ -78,14 +81,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod driver;
 mod error;
 #[cfg(feature = "reqwest")]
 mod oauth2_refresher;
-mod refresher;
-mod runtime;
 mod send;
-mod source;
 
 /// A tower layer that attaches the access token (feature `tower`): the one of
 /// `silent-refresh-http`, over this crate's [`TokenSource`].
@@ -117,7 +116,6 @@ pub mod middleware {
 pub use error::Error;
 #[cfg(feature = "reqwest")]
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
-pub use refresher::Refresher;
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
 #[doc(inline)]
@@ -127,6 +125,8 @@ pub use silent_refresh::{
 };
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
+pub use silent_refresh_driver::runtime::NoRefresher;
+pub use silent_refresh_driver::runtime::tokio::{Refresher, Tokio};
 pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
 pub use silent_refresh_http;
 pub use silent_refresh_oauth2 as oauth2;
@@ -135,4 +135,18 @@ pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, To
 #[cfg(feature = "jwt")]
 #[doc(inline)]
 pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};
-pub use source::{NoRefresher, TokenSource, TokenSourceBuilder};
+
+/// A source of fresh access tokens, driven by one background task on the tokio runtime
+/// it was built in: the driver's generic source on [`Tokio`], failing with this crate's
+/// [`Error`]. `token()`, `token_within`, `token_before`, `shutdown` and `until_durable`
+/// return futures to `.await`.
+///
+/// Cheap to clone (`Send + Sync + 'static`): every clone shares one token, one refresh
+/// at a time, and one background task, which ends when the last clone is dropped.
+/// Build one with `TokenSource::builder(config)`; see the [crate docs](crate).
+pub type TokenSource = silent_refresh_driver::TokenSource<Tokio, Error>;
+
+/// Builds a [`TokenSource`]: start with `TokenSource::builder(config)`. Building needs
+/// a [`Refresher`] (`.refresher(..)`) and a running tokio runtime.
+pub type TokenSourceBuilder<R = NoRefresher> =
+    silent_refresh_driver::TokenSourceBuilder<Tokio, Error, R>;

@@ -8,8 +8,8 @@ use silent_refresh_oauth2::{
     DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
 };
 
+use crate::Refresher;
 use crate::error::Error;
-use crate::refresher::Refresher;
 
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
 ///
@@ -81,7 +81,17 @@ impl OAuth2Refresher {
         Self::builder(grant).build()
     }
 
-    silent_refresh_driver::oauth2_refresher_getters!();
+    /// The grant's settings.
+    #[must_use]
+    pub fn grant(&self) -> &RefreshGrant {
+        &self.grant
+    }
+
+    /// The timeout of one refresh exchange.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
 
     async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
         let (request, exchange) =
@@ -130,6 +140,10 @@ impl Refresher for OAuth2Refresher {
     fn token_endpoint(&self) -> Option<&str> {
         Some(self.grant.token_url())
     }
+
+    fn exchange_timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
 }
 
 impl fmt::Debug for OAuth2Refresher {
@@ -169,9 +183,24 @@ impl OAuth2RefresherBuilder {
         self
     }
 
-    silent_refresh_driver::oauth2_refresher_settings!(
-        "The token source also cancels an exchange at the configuration's `refresh_timeout`: the shorter of the two ends it. This one still bounds the exchange when the refresher is called on its own."
-    );
+    /// Allow a plain `http` token URL whose host is not loopback (refused by default:
+    /// the refresh credential and the client secret would cross the network in clear
+    /// text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is always allowed.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The timeout of one refresh exchange, from connecting to the end of the
+    /// response; when it passes, the refresh fails as transient and is retried with
+    /// backoff. Default: 30 s, the core's default `refresh_timeout`. An exchange past
+    /// the configuration's `refresh_timeout` is overdue, not cancelled: this timeout
+    /// ends it, so that an answer the server already sent (with a rotated refresh
+    /// token) still arrives.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 
     /// Checks the settings and builds the refresher and its client.
     ///

@@ -88,14 +88,14 @@
 mod bearer;
 mod error;
 mod oauth2_refresher;
-mod refresher;
 mod replay;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
 pub use error::Error;
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
-pub use refresher::Refresher;
+pub use silent_refresh_driver::runtime::NoRefresher;
+pub use silent_refresh_driver::runtime::threads::{Refresher, Threads};
 pub use source::{TokenSource, TokenSourceBuilder};
 
 pub use silent_refresh;

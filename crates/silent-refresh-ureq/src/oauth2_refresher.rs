@@ -10,8 +10,8 @@ use silent_refresh_oauth2::{
 };
 use ureq::Agent;
 
+use crate::Refresher;
 use crate::error::Error;
-use crate::refresher::Refresher;
 
 /// Refreshes with the OAuth 2.0 refresh-token grant (or client credentials, when
 /// there is no refresh credential), or any other grant of the codec's [`RefreshGrant`]
@@ -64,7 +64,17 @@ impl OAuth2Refresher {
         }
     }
 
-    silent_refresh_driver::oauth2_refresher_getters!();
+    /// The grant's settings.
+    #[must_use]
+    pub fn grant(&self) -> &RefreshGrant {
+        &self.grant
+    }
+
+    /// The timeout of one refresh exchange.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
 
     /// A transport error as a failure that names no URL: unreachable when no
     /// connection could be made, transient otherwise, except a URL or a scheme the
@@ -141,6 +151,10 @@ impl Refresher for OAuth2Refresher {
     fn token_endpoint(&self) -> Option<&str> {
         Some(self.grant.token_url())
     }
+
+    fn exchange_timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
 }
 
 impl fmt::Debug for OAuth2Refresher {
@@ -173,9 +187,24 @@ impl OAuth2RefresherBuilder {
         self
     }
 
-    silent_refresh_driver::oauth2_refresher_settings!(
-        "Keep it no longer than the configuration's `refresh_timeout`: a blocking exchange cannot be cancelled, and no other refresh starts before it ends."
-    );
+    /// Allow a plain `http` token URL whose host is not loopback (refused by default:
+    /// the refresh credential and the client secret would cross the network in clear
+    /// text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is always allowed.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// The timeout of one refresh exchange, from connecting to the end of the
+    /// response; when it passes, the refresh fails as transient and is retried with
+    /// backoff. Default: 30 s, the core's default `refresh_timeout`. A blocking
+    /// exchange cannot be cancelled: this timeout ends it, and no other refresh starts
+    /// before then (one past `refresh_timeout` is overdue, and its late answer is still
+    /// adopted).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 
     /// Checks the settings and builds the refresher.
     ///

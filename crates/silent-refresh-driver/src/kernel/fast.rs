@@ -1,0 +1,82 @@
+//! The lock-free fast path: the token a caller gets without asking the machine, while
+//! it is fresh.
+//!
+//! The kernel publishes the machine's fresh token with the instant until which it may
+//! be handed out, and the driver's timer withdraws it then, so a call reads no clock
+//! and takes no lock. That instant is kept at least [`TIMER_SLACK`] before the token
+//! stops being usable (a token that cannot be refreshed has no refresh window: its
+//! fast path ends a second before its end of use, and the last second goes through the
+//! machine), so a timer that fires late hands out no unusable token. Only a clock that
+//! can jump ahead by hand ([`Clock::jumps`](crate::clock::Clock::jumps)) is read on
+//! every call: after a jump no timer could have withdrawn the token in time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use silent_refresh::AccessToken;
+
+use super::{Kernel, Waiter};
+
+/// How late the driver's timer may fire before the fast path would hand out a token
+/// that is no longer usable.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+
+/// The fast path's token: handed out without the lock until `until` (`None`: until an
+/// input changes it).
+pub(super) struct Fresh {
+    token: Arc<AccessToken>,
+    until: Option<Instant>,
+    check_clock: bool,
+}
+
+impl Fresh {
+    /// The token the machine calls fresh until `until`, and the instant the fast path
+    /// hands it out until: `TIMER_SLACK` before it stops being usable at the latest.
+    /// `None`: less than that is left, and the machine answers every call.
+    pub(super) fn window(
+        token: Arc<AccessToken>,
+        until: Option<Instant>,
+        now: Instant,
+    ) -> Option<(Arc<AccessToken>, Option<Instant>)> {
+        let slack_end = token
+            .usable_until
+            .map(|usable| usable.checked_sub(TIMER_SLACK).unwrap_or(usable));
+        let until = match (until, slack_end) {
+            (Some(until), Some(end)) => Some(until.min(end)),
+            (until, _) => until,
+        };
+        if until.is_some_and(|until| until <= now) {
+            return None;
+        }
+        Some((token, until))
+    }
+
+    pub(super) fn new(token: Arc<AccessToken>, until: Option<Instant>, clock_jumps: bool) -> Self {
+        let check_clock = match (until, token.usable_until) {
+            (Some(_), _) if clock_jumps => true,
+            // A window without a known end of usability: be safe.
+            (Some(_), None) => true,
+            _ => false,
+        };
+        Self {
+            token,
+            until,
+            check_clock,
+        }
+    }
+}
+
+impl<W: Waiter> Kernel<W> {
+    /// The fast path: the published token while it may be handed out without asking
+    /// the machine. No lock, and no clock read unless the clock can jump.
+    #[inline]
+    #[must_use]
+    pub fn fresh_token(&self) -> Option<Arc<AccessToken>> {
+        let fresh = self.fresh.load();
+        let fresh = fresh.as_ref()?;
+        if fresh.check_clock && fresh.until.is_some_and(|until| self.clock.now() >= until) {
+            return None;
+        }
+        Some(fresh.token.clone())
+    }
+}

@@ -1,0 +1,469 @@
+//! The kernel: the machine behind a lock, and everything a driver does around it.
+//!
+//! Every input goes through one settle loop ([`settle`]): feed the machine, drain its
+//! actions (outcomes to the waiting callers, token changes to the callback, refreshes
+//! to start and cancel for the driver), drain its events (to the logs and the
+//! subscribers), apply the commands the callback issued meanwhile, publish the
+//! lock-free snapshots, and wake the driver when it has new work. Around that loop:
+//! the store between processes and its lock ([`coordination`]), the exchange on the wire
+//! ([`wire`]), the lock-free fast path ([`fast`]) and the log lines ([`log`]).
+//!
+//! A runtime brings only how a caller waits ([`Waiter`]), how its driver is woken
+//! ([`Wake`]), and how it runs an exchange and store I/O (the
+//! [`Driver`](crate::driver::Driver) over a [`Runtime`](crate::runtime::Runtime)).
+
+mod coordination;
+mod fast;
+mod log;
+mod settle;
+mod wire;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use silent_refresh::{
+    AccessToken, AttemptId, Credentials, Error as CoreError, Event, Generation, RefreshFailure,
+    RequestId, Secret, Status, Token, TokenMachine,
+};
+
+use crate::clock::Clock;
+use crate::store::TokenStore;
+use crate::wake::Wake;
+
+use self::coordination::{Load, Locks};
+use self::fast::Fresh;
+use self::settle::{Core, HELD, apply};
+
+pub use self::coordination::{LockId, Prepared, Save, StoreIo};
+
+/// How often the driver reads the wall clock, to notice a suspend (the monotonic clock
+/// stops while the system sleeps; the wall clock does not).
+pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(2);
+
+/// How often a wait for [`Kernel::settled`] looks again between events (a queued save
+/// ends without one).
+pub const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// Why a caller got no token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoToken {
+    /// The machine's answer (deadline, sign-in required, misconfigured, …).
+    Token(CoreError),
+    /// Asked from inside the source's own token-change callback, which runs while the
+    /// source is locked: waiting there would deadlock.
+    Reentrant,
+    /// The driver is gone (its runtime shut down): nothing would answer.
+    Stopped,
+}
+
+/// What a waiting caller receives.
+pub type Outcome = Result<Arc<AccessToken>, NoToken>;
+
+/// How a caller waits for its outcome: a slot its task or thread waits on, ….
+pub trait Waiter: Send + 'static {
+    /// Delivers the outcome. Called once, under the kernel's lock: do not block.
+    fn resolve(self, outcome: Outcome);
+}
+
+/// A token change the program must store: the rotated refresh credential, or none.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TokenChange {
+    /// A new token was adopted: store it (it holds the newest refresh credential and a
+    /// wall-clock expiry) before relying on it. No caller gets it before this returns.
+    Persist {
+        /// The generation the machine gave the token.
+        generation: Generation,
+        /// The token to store.
+        token: Token,
+    },
+    /// Signed out: delete the stored token.
+    Forget,
+}
+
+/// The token-change callback.
+pub type ChangeCallback = Box<dyn Fn(TokenChange) + Send + Sync>;
+
+/// An input that needs no answer.
+#[derive(Debug)]
+pub enum Command {
+    /// New credentials.
+    SignIn(Credentials),
+    /// Sign out.
+    SignOut,
+    /// A request with this generation's token was rejected (401).
+    Rejected(Generation),
+}
+
+/// A refresh exchange to start.
+#[derive(Debug)]
+pub struct Start {
+    /// Report its result with this attempt id.
+    pub attempt: AttemptId,
+    /// The refresh credential to send (`None` for grants that need none).
+    pub refresh_token: Option<Secret>,
+}
+
+/// What the driver is to do next.
+#[derive(Debug)]
+pub struct Work {
+    /// Exchanges to start.
+    pub starts: Vec<Start>,
+    /// Exchanges to cancel: superseded by new credentials, or past their hard limit
+    /// (an exchange that is only overdue runs on, see [`wire`]).
+    pub cancels: Vec<AttemptId>,
+    /// Store I/O to run off the callers and the async workers, one at a time, in order
+    /// ([`Kernel::store_io`]).
+    pub store: Vec<StoreIo>,
+    /// When to call [`Kernel::timeout`] next (`None`: only when woken).
+    pub next: Option<Instant>,
+}
+
+/// What the getters read, published after every input: no lock, so they never block or
+/// deadlock, not even inside the token-change callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Where the session stands.
+    pub status: Status,
+    /// The generation of the newest token.
+    pub generation: Generation,
+    /// How many callers wait for a token.
+    pub waiting: usize,
+    /// The refresh exchange on the wire, if any.
+    pub refresh_in_flight: Option<AttemptId>,
+    /// The exchange on the wire passed the configuration's `refresh_timeout`: it runs on
+    /// until its own timeout ends it (rule 8), and no other starts meanwhile.
+    pub overdue: bool,
+    /// When the current backoff ends, if one runs.
+    pub backoff_until: Option<Instant>,
+    /// The last refresh failure since the last adopted token.
+    pub last_failure: Option<Arc<str>>,
+    /// The driver is gone.
+    pub stopped: bool,
+    /// The store confirmed the current token (always `false` without a token).
+    pub durable: bool,
+}
+
+/// Wakes the driver, and remembers that the clock moved without real time passing (a
+/// test clock): the next [`take_work`](Kernel::take_work) feeds the machine the time.
+struct ClockMoved {
+    moved: AtomicBool,
+    wake: Arc<dyn Wake>,
+}
+
+impl Wake for ClockMoved {
+    fn wake(&self) {
+        self.moved.store(true, Ordering::SeqCst);
+        self.wake.wake();
+    }
+}
+
+/// How long past `refresh_timeout` an exchange whose refresher has no timeout of its
+/// own may run before the driver cancels it: twice `refresh_timeout` in all.
+const UNBOUNDED_EXCHANGE_FACTOR: u32 = 2;
+
+/// How long past a refresher's own timeout the driver waits for it to end the
+/// exchange before cancelling it (a client that does not keep its timeout).
+const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The driver kernel, shared by every handle of a token source and its driver.
+pub struct Kernel<W: Waiter> {
+    core: Mutex<Core<W>>,
+    fresh: ArcSwapOption<Fresh>,
+    snapshot: ArcSwap<Snapshot>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<dyn Wake>,
+    on_change: Option<ChangeCallback>,
+    store: Option<Arc<dyn TokenStore>>,
+    request_timeout: Duration,
+    refresh_timeout: Duration,
+    /// How long an exchange may run before the driver cancels it (see [`wire`]).
+    exchange_limit: Duration,
+    clock_moved: Arc<ClockMoved>,
+}
+
+impl<W: Waiter> Kernel<W> {
+    /// A kernel around a new machine (created with `config` at the clock's now).
+    /// `exchange_timeout` is the timeout the refresher puts on each exchange itself, if
+    /// it has one: an overdue exchange is left to it (plus a second); without one the
+    /// driver cancels an exchange at twice `refresh_timeout`.
+    pub fn new(
+        config: silent_refresh::Config,
+        clock: Arc<dyn Clock>,
+        wake: Arc<dyn Wake>,
+        on_change: Option<ChangeCallback>,
+        store: Option<Arc<dyn TokenStore>>,
+        exchange_timeout: Option<Duration>,
+    ) -> Self {
+        let request_timeout = config.request_timeout();
+        let refresh_timeout = config.refresh_timeout();
+        let exchange_limit = match exchange_timeout {
+            Some(own) => own.saturating_add(OWN_TIMEOUT_GRACE),
+            None => refresh_timeout.saturating_mul(UNBOUNDED_EXCHANGE_FACTOR),
+        };
+        let machine = TokenMachine::new(config, clock.now(), clock.wall());
+        let clock_moved = Arc::new(ClockMoved {
+            moved: AtomicBool::new(false),
+            wake: wake.clone(),
+        });
+        let as_wake: Arc<dyn Wake> = clock_moved.clone();
+        clock.on_advance(Arc::downgrade(&as_wake));
+        let core = Core {
+            machine,
+            waiters: HashMap::new(),
+            starts: Vec::new(),
+            cancels: Vec::new(),
+            store_io: Vec::new(),
+            save_failing: false,
+            locks: Locks::default(),
+            feeding: None,
+            adopting: None,
+            from_store: false,
+            wire: None,
+            wall_check: None,
+            seed: None,
+            load_retry: None,
+            armed: None,
+            published: None,
+            stopped: false,
+            closing: false,
+            listeners: Vec::new(),
+            answered: Vec::new(),
+        };
+        let snapshot = core.snapshot();
+        Self {
+            core: Mutex::new(core),
+            fresh: ArcSwapOption::empty(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            clock,
+            wake,
+            on_change,
+            store,
+            request_timeout,
+            refresh_timeout,
+            exchange_limit,
+            clock_moved,
+        }
+    }
+
+    /// Starts the session: with a store, its stored session is loaded first (by the
+    /// driver, off the lock) and wins over `credentials` when it holds a usable
+    /// session; without one, signs in with `credentials` (if any) at once.
+    pub fn start(&self, credentials: Option<Credentials>) {
+        if self.store.is_some() {
+            self.settle(|core, _| core.store_io.push(StoreIo::Load(Load::first(credentials))));
+        } else if let Some(credentials) = credentials {
+            self.command(Command::SignIn(credentials));
+        }
+    }
+
+    /// The store this kernel saves to, if any.
+    #[must_use]
+    pub fn store(&self) -> Option<&Arc<dyn TokenStore>> {
+        self.store.as_ref()
+    }
+
+    /// How long a caller waits by default (the configuration's `request_timeout`).
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The clock this kernel reads.
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Enters a request with its own deadline (`None`: the configuration's
+    /// `request_timeout`); `waiter` receives its outcome, possibly before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`NoToken::Reentrant`] from inside the token-change callback,
+    /// [`NoToken::Stopped`] when the driver is gone.
+    pub fn enter(&self, deadline: Option<Instant>, waiter: W) -> Result<RequestId, NoToken> {
+        if self.held_by_this_thread() {
+            return Err(NoToken::Reentrant);
+        }
+        self.settle(|core, now| {
+            if core.stopped {
+                return Err(NoToken::Stopped);
+            }
+            let request = core.machine.handle_request(now, deadline);
+            core.waiters.insert(request, waiter);
+            Ok(request)
+        })
+    }
+
+    /// The caller gave up on `request`: it gets no outcome and leaves nothing behind.
+    pub fn cancel(&self, request: RequestId) {
+        if self.held_by_this_thread() {
+            // A waiter dropped inside the callback: it is answered (harmlessly) or
+            // rejected at its deadline.
+            return;
+        }
+        self.settle(|core, now| {
+            core.waiters.remove(&request);
+            core.machine.handle_cancel(now, request);
+        });
+    }
+
+    /// Applies a command, or, from inside the token-change callback, right after it.
+    pub fn command(&self, command: Command) {
+        let key = self.key();
+        let command = HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            match held.iter_mut().rev().find(|(k, _)| *k == key) {
+                Some((_, deferred)) => {
+                    deferred.push(command);
+                    None
+                }
+                None => Some(command),
+            }
+        });
+        if let Some(command) = command {
+            let wall = self.clock.wall();
+            self.settle(|core, now| apply(core, command, now, wall));
+        }
+    }
+
+    /// Time passed: the driver's timer fired (early, late or twice is harmless). Also
+    /// reads the wall clock, so that a suspend is noticed within
+    /// [`WALL_CLOCK_CHECK`] of waking.
+    pub fn timeout(&self) {
+        let wall = self.clock.wall();
+        let load = self.settle(|core, now| {
+            core.machine.handle_wall_clock(now, wall);
+            core.machine.handle_timeout(now);
+            core.load_retry
+                .take_if(|retry| now >= retry.at)
+                .map(|retry| retry.load)
+        });
+        if let Some(load) = load {
+            // The driver runs it off the lock, like the first load.
+            self.settle(|core, _| core.store_io.push(StoreIo::Load(load)));
+        }
+    }
+
+    /// The result of a refresh exchange (an answer, a failure, or its cancellation).
+    /// The store's lock it ran under, if any, stays with the kernel: the token it
+    /// brings is saved under it, and it is released by the kernel's own store I/O
+    /// ([`StoreIo::Release`]), never here (this may run on an async worker).
+    pub fn exchange_result(&self, attempt: AttemptId, result: Result<Token, RefreshFailure>) {
+        self.settle(|core, now| {
+            core.feeding = Some(attempt);
+            let adopted = core.adopting.take();
+            core.from_store = match (&result, &adopted) {
+                (Ok(token), Some(access)) => {
+                    coordination::secrets_match(&token.access_token, access)
+                }
+                _ => false,
+            };
+            core.machine.handle_refresh_result(now, attempt, result);
+            core.wire.take_if(|wire| wire.attempt() == attempt);
+        });
+    }
+
+    /// What the driver must do, and when to wake; that wake-up counts as armed.
+    pub fn take_work(&self) -> Work {
+        if self.clock_moved.moved.swap(false, Ordering::SeqCst) {
+            self.timeout();
+        }
+        // Closing: an exchange the machine asks for now never goes on the wire, so it
+        // spends nothing; it ends as a transient failure (and is asked again after the
+        // backoff, and refused again).
+        let mut core = self.lock();
+        if core.closing && !core.starts.is_empty() {
+            let refused = std::mem::take(&mut core.starts);
+            drop(core);
+            for start in refused {
+                self.exchange_result(
+                    start.attempt,
+                    Err(RefreshFailure::transient(
+                        "the token source is shutting down: no refresh starts any more",
+                    )),
+                );
+            }
+            core = self.lock();
+        }
+        let next = core.next_wakeup();
+        core.armed = next;
+        Work {
+            starts: std::mem::take(&mut core.starts),
+            cancels: std::mem::take(&mut core.cancels),
+            store: std::mem::take(&mut core.store_io),
+            next,
+        }
+    }
+
+    /// Starts no refresh exchange from now on (the program is about to exit): the one
+    /// on the wire, if any, still ends, and its token is still saved. Tokens still
+    /// usable are still granted. [`settled`](Self::settled) says when nothing is left
+    /// that exiting would lose.
+    pub fn close(&self) {
+        tracing::info!("the token source is shutting down: no refresh starts any more");
+        self.settle(|core, _| core.closing = true);
+    }
+
+    /// No refresh exchange is on the wire (its outcome would be lost with the process:
+    /// with rotating refresh credentials, the session too), the current token is saved
+    /// or its save has stopped mattering (signed out, or no store), and no store lock
+    /// waits for its release.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        let core = self.lock();
+        let saving = self.store.is_some()
+            && core.machine.awaits_save()
+            && matches!(
+                core.machine.status(),
+                Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
+            );
+        core.machine.refresh_in_flight().is_none()
+            && !saving
+            && core.store_io.is_empty()
+            && !core.locks.releasing()
+    }
+
+    /// The driver is gone: every waiting caller is told, new ones are refused, and the
+    /// fast path is withdrawn (nothing would withdraw it in time any more).
+    pub fn stop(&self) {
+        let mut core = self.lock();
+        core.stopped = true;
+        for (_, waiter) in core.waiters.drain() {
+            waiter.resolve(Err(NoToken::Stopped));
+        }
+        core.published = None;
+        self.fresh.store(None);
+        self.snapshot.store(Arc::new(core.snapshot()));
+    }
+
+    /// Calls `listener` with every event from now on (under the lock: keep it short and
+    /// non-blocking, such as a channel send), until it returns `false` (its receiver is
+    /// gone): then it is dropped, so subscribers that come and go leave nothing behind.
+    pub fn subscribe(&self, listener: impl Fn(&Event) -> bool + Send + Sync + 'static) {
+        self.lock().listeners.push(Box::new(listener));
+    }
+
+    /// What the getters read: no lock, never blocks.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+}
+
+impl<W: Waiter> fmt::Debug for Kernel<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.snapshot();
+        f.debug_struct("Kernel")
+            .field("status", &snapshot.status)
+            .field("generation", &snapshot.generation)
+            .field("waiting", &snapshot.waiting)
+            .field("overdue", &snapshot.overdue)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,157 @@
+//! The runtime seam: what a runtime must provide so that a token source, its builder
+//! and its exchange loop are written once ([`TokenSource`](crate::TokenSource),
+//! [`Driver`](crate::driver::Driver)).
+//!
+//! Two traits, as quinn's `Runtime` and hyper's `rt` module cut it:
+//! - [`Runtime`]: what the driver needs: spawn it, run an exchange, run store I/O off
+//!   the callers and the async workers, sleep, and which clock to read;
+//! - [`Caller`]: what the source's callers get: whether a call is awaited or blocks,
+//!   and how events reach a subscriber.
+//!
+//! Two implementations ship: [`threads`] (std threads and condition variables, for
+//! blocking programs) and `tokio` (feature `tokio`). The traits put no `Send` bound on
+//! the futures a runtime makes (its timer, its exchanges, its driver): a runtime
+//! without threads (the browser: `wasm-bindgen-futures` to spawn, `setTimeout` to
+//! sleep) implements them with futures that are not `Send`. Only what crosses to
+//! another thread must be `Send`: a store job ([`Runtime::run_blocking`]), whose stores
+//! are `Send + Sync` anyway.
+
+pub mod threads;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use silent_refresh::{Event, RefreshFailure, Secret, Token};
+
+use crate::clock::Clock;
+use crate::driver::Driver;
+use crate::kernel::Waiter;
+
+/// What a runtime must provide to run a token source's [`Driver`]: its exchange loop
+/// and timer.
+pub trait Runtime: Clone + Unpin + 'static {
+    /// A refresher as this runtime holds it (type-erased, usually a `dyn` of its own
+    /// refresher trait): it starts [`Exchange`](Self::Exchange)s.
+    type Refresher: ?Sized + Exchanger<Self::Exchange>;
+
+    /// One refresh exchange on the wire. Dropping it cancels it where
+    /// [`CANCELS_EXCHANGES`](Self::CANCELS_EXCHANGES) says so.
+    type Exchange: Future<Output = Result<Token, RefreshFailure>> + Unpin;
+
+    /// Work that blocks (store I/O), running off the callers and the async workers;
+    /// `None` when it panicked.
+    type Blocking<T: Send + 'static>: Future<Output = Option<T>> + Unpin;
+
+    /// A timer.
+    type Sleep: Future<Output = ()> + Unpin;
+
+    /// Whether dropping an [`Exchange`](Self::Exchange) cancels it. A blocking call
+    /// cannot be cut short: a runtime of threads lets it end by itself (its refresher's
+    /// own timeout bounds it), and the driver waits for its result whatever it asked.
+    const CANCELS_EXCHANGES: bool;
+
+    /// Spawns the driver of a source; it runs until it returns (the source's handles
+    /// are gone and nothing is left running).
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be spawned (no runtime to spawn it on, no thread).
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), String>;
+
+    /// Runs `job`, which blocks (`work` says how), off the callers and the async
+    /// workers (tokio: its blocking pool; threads: a thread of its own).
+    fn run_blocking<T, F>(&self, work: BlockingWork, job: F) -> Self::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static;
+
+    /// A timer that fires after `duration` on the runtime's own time (tokio's clock,
+    /// paused in tests; the system's monotonic clock for threads).
+    fn sleep(&self, duration: Duration) -> Self::Sleep;
+
+    /// The clock a source reads when its builder was given none.
+    fn default_clock(&self) -> Arc<dyn Clock>;
+}
+
+/// What a blocking job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingWork {
+    /// A store call: load, save, forget, or the release of the store's lock.
+    StoreIo,
+    /// Takes the store's lock between processes before an exchange, and re-reads the
+    /// store under it: it may wait, up to `refresh_timeout`, for another process.
+    StoreLock,
+}
+
+/// What the callers of a source get on this runtime: whether a call is awaited or
+/// blocks, and how events reach a subscriber.
+pub trait Caller: Runtime {
+    /// How a caller waits for `F`: `F` itself, to `.await` (async runtimes), or its
+    /// output, computed on the caller's thread (blocking ones).
+    type Wait<F: Future>;
+
+    /// What [`TokenSource::subscribe`](crate::TokenSource::subscribe) returns.
+    type Events;
+
+    /// How long past its deadline a waiting caller waits for the driver before giving
+    /// up by itself (a driver whose timer runs late, or a test clock that never moves);
+    /// `None`: the driver always answers.
+    const LATE_GRACE: Option<Duration>;
+
+    /// Hands `future` to the caller: to be awaited, or run to its end here.
+    fn wait<F: Future>(&self, future: F) -> Self::Wait<F>;
+
+    /// A new subscriber: the listener the kernel calls with each event (`false` once
+    /// the subscriber is gone), and what the program receives them with.
+    fn subscribe(
+        &self,
+    ) -> (
+        impl Fn(&Event) -> bool + Send + Sync + 'static,
+        Self::Events,
+    );
+}
+
+/// A refresher as a runtime runs it: it starts exchanges, and names its token endpoint
+/// and its own timeout.
+pub trait Exchanger<Exchange>: 'static {
+    /// Starts one exchange of `refresh_token` (the newest one; `None` for grants that
+    /// need none) for a new token.
+    fn exchange(&self, refresh_token: Option<Secret>) -> Exchange;
+
+    /// The token endpoint's URL, if known: the send helpers never attach the access
+    /// token to a request for it.
+    fn token_endpoint(&self) -> Option<&str>;
+
+    /// The timeout the refresher puts on each exchange itself, if it has one: an
+    /// exchange past the configuration's `refresh_timeout` is left to it. Without one,
+    /// the driver cancels an exchange at twice `refresh_timeout`.
+    fn exchange_timeout(&self) -> Option<Duration>;
+}
+
+/// A refresher this runtime can run: an `async` one for tokio, a blocking one for
+/// threads.
+#[diagnostic::on_unimplemented(
+    message = "`{R}` is not a refresher this runtime can run",
+    label = "no refresher for this runtime",
+    note = "give the builder a refresher: `.refresher(|refresh_token: Option<Secret>| ...)` or `.refresher(OAuth2Refresher::builder(grant).build()?)`"
+)]
+pub trait RunsRefresher<R>: Runtime {
+    /// `refresher`, as this runtime holds it.
+    fn hold(refresher: R) -> Arc<Self::Refresher>;
+}
+
+/// The refresher of a builder that was given none. A blocking runtime builds a source
+/// with it all the same (its refreshes fail as misconfigured, saying to give one);
+/// an async one refuses to build.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoRefresher;
+
+/// What a source without a refresher answers every refresh with.
+pub(crate) fn no_refresher() -> RefreshFailure {
+    RefreshFailure::misconfigured(
+        "no refresher configured; give one with `TokenSource::builder(..).refresher(..)`",
+    )
+}

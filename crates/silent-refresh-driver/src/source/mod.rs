@@ -1,0 +1,284 @@
+//! The token source, written once for every runtime: the handle a program holds, its
+//! builder, and the error its calls return.
+//!
+//! An adapter names it with its runtime and its error
+//! (`silent_refresh_tokio::TokenSource` is `TokenSource<Tokio, silent_refresh_tokio::Error>`,
+//! `silent_refresh_ureq::TokenSource` is `TokenSource<Threads, silent_refresh_ureq::Error>`).
+//! Where a call waits, the runtime's [`Caller::Wait`] decides how: an async runtime
+//! returns a future to `.await`, a blocking one blocks the calling thread.
+
+mod builder;
+mod error;
+mod wait;
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use silent_refresh::{AccessToken, Credentials, Generation, Status};
+
+use crate::kernel::{Command, Kernel, SETTLE_POLL};
+use crate::runtime::Caller;
+use crate::wake::Doorbell;
+
+pub use self::builder::TokenSourceBuilder;
+pub use self::error::SourceError;
+pub use self::wait::Answer;
+
+use self::wait::{Deadline, Signal, first_of};
+
+/// A source of fresh access tokens, driven by one [`Driver`](crate::driver::Driver) on
+/// the runtime `Rt`; its calls fail with the adapter's error `E`.
+///
+/// Cheap to clone: every clone shares one token, one refresh at a time, and one driver,
+/// which ends when the last clone is dropped (once an exchange on the wire has ended).
+///
+/// - [`token`](Self::token) hands out the current token at once while it is fresh: an
+///   atomic load, no lock, no clock read (the driver withdraws it before its refresh
+///   window opens, and at least a second before it stops being usable). Otherwise the
+///   call waits for the shared refresh, a sign-in, or its deadline. On an async runtime
+///   it returns a future (cancel-safe: dropping it removes its waiting entry); on a
+///   blocking one it blocks the calling thread.
+/// - [`report_rejected`](Self::report_rejected) after a 401.
+/// - [`sign_in`](Self::sign_in) and [`sign_out`](Self::sign_out).
+/// - Before the program exits: [`shutdown`](Self::shutdown).
+///
+/// Refreshes run proactively before the token expires, even when no request comes,
+/// with backoff after failures. Getters read a published snapshot: no lock, so they are
+/// safe anywhere, also inside the token-change callback.
+pub struct TokenSource<Rt: Caller, E> {
+    kernel: Arc<Kernel<Answer>>,
+    runtime: Rt,
+    /// Shared by the clones: the driver ends when the last one drops.
+    alive: Arc<Alive>,
+    error: PhantomData<fn() -> E>,
+}
+
+/// Held by every clone: its drop (the last clone's) tells the driver to end.
+struct Alive {
+    bell: Arc<Doorbell>,
+    token_endpoint: Option<Arc<str>>,
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.bell.close();
+    }
+}
+
+impl<Rt: Caller, E> Clone for TokenSource<Rt, E> {
+    fn clone(&self) -> Self {
+        Self {
+            kernel: self.kernel.clone(),
+            runtime: self.runtime.clone(),
+            alive: self.alive.clone(),
+            error: PhantomData,
+        }
+    }
+}
+
+impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
+    /// The access token to send now.
+    ///
+    /// While the current token is fresh this answers at once, from a published
+    /// snapshot: no lock, no task hop, and no clock read. Otherwise the call enters the
+    /// token machine and waits: for the refresh in flight (one for all callers), a
+    /// sign-in, or its deadline (the configuration's `request_timeout`). It fails with a
+    /// clear error when the credentials are dead, the source is signed out, the deadline
+    /// passes, or too many calls wait.
+    ///
+    /// On an async runtime it returns a future, cancel-safe: dropping it removes its
+    /// waiting entry, and the shared refresh goes on for the others. On a blocking one
+    /// it blocks the calling thread (never busy-waiting).
+    ///
+    /// # Errors
+    ///
+    /// The core's reason (`Error::Token`), the driver gone (`Error::DriverStopped`), or
+    /// a call from inside the token-change callback (`Error::Reentrant`).
+    #[inline]
+    pub fn token(&self) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+        self.runtime.wait(self.answer(Deadline::Default))
+    }
+
+    /// As [`token`](Self::token), but a call that has to wait gives up after `limit`
+    /// (instead of the configuration's `request_timeout`) with
+    /// [`silent_refresh::Error::DeadlineExceeded`].
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub fn token_within(
+        &self,
+        limit: Duration,
+    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+        self.runtime.wait(self.answer(Deadline::Within(limit)))
+    }
+
+    /// As [`token`](Self::token), but a call that has to wait gives up at `deadline`
+    /// (read on the source's clock: the runtime's, unless the builder was given
+    /// another).
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub fn token_before(
+        &self,
+        deadline: Instant,
+    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+        self.runtime.wait(self.answer(Deadline::At(deadline)))
+    }
+
+    /// The fast path, else a wait for the machine's answer.
+    #[inline]
+    async fn answer(&self, deadline: Deadline) -> Result<Arc<AccessToken>, E> {
+        if let Some(token) = self.kernel.fresh_token() {
+            return Ok(token);
+        }
+        let deadline = deadline.at(self.kernel.clock());
+        wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
+    }
+
+    /// Prepares the program's exit: starts no refresh exchange from now on, and waits,
+    /// at most `limit` (on the runtime's time), for the exchange on the wire (if any)
+    /// to end and for the current token to be saved; `true` once nothing is left that
+    /// exiting would lose. An exchange cut short by the exit is lost with its answer:
+    /// the server has spent the refresh credential sent, the store still holds it, and
+    /// the next start presents it again (a server with reuse detection then revokes
+    /// the session). Tokens still usable are still granted; no new one will come.
+    #[must_use]
+    pub fn shutdown(&self, limit: Duration) -> Rt::Wait<impl Future<Output = bool> + '_> {
+        self.runtime.wait(async move {
+            self.kernel.close();
+            let events = Signal::subscribe(&self.kernel);
+            let mut deadline = self.runtime.sleep(limit);
+            loop {
+                if self.kernel.settled() {
+                    return true;
+                }
+                // Any event is a reason to look again; so is a short while (a queued
+                // save ends without an event).
+                let mut poll = self.runtime.sleep(SETTLE_POLL);
+                if first_of(&events, &mut poll, &mut deadline).await {
+                    return self.kernel.settled();
+                }
+            }
+        })
+    }
+
+    /// Waits until the current token is stored ([`is_durable`](Self::is_durable)), for
+    /// at most `limit` (on the runtime's time); `true` if it is. A save still queued
+    /// when the program exits is lost, and with a rotating refresh token the next start
+    /// would present a spent one: [`shutdown`](Self::shutdown) waits for it too.
+    #[must_use]
+    pub fn until_durable(&self, limit: Duration) -> Rt::Wait<impl Future<Output = bool> + '_> {
+        self.runtime.wait(async move {
+            let events = Signal::subscribe(&self.kernel);
+            let mut deadline = self.runtime.sleep(limit);
+            loop {
+                if self.is_durable() {
+                    return true;
+                }
+                let mut never = std::future::pending::<()>();
+                if first_of(&events, &mut never, &mut deadline).await {
+                    return self.is_durable();
+                }
+            }
+        })
+    }
+
+    /// A receiver of everything that happens from now on: refreshes started (with their
+    /// trigger), failed (with their class), overdue, tokens adopted, saves, status
+    /// changes. No event carries a secret. A receiver more than 64 events behind misses
+    /// some (tokio's is told how many; a blocking one misses the newest until it catches
+    /// up), never the source's memory.
+    #[must_use]
+    pub fn subscribe(&self) -> Rt::Events {
+        let (listener, events) = self.runtime.subscribe();
+        self.kernel.subscribe(listener);
+        events
+    }
+}
+
+impl<Rt: Caller, E> TokenSource<Rt, E> {
+    /// A request sent with the token of `generation` was rejected (HTTP 401). If that
+    /// is the current token, the next `token` call waits for a new one (many reports of
+    /// one generation cause one refresh); an older generation causes nothing, since the
+    /// current token is already newer.
+    pub fn report_rejected(&self, generation: Generation) {
+        self.kernel.command(Command::Rejected(generation));
+    }
+
+    /// Signs in with new credentials: replaces the token, forgets any failure, and
+    /// releases the calls waiting for a token. An exchange on the wire is cancelled and
+    /// its answer dropped.
+    pub fn sign_in(&self, credentials: Credentials) {
+        self.kernel.command(Command::SignIn(credentials));
+    }
+
+    /// Signs out: clears the token, fails every waiting call, and reports
+    /// [`TokenChange::Forget`](crate::kernel::TokenChange::Forget) so the program deletes
+    /// its stored token (a store given to the builder forgets it by itself).
+    pub fn sign_out(&self) {
+        self.kernel.command(Command::SignOut);
+    }
+
+    /// Where the source stands with the credentials: signed in, misconfigured, the
+    /// token endpoint unreachable (backing off), sign-in required, signed out.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        self.kernel.snapshot().status.clone()
+    }
+
+    /// Whether the refresh exchange on the wire passed the configuration's
+    /// `refresh_timeout`: it runs on until its refresher's own timeout ends it (its
+    /// answer may carry the rotated refresh token the server has already issued), no
+    /// other exchange starts meanwhile, and callers are answered by their own deadlines.
+    /// The events say it too (`Event::RefreshOverdue`).
+    #[must_use]
+    pub fn refresh_overdue(&self) -> bool {
+        self.kernel.snapshot().overdue
+    }
+
+    /// The generation of the newest token (0 before the first).
+    #[must_use]
+    pub fn generation(&self) -> Generation {
+        self.kernel.snapshot().generation
+    }
+
+    /// Whether the current token is known to be stored (always `true` without a store
+    /// once the token-change callback returned; `false` with no token, or while its
+    /// save is pending or failing: a restart now would lose the session).
+    #[must_use]
+    pub fn is_durable(&self) -> bool {
+        self.kernel.snapshot().durable
+    }
+
+    /// How many calls are waiting for a token.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.kernel.snapshot().waiting
+    }
+
+    /// The token endpoint, as the builder or the refresher named it: the send helpers
+    /// never attach the access token to a request for it.
+    #[must_use]
+    pub fn token_endpoint(&self) -> Option<&str> {
+        self.alive.token_endpoint.as_deref()
+    }
+}
+
+impl<Rt: Caller, E> fmt::Debug for TokenSource<Rt, E> {
+    /// No lock: it never blocks, also inside the token-change callback.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.kernel.snapshot();
+        f.debug_struct("TokenSource")
+            .field("status", &snapshot.status)
+            .field("generation", &snapshot.generation)
+            .field("waiting", &snapshot.waiting)
+            .field("refresh_overdue", &snapshot.overdue)
+            .field("token_endpoint", &self.alive.token_endpoint)
+            .finish_non_exhaustive()
+    }
+}

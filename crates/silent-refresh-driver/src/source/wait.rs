@@ -1,0 +1,207 @@
+//! How a caller waits, on any runtime: for its answer from the kernel, and for the
+//! events a wait looks again at. Written as futures; a blocking runtime runs them on
+//! the caller's thread.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use silent_refresh::{AccessToken, RequestId};
+
+use super::SourceError;
+use crate::clock::Clock;
+use crate::kernel::{Kernel, NoToken, Outcome, Waiter};
+use crate::runtime::Caller;
+
+/// Where a call that has to wait gives up.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Deadline {
+    /// The configuration's `request_timeout` from now.
+    Default,
+    /// This long from now.
+    Within(Duration),
+    /// At this instant of the source's clock.
+    At(Instant),
+}
+
+impl Deadline {
+    /// The instant, on `clock` (`None`: the kernel's default).
+    pub(super) fn at(self, clock: &dyn Clock) -> Option<Instant> {
+        match self {
+            Deadline::Default => None,
+            Deadline::Within(limit) => {
+                let now = clock.now();
+                Some(now.checked_add(limit).unwrap_or(now))
+            }
+            Deadline::At(at) => Some(at),
+        }
+    }
+}
+
+/// A waiting caller's answer: the kernel resolves it, the caller polls it (an async
+/// task, or a blocked thread through its runtime's executor).
+#[derive(Clone, Default)]
+pub struct Answer(Arc<Mutex<Slot>>);
+
+#[derive(Default)]
+struct Slot {
+    outcome: Option<Outcome>,
+    waker: Option<Waker>,
+}
+
+impl Answer {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<Outcome> {
+        self.lock().outcome.take()
+    }
+
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut slot = self.lock();
+        match slot.outcome.take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Waiter for Answer {
+    fn resolve(self, outcome: Outcome) {
+        let waker = {
+            let mut slot = self.lock();
+            slot.outcome = Some(outcome);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Removes a waiting request from the machine when its wait is dropped (or gives up).
+struct CancelOnDrop<'a> {
+    kernel: &'a Kernel<Answer>,
+    request: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.kernel.cancel(request);
+        }
+    }
+}
+
+/// Enters a request and waits for its answer. On a runtime whose driver may answer
+/// late ([`Caller::LATE_GRACE`]), it gives up by itself that long past its deadline.
+pub(super) async fn wait_for_token<Rt: Caller, E: SourceError>(
+    kernel: &Kernel<Answer>,
+    runtime: &Rt,
+    deadline: Option<Instant>,
+) -> Result<Arc<AccessToken>, E> {
+    let answer = Answer::default();
+    let request = kernel
+        .enter(deadline, answer.clone())
+        .map_err(E::from_no_token)?;
+    let mut cancel = CancelOnDrop {
+        kernel,
+        request: Some(request),
+    };
+    let mut give_up = Rt::LATE_GRACE.map(|grace| {
+        let now = kernel.clock().now();
+        let deadline =
+            deadline.unwrap_or_else(|| now.checked_add(kernel.request_timeout()).unwrap_or(now));
+        runtime.sleep(
+            deadline
+                .saturating_duration_since(now)
+                .saturating_add(grace),
+        )
+    });
+    let answered = poll_fn(|cx| {
+        if let Poll::Ready(outcome) = answer.poll_outcome(cx) {
+            return Poll::Ready(Some(outcome));
+        }
+        match give_up.as_mut().map(|timer| Pin::new(timer).poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    let outcome = match answered {
+        Some(outcome) => {
+            cancel.request = None;
+            outcome
+        }
+        None => {
+            // The driver is late: give up, unless the answer came meanwhile.
+            drop(cancel);
+            answer.take().unwrap_or_else(|| {
+                Err(NoToken::Token(silent_refresh::Error::DeadlineExceeded {
+                    last_failure: kernel.snapshot().last_failure.clone(),
+                }))
+            })
+        }
+    };
+    outcome.map_err(E::from_no_token)
+}
+
+/// A flag the kernel raises at each event, for a wait that looks again at every event.
+pub(super) struct Signal(Arc<Mutex<(bool, Option<Waker>)>>);
+
+impl Signal {
+    /// Raised by every event of `kernel` from now on; the kernel forgets it once it is
+    /// dropped.
+    pub(super) fn subscribe(kernel: &Kernel<Answer>) -> Self {
+        let state = Arc::new(Mutex::new((false, None::<Waker>)));
+        let weak: Weak<Mutex<(bool, Option<Waker>)>> = Arc::downgrade(&state);
+        kernel.subscribe(move |_| {
+            let Some(state) = weak.upgrade() else {
+                return false;
+            };
+            let waker = {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.0 = true;
+                state.1.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            true
+        });
+        Self(state)
+    }
+
+    fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::take(&mut state.0) {
+            return Poll::Ready(());
+        }
+        state.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Waits for an event, `other`, or `deadline`; `true` when the deadline came.
+pub(super) async fn first_of<A, B>(events: &Signal, other: &mut A, deadline: &mut B) -> bool
+where
+    A: Future + Unpin,
+    B: Future + Unpin,
+{
+    poll_fn(|cx| {
+        if Pin::new(&mut *deadline).poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if events.poll_raised(cx).is_ready() || Pin::new(&mut *other).poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
+}

@@ -19,9 +19,12 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+/// A request as the inner service saw it: its URL and its `Authorization` header.
+type Seen = (String, Option<String>);
+
 /// The inner service: records the `Authorization` header of each request, answers 200.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Service<Request<String>> for Recorder {
     type Response = Response<String>;

@@ -198,6 +198,10 @@ struct Attempt {
     cancel_asked: bool,
     /// New credentials came while it was on the wire: its result is dropped.
     superseded: bool,
+    /// A newer token came from the store while it was on the wire (DESIGN.md rule 8:
+    /// "a late success is adopted if no newer token was adopted since that attempt
+    /// started"): its result is dropped, but it is not cancelled.
+    overtaken: bool,
     /// The refresh credential it sent.
     sent: Option<Label>,
 }
@@ -315,7 +319,8 @@ pub struct Checker {
 pub enum ResultFor {
     /// The exchange on the wire, for the current credentials.
     InFlight,
-    /// The exchange on the wire, started before a sign-in or sign-out: dropped.
+    /// The exchange on the wire, started before a sign-in or sign-out, or overtaken by
+    /// a newer token from the store: dropped.
     Superseded,
     /// An attempt already answered, or never started.
     Stale,
@@ -506,7 +511,8 @@ impl Checker {
 
     /// The exchange on the wire for the current credentials (wait-for-fresh waits on it).
     fn refreshing(&self) -> bool {
-        self.in_flight().is_some_and(|a| !a.superseded)
+        self.in_flight()
+            .is_some_and(|a| !a.superseded && !a.overtaken)
     }
 
     fn token(&self, generation: Generation) -> Option<&Adopted> {
@@ -792,7 +798,7 @@ impl Checker {
             Input::RefreshResult { attempt, result } => {
                 let known = self.attempt(*attempt).filter(|a| a.on_wire);
                 let kind = match known {
-                    Some(a) if a.superseded => ResultFor::Superseded,
+                    Some(a) if a.superseded || a.overtaken => ResultFor::Superseded,
                     Some(_) => ResultFor::InFlight,
                     None => ResultFor::Stale,
                 };
@@ -891,6 +897,8 @@ impl Checker {
                         Stored::Conflict(spec) => {
                             view.adopt = self.usable_token(&view, spec, now, None, true);
                             if view.adopt.is_some() {
+                                // The exchange on the wire, if any, is overtaken.
+                                view.refreshing = false;
                                 // Its credential is the newest now: a refresh this step
                                 // starts sends it.
                                 view.refresh_token = spec.refresh.or(view.refresh_token);
@@ -1052,8 +1060,14 @@ impl Checker {
         if view.repersist || after.save_retry.is_some_and(|at| now >= at) {
             after.save_retry = None;
         }
-        // A token the store handed over: adopted without a Persist, durable already.
+        // A token the store handed over: adopted without a Persist, durable already; a
+        // conflict's overtakes the exchange on the wire (its result will be dropped).
         if let Some(token) = view.adopt.as_ref().filter(|t| t.from_store) {
+            if matches!(view.step.input, Input::Persisted { .. }) {
+                for attempt in after.attempts.iter_mut().filter(|a| a.on_wire) {
+                    attempt.overtaken = true;
+                }
+            }
             after.refresh_token = token.refresh;
             after.tokens.push(token.clone());
             after.current = Some(token.generation);
@@ -1105,6 +1119,7 @@ impl Checker {
                         on_wire: true,
                         cancel_asked: false,
                         superseded: false,
+                        overtaken: false,
                         sent: *refresh_token,
                     });
                     // The backoff (or the probe) is spent on it; a refresh for anything
@@ -1742,7 +1757,7 @@ fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
                 format!("a result for {attempt} (answered or unknown) changed the token")
             }
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::Superseded)) => format!(
-                "the result for {attempt}, superseded by new credentials, changed the token"
+                "the result for {attempt}, superseded by new credentials or overtaken by the store's newer token, changed the token"
             ),
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::InFlight)) => format!(
                 "the result for {attempt}, the exchange on the wire, was {}",

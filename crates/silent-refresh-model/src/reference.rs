@@ -44,6 +44,9 @@ struct Running {
     cancelled: bool,
     /// New credentials came since: its result is dropped.
     superseded: bool,
+    /// A newer token came from the store since (rule 8): its result is dropped, but it
+    /// is not cancelled.
+    overtaken: bool,
 }
 
 /// The adopted token, kept as it came: its secret, when it expires (an instant, and on
@@ -331,7 +334,7 @@ impl Model {
     fn refresh_result(&mut self, attempt: AttemptId, result: &Result<TokenSpec, RefreshFailure>) {
         if let Some(running) = self.running.filter(|r| r.attempt == attempt) {
             self.running = None;
-            if !running.superseded {
+            if !running.superseded && !running.overtaken {
                 match result {
                     Ok(spec) => {
                         // Compare-and-swap on what the store holds: the credential
@@ -477,7 +480,12 @@ impl Model {
             match outcome {
                 Stored::Stored => self.mark_durable(),
                 Stored::Conflict(spec) => {
-                    if !self.adopt_stored(spec) {
+                    if self.adopt_stored(spec) {
+                        // Rule 8: the exchange on the wire, if any, was overtaken.
+                        if let Some(running) = self.running.as_mut() {
+                            running.overtaken = true;
+                        }
+                    } else {
                         self.refresh_token = spec.refresh;
                         self.token = None;
                     }
@@ -595,6 +603,7 @@ impl Model {
                 sent: self.refresh_token,
                 cancelled: false,
                 superseded: false,
+                overtaken: false,
             });
             self.out.push(Act::StartRefresh {
                 attempt,
@@ -680,7 +689,7 @@ impl Model {
     /// Rules 3 and 4.
     fn grantable(&self) -> bool {
         let waiting_for_fresh = self.config.mode() == RefreshMode::WaitForFresh
-            && self.running.is_some_and(|r| !r.superseded);
+            && self.running.is_some_and(|r| !r.superseded && !r.overtaken);
         self.active()
             && self.token.as_ref().is_some_and(|token| {
                 token.usable_at(&self.config, self.now)

@@ -93,6 +93,10 @@ struct Exchange {
     cancel_requested: bool,
     /// A sign-in or sign-out happened since it started: its result will be dropped.
     superseded: bool,
+    /// A newer token was adopted from the store since it started (another process
+    /// refreshed first): its result will be dropped too (rule 8), but it is not
+    /// cancelled.
+    overtaken: bool,
     /// The refresh credential it sent (the store's compare-and-swap key).
     sent: Option<Secret>,
 }
@@ -356,8 +360,10 @@ impl TokenMachine {
     /// The result of a refresh attempt: its exchange is over (answered, failed, or
     /// cancelled by the driver). The result of the exchange on the wire is taken even
     /// after its deadline (rule 8: with rotating refresh credentials the server has
-    /// consumed the old one); it is dropped if a sign-in or sign-out came since. Results
-    /// for unknown or already reported attempts change nothing.
+    /// consumed the old one); it is dropped if a sign-in or sign-out came since, or if
+    /// a newer token was adopted from the store since it started (another process
+    /// refreshed first). Results for unknown or already reported attempts change
+    /// nothing.
     pub fn handle_refresh_result(
         &mut self,
         now: Instant,
@@ -366,7 +372,7 @@ impl TokenMachine {
     ) {
         let now = self.clamp(now);
         if let Some(exchange) = self.exchange.take_if(|e| e.attempt == attempt) {
-            if exchange.superseded {
+            if exchange.superseded || exchange.overtaken {
                 self.event(Event::ResultDropped { attempt });
             } else {
                 match result {
@@ -527,6 +533,10 @@ impl TokenMachine {
                 Persisted::Conflict(token) => {
                     let refresh_token = token.refresh_token.clone();
                     if self.adopt_stored(now, *token) {
+                        // Rule 8: the exchange on the wire, if any, was overtaken.
+                        if let Some(exchange) = self.exchange.as_mut() {
+                            exchange.overtaken = true;
+                        }
                         self.event(Event::AdoptedFromStore {
                             generation: self.generation,
                         });
@@ -824,7 +834,10 @@ impl TokenMachine {
     /// Rules 3 and 4: a token is granted when it is usable, except in wait-for-fresh
     /// mode while a refresh of a token in its window is in flight.
     fn grantable(&self, now: Instant) -> bool {
-        let refreshing = self.exchange.as_ref().is_some_and(|e| !e.superseded);
+        let refreshing = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| !e.superseded && !e.overtaken);
         self.status.is_signed_in()
             && self.current.as_ref().is_some_and(|c| {
                 c.usable_at(now)
@@ -904,6 +917,7 @@ impl TokenMachine {
             deadline: later(now, self.config.refresh_timeout),
             cancel_requested: false,
             superseded: false,
+            overtaken: false,
             sent: self.refresh_token.clone(),
         });
         self.actions.push_back(Action::StartRefresh {

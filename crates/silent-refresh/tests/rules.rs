@@ -1941,3 +1941,51 @@ fn rule14_a_token_rejected_after_a_while_in_service_refreshes_at_once() {
     sim.machine.handle_rejected(sim.now, Generation(2));
     assert_eq!(started(&sim.drain()).len(), 1);
 }
+
+/// Rule 8: a late success is adopted only if no newer token was adopted since its
+/// exchange started. Here the store hands over a sibling's newer session while the
+/// exchange is on the wire: its answer, when it comes, is dropped (not cancelled).
+#[test]
+fn rule8_a_result_overtaken_by_the_stores_newer_session_is_dropped() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(
+        Token::bearer("at-1", Expiry::In(secs(3600))).with_refresh_token("rt-1"),
+    ));
+    // The sign-in's save fails; later a 401 starts a refresh.
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    sim.drain();
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let attempt = the_attempt(&sim.drain());
+    // The retried save finds a sibling's newer session: adopted, and the exchange on
+    // the wire is not cancelled.
+    sim.at(secs(1));
+    let wall = sim.wall_now();
+    let sibling = Token {
+        issued_at: Some(wall),
+        ..Token::bearer("at-sibling", Expiry::At(wall + secs(3600))).with_refresh_token("rt-9")
+    };
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Conflict(Box::new(sibling)),
+    );
+    let out = sim.drain();
+    assert!(cancelled(&out).is_empty(), "{out:?}");
+    assert_eq!(sim.machine.refresh_in_flight(), Some(attempt));
+    // Its answer comes: dropped, the sibling's token stays.
+    let out = sim.result(
+        attempt,
+        Ok(token("at-mine", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert!(out.is_empty(), "dropped: {out:?}");
+    assert_eq!(sim.machine.refresh_in_flight(), None);
+    let (id, out) = sim.request();
+    assert_eq!(
+        grants(&out),
+        vec![(id, Generation(2), "at-sibling".to_owned())]
+    );
+}

@@ -284,6 +284,39 @@ struct Backoff {
     not_after: Instant,
 }
 
+impl Backoff {
+    /// The later of two backoffs whose exact ends the jitter hides.
+    fn later(self, other: Backoff) -> Backoff {
+        Backoff {
+            not_before: self.not_before.max(other.not_before),
+            not_after: self.not_after.max(other.not_after),
+        }
+    }
+}
+
+/// What holds the next refresh back: a failure's backoff, a hold-off of rule 14, or
+/// (when the jitter hides which ends later) either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Failure,
+    Rejections,
+    Either,
+}
+
+impl Cause {
+    /// The cause when `held` (a hold-off) meets `failing` (a failure's backoff): the
+    /// machine keeps the hold-off only if it ends strictly later.
+    fn of(held: Backoff, failing: Backoff) -> Cause {
+        if held.not_before > failing.not_after {
+            Cause::Rejections
+        } else if held.not_after <= failing.not_before {
+            Cause::Failure
+        } else {
+            Cause::Either
+        }
+    }
+}
+
 /// The checker: its own record of the run, built from the trace alone.
 #[derive(Clone, Debug)]
 pub struct Checker {
@@ -299,10 +332,14 @@ pub struct Checker {
     tokens: Vec<Adopted>,
     current: Option<Generation>,
     failures: u32,
+    /// No refresh before this: a failure's backoff, or a hold-off of rule 14, the later
+    /// of the two (which one, as far as the jitter lets the checker know).
     backoff: Option<Backoff>,
+    backoff_cause: Cause,
     /// After an unreachable endpoint: when a waiting request may probe it again.
     probe: Option<Backoff>,
-    /// Rule 14: tokens rejected in a row soon after adoption, and the hold-off.
+    /// Rule 14: tokens rejected in a row soon after adoption, and the last hold-off
+    /// (the earliest a refresh may start, for rule 14's own check).
     rejections: u32,
     holdoff: Option<Backoff>,
     /// A failed exchange of the current credential had passed its deadline.
@@ -381,9 +418,11 @@ pub struct View<'a> {
     repersist: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
-    /// Rule 14 once the input took effect: rejections in a row, and the hold-off.
+    /// Rule 14 once the input took effect: rejections in a row, and the hold-off
+    /// (`new_holdoff`: the one this step's rejection set).
     rejections: u32,
     holdoff: Option<Backoff>,
+    new_holdoff: Option<Backoff>,
     /// Requests that may be answered in this step, in arrival order, with deadlines.
     waiting: Vec<(RequestId, Instant)>,
     new_request: Option<RequestId>,
@@ -430,6 +469,7 @@ impl Checker {
             current: None,
             failures: 0,
             backoff: None,
+            backoff_cause: Cause::Failure,
             probe: None,
             rejections: 0,
             holdoff: None,
@@ -672,22 +712,49 @@ impl Checker {
     }
 
     /// When a request that needs a refresh may next get an attempt, while one is held
-    /// back: the hold-off, else the backoff or the probe, whichever is sooner.
+    /// back: the end of the backoff (or hold-off), or the probe if sooner.
     fn next_attempt(&self, now: Instant) -> Option<Backoff> {
         if self.in_flight().is_some() {
             return None;
         }
-        let running = |b: Option<Backoff>| b.filter(|b| now < b.not_after);
-        match (running(self.holdoff), running(self.backoff)) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(match self.probe {
-                Some(p) => Backoff {
-                    not_before: p.not_before.min(backoff.not_before),
-                    not_after: p.not_after.min(backoff.not_after),
-                },
-                None => backoff,
-            }),
-            (None, None) => None,
+        let backoff = self.backoff.filter(|b| now < b.not_after)?;
+        Some(match self.probe {
+            Some(p) => Backoff {
+                not_before: p.not_before.min(backoff.not_before),
+                not_after: p.not_after.min(backoff.not_after),
+            },
+            None => backoff,
+        })
+    }
+
+    /// Whether the backoff in force may be, or surely is, a hold-off of rule 14.
+    fn held_back_by_rejections(&self, now: Instant) -> (bool, bool) {
+        let running = self.backoff.is_some_and(|b| now < b.not_after);
+        (
+            running && self.backoff_cause != Cause::Failure,
+            running && self.backoff_cause == Cause::Rejections,
+        )
+    }
+
+    /// Backs off for a failure (`failing`), unless a hold-off in force ends later.
+    fn back_off(&mut self, failing: Backoff) {
+        match self.backoff {
+            Some(held) if self.backoff_cause != Cause::Failure => {
+                self.backoff_cause = match (self.backoff_cause, Cause::of(held, failing)) {
+                    (_, Cause::Failure) => Cause::Failure,
+                    (Cause::Rejections, cause) => cause,
+                    _ => Cause::Either,
+                };
+                self.backoff = Some(if self.backoff_cause == Cause::Failure {
+                    failing
+                } else {
+                    held.later(failing)
+                });
+            }
+            _ => {
+                self.backoff = Some(failing);
+                self.backoff_cause = Cause::Failure;
+            }
         }
     }
 
@@ -730,6 +797,7 @@ impl Checker {
             adopt: None,
             rejections: self.rejections,
             holdoff: self.holdoff,
+            new_holdoff: None,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
         };
@@ -757,6 +825,7 @@ impl Checker {
                     };
                     if view.rejections >= 2 {
                         view.holdoff = Some(self.holdoff_after(now, view.rejections));
+                        view.new_holdoff = view.holdoff;
                     }
                 }
             }
@@ -984,6 +1053,7 @@ impl Checker {
     fn forget_failures(&mut self) {
         self.failures = 0;
         self.backoff = None;
+        self.backoff_cause = Cause::Failure;
         self.probe = None;
         self.holdoff = None;
         self.outcome_unknown = false;
@@ -1001,6 +1071,29 @@ impl Checker {
         after.outcome_unknown = view.outcome_unknown;
         after.rejections = view.rejections;
         after.holdoff = view.holdoff;
+        // DESIGN.md rule 14: the hold-off holds every refresh back, unless a failure's
+        // backoff ends later.
+        if let Some(held) = view.new_holdoff {
+            match after.backoff.filter(|b| now < b.not_after) {
+                None => {
+                    after.backoff = Some(held);
+                    after.backoff_cause = Cause::Rejections;
+                    after.probe = None;
+                }
+                Some(backoff) => {
+                    let (bounds, cause) = match Cause::of(held, backoff) {
+                        Cause::Rejections => (held, Cause::Rejections),
+                        Cause::Failure => (backoff, after.backoff_cause),
+                        Cause::Either => (held.later(backoff), Cause::Either),
+                    };
+                    after.backoff = Some(bounds);
+                    after.backoff_cause = cause;
+                    if cause == Cause::Rejections {
+                        after.probe = None;
+                    }
+                }
+            }
+        }
         match &view.step.input {
             Input::SignIn { .. } | Input::SignOut => after.supersede(),
             Input::Rejected(generation) => {
@@ -1080,21 +1173,24 @@ impl Checker {
             Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)) => {
                 after.failures = after.failures.saturating_add(1);
                 let backoff = after.backoff_after(now, after.failures, retry_after);
-                after.backoff = Some(backoff);
+                after.back_off(backoff);
+                // No probe while a longer hold-off surely runs (the machine drops it).
                 after.probe = match view.failure {
-                    Some(Failed::Unreachable(_)) => {
+                    Some(Failed::Unreachable(_)) if after.backoff_cause != Cause::Rejections => {
                         Some(after.probe_after(now, retry_after, backoff))
                     }
                     _ => None,
                 };
             }
             Some(Failed::Misconfigured(retry_after)) => {
-                after.backoff = Some(after.misconfigured_backoff(now, retry_after));
+                let backoff = after.misconfigured_backoff(now, retry_after);
+                after.back_off(backoff);
                 after.probe = None;
             }
             Some(Failed::Terminal) => {
                 after.failures = 0;
                 after.backoff = None;
+                after.backoff_cause = Cause::Failure;
                 after.probe = None;
                 after.outcome_unknown = false;
             }
@@ -1125,6 +1221,7 @@ impl Checker {
                     // The backoff (or the probe) is spent on it; a refresh for anything
                     // but a rejection ends the streak of rule 14.
                     after.backoff = None;
+                    after.backoff_cause = Cause::Failure;
                     after.probe = None;
                     after.holdoff = None;
                     if !view.token_at_refresh().is_some_and(|t| t.rejected) {
@@ -1492,12 +1589,10 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
     let surely_over = |b: Option<Backoff>| b.is_none_or(|b| now >= b.not_after);
     let someone_waits = after.parked().next().is_some();
     let backoff_over = surely_over(after.backoff)
-        || (someone_waits && after.probe.is_some_and(|p| now >= p.not_after));
-    if after.session.active()
-        && after.can_refresh()
-        && after.in_flight().is_none()
-        && backoff_over
-        && surely_over(after.holdoff)
+        || (someone_waits
+            && after.backoff_cause == Cause::Failure
+            && after.probe.is_some_and(|p| now >= p.not_after));
+    if after.session.active() && after.can_refresh() && after.in_flight().is_none() && backoff_over
     {
         let needed = match after.current_token() {
             Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
@@ -1626,13 +1721,14 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
                 && now + retry_in <= n.not_after + slack
         })
     };
-    let holdoff = after.holdoff.filter(|h| now < h.not_after);
+    // Rule 14's hold-off may be (or surely is) what holds the next attempt back.
+    let (held_may, held_must) = after.held_back_by_rejections(now);
     let unreachable = view.session == Session::Unreachable
         && config.fail_fast_unreachable()
         && !token_usable
         && can_refresh
-        && holdoff.is_none();
-    let unreachable_wait = unreachable && next.is_some_and(|n| now < n.not_before);
+        && !held_must;
+    let unreachable_wait = unreachable && !held_may && next.is_some_and(|n| now < n.not_before);
     // DESIGN.md rule 7: with no usable token and the next attempt held back, a request
     // is answered as soon as its wait can no longer succeed (the wait policy).
     let usable_after = after
@@ -1669,16 +1765,14 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             Error::Unreachable { retry_in, .. } => {
                 (unreachable && retry_fits(*retry_in))
                     || (after.session == Session::Unreachable
-                        && holdoff.is_none()
+                        && !held_must
                         && policy_may(deadline, *retry_in))
             }
             Error::RefreshFailed { retry_in, .. } => {
-                after.session == Session::SignedIn
-                    && holdoff.is_none()
-                    && policy_may(deadline, *retry_in)
+                after.session == Session::SignedIn && !held_must && policy_may(deadline, *retry_in)
             }
             Error::TokensRejected { count, retry_in } => {
-                holdoff.is_some() && *count == after.rejections && policy_may(deadline, *retry_in)
+                held_may && *count == after.rejections && policy_may(deadline, *retry_in)
             }
             _ => false,
         };
@@ -1725,7 +1819,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             !usable_after
                 && (!after.can_refresh()
                     || (config.fail_fast_unreachable()
-                        && holdoff.is_none()
+                        && !held_may
                         && next.is_some_and(|n| now < n.not_before)))
         }
         Session::AwaitingSignIn => false,
@@ -1937,23 +2031,19 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         due.push((at, "a save asked again"));
     }
     let backoff = after.backoff.filter(|b| now < b.not_after);
-    let holdoff = after.holdoff.filter(|h| now < h.not_after);
-    if let Some(h) = holdoff
-        && now < h.not_before
-        && after.in_flight().is_none()
-    {
-        due.push((h.not_after, "the end of the hold-off (rule 14)"));
-    }
     if let Some(p) = after.probe.filter(|_| after.parked().next().is_some())
         && now < p.not_before
-        && holdoff.is_none()
+        && after.backoff_cause == Cause::Failure
     {
         due.push((p.not_after, "the probe of an unreachable endpoint"));
     }
     match backoff {
-        Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
+        // A hold-off set while an exchange is on the wire waits for its result.
+        Some(_) if after.in_flight().is_some() => {}
+        Some(b) if now < b.not_before => {
+            due.push((b.not_after, "the end of the backoff (or hold-off)"));
+        }
         Some(_) => {}
-        None if holdoff.is_some() => {}
         None => {
             if after.session.active()
                 && after.can_refresh()

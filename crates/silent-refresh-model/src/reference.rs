@@ -178,8 +178,9 @@ pub struct Model {
     backoff: Option<Instant>,
     /// After an unreachable endpoint: a waiting request may probe from here on.
     probe_at: Option<Instant>,
-    /// Rule 14: no refresh before this instant, fresh tokens keep being rejected.
-    holdoff: Option<Instant>,
+    /// Rule 14: the backoff is a hold-off (fresh tokens keep being rejected); the later
+    /// of a hold-off and a failure's backoff is the one kept.
+    held: bool,
     /// Rule 14: tokens rejected in a row, each soon after it was adopted.
     rejections: u32,
     failures: u32,
@@ -237,7 +238,7 @@ impl Model {
             running: None,
             backoff: None,
             probe_at: None,
-            holdoff: None,
+            held: false,
             rejections: 0,
             failures: 0,
             last_failure: None,
@@ -428,7 +429,12 @@ impl Model {
                 }
                 let base = base.min(self.config.backoff_max());
                 let unit = jitter::unit(self.config.seed(), Stream::Rejections, generation.0);
-                self.holdoff = Some(plus(now, base.mul_f64(1.0 - 0.5 * unit)));
+                let holdoff = plus(now, base.mul_f64(1.0 - 0.5 * unit));
+                if self.backoff.is_none_or(|backoff| holdoff > backoff) {
+                    self.backoff = Some(holdoff);
+                    self.held = true;
+                    self.probe_at = None;
+                }
             }
         }
         self.advance();
@@ -570,10 +576,8 @@ impl Model {
         // (c)
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.held = false;
             self.probe_at = None;
-        }
-        if self.holdoff.is_some_and(|until| now >= until) {
-            self.holdoff = None;
         }
         // (c') A failed save is asked again.
         if self.save_retry_at.is_some_and(|at| now >= at) {
@@ -594,6 +598,7 @@ impl Model {
                 self.rejections = 0;
             }
             self.backoff = None;
+            self.held = false;
             self.probe_at = None;
             let attempt = AttemptId(self.next_attempt);
             self.next_attempt += 1;
@@ -665,7 +670,6 @@ impl Model {
         let probe_due = !self.parked.is_empty() && self.probe_at.is_some_and(|at| self.now >= at);
         self.active()
             && self.running.is_none()
-            && self.holdoff.is_none()
             && (self.backoff.is_none() || probe_due)
             && self.can_refresh()
             && match &self.token {
@@ -704,11 +708,8 @@ impl Model {
         if self.running.is_some() {
             return None;
         }
-        match (self.holdoff, self.backoff) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
-            (None, None) => None,
-        }
+        let backoff = self.backoff?;
+        Some(self.probe_at.map_or(backoff, |p| p.min(backoff)))
     }
 
     /// Rule 7: no usable token and an attempt held back: when it may start, and what a
@@ -726,7 +727,7 @@ impl Model {
         }
         let next = self.next_attempt()?;
         let retry_in = next.saturating_duration_since(self.now);
-        let error = if self.holdoff.is_some() {
+        let error = if self.held {
             Error::TokensRejected {
                 count: self.rejections,
                 retry_in,
@@ -747,6 +748,19 @@ impl Model {
             }
         };
         Some((next, error))
+    }
+
+    /// Backs off until `until`, unless a longer hold-off of rule 14 (set while the
+    /// exchange was on the wire) runs; returns when the backoff ends.
+    fn hold_back(&mut self, until: Instant) -> Instant {
+        match self.backoff {
+            Some(held) if self.held && held > until => held,
+            _ => {
+                self.backoff = Some(until);
+                self.held = false;
+                until
+            }
+        }
     }
 
     /// Rule 7: the error a request gets without waiting, if any.
@@ -777,7 +791,7 @@ impl Model {
                         reason: reason.clone(),
                     }),
                     (Status::Unreachable { reason, .. }, Some(_))
-                        if self.config.fail_fast_unreachable() && self.holdoff.is_none() =>
+                        if self.config.fail_fast_unreachable() && !self.held =>
                     {
                         // Until a request may probe the endpoint again.
                         let next = self.next_attempt()?;
@@ -801,18 +815,17 @@ impl Model {
                 self.failures = self.failures.saturating_add(1);
                 self.last_failure = Some(failure.message.clone());
                 let delay = backoff(&self.config, self.failures, attempt, failure.retry_after);
-                let retry_at = plus(self.now, delay);
-                self.backoff = Some(retry_at);
+                let retry_at = self.hold_back(plus(self.now, delay));
                 // An endpoint that could not be reached says so, until a refresh works
                 // or fails otherwise; a waiting request probes it after the first step
-                // of the backoff, however far the backoff grew.
+                // of the backoff, however far the backoff grew (not while a longer
+                // hold-off of rule 14 runs).
                 self.status = if failure.unreachable {
                     let probe = backoff(&self.config, 1, attempt, failure.retry_after);
-                    let probe_at = plus(self.now, probe).min(retry_at);
-                    self.probe_at = Some(probe_at);
+                    self.probe_at = (!self.held).then(|| plus(self.now, probe).min(retry_at));
                     Status::Unreachable {
                         reason: failure.message.as_str().into(),
-                        retry_at: probe_at,
+                        retry_at: self.probe_at.unwrap_or(retry_at),
                     }
                 } else {
                     Status::SignedIn
@@ -825,7 +838,7 @@ impl Model {
                     .retry_after
                     .unwrap_or_default()
                     .min(self.config.max_retry_after());
-                self.backoff = Some(plus(self.now, self.config.backoff_max().max(server)));
+                self.hold_back(plus(self.now, self.config.backoff_max().max(server)));
             }
             FailureKind::Terminal => {
                 let reason: std::sync::Arc<str> = if self.outcome_unknown {
@@ -837,6 +850,7 @@ impl Model {
                 self.token = None;
                 self.refresh_token = None;
                 self.backoff = None;
+                self.held = false;
                 self.failures = 0;
                 self.last_failure = None;
                 self.outcome_unknown = false;
@@ -961,8 +975,8 @@ impl Model {
 
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.held = false;
         self.probe_at = None;
-        self.holdoff = None;
         self.failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;
@@ -1029,8 +1043,8 @@ impl Model {
     /// and the earliest request deadline. On a tie the first in that order wins.
     fn wakeup(&self) -> Option<Wakeup> {
         let mut candidates = Vec::new();
-        match (self.running, self.backoff, self.holdoff) {
-            (Some(running), ..) => {
+        match (self.running, self.backoff) {
+            (Some(running), _) => {
                 if !running.cancelled {
                     candidates.push(Wakeup {
                         at: plus(running.started, self.config.refresh_timeout()),
@@ -1038,27 +1052,23 @@ impl Model {
                     });
                 }
             }
-            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
-                if let Some(at) = backoff {
-                    candidates.push(Wakeup {
-                        at,
-                        reason: WakeReason::BackoffEnds,
-                    });
-                }
+            (None, Some(at)) => {
+                candidates.push(Wakeup {
+                    at,
+                    reason: if self.held {
+                        WakeReason::HoldoffEnds
+                    } else {
+                        WakeReason::BackoffEnds
+                    },
+                });
                 if let Some(at) = self.probe_at.filter(|_| !self.parked.is_empty()) {
                     candidates.push(Wakeup {
                         at,
                         reason: WakeReason::ProbeDue,
                     });
                 }
-                if let Some(at) = holdoff {
-                    candidates.push(Wakeup {
-                        at,
-                        reason: WakeReason::HoldoffEnds,
-                    });
-                }
             }
-            (None, ..) => {
+            (None, None) => {
                 if self.active()
                     && self.can_refresh()
                     && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config))

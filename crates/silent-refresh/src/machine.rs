@@ -159,13 +159,14 @@ pub struct TokenMachine {
     generation: Generation,
     /// The exchange on the wire, if any.
     exchange: Option<Exchange>,
-    /// No refresh starts before this instant (after a failure)...
+    /// No refresh starts before this instant: after a failure, or while fresh tokens
+    /// keep being rejected (rule 14)...
     backoff: Option<Instant>,
+    /// ...which it is: the backoff is a hold-off of rule 14 (the later of the two wins).
+    held_by_rejections: bool,
     /// ...except for a request that waits, after an unreachable endpoint: it probes
     /// from this instant on (rule 7: about a second, not the grown backoff).
     probe_at: Option<Instant>,
-    /// No refresh starts before this instant: fresh tokens keep being rejected (rule 14).
-    holdoff: Option<Instant>,
     /// Tokens rejected in a row, each soon after it was adopted (rule 14).
     rejections: u32,
     consecutive_failures: u32,
@@ -201,8 +202,8 @@ impl TokenMachine {
             generation: Generation(0),
             exchange: None,
             backoff: None,
+            held_by_rejections: false,
             probe_at: None,
-            holdoff: None,
             rejections: 0,
             consecutive_failures: 0,
             last_failure: None,
@@ -452,8 +453,13 @@ impl TokenMachine {
                 1
             };
             if self.rejections >= 2 {
-                let retry_at = later(now, self.holdoff_delay(generation));
-                self.holdoff = Some(retry_at);
+                let holdoff = later(now, self.holdoff_delay(generation));
+                if self.backoff.is_none_or(|backoff| holdoff > backoff) {
+                    self.backoff = Some(holdoff);
+                    self.held_by_rejections = true;
+                    self.probe_at = None;
+                }
+                let retry_at = self.backoff.unwrap_or(holdoff);
                 self.event(Event::RejectionsRepeat {
                     generation,
                     count: self.rejections,
@@ -642,21 +648,25 @@ impl TokenMachine {
                 next = Some(Wakeup { at, reason });
             }
         };
-        match (self.exchange.as_ref(), self.backoff, self.holdoff) {
-            (Some(exchange), ..) => {
+        match (self.exchange.as_ref(), self.backoff) {
+            (Some(exchange), _) => {
                 // Once cancelled, only its result (an input) can end it.
                 if !exchange.cancel_requested {
                     consider(Some(exchange.deadline), WakeReason::RefreshTimeout);
                 }
             }
-            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
-                consider(backoff, WakeReason::BackoffEnds);
+            (None, Some(until)) => {
+                let reason = if self.held_by_rejections {
+                    WakeReason::HoldoffEnds
+                } else {
+                    WakeReason::BackoffEnds
+                };
+                consider(Some(until), reason);
                 if !self.parked.is_empty() {
                     consider(self.probe_at, WakeReason::ProbeDue);
                 }
-                consider(holdoff, WakeReason::HoldoffEnds);
             }
-            (None, ..) => {
+            (None, None) => {
                 if self.status.is_signed_in() && self.can_refresh() {
                     let window = self
                         .current
@@ -705,10 +715,8 @@ impl TokenMachine {
         }
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.held_by_rejections = false;
             self.probe_at = None;
-        }
-        if self.holdoff.is_some_and(|until| now >= until) {
-            self.holdoff = None;
         }
         if self.save_retry_at.is_some_and(|at| now >= at) {
             self.save_retry_at = None;
@@ -766,7 +774,6 @@ impl TokenMachine {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.status.is_signed_in()
             && self.exchange.is_none()
-            && self.holdoff.is_none()
             && (self.backoff.is_none() || self.probe_due(now))
             && self.can_refresh()
             && match &self.current {
@@ -785,17 +792,14 @@ impl TokenMachine {
     }
 
     /// When a request that needs a refresh can next get an attempt, while one is held
-    /// back (`None`: nothing holds it back): the hold-off after rejected tokens, else
-    /// the backoff after a failure, or the probe after an unreachable endpoint.
+    /// back (`None`: nothing holds it back): the end of the backoff (or hold-off), or
+    /// the probe after an unreachable endpoint if that comes first.
     fn next_attempt_for_request(&self) -> Option<Instant> {
         if self.exchange.is_some() {
             return None;
         }
-        match (self.holdoff, self.backoff) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
-            (None, None) => None,
-        }
+        let backoff = self.backoff?;
+        Some(self.probe_at.map_or(backoff, |p| p.min(backoff)))
     }
 
     /// Rule 7: with no usable token and an attempt held back, the instant it may start
@@ -809,7 +813,7 @@ impl TokenMachine {
         }
         let next = self.next_attempt_for_request()?;
         let retry_in = next.saturating_duration_since(now);
-        let error = if self.holdoff.is_some() {
+        let error = if self.held_by_rejections {
             Error::TokensRejected {
                 count: self.rejections,
                 retry_in,
@@ -873,7 +877,7 @@ impl TokenMachine {
                         reason: reason.clone(),
                     }),
                     (Status::Unreachable { reason, .. }, Some(_))
-                        if self.config.fail_fast_unreachable && self.holdoff.is_none() =>
+                        if self.config.fail_fast_unreachable && !self.held_by_rejections =>
                     {
                         // Until a request may probe the endpoint again.
                         let next = self.next_attempt_for_request()?;
@@ -908,6 +912,7 @@ impl TokenMachine {
         }
         // A probe may start before the backoff ends; either way it is spent.
         self.backoff = None;
+        self.held_by_rejections = false;
         self.probe_at = None;
         let attempt = AttemptId(self.next_attempt);
         self.next_attempt += 1;
@@ -938,16 +943,16 @@ impl TokenMachine {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.last_failure = Some(message.clone());
                 let delay = self.backoff_delay(failure.retry_after);
-                let retry_at = later(now, delay);
-                self.backoff = Some(retry_at);
+                let retry_at = self.hold_back(later(now, delay));
                 let status = if failure.unreachable {
                     // Connecting costs the server nothing: a waiting request probes
-                    // again after about a second, not after the grown backoff.
-                    let probe_at = later(now, self.probe_delay(failure.retry_after)).min(retry_at);
-                    self.probe_at = Some(probe_at);
+                    // again after about a second, not after the grown backoff (unless
+                    // a hold-off of rule 14 holds every refresh back longer).
+                    self.probe_at = (!self.held_by_rejections)
+                        .then(|| later(now, self.probe_delay(failure.retry_after)).min(retry_at));
                     Status::Unreachable {
                         reason: message.clone(),
-                        retry_at: probe_at,
+                        retry_at: self.probe_at.unwrap_or(retry_at),
                     }
                 } else {
                     Status::SignedIn
@@ -961,7 +966,7 @@ impl TokenMachine {
                     .config
                     .backoff_max
                     .max(self.server_delay(failure.retry_after));
-                self.backoff = Some(later(now, delay));
+                self.hold_back(later(now, delay));
             }
             FailureKind::Terminal => {
                 let reason: Arc<str> = if self.outcome_unknown {
@@ -973,6 +978,7 @@ impl TokenMachine {
                 self.current = None;
                 self.refresh_token = None;
                 self.backoff = None;
+                self.held_by_rejections = false;
                 self.consecutive_failures = 0;
                 self.last_failure = None;
                 self.outcome_unknown = false;
@@ -1016,6 +1022,19 @@ impl TokenMachine {
         let unit = jitter::unit(self.config.seed, Stream::Backoff, self.next_attempt - 1);
         let delay = base.mul_f64(1.0 - 0.5 * unit);
         delay.max(self.server_delay(retry_after))
+    }
+
+    /// Backs off until `until`, unless a hold-off of rule 14 (set while the exchange was
+    /// on the wire) ends later; returns when the backoff ends.
+    fn hold_back(&mut self, until: Instant) -> Instant {
+        match self.backoff {
+            Some(held) if self.held_by_rejections && held > until => held,
+            _ => {
+                self.backoff = Some(until);
+                self.held_by_rejections = false;
+                until
+            }
+        }
     }
 
     /// The probe after an unreachable endpoint: the first step of the backoff
@@ -1265,8 +1284,8 @@ impl TokenMachine {
     /// Forgets every failure and backoff (a token was adopted, or new credentials came).
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.held_by_rejections = false;
         self.probe_at = None;
-        self.holdoff = None;
         self.consecutive_failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;

@@ -74,6 +74,9 @@ pub enum Rule {
     Total = 11,
     /// 12. Sign-out rejects every parked request, clears the token and emits `Forget`.
     SignOut = 12,
+    /// 13. One lineage, many keys: no exchange starts while another key's is on the
+    ///     wire; a rotation elsewhere is this key's credential; a dead lineage ends it.
+    Lineage = 13,
     /// 14. When fresh tokens keep being rejected, the refreshes those rejections call
     ///     for are held back (exponentially, capped).
     RejectionsRepeat = 14,
@@ -134,7 +137,7 @@ type Check = Result<(), String>;
 pub type RuleCheck = fn(&Checker, &View<'_>, &Checker) -> Check;
 
 /// The rules, in the contract's order.
-pub const RULES: [(Rule, RuleCheck); 13] = [
+pub const RULES: [(Rule, RuleCheck); 14] = [
     (Rule::SingleFlight, single_flight),
     (Rule::ExactlyOnce, exactly_once),
     (Rule::NeverExpired, never_expired),
@@ -147,6 +150,7 @@ pub const RULES: [(Rule, RuleCheck); 13] = [
     (Rule::Bounded, bounded),
     (Rule::Total, total),
     (Rule::SignOut, sign_out),
+    (Rule::Lineage, lineage),
     (Rule::RejectionsRepeat, rejections_repeat),
 ];
 
@@ -342,6 +346,8 @@ pub struct Checker {
     /// (the earliest a refresh may start, for rule 14's own check).
     rejections: u32,
     holdoff: Option<Backoff>,
+    /// Rule 13: another key of the session has an exchange on the wire.
+    lineage_busy: bool,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
     /// The generation the store confirmed last (rule 9).
@@ -418,6 +424,11 @@ pub struct View<'a> {
     repersist: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
+    /// Rule 13 once the input took effect: another key's exchange is on the wire.
+    lineage_busy: bool,
+    /// Rule 13: another key found the credentials dead in this step (this key's own
+    /// exchange on the wire is superseded, as by new credentials).
+    lineage_dead: bool,
     /// Rule 14 once the input took effect: rejections in a row, and the hold-off
     /// (`new_holdoff`: the one this step's rejection set).
     rejections: u32,
@@ -473,6 +484,7 @@ impl Checker {
             probe: None,
             rejections: 0,
             holdoff: None,
+            lineage_busy: false,
             outcome_unknown: false,
             durable: None,
             save_failures: 0,
@@ -714,7 +726,7 @@ impl Checker {
     /// When a request that needs a refresh may next get an attempt, while one is held
     /// back: the end of the backoff (or hold-off), or the probe if sooner.
     fn next_attempt(&self, now: Instant) -> Option<Backoff> {
-        if self.in_flight().is_some() {
+        if self.in_flight().is_some() || self.lineage_busy {
             return None;
         }
         let backoff = self.backoff.filter(|b| now < b.not_after)?;
@@ -798,10 +810,31 @@ impl Checker {
             rejections: self.rejections,
             holdoff: self.holdoff,
             new_holdoff: None,
+            lineage_busy: self.lineage_busy,
+            lineage_dead: false,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
         };
         match &step.input {
+            Input::LineageBusy(busy) => view.lineage_busy = *busy,
+            // DESIGN.md rule 13: "a rotation is the credential for every key at once".
+            Input::Rotated(label) => {
+                if view.session.active() && view.refresh_token.is_some() {
+                    view.refresh_token = Some(*label);
+                }
+            }
+            // "a dead lineage ends every key": as this key's own terminal failure.
+            Input::LineageDead => {
+                if view.session.active() {
+                    view.session = Session::SignInRequired;
+                    view.token = None;
+                    view.refresh_token = None;
+                    view.refreshing = false;
+                    view.outcome_unknown = false;
+                    view.failure = Some(Failed::Terminal);
+                    view.lineage_dead = true;
+                }
+            }
             Input::Request { deadline } => {
                 if let Some(id) = step.request {
                     let deadline = deadline.unwrap_or(now + self.config.request_timeout());
@@ -1028,7 +1061,8 @@ impl Checker {
                 .as_ref()
                 .is_some_and(|t| self.durable != Some(t.generation));
         if let Some(attempt) = view.in_flight.and_then(|id| self.attempt(id)) {
-            let superseded_now = matches!(step.input, Input::SignIn { .. } | Input::SignOut);
+            let superseded_now =
+                matches!(step.input, Input::SignIn { .. } | Input::SignOut) || view.lineage_dead;
             if !attempt.cancel_asked
                 && (superseded_now || now >= attempt.started + self.config.refresh_timeout())
             {
@@ -1071,6 +1105,7 @@ impl Checker {
         after.outcome_unknown = view.outcome_unknown;
         after.rejections = view.rejections;
         after.holdoff = view.holdoff;
+        after.lineage_busy = view.lineage_busy;
         // DESIGN.md rule 14: the hold-off holds every refresh back, unless a failure's
         // backoff ends later.
         if let Some(held) = view.new_holdoff {
@@ -1118,6 +1153,8 @@ impl Checker {
                 }
             }
             Input::Request { .. } | Input::Timeout => {}
+            Input::LineageDead if view.lineage_dead => after.supersede(),
+            Input::LineageBusy(_) | Input::Rotated(_) | Input::LineageDead => {}
             Input::Persisted { .. } | Input::WallClock { .. } => {}
         }
         // The current token as the input left it (a suspend moves its expiry).
@@ -1592,7 +1629,11 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
         || (someone_waits
             && after.backoff_cause == Cause::Failure
             && after.probe.is_some_and(|p| now >= p.not_after));
-    if after.session.active() && after.can_refresh() && after.in_flight().is_none() && backoff_over
+    if after.session.active()
+        && after.can_refresh()
+        && after.in_flight().is_none()
+        && !after.lineage_busy
+        && backoff_over
     {
         let needed = match after.current_token() {
             Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
@@ -2034,6 +2075,7 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
     if let Some(p) = after.probe.filter(|_| after.parked().next().is_some())
         && now < p.not_before
         && after.backoff_cause == Cause::Failure
+        && !after.lineage_busy
     {
         due.push((p.not_after, "the probe of an unreachable endpoint"));
     }
@@ -2048,6 +2090,7 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
             if after.session.active()
                 && after.can_refresh()
                 && after.in_flight().is_none()
+                && !after.lineage_busy
                 && let Some((_, latest)) = after.current_token().and_then(|t| t.window(config))
             {
                 due.push((latest, "the refresh window"));
@@ -2125,4 +2168,24 @@ fn rejections_repeat(_before: &Checker, view: &View<'_>, _after: &Checker) -> Ch
         ));
     }
     Ok(())
+}
+
+/// Rule 13 (one lineage, many keys), as one key sees it: no exchange starts while
+/// another key's is on the wire. (That a rotation elsewhere is the credential sent next
+/// is rule 9's newest-credential check; that a dead lineage rejects every waiting
+/// request is rule 7's terminal check.)
+fn lineage(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    if !view.lineage_busy {
+        return Ok(());
+    }
+    match view
+        .actions()
+        .iter()
+        .find(|a| matches!(a, Act::StartRefresh { .. }))
+    {
+        Some(Act::StartRefresh { attempt, .. }) => Err(format!(
+            "{attempt} started while another key's exchange is on the wire"
+        )),
+        _ => Ok(()),
+    }
 }

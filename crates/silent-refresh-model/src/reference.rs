@@ -26,6 +26,8 @@ pub const EXPIRED_RESULT: &str = "the refresh returned a token that is already e
 /// What a terminal failure's reason adds after an exchange whose outcome is unknown.
 pub const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, so \
      the server may have consumed the refresh credential without its answer arriving";
+/// The reason the harness gives when another key's exchange found the credentials dead.
+pub const LINEAGE_DEAD: &str = "another key of the session was refused: invalid_grant";
 /// Why a request fails fast when the token is unusable and cannot be refreshed.
 pub const NO_WAY_TO_REFRESH: &str =
     "the token is no longer usable and there is no refresh credential";
@@ -183,6 +185,8 @@ pub struct Model {
     held: bool,
     /// Rule 14: tokens rejected in a row, each soon after it was adopted.
     rejections: u32,
+    /// Rule 13: another key's exchange is on the wire; this key starts none.
+    lineage_busy: bool,
     failures: u32,
     last_failure: Option<String>,
     /// A failed exchange of the current credential had passed its deadline.
@@ -240,6 +244,7 @@ impl Model {
             probe_at: None,
             held: false,
             rejections: 0,
+            lineage_busy: false,
             failures: 0,
             last_failure: None,
             outcome_unknown: false,
@@ -274,6 +279,23 @@ impl Model {
                 outcome,
             } => self.persisted(*generation, outcome),
             Input::WallClock { wall_now } => self.wall_clock(*wall_now),
+            Input::LineageBusy(busy) => {
+                self.lineage_busy = *busy;
+                self.advance();
+            }
+            Input::Rotated(label) => {
+                if self.active() && self.refresh_token.is_some() {
+                    self.refresh_token = Some(*label);
+                }
+                self.advance();
+            }
+            Input::LineageDead => {
+                if self.active() {
+                    self.supersede();
+                    self.end_session(LINEAGE_DEAD.into());
+                }
+                self.advance();
+            }
         }
         (request, std::mem::take(&mut self.out))
     }
@@ -670,6 +692,7 @@ impl Model {
         let probe_due = !self.parked.is_empty() && self.probe_at.is_some_and(|at| self.now >= at);
         self.active()
             && self.running.is_none()
+            && !self.lineage_busy
             && (self.backoff.is_none() || probe_due)
             && self.can_refresh()
             && match &self.token {
@@ -705,7 +728,7 @@ impl Model {
     /// When a request can next get an attempt while one is held back: the hold-off,
     /// else the backoff (or the probe, if sooner).
     fn next_attempt(&self) -> Option<Instant> {
-        if self.running.is_some() {
+        if self.running.is_some() || self.lineage_busy {
             return None;
         }
         let backoff = self.backoff?;
@@ -846,17 +869,23 @@ impl Model {
                 } else {
                     failure.message.as_str().into()
                 };
-                self.status = Status::SignInRequired(reason.clone());
-                self.token = None;
-                self.refresh_token = None;
-                self.backoff = None;
-                self.held = false;
-                self.failures = 0;
-                self.last_failure = None;
-                self.outcome_unknown = false;
-                self.reject_all(&Error::SignInRequired { reason });
+                self.end_session(reason);
             }
         }
+    }
+
+    /// Dead credentials: everyone waiting is told to sign in; token and credential go.
+    fn end_session(&mut self, reason: std::sync::Arc<str>) {
+        self.status = Status::SignInRequired(reason.clone());
+        self.token = None;
+        self.refresh_token = None;
+        self.backoff = None;
+        self.held = false;
+        self.probe_at = None;
+        self.failures = 0;
+        self.last_failure = None;
+        self.outcome_unknown = false;
+        self.reject_all(&Error::SignInRequired { reason });
     }
 
     /// Rule 9: adopts a token whose refresh was sent at `base`, unless it is already
@@ -1061,7 +1090,10 @@ impl Model {
                         WakeReason::BackoffEnds
                     },
                 });
-                if let Some(at) = self.probe_at.filter(|_| !self.parked.is_empty()) {
+                if let Some(at) = self
+                    .probe_at
+                    .filter(|_| !self.parked.is_empty() && !self.lineage_busy)
+                {
                     candidates.push(Wakeup {
                         at,
                         reason: WakeReason::ProbeDue,
@@ -1071,6 +1103,7 @@ impl Model {
             (None, None) => {
                 if self.active()
                     && self.can_refresh()
+                    && !self.lineage_busy
                     && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config))
                 {
                     candidates.push(Wakeup {

@@ -180,6 +180,9 @@ pub struct TokenMachine {
     next_request: u64,
     /// A sign-in is being handled: a refresh it starts says so.
     signing_in: bool,
+    /// Another key of the same session has an exchange on the wire: this key starts
+    /// none (rule 13, one exchange on the wire for the lineage).
+    lineage_busy: bool,
     parked: Parked,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -213,6 +216,7 @@ impl TokenMachine {
             next_attempt: 1,
             next_request: 1,
             signing_in: false,
+            lineage_busy: false,
             parked: Parked::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -594,6 +598,41 @@ impl TokenMachine {
         self.advance(now);
     }
 
+    /// Rule 13, for a key of a session with several: another key's exchange is on the
+    /// wire (`busy`), or it is over. While busy this key starts no exchange (one on the
+    /// wire for the whole lineage); its waiting requests keep waiting, until their
+    /// deadline or until the lineage is free and this key's refresh has run.
+    pub fn handle_lineage_busy(&mut self, now: Instant, busy: bool) {
+        let now = self.clamp(now);
+        self.lineage_busy = busy;
+        self.advance(now);
+    }
+
+    /// Rule 13: another key's exchange rotated the session's refresh credential, which
+    /// is this key's credential from now on (the one the server will accept). Ignored
+    /// unless signed in with a refresh credential.
+    pub fn handle_rotated(&mut self, now: Instant, credential: Secret) {
+        let now = self.clamp(now);
+        if self.status.is_signed_in() && self.refresh_token.is_some() {
+            self.refresh_token = Some(credential);
+        }
+        self.advance(now);
+    }
+
+    /// Rule 13: another key's exchange found the session's credentials dead; this
+    /// key's session ends too, as after its own terminal failure (an exchange of its
+    /// own on the wire is cancelled, and its result dropped).
+    pub fn handle_lineage_dead(&mut self, now: Instant, reason: Arc<str>) {
+        let now = self.clamp(now);
+        if self.status.is_signed_in() {
+            // Its own exchange, if any, presents the same dead credential: cancelled,
+            // and its result dropped.
+            self.supersede_exchange();
+            self.end_session(reason);
+        }
+        self.advance(now);
+    }
+
     /// Signs out: every waiting request is rejected, the token is cleared, and the
     /// driver is asked to forget the stored one.
     pub fn handle_sign_out(&mut self, now: Instant) {
@@ -662,12 +701,12 @@ impl TokenMachine {
                     WakeReason::BackoffEnds
                 };
                 consider(Some(until), reason);
-                if !self.parked.is_empty() {
+                if !self.parked.is_empty() && !self.lineage_busy {
                     consider(self.probe_at, WakeReason::ProbeDue);
                 }
             }
             (None, None) => {
-                if self.status.is_signed_in() && self.can_refresh() {
+                if self.status.is_signed_in() && self.can_refresh() && !self.lineage_busy {
                     let window = self
                         .current
                         .as_ref()
@@ -774,6 +813,7 @@ impl TokenMachine {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.status.is_signed_in()
             && self.exchange.is_none()
+            && !self.lineage_busy
             && (self.backoff.is_none() || self.probe_due(now))
             && self.can_refresh()
             && match &self.current {
@@ -795,7 +835,7 @@ impl TokenMachine {
     /// back (`None`: nothing holds it back): the end of the backoff (or hold-off), or
     /// the probe after an unreachable endpoint if that comes first.
     fn next_attempt_for_request(&self) -> Option<Instant> {
-        if self.exchange.is_some() {
+        if self.exchange.is_some() || self.lineage_busy {
             return None;
         }
         let backoff = self.backoff?;
@@ -974,15 +1014,7 @@ impl TokenMachine {
                 } else {
                     message.clone()
                 };
-                self.set_status(Status::SignInRequired(reason.clone()));
-                self.current = None;
-                self.refresh_token = None;
-                self.backoff = None;
-                self.held_by_rejections = false;
-                self.consecutive_failures = 0;
-                self.last_failure = None;
-                self.outcome_unknown = false;
-                self.reject_all_parked(&Error::SignInRequired { reason });
+                self.end_session(reason);
             }
         }
         self.event(Event::RefreshFailed {
@@ -991,6 +1023,21 @@ impl TokenMachine {
             message,
             retry_at: self.backoff,
         });
+    }
+
+    /// Dead credentials (rule 7): every waiting request is told a sign-in is needed,
+    /// and the token and the refresh credential are cleared.
+    fn end_session(&mut self, reason: Arc<str>) {
+        self.set_status(Status::SignInRequired(reason.clone()));
+        self.current = None;
+        self.refresh_token = None;
+        self.backoff = None;
+        self.held_by_rejections = false;
+        self.probe_at = None;
+        self.consecutive_failures = 0;
+        self.last_failure = None;
+        self.outcome_unknown = false;
+        self.reject_all_parked(&Error::SignInRequired { reason });
     }
 
     /// Sets the status, and reports a change as an event.

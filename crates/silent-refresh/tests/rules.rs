@@ -1989,3 +1989,45 @@ fn rule8_a_result_overtaken_by_the_stores_newer_session_is_dropped() {
         vec![(id, Generation(2), "at-sibling".to_owned())]
     );
 }
+
+/// Rule 13, as one key of a session with several sees it: while another key's exchange
+/// is on the wire this key starts none; a rotation there is this key's credential; and
+/// a dead lineage ends this key too.
+#[test]
+fn rule13_one_exchange_on_the_wire_for_the_lineage_and_one_credential_for_every_key() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    sim.machine.handle_lineage_busy(sim.now, true);
+    let (id, out) = sim.request();
+    assert!(
+        started(&out).is_empty(),
+        "another key's exchange is on the wire"
+    );
+    assert_eq!(
+        sim.machine.poll_timeout().map(|w| w.reason),
+        Some(WakeReason::RequestDeadline)
+    );
+    // That exchange rotated the credential: this key's refresh sends the new one.
+    sim.machine.handle_rotated(sim.now, "rt-2".into());
+    sim.machine.handle_lineage_busy(sim.now, false);
+    match &sim.drain()[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-2");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another key finds the credentials dead: this key's exchange is cancelled, and its
+    // waiting request told to sign in.
+    sim.machine
+        .handle_lineage_dead(sim.now, "invalid_grant at another key".into());
+    let out = sim.drain();
+    assert_eq!(cancelled(&out).len(), 1, "{out:?}");
+    match &rejects(&out)[..] {
+        [(r, Error::SignInRequired { reason })] => {
+            assert_eq!(*r, id);
+            assert!(reason.contains("another key"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sim.machine.status(), Status::SignInRequired(_)));
+}

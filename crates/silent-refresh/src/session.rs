@@ -43,7 +43,7 @@ use std::time::{Instant, SystemTime};
 use crate::action::{Action, Wakeup};
 use crate::config::Config;
 use crate::event::Event;
-use crate::failure::{FailureKind, RefreshFailure};
+use crate::failure::RefreshFailure;
 use crate::ids::{AttemptId, RequestId};
 use crate::machine::{Status, TokenMachine};
 use crate::persist::Persisted;

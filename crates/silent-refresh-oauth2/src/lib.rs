@@ -149,6 +149,8 @@
 
 mod classify;
 mod client;
+mod discovery;
+mod endpoint;
 mod error;
 mod exchange;
 #[cfg(feature = "jwt")]
@@ -159,6 +161,7 @@ mod request;
 mod response;
 
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
+pub use discovery::{Discovery, Metadata, WellKnown};
 pub use error::Error;
 pub use exchange::{
     ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,

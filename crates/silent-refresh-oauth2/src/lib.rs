@@ -149,6 +149,7 @@
 
 mod classify;
 mod client;
+mod device;
 mod discovery;
 mod endpoint;
 mod error;
@@ -161,6 +162,10 @@ mod request;
 mod response;
 
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
+pub use device::{
+    DEFAULT_DEVICE_INTERVAL, DEVICE_CODE_GRANT, DeviceAuthorization, DeviceAuthorizationRequest,
+    DevicePoll, SLOW_DOWN_STEP,
+};
 pub use discovery::{Discovery, Metadata, WellKnown};
 pub use error::Error;
 pub use exchange::{

@@ -504,7 +504,11 @@ impl DevicePoll {
             }
             FailureKind::Misconfigured => {
                 self.finished = true;
-                Err(Error::Endpoint(failure))
+                Err(Error::Endpoint(endpoint::reworded(
+                    "the token endpoint",
+                    failure,
+                    response,
+                )))
             }
         }
     }

@@ -156,14 +156,19 @@ pub(crate) fn reword(mut failure: RefreshFailure, words: &str) -> RefreshFailure
 }
 
 /// The library's words for a failure at an endpoint of a sign-in flow (`endpoint`:
-/// `the device authorization endpoint`), by class and OAuth error code.
-pub(crate) fn words_for(endpoint: &str, failure: &RefreshFailure, error: Option<&str>) -> String {
+/// `the device authorization endpoint`), by class, status and OAuth error code.
+pub(crate) fn words_for(
+    endpoint: &str,
+    kind: FailureKind,
+    status: http::StatusCode,
+    error: Option<&str>,
+) -> String {
     let error = error.map(str::to_ascii_lowercase);
-    match (failure.kind, error.as_deref()) {
+    match (kind, error.as_deref()) {
         (FailureKind::Transient, _) => {
             format!("{endpoint} is failing or unavailable; try again later")
         }
-        (FailureKind::Misconfigured, _) if failure.message.contains("redirect") => format!(
+        (_, _) if status.is_redirection() => format!(
             "{endpoint} answered with a redirect, which is never followed with a credential; \
              configure the final URL"
         ),
@@ -171,9 +176,9 @@ pub(crate) fn words_for(endpoint: &str, failure: &RefreshFailure, error: Option<
             "{endpoint} refused the client; check the client id, the client secret and the \
              client authentication method, and that the client may use this flow"
         ),
-        (_, Some("invalid_scope")) => {
-            format!("{endpoint} refused the requested scope; configure a scope the client may ask for")
-        }
+        (_, Some("invalid_scope")) => format!(
+            "{endpoint} refused the requested scope; configure a scope the client may ask for"
+        ),
         (_, Some(code)) => format!(
             "{endpoint} refused the request with `{code}`; check the client configuration \
              against the authorization server's documentation of that code"
@@ -183,6 +188,17 @@ pub(crate) fn words_for(endpoint: &str, failure: &RefreshFailure, error: Option<
              OAuth error; check its URL and the client configuration"
         ),
     }
+}
+
+/// `failure`, read from `response` of `endpoint`, in the words of [`words_for`].
+pub(crate) fn reworded<B: AsRef<[u8]>>(
+    endpoint: &str,
+    failure: RefreshFailure,
+    response: &http::Response<B>,
+) -> RefreshFailure {
+    let error = oauth_error(response.headers(), response.body().as_ref()).map(|(error, _)| error);
+    let words = words_for(endpoint, failure.kind, response.status(), error.as_deref());
+    reword(failure, &words)
 }
 
 /// A failure at an endpoint other than the token endpoint, classified by the
@@ -201,9 +217,7 @@ pub(crate) fn endpoint_failure<B: AsRef<[u8]>>(
             response.status().as_u16()
         )),
     };
-    let error = oauth_error(response.headers(), body).map(|(error, _)| error);
-    let words = words_for(endpoint, &failure, error.as_deref());
-    reword(failure, &words)
+    reworded(endpoint, failure, response)
 }
 
 /// A number of seconds: a JSON number, or a string holding one (some servers quote

@@ -114,7 +114,7 @@ pub enum Error {
     /// revocation endpoint. The failure is classified as a refresh's is: transient
     /// (retrying may help), terminal (start the sign-in again) or misconfigured (its
     /// message names what to fix); the server's words are cleaned of secrets.
-    #[error("{0}")]
+    #[error("{}", .0.message)]
     Endpoint(silent_refresh::RefreshFailure),
     /// The user (or the authorization server on their behalf) denied the sign-in:
     /// `access_denied` from the device flow's token endpoint or in the authorization

@@ -147,6 +147,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorization;
 mod classify;
 mod client;
 mod device;
@@ -158,9 +159,13 @@ mod exchange;
 mod jwt;
 mod location;
 pub mod origin;
+mod pkce;
 mod request;
 mod response;
 
+pub use authorization::{
+    AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
+};
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
 pub use device::{
     DEFAULT_DEVICE_INTERVAL, DEVICE_CODE_GRANT, DeviceAuthorization, DeviceAuthorizationRequest,
@@ -177,6 +182,7 @@ pub use jwt::{
     SigningAlgorithm, SigningKey,
 };
 pub use location::redact_location;
+pub use pkce::Pkce;
 
 use std::time::Duration;
 

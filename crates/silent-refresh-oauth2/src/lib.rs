@@ -162,6 +162,7 @@ pub mod origin;
 mod pkce;
 mod request;
 mod response;
+mod revocation;
 
 pub use authorization::{
     AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
@@ -183,6 +184,7 @@ pub use jwt::{
 };
 pub use location::redact_location;
 pub use pkce::Pkce;
+pub use revocation::{RevocationRequest, TokenTypeHint};
 
 use std::time::Duration;
 

@@ -15,8 +15,8 @@ use silent_refresh::{FailureKind, Secret, Token};
 use silent_refresh_examples::server::{AuthServer, ServerConfig};
 use silent_refresh_oauth2::{
     AuthorizationRequest, ClientAuth, DeviceAuthorizationRequest, DevicePoll, Discovery, Error,
-    Metadata, RefreshGrant, RevocationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
-    TokenTypeHint, WellKnown,
+    Metadata, RefreshGrant, RevocationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE, TokenTypeHint,
+    WellKnown,
 };
 
 fn server() -> AuthServer {
@@ -105,7 +105,11 @@ fn discovery_reads_both_documents_of_both_issuers() {
     );
     assert_eq!(metadata.code_challenge_methods_supported(), ["S256"]);
     assert!(metadata.authorization_response_iss_parameter_supported());
-    assert!(metadata.url().ends_with("/.well-known/openid-configuration"));
+    assert!(
+        metadata
+            .url()
+            .ends_with("/.well-known/openid-configuration")
+    );
     assert_eq!(metadata.client_auth(true), ClientAuth::Basic);
 
     // RFC 8414's document alone, and the issuer with a path (inserted and appended).
@@ -140,7 +144,10 @@ fn discovery_reads_both_documents_of_both_issuers() {
     // Nothing at either URL: the error names both.
     let error = discover(&format!("{}/nowhere", server.issuer())).expect_err("no metadata");
     let message = error.to_string();
-    assert!(matches!(error, Error::MetadataUnavailable { .. }), "{error:?}");
+    assert!(
+        matches!(error, Error::MetadataUnavailable { .. }),
+        "{error:?}"
+    );
     assert!(
         message.contains("/.well-known/oauth-authorization-server/nowhere")
             && message.contains("/nowhere/.well-known/openid-configuration")
@@ -203,7 +210,10 @@ fn device_flow(
 }
 
 /// Refreshes once with `grant` and returns the answer.
-fn refresh(grant: &RefreshGrant, refresh_token: &Secret) -> Result<Token, silent_refresh::RefreshFailure> {
+fn refresh(
+    grant: &RefreshGrant,
+    refresh_token: &Secret,
+) -> Result<Token, silent_refresh::RefreshFailure> {
     let request = grant.request(Some(refresh_token))?;
     grant.parse_response_for(&send(request), Some(refresh_token))
 }
@@ -289,7 +299,11 @@ fn device_flow_slows_down_by_five_seconds_when_polled_too_fast() {
     let mut fake_now = start + Duration::from_secs(1);
     for expected_interval in [1, 6] {
         let request = poll.poll_request(fake_now).expect("ok").expect("due");
-        assert!(poll.handle_response(fake_now, &send(request)).expect("polling").is_none());
+        assert!(
+            poll.handle_response(fake_now, &send(request))
+                .expect("polling")
+                .is_none()
+        );
         assert_eq!(poll.interval(), Duration::from_secs(expected_interval));
         fake_now = poll.poll_timeout().expect("next");
     }
@@ -313,7 +327,11 @@ fn one_request(listener: &TcpListener, answer: impl FnOnce(&str) -> &'static str
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
     reader.read_line(&mut line).expect("request line");
-    let target = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let target = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).expect("header") <= 2 {
@@ -338,10 +356,19 @@ fn browse(url: &str, tamper: impl FnOnce(String) -> String) -> String {
         .max_redirects(0)
         .build()
         .into();
-    let response = agent.get(url).call().expect("the authorization endpoint answers");
+    let response = agent
+        .get(url)
+        .call()
+        .expect("the authorization endpoint answers");
     assert_eq!(response.status(), 302);
-    let location = response.headers()["location"].to_str().expect("ascii").to_owned();
-    let mut page = agent.get(&tamper(location)).call().expect("the listener answers");
+    let location = response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let mut page = agent
+        .get(&tamper(location))
+        .call()
+        .expect("the listener answers");
     page.body_mut().read_to_string().expect("a page")
 }
 
@@ -366,7 +393,11 @@ fn browser_sign_in(
     let target = one_request(&listener, |target| {
         assert!(flow.is_callback(target), "{target}");
         let read = flow.read_redirect(target);
-        let page = if read.is_ok() { SIGNED_IN_PAGE } else { SIGN_IN_FAILED_PAGE };
+        let page = if read.is_ok() {
+            SIGNED_IN_PAGE
+        } else {
+            SIGN_IN_FAILED_PAGE
+        };
         result = Some(read);
         page
     });
@@ -422,8 +453,8 @@ fn a_code_is_good_once_and_only_with_its_verifier() {
     let metadata = discover(&server.issuer()).expect("metadata");
     let Client { id, grant: client } = public_client(&server, &metadata);
     let redirect_uri = "http://127.0.0.1:50123/callback";
-    let flow = AuthorizationRequest::from_metadata(&metadata, &id, redirect_uri, [4; 64])
-        .expect("flow");
+    let flow =
+        AuthorizationRequest::from_metadata(&metadata, &id, redirect_uri, [4; 64]).expect("flow");
     let location = |flow: &AuthorizationRequest| {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -431,32 +462,54 @@ fn a_code_is_good_once_and_only_with_its_verifier() {
             .build()
             .into();
         let response = agent.get(&flow.url().expect("url")).call().expect("answer");
-        response.headers()["location"].to_str().expect("ascii").to_owned()
+        response.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
     };
     let code = flow.read_redirect(&location(&flow)).expect("a code");
 
     // Another sign-in's verifier with this code: refused (PKCE), and the code is
     // still good for its own verifier.
-    let other = AuthorizationRequest::from_metadata(&metadata, &id, redirect_uri, [5; 64])
-        .expect("flow");
+    let other =
+        AuthorizationRequest::from_metadata(&metadata, &id, redirect_uri, [5; 64]).expect("flow");
     let refused = other
-        .read_token_response(&client, &code, &send(other.token_request(&client, &code).expect("request")))
+        .read_token_response(
+            &client,
+            &code,
+            &send(other.token_request(&client, &code).expect("request")),
+        )
         .expect_err("wrong verifier");
     let Error::Endpoint(failure) = &refused else {
         panic!("{refused:?}")
     };
     assert_eq!(failure.kind, FailureKind::Terminal);
-    assert!(!failure.message.contains(code.secret().expose()), "{}", failure.message);
+    assert!(
+        !failure.message.contains(code.secret().expose()),
+        "{}",
+        failure.message
+    );
 
     let token = flow
-        .read_token_response(&client, &code, &send(flow.token_request(&client, &code).expect("request")))
+        .read_token_response(
+            &client,
+            &code,
+            &send(flow.token_request(&client, &code).expect("request")),
+        )
         .expect("signed in");
     let refresh_token = token.refresh_token.expect("rt");
     // A second use of the code: refused, and the session it started is revoked.
     let again = flow
-        .read_token_response(&client, &code, &send(flow.token_request(&client, &code).expect("request")))
+        .read_token_response(
+            &client,
+            &code,
+            &send(flow.token_request(&client, &code).expect("request")),
+        )
         .expect_err("used");
-    assert!(again.to_string().contains("start the sign-in again"), "{again}");
+    assert!(
+        again.to_string().contains("start the sign-in again"),
+        "{again}"
+    );
     assert_eq!(
         refresh(&client, &refresh_token).expect_err("revoked").kind,
         FailureKind::Terminal
@@ -501,13 +554,22 @@ fn revocation_ends_the_session_at_the_server() {
                 .expect("request"),
         );
         revocation
-            .read_response(&client, &refresh_token, TokenTypeHint::RefreshToken, &answer)
+            .read_response(
+                &client,
+                &refresh_token,
+                TokenTypeHint::RefreshToken,
+                &answer,
+            )
             .expect("revoked");
         assert!(server.is_revoked(signed_in.id));
         assert!(!server.access_token_is_active(token.access_token.expose()));
         let failure = refresh(&client, &refresh_token).expect_err("revoked");
         assert_eq!(failure.kind, FailureKind::Terminal);
-        assert!(failure.message.contains("invalid_grant"), "{}", failure.message);
+        assert!(
+            failure.message.contains("invalid_grant"),
+            "{}",
+            failure.message
+        );
 
         // Revoking it again, or a token the server never issued: still 200.
         for token in [refresh_token, Secret::new("never-issued")] {
@@ -539,5 +601,9 @@ fn revocation_ends_the_session_at_the_server() {
         panic!("{error:?}")
     };
     assert_eq!(failure.kind, FailureKind::Misconfigured);
-    assert!(!failure.message.contains("not-the-secret"), "{}", failure.message);
+    assert!(
+        !failure.message.contains("not-the-secret"),
+        "{}",
+        failure.message
+    );
 }

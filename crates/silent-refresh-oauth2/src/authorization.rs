@@ -168,10 +168,12 @@ impl AuthorizationRequest {
         redirect_uri: impl Into<String>,
         random: [u8; 64],
     ) -> Result<Self, Error> {
-        let endpoint = metadata.authorization_endpoint().ok_or(Error::InvalidConfig(
-            "the authorization server's metadata names no authorization_endpoint, so it has no \
+        let endpoint = metadata
+            .authorization_endpoint()
+            .ok_or(Error::InvalidConfig(
+                "the authorization server's metadata names no authorization_endpoint, so it has no \
              browser sign-in; use the device flow if it has a device_authorization_endpoint",
-        ))?;
+            ))?;
         Ok(Self::new(endpoint, client_id, redirect_uri, random).issuer(
             metadata.issuer(),
             metadata.authorization_response_iss_parameter_supported(),
@@ -254,7 +256,8 @@ impl AuthorizationRequest {
             Some(_) => "&",
         };
         url.push_str(separator);
-        let mut query = form_urlencoded::Serializer::for_suffix(url, self.endpoint.len() + separator.len());
+        let mut query =
+            form_urlencoded::Serializer::for_suffix(url, self.endpoint.len() + separator.len());
         query.append_pair("response_type", "code");
         query.append_pair("client_id", &self.client_id);
         query.append_pair("redirect_uri", &self.redirect_uri);
@@ -374,8 +377,10 @@ impl AuthorizationRequest {
                 "login_required" | "consent_required" | "interaction_required" => {
                     "sign in again without `prompt=none`"
                 }
-                _ => "check the client configuration against the authorization server's \
-                      documentation of that code",
+                _ => {
+                    "check the client configuration against the authorization server's \
+                      documentation of that code"
+                }
             };
             return Err(Error::AuthorizationFailed {
                 reason: format!("the authorization server answered `{error}`{description}; {what}"),
@@ -485,12 +490,19 @@ mod tests {
         for (i, byte) in random.iter_mut().enumerate() {
             *byte = u8::try_from(i).expect("small");
         }
-        AuthorizationRequest::new("https://auth.example.com/authorize", "cli", REDIRECT, random)
+        AuthorizationRequest::new(
+            "https://auth.example.com/authorize",
+            "cli",
+            REDIRECT,
+            random,
+        )
     }
 
     fn query(url: &str) -> Vec<(String, String)> {
         let query = url.split_once('?').expect("query").1;
-        form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
     }
 
     fn redirect(flow: &AuthorizationRequest, extra: &str) -> String {
@@ -501,7 +513,10 @@ mod tests {
     fn the_url_holds_every_parameter_in_order() {
         let flow = flow().scope("openid profile");
         let url = flow.url().expect("url");
-        assert!(url.starts_with("https://auth.example.com/authorize?"), "{url}");
+        assert!(
+            url.starts_with("https://auth.example.com/authorize?"),
+            "{url}"
+        );
         let names: Vec<String> = query(&url).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
@@ -535,7 +550,10 @@ mod tests {
             .expect("url");
         assert!(!url.contains("prompt=consent"), "{url}");
         assert!(url.ends_with("&prompt=login"), "{url}");
-        let url = flow().scope("openid offline_accessible").url().expect("url");
+        let url = flow()
+            .scope("openid offline_accessible")
+            .url()
+            .expect("url");
         assert!(!url.contains("prompt"), "{url}");
     }
 
@@ -578,7 +596,10 @@ mod tests {
         assert_eq!(format!("{code:?}"), "AuthorizationCode([redacted])");
         // The whole URL, and a fragment, work too.
         let whole = format!("{REDIRECT}?code=c-2&state={}#_=_", flow.state().expose());
-        assert_eq!(flow.read_redirect(&whole).expect("code").secret().expose(), "c-2");
+        assert_eq!(
+            flow.read_redirect(&whole).expect("code").secret().expose(),
+            "c-2"
+        );
         // Wrong, missing, truncated state: refused, nothing taken.
         let truncated = &flow.state().expose()[..20];
         for target in [
@@ -588,14 +609,19 @@ mod tests {
             "/callback?error=access_denied&state=wrong".to_owned(),
         ] {
             let error = flow.read_redirect(&target).expect_err("refused");
-            assert!(matches!(error, Error::StateMismatch(_)), "{target}: {error:?}");
+            assert!(
+                matches!(error, Error::StateMismatch(_)),
+                "{target}: {error:?}"
+            );
             assert!(error.to_string().contains("start the sign-in again"));
         }
         let twice = flow
             .read_redirect(&redirect(&flow, "&code=a&code=b"))
             .expect_err("twice");
         assert!(twice.to_string().contains("`code` twice"), "{twice}");
-        let none = flow.read_redirect(&redirect(&flow, "")).expect_err("no code");
+        let none = flow
+            .read_redirect(&redirect(&flow, ""))
+            .expect_err("no code");
         assert!(matches!(none, Error::AuthorizationFailed { .. }));
     }
 
@@ -634,7 +660,10 @@ mod tests {
         let evil = redirect(&known, "&code=c&iss=https%3A%2F%2Fevil.example");
         let error = known.read_redirect(&evil).expect_err("mix-up");
         assert!(matches!(error, Error::AuthorizationIssuerMismatch { .. }));
-        assert!(error.to_string().contains("https://evil.example"), "{error}");
+        assert!(
+            error.to_string().contains("https://evil.example"),
+            "{error}"
+        );
         // Checked before the state and the error: a mixed-up answer says so.
         let evil_error = "/callback?error=access_denied&iss=https%3A%2F%2Fevil.example";
         assert!(matches!(
@@ -648,36 +677,52 @@ mod tests {
         ));
         // An unknown issuer: `iss` cannot be checked, and is ignored.
         let unknown = flow();
-        assert!(unknown.read_redirect(&evil.replace(known.state().expose(), unknown.state().expose())).is_ok());
+        assert!(
+            unknown
+                .read_redirect(&evil.replace(known.state().expose(), unknown.state().expose()))
+                .is_ok()
+        );
     }
 
     #[test]
     fn callbacks_are_told_from_other_requests() {
         let flow = flow();
-        for target in ["/callback", "/callback?code=1", "http://127.0.0.1:49152/callback?x#y"] {
+        for target in [
+            "/callback",
+            "/callback?code=1",
+            "http://127.0.0.1:49152/callback?x#y",
+        ] {
             assert!(flow.is_callback(target), "{target}");
         }
         for target in ["/favicon.ico", "/", "/callback/x", "/callbacks"] {
             assert!(!flow.is_callback(target), "{target}");
         }
-        let root = AuthorizationRequest::new("https://a.example/a", "c", "http://127.0.0.1:5", [0; 64]);
+        let root =
+            AuthorizationRequest::new("https://a.example/a", "c", "http://127.0.0.1:5", [0; 64]);
         assert!(root.is_callback("/?code=1"));
     }
 
     #[test]
     fn the_code_is_exchanged_with_its_verifier() {
         let flow = flow();
-        let code = flow.read_redirect(&redirect(&flow, "&code=c-1")).expect("code");
+        let code = flow
+            .read_redirect(&redirect(&flow, "&code=c-1"))
+            .expect("code");
         let client = RefreshGrant::new("https://auth.example.com/token", "cli");
         let request = flow.token_request(&client, &code).expect("request");
-        let form: Vec<(String, String)> = form_urlencoded::parse(request.body()).into_owned().collect();
+        let form: Vec<(String, String)> = form_urlencoded::parse(request.body())
+            .into_owned()
+            .collect();
         assert_eq!(
             form,
             [
                 ("grant_type".to_owned(), "authorization_code".to_owned()),
                 ("code".to_owned(), "c-1".to_owned()),
                 ("redirect_uri".to_owned(), REDIRECT.to_owned()),
-                ("code_verifier".to_owned(), flow.pkce().verifier().expose().to_owned()),
+                (
+                    "code_verifier".to_owned(),
+                    flow.pkce().verifier().expose().to_owned()
+                ),
                 ("client_id".to_owned(), "cli".to_owned()),
             ]
         );
@@ -692,7 +737,10 @@ mod tests {
             .read_token_response(
                 &client,
                 &code,
-                &answer(200, r#"{"access_token":"at","expires_in":60,"refresh_token":"rt"}"#),
+                &answer(
+                    200,
+                    r#"{"access_token":"at","expires_in":60,"refresh_token":"rt"}"#,
+                ),
             )
             .expect("token");
         assert_eq!(token.expiry, Expiry::In(std::time::Duration::from_secs(60)));
@@ -712,14 +760,25 @@ mod tests {
             panic!("{refused:?}")
         };
         assert_eq!(failure.kind, FailureKind::Terminal);
-        assert!(failure.message.contains("refused the authorization code"), "{}", failure.message);
+        assert!(
+            failure.message.contains("refused the authorization code"),
+            "{}",
+            failure.message
+        );
         assert!(!failure.message.contains(&verifier), "{}", failure.message);
         assert!(!failure.message.contains("c-1"), "{}", failure.message);
         let misconfigured = flow
-            .read_token_response(&client, &code, &answer(400, r#"{"error":"invalid_request"}"#))
+            .read_token_response(
+                &client,
+                &code,
+                &answer(400, r#"{"error":"invalid_request"}"#),
+            )
             .expect_err("refused");
         let message = misconfigured.to_string();
-        assert!(message.starts_with("the token endpoint refused the request with `invalid_request`"), "{message}");
+        assert!(
+            message.starts_with("the token endpoint refused the request with `invalid_request`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -727,6 +786,9 @@ mod tests {
         let flow = flow();
         let printed = format!("{flow:?}");
         assert!(!printed.contains(flow.state().expose()), "{printed}");
-        assert!(!printed.contains(flow.pkce().verifier().expose()), "{printed}");
+        assert!(
+            !printed.contains(flow.pkce().verifier().expose()),
+            "{printed}"
+        );
     }
 }

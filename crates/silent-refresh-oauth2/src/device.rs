@@ -213,7 +213,8 @@ impl DeviceAuthorizationRequest {
                 .filter(|value| !value.trim().is_empty())
                 .map(str::to_owned)
         };
-        let user_code = text(&fields, "user_code").ok_or_else(|| unusable("it has no user_code"))?;
+        let user_code =
+            text(&fields, "user_code").ok_or_else(|| unusable("it has no user_code"))?;
         // Google's name, from a draft of RFC 8628.
         let verification_uri = text(&fields, "verification_uri")
             .or_else(|| text(&fields, "verification_url"))
@@ -569,7 +570,9 @@ mod tests {
     }
 
     fn form(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
-        form_urlencoded::parse(request.body()).into_owned().collect()
+        form_urlencoded::parse(request.body())
+            .into_owned()
+            .collect()
     }
 
     #[test]
@@ -626,12 +629,18 @@ mod tests {
     fn unusable_answers_name_the_field_and_never_the_code() {
         let device = DeviceAuthorizationRequest::new("https://auth.example.com/device");
         for (body, field) in [
-            (r#"{"user_code":"A","verification_uri":"https://a/","expires_in":5}"#, "device_code"),
+            (
+                r#"{"user_code":"A","verification_uri":"https://a/","expires_in":5}"#,
+                "device_code",
+            ),
             (
                 r#"{"device_code":"dc-secret-1","verification_uri":"https://a/","expires_in":5}"#,
                 "user_code",
             ),
-            (r#"{"device_code":"dc-secret-1","user_code":"A","expires_in":5}"#, "verification_uri"),
+            (
+                r#"{"device_code":"dc-secret-1","user_code":"A","expires_in":5}"#,
+                "verification_uri",
+            ),
             (
                 r#"{"device_code":"dc-secret-1","user_code":"A","verification_uri":"javascript:x","expires_in":5}"#,
                 "verification_uri",
@@ -668,11 +677,17 @@ mod tests {
         };
         assert_eq!(failure.kind, FailureKind::Misconfigured);
         assert!(
-            failure.message.starts_with("the device authorization endpoint refused the client"),
+            failure
+                .message
+                .starts_with("the device authorization endpoint refused the client"),
             "{}",
             failure.message
         );
-        assert!(!failure.message.contains("cs-secret-value"), "{}", failure.message);
+        assert!(
+            !failure.message.contains("cs-secret-value"),
+            "{}",
+            failure.message
+        );
         // GitHub answers errors with a 200.
         let github = device
             .read_response(
@@ -680,7 +695,10 @@ mod tests {
                 &answer(200, r#"{"error":"device_flow_disabled"}"#),
             )
             .expect_err("refused");
-        assert!(github.to_string().contains("device_flow_disabled"), "{github}");
+        assert!(
+            github.to_string().contains("device_flow_disabled"),
+            "{github}"
+        );
     }
 
     #[test]
@@ -754,13 +772,21 @@ mod tests {
         assert_eq!(token.refresh_token.expect("rt").expose(), "rt-1");
         assert!(poll.is_finished());
         assert_eq!(poll.poll_timeout(), None);
-        assert!(poll.poll_request(at + Duration::from_secs(60)).expect("ok").is_none());
+        assert!(
+            poll.poll_request(at + Duration::from_secs(60))
+                .expect("ok")
+                .is_none()
+        );
     }
 
     /// Polls once at the first due time and hands `answer` back.
     fn first_answer(status: u16, body: &str) -> (DevicePoll, Result<Option<Token>, Error>) {
         let start = Instant::now();
-        let mut poll = DevicePoll::new(client().client_secret("cs-1"), authorization(Some(1)), start);
+        let mut poll = DevicePoll::new(
+            client().client_secret("cs-1"),
+            authorization(Some(1)),
+            start,
+        );
         let at = start + Duration::from_secs(1);
         poll.poll_request(at).expect("ok").expect("due");
         let result = poll.handle_response(at, &answer(status, body));
@@ -770,7 +796,10 @@ mod tests {
     #[test]
     fn denial_and_expiry_end_the_flow_with_clear_errors() {
         for (status, body) in [
-            (400, r#"{"error":"access_denied","error_description":"The user said no"}"#),
+            (
+                400,
+                r#"{"error":"access_denied","error_description":"The user said no"}"#,
+            ),
             (400, r#"{"error":"authorization_declined"}"#),
             (403, r#"{"error":"access_denied"}"#),
         ] {
@@ -780,9 +809,20 @@ mod tests {
             assert!(error.to_string().contains("the user denied"), "{error}");
             assert!(poll.is_finished());
         }
-        let (_, denied) = first_answer(400, r#"{"error":"access_denied","error_description":"The user said no"}"#);
-        assert!(denied.expect_err("denied").to_string().contains("(The user said no)"));
-        for body in [r#"{"error":"expired_token"}"#, r#"{"error":"code_expired"}"#] {
+        let (_, denied) = first_answer(
+            400,
+            r#"{"error":"access_denied","error_description":"The user said no"}"#,
+        );
+        assert!(
+            denied
+                .expect_err("denied")
+                .to_string()
+                .contains("(The user said no)")
+        );
+        for body in [
+            r#"{"error":"expired_token"}"#,
+            r#"{"error":"code_expired"}"#,
+        ] {
             let (poll, result) = first_answer(400, body);
             assert_eq!(result.expect_err("expired"), Error::DeviceCodeExpired);
             assert!(poll.is_finished());
@@ -835,18 +875,31 @@ mod tests {
 
         let (poll, result) = first_answer(
             400,
-            &format!(r#"{{"error":"invalid_grant","error_description":"unknown code {DEVICE_CODE}"}}"#),
+            &format!(
+                r#"{{"error":"invalid_grant","error_description":"unknown code {DEVICE_CODE}"}}"#
+            ),
         );
         let error = result.expect_err("terminal");
         let Error::Endpoint(failure) = &error else {
             panic!("{error:?}")
         };
         assert_eq!(failure.kind, FailureKind::Terminal);
-        assert!(failure.message.contains("refused the device code"), "{}", failure.message);
-        assert!(!failure.message.contains(DEVICE_CODE), "{}", failure.message);
+        assert!(
+            failure.message.contains("refused the device code"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            !failure.message.contains(DEVICE_CODE),
+            "{}",
+            failure.message
+        );
         assert!(poll.is_finished());
 
-        let (_, result) = first_answer(401, r#"{"error":"invalid_client","error_description":"cs-1"}"#);
+        let (_, result) = first_answer(
+            401,
+            r#"{"error":"invalid_client","error_description":"cs-1"}"#,
+        );
         let error = result.expect_err("misconfigured");
         let Error::Endpoint(failure) = &error else {
             panic!("{error:?}")

@@ -295,8 +295,7 @@ impl Discovery {
             ));
         }
         if !status.is_success() {
-            let transient =
-                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
             let what = if transient {
                 "the server is failing or overloaded; try again later"
             } else {
@@ -307,8 +306,7 @@ impl Discovery {
                 transient,
             ));
         }
-        let document: Map<String, Value> = match serde_json::from_slice(response.body().as_ref())
-        {
+        let document: Map<String, Value> = match serde_json::from_slice(response.body().as_ref()) {
             Ok(Value::Object(document)) => document,
             Ok(_) => {
                 return Err(unavailable(
@@ -669,8 +667,14 @@ mod tests {
             metadata.device_authorization_endpoint(),
             Some("https://a.example/device")
         );
-        assert_eq!(metadata.revocation_endpoint(), Some("https://a.example/revoke"));
-        assert_eq!(metadata.dpop_signing_alg_values_supported(), ["ES256", "RS256"]);
+        assert_eq!(
+            metadata.revocation_endpoint(),
+            Some("https://a.example/revoke")
+        );
+        assert_eq!(
+            metadata.dpop_signing_alg_values_supported(),
+            ["ES256", "RS256"]
+        );
         assert_eq!(
             metadata.token_endpoint_auth_methods_supported(),
             ["client_secret_post", "none"]
@@ -727,9 +731,21 @@ mod tests {
         }
         for (asked, said, hint) in [
             ("https://a.example/t/", "https://a.example/t", "trailing"),
-            ("https://a.example/t", "https://a.example/T", "points at the right"),
-            ("https://a.example", "https://evil.example", "points at the right"),
-            ("https://a.example", "http://a.example", "points at the right"),
+            (
+                "https://a.example/t",
+                "https://a.example/T",
+                "points at the right",
+            ),
+            (
+                "https://a.example",
+                "https://evil.example",
+                "points at the right",
+            ),
+            (
+                "https://a.example",
+                "http://a.example",
+                "points at the right",
+            ),
             (
                 "https://login.microsoftonline.com/common/v2.0",
                 "https://login.microsoftonline.com/{tenantid}/v2.0",
@@ -831,7 +847,12 @@ mod tests {
         ] {
             let mut discovery = Discovery::new("https://a.example").expect("issuer");
             assert_eq!(discovery.current(), WellKnown::OpenIdConnect);
-            assert!(discovery.handle_response(&first).expect("fallback").is_none());
+            assert!(
+                discovery
+                    .handle_response(&first)
+                    .expect("fallback")
+                    .is_none()
+            );
             assert_eq!(discovery.current(), WellKnown::OAuth);
             // Nothing there either: the error names both.
             let error = discovery
@@ -879,8 +900,14 @@ mod tests {
             .read_response(WellKnown::OAuth, &moved)
             .expect_err("refused");
         let message = error.to_string();
-        assert!(message.contains("Location https://b.example/meta"), "{message}");
-        assert!(!message.contains("sig=abc") && !message.contains("u:p"), "{message}");
+        assert!(
+            message.contains("Location https://b.example/meta"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("sig=abc") && !message.contains("u:p"),
+            "{message}"
+        );
         let mut only = discovery;
         assert!(only.handle_response(&moved).is_err(), "no fallback");
     }

@@ -281,8 +281,8 @@ mod tests {
             assert_eq!(body(&public), "client_id=app");
             assert!(public.headers().get(AUTHORIZATION).is_none());
         }
-        let none = form_post(&grant(ClientAuth::None, Some("s3cret")), uri, vec![])
-            .expect("request");
+        let none =
+            form_post(&grant(ClientAuth::None, Some("s3cret")), uri, vec![]).expect("request");
         assert_eq!(body(&none), "client_id=app");
     }
 
@@ -325,7 +325,10 @@ mod tests {
             http::HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         assert_eq!(
-            oauth_error(&form, b"error=authorization_pending&error_description=wait+a+bit"),
+            oauth_error(
+                &form,
+                b"error=authorization_pending&error_description=wait+a+bit"
+            ),
             Some((
                 "authorization_pending".to_owned(),
                 Some("wait a bit".to_owned())

@@ -147,11 +147,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod authorization;
+pub mod authorization;
 mod classify;
 mod client;
-mod device;
-mod discovery;
+pub mod device;
+pub mod discovery;
 mod endpoint;
 mod error;
 mod exchange;
@@ -159,10 +159,10 @@ mod exchange;
 mod jwt;
 mod location;
 pub mod origin;
-mod pkce;
+pub mod pkce;
 mod request;
 mod response;
-mod revocation;
+pub mod revocation;
 
 pub use authorization::{
     AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,

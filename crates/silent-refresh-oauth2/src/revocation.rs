@@ -103,7 +103,10 @@ impl RevocationRequest {
         form_post(
             client,
             uri,
-            vec![("token", token.expose()), ("token_type_hint", hint.as_str())],
+            vec![
+                ("token", token.expose()),
+                ("token_type_hint", hint.as_str()),
+            ],
         )
     }
 
@@ -124,8 +127,7 @@ impl RevocationRequest {
         let status = response.status();
         let code = oauth_error(response.headers(), response.body().as_ref())
             .map(|(code, _)| code.to_ascii_lowercase());
-        let overloaded =
-            status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
+        let overloaded = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
         if !overloaded && !status.is_redirection() {
             match code.as_deref() {
                 None if status.is_success() => return Ok(()),
@@ -231,23 +233,49 @@ mod tests {
             panic!("{busy:?}")
         };
         assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
-        assert!(failure.message.starts_with("the revocation endpoint is failing"), "{}", failure.message);
+        assert!(
+            failure
+                .message
+                .starts_with("the revocation endpoint is failing"),
+            "{}",
+            failure.message
+        );
 
         for (status, body, kind) in [
-            (401, r#"{"error":"invalid_client","error_description":"cs-secret"}"#, FailureKind::Misconfigured),
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"cs-secret"}"#,
+                FailureKind::Misconfigured,
+            ),
             (404, "", FailureKind::Misconfigured),
-            (400, &format!(r#"{{"error":"invalid_request","error_description":"{TOKEN}"}}"#) as &str, FailureKind::Misconfigured),
+            (
+                400,
+                &format!(r#"{{"error":"invalid_request","error_description":"{TOKEN}"}}"#) as &str,
+                FailureKind::Misconfigured,
+            ),
             (200, r#"{"error":"server_error"}"#, FailureKind::Transient),
         ] {
-            let error = read(&answer(status, &[("content-type", "application/json")], body))
-                .expect_err("refused");
+            let error = read(&answer(
+                status,
+                &[("content-type", "application/json")],
+                body,
+            ))
+            .expect_err("refused");
             let Error::Endpoint(failure) = &error else {
                 panic!("{error:?}")
             };
             assert_eq!(failure.kind, kind, "{status} {body}");
-            assert!(failure.message.contains("the revocation endpoint"), "{}", failure.message);
+            assert!(
+                failure.message.contains("the revocation endpoint"),
+                "{}",
+                failure.message
+            );
             assert!(!failure.message.contains(TOKEN), "{}", failure.message);
-            assert!(!failure.message.contains("cs-secret"), "{}", failure.message);
+            assert!(
+                !failure.message.contains("cs-secret"),
+                "{}",
+                failure.message
+            );
         }
         let moved = read(&answer(
             307,
@@ -256,6 +284,9 @@ mod tests {
         ))
         .expect_err("redirect");
         let message = moved.to_string();
-        assert!(message.contains("redirect") && !message.contains("token=x"), "{message}");
+        assert!(
+            message.contains("redirect") && !message.contains("token=x"),
+            "{message}"
+        );
     }
 }

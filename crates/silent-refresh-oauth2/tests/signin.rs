@@ -128,7 +128,10 @@ const PROVIDERS: &[Provider] = &[
         auth: ClientAuth::Basic,
         s256: true,
         iss: true,
-        dpop: &["PS384", "RS384", "EdDSA", "ES384", "ES256", "RS256", "ES512", "PS256", "PS512", "RS512"],
+        dpop: &[
+            "PS384", "RS384", "EdDSA", "ES384", "ES256", "RS256", "ES512", "PS256", "PS512",
+            "RS512",
+        ],
     },
 ];
 
@@ -143,15 +146,30 @@ fn providers_discovery_documents() {
         let metadata = discovery
             .read_response(provider.well_known, &json(200, provider.document))
             .unwrap_or_else(|e| panic!("{}: {e}", provider.name));
-        assert_eq!(metadata.token_endpoint(), provider.token, "{}", provider.name);
+        assert_eq!(
+            metadata.token_endpoint(),
+            provider.token,
+            "{}",
+            provider.name
+        );
         assert_eq!(
             metadata.device_authorization_endpoint(),
             provider.device,
             "{}",
             provider.name
         );
-        assert_eq!(metadata.revocation_endpoint(), provider.revocation, "{}", provider.name);
-        assert_eq!(metadata.client_auth(true), provider.auth, "{}", provider.name);
+        assert_eq!(
+            metadata.revocation_endpoint(),
+            provider.revocation,
+            "{}",
+            provider.name
+        );
+        assert_eq!(
+            metadata.client_auth(true),
+            provider.auth,
+            "{}",
+            provider.name
+        );
         assert_eq!(
             metadata
                 .code_challenge_methods_supported()
@@ -173,7 +191,11 @@ fn providers_discovery_documents() {
             "{}",
             provider.name
         );
-        assert!(metadata.authorization_endpoint().is_some(), "{}", provider.name);
+        assert!(
+            metadata.authorization_endpoint().is_some(),
+            "{}",
+            provider.name
+        );
         // The browser sign-in takes the issuer to check `iss` against, as the document
         // says it.
         let flow = AuthorizationRequest::from_metadata(
@@ -183,7 +205,11 @@ fn providers_discovery_documents() {
             [0; 64],
         )
         .unwrap();
-        assert!(flow.url().unwrap().starts_with(metadata.authorization_endpoint().unwrap()));
+        assert!(
+            flow.url()
+                .unwrap()
+                .starts_with(metadata.authorization_endpoint().unwrap())
+        );
     }
 }
 
@@ -196,7 +222,10 @@ fn entra_multi_tenant_issuer_is_refused_with_what_to_do() {
         .read_response(WellKnown::OpenIdConnect, &json(200, common))
         .expect_err("a templated issuer");
     assert!(matches!(error, Error::IssuerMismatch { .. }));
-    assert!(error.to_string().contains("your tenant's issuer"), "{error}");
+    assert!(
+        error.to_string().contains("your tenant's issuer"),
+        "{error}"
+    );
 }
 
 /// The device answers of each provider: what to show, and the interval.
@@ -257,9 +286,21 @@ fn providers_device_answers() {
             .read_response(&client, &json(200, body))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(authorization.verification_uri(), uri, "{name}");
-        assert_eq!(authorization.verification_uri_complete(), complete, "{name}");
-        assert_eq!(authorization.expires_in(), Duration::from_secs(expires), "{name}");
-        assert_eq!(authorization.interval(), Duration::from_secs(interval), "{name}");
+        assert_eq!(
+            authorization.verification_uri_complete(),
+            complete,
+            "{name}"
+        );
+        assert_eq!(
+            authorization.expires_in(),
+            Duration::from_secs(expires),
+            "{name}"
+        );
+        assert_eq!(
+            authorization.interval(),
+            Duration::from_secs(interval),
+            "{name}"
+        );
         assert!(!authorization.user_code().is_empty(), "{name}");
     }
 }
@@ -282,37 +323,89 @@ fn providers_poll_answers() {
     let mut poll = DevicePoll::new(client.clone(), authorization.clone(), start);
     let mut now = start;
     for (name, status, body) in [
-        ("Google", 428, r#"{"error":"authorization_pending","error_description":"Precondition Required"}"#),
-        ("Entra", 400, r#"{"error":"authorization_pending","error_description":"AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.","error_codes":[70016]}"#),
-        ("Okta", 400, r#"{"error":"authorization_pending","error_description":"The device authorization is pending. Please try again later."}"#),
-        ("Auth0", 403, r#"{"error":"authorization_pending","error_description":"User has yet to authorize device code."}"#),
-        ("GitHub (200)", 200, r#"{"error":"authorization_pending","error_description":"The authorization request is still pending."}"#),
+        (
+            "Google",
+            428,
+            r#"{"error":"authorization_pending","error_description":"Precondition Required"}"#,
+        ),
+        (
+            "Entra",
+            400,
+            r#"{"error":"authorization_pending","error_description":"AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.","error_codes":[70016]}"#,
+        ),
+        (
+            "Okta",
+            400,
+            r#"{"error":"authorization_pending","error_description":"The device authorization is pending. Please try again later."}"#,
+        ),
+        (
+            "Auth0",
+            403,
+            r#"{"error":"authorization_pending","error_description":"User has yet to authorize device code."}"#,
+        ),
+        (
+            "GitHub (200)",
+            200,
+            r#"{"error":"authorization_pending","error_description":"The authorization request is still pending."}"#,
+        ),
     ] {
         now = poll.poll_timeout().unwrap();
         poll.poll_request(now).unwrap().unwrap();
-        assert!(poll.handle_response(now, &json(status, body)).unwrap().is_none(), "{name}");
+        assert!(
+            poll.handle_response(now, &json(status, body))
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
     }
     assert_eq!(poll.poll_timeout(), Some(now + Duration::from_secs(5)));
     for (name, status, body) in [
-        ("Entra", 400, r#"{"error":"authorization_declined","error_description":"AADSTS70000: ..."}"#),
-        ("Google", 403, r#"{"error":"access_denied","error_description":"Forbidden"}"#),
-        ("Auth0", 403, r#"{"error":"access_denied","error_description":"User cancelled the confirmation prompt or consent page."}"#),
+        (
+            "Entra",
+            400,
+            r#"{"error":"authorization_declined","error_description":"AADSTS70000: ..."}"#,
+        ),
+        (
+            "Google",
+            403,
+            r#"{"error":"access_denied","error_description":"Forbidden"}"#,
+        ),
+        (
+            "Auth0",
+            403,
+            r#"{"error":"access_denied","error_description":"User cancelled the confirmation prompt or consent page."}"#,
+        ),
     ] {
         let mut poll = DevicePoll::new(client.clone(), authorization.clone(), start);
         let at = poll.poll_timeout().unwrap();
         poll.poll_request(at).unwrap().unwrap();
-        let error = poll.handle_response(at, &json(status, body)).expect_err(name);
-        assert!(matches!(error, Error::AccessDenied { .. }), "{name}: {error:?}");
+        let error = poll
+            .handle_response(at, &json(status, body))
+            .expect_err(name);
+        assert!(
+            matches!(error, Error::AccessDenied { .. }),
+            "{name}: {error:?}"
+        );
     }
     for (name, body) in [
-        ("Entra", r#"{"error":"expired_token","error_description":"AADSTS70019: ..."}"#),
+        (
+            "Entra",
+            r#"{"error":"expired_token","error_description":"AADSTS70019: ..."}"#,
+        ),
         ("Entra v1", r#"{"error":"code_expired"}"#),
-        ("Okta", r#"{"error":"expired_token","error_description":"The device code has expired."}"#),
+        (
+            "Okta",
+            r#"{"error":"expired_token","error_description":"The device code has expired."}"#,
+        ),
     ] {
         let mut poll = DevicePoll::new(client.clone(), authorization.clone(), start);
         let at = poll.poll_timeout().unwrap();
         poll.poll_request(at).unwrap().unwrap();
-        assert_eq!(poll.handle_response(at, &json(400, body)), Err(Error::DeviceCodeExpired), "{name}");
+        assert_eq!(
+            poll.handle_response(at, &json(400, body)),
+            Err(Error::DeviceCodeExpired),
+            "{name}"
+        );
     }
 }
 
@@ -323,11 +416,26 @@ const TOKEN: &str = "tk-Secret-0123456789";
 const CODE: &str = "ac-Secret-0123456789";
 
 fn statuses() -> impl Strategy<Value = u16> {
-    prop_oneof![Just(200u16), Just(302), Just(400), Just(401), Just(403), Just(428), Just(500), Just(503), 100u16..600]
+    prop_oneof![
+        Just(200u16),
+        Just(302),
+        Just(400),
+        Just(401),
+        Just(403),
+        Just(428),
+        Just(500),
+        Just(503),
+        100u16..600
+    ]
 }
 
 fn bodies() -> impl Strategy<Value = String> {
-    let secret = prop_oneof![Just(DEVICE_CODE), Just(CLIENT_SECRET), Just(TOKEN), Just(CODE)];
+    let secret = prop_oneof![
+        Just(DEVICE_CODE),
+        Just(CLIENT_SECRET),
+        Just(TOKEN),
+        Just(CODE)
+    ];
     let field = prop_oneof![
         Just("error"),
         Just("error_description"),
@@ -342,20 +450,26 @@ fn bodies() -> impl Strategy<Value = String> {
     let text = "[ -~]{0,30}";
     prop_oneof![
         // A JSON object echoing a secret in some field.
-        (proptest::collection::vec((field, secret.clone(), text), 0..5), proptest::option::of(prop_oneof![
-            Just("authorization_pending"),
-            Just("slow_down"),
-            Just("access_denied"),
-            Just("expired_token"),
-            Just("invalid_grant"),
-            Just("invalid_client"),
-            Just("unsupported_token_type"),
-            Just("x"),
-        ]))
+        (
+            proptest::collection::vec((field, secret.clone(), text), 0..5),
+            proptest::option::of(prop_oneof![
+                Just("authorization_pending"),
+                Just("slow_down"),
+                Just("access_denied"),
+                Just("expired_token"),
+                Just("invalid_grant"),
+                Just("invalid_client"),
+                Just("unsupported_token_type"),
+                Just("x"),
+            ])
+        )
             .prop_map(|(fields, error)| {
                 let mut object = serde_json::Map::new();
                 for (name, secret, text) in fields {
-                    object.insert(name.to_owned(), serde_json::Value::from(format!("{text}{secret}{text}")));
+                    object.insert(
+                        name.to_owned(),
+                        serde_json::Value::from(format!("{text}{secret}{text}")),
+                    );
                 }
                 if let Some(error) = error {
                     object.insert("error".to_owned(), error.into());
@@ -365,7 +479,9 @@ fn bodies() -> impl Strategy<Value = String> {
         // Not JSON: a page that quotes a secret.
         (secret.clone(), text).prop_map(|(secret, text)| format!("<html>{text} {secret}</html>")),
         // A truncated JSON body holding a secret.
-        secret.prop_map(|secret| format!(r#"{{"error":"invalid_request","error_description":"{secret}"#)),
+        secret.prop_map(|secret| format!(
+            r#"{{"error":"invalid_request","error_description":"{secret}"#
+        )),
     ]
 }
 
@@ -374,9 +490,16 @@ fn answer(status: u16, body: &str, form: bool) -> http::Response<Vec<u8>> {
         .status(status)
         .header(
             "content-type",
-            if form { "application/x-www-form-urlencoded" } else { "application/json" },
+            if form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            },
         )
-        .header("location", format!("https://other.example/path?token={TOKEN}&code={CODE}"))
+        .header(
+            "location",
+            format!("https://other.example/path?token={TOKEN}&code={CODE}"),
+        )
         .body(body.as_bytes().to_vec())
         .unwrap()
 }

@@ -46,8 +46,8 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 
 use super::{
-    AuthServer, GrantState, Issued, RefreshEntry, Refused, ServerState, TOKEN_PATH,
-    authenticate, invalid_client, oauth_error, refresh,
+    AuthServer, GrantState, Issued, RefreshEntry, Refused, ServerState, TOKEN_PATH, authenticate,
+    invalid_client, oauth_error, refresh,
 };
 
 /// The device authorization endpoint's path.
@@ -270,8 +270,14 @@ pub(super) fn routes(router: Router<Arc<ServerState>>) -> Router<Arc<ServerState
     router
         .route(oauth, get(|s: State<_>| metadata(s, false)))
         .route(oidc, get(|s: State<_>| metadata(s, false)))
-        .route(&format!("{oauth}{TENANT_PATH}"), get(|s: State<_>| metadata(s, true)))
-        .route(&format!("{TENANT_PATH}{oidc}"), get(|s: State<_>| metadata(s, true)))
+        .route(
+            &format!("{oauth}{TENANT_PATH}"),
+            get(|s: State<_>| metadata(s, true)),
+        )
+        .route(
+            &format!("{TENANT_PATH}{oidc}"),
+            get(|s: State<_>| metadata(s, true)),
+        )
         .route(DEVICE_AUTHORIZATION_PATH, post(device_authorization))
         .route(AUTHORIZE_PATH, get(authorize))
         .route(REVOKE_PATH, post(revoke))
@@ -451,12 +457,13 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
 
 /// The client of a device, token or revocation request: the public client (its id
 /// in the body, no secret, no `Authorization`), or the confidential one,
-/// authenticated as at the token endpoint. Its id, or the `invalid_client` answer.
+/// authenticated as at the token endpoint. Its id, or why it is refused (for an
+/// `invalid_client` answer).
 fn client_of(
     state: &ServerState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<String, Response> {
+) -> Result<String, &'static str> {
     let public = state.signin.config().public_client_id;
     let is_public = !headers.contains_key(header::AUTHORIZATION)
         && form.get("client_id") == Some(&public)
@@ -466,9 +473,7 @@ fn client_of(
         count(&state.signin.counts.public_client_requests);
         return Ok(public);
     }
-    authenticate(state, headers, form, false)
-        .map(|_| state.config.client_id.clone())
-        .map_err(|why| invalid_client(state, why))
+    authenticate(state, headers, form, false).map(|_| state.config.client_id.clone())
 }
 
 /// `POST /oauth/device_authorization` (RFC 8628 §3.1, §3.2).
@@ -480,7 +485,7 @@ async fn device_authorization(
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let client_id = match client_of(&state, &headers, &form) {
         Ok(client_id) => client_id,
-        Err(refused) => return refused,
+        Err(why) => return invalid_client(&state, why),
     };
     let config = state.signin.config();
     let device_code = state.random_token("dc");
@@ -544,7 +549,7 @@ pub(super) fn token_request(
     }
     let client_id = match client_of(state, headers, form) {
         Ok(client_id) => client_id,
-        Err(refused) => return Some(refused),
+        Err(why) => return Some(invalid_client(state, why)),
     };
     let requested_scope = form.get("scope").map(String::as_str);
     let answer = match grant_type {
@@ -746,9 +751,10 @@ fn is_registered_redirect(redirect_uri: &str, path: &str) -> bool {
 /// `GET /oauth/authorize`: the test user approves (or denies) at once.
 async fn authorize(State(state): State<Arc<ServerState>>, RawQuery(query): RawQuery) -> Response {
     let counts = &state.signin.counts;
-    let params: HashMap<String, String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let params: HashMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let get = |name: &str| params.get(name).map(String::as_str);
     let config = state.signin.config();
     let known_client = get("client_id")
@@ -786,7 +792,10 @@ async fn authorize(State(state): State<Arc<ServerState>>, RawQuery(query): RawQu
     } else if get("code_challenge").is_none_or(str::is_empty)
         || get("code_challenge_method") != Some("S256")
     {
-        Some(("invalid_request", "PKCE with code_challenge_method=S256 is required"))
+        Some((
+            "invalid_request",
+            "PKCE with code_challenge_method=S256 is required",
+        ))
     } else if state.signin.user_denies.load(Ordering::SeqCst) {
         Some(("access_denied", "the user denied the request"))
     } else {
@@ -819,13 +828,17 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    if let Err(refused) = client_of(&state, &headers, &form) {
-        return refused;
+    if let Err(why) = client_of(&state, &headers, &form) {
+        return invalid_client(&state, why);
     }
     let counts = &state.signin.counts;
     count(&counts.revocations);
     let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is missing");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is missing",
+        );
     };
     let grant = state.tables().refresh.get(token).map(|entry| entry.grant);
     if let Some(grant) = grant {

@@ -102,44 +102,12 @@ pub(crate) fn form_post<'a>(
 
 /// The OAuth error (RFC 6749 §5.2) an answer holds, whatever its status: its `error`
 /// code and `error_description`, read from a JSON object or, when the server says so,
-/// a form body. `None` when the body holds no `error` string.
+/// a form body (as the token response reader reads them, wiping what it does not
+/// keep). `None` when the body holds no `error` string.
 pub(crate) fn oauth_error(headers: &HeaderMap, body: &[u8]) -> Option<(String, Option<String>)> {
-    let is_form = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if is_form {
-        let mut error = None;
-        let mut description = None;
-        for (name, value) in form_urlencoded::parse(body) {
-            match &*name {
-                "error" => error = Some(value.into_owned()),
-                "error_description" => description = Some(value.into_owned()),
-                _ => {}
-            }
-        }
-        return error.map(|error| (error, description));
-    }
-    // Only the two fields are kept: a body that holds a token is never read here
-    // (the callers read successes through the token response reader first).
-    #[derive(serde::Deserialize)]
-    struct Fields {
-        error: Option<Value>,
-        error_description: Option<Value>,
-    }
-    let fields: Fields = serde_json::from_slice(body).ok()?;
-    let error = match fields.error? {
-        Value::String(error) => error,
-        _ => return None,
-    };
-    let description = match fields.error_description {
-        Some(Value::String(description)) => Some(description),
-        _ => None,
-    };
+    let fields = crate::response::read_fields(headers, body).ok()?;
+    let error = crate::response::text(&fields, "error")?.to_owned();
+    let description = crate::response::text(&fields, "error_description").map(str::to_owned);
     Some((error, description))
 }
 

@@ -89,7 +89,7 @@ fn config(seed: u64) -> Config {
         .backoff_max(ms(1600))
         .max_retry_after(ms(2000))
         .build()
-        .unwrap()
+        .unwrap_or_else(|error| unreachable!("the lineage runs' configuration is valid: {error}"))
 }
 
 /// What the lineage checker knows, from the inputs and the actions alone.

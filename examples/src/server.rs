@@ -80,6 +80,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 use crate::keys::PublicKey;
 
+pub mod signin;
+
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
 /// The path of the protected resource.
@@ -323,6 +325,8 @@ pub struct Stats {
     /// Requests the [`SecondOrigin`] received that carried a credential (a
     /// `refresh_token`, a `client_secret` or an `Authorization` header).
     pub second_origin_credentials: u64,
+    /// Discovery, the device and code flows, revocation.
+    pub signin: signin::SignInStats,
 }
 
 /// The running server. Dropping it stops it.
@@ -437,6 +441,8 @@ struct ServerState {
     observer: Mutex<Option<Observer>>,
     keys: RandomState,
     next_id: AtomicU64,
+    /// Discovery, the device and code flows, revocation (see [`signin`]).
+    signin: signin::SignIn,
 }
 
 #[derive(Default)]
@@ -543,9 +549,9 @@ impl AuthServer {
             observer: Mutex::new(None),
             keys,
             next_id: AtomicU64::new(1),
+            signin: signin::SignIn::default(),
         });
-        let auth_app = Router::new()
-            .route(TOKEN_PATH, post(token_endpoint))
+        let auth_app = signin::routes(Router::new().route(TOKEN_PATH, post(token_endpoint)))
             .with_state(state.clone());
         let auth = Arc::new(AuthOrigin::start(auth_addr, auth_app)?);
         let app = Router::new()
@@ -866,6 +872,7 @@ impl AuthServer {
             second_origin_connections: second.map_or(0, |o| take(&o.counts.connections)),
             second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
             second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
+            signin: self.state.signin.take_stats(),
         }
     }
 
@@ -1121,6 +1128,9 @@ async fn token_endpoint(
     }
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some(answer) = signin::token_request(&state, &headers, &form) {
+        return answer;
+    }
     let grant_type = form.get("grant_type").map_or("", String::as_str);
     // The JWT bearer grant authenticates by its assertion; the client may add its own.
     let method = match authenticate(&state, &headers, &form, grant_type == JWT_BEARER) {

@@ -134,6 +134,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), 0u16..20).prop_map(|(ahead, seconds)| Op::WallJump { ahead, seconds }),
         2 => credentials().prop_map(Op::SignIn),
         1 => Just(Op::SignOut),
+        3 => any::<bool>().prop_map(Op::LineageBusy),
+        2 => Just(Op::Rotated),
+        1 => Just(Op::LineageDead),
     ]
 }
 
@@ -238,9 +241,9 @@ fn generated_runs_reach_every_case() {
     let mut runner = TestRunner::deterministic();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut cancelled = std::collections::HashSet::new();
-    for run in 0..700 {
+    for run in 0..900 {
         let setup = setup().new_tree(&mut runner).unwrap().current();
-        let ops = if run < 300 {
+        let ops = if run < 600 {
             ops().new_tree(&mut runner).unwrap().current()
         } else {
             outage_ops().new_tree(&mut runner).unwrap().current()
@@ -339,6 +342,23 @@ fn generated_runs_reach_every_case() {
                 Input::WallClock { .. } if step.fresh.is_none() && !step.actions.is_empty() => {
                     events.push("a suspend ended the token");
                 }
+                Input::LineageBusy(false) if has(|a| matches!(a, Act::StartRefresh { .. })) => {
+                    events.push("a refresh held for the lineage starts");
+                }
+                Input::Rotated(_) => events.push("rotated by another key"),
+                Input::LineageDead
+                    if has(|a| {
+                        matches!(
+                            a,
+                            Act::Reject {
+                                error: Error::SignInRequired { .. },
+                                ..
+                            }
+                        )
+                    }) =>
+                {
+                    events.push("another key's dead credentials end this one");
+                }
                 _ => {}
             }
             for event in events {
@@ -372,6 +392,9 @@ fn generated_runs_reach_every_case() {
         "unreachable",
         "hopeless wait answered",
         "tokens rejected",
+        "a refresh held for the lineage starts",
+        "rotated by another key",
+        "another key's dead credentials end this one",
         "time went backwards",
         "save confirmed",
         "save asked again",
@@ -384,4 +407,49 @@ fn generated_runs_reach_every_case() {
         );
     }
     assert!(!seen.contains_key("stale result adopted?!"), "{seen:#?}");
+}
+
+/// Cases the long runs (`PROPTEST_CASES=200000`) found, kept as plain tests so that
+/// every run replays them.
+#[test]
+fn cases_found_by_long_runs() {
+    use silent_refresh_model::Shape;
+    let small = Setup {
+        mode: RefreshMode::StaleWhileRefreshing,
+        shape: Shape::Small,
+        seed: 0,
+    };
+    // A hold-off of rule 14 runs when a save's conflict hands over the store's token,
+    // already in its window: the new token was never rejected, so its refresh starts.
+    let store_token_during_a_holdoff = [
+        Op::SignIn(CredentialsPick::Token {
+            expiry: ExpiryPick::Short(77),
+            refresh: true,
+        }),
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: false,
+            expiry: ExpiryPick::Short(0),
+        },
+        Op::WakeUp,
+        Op::Rejected(GenerationPick::Current),
+        Op::Backwards(2064),
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: false,
+            expiry: ExpiryPick::Short(0),
+        },
+        Op::Rejected(GenerationPick::Current),
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Conflict {
+                expiry: ExpiryPick::Short(42),
+                refresh: false,
+            },
+        },
+    ];
+    if let Err(violation) = run(small.config(), start(), &store_token_during_a_holdoff) {
+        panic!("{violation}");
+    }
 }

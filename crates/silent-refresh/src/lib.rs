@@ -121,6 +121,8 @@ mod parked;
 mod persist;
 mod schedule;
 mod secret;
+mod session;
+pub mod time;
 mod token;
 
 pub use action::{Action, WakeReason, Wakeup};
@@ -132,4 +134,5 @@ pub use ids::{AttemptId, RequestId};
 pub use machine::{Status, TokenMachine};
 pub use persist::Persisted;
 pub use secret::Secret;
+pub use session::{KeyId, Session};
 pub use token::{AccessToken, Credentials, Expiry, Generation, Token};

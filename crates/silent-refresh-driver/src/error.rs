@@ -1,10 +1,123 @@
-//! The one error type of the driver kernel.
+//! The one error type of the driver, and of both adapters (`silent_refresh_tokio::Error`
+//! and `silent_refresh_ureq::Error` are this type): a token source's calls, its stores,
+//! its refresher and its HTTP integrations all fail with it.
+
+use silent_refresh::Error as CoreError;
+use silent_refresh_oauth2::Error as OAuth2Error;
+use silent_refresh_oauth2::origin::Refusal;
+
+use crate::kernel::NoToken;
 
 /// What went wrong, and what to do about it. Never contains a token or a refresh
-/// credential, nor the text of a stored file.
+/// credential, nor the text of a stored file, nor a request's path or query: URLs
+/// appear only as their origin.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The token machine could not give a token: sign-in required, signed out, no
+    /// token before the request's deadline, or too many requests waiting. The wrapped
+    /// error says which, and what to do. Also a setting the codec refuses when an
+    /// `OAuth2Refresher` is built (`InvalidConfig`).
+    #[error(transparent)]
+    Token(CoreError),
+    /// The token source's driver has stopped: its runtime shut down (tokio), or it
+    /// panicked.
+    #[error(
+        "the token source's driver has stopped (its runtime shut down); build a new TokenSource inside a running runtime"
+    )]
+    DriverStopped,
+    /// A token was asked for from inside the token-change callback, which runs while
+    /// the source is locked.
+    #[error(
+        "a token was requested from inside the token-change callback; ask for it after the callback returns, from another task or thread"
+    )]
+    Reentrant,
+    /// There is no tokio runtime to run the token source's driver on.
+    #[error(
+        "no tokio runtime is running on this thread; build the TokenSource from inside a tokio runtime"
+    )]
+    NoRuntime,
+    /// The thread that runs the token source's driver (its timer) could not be started.
+    #[error(
+        "could not start the token source's timer thread: {reason}; the system may be out of threads or memory"
+    )]
+    Spawn {
+        /// The operating system's error.
+        reason: String,
+    },
+    /// A request's URL (or a token endpoint) is not an absolute http or https URL with
+    /// a host.
+    #[error("invalid URL: {reason}; give an absolute http or https URL")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An origin given to a builder's `allow_origin` is not `scheme://host[:port]`: not a
+    /// URL, or one with a path, a query or a user.
+    #[error(
+        "invalid origin{}: {reason}; give it to allow_origin as `https://host` or `https://host:port`",
+        origin.as_deref().map(|o| format!(" `{o}`")).unwrap_or_default()
+    )]
+    InvalidOrigin {
+        /// The origin (scheme, host, port) read from it, if any: never the text as
+        /// given, which may hold a password, a path or a query.
+        origin: Option<String>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The client or middleware was built without any allowed origin, so it would never
+    /// attach the token.
+    #[error("no origin was allowed: call `allow_origin` with the origin of the API")]
+    NoOrigin,
+    /// The request's origin is not on the allow-list: the token was not attached, and
+    /// the request was not sent (the tokio `AuthorizedClient`, or a strict middleware).
+    #[error(
+        "refusing the request to {origin}: it is not an allowed origin, so it would go out without the token; add it with `allow_origin` if it is the API's"
+    )]
+    OriginNotAllowed {
+        /// The request's origin (scheme, host, port).
+        origin: String,
+    },
+    /// The request goes to the token endpoint, which never gets the access token.
+    #[error(
+        "refusing to send the access token to the token endpoint at {origin}; the refresher talks to it"
+    )]
+    TokenEndpoint {
+        /// The token endpoint's origin (scheme, host, port).
+        origin: String,
+    },
+    /// Plain `http` to a host other than loopback, without the user's opt-in: an
+    /// allowed origin, or the token URL of an `OAuth2Refresher`. The token, or the
+    /// refresh credential and the client secret, would cross the network in clear text.
+    #[error(
+        "refusing to send a token or credential over plain http to {origin}; use https, or opt in with the builder's `allow_insecure_http(true)` if the network is trusted"
+    )]
+    InsecureHttp {
+        /// The origin (scheme, host, port).
+        origin: String,
+    },
+    /// The access token holds characters an HTTP header may not hold.
+    #[error(
+        "the access token cannot be put in an Authorization header (it holds characters a header may not); the authorization server sent a malformed token"
+    )]
+    InvalidToken,
+    /// The HTTP client failed to send the request or read the response.
+    #[error("the request failed: {0}; retry it if it is safe to repeat")]
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The codec (`silent-refresh-oauth2`) refused what it was given, such as a signing
+    /// key. Its origin errors become this enum's own variants, and a setting it refuses
+    /// becomes [`Error::Token`].
+    #[error(transparent)]
+    OAuth2(OAuth2Error),
+    /// The HTTP client of an `OAuth2Refresher` could not be built.
+    #[error("could not build the HTTP client: {0}; check the TLS setup")]
+    HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The ureq bearer middleware ran outside a ureq agent, so it could not turn off
+    /// redirects for the authorized request.
+    #[error(
+        "the bearer middleware must run inside a ureq agent: install it with `Agent::config_builder().middleware(..)`"
+    )]
+    NotInAgent,
     /// Reading or writing the token store failed.
     #[error(
         "the token store at {path} could not be {action}: {source}; check that the folder exists and is writable by this user"
@@ -78,4 +191,72 @@ pub enum Error {
         /// The token file.
         path: String,
     },
+}
+
+impl Error {
+    /// Whether the credentials are dead or gone: the program must sign in again
+    /// (terminal refresh failure, or signed out).
+    #[must_use]
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(
+            self,
+            Self::Token(CoreError::SignInRequired { .. } | CoreError::SignedOut)
+        )
+    }
+
+    /// Whether the token endpoint could not be reached and no usable token is left:
+    /// retry later (the status says when the next refresh is tried).
+    #[must_use]
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Token(CoreError::Unreachable { .. }))
+    }
+}
+
+impl From<CoreError> for Error {
+    /// Wraps the core's error in `Error::Token`.
+    fn from(error: CoreError) -> Self {
+        Self::Token(error)
+    }
+}
+
+impl From<NoToken> for Error {
+    /// Why a caller got no token.
+    fn from(no_token: NoToken) -> Self {
+        match no_token {
+            NoToken::Token(error) => Self::Token(error),
+            NoToken::Reentrant => Self::Reentrant,
+            NoToken::Stopped => Self::DriverStopped,
+        }
+    }
+}
+
+impl From<OAuth2Error> for Error {
+    /// The codec's origin errors become this enum's own variants (their messages name
+    /// the adapters' builders); a setting the codec refuses is `Error::Token` with the
+    /// core's `InvalidConfig`; any other is wrapped in `Error::OAuth2`.
+    fn from(error: OAuth2Error) -> Self {
+        match error {
+            OAuth2Error::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            OAuth2Error::InvalidOrigin { origin, reason } => Self::InvalidOrigin { origin, reason },
+            OAuth2Error::NoOrigin => Self::NoOrigin,
+            OAuth2Error::InsecureHttp { origin } => Self::InsecureHttp { origin },
+            OAuth2Error::InvalidConfig(reason) => Self::Token(CoreError::InvalidConfig(reason)),
+            other => Self::OAuth2(other),
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    /// Why a request did not get the token, as an error that names only its origin.
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidUrl { reason } => Self::InvalidUrl { reason },
+            Refusal::Excluded { origin } => Self::TokenEndpoint {
+                origin: origin.to_string(),
+            },
+            Refusal::NotAllowed { origin } => Self::OriginNotAllowed {
+                origin: origin.to_string(),
+            },
+        }
+    }
 }

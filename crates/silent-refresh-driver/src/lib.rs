@@ -9,11 +9,13 @@
 //!   (blocking programs) and tokio (feature `tokio`);
 //! - [`kernel`]: the machine behind one lock, the waiting callers, the lock-free fast
 //!   path, and the store's lock between processes;
+//! - [`oauth2_refresher`]: the OAuth 2.0 refresher, over the adapter's HTTP client;
 //! - [`store`]: token stores that survive restarts; [`clock`]: the clocks, injectable;
 //!   [`observe`]: spans and metrics.
 //!
 //! The adapters (`silent-refresh-tokio`, `silent-refresh-ureq`) name the source with
-//! their runtime and error, and add their HTTP refresher and integrations.
+//! their runtime, and add their HTTP client and integrations. All of them fail with one
+//! [`Error`].
 //!
 //! ```
 //! use silent_refresh_driver::store::{FileStore, TokenStore};
@@ -31,6 +33,7 @@ pub mod clock;
 pub mod driver;
 mod error;
 pub mod kernel;
+pub mod oauth2_refresher;
 pub mod observe;
 pub mod runtime;
 pub mod source;
@@ -38,4 +41,4 @@ pub mod store;
 pub mod wake;
 
 pub use error::Error;
-pub use source::{SourceError, TokenSource, TokenSourceBuilder};
+pub use source::{TokenSource, TokenSourceBuilder};

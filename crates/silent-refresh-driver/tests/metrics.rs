@@ -2,9 +2,6 @@
 //! recorder installed globally, and refreshes that take a known time on a manual clock.
 #![cfg(feature = "metrics")]
 
-#[path = "support/error.rs"]
-mod error;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,8 +17,6 @@ use silent_refresh_driver::observe::{
     REFRESH_COUNT, REFRESH_DURATION, REQUESTS_WAITING, SAVE_FAILURES,
 };
 use silent_refresh_driver::runtime::threads::Threads;
-
-use error::TestError;
 
 /// One value recorded: the metric's name, its labels, and the value.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,7 +157,7 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
             Err(RefreshFailure::unreachable("connection refused"))
         }
     };
-    let source = TokenSource::<Threads, TestError>::builder(Config::default())
+    let source = TokenSource::<Threads>::builder(Config::default())
         .clock(clock.clone())
         .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
         .refresher(refresh)
@@ -187,7 +182,7 @@ fn a_refresh_records_its_duration_by_outcome_and_its_start_by_trigger() {
     assert!(
         matches!(
             failed,
-            TestError::Token(silent_refresh::Error::Unreachable { .. })
+            silent_refresh_driver::Error::Token(silent_refresh::Error::Unreachable { .. })
         ),
         "{failed:?}"
     );

@@ -71,9 +71,10 @@
 //!
 //! # Logs
 //!
-//! `tracing` events for refresh start (debug), success (info), failure (warn; error
-//! when terminal) and backoff (info). They never contain a token or a refresh
-//! credential.
+//! `tracing` events (target `silent_refresh_driver`): refresh started and token adopted
+//! (info), refresh failed (warn; error when terminal or misconfigured), exchange overdue
+//! (warn), token stored (debug; a failed save is an error once per streak). They never
+//! contain a token or a refresh credential.
 //! With the `metrics` feature, refresh durations by outcome, refreshes by trigger,
 //! callers waiting and failed saves go to the `metrics` facade (see the driver's
 //! `observe` module for the names).
@@ -81,7 +82,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod error;
 #[cfg(feature = "reqwest")]
 mod oauth2_refresher;
 mod send;
@@ -113,9 +113,8 @@ pub mod middleware {
     pub type BearerAuth = silent_refresh_http::middleware::BearerAuth<crate::TokenSource>;
 }
 
-pub use error::Error;
 #[cfg(feature = "reqwest")]
-pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
 #[doc(inline)]
@@ -123,6 +122,7 @@ pub use silent_refresh::{
     AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
     RefreshFailure, RefreshMode, Secret, Status, Token, Trigger, WaitPolicy,
 };
+pub use silent_refresh_driver::Error;
 pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
 pub use silent_refresh_driver::kernel::TokenChange;
 pub use silent_refresh_driver::runtime::NoRefresher;
@@ -137,16 +137,15 @@ pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, To
 pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};
 
 /// A source of fresh access tokens, driven by one background task on the tokio runtime
-/// it was built in: the driver's generic source on [`Tokio`], failing with this crate's
-/// [`Error`]. `token()`, `token_within`, `token_before`, `shutdown` and `until_durable`
-/// return futures to `.await`.
+/// it was built in: the driver's generic source on [`Tokio`]. `token()`,
+/// `token_within`, `token_before`, `shutdown` and `until_durable` return futures to
+/// `.await`.
 ///
 /// Cheap to clone (`Send + Sync + 'static`): every clone shares one token, one refresh
 /// at a time, and one background task, which ends when the last clone is dropped.
 /// Build one with `TokenSource::builder(config)`; see the [crate docs](crate).
-pub type TokenSource = silent_refresh_driver::TokenSource<Tokio, Error>;
+pub type TokenSource = silent_refresh_driver::TokenSource<Tokio>;
 
 /// Builds a [`TokenSource`]: start with `TokenSource::builder(config)`. Building needs
 /// a [`Refresher`] (`.refresher(..)`) and a running tokio runtime.
-pub type TokenSourceBuilder<R = NoRefresher> =
-    silent_refresh_driver::TokenSourceBuilder<Tokio, Error, R>;
+pub type TokenSourceBuilder<R = NoRefresher> = silent_refresh_driver::TokenSourceBuilder<Tokio, R>;

@@ -1,38 +1,16 @@
-//! A ready OAuth 2.0 refresher over reqwest, built on the codec (`silent-refresh-oauth2`).
+//! The reqwest client the tokio adapter's `OAuth2Refresher` sends with.
 
-use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use silent_refresh::{RefreshFailure, Secret, Token};
-use silent_refresh_oauth2::{
-    DEFAULT_EXCHANGE_TIMEOUT, MAX_RESPONSE_BYTES, RefreshGrant, TransportError,
-};
+use silent_refresh::RefreshFailure;
+use silent_refresh_driver::oauth2_refresher::{AsyncHttpClient, HttpClient};
+use silent_refresh_oauth2::{MAX_RESPONSE_BYTES, TransportError};
 
-use crate::Refresher;
-use crate::error::Error;
+use crate::Error;
 
-/// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6) with reqwest.
-///
-/// The request and the reading of the response (including which errors are terminal)
-/// come from the codec's [`RefreshGrant`], whatever its grant (refresh token, client
-/// credentials, JWT bearer, token exchange) and client authentication. A failure to
-/// connect (connection refused, no DNS answer, connect timeout) is
-/// [`RefreshFailure::unreachable`]: requests without a usable token fail fast while
-/// the backoff runs; any other network failure or a timeout is transient. Before each exchange the refresher reads the
-/// system clock, draws 32 bytes from the operating system's random generator (each
-/// signed assertion's `jti`) and, for token exchange, reads the subject token afresh
-/// from the grant's source (a file is read on this task: it is a small local file).
-///
-/// The exchange is kept to the configured token URL:
-/// - no redirect is ever followed (the request carries the refresh credential and the
-///   client secret, and reqwest would send them again on a `307` or `308`). A `3xx`
-///   answer goes to the codec, which reports a misconfiguration naming the `Location`
-///   (its origin and path: never its query): configure the final token URL;
-/// - a plain `http` token URL is refused when the refresher is built, unless its host
-///   is loopback or you opted in with
-///   [`allow_insecure_http`](OAuth2RefresherBuilder::allow_insecure_http);
-/// - every exchange has a timeout ([`timeout`](OAuth2RefresherBuilder::timeout)), covering the
-///   connection, the request and the whole response (30 s by default).
+/// Refreshes against an OAuth 2.0 token endpoint with reqwest (feature `reqwest`): the
+/// driver's refresher over [`Reqwest`] (see there for what it sends and how failures
+/// are classified).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -53,58 +31,49 @@ use crate::error::Error;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct OAuth2Refresher {
-    client: reqwest::Client,
-    grant: RefreshGrant,
-    timeout: Duration,
+pub type OAuth2Refresher = silent_refresh_driver::oauth2_refresher::OAuth2Refresher<Reqwest>;
+
+/// Builds an [`OAuth2Refresher`]: `OAuth2Refresher::builder(grant)`; its client settings
+/// are a [`reqwest::ClientBuilder`].
+pub type OAuth2RefresherBuilder =
+    silent_refresh_driver::oauth2_refresher::OAuth2RefresherBuilder<Reqwest>;
+
+/// The reqwest client of an [`OAuth2Refresher`].
+///
+/// It is built from a [`reqwest::ClientBuilder`], not a built `Client`, because a built
+/// client's redirect policy cannot be read or changed, and reqwest's default one
+/// follows a `307` or `308` by sending the body (the refresh credential) again to
+/// wherever the `Location` points. It sets
+/// [`redirect::Policy::none`](reqwest::redirect::Policy::none) on the builder it is
+/// given, so no settings can make it follow a redirect, and puts the refresher's
+/// timeout on every request, whatever the builder's own.
+#[derive(Clone, Debug)]
+pub struct Reqwest(reqwest::Client);
+
+impl HttpClient for Reqwest {
+    type Settings = reqwest::ClientBuilder;
+
+    fn build(settings: Option<reqwest::ClientBuilder>, _: Duration) -> Result<Self, Error> {
+        let client = settings
+            .unwrap_or_default()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::HttpClient(Box::new(e.without_url())))?;
+        Ok(Self(client))
+    }
 }
 
-impl OAuth2Refresher {
-    /// A builder for a refresher that sends `grant`'s requests.
-    pub fn builder(grant: RefreshGrant) -> OAuth2RefresherBuilder {
-        OAuth2RefresherBuilder {
-            grant,
-            client: None,
-            allow_insecure_http: false,
-            timeout: DEFAULT_EXCHANGE_TIMEOUT,
-        }
-    }
-
-    /// A refresher for `grant` with its own reqwest client and the default settings:
-    /// the shortcut for `OAuth2Refresher::builder(grant).build()`.
-    ///
-    /// # Errors
-    ///
-    /// As [`OAuth2RefresherBuilder::build`].
-    pub fn new(grant: RefreshGrant) -> Result<Self, Error> {
-        Self::builder(grant).build()
-    }
-
-    /// The grant's settings.
-    #[must_use]
-    pub fn grant(&self) -> &RefreshGrant {
-        &self.grant
-    }
-
-    /// The timeout of one refresh exchange.
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    async fn send(&self, refresh_token: Option<&Secret>) -> Result<Token, RefreshFailure> {
-        let (request, exchange) =
-            self.grant
-                .start_exchange(refresh_token, SystemTime::now(), random(), |path| {
-                    std::fs::read(path)
-                })?;
+impl AsyncHttpClient for Reqwest {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Vec<u8>>, RefreshFailure> {
         let mut request = reqwest::Request::try_from(request)
             .map_err(|e| TransportError::Other(&describe(e)).failure())?;
-        // Also on a client built from the caller's `ClientBuilder`, whatever its own.
-        *request.timeout_mut() = Some(self.timeout);
-        let transport = |e: reqwest::Error| self.transport_failure(e);
-        let mut response = self.client.execute(request).await.map_err(transport)?;
+        *request.timeout_mut() = Some(timeout);
+        let transport = |e: reqwest::Error| transport_failure(e, timeout);
+        let mut response = self.0.execute(request).await.map_err(transport)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -116,125 +85,19 @@ impl OAuth2Refresher {
         *answer.status_mut() = response.status();
         *answer.version_mut() = response.version();
         *answer.headers_mut() = std::mem::take(response.headers_mut());
-        exchange.read_response(answer)
-    }
-
-    /// A reqwest error as the codec's transport error: a failure to connect, a
-    /// timeout, or anything else.
-    fn transport_failure(&self, error: reqwest::Error) -> RefreshFailure {
-        if error.is_connect() {
-            TransportError::Connect(&describe(error)).failure()
-        } else if error.is_timeout() {
-            TransportError::Timeout(self.timeout).failure()
-        } else {
-            TransportError::Other(&describe(error)).failure()
-        }
+        Ok(answer)
     }
 }
 
-impl Refresher for OAuth2Refresher {
-    async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        self.send(refresh_token.as_ref()).await
-    }
-
-    fn token_endpoint(&self) -> Option<&str> {
-        Some(self.grant.token_url())
-    }
-
-    fn exchange_timeout(&self) -> Option<Duration> {
-        Some(self.timeout)
-    }
-}
-
-impl fmt::Debug for OAuth2Refresher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuth2Refresher")
-            .field("grant", &self.grant)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds an [`OAuth2Refresher`]: [`OAuth2Refresher::builder`].
-///
-/// It takes a [`reqwest::ClientBuilder`], not a built `Client`, because a built
-/// client's redirect policy cannot be read or changed, and reqwest's default one
-/// follows a `307` or `308` by sending the body (the refresh credential) again to
-/// wherever the `Location` points. The refresher sets
-/// [`redirect::Policy::none`](reqwest::redirect::Policy::none) on the builder it is
-/// given, so no configuration can make it follow a redirect.
-#[must_use]
-pub struct OAuth2RefresherBuilder {
-    grant: RefreshGrant,
-    client: Option<reqwest::ClientBuilder>,
-    allow_insecure_http: bool,
-    timeout: Duration,
-}
-
-impl OAuth2RefresherBuilder {
-    /// Build the refresher's client from `client` (its proxy, TLS, user agent and
-    /// connection settings). Its redirect policy is replaced by
-    /// [`Policy::none`](reqwest::redirect::Policy::none), and each exchange gets
-    /// [`timeout`](Self::timeout) whatever timeout it sets.
-    ///
-    /// Default: `reqwest::Client::builder()`.
-    pub fn client_builder(mut self, client: reqwest::ClientBuilder) -> Self {
-        self.client = Some(client);
-        self
-    }
-
-    /// Allow a plain `http` token URL whose host is not loopback (refused by default:
-    /// the refresh credential and the client secret would cross the network in clear
-    /// text). Loopback (`localhost`, `127.0.0.0/8`, `[::1]`) is always allowed.
-    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.allow_insecure_http = allow;
-        self
-    }
-
-    /// The timeout of one refresh exchange, from connecting to the end of the
-    /// response; when it passes, the refresh fails as transient and is retried with
-    /// backoff. Default: 30 s, the core's default `refresh_timeout`. An exchange past
-    /// the configuration's `refresh_timeout` is overdue, not cancelled: this timeout
-    /// ends it, so that an answer the server already sent (with a rotated refresh
-    /// token) still arrives.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Checks the settings and builds the refresher and its client.
-    ///
-    /// # Errors
-    ///
-    /// What [`RefreshGrant::check_refresher`] refuses, as [`Error::InvalidUrl`],
-    /// [`Error::InsecureHttp`] or [`Error::Token`] (a zero timeout, a grant that can
-    /// never work), and [`Error::HttpClient`] when the client cannot be built (TLS
-    /// setup).
-    pub fn build(self) -> Result<OAuth2Refresher, Error> {
-        self.grant
-            .check_refresher(self.allow_insecure_http, self.timeout)?;
-        let client = self
-            .client
-            .unwrap_or_default()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::HttpClient(Box::new(e.without_url())))?;
-        Ok(OAuth2Refresher {
-            client,
-            grant: self.grant,
-            timeout: self.timeout,
-        })
-    }
-}
-
-impl fmt::Debug for OAuth2RefresherBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuth2RefresherBuilder")
-            .field("grant", &self.grant)
-            .field("client_builder", &self.client.is_some())
-            .field("allow_insecure_http", &self.allow_insecure_http)
-            .field("timeout", &self.timeout)
-            .finish()
+/// A reqwest error as the codec's transport error: a failure to connect, a timeout, or
+/// anything else.
+fn transport_failure(error: reqwest::Error, timeout: Duration) -> RefreshFailure {
+    if error.is_connect() {
+        TransportError::Connect(&describe(error)).failure()
+    } else if error.is_timeout() {
+        TransportError::Timeout(timeout).failure()
+    } else {
+        TransportError::Other(&describe(error)).failure()
     }
 }
 
@@ -250,10 +113,4 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// 32 bytes of the operating system's random generator: each signed assertion's `jti`.
-fn random() -> Result<[u8; 32], getrandom::Error> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map(|()| random)
 }

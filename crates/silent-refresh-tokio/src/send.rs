@@ -4,8 +4,7 @@
 use http::HeaderValue;
 use silent_refresh::AccessToken;
 
-use crate::TokenSource;
-use crate::error::Error;
+use crate::{Error, TokenSource};
 
 pub use silent_refresh_http::ResponseStatus;
 

@@ -216,7 +216,7 @@ async fn a_redirect_is_not_followed_whatever_the_callers_client_builder_says() {
     let target = elsewhere().await;
     let (url, _) = redirecting(308, &target).await;
     let refresher = OAuth2Refresher::builder(grant(&url))
-        .client_builder(reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)))
+        .client(reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10)))
         .build()
         .expect("a loopback token URL");
     let failure = refresher
@@ -343,7 +343,7 @@ async fn the_timeout_ends_an_exchange_with_a_hung_server_as_a_transient_failure(
     // The caller's builder sets an hour: the refresher's timeout applies per request.
     check(
         OAuth2Refresher::builder(grant(&hung.url("/token")))
-            .client_builder(reqwest::Client::builder().timeout(Duration::from_secs(3600)))
+            .client(reqwest::Client::builder().timeout(Duration::from_secs(3600)))
             .timeout(TIMEOUT)
             .build()
             .expect("a loopback token URL"),

@@ -46,22 +46,20 @@
 //!
 //! # How it works
 //!
-//! A [`TokenSource`] drives the core's sans-IO [`silent_refresh::TokenMachine`] (read
-//! its docs for the rules it keeps) through the driver kernel shared with the tokio
-//! adapter (`silent-refresh-driver`), which keeps it behind one mutex:
-//! - A fresh token is returned without taking the lock (an atomic snapshot).
-//! - Otherwise the caller parks a request in the machine and waits on a condition
-//!   variable of its own until its outcome arrives. Nothing polls and nothing sleeps
-//!   in a loop.
-//! - One timer thread per source sleeps until the machine's next deadline (a
-//!   request's deadline, the exchange's deadline, the end of a backoff, the refresh
-//!   window) and feeds it the time, so refreshes start on schedule while the program is
-//!   idle.
-//! - Each refresh exchange runs on a short-lived thread of its own, at most one at a
-//!   time (single flight on the wire: a blocking call cannot be cancelled, so the next
-//!   starts only once it returns). A panicking refresher is a transient failure.
-//! - New tokens go to the token-change callback ([`TokenChange`]) before anyone can
-//!   use them, so a rotated refresh credential is never lost.
+//! A [`TokenSource`] is the driver's source (`silent-refresh-driver`) on its runtime of
+//! std threads, [`Threads`]; it drives the core's sans-IO
+//! [`silent_refresh::TokenMachine`] (read its docs for the rules it keeps) behind one
+//! mutex:
+//! - A fresh token is returned without the lock and without a clock read (an atomic
+//!   snapshot). Otherwise the caller parks a request in the machine and parks its own
+//!   thread until its outcome arrives: nothing polls, nothing sleeps in a loop.
+//! - One timer thread per source runs the driver: it sleeps until the machine's next
+//!   deadline and feeds it the time, so refreshes start on schedule while the program
+//!   is idle. Each exchange and each store call runs on a short-lived thread of its
+//!   own; one exchange at a time (a blocking call cannot be cancelled: the next starts
+//!   once it returns). A panicking refresher is a transient failure.
+//! - New tokens go to the token-change callback ([`TokenChange`]) and the store before
+//!   anyone can use them, so a rotated refresh credential is never lost.
 //!
 //! # Sending requests
 //!
@@ -74,10 +72,10 @@
 //!
 //! # Logs
 //!
-//! `tracing` events (target `silent_refresh_ureq`): refresh started, succeeded,
-//! failed (with the failure's message), backing off; token adopted; sign-in and
-//! sign-out; 401s. They carry generations, attempt ids and durations, never a
-//! token or a refresh credential.
+//! `tracing` events (target `silent_refresh_driver`; the middleware's: this crate's):
+//! refresh started, succeeded, failed (with the failure's message), overdue, backing
+//! off; token adopted; saves; 401s. They carry generations, attempt ids and durations,
+//! never a token or a refresh credential.
 //! With the `metrics` feature, refresh durations by outcome, refreshes by trigger,
 //! callers waiting and failed saves go to the `metrics` facade (see the driver's
 //! `observe` module for the names).
@@ -92,8 +90,8 @@ mod replay;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
-pub use error::Error;
-pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder};
+pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, UreqAgent};
+pub use silent_refresh_driver::Error;
 pub use silent_refresh_driver::runtime::NoRefresher;
 pub use silent_refresh_driver::runtime::threads::{Refresher, Threads};
 pub use source::{TokenSource, TokenSourceBuilder};

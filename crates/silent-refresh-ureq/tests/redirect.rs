@@ -97,7 +97,7 @@ fn a_redirect_is_not_followed_with_the_callers_own_agent_either() {
         .build()
         .new_agent();
     let refresher = OAuth2Refresher::builder(grant(token_endpoint.url("/token")))
-        .agent(agent)
+        .client(agent)
         .build()
         .expect("a loopback token URL is allowed");
     let failure = refresher
@@ -220,7 +220,7 @@ fn the_timeout_ends_an_exchange_with_a_hung_server_as_a_transient_failure() {
     // The caller's agent has no timeout of its own: the refresher's applies per request.
     check(
         OAuth2Refresher::builder(grant(hung.url("/token")))
-            .agent(ureq::Agent::new_with_defaults())
+            .client(ureq::Agent::new_with_defaults())
             .timeout(TIMEOUT)
             .build()
             .expect("a loopback token URL is allowed"),

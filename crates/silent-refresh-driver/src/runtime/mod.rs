@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
+use crate::Error;
 use crate::clock::Clock;
 use crate::driver::Driver;
 use crate::kernel::Waiter;
@@ -58,8 +59,8 @@ pub trait Runtime: Clone + Unpin + 'static {
     ///
     /// # Errors
     ///
-    /// Why it could not be spawned (no runtime to spawn it on, no thread).
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), String>;
+    /// Why it could not be spawned: [`Error::NoRuntime`], [`Error::Spawn`].
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error>;
 
     /// Runs `job`, which blocks (`work` says how), off the callers and the async
     /// workers (tokio: its blocking pool; threads: a thread of its own).

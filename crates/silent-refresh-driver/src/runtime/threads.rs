@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
 use super::{BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, no_refresher};
+use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::Driver;
 use crate::kernel::Waiter;
@@ -318,12 +319,14 @@ impl Runtime for Threads {
     type Sleep = ThreadSleep;
     const CANCELS_EXCHANGES: bool = false;
 
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), String> {
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
         thread::Builder::new()
             .name("silent-refresh-timer".into())
             .spawn(move || block_on(driver))
             .map(drop)
-            .map_err(|error| error.to_string())
+            .map_err(|error| Error::Spawn {
+                reason: error.to_string(),
+            })
     }
 
     fn run_blocking<T, F>(&self, _: BlockingWork, job: F) -> Handoff<T>

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use silent_refresh::{AccessToken, Event, Generation, RefreshFailure, Secret, Token};
 use silent_refresh_http::BearerSource;
-use silent_refresh_oauth2::origin::Refusal;
 use tokio::sync::broadcast;
 
 use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime};
+use crate::Error;
 use crate::clock::Clock;
 use crate::driver::Driver;
 use crate::kernel::Waiter;
-use crate::source::{SourceError, TokenSource};
+use crate::source::TokenSource;
 
 /// How many events a subscriber may lag behind before it misses the oldest (it is told
 /// how many it missed).
@@ -165,8 +165,8 @@ impl Runtime for Tokio {
     type Sleep = Pin<Box<tokio::time::Sleep>>;
     const CANCELS_EXCHANGES: bool = true;
 
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), String> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|error| error.to_string())?;
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         runtime.spawn(driver);
         Ok(())
     }
@@ -210,23 +210,10 @@ impl Caller for Tokio {
     }
 }
 
-/// What the HTTP integrations need of an adapter's error besides what a source's calls
-/// need: the origin policy's refusals and the codec's errors as its own, and two more
-/// failures of their own.
-pub trait IntegrationError:
-    SourceError + From<Refusal> + From<silent_refresh_oauth2::Error> + std::error::Error + Send + Sync
-{
-    /// An access token that cannot be put in a header.
-    fn invalid_token() -> Self;
+impl BearerSource for TokenSource<Tokio> {
+    type Error = Error;
 
-    /// The HTTP client failed to send a request or read its response.
-    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Self;
-}
-
-impl<E: IntegrationError> BearerSource for TokenSource<Tokio, E> {
-    type Error = E;
-
-    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, E>> + Send {
+    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + Send {
         TokenSource::token(self)
     }
 
@@ -238,11 +225,11 @@ impl<E: IntegrationError> BearerSource for TokenSource<Tokio, E> {
         TokenSource::token_endpoint(self)
     }
 
-    fn invalid_token() -> E {
-        E::invalid_token()
+    fn invalid_token() -> Error {
+        Error::InvalidToken
     }
 
-    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> E {
-        E::send_failed(error)
+    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
+        Error::Send(error)
     }
 }

@@ -1,12 +1,12 @@
 //! The builder of a [`TokenSource`]: the same settings on every runtime.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use silent_refresh::{Config, Credentials};
 
-use super::{Alive, SourceError, TokenSource};
+use super::{Alive, TokenSource};
+use crate::Error;
 use crate::clock::Clock;
 use crate::driver::Driver;
 use crate::kernel::{ChangeCallback, Kernel, TokenChange};
@@ -18,7 +18,7 @@ use crate::wake::Doorbell;
 /// Builds a [`TokenSource`]: start with [`TokenSource::builder`]. `R` is the refresher
 /// given so far ([`NoRefresher`] until [`refresher`](Self::refresher)).
 #[must_use]
-pub struct TokenSourceBuilder<Rt, E, R = NoRefresher> {
+pub struct TokenSourceBuilder<Rt, R = NoRefresher> {
     runtime: Rt,
     config: Config,
     credentials: Option<Credentials>,
@@ -27,13 +27,12 @@ pub struct TokenSourceBuilder<Rt, E, R = NoRefresher> {
     clock: Option<Arc<dyn Clock>>,
     store: Option<Arc<dyn TokenStore>>,
     token_endpoint: Option<Arc<str>>,
-    error: PhantomData<fn() -> E>,
 }
 
-impl<Rt: Caller + Default, E: SourceError> TokenSource<Rt, E> {
+impl<Rt: Caller + Default> TokenSource<Rt> {
     /// A builder for a source with `config` (the core's; [`Config::default`] has
     /// sensible values).
-    pub fn builder(config: Config) -> TokenSourceBuilder<Rt, E> {
+    pub fn builder(config: Config) -> TokenSourceBuilder<Rt> {
         TokenSourceBuilder {
             runtime: Rt::default(),
             config,
@@ -43,12 +42,11 @@ impl<Rt: Caller + Default, E: SourceError> TokenSource<Rt, E> {
             clock: None,
             store: None,
             token_endpoint: None,
-            error: PhantomData,
         }
     }
 }
 
-impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
+impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
     /// The credentials to start with. Without them, `token` calls wait (until their
     /// deadline) for [`TokenSource::sign_in`].
     pub fn credentials(mut self, credentials: Credentials) -> Self {
@@ -60,7 +58,7 @@ impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
     /// `|refresh_token: Option<Secret>| async move { … }` on tokio, a blocking closure
     /// `|refresh_token: Option<Secret>| -> Result<Token, RefreshFailure> { … }` on
     /// threads), or the adapter's `OAuth2Refresher`.
-    pub fn refresher<R2>(self, refresher: R2) -> TokenSourceBuilder<Rt, E, R2>
+    pub fn refresher<R2>(self, refresher: R2) -> TokenSourceBuilder<Rt, R2>
     where
         Rt: RunsRefresher<R2>,
     {
@@ -73,7 +71,6 @@ impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
             clock: self.clock,
             store: self.store,
             token_endpoint: self.token_endpoint,
-            error: PhantomData,
         }
     }
 
@@ -126,8 +123,8 @@ impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
     /// # Errors
     ///
     /// The runtime could not start the driver: no tokio runtime on this thread
-    /// (`Error::NoRuntime`), or no thread to be had (`Error::Spawn`).
-    pub fn build(self) -> Result<TokenSource<Rt, E>, E>
+    /// ([`Error::NoRuntime`]), or no thread to be had ([`Error::Spawn`]).
+    pub fn build(self) -> Result<TokenSource<Rt>, Error>
     where
         Rt: RunsRefresher<R>,
     {
@@ -153,7 +150,7 @@ impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
             bell.clone(),
             observer,
         );
-        self.runtime.spawn(driver).map_err(E::not_started)?;
+        self.runtime.spawn(driver)?;
         kernel.start(self.credentials);
         Ok(TokenSource {
             kernel,
@@ -162,12 +159,11 @@ impl<Rt: Caller, E: SourceError, R> TokenSourceBuilder<Rt, E, R> {
                 bell,
                 token_endpoint,
             }),
-            error: PhantomData,
         })
     }
 }
 
-impl<Rt, E, R> fmt::Debug for TokenSourceBuilder<Rt, E, R> {
+impl<Rt, R> fmt::Debug for TokenSourceBuilder<Rt, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSourceBuilder")
             .field("config", &self.config)

@@ -1,36 +1,33 @@
 //! The token source, written once for every runtime: the handle a program holds, its
 //! builder, and the error its calls return.
 //!
-//! An adapter names it with its runtime and its error
-//! (`silent_refresh_tokio::TokenSource` is `TokenSource<Tokio, silent_refresh_tokio::Error>`,
-//! `silent_refresh_ureq::TokenSource` is `TokenSource<Threads, silent_refresh_ureq::Error>`).
+//! An adapter names it with its runtime (`silent_refresh_tokio::TokenSource` is
+//! `TokenSource<Tokio>`, `silent_refresh_ureq::TokenSource` is `TokenSource<Threads>`).
 //! Where a call waits, the runtime's [`Caller::Wait`] decides how: an async runtime
 //! returns a future to `.await`, a blocking one blocks the calling thread.
 
 mod builder;
-mod error;
 mod wait;
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use silent_refresh::{AccessToken, Credentials, Generation, Status};
 
+use crate::Error;
 use crate::kernel::{Command, Kernel, SETTLE_POLL};
 use crate::runtime::Caller;
 use crate::wake::Doorbell;
 
 pub use self::builder::TokenSourceBuilder;
-pub use self::error::SourceError;
 pub use self::wait::Answer;
 
 use self::wait::{Deadline, Signal, first_of};
 
 /// A source of fresh access tokens, driven by one [`Driver`](crate::driver::Driver) on
-/// the runtime `Rt`; its calls fail with the adapter's error `E`.
+/// the runtime `Rt`.
 ///
 /// Cheap to clone: every clone shares one token, one refresh at a time, and one driver,
 /// which ends when the last clone is dropped (once an exchange on the wire has ended).
@@ -48,12 +45,11 @@ use self::wait::{Deadline, Signal, first_of};
 /// Refreshes run proactively before the token expires, even when no request comes,
 /// with backoff after failures. Getters read a published snapshot: no lock, so they are
 /// safe anywhere, also inside the token-change callback.
-pub struct TokenSource<Rt: Caller, E> {
+pub struct TokenSource<Rt: Caller> {
     kernel: Arc<Kernel<Answer>>,
     runtime: Rt,
     /// Shared by the clones: the driver ends when the last one drops.
     alive: Arc<Alive>,
-    error: PhantomData<fn() -> E>,
 }
 
 /// Held by every clone: its drop (the last clone's) tells the driver to end.
@@ -68,18 +64,17 @@ impl Drop for Alive {
     }
 }
 
-impl<Rt: Caller, E> Clone for TokenSource<Rt, E> {
+impl<Rt: Caller> Clone for TokenSource<Rt> {
     fn clone(&self) -> Self {
         Self {
             kernel: self.kernel.clone(),
             runtime: self.runtime.clone(),
             alive: self.alive.clone(),
-            error: PhantomData,
         }
     }
 }
 
-impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
+impl<Rt: Caller> TokenSource<Rt> {
     /// The access token to send now.
     ///
     /// While the current token is fresh this answers at once, from a published
@@ -95,10 +90,10 @@ impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
     ///
     /// # Errors
     ///
-    /// The core's reason (`Error::Token`), the driver gone (`Error::DriverStopped`), or
-    /// a call from inside the token-change callback (`Error::Reentrant`).
+    /// The core's reason ([`Error::Token`]), the driver gone ([`Error::DriverStopped`]),
+    /// or a call from inside the token-change callback ([`Error::Reentrant`]).
     #[inline]
-    pub fn token(&self) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+    pub fn token(&self) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
         self.runtime.wait(self.answer(Deadline::Default))
     }
 
@@ -112,7 +107,7 @@ impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
     pub fn token_within(
         &self,
         limit: Duration,
-    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
         self.runtime.wait(self.answer(Deadline::Within(limit)))
     }
 
@@ -126,13 +121,13 @@ impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
     pub fn token_before(
         &self,
         deadline: Instant,
-    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, E>> + '_> {
+    ) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
         self.runtime.wait(self.answer(Deadline::At(deadline)))
     }
 
     /// The fast path, else a wait for the machine's answer.
     #[inline]
-    async fn answer(&self, deadline: Deadline) -> Result<Arc<AccessToken>, E> {
+    async fn answer(&self, deadline: Deadline) -> Result<Arc<AccessToken>, Error> {
         if let Some(token) = self.kernel.fresh_token() {
             return Ok(token);
         }
@@ -201,7 +196,7 @@ impl<Rt: Caller, E: SourceError> TokenSource<Rt, E> {
     }
 }
 
-impl<Rt: Caller, E> TokenSource<Rt, E> {
+impl<Rt: Caller> TokenSource<Rt> {
     /// A request sent with the token of `generation` was rejected (HTTP 401). If that
     /// is the current token, the next `token` call waits for a new one (many reports of
     /// one generation cause one refresh); an older generation causes nothing, since the
@@ -269,7 +264,7 @@ impl<Rt: Caller, E> TokenSource<Rt, E> {
     }
 }
 
-impl<Rt: Caller, E> fmt::Debug for TokenSource<Rt, E> {
+impl<Rt: Caller> fmt::Debug for TokenSource<Rt> {
     /// No lock: it never blocks, also inside the token-change callback.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snapshot = self.kernel.snapshot();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use silent_refresh::{AccessToken, RequestId};
 
-use super::SourceError;
+use crate::Error;
 use crate::clock::Clock;
 use crate::kernel::{Kernel, NoToken, Outcome, Waiter};
 use crate::runtime::Caller;
@@ -101,15 +101,15 @@ impl Drop for CancelOnDrop<'_> {
 
 /// Enters a request and waits for its answer. On a runtime whose driver may answer
 /// late ([`Caller::LATE_GRACE`]), it gives up by itself that long past its deadline.
-pub(super) async fn wait_for_token<Rt: Caller, E: SourceError>(
+pub(super) async fn wait_for_token<Rt: Caller>(
     kernel: &Kernel<Answer>,
     runtime: &Rt,
     deadline: Option<Instant>,
-) -> Result<Arc<AccessToken>, E> {
+) -> Result<Arc<AccessToken>, Error> {
     let answer = Answer::default();
     let request = kernel
         .enter(deadline, answer.clone())
-        .map_err(E::from_no_token)?;
+        .map_err(Error::from)?;
     let mut cancel = CancelOnDrop {
         kernel,
         request: Some(request),
@@ -149,7 +149,7 @@ pub(super) async fn wait_for_token<Rt: Caller, E: SourceError>(
             })
         }
     };
-    outcome.map_err(E::from_no_token)
+    outcome.map_err(Error::from)
 }
 
 /// A flag the kernel raises at each event, for a wait that looks again at every event.

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
+use silent_refresh_driver::Error;
 use silent_refresh_driver::clock::{Clock, ManualClock};
 use silent_refresh_driver::driver::Driver;
 use silent_refresh_driver::kernel::{Kernel, Waiter};
@@ -197,9 +198,12 @@ impl Runtime for SimRuntime {
     type Sleep = SimSleep;
     const CANCELS_EXCHANGES: bool = true;
 
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), String> {
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
+        // The simulation steps its drivers by hand.
         drop(driver);
-        Err("the simulation steps its drivers by hand".to_owned())
+        Err(Error::Spawn {
+            reason: "the simulation steps its drivers by hand".to_owned(),
+        })
     }
 
     fn run_blocking<T, F>(&self, work: BlockingWork, job: F) -> SimBlocking<T>

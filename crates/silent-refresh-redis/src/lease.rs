@@ -10,7 +10,7 @@ use silent_refresh::{Secret, Token};
 use silent_refresh_driver::Error as StoreError;
 use silent_refresh_driver::store::{Saved, StoreLock};
 
-use crate::store::Shared;
+use crate::shared::Shared;
 
 /// The longest a waiting source goes without trying the lease again, should it miss
 /// a release (an expired lease announces nothing).

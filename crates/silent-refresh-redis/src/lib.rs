@@ -33,6 +33,7 @@ mod error;
 mod lease;
 mod scripts;
 mod seal;
+mod shared;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

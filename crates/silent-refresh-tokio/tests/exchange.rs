@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{lock, rotated, secs};
-use silent_refresh_tokio::TokenSource;
-use silent_refresh_tokio::silent_refresh::{Config, Credentials, RefreshFailure, Secret, Token};
+use silent_refresh_tokio::silent_refresh::{
+    Config, Credentials, Event, RefreshFailure, Secret, Token,
+};
+use silent_refresh_tokio::{Refresher, TokenSource};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -107,10 +109,13 @@ async fn a_12_second_token_endpoint_costs_nothing_with_the_defaults() {
     assert!(sent.len() >= 3, "several expiries crossed: {sent:?}");
 }
 
-/// Past its deadline the exchange is cancelled, and only then does the next one start
+/// Past `refresh_timeout` the exchange is overdue and runs on (its answer may carry the
+/// rotated refresh token); a refresher without a timeout of its own is cancelled at its
+/// hard limit, twice `refresh_timeout`, and only then does the next exchange start
 /// (with the same credential: the first one's outcome is unknown).
 #[tokio::test(start_paused = true)]
-async fn an_exchange_past_its_deadline_is_cancelled_before_the_next_starts() {
+async fn an_exchange_without_a_timeout_of_its_own_is_cancelled_at_its_hard_limit_before_the_next_starts()
+ {
     let (wire, refresher) = slow_endpoint(secs(3600), |n| if n == 1 { secs(100) } else { secs(1) });
     let config = Config::builder()
         .refresh_timeout(secs(10))
@@ -135,8 +140,54 @@ async fn an_exchange_past_its_deadline_is_cancelled_before_the_next_starts() {
         "the cancelled exchange may not have spent it"
     );
     assert!(
-        sent[1].1 - start >= secs(10),
-        "the retry waited for the cancellation: {:?}",
+        sent[1].1 - start >= secs(20),
+        "the retry waited for the hard limit, not refresh_timeout: {:?}",
         sent[1].1 - start
     );
+}
+
+/// A refresher that puts its own timeout on each exchange (as `OAuth2Refresher` does)
+/// is left to it: an exchange that answers past twice `refresh_timeout`, within that
+/// timeout, is not cancelled, and its answer is adopted.
+#[tokio::test(start_paused = true)]
+async fn an_overdue_exchange_is_left_to_the_refreshers_own_timeout() {
+    struct OwnTimeout<R>(R);
+
+    impl<R: Refresher> Refresher for OwnTimeout<R> {
+        fn refresh(
+            &self,
+            refresh_token: Option<Secret>,
+        ) -> impl std::future::Future<Output = Result<Token, RefreshFailure>> + Send {
+            self.0.refresh(refresh_token)
+        }
+
+        fn exchange_timeout(&self) -> Option<Duration> {
+            Some(secs(30))
+        }
+    }
+
+    let (wire, refresher) = slow_endpoint(secs(3600), |_| secs(25));
+    let config = Config::builder()
+        .refresh_timeout(secs(10))
+        .request_timeout(secs(60))
+        .build()
+        .expect("config");
+    let source = TokenSource::builder(config)
+        .credentials(Credentials::RefreshToken("rt-0".into()))
+        .refresher(OwnTimeout(refresher))
+        .build()
+        .expect("source");
+    let mut events = source.subscribe();
+
+    let token = source.token().await.expect("the late token");
+
+    assert_eq!(
+        token.secret.expose(),
+        "at-1",
+        "answered after 25 s, adopted"
+    );
+    assert_eq!(lock(&wire.sent).len(), 1, "never cancelled, never retried");
+    let overdue = std::iter::from_fn(|| events.try_recv().ok())
+        .any(|e| matches!(e, Event::RefreshOverdue { .. }));
+    assert!(overdue, "it was overdue on the way");
 }

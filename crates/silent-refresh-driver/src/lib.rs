@@ -32,6 +32,7 @@
 pub mod clock;
 pub mod driver;
 mod error;
+pub mod exports;
 pub mod kernel;
 pub mod oauth2_refresher;
 pub mod observe;

@@ -118,20 +118,10 @@ pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
 pub use silent_refresh;
 #[doc(inline)]
-pub use silent_refresh::{
-    AccessToken, Config, ConfigBuilder, Credentials, Event, Expiry, FailureKind, Generation,
-    RefreshFailure, RefreshMode, Secret, Status, Token, Trigger, WaitPolicy,
-};
-pub use silent_refresh_driver::Error;
-pub use silent_refresh_driver::clock::{Clock, ManualClock, SystemClock};
-pub use silent_refresh_driver::kernel::TokenChange;
-pub use silent_refresh_driver::runtime::NoRefresher;
+pub use silent_refresh_driver::exports::*;
 pub use silent_refresh_driver::runtime::tokio::{Refresher, Tokio};
-pub use silent_refresh_driver::store::{FileStore, Saved, TokenStore};
 pub use silent_refresh_http;
 pub use silent_refresh_oauth2 as oauth2;
-#[doc(inline)]
-pub use silent_refresh_oauth2::{ClientAuth, RefreshGrant, SubjectTokenSource, TokenExchange};
 #[cfg(feature = "jwt")]
 #[doc(inline)]
 pub use silent_refresh_oauth2::{JwtAssertion, SigningKey};

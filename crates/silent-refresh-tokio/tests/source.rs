@@ -895,18 +895,42 @@ async fn the_send_helper_allows_origins_only_and_never_echoes_what_else_was_give
         AuthorizedClient::builder(source.clone()).build(),
         Err(Error::NoOrigin)
     ));
-    let refused = AuthorizedClient::builder(source)
-        .allow_origin("https://alice:hunter2@api.example.com/v1?api_key=hidden")
-        .build()
-        .expect_err("an origin has no user, path or query");
-    assert!(
-        matches!(refused, Error::InvalidOrigin { .. }),
-        "{refused:?}"
-    );
-    let message = format!("{refused} {refused:?}");
-    assert!(message.contains("https://api.example.com:443"), "{message}");
-    for secret in ["alice", "hunter2", "/v1", "hidden"] {
-        assert!(!message.contains(secret), "{message}");
+    // A user and password, a path, a query, a fragment: refused, and only the origin
+    // read from them is named.
+    let given = [
+        (
+            "https://alice:hunter2@api.example.com/v1?api_key=hidden",
+            "https://api.example.com:443",
+        ),
+        (
+            "https://api.example.com:8443/v2/secret-path",
+            "https://api.example.com:8443",
+        ),
+        ("http://127.0.0.1:9/x?token=leak#frag", "http://127.0.0.1:9"),
+    ];
+    for (allowed, origin) in given {
+        let refused = AuthorizedClient::builder(source.clone())
+            .allow_origin(allowed)
+            .build()
+            .expect_err("an origin has no user, path, query or fragment");
+        let message = format!("{refused} {refused:?}");
+        assert!(
+            matches!(refused, Error::InvalidOrigin { .. }),
+            "{allowed}: {message}"
+        );
+        assert!(message.contains(origin), "{allowed}: {message}");
+        let secrets = [
+            "alice",
+            "hunter2",
+            "/v1",
+            "hidden",
+            "secret-path",
+            "leak",
+            "frag",
+        ];
+        for secret in secrets {
+            assert!(!message.contains(secret), "{allowed}: {message}");
+        }
     }
 }
 

@@ -1,14 +1,21 @@
 //! The fast path against its baselines, and a stampede of 10,000 waiters.
 //!
 //! - `fast_path/token_fresh`: `TokenSource::token()` on a fresh token;
+//! - `fast_path/token_fresh_static`: the same on a token without a refresh credential
+//!   (`Credentials::Token`, or a cookie-based `/auth/refresh` whose tokens carry none);
 //! - `fast_path/baseline_arcswap`: `ArcSwap::load_full()` of a token (the floor);
 //! - `fast_path/baseline_mutex`: a `tokio::sync::Mutex<Option<Token>>`: lock, check the
 //!   expiry against the clock, clone (the naive design);
+//! - `contention/{token_fresh, token_fresh_static, baseline_arcswap}`: two threads at
+//!   once, each calling `token()` on one shared source (or loading one shared
+//!   `ArcSwap`), in a loop; the time per pair of calls;
 //! - `stampede/waiters/10000`: 10,000 tasks call `token()` on an expired token while an
 //!   in-memory refresher answers at once; the time until all hold the new token.
 
 #![allow(missing_docs)]
 
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -35,25 +42,33 @@ fn fast_path(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let source = runtime.block_on(async { source(Credentials::Token(hour_token())) });
+    let (refreshable, static_source) = runtime.block_on(async {
+        (
+            source(Credentials::Token(hour_token())),
+            source(Credentials::Token(static_token())),
+        )
+    });
     let mut group = c.benchmark_group("fast_path");
 
     group.bench_function("token_fresh", |b| {
         b.to_async(&runtime).iter(|| async {
-            match source.token().await {
+            match refreshable.token().await {
                 Ok(token) => token,
                 Err(error) => panic!("{error}"),
             }
         });
     });
 
-    let swap = ArcSwap::from_pointee(AccessToken {
-        generation: Generation(1),
-        secret: Secret::new("at-bench"),
-        token_type: "Bearer".to_owned(),
-        scope: None,
-        usable_until: None,
+    group.bench_function("token_fresh_static", |b| {
+        b.to_async(&runtime).iter(|| async {
+            match static_source.token().await {
+                Ok(token) => token,
+                Err(error) => panic!("{error}"),
+            }
+        });
     });
+
+    let swap = baseline_swap();
     group.bench_function("baseline_arcswap", |b| {
         b.to_async(&runtime).iter(|| async { swap.load_full() });
     });
@@ -76,7 +91,83 @@ fn fast_path(c: &mut Criterion) {
         });
     });
     group.finish();
-    drop(source);
+    drop(refreshable);
+    drop(static_source);
+}
+
+/// A token without a refresh credential, usable for an hour.
+fn static_token() -> Token {
+    Token::bearer("at-static", Expiry::In(Duration::from_secs(3600)))
+}
+
+/// The floor: an `ArcSwap` of a token.
+fn baseline_swap() -> ArcSwap<AccessToken> {
+    ArcSwap::from_pointee(AccessToken {
+        generation: Generation(1),
+        secret: Secret::new("at-bench"),
+        token_type: "Bearer".to_owned(),
+        scope: None,
+        usable_until: None,
+    })
+}
+
+/// `iters` rounds of `call` on each of two threads started together; the time until
+/// both are done.
+fn two_threads(iters: u64, call: impl Fn() + Sync) -> Duration {
+    let start = Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                start.wait();
+                for _ in 0..iters {
+                    call();
+                }
+            });
+        }
+        start.wait();
+        let began = Instant::now();
+        // The scope joins both threads before it returns.
+        began
+    })
+    .elapsed()
+}
+
+fn contention(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (refreshable, static_source) = runtime.block_on(async {
+        (
+            source(Credentials::Token(hour_token())),
+            source(Credentials::Token(static_token())),
+        )
+    });
+    let swap = Arc::new(baseline_swap());
+    // Each call is polled once, as a task's first poll of a ready future would.
+    let token = |source: &TokenSource| {
+        match silent_refresh_driver::runtime::threads::block_on(source.token()) {
+            Ok(token) => black_box(token),
+            Err(error) => panic!("{error}"),
+        };
+    };
+    let mut group = c.benchmark_group("contention");
+    group.bench_function("token_fresh", |b| {
+        b.iter_custom(|iters| two_threads(iters, || token(&refreshable)));
+    });
+    group.bench_function("token_fresh_static", |b| {
+        b.iter_custom(|iters| two_threads(iters, || token(&static_source)));
+    });
+    group.bench_function("baseline_arcswap", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                black_box(silent_refresh_driver::runtime::threads::block_on(async {
+                    swap.load_full()
+                }));
+            })
+        });
+    });
+    group.finish();
 }
 
 fn stampede(c: &mut Criterion) {
@@ -119,5 +210,5 @@ fn stampede(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fast_path, stampede);
+criterion_group!(benches, fast_path, contention, stampede);
 criterion_main!(benches);

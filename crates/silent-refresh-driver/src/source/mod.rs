@@ -24,7 +24,7 @@ use crate::wake::Doorbell;
 pub use self::builder::TokenSourceBuilder;
 pub use self::wait::Answer;
 
-use self::wait::{Deadline, Signal, first_of};
+use self::wait::{Answering, Deadline, Signal, first_of};
 
 /// A source of fresh access tokens, driven by one [`Driver`](crate::driver::Driver) on
 /// the runtime `Rt`.
@@ -125,14 +125,21 @@ impl<Rt: Caller> TokenSource<Rt> {
         self.runtime.wait(self.answer(Deadline::At(deadline)))
     }
 
-    /// The fast path, else a wait for the machine's answer.
+    /// The fast path, checked before any future is made: the future of a fresh token
+    /// holds only the token; a wait for the machine's answer is boxed (a caller that
+    /// waits can afford an allocation).
     #[inline]
-    async fn answer(&self, deadline: Deadline) -> Result<Arc<AccessToken>, Error> {
-        if let Some(token) = self.kernel.fresh_token() {
-            return Ok(token);
+    fn answer(
+        &self,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + '_ {
+        match self.kernel.fresh_token() {
+            Some(token) => Answering::Fresh(Some(token)),
+            None => Answering::Waiting(Box::pin(async move {
+                let deadline = deadline.at(self.kernel.clock());
+                wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
+            })),
         }
-        let deadline = deadline.at(self.kernel.clock());
-        wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
     }
 
     /// Prepares the program's exit: starts no refresh exchange from now on, and waits,

@@ -40,6 +40,30 @@ impl Deadline {
     }
 }
 
+/// The answer of a `token` call: the fresh token at once, or a wait (boxed, so that
+/// the fast path's future stays two words).
+pub(super) enum Answering<F> {
+    /// The fast path's token (taken when polled).
+    Fresh(Option<Arc<AccessToken>>),
+    /// The wait for the machine's answer.
+    Waiting(Pin<Box<F>>),
+}
+
+impl<F: Future<Output = Result<Arc<AccessToken>, Error>>> Future for Answering<F> {
+    type Output = Result<Arc<AccessToken>, Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answering::Fresh(token) => match token.take() {
+                Some(token) => Poll::Ready(Ok(token)),
+                None => panic!("a token answer polled after it was ready"),
+            },
+            Answering::Waiting(wait) => wait.as_mut().poll(cx),
+        }
+    }
+}
+
 /// A waiting caller's answer: the kernel resolves it, the caller polls it (an async
 /// task, or a blocked thread through its runtime's executor).
 #[derive(Clone, Default)]

@@ -281,7 +281,11 @@ fn cli_prints_one_json_line_and_exits_zero() {
     assert_eq!(json["requests"], 200);
     assert_eq!(json["ok"], 200);
     assert_eq!(json["failed"], 0);
-    assert!(json["latency_ms"]["ok"]["p50"].as_f64().is_some_and(|p| p >= 0.0));
+    assert!(
+        json["latency_ms"]["ok"]["p50"]
+            .as_f64()
+            .is_some_and(|p| p >= 0.0)
+    );
     assert!(json["latency_ms"]["failed"].is_null(), "no request failed");
     assert!(lines[0].starts_with("{\"runtime\":"), "{}", lines[0]);
     for secret in [&env["OAUTH_REFRESH_TOKEN"], &env["OAUTH_CLIENT_SECRET"]] {

@@ -42,7 +42,11 @@ fn outage(runtime: Runtime) {
     let slots: Vec<Vec<u64>> = csv
         .lines()
         .skip(1)
-        .map(|line| line.split(',').map(|n| n.parse().expect("a count")).collect())
+        .map(|line| {
+            line.split(',')
+                .map(|n| n.parse().expect("a count"))
+                .collect()
+        })
         .collect();
     assert!(slots.len() >= 50, "{} slots", slots.len());
     let last_second = &slots[slots.len().saturating_sub(11)..slots.len() - 1];

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh_oauth2::origin::{
+    self, OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins,
+};
 
 use crate::BearerSource;
 
@@ -89,6 +91,11 @@ impl ResponseStatus for reqwest::Response {
 pub struct AuthorizedClient<S> {
     source: S,
     policy: Arc<OriginPolicy>,
+    /// The unlisted origins a middleware sent a request to without the token (said
+    /// once each).
+    unlisted: Arc<UnlistedOrigins>,
+    /// Refuse requests to unlisted origins instead of sending them without the token.
+    strict: bool,
 }
 
 impl<S: BearerSource> AuthorizedClient<S> {
@@ -97,6 +104,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
         AuthorizedClientBuilder {
             source,
             policy: OriginPolicy::builder(),
+            strict: false,
         }
     }
 
@@ -174,13 +182,39 @@ impl<S: BearerSource> AuthorizedClient<S> {
         .map_err(|e| S::send_failed(Box::new(e.without_url())))
     }
 
-    /// Whether a request for `uri` with these headers gets the token: its origin is
-    /// allowed, it is not for the token endpoint, and it carries no `Authorization`
-    /// header of its own. The rule of the tower layer and the reqwest middleware,
-    /// which let every other request pass untouched.
+    /// Whether a request for `uri` with these headers gets the token (`Ok(true)`): its
+    /// origin is allowed, it is not for the token endpoint, and it carries no
+    /// `Authorization` header of its own. The rule of the tower layer and the reqwest
+    /// middleware: other requests pass untouched (`Ok(false)`), except one for an origin
+    /// not on the allow-list, which is said once per origin (a warning) and, with
+    /// [`strict_origins`](AuthorizedClientBuilder::strict_origins), refused.
+    ///
+    /// # Errors
+    ///
+    /// In strict mode, the source's error for a request to an unlisted origin
+    /// (`OriginNotAllowed` in the tokio adapter).
     #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
-    pub(crate) fn attaches(&self, uri: &Uri, headers: &http::HeaderMap) -> bool {
-        !headers.contains_key(http::header::AUTHORIZATION) && self.policy.authorizes(uri)
+    pub(crate) fn attaches(&self, uri: &Uri, headers: &http::HeaderMap) -> Result<bool, S::Error> {
+        match self
+            .policy
+            .route(uri, headers.contains_key(http::header::AUTHORIZATION))
+        {
+            Route::Attach(_) => Ok(true),
+            Route::Untouched => Ok(false),
+            Route::Unlisted(origin) if self.strict => {
+                Err(origin::Refusal::NotAllowed { origin }.into())
+            }
+            Route::Unlisted(origin) => {
+                if self.unlisted.first_time(&origin) {
+                    tracing::warn!(
+                        %origin,
+                        "a request went out without the access token: its origin is not allowed \
+                         (allow it if it is the API's, or turn on strict_origins to refuse such requests)"
+                    );
+                }
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -359,6 +393,7 @@ pub fn authorization<S: BearerSource>(token: &AccessToken) -> Result<HeaderValue
 pub struct AuthorizedClientBuilder<S> {
     source: S,
     policy: OriginPolicyBuilder,
+    strict: bool,
 }
 
 impl<S: BearerSource> AuthorizedClientBuilder<S> {
@@ -389,6 +424,17 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         self
     }
 
+    /// Strict mode for the tower layer and the reqwest middleware: a request for an
+    /// origin that is not allowed fails (`OriginNotAllowed` in the tokio adapter)
+    /// instead of going out without the token. Off by default: such a request goes out
+    /// untouched, and a warning names its origin, once. ([`AuthorizedClient::send`] and
+    /// `execute` always refuse it.)
+    #[must_use]
+    pub fn strict_origins(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
     /// Checks the allow-list and builds the client.
     ///
     /// # Errors
@@ -407,6 +453,8 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         Ok(AuthorizedClient {
             policy: Arc::new(policy.build()?),
             source: self.source,
+            unlisted: Arc::default(),
+            strict: self.strict,
         })
     }
 }

@@ -38,9 +38,12 @@ use crate::client::{AuthorizedClient, ResponseStatus, with_token};
 /// ```
 ///
 /// Request by request:
-/// - **Origins.** A request whose origin is not allowed, one for the token endpoint,
-///   and one that already carries an `Authorization` header are passed on untouched,
-///   without a token.
+/// - **Origins.** A request for the token endpoint, and one that already carries an
+///   `Authorization` header, are passed on untouched. One whose origin is not allowed
+///   goes out without a token too, and a warning names its origin (once per origin:
+///   often a typo such as `localhost` for `127.0.0.1`); with
+///   [`strict_origins`](crate::AuthorizedClientBuilder::strict_origins) it is refused
+///   with the source's `OriginNotAllowed` error instead.
 /// - **401.** The rejected token's generation is reported to the
 ///   token source (only a rejection of the current token
 ///   starts a refresh) and, if reqwest can copy the request (its body is not a
@@ -73,11 +76,13 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let attaches = request
-            .url()
-            .as_str()
-            .parse::<Uri>()
-            .is_ok_and(|uri| self.client.attaches(&uri, request.headers()));
+        let attaches = match request.url().as_str().parse::<Uri>() {
+            Ok(uri) => self
+                .client
+                .attaches(&uri, request.headers())
+                .map_err(reqwest_middleware::Error::middleware)?,
+            Err(_) => false,
+        };
         if !attaches {
             return next.run(request, extensions).await;
         }

@@ -49,9 +49,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 ///
 /// Request by request:
-/// - **Origins.** A request whose origin is not allowed, one for the token endpoint,
-///   and one that already carries an `Authorization` header are passed on untouched,
-///   without a token.
+/// - **Origins.** A request for the token endpoint, and one that already carries an
+///   `Authorization` header, are passed on untouched. One whose origin is not allowed
+///   goes out without a token too, and a warning names its origin (once per origin:
+///   often a typo such as `localhost` for `127.0.0.1`); with
+///   [`strict_origins`](crate::AuthorizedClientBuilder::strict_origins) it is refused
+///   with the source's `OriginNotAllowed` error (in the [`BoxError`]) instead.
 /// - **401.** The rejected token's generation is reported to the
 ///   token source (only a rejection of the current token
 ///   starts a refresh) and, if the body can be sent again ([`ReplayBody`]), the
@@ -186,9 +189,13 @@ where
         // The inner service that was polled ready goes with the request; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !self.client.attaches(request.uri(), request.headers()) {
-            let sent = inner.call(request);
-            return Box::pin(async move { sent.await.map_err(Into::into) });
+        match self.client.attaches(request.uri(), request.headers()) {
+            Ok(true) => {}
+            Ok(false) => {
+                let sent = inner.call(request);
+                return Box::pin(async move { sent.await.map_err(Into::into) });
+            }
+            Err(refused) => return Box::pin(async move { Err(refused.into()) }),
         }
         let client = self.client.clone();
         // For a second send, a clone that is polled ready first.

@@ -74,6 +74,9 @@ pub enum Rule {
     Total = 11,
     /// 12. Sign-out rejects every parked request, clears the token and emits `Forget`.
     SignOut = 12,
+    /// 13. One lineage, many keys: no exchange starts while another key's is on the
+    ///     wire; a rotation elsewhere is this key's credential; a dead lineage ends it.
+    Lineage = 13,
     /// 14. When fresh tokens keep being rejected, the refreshes those rejections call
     ///     for are held back (exponentially, capped).
     RejectionsRepeat = 14,
@@ -134,7 +137,7 @@ type Check = Result<(), String>;
 pub type RuleCheck = fn(&Checker, &View<'_>, &Checker) -> Check;
 
 /// The rules, in the contract's order.
-pub const RULES: [(Rule, RuleCheck); 13] = [
+pub const RULES: [(Rule, RuleCheck); 14] = [
     (Rule::SingleFlight, single_flight),
     (Rule::ExactlyOnce, exactly_once),
     (Rule::NeverExpired, never_expired),
@@ -147,6 +150,7 @@ pub const RULES: [(Rule, RuleCheck); 13] = [
     (Rule::Bounded, bounded),
     (Rule::Total, total),
     (Rule::SignOut, sign_out),
+    (Rule::Lineage, lineage),
     (Rule::RejectionsRepeat, rejections_repeat),
 ];
 
@@ -198,6 +202,10 @@ struct Attempt {
     cancel_asked: bool,
     /// New credentials came while it was on the wire: its result is dropped.
     superseded: bool,
+    /// A newer token came from the store while it was on the wire (DESIGN.md rule 8:
+    /// "a late success is adopted if no newer token was adopted since that attempt
+    /// started"): its result is dropped, but it is not cancelled.
+    overtaken: bool,
     /// The refresh credential it sent.
     sent: Option<Label>,
 }
@@ -280,6 +288,39 @@ struct Backoff {
     not_after: Instant,
 }
 
+impl Backoff {
+    /// The later of two backoffs whose exact ends the jitter hides.
+    fn later(self, other: Backoff) -> Backoff {
+        Backoff {
+            not_before: self.not_before.max(other.not_before),
+            not_after: self.not_after.max(other.not_after),
+        }
+    }
+}
+
+/// What holds the next refresh back: a failure's backoff, a hold-off of rule 14, or
+/// (when the jitter hides which ends later) either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Failure,
+    Rejections,
+    Either,
+}
+
+impl Cause {
+    /// The cause when `held` (a hold-off) meets `failing` (a failure's backoff): the
+    /// machine keeps the hold-off only if it ends strictly later.
+    fn of(held: Backoff, failing: Backoff) -> Cause {
+        if held.not_before > failing.not_after {
+            Cause::Rejections
+        } else if held.not_after <= failing.not_before {
+            Cause::Failure
+        } else {
+            Cause::Either
+        }
+    }
+}
+
 /// The checker: its own record of the run, built from the trace alone.
 #[derive(Clone, Debug)]
 pub struct Checker {
@@ -295,12 +336,18 @@ pub struct Checker {
     tokens: Vec<Adopted>,
     current: Option<Generation>,
     failures: u32,
+    /// No refresh before this: a failure's backoff, or a hold-off of rule 14, the later
+    /// of the two (which one, as far as the jitter lets the checker know).
     backoff: Option<Backoff>,
+    backoff_cause: Cause,
     /// After an unreachable endpoint: when a waiting request may probe it again.
     probe: Option<Backoff>,
-    /// Rule 14: tokens rejected in a row soon after adoption, and the hold-off.
+    /// Rule 14: tokens rejected in a row soon after adoption, and the last hold-off
+    /// (the earliest a refresh may start, for rule 14's own check).
     rejections: u32,
     holdoff: Option<Backoff>,
+    /// Rule 13: another key of the session has an exchange on the wire.
+    lineage_busy: bool,
     /// A failed exchange of the current credential had passed its deadline.
     outcome_unknown: bool,
     /// The generation the store confirmed last (rule 9).
@@ -315,7 +362,8 @@ pub struct Checker {
 pub enum ResultFor {
     /// The exchange on the wire, for the current credentials.
     InFlight,
-    /// The exchange on the wire, started before a sign-in or sign-out: dropped.
+    /// The exchange on the wire, started before a sign-in or sign-out, or overtaken by
+    /// a newer token from the store: dropped.
     Superseded,
     /// An attempt already answered, or never started.
     Stale,
@@ -376,9 +424,16 @@ pub struct View<'a> {
     repersist: bool,
     /// The token this step must adopt and persist.
     adopt: Option<Adopted>,
-    /// Rule 14 once the input took effect: rejections in a row, and the hold-off.
+    /// Rule 13 once the input took effect: another key's exchange is on the wire.
+    lineage_busy: bool,
+    /// Rule 13: another key found the credentials dead in this step (this key's own
+    /// exchange on the wire is superseded, as by new credentials).
+    lineage_dead: bool,
+    /// Rule 14 once the input took effect: rejections in a row, and the hold-off
+    /// (`new_holdoff`: the one this step's rejection set).
     rejections: u32,
     holdoff: Option<Backoff>,
+    new_holdoff: Option<Backoff>,
     /// Requests that may be answered in this step, in arrival order, with deadlines.
     waiting: Vec<(RequestId, Instant)>,
     new_request: Option<RequestId>,
@@ -425,9 +480,11 @@ impl Checker {
             current: None,
             failures: 0,
             backoff: None,
+            backoff_cause: Cause::Failure,
             probe: None,
             rejections: 0,
             holdoff: None,
+            lineage_busy: false,
             outcome_unknown: false,
             durable: None,
             save_failures: 0,
@@ -506,7 +563,8 @@ impl Checker {
 
     /// The exchange on the wire for the current credentials (wait-for-fresh waits on it).
     fn refreshing(&self) -> bool {
-        self.in_flight().is_some_and(|a| !a.superseded)
+        self.in_flight()
+            .is_some_and(|a| !a.superseded && !a.overtaken)
     }
 
     fn token(&self, generation: Generation) -> Option<&Adopted> {
@@ -666,22 +724,49 @@ impl Checker {
     }
 
     /// When a request that needs a refresh may next get an attempt, while one is held
-    /// back: the hold-off, else the backoff or the probe, whichever is sooner.
+    /// back: the end of the backoff (or hold-off), or the probe if sooner.
     fn next_attempt(&self, now: Instant) -> Option<Backoff> {
-        if self.in_flight().is_some() {
+        if self.in_flight().is_some() || self.lineage_busy {
             return None;
         }
-        let running = |b: Option<Backoff>| b.filter(|b| now < b.not_after);
-        match (running(self.holdoff), running(self.backoff)) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(match self.probe {
-                Some(p) => Backoff {
-                    not_before: p.not_before.min(backoff.not_before),
-                    not_after: p.not_after.min(backoff.not_after),
-                },
-                None => backoff,
-            }),
-            (None, None) => None,
+        let backoff = self.backoff.filter(|b| now < b.not_after)?;
+        Some(match self.probe {
+            Some(p) => Backoff {
+                not_before: p.not_before.min(backoff.not_before),
+                not_after: p.not_after.min(backoff.not_after),
+            },
+            None => backoff,
+        })
+    }
+
+    /// Whether the backoff in force may be, or surely is, a hold-off of rule 14.
+    fn held_back_by_rejections(&self, now: Instant) -> (bool, bool) {
+        let running = self.backoff.is_some_and(|b| now < b.not_after);
+        (
+            running && self.backoff_cause != Cause::Failure,
+            running && self.backoff_cause == Cause::Rejections,
+        )
+    }
+
+    /// Backs off for a failure (`failing`), unless a hold-off in force ends later.
+    fn back_off(&mut self, failing: Backoff) {
+        match self.backoff {
+            Some(held) if self.backoff_cause != Cause::Failure => {
+                self.backoff_cause = match (self.backoff_cause, Cause::of(held, failing)) {
+                    (_, Cause::Failure) => Cause::Failure,
+                    (Cause::Rejections, cause) => cause,
+                    _ => Cause::Either,
+                };
+                self.backoff = Some(if self.backoff_cause == Cause::Failure {
+                    failing
+                } else {
+                    held.later(failing)
+                });
+            }
+            _ => {
+                self.backoff = Some(failing);
+                self.backoff_cause = Cause::Failure;
+            }
         }
     }
 
@@ -724,10 +809,32 @@ impl Checker {
             adopt: None,
             rejections: self.rejections,
             holdoff: self.holdoff,
+            new_holdoff: None,
+            lineage_busy: self.lineage_busy,
+            lineage_dead: false,
             waiting: self.parked().map(|r| (r.id, r.deadline)).collect(),
             new_request: None,
         };
         match &step.input {
+            Input::LineageBusy(busy) => view.lineage_busy = *busy,
+            // DESIGN.md rule 13: "a rotation is the credential for every key at once".
+            Input::Rotated(label) => {
+                if view.session.active() && view.refresh_token.is_some() {
+                    view.refresh_token = Some(*label);
+                }
+            }
+            // "a dead lineage ends every key": as this key's own terminal failure.
+            Input::LineageDead => {
+                if view.session.active() {
+                    view.session = Session::SignInRequired;
+                    view.token = None;
+                    view.refresh_token = None;
+                    view.refreshing = false;
+                    view.outcome_unknown = false;
+                    view.failure = Some(Failed::Terminal);
+                    view.lineage_dead = true;
+                }
+            }
             Input::Request { deadline } => {
                 if let Some(id) = step.request {
                     let deadline = deadline.unwrap_or(now + self.config.request_timeout());
@@ -751,6 +858,7 @@ impl Checker {
                     };
                     if view.rejections >= 2 {
                         view.holdoff = Some(self.holdoff_after(now, view.rejections));
+                        view.new_holdoff = view.holdoff;
                     }
                 }
             }
@@ -792,7 +900,7 @@ impl Checker {
             Input::RefreshResult { attempt, result } => {
                 let known = self.attempt(*attempt).filter(|a| a.on_wire);
                 let kind = match known {
-                    Some(a) if a.superseded => ResultFor::Superseded,
+                    Some(a) if a.superseded || a.overtaken => ResultFor::Superseded,
                     Some(_) => ResultFor::InFlight,
                     None => ResultFor::Stale,
                 };
@@ -891,6 +999,8 @@ impl Checker {
                         Stored::Conflict(spec) => {
                             view.adopt = self.usable_token(&view, spec, now, None, true);
                             if view.adopt.is_some() {
+                                // The exchange on the wire, if any, is overtaken.
+                                view.refreshing = false;
                                 // Its credential is the newest now: a refresh this step
                                 // starts sends it.
                                 view.refresh_token = spec.refresh.or(view.refresh_token);
@@ -951,7 +1061,8 @@ impl Checker {
                 .as_ref()
                 .is_some_and(|t| self.durable != Some(t.generation));
         if let Some(attempt) = view.in_flight.and_then(|id| self.attempt(id)) {
-            let superseded_now = matches!(step.input, Input::SignIn { .. } | Input::SignOut);
+            let superseded_now =
+                matches!(step.input, Input::SignIn { .. } | Input::SignOut) || view.lineage_dead;
             if !attempt.cancel_asked
                 && (superseded_now || now >= attempt.started + self.config.refresh_timeout())
             {
@@ -976,6 +1087,7 @@ impl Checker {
     fn forget_failures(&mut self) {
         self.failures = 0;
         self.backoff = None;
+        self.backoff_cause = Cause::Failure;
         self.probe = None;
         self.holdoff = None;
         self.outcome_unknown = false;
@@ -993,6 +1105,30 @@ impl Checker {
         after.outcome_unknown = view.outcome_unknown;
         after.rejections = view.rejections;
         after.holdoff = view.holdoff;
+        after.lineage_busy = view.lineage_busy;
+        // DESIGN.md rule 14: the hold-off holds every refresh back, unless a failure's
+        // backoff ends later.
+        if let Some(held) = view.new_holdoff {
+            match after.backoff.filter(|b| now < b.not_after) {
+                None => {
+                    after.backoff = Some(held);
+                    after.backoff_cause = Cause::Rejections;
+                    after.probe = None;
+                }
+                Some(backoff) => {
+                    let (bounds, cause) = match Cause::of(held, backoff) {
+                        Cause::Rejections => (held, Cause::Rejections),
+                        Cause::Failure => (backoff, after.backoff_cause),
+                        Cause::Either => (held.later(backoff), Cause::Either),
+                    };
+                    after.backoff = Some(bounds);
+                    after.backoff_cause = cause;
+                    if cause == Cause::Rejections {
+                        after.probe = None;
+                    }
+                }
+            }
+        }
         match &view.step.input {
             Input::SignIn { .. } | Input::SignOut => after.supersede(),
             Input::Rejected(generation) => {
@@ -1017,6 +1153,8 @@ impl Checker {
                 }
             }
             Input::Request { .. } | Input::Timeout => {}
+            Input::LineageDead if view.lineage_dead => after.supersede(),
+            Input::LineageBusy(_) | Input::Rotated(_) | Input::LineageDead => {}
             Input::Persisted { .. } | Input::WallClock { .. } => {}
         }
         // The current token as the input left it (a suspend moves its expiry).
@@ -1052,8 +1190,14 @@ impl Checker {
         if view.repersist || after.save_retry.is_some_and(|at| now >= at) {
             after.save_retry = None;
         }
-        // A token the store handed over: adopted without a Persist, durable already.
+        // A token the store handed over: adopted without a Persist, durable already; a
+        // conflict's overtakes the exchange on the wire (its result will be dropped).
         if let Some(token) = view.adopt.as_ref().filter(|t| t.from_store) {
+            if matches!(view.step.input, Input::Persisted { .. }) {
+                for attempt in after.attempts.iter_mut().filter(|a| a.on_wire) {
+                    attempt.overtaken = true;
+                }
+            }
             after.refresh_token = token.refresh;
             after.tokens.push(token.clone());
             after.current = Some(token.generation);
@@ -1066,21 +1210,24 @@ impl Checker {
             Some(Failed::Transient(retry_after) | Failed::Unreachable(retry_after)) => {
                 after.failures = after.failures.saturating_add(1);
                 let backoff = after.backoff_after(now, after.failures, retry_after);
-                after.backoff = Some(backoff);
+                after.back_off(backoff);
+                // No probe while a longer hold-off surely runs (the machine drops it).
                 after.probe = match view.failure {
-                    Some(Failed::Unreachable(_)) => {
+                    Some(Failed::Unreachable(_)) if after.backoff_cause != Cause::Rejections => {
                         Some(after.probe_after(now, retry_after, backoff))
                     }
                     _ => None,
                 };
             }
             Some(Failed::Misconfigured(retry_after)) => {
-                after.backoff = Some(after.misconfigured_backoff(now, retry_after));
+                let backoff = after.misconfigured_backoff(now, retry_after);
+                after.back_off(backoff);
                 after.probe = None;
             }
             Some(Failed::Terminal) => {
                 after.failures = 0;
                 after.backoff = None;
+                after.backoff_cause = Cause::Failure;
                 after.probe = None;
                 after.outcome_unknown = false;
             }
@@ -1105,11 +1252,13 @@ impl Checker {
                         on_wire: true,
                         cancel_asked: false,
                         superseded: false,
+                        overtaken: false,
                         sent: *refresh_token,
                     });
                     // The backoff (or the probe) is spent on it; a refresh for anything
                     // but a rejection ends the streak of rule 14.
                     after.backoff = None;
+                    after.backoff_cause = Cause::Failure;
                     after.probe = None;
                     after.holdoff = None;
                     if !view.token_at_refresh().is_some_and(|t| t.rejected) {
@@ -1477,12 +1626,14 @@ fn refresh_only_when_needed(before: &Checker, view: &View<'_>, after: &Checker) 
     let surely_over = |b: Option<Backoff>| b.is_none_or(|b| now >= b.not_after);
     let someone_waits = after.parked().next().is_some();
     let backoff_over = surely_over(after.backoff)
-        || (someone_waits && after.probe.is_some_and(|p| now >= p.not_after));
+        || (someone_waits
+            && after.backoff_cause == Cause::Failure
+            && after.probe.is_some_and(|p| now >= p.not_after));
     if after.session.active()
         && after.can_refresh()
         && after.in_flight().is_none()
+        && !after.lineage_busy
         && backoff_over
-        && surely_over(after.holdoff)
     {
         let needed = match after.current_token() {
             Some(t) => t.rejected || t.window(config).is_some_and(|(_, latest)| now >= latest),
@@ -1611,13 +1762,14 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
                 && now + retry_in <= n.not_after + slack
         })
     };
-    let holdoff = after.holdoff.filter(|h| now < h.not_after);
+    // Rule 14's hold-off may be (or surely is) what holds the next attempt back.
+    let (held_may, held_must) = after.held_back_by_rejections(now);
     let unreachable = view.session == Session::Unreachable
         && config.fail_fast_unreachable()
         && !token_usable
         && can_refresh
-        && holdoff.is_none();
-    let unreachable_wait = unreachable && next.is_some_and(|n| now < n.not_before);
+        && !held_must;
+    let unreachable_wait = unreachable && !held_may && next.is_some_and(|n| now < n.not_before);
     // DESIGN.md rule 7: with no usable token and the next attempt held back, a request
     // is answered as soon as its wait can no longer succeed (the wait policy).
     let usable_after = after
@@ -1654,16 +1806,14 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             Error::Unreachable { retry_in, .. } => {
                 (unreachable && retry_fits(*retry_in))
                     || (after.session == Session::Unreachable
-                        && holdoff.is_none()
+                        && !held_must
                         && policy_may(deadline, *retry_in))
             }
             Error::RefreshFailed { retry_in, .. } => {
-                after.session == Session::SignedIn
-                    && holdoff.is_none()
-                    && policy_may(deadline, *retry_in)
+                after.session == Session::SignedIn && !held_must && policy_may(deadline, *retry_in)
             }
             Error::TokensRejected { count, retry_in } => {
-                holdoff.is_some() && *count == after.rejections && policy_may(deadline, *retry_in)
+                held_may && *count == after.rejections && policy_may(deadline, *retry_in)
             }
             _ => false,
         };
@@ -1710,7 +1860,7 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
             !usable_after
                 && (!after.can_refresh()
                     || (config.fail_fast_unreachable()
-                        && holdoff.is_none()
+                        && !held_may
                         && next.is_some_and(|n| now < n.not_before)))
         }
         Session::AwaitingSignIn => false,
@@ -1742,7 +1892,7 @@ fn late_results(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
                 format!("a result for {attempt} (answered or unknown) changed the token")
             }
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::Superseded)) => format!(
-                "the result for {attempt}, superseded by new credentials, changed the token"
+                "the result for {attempt}, superseded by new credentials or overtaken by the store's newer token, changed the token"
             ),
             (Input::RefreshResult { attempt, .. }, Some(ResultFor::InFlight)) => format!(
                 "the result for {attempt}, the exchange on the wire, was {}",
@@ -1922,27 +2072,25 @@ fn total(_before: &Checker, view: &View<'_>, after: &Checker) -> Check {
         due.push((at, "a save asked again"));
     }
     let backoff = after.backoff.filter(|b| now < b.not_after);
-    let holdoff = after.holdoff.filter(|h| now < h.not_after);
-    if let Some(h) = holdoff
-        && now < h.not_before
-        && after.in_flight().is_none()
-    {
-        due.push((h.not_after, "the end of the hold-off (rule 14)"));
-    }
     if let Some(p) = after.probe.filter(|_| after.parked().next().is_some())
         && now < p.not_before
-        && holdoff.is_none()
+        && after.backoff_cause == Cause::Failure
+        && !after.lineage_busy
     {
         due.push((p.not_after, "the probe of an unreachable endpoint"));
     }
     match backoff {
-        Some(b) if now < b.not_before => due.push((b.not_after, "the end of the backoff")),
+        // A hold-off set while an exchange is on the wire waits for its result.
+        Some(_) if after.in_flight().is_some() => {}
+        Some(b) if now < b.not_before => {
+            due.push((b.not_after, "the end of the backoff (or hold-off)"));
+        }
         Some(_) => {}
-        None if holdoff.is_some() => {}
         None => {
             if after.session.active()
                 && after.can_refresh()
                 && after.in_flight().is_none()
+                && !after.lineage_busy
                 && let Some((_, latest)) = after.current_token().and_then(|t| t.window(config))
             {
                 due.push((latest, "the refresh window"));
@@ -2020,4 +2168,24 @@ fn rejections_repeat(_before: &Checker, view: &View<'_>, _after: &Checker) -> Ch
         ));
     }
     Ok(())
+}
+
+/// Rule 13 (one lineage, many keys), as one key sees it: no exchange starts while
+/// another key's is on the wire. (That a rotation elsewhere is the credential sent next
+/// is rule 9's newest-credential check; that a dead lineage rejects every waiting
+/// request is rule 7's terminal check.)
+fn lineage(_before: &Checker, view: &View<'_>, _after: &Checker) -> Check {
+    if !view.lineage_busy {
+        return Ok(());
+    }
+    match view
+        .actions()
+        .iter()
+        .find(|a| matches!(a, Act::StartRefresh { .. }))
+    {
+        Some(Act::StartRefresh { attempt, .. }) => Err(format!(
+            "{attempt} started while another key's exchange is on the wire"
+        )),
+        _ => Ok(()),
+    }
 }

@@ -9,7 +9,7 @@ use crate::op::{
     AttemptPick, CredentialsPick, DeadlinePick, ExpiryPick, FailurePick, GenerationPick, Op,
     PersistPick, RequestPick,
 };
-use crate::reference::{Model, Snapshot};
+use crate::reference::{LINEAGE_DEAD, Model, Snapshot};
 use crate::trace::{Act, Credential, Input, Label, Step, Stored, TokenSpec};
 use silent_refresh::Config;
 use silent_refresh::Event;
@@ -261,6 +261,9 @@ impl Harness {
                 }
             }
             Op::SignOut => Input::SignOut,
+            Op::LineageBusy(busy) => Input::LineageBusy(busy),
+            Op::Rotated => Input::Rotated(self.label()),
+            Op::LineageDead => Input::LineageDead,
             Op::Persisted {
                 generation,
                 outcome,
@@ -421,6 +424,9 @@ impl Harness {
                 outcome,
             } => machine.handle_persisted(now, *generation, outcome.to_persisted()),
             Input::WallClock { wall_now } => machine.handle_wall_clock(now, *wall_now),
+            Input::LineageBusy(busy) => machine.handle_lineage_busy(now, *busy),
+            Input::Rotated(label) => machine.handle_rotated(now, label.secret()),
+            Input::LineageDead => machine.handle_lineage_dead(now, LINEAGE_DEAD.into()),
         }
         None
     }

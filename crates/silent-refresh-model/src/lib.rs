@@ -56,6 +56,6 @@ pub use op::{
     PersistPick, RequestPick, Setup, Shape, TimeStep,
 };
 pub use reference::{
-    EXPIRED_RESULT, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT, UNKNOWN_OUTCOME,
+    EXPIRED_RESULT, LINEAGE_DEAD, Model, NO_WAY_TO_REFRESH, Snapshot, TIMED_OUT, UNKNOWN_OUTCOME,
 };
 pub use trace::{Act, Credential, Input, Label, Step, Stored, TOKEN_TYPE, TokenSpec};

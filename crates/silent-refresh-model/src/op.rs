@@ -63,6 +63,13 @@ pub enum Op {
         /// How far, in seconds.
         seconds: u16,
     },
+    /// Rule 13: another key of the session has an exchange on the wire (`true`), or
+    /// not any more.
+    LineageBusy(bool),
+    /// Rule 13: another key's exchange rotated the session's refresh credential.
+    Rotated,
+    /// Rule 13: another key's exchange found the session's credentials dead.
+    LineageDead,
 }
 
 /// What a store answers to a `Persist`.

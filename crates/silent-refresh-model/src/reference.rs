@@ -26,6 +26,8 @@ pub const EXPIRED_RESULT: &str = "the refresh returned a token that is already e
 /// What a terminal failure's reason adds after an exchange whose outcome is unknown.
 pub const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, so \
      the server may have consumed the refresh credential without its answer arriving";
+/// The reason the harness gives when another key's exchange found the credentials dead.
+pub const LINEAGE_DEAD: &str = "another key of the session was refused: invalid_grant";
 /// Why a request fails fast when the token is unusable and cannot be refreshed.
 pub const NO_WAY_TO_REFRESH: &str =
     "the token is no longer usable and there is no refresh credential";
@@ -44,6 +46,9 @@ struct Running {
     cancelled: bool,
     /// New credentials came since: its result is dropped.
     superseded: bool,
+    /// A newer token came from the store since (rule 8): its result is dropped, but it
+    /// is not cancelled.
+    overtaken: bool,
 }
 
 /// The adopted token, kept as it came: its secret, when it expires (an instant, and on
@@ -175,10 +180,13 @@ pub struct Model {
     backoff: Option<Instant>,
     /// After an unreachable endpoint: a waiting request may probe from here on.
     probe_at: Option<Instant>,
-    /// Rule 14: no refresh before this instant, fresh tokens keep being rejected.
-    holdoff: Option<Instant>,
+    /// Rule 14: the backoff is a hold-off (fresh tokens keep being rejected); the later
+    /// of a hold-off and a failure's backoff is the one kept.
+    held: bool,
     /// Rule 14: tokens rejected in a row, each soon after it was adopted.
     rejections: u32,
+    /// Rule 13: another key's exchange is on the wire; this key starts none.
+    lineage_busy: bool,
     failures: u32,
     last_failure: Option<String>,
     /// A failed exchange of the current credential had passed its deadline.
@@ -234,8 +242,9 @@ impl Model {
             running: None,
             backoff: None,
             probe_at: None,
-            holdoff: None,
+            held: false,
             rejections: 0,
+            lineage_busy: false,
             failures: 0,
             last_failure: None,
             outcome_unknown: false,
@@ -270,6 +279,23 @@ impl Model {
                 outcome,
             } => self.persisted(*generation, outcome),
             Input::WallClock { wall_now } => self.wall_clock(*wall_now),
+            Input::LineageBusy(busy) => {
+                self.lineage_busy = *busy;
+                self.advance();
+            }
+            Input::Rotated(label) => {
+                if self.active() && self.refresh_token.is_some() {
+                    self.refresh_token = Some(*label);
+                }
+                self.advance();
+            }
+            Input::LineageDead => {
+                if self.active() {
+                    self.supersede();
+                    self.end_session(LINEAGE_DEAD.into());
+                }
+                self.advance();
+            }
         }
         (request, std::mem::take(&mut self.out))
     }
@@ -331,7 +357,7 @@ impl Model {
     fn refresh_result(&mut self, attempt: AttemptId, result: &Result<TokenSpec, RefreshFailure>) {
         if let Some(running) = self.running.filter(|r| r.attempt == attempt) {
             self.running = None;
-            if !running.superseded {
+            if !running.superseded && !running.overtaken {
                 match result {
                     Ok(spec) => {
                         // Compare-and-swap on what the store holds: the credential
@@ -425,7 +451,12 @@ impl Model {
                 }
                 let base = base.min(self.config.backoff_max());
                 let unit = jitter::unit(self.config.seed(), Stream::Rejections, generation.0);
-                self.holdoff = Some(plus(now, base.mul_f64(1.0 - 0.5 * unit)));
+                let holdoff = plus(now, base.mul_f64(1.0 - 0.5 * unit));
+                if self.backoff.is_none_or(|backoff| holdoff > backoff) {
+                    self.backoff = Some(holdoff);
+                    self.held = true;
+                    self.probe_at = None;
+                }
             }
         }
         self.advance();
@@ -477,7 +508,12 @@ impl Model {
             match outcome {
                 Stored::Stored => self.mark_durable(),
                 Stored::Conflict(spec) => {
-                    if !self.adopt_stored(spec) {
+                    if self.adopt_stored(spec) {
+                        // Rule 8: the exchange on the wire, if any, was overtaken.
+                        if let Some(running) = self.running.as_mut() {
+                            running.overtaken = true;
+                        }
+                    } else {
                         self.refresh_token = spec.refresh;
                         self.token = None;
                     }
@@ -562,10 +598,8 @@ impl Model {
         // (c)
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.held = false;
             self.probe_at = None;
-        }
-        if self.holdoff.is_some_and(|until| now >= until) {
-            self.holdoff = None;
         }
         // (c') A failed save is asked again.
         if self.save_retry_at.is_some_and(|at| now >= at) {
@@ -586,6 +620,7 @@ impl Model {
                 self.rejections = 0;
             }
             self.backoff = None;
+            self.held = false;
             self.probe_at = None;
             let attempt = AttemptId(self.next_attempt);
             self.next_attempt += 1;
@@ -595,6 +630,7 @@ impl Model {
                 sent: self.refresh_token,
                 cancelled: false,
                 superseded: false,
+                overtaken: false,
             });
             self.out.push(Act::StartRefresh {
                 attempt,
@@ -656,7 +692,7 @@ impl Model {
         let probe_due = !self.parked.is_empty() && self.probe_at.is_some_and(|at| self.now >= at);
         self.active()
             && self.running.is_none()
-            && self.holdoff.is_none()
+            && !self.lineage_busy
             && (self.backoff.is_none() || probe_due)
             && self.can_refresh()
             && match &self.token {
@@ -680,7 +716,7 @@ impl Model {
     /// Rules 3 and 4.
     fn grantable(&self) -> bool {
         let waiting_for_fresh = self.config.mode() == RefreshMode::WaitForFresh
-            && self.running.is_some_and(|r| !r.superseded);
+            && self.running.is_some_and(|r| !r.superseded && !r.overtaken);
         self.active()
             && self.token.as_ref().is_some_and(|token| {
                 token.usable_at(&self.config, self.now)
@@ -692,14 +728,11 @@ impl Model {
     /// When a request can next get an attempt while one is held back: the hold-off,
     /// else the backoff (or the probe, if sooner).
     fn next_attempt(&self) -> Option<Instant> {
-        if self.running.is_some() {
+        if self.running.is_some() || self.lineage_busy {
             return None;
         }
-        match (self.holdoff, self.backoff) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
-            (None, None) => None,
-        }
+        let backoff = self.backoff?;
+        Some(self.probe_at.map_or(backoff, |p| p.min(backoff)))
     }
 
     /// Rule 7: no usable token and an attempt held back: when it may start, and what a
@@ -717,7 +750,7 @@ impl Model {
         }
         let next = self.next_attempt()?;
         let retry_in = next.saturating_duration_since(self.now);
-        let error = if self.holdoff.is_some() {
+        let error = if self.held {
             Error::TokensRejected {
                 count: self.rejections,
                 retry_in,
@@ -738,6 +771,19 @@ impl Model {
             }
         };
         Some((next, error))
+    }
+
+    /// Backs off until `until`, unless a longer hold-off of rule 14 (set while the
+    /// exchange was on the wire) runs; returns when the backoff ends.
+    fn hold_back(&mut self, until: Instant) -> Instant {
+        match self.backoff {
+            Some(held) if self.held && held > until => held,
+            _ => {
+                self.backoff = Some(until);
+                self.held = false;
+                until
+            }
+        }
     }
 
     /// Rule 7: the error a request gets without waiting, if any.
@@ -768,7 +814,7 @@ impl Model {
                         reason: reason.clone(),
                     }),
                     (Status::Unreachable { reason, .. }, Some(_))
-                        if self.config.fail_fast_unreachable() && self.holdoff.is_none() =>
+                        if self.config.fail_fast_unreachable() && !self.held =>
                     {
                         // Until a request may probe the endpoint again.
                         let next = self.next_attempt()?;
@@ -792,18 +838,17 @@ impl Model {
                 self.failures = self.failures.saturating_add(1);
                 self.last_failure = Some(failure.message.clone());
                 let delay = backoff(&self.config, self.failures, attempt, failure.retry_after);
-                let retry_at = plus(self.now, delay);
-                self.backoff = Some(retry_at);
+                let retry_at = self.hold_back(plus(self.now, delay));
                 // An endpoint that could not be reached says so, until a refresh works
                 // or fails otherwise; a waiting request probes it after the first step
-                // of the backoff, however far the backoff grew.
+                // of the backoff, however far the backoff grew (not while a longer
+                // hold-off of rule 14 runs).
                 self.status = if failure.unreachable {
                     let probe = backoff(&self.config, 1, attempt, failure.retry_after);
-                    let probe_at = plus(self.now, probe).min(retry_at);
-                    self.probe_at = Some(probe_at);
+                    self.probe_at = (!self.held).then(|| plus(self.now, probe).min(retry_at));
                     Status::Unreachable {
                         reason: failure.message.as_str().into(),
-                        retry_at: probe_at,
+                        retry_at: self.probe_at.unwrap_or(retry_at),
                     }
                 } else {
                     Status::SignedIn
@@ -816,7 +861,7 @@ impl Model {
                     .retry_after
                     .unwrap_or_default()
                     .min(self.config.max_retry_after());
-                self.backoff = Some(plus(self.now, self.config.backoff_max().max(server)));
+                self.hold_back(plus(self.now, self.config.backoff_max().max(server)));
             }
             FailureKind::Terminal => {
                 let reason: std::sync::Arc<str> = if self.outcome_unknown {
@@ -824,16 +869,23 @@ impl Model {
                 } else {
                     failure.message.as_str().into()
                 };
-                self.status = Status::SignInRequired(reason.clone());
-                self.token = None;
-                self.refresh_token = None;
-                self.backoff = None;
-                self.failures = 0;
-                self.last_failure = None;
-                self.outcome_unknown = false;
-                self.reject_all(&Error::SignInRequired { reason });
+                self.end_session(reason);
             }
         }
+    }
+
+    /// Dead credentials: everyone waiting is told to sign in; token and credential go.
+    fn end_session(&mut self, reason: std::sync::Arc<str>) {
+        self.status = Status::SignInRequired(reason.clone());
+        self.token = None;
+        self.refresh_token = None;
+        self.backoff = None;
+        self.held = false;
+        self.probe_at = None;
+        self.failures = 0;
+        self.last_failure = None;
+        self.outcome_unknown = false;
+        self.reject_all(&Error::SignInRequired { reason });
     }
 
     /// Rule 9: adopts a token whose refresh was sent at `base`, unless it is already
@@ -952,8 +1004,8 @@ impl Model {
 
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.held = false;
         self.probe_at = None;
-        self.holdoff = None;
         self.failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;
@@ -1020,8 +1072,8 @@ impl Model {
     /// and the earliest request deadline. On a tie the first in that order wins.
     fn wakeup(&self) -> Option<Wakeup> {
         let mut candidates = Vec::new();
-        match (self.running, self.backoff, self.holdoff) {
-            (Some(running), ..) => {
+        match (self.running, self.backoff) {
+            (Some(running), _) => {
                 if !running.cancelled {
                     candidates.push(Wakeup {
                         at: plus(running.started, self.config.refresh_timeout()),
@@ -1029,29 +1081,29 @@ impl Model {
                     });
                 }
             }
-            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
-                if let Some(at) = backoff {
-                    candidates.push(Wakeup {
-                        at,
-                        reason: WakeReason::BackoffEnds,
-                    });
-                }
-                if let Some(at) = self.probe_at.filter(|_| !self.parked.is_empty()) {
+            (None, Some(at)) => {
+                candidates.push(Wakeup {
+                    at,
+                    reason: if self.held {
+                        WakeReason::HoldoffEnds
+                    } else {
+                        WakeReason::BackoffEnds
+                    },
+                });
+                if let Some(at) = self
+                    .probe_at
+                    .filter(|_| !self.parked.is_empty() && !self.lineage_busy)
+                {
                     candidates.push(Wakeup {
                         at,
                         reason: WakeReason::ProbeDue,
                     });
                 }
-                if let Some(at) = holdoff {
-                    candidates.push(Wakeup {
-                        at,
-                        reason: WakeReason::HoldoffEnds,
-                    });
-                }
             }
-            (None, ..) => {
+            (None, None) => {
                 if self.active()
                     && self.can_refresh()
+                    && !self.lineage_busy
                     && let Some(at) = self.token.as_ref().and_then(|t| t.refresh_at(&self.config))
                 {
                     candidates.push(Wakeup {

@@ -150,6 +150,12 @@ pub enum Input {
         /// The wall-clock reading.
         wall_now: SystemTime,
     },
+    /// `handle_lineage_busy(now, busy)`: another key's exchange is on the wire, or not.
+    LineageBusy(bool),
+    /// `handle_rotated(now, credential)`: another key's exchange rotated the credential.
+    Rotated(Label),
+    /// `handle_lineage_dead(now, reason)`: another key's exchange found it dead.
+    LineageDead,
 }
 
 /// A [`silent_refresh::Persisted`] with labels for secrets.

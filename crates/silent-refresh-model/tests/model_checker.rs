@@ -685,3 +685,47 @@ fn a_wait_that_can_no_longer_succeed_is_answered_at_once() {
         });
     });
 }
+
+/// Rule 8: a result whose exchange was overtaken by the store's newer session (a
+/// sibling refreshed first) is dropped; the checker catches one adopted.
+#[test]
+fn a_result_overtaken_by_the_stores_newer_session_is_dropped() {
+    let ops = [
+        Op::SignIn(CredentialsPick::Token {
+            expiry: ExpiryPick::Long(0),
+            refresh: true,
+        }),
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Failed,
+        },
+        Op::Rejected(GenerationPick::Current),
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Conflict {
+                expiry: ExpiryPick::Long(0),
+                refresh: true,
+            },
+        },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: true,
+            expiry: ExpiryPick::Long(0),
+        },
+    ];
+    let (h, ix) = scenario(shaped(Shape::Small), &ops);
+    check(&h, h.trace()).expect("the unbroken trace passes");
+    let step = |op: usize| &h.trace()[ix[op].expect("a step")];
+    assert!(matches!(step(2).actions[..], [Act::StartRefresh { .. }]));
+    assert!(
+        step(3).actions.is_empty(),
+        "adopted from the store, not cancelled"
+    );
+    assert!(
+        step(4).actions.is_empty(),
+        "the overtaken result is dropped"
+    );
+    let persist = step(0).actions[0].clone();
+    assert!(matches!(persist, Act::Persist { .. }));
+    expect_caught(&h, &ix, 4, Rule::LateResults, |s| s.actions.push(persist));
+}

@@ -134,6 +134,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), 0u16..20).prop_map(|(ahead, seconds)| Op::WallJump { ahead, seconds }),
         2 => credentials().prop_map(Op::SignIn),
         1 => Just(Op::SignOut),
+        3 => any::<bool>().prop_map(Op::LineageBusy),
+        2 => Just(Op::Rotated),
+        1 => Just(Op::LineageDead),
     ]
 }
 
@@ -238,9 +241,9 @@ fn generated_runs_reach_every_case() {
     let mut runner = TestRunner::deterministic();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut cancelled = std::collections::HashSet::new();
-    for run in 0..700 {
+    for run in 0..900 {
         let setup = setup().new_tree(&mut runner).unwrap().current();
-        let ops = if run < 300 {
+        let ops = if run < 600 {
             ops().new_tree(&mut runner).unwrap().current()
         } else {
             outage_ops().new_tree(&mut runner).unwrap().current()
@@ -339,6 +342,23 @@ fn generated_runs_reach_every_case() {
                 Input::WallClock { .. } if step.fresh.is_none() && !step.actions.is_empty() => {
                     events.push("a suspend ended the token");
                 }
+                Input::LineageBusy(false) if has(|a| matches!(a, Act::StartRefresh { .. })) => {
+                    events.push("a refresh held for the lineage starts");
+                }
+                Input::Rotated(_) => events.push("rotated by another key"),
+                Input::LineageDead
+                    if has(|a| {
+                        matches!(
+                            a,
+                            Act::Reject {
+                                error: Error::SignInRequired { .. },
+                                ..
+                            }
+                        )
+                    }) =>
+                {
+                    events.push("another key's dead credentials end this one");
+                }
                 _ => {}
             }
             for event in events {
@@ -372,6 +392,9 @@ fn generated_runs_reach_every_case() {
         "unreachable",
         "hopeless wait answered",
         "tokens rejected",
+        "a refresh held for the lineage starts",
+        "rotated by another key",
+        "another key's dead credentials end this one",
         "time went backwards",
         "save confirmed",
         "save asked again",

@@ -377,6 +377,50 @@ pub enum Refusal {
     },
 }
 
+/// How a middleware routes a request ([`OriginPolicy::route`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// It gets the token; its origin.
+    Attach(Origin),
+    /// It goes out untouched, and that is expected: it carries an `Authorization`
+    /// header of its own, it is for the token endpoint (or another excluded URL), or
+    /// its URL is not an absolute http(s) URL (the HTTP client will say so).
+    Untouched,
+    /// Its origin is not on the allow-list: most often a typo (`localhost` for
+    /// `127.0.0.1`) that leaves the API answering 401. A middleware lets it go out
+    /// without the token and says so once per origin ([`UnlistedOrigins`]), or, in
+    /// strict mode, refuses it.
+    Unlisted(Origin),
+}
+
+/// The unlisted origins a middleware already said it sent a request to without the
+/// token, so that it says so once per origin (a thousand at most are remembered; past
+/// that, each is said again).
+#[derive(Debug, Default)]
+pub struct UnlistedOrigins {
+    seen: std::sync::Mutex<std::collections::HashSet<Origin>>,
+}
+
+/// How many unlisted origins [`UnlistedOrigins`] remembers.
+const UNLISTED_REMEMBERED: usize = 1000;
+
+impl UnlistedOrigins {
+    /// Whether this is the first request to `origin` (and remembers it).
+    pub fn first_time(&self, origin: &Origin) -> bool {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(origin) {
+            return false;
+        }
+        if seen.len() < UNLISTED_REMEMBERED {
+            seen.insert(origin.clone());
+        }
+        true
+    }
+}
+
 /// Which requests get the access token: those for an allowed origin, except the
 /// excluded URLs (the token endpoint). See the [module docs](self) for the rule.
 ///
@@ -425,6 +469,23 @@ impl OriginPolicy {
     #[must_use]
     pub fn authorizes(&self, uri: &Uri) -> bool {
         self.check(uri).is_ok()
+    }
+
+    /// How a middleware routes a request for `uri` (`has_authorization`: it carries an
+    /// `Authorization` header of its own): the token is attached, the request goes out
+    /// untouched (its own header, the token endpoint, a URL that is not http(s)), or its
+    /// origin is not on the allow-list, which the middleware says once per origin and,
+    /// in strict mode, refuses.
+    #[must_use]
+    pub fn route(&self, uri: &Uri, has_authorization: bool) -> Route {
+        if has_authorization {
+            return Route::Untouched;
+        }
+        match self.check(uri) {
+            Ok(origin) => Route::Attach(origin),
+            Err(Refusal::NotAllowed { origin }) => Route::Unlisted(origin),
+            Err(Refusal::Excluded { .. } | Refusal::InvalidUrl { .. }) => Route::Untouched,
+        }
     }
 
     /// The allowed origins, in the order they were given (duplicates removed).
@@ -541,6 +602,35 @@ mod tests {
 
     fn uri(url: &str) -> Uri {
         parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    #[test]
+    fn route_tells_the_token_endpoint_and_own_headers_from_an_unlisted_origin() {
+        let policy = OriginPolicy::builder()
+            .allow_origin("http://127.0.0.1:8080")
+            .exclude("http://127.0.0.1:8080/oauth/token")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            policy.route(&uri("http://127.0.0.1:8080/api"), false),
+            Route::Attach(_)
+        ));
+        assert_eq!(
+            policy.route(&uri("http://127.0.0.1:8080/api"), true),
+            Route::Untouched
+        );
+        assert_eq!(
+            policy.route(&uri("http://127.0.0.1:8080/oauth/token"), false),
+            Route::Untouched
+        );
+        let typo = uri("http://localhost:8080/api");
+        let Route::Unlisted(origin) = policy.route(&typo, false) else {
+            panic!("localhost is not 127.0.0.1");
+        };
+        assert_eq!(origin.to_string(), "http://localhost:8080");
+        let said = UnlistedOrigins::default();
+        assert!(said.first_time(&origin));
+        assert!(!said.first_time(&origin), "once per origin");
     }
 
     fn origin_of(url: &str) -> Origin {

@@ -153,3 +153,37 @@ async fn no_token_means_the_request_is_not_sent_and_the_error_says_why() {
     assert!(error.needs_sign_in(), "{error}");
     assert!(api.seen().is_empty());
 }
+
+#[tokio::test]
+async fn a_strict_middleware_refuses_an_unlisted_origin_and_sends_nothing() {
+    let api = Server::start().await;
+    let typo = Server::start().await;
+    let (client, _) = client(&api);
+    let strict = AuthorizedClient::builder(client.source().clone())
+        .allow_url(api.url("/"))
+        .strict_origins(true)
+        .build()
+        .expect("a client");
+    let http = http(strict);
+    let error = http
+        .get(typo.url("/v1/me"))
+        .send()
+        .await
+        .expect_err("refused");
+    let reqwest_middleware::Error::Middleware(inner) = error else {
+        panic!("{error:?}");
+    };
+    let error = inner
+        .downcast::<silent_refresh_tokio::Error>()
+        .expect("the source's error");
+    assert!(
+        matches!(&error, silent_refresh_tokio::Error::OriginNotAllowed { .. }),
+        "{error}"
+    );
+    assert!(typo.authorizations("/v1/me").is_empty(), "nothing was sent");
+    assert_eq!(status(http.get(api.url("/v1/me"))).await, StatusCode::OK);
+    assert_eq!(
+        api.authorizations("/v1/me"),
+        [Some("Bearer at-1".to_owned())]
+    );
+}

@@ -7,7 +7,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
-use silent_refresh_oauth2::origin::{Origin, OriginPolicy, OriginPolicyBuilder};
+use silent_refresh_oauth2::origin::{OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -42,7 +42,11 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 ///   gets the token, and never one for the token endpoint (the refresher's, see
 ///   [`crate::Refresher::token_endpoint`], and any given to
 ///   [`BearerAuthBuilder::exclude`]). A request that already has an `Authorization`
-///   header is left alone. Every other request passes through untouched.
+///   header is left alone. A request for an origin that is not allowed passes through
+///   without the token, and a warning names its origin, once per origin (often a typo
+///   such as `localhost` for `127.0.0.1`); with
+///   [`strict_origins`](BearerAuthBuilder::strict_origins) it fails with
+///   [`Error::OriginNotAllowed`] instead.
 /// - **Redirects.** An authorized request does not follow redirects: ureq runs the
 ///   redirects of a request inside the transport, out of a middleware's sight, so
 ///   the only sure way to keep the token from reaching another host is to hand the
@@ -72,6 +76,10 @@ pub struct BearerAuth {
     policy: OriginPolicy,
     replay_limit: usize,
     retry_agent: Agent,
+    /// Unlisted origins a request went to without the token (said once each).
+    unlisted: UnlistedOrigins,
+    /// Refuse requests to unlisted origins instead.
+    strict: bool,
 }
 
 impl BearerAuth {
@@ -81,6 +89,7 @@ impl BearerAuth {
             source,
             policy: OriginPolicy::builder(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
+            strict: false,
         }
     }
 
@@ -88,11 +97,6 @@ impl BearerAuth {
     #[must_use]
     pub fn authorizes(&self, uri: &http::Uri) -> bool {
         self.policy.authorizes(uri)
-    }
-
-    /// The origin of `uri` if a request for it gets the token.
-    fn authorized_origin(&self, uri: &http::Uri) -> Option<Origin> {
-        self.policy.check(uri).ok()
     }
 }
 
@@ -139,9 +143,27 @@ impl Middleware for BearerAuth {
         request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        let origin = match self.authorized_origin(request.uri()) {
-            Some(origin) if !request.headers().contains_key(AUTHORIZATION) => origin,
-            _ => return next.handle(request),
+        let origin = match self
+            .policy
+            .route(request.uri(), request.headers().contains_key(AUTHORIZATION))
+        {
+            Route::Attach(origin) => origin,
+            Route::Untouched => return next.handle(request),
+            Route::Unlisted(origin) if self.strict => {
+                return Err(into_ureq(Error::OriginNotAllowed {
+                    origin: origin.to_string(),
+                }));
+            }
+            Route::Unlisted(origin) => {
+                if self.unlisted.first_time(&origin) {
+                    tracing::warn!(
+                        %origin,
+                        "a request went out without the access token: its origin is not allowed \
+                         (allow it if it is the API's, or turn on strict_origins to refuse such requests)"
+                    );
+                }
+                return next.handle(request);
+            }
         };
         let token = self.source.token().map_err(into_ureq)?;
         let request = request
@@ -202,6 +224,7 @@ pub struct BearerAuthBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
     replay_limit: usize,
+    strict: bool,
 }
 
 impl BearerAuthBuilder {
@@ -238,6 +261,14 @@ impl BearerAuthBuilder {
         self
     }
 
+    /// Strict mode: a request for an origin that is not allowed fails with
+    /// [`Error::OriginNotAllowed`] instead of going out without the token. Off by
+    /// default: such a request goes out untouched, and a warning names its origin, once.
+    pub fn strict_origins(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
     /// Keep request bodies up to this many bytes in memory, so that the request can
     /// be sent again after a 401. `0` replays only empty bodies. Default
     /// [`DEFAULT_REPLAY_LIMIT`].
@@ -266,6 +297,8 @@ impl BearerAuthBuilder {
             source: self.source,
             replay_limit: self.replay_limit,
             retry_agent: Agent::new_with_defaults(),
+            unlisted: UnlistedOrigins::default(),
+            strict: self.strict,
         })
     }
 }

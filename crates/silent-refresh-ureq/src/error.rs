@@ -47,6 +47,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A request's origin is not on the bearer middleware's allow-list, and the
+    /// middleware is strict ([`crate::BearerAuthBuilder::strict_origins`]): it was not
+    /// sent.
+    #[error(
+        "refusing the request to {origin}: it is not an allowed origin, so it would go out without the token; add it with BearerAuthBuilder::allow_origin if it is the API's"
+    )]
+    OriginNotAllowed {
+        /// The request's origin (scheme, host, port).
+        origin: String,
+    },
     /// The bearer middleware was built without any allowed origin, so it would never
     /// attach the token.
     #[error("no origin was allowed: call `allow_origin` with the origin of the API")]

@@ -448,3 +448,53 @@ fn allow_url_allows_the_urls_origin_and_never_shows_the_url() {
         .expect_err("two invalid entries");
     assert!(matches!(error, Error::InvalidOrigin { .. }), "{error}");
 }
+
+#[test]
+fn a_strict_middleware_refuses_an_unlisted_origin_and_sends_nothing() {
+    let allowed = TestServer::start(|_| Reply::text(200, "allowed"));
+    let typo = TestServer::start(|_| Reply::text(401, "who are you"));
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::Token(Token::bearer(
+            "at-SECRET-x",
+            Expiry::In(Duration::from_secs(3600)),
+        )))
+        .build()
+        .expect("source");
+    let strict = |strict| {
+        agent_with(
+            BearerAuth::builder(source.clone())
+                .allow_origin(allowed.origin())
+                .strict_origins(strict)
+                .build()
+                .expect("loopback http is allowed"),
+        )
+    };
+    // Lenient (the default): it goes out without the token, and the API's 401 is the
+    // caller's to see.
+    let lenient = strict(false);
+    let answer = lenient.get(typo.url("/v1/me")).call();
+    assert!(
+        matches!(answer, Err(ureq::Error::StatusCode(401))),
+        "{answer:?}"
+    );
+    assert_eq!(typo.requests().len(), 1);
+    assert_eq!(bearer_of(&typo.requests()[0]), None);
+    // Strict: refused before anything is sent, with an error naming the origin.
+    let strict = strict(true);
+    let error = strict.get(typo.url("/v1/me")).call().expect_err("refused");
+    let ureq::Error::Other(inner) = error else {
+        panic!("{error:?}");
+    };
+    let error = inner.downcast::<Error>().expect("the adapter's error");
+    assert!(
+        matches!(&*error, Error::OriginNotAllowed { origin } if *origin == typo.origin()),
+        "{error}"
+    );
+    assert!(error.to_string().contains("allow_origin"), "{error}");
+    assert_eq!(typo.requests().len(), 1, "nothing more was sent");
+    strict.get(allowed.url("/ok")).call().expect("allowed");
+    assert_eq!(
+        bearer_of(&allowed.requests()[0]).as_deref(),
+        Some("at-SECRET-x")
+    );
+}

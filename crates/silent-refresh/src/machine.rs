@@ -93,6 +93,10 @@ struct Exchange {
     cancel_requested: bool,
     /// A sign-in or sign-out happened since it started: its result will be dropped.
     superseded: bool,
+    /// A newer token was adopted from the store since it started (another process
+    /// refreshed first): its result will be dropped too (rule 8), but it is not
+    /// cancelled.
+    overtaken: bool,
     /// The refresh credential it sent (the store's compare-and-swap key).
     sent: Option<Secret>,
 }
@@ -155,13 +159,14 @@ pub struct TokenMachine {
     generation: Generation,
     /// The exchange on the wire, if any.
     exchange: Option<Exchange>,
-    /// No refresh starts before this instant (after a failure)...
+    /// No refresh starts before this instant: after a failure, or while fresh tokens
+    /// keep being rejected (rule 14)...
     backoff: Option<Instant>,
+    /// ...which it is: the backoff is a hold-off of rule 14 (the later of the two wins).
+    held_by_rejections: bool,
     /// ...except for a request that waits, after an unreachable endpoint: it probes
     /// from this instant on (rule 7: about a second, not the grown backoff).
     probe_at: Option<Instant>,
-    /// No refresh starts before this instant: fresh tokens keep being rejected (rule 14).
-    holdoff: Option<Instant>,
     /// Tokens rejected in a row, each soon after it was adopted (rule 14).
     rejections: u32,
     consecutive_failures: u32,
@@ -175,6 +180,9 @@ pub struct TokenMachine {
     next_request: u64,
     /// A sign-in is being handled: a refresh it starts says so.
     signing_in: bool,
+    /// Another key of the same session has an exchange on the wire: this key starts
+    /// none (rule 13, one exchange on the wire for the lineage).
+    lineage_busy: bool,
     parked: Parked,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -197,8 +205,8 @@ impl TokenMachine {
             generation: Generation(0),
             exchange: None,
             backoff: None,
+            held_by_rejections: false,
             probe_at: None,
-            holdoff: None,
             rejections: 0,
             consecutive_failures: 0,
             last_failure: None,
@@ -208,6 +216,7 @@ impl TokenMachine {
             next_attempt: 1,
             next_request: 1,
             signing_in: false,
+            lineage_busy: false,
             parked: Parked::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -356,8 +365,10 @@ impl TokenMachine {
     /// The result of a refresh attempt: its exchange is over (answered, failed, or
     /// cancelled by the driver). The result of the exchange on the wire is taken even
     /// after its deadline (rule 8: with rotating refresh credentials the server has
-    /// consumed the old one); it is dropped if a sign-in or sign-out came since. Results
-    /// for unknown or already reported attempts change nothing.
+    /// consumed the old one); it is dropped if a sign-in or sign-out came since, or if
+    /// a newer token was adopted from the store since it started (another process
+    /// refreshed first). Results for unknown or already reported attempts change
+    /// nothing.
     pub fn handle_refresh_result(
         &mut self,
         now: Instant,
@@ -366,7 +377,7 @@ impl TokenMachine {
     ) {
         let now = self.clamp(now);
         if let Some(exchange) = self.exchange.take_if(|e| e.attempt == attempt) {
-            if exchange.superseded {
+            if exchange.superseded || exchange.overtaken {
                 self.event(Event::ResultDropped { attempt });
             } else {
                 match result {
@@ -446,8 +457,13 @@ impl TokenMachine {
                 1
             };
             if self.rejections >= 2 {
-                let retry_at = later(now, self.holdoff_delay(generation));
-                self.holdoff = Some(retry_at);
+                let holdoff = later(now, self.holdoff_delay(generation));
+                if self.backoff.is_none_or(|backoff| holdoff > backoff) {
+                    self.backoff = Some(holdoff);
+                    self.held_by_rejections = true;
+                    self.probe_at = None;
+                }
+                let retry_at = self.backoff.unwrap_or(holdoff);
                 self.event(Event::RejectionsRepeat {
                     generation,
                     count: self.rejections,
@@ -527,6 +543,10 @@ impl TokenMachine {
                 Persisted::Conflict(token) => {
                     let refresh_token = token.refresh_token.clone();
                     if self.adopt_stored(now, *token) {
+                        // Rule 8: the exchange on the wire, if any, was overtaken.
+                        if let Some(exchange) = self.exchange.as_mut() {
+                            exchange.overtaken = true;
+                        }
                         self.event(Event::AdoptedFromStore {
                             generation: self.generation,
                         });
@@ -574,6 +594,41 @@ impl TokenMachine {
                 self.event(Event::WallClockJumped { ahead });
                 self.reproject_current(now);
             }
+        }
+        self.advance(now);
+    }
+
+    /// Rule 13, for a key of a session with several: another key's exchange is on the
+    /// wire (`busy`), or it is over. While busy this key starts no exchange (one on the
+    /// wire for the whole lineage); its waiting requests keep waiting, until their
+    /// deadline or until the lineage is free and this key's refresh has run.
+    pub fn handle_lineage_busy(&mut self, now: Instant, busy: bool) {
+        let now = self.clamp(now);
+        self.lineage_busy = busy;
+        self.advance(now);
+    }
+
+    /// Rule 13: another key's exchange rotated the session's refresh credential, which
+    /// is this key's credential from now on (the one the server will accept). Ignored
+    /// unless signed in with a refresh credential.
+    pub fn handle_rotated(&mut self, now: Instant, credential: Secret) {
+        let now = self.clamp(now);
+        if self.status.is_signed_in() && self.refresh_token.is_some() {
+            self.refresh_token = Some(credential);
+        }
+        self.advance(now);
+    }
+
+    /// Rule 13: another key's exchange found the session's credentials dead; this
+    /// key's session ends too, as after its own terminal failure (an exchange of its
+    /// own on the wire is cancelled, and its result dropped).
+    pub fn handle_lineage_dead(&mut self, now: Instant, reason: Arc<str>) {
+        let now = self.clamp(now);
+        if self.status.is_signed_in() {
+            // Its own exchange, if any, presents the same dead credential: cancelled,
+            // and its result dropped.
+            self.supersede_exchange();
+            self.end_session(reason);
         }
         self.advance(now);
     }
@@ -632,22 +687,26 @@ impl TokenMachine {
                 next = Some(Wakeup { at, reason });
             }
         };
-        match (self.exchange.as_ref(), self.backoff, self.holdoff) {
-            (Some(exchange), ..) => {
+        match (self.exchange.as_ref(), self.backoff) {
+            (Some(exchange), _) => {
                 // Once cancelled, only its result (an input) can end it.
                 if !exchange.cancel_requested {
                     consider(Some(exchange.deadline), WakeReason::RefreshTimeout);
                 }
             }
-            (None, backoff, holdoff) if backoff.is_some() || holdoff.is_some() => {
-                consider(backoff, WakeReason::BackoffEnds);
-                if !self.parked.is_empty() {
+            (None, Some(until)) => {
+                let reason = if self.held_by_rejections {
+                    WakeReason::HoldoffEnds
+                } else {
+                    WakeReason::BackoffEnds
+                };
+                consider(Some(until), reason);
+                if !self.parked.is_empty() && !self.lineage_busy {
                     consider(self.probe_at, WakeReason::ProbeDue);
                 }
-                consider(holdoff, WakeReason::HoldoffEnds);
             }
-            (None, ..) => {
-                if self.status.is_signed_in() && self.can_refresh() {
+            (None, None) => {
+                if self.status.is_signed_in() && self.can_refresh() && !self.lineage_busy {
                     let window = self
                         .current
                         .as_ref()
@@ -695,10 +754,8 @@ impl TokenMachine {
         }
         if self.backoff.is_some_and(|until| now >= until) {
             self.backoff = None;
+            self.held_by_rejections = false;
             self.probe_at = None;
-        }
-        if self.holdoff.is_some_and(|until| now >= until) {
-            self.holdoff = None;
         }
         if self.save_retry_at.is_some_and(|at| now >= at) {
             self.save_retry_at = None;
@@ -756,7 +813,7 @@ impl TokenMachine {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.status.is_signed_in()
             && self.exchange.is_none()
-            && self.holdoff.is_none()
+            && !self.lineage_busy
             && (self.backoff.is_none() || self.probe_due(now))
             && self.can_refresh()
             && match &self.current {
@@ -775,17 +832,14 @@ impl TokenMachine {
     }
 
     /// When a request that needs a refresh can next get an attempt, while one is held
-    /// back (`None`: nothing holds it back): the hold-off after rejected tokens, else
-    /// the backoff after a failure, or the probe after an unreachable endpoint.
+    /// back (`None`: nothing holds it back): the end of the backoff (or hold-off), or
+    /// the probe after an unreachable endpoint if that comes first.
     fn next_attempt_for_request(&self) -> Option<Instant> {
-        if self.exchange.is_some() {
+        if self.exchange.is_some() || self.lineage_busy {
             return None;
         }
-        match (self.holdoff, self.backoff) {
-            (Some(holdoff), _) => Some(holdoff),
-            (None, Some(backoff)) => Some(self.probe_at.map_or(backoff, |p| p.min(backoff))),
-            (None, None) => None,
-        }
+        let backoff = self.backoff?;
+        Some(self.probe_at.map_or(backoff, |p| p.min(backoff)))
     }
 
     /// Rule 7: with no usable token and an attempt held back, the instant it may start
@@ -799,7 +853,7 @@ impl TokenMachine {
         }
         let next = self.next_attempt_for_request()?;
         let retry_in = next.saturating_duration_since(now);
-        let error = if self.holdoff.is_some() {
+        let error = if self.held_by_rejections {
             Error::TokensRejected {
                 count: self.rejections,
                 retry_in,
@@ -824,7 +878,10 @@ impl TokenMachine {
     /// Rules 3 and 4: a token is granted when it is usable, except in wait-for-fresh
     /// mode while a refresh of a token in its window is in flight.
     fn grantable(&self, now: Instant) -> bool {
-        let refreshing = self.exchange.as_ref().is_some_and(|e| !e.superseded);
+        let refreshing = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| !e.superseded && !e.overtaken);
         self.status.is_signed_in()
             && self.current.as_ref().is_some_and(|c| {
                 c.usable_at(now)
@@ -860,7 +917,7 @@ impl TokenMachine {
                         reason: reason.clone(),
                     }),
                     (Status::Unreachable { reason, .. }, Some(_))
-                        if self.config.fail_fast_unreachable && self.holdoff.is_none() =>
+                        if self.config.fail_fast_unreachable && !self.held_by_rejections =>
                     {
                         // Until a request may probe the endpoint again.
                         let next = self.next_attempt_for_request()?;
@@ -895,6 +952,7 @@ impl TokenMachine {
         }
         // A probe may start before the backoff ends; either way it is spent.
         self.backoff = None;
+        self.held_by_rejections = false;
         self.probe_at = None;
         let attempt = AttemptId(self.next_attempt);
         self.next_attempt += 1;
@@ -904,6 +962,7 @@ impl TokenMachine {
             deadline: later(now, self.config.refresh_timeout),
             cancel_requested: false,
             superseded: false,
+            overtaken: false,
             sent: self.refresh_token.clone(),
         });
         self.actions.push_back(Action::StartRefresh {
@@ -924,16 +983,16 @@ impl TokenMachine {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.last_failure = Some(message.clone());
                 let delay = self.backoff_delay(failure.retry_after);
-                let retry_at = later(now, delay);
-                self.backoff = Some(retry_at);
+                let retry_at = self.hold_back(later(now, delay));
                 let status = if failure.unreachable {
                     // Connecting costs the server nothing: a waiting request probes
-                    // again after about a second, not after the grown backoff.
-                    let probe_at = later(now, self.probe_delay(failure.retry_after)).min(retry_at);
-                    self.probe_at = Some(probe_at);
+                    // again after about a second, not after the grown backoff (unless
+                    // a hold-off of rule 14 holds every refresh back longer).
+                    self.probe_at = (!self.held_by_rejections)
+                        .then(|| later(now, self.probe_delay(failure.retry_after)).min(retry_at));
                     Status::Unreachable {
                         reason: message.clone(),
-                        retry_at: probe_at,
+                        retry_at: self.probe_at.unwrap_or(retry_at),
                     }
                 } else {
                     Status::SignedIn
@@ -947,7 +1006,7 @@ impl TokenMachine {
                     .config
                     .backoff_max
                     .max(self.server_delay(failure.retry_after));
-                self.backoff = Some(later(now, delay));
+                self.hold_back(later(now, delay));
             }
             FailureKind::Terminal => {
                 let reason: Arc<str> = if self.outcome_unknown {
@@ -955,14 +1014,7 @@ impl TokenMachine {
                 } else {
                     message.clone()
                 };
-                self.set_status(Status::SignInRequired(reason.clone()));
-                self.current = None;
-                self.refresh_token = None;
-                self.backoff = None;
-                self.consecutive_failures = 0;
-                self.last_failure = None;
-                self.outcome_unknown = false;
-                self.reject_all_parked(&Error::SignInRequired { reason });
+                self.end_session(reason);
             }
         }
         self.event(Event::RefreshFailed {
@@ -971,6 +1023,21 @@ impl TokenMachine {
             message,
             retry_at: self.backoff,
         });
+    }
+
+    /// Dead credentials (rule 7): every waiting request is told a sign-in is needed,
+    /// and the token and the refresh credential are cleared.
+    fn end_session(&mut self, reason: Arc<str>) {
+        self.set_status(Status::SignInRequired(reason.clone()));
+        self.current = None;
+        self.refresh_token = None;
+        self.backoff = None;
+        self.held_by_rejections = false;
+        self.probe_at = None;
+        self.consecutive_failures = 0;
+        self.last_failure = None;
+        self.outcome_unknown = false;
+        self.reject_all_parked(&Error::SignInRequired { reason });
     }
 
     /// Sets the status, and reports a change as an event.
@@ -1002,6 +1069,19 @@ impl TokenMachine {
         let unit = jitter::unit(self.config.seed, Stream::Backoff, self.next_attempt - 1);
         let delay = base.mul_f64(1.0 - 0.5 * unit);
         delay.max(self.server_delay(retry_after))
+    }
+
+    /// Backs off until `until`, unless a hold-off of rule 14 (set while the exchange was
+    /// on the wire) ends later; returns when the backoff ends.
+    fn hold_back(&mut self, until: Instant) -> Instant {
+        match self.backoff {
+            Some(held) if self.held_by_rejections && held > until => held,
+            _ => {
+                self.backoff = Some(until);
+                self.held_by_rejections = false;
+                until
+            }
+        }
     }
 
     /// The probe after an unreachable endpoint: the first step of the backoff
@@ -1251,8 +1331,8 @@ impl TokenMachine {
     /// Forgets every failure and backoff (a token was adopted, or new credentials came).
     fn forget_failures(&mut self) {
         self.backoff = None;
+        self.held_by_rejections = false;
         self.probe_at = None;
-        self.holdoff = None;
         self.consecutive_failures = 0;
         self.last_failure = None;
         self.outcome_unknown = false;

@@ -1941,3 +1941,93 @@ fn rule14_a_token_rejected_after_a_while_in_service_refreshes_at_once() {
     sim.machine.handle_rejected(sim.now, Generation(2));
     assert_eq!(started(&sim.drain()).len(), 1);
 }
+
+/// Rule 8: a late success is adopted only if no newer token was adopted since its
+/// exchange started. Here the store hands over a sibling's newer session while the
+/// exchange is on the wire: its answer, when it comes, is dropped (not cancelled).
+#[test]
+fn rule8_a_result_overtaken_by_the_stores_newer_session_is_dropped() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::Token(
+        Token::bearer("at-1", Expiry::In(secs(3600))).with_refresh_token("rt-1"),
+    ));
+    // The sign-in's save fails; later a 401 starts a refresh.
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Failed("disk full".into()),
+    );
+    sim.drain();
+    sim.machine.handle_rejected(sim.now, Generation(1));
+    let attempt = the_attempt(&sim.drain());
+    // The retried save finds a sibling's newer session: adopted, and the exchange on
+    // the wire is not cancelled.
+    sim.at(secs(1));
+    let wall = sim.wall_now();
+    let sibling = Token {
+        issued_at: Some(wall),
+        ..Token::bearer("at-sibling", Expiry::At(wall + secs(3600))).with_refresh_token("rt-9")
+    };
+    sim.machine.handle_persisted(
+        sim.now,
+        Generation(1),
+        silent_refresh::Persisted::Conflict(Box::new(sibling)),
+    );
+    let out = sim.drain();
+    assert!(cancelled(&out).is_empty(), "{out:?}");
+    assert_eq!(sim.machine.refresh_in_flight(), Some(attempt));
+    // Its answer comes: dropped, the sibling's token stays.
+    let out = sim.result(
+        attempt,
+        Ok(token("at-mine", secs(3600)).with_refresh_token("rt-2")),
+    );
+    assert!(out.is_empty(), "dropped: {out:?}");
+    assert_eq!(sim.machine.refresh_in_flight(), None);
+    let (id, out) = sim.request();
+    assert_eq!(
+        grants(&out),
+        vec![(id, Generation(2), "at-sibling".to_owned())]
+    );
+}
+
+/// Rule 13, as one key of a session with several sees it: while another key's exchange
+/// is on the wire this key starts none; a rotation there is this key's credential; and
+/// a dead lineage ends this key too.
+#[test]
+fn rule13_one_exchange_on_the_wire_for_the_lineage_and_one_credential_for_every_key() {
+    let mut sim = Sim::exact();
+    sim.sign_in(Credentials::RefreshToken("rt-1".into()));
+    sim.machine.handle_lineage_busy(sim.now, true);
+    let (id, out) = sim.request();
+    assert!(
+        started(&out).is_empty(),
+        "another key's exchange is on the wire"
+    );
+    assert_eq!(
+        sim.machine.poll_timeout().map(|w| w.reason),
+        Some(WakeReason::RequestDeadline)
+    );
+    // That exchange rotated the credential: this key's refresh sends the new one.
+    sim.machine.handle_rotated(sim.now, "rt-2".into());
+    sim.machine.handle_lineage_busy(sim.now, false);
+    match &sim.drain()[..] {
+        [Action::StartRefresh { refresh_token, .. }] => {
+            assert_eq!(refresh_token.as_ref().unwrap().expose(), "rt-2");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another key finds the credentials dead: this key's exchange is cancelled, and its
+    // waiting request told to sign in.
+    sim.machine
+        .handle_lineage_dead(sim.now, "invalid_grant at another key".into());
+    let out = sim.drain();
+    assert_eq!(cancelled(&out).len(), 1, "{out:?}");
+    match &rejects(&out)[..] {
+        [(r, Error::SignInRequired { reason })] => {
+            assert_eq!(*r, id);
+            assert!(reason.contains("another key"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sim.machine.status(), Status::SignInRequired(_)));
+}

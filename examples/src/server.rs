@@ -80,6 +80,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 use crate::keys::PublicKey;
 
+mod dpop;
+pub use dpop::{DpopConfig, DpopStats};
+
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
 /// The path of the protected resource.
@@ -142,6 +145,9 @@ pub struct ServerConfig {
     pub outage: Option<(Duration, Duration)>,
     /// The *rejecting API*: the resource answers `401` to every token.
     pub resource_rejects_all: bool,
+    /// The *DPoP mode* (RFC 9449, see [`DpopConfig`]): proofs on every token request,
+    /// DPoP-bound tokens, proofs at the resource, server nonces. Off by default.
+    pub dpop: Option<DpopConfig>,
 }
 
 impl Default for ServerConfig {
@@ -160,6 +166,7 @@ impl Default for ServerConfig {
             jwt_bearer_issuer: None,
             outage: None,
             resource_rejects_all: false,
+            dpop: None,
         }
     }
 }
@@ -216,6 +223,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("outage", &self.outage)
             .field("resource_rejects_all", &self.resource_rejects_all)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -323,6 +331,8 @@ pub struct Stats {
     /// Requests the [`SecondOrigin`] received that carried a credential (a
     /// `refresh_token`, a `client_secret` or an `Authorization` header).
     pub second_origin_credentials: u64,
+    /// The DPoP mode's counts (all zero when it is off).
+    pub dpop: DpopStats,
 }
 
 /// The running server. Dropping it stops it.
@@ -437,6 +447,8 @@ struct ServerState {
     observer: Mutex<Option<Observer>>,
     keys: RandomState,
     next_id: AtomicU64,
+    /// The DPoP mode, when on.
+    dpop: Option<dpop::DpopState>,
 }
 
 #[derive(Default)]
@@ -524,8 +536,13 @@ impl AuthServer {
         let subject_key = (0u8..4)
             .flat_map(|i| keys.hash_one(("subject key", i)).to_le_bytes())
             .collect();
+        let token_url = format!("http://{auth_addr}{TOKEN_PATH}");
+        let dpop = config.dpop.clone().map(|mode| {
+            let public = config.client_secret.is_none();
+            dpop::DpopState::new(mode, &token_url, format!("http://{addr}"), public)
+        });
         let state = Arc::new(ServerState {
-            token_url: format!("http://{auth_addr}{TOKEN_PATH}"),
+            token_url,
             rejects_all: AtomicBool::new(config.resource_rejects_all),
             first_issue: Mutex::new(None),
             subject_key,
@@ -543,6 +560,7 @@ impl AuthServer {
             observer: Mutex::new(None),
             keys,
             next_id: AtomicU64::new(1),
+            dpop,
         });
         let auth_app = Router::new()
             .route(TOKEN_PATH, post(token_endpoint))
@@ -866,6 +884,7 @@ impl AuthServer {
             second_origin_connections: second.map_or(0, |o| take(&o.counts.connections)),
             second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
             second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
+            dpop: dpop::take_stats(&self.state),
         }
     }
 
@@ -1119,6 +1138,11 @@ async fn token_endpoint(
     if state.failing.load(Ordering::SeqCst) || state.fails_this_one() {
         return state.unavailable();
     }
+    // The DPoP mode: a proof (and its nonce) before anything else is looked at.
+    let proven = match dpop::token_request(&state, &headers) {
+        Ok(proven) => proven,
+        Err(refused) => return *refused,
+    };
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let grant_type = form.get("grant_type").map_or("", String::as_str);
@@ -1146,6 +1170,9 @@ async fn token_endpoint(
                     "refresh_token is missing",
                 );
             };
+            if let Err(refused) = dpop::check_refresh_token(&state, presented, proven.as_ref()) {
+                return *refused;
+            }
             match refresh(&state, presented, requested_scope) {
                 Ok(issued) => {
                     // Rotated already: an answer lost on its way back spends the
@@ -1153,20 +1180,23 @@ async fn token_endpoint(
                     if !state.answer_latency.is_zero() {
                         tokio::time::sleep(state.answer_latency).await;
                     }
-                    issued.into_response()
+                    dpop::issue(&state, issued, proven.as_ref())
                 }
                 Err(refused) => {
                     oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description)
                 }
             }
         }
-        "client_credentials" => issue_service(
+        "client_credentials" => dpop::issue(
             &state,
-            "client_credentials",
-            requested_scope,
-            &counters.client_credentials_issued,
-        )
-        .into_response(),
+            issue_service(
+                &state,
+                "client_credentials",
+                requested_scope,
+                &counters.client_credentials_issued,
+            ),
+            proven.as_ref(),
+        ),
         JWT_BEARER => jwt_bearer(&state, &form, requested_scope),
         TOKEN_EXCHANGE => token_exchange(&state, &form, requested_scope),
         _ => oauth_error(
@@ -1513,9 +1543,14 @@ struct Issued {
 
 impl Issued {
     fn into_response(self) -> Response {
+        self.into_response_as("Bearer")
+    }
+
+    /// The answer, with this `token_type`.
+    fn into_response_as(self, token_type: &str) -> Response {
         let mut body = serde_json::json!({
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": token_type,
             "expires_in": self.expires_in,
         });
         if let Some(refresh_token) = self.refresh_token {
@@ -1646,13 +1681,25 @@ fn refresh(
     })
 }
 
-async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+async fn resource(
+    State(state): State<Arc<ServerState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    // The DPoP mode: a DPoP-bound token comes with its proof.
+    let proven = match dpop::resource_token(&state, &method, uri.path(), &headers) {
+        Ok(proven) => proven,
+        Err(refused) => return *refused,
+    };
+    let token = proven.as_deref().or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+    });
     let rejects_all = state.rejects_all.load(Ordering::SeqCst);
     let served = token.filter(|_| !rejects_all).and_then(|token| {
         let now = Instant::now();
@@ -1672,7 +1719,10 @@ async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> 
     match served {
         Some((grant, serial)) => {
             state.counters.resource_ok.fetch_add(1, Ordering::SeqCst);
-            axum::Json(serde_json::json!({ "grant": grant, "token": serial })).into_response()
+            let mut response =
+                axum::Json(serde_json::json!({ "grant": grant, "token": serial })).into_response();
+            dpop::stamp_resource(&state, &mut response);
+            response
         }
         None => {
             state

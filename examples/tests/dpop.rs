@@ -36,6 +36,14 @@ fn manual_nonces() -> DpopConfig {
     }
 }
 
+/// No nonce at the resource: each refusal there is the proof's, not a challenge.
+fn without_resource_nonces() -> DpopConfig {
+    DpopConfig {
+        resource_nonces: false,
+        ..manual_nonces()
+    }
+}
+
 /// An agent that hands every status back, 4xx included.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -189,7 +197,7 @@ fn parse(server: &AuthServer, answer: &Answer) -> Result<Token, silent_refresh::
         .parse_response(&answer.response())
 }
 
-fn key(algorithm: DpopAlgorithm) -> DpopKey {
+fn new_key(algorithm: DpopAlgorithm) -> DpopKey {
     DpopKey::generate_with_os_rng(algorithm).expect("a key")
 }
 
@@ -197,7 +205,7 @@ fn key(algorithm: DpopAlgorithm) -> DpopKey {
 fn a_refresh_learns_the_token_endpoints_nonce_and_gets_a_bound_token() {
     let server = server(manual_nonces());
     let grant = server.sign_in(None);
-    let key = key(DpopAlgorithm::Es256);
+    let key = new_key(DpopAlgorithm::Es256);
     let mut nonces = NonceCache::new();
 
     let first = refresh(&server, &key, &mut nonces, &grant.refresh_token);
@@ -261,7 +269,7 @@ fn a_refresh_learns_the_token_endpoints_nonce_and_gets_a_bound_token() {
 fn a_second_challenge_in_a_row_is_classified_transient_and_spends_nothing() {
     let server = server(manual_nonces());
     let grant = server.sign_in(None);
-    let key = key(DpopAlgorithm::Es256);
+    let key = new_key(DpopAlgorithm::Es256);
     let url = server.token_url();
     // A proof with a nonce the server never gave, twice: challenged both times.
     for _ in 0..2 {
@@ -286,7 +294,7 @@ fn a_second_challenge_in_a_row_is_classified_transient_and_spends_nothing() {
 fn a_bound_refresh_token_is_refused_with_another_key_and_not_spent() {
     let server = server(manual_nonces());
     let grant = server.sign_in(None);
-    let (owner, thief) = (key(DpopAlgorithm::Es256), key(DpopAlgorithm::Es256));
+    let (owner, thief) = (new_key(DpopAlgorithm::Es256), new_key(DpopAlgorithm::Es256));
     let mut nonces = NonceCache::new();
     let token = parse(
         &server,
@@ -318,7 +326,7 @@ fn a_token_request_without_a_valid_proof_is_refused() {
         ..manual_nonces()
     });
     let grant = server.sign_in(None);
-    let key = key(DpopAlgorithm::Es256);
+    let key = new_key(DpopAlgorithm::Es256);
     let url = server.token_url();
     let make = |method: &str, url: &str, iat: u64| {
         key.proof(&ProofInput::new(method, url, iat, jti()))
@@ -373,23 +381,44 @@ fn a_token_request_without_a_valid_proof_is_refused() {
     assert_eq!(server.refresh_tokens_since(&grant.refresh_token), Some(1));
 }
 
-/// A bound access token, got through a proven refresh.
-fn bound_token(server: &AuthServer, key: &DpopKey, nonces: &mut NonceCache) -> Secret {
+/// A server in DPoP mode, a key of `algorithm`, its nonces, and an access token bound
+/// to that key (got through a proven refresh); the server's counts reset.
+struct Session {
+    server: AuthServer,
+    key: DpopKey,
+    nonces: NonceCache,
+    token: Secret,
+}
+
+fn session(config: DpopConfig, algorithm: DpopAlgorithm) -> Session {
+    let server = server(config);
+    let key = new_key(algorithm);
+    let mut nonces = NonceCache::new();
     let grant = server.sign_in(None);
-    let token =
-        parse(server, &refresh(server, key, nonces, &grant.refresh_token)).expect("a token");
+    let token = parse(
+        &server,
+        &refresh(&server, &key, &mut nonces, &grant.refresh_token),
+    )
+    .expect("a token");
     assert!(dpop::is_bound(&token.token_type));
-    token.access_token
+    server.take_stats();
+    Session {
+        server,
+        key,
+        nonces,
+        token: token.access_token,
+    }
 }
 
 #[test]
 fn a_resource_request_is_proven_and_learns_the_resources_nonce() {
     for algorithm in [DpopAlgorithm::Es256, DpopAlgorithm::EdDsa] {
-        let server = server(manual_nonces());
-        let key = key(algorithm);
-        let mut nonces = NonceCache::new();
-        let token = bound_token(&server, &key, &mut nonces);
-        server.take_stats();
+        let Session {
+            server,
+            key,
+            mut nonces,
+            token,
+        } = session(manual_nonces(), algorithm);
 
         // No nonce yet for the resource's origin (the token endpoint has its own).
         assert_eq!(nonces.get(&server.resource_url()), None);
@@ -413,10 +442,12 @@ fn a_resource_request_is_proven_and_learns_the_resources_nonce() {
 
 #[test]
 fn nonces_rotated_on_a_period_are_learned_about_once_per_rotation() {
-    let server = server(manual_nonces());
-    let key = key(DpopAlgorithm::Es256);
-    let mut nonces = NonceCache::new();
-    let token = bound_token(&server, &key, &mut nonces);
+    let Session {
+        server,
+        key,
+        mut nonces,
+        token,
+    } = session(manual_nonces(), DpopAlgorithm::Es256);
     // From now on the nonces change every 300 ms.
     server.set_dpop_nonce_period(Some(Duration::from_millis(300)));
     server.take_stats();
@@ -441,13 +472,9 @@ fn nonces_rotated_on_a_period_are_learned_about_once_per_rotation() {
 
 #[test]
 fn a_replayed_resource_proof_is_refused() {
-    let server = server(DpopConfig {
-        resource_nonces: false,
-        ..manual_nonces()
-    });
-    let key = key(DpopAlgorithm::Es256);
-    let mut nonces = NonceCache::new();
-    let token = bound_token(&server, &key, &mut nonces);
+    let Session {
+        server, key, token, ..
+    } = session(without_resource_nonces(), DpopAlgorithm::Es256);
     let proof = key
         .proof(&ProofInput::new("GET", &server.resource_url(), now(), jti()).access_token(&token))
         .expect("a proof");
@@ -476,11 +503,12 @@ fn a_replayed_resource_proof_is_refused() {
 
 #[test]
 fn a_bound_token_sent_as_bearer_is_refused() {
-    let server = server(manual_nonces());
-    let key = key(DpopAlgorithm::Es256);
-    let mut nonces = NonceCache::new();
-    let token = bound_token(&server, &key, &mut nonces);
-    server.take_stats();
+    let Session {
+        server,
+        key,
+        mut nonces,
+        token,
+    } = session(manual_nonces(), DpopAlgorithm::Es256);
     let answer = get_resource(&server, &format!("Bearer {}", token.expose()), None);
     assert_eq!(answer.status, 401);
     let challenges = dpop::Challenge::parse_all(&answer.challenge());
@@ -505,14 +533,10 @@ fn a_bound_token_sent_as_bearer_is_refused() {
 
 #[test]
 fn a_resource_proof_that_does_not_fit_the_token_or_the_request_is_refused() {
-    let server = server(DpopConfig {
-        resource_nonces: false,
-        ..manual_nonces()
-    });
-    let key = key(DpopAlgorithm::Es256);
-    let other_key = key_other();
-    let mut nonces = NonceCache::new();
-    let token = bound_token(&server, &key, &mut nonces);
+    let Session {
+        server, key, token, ..
+    } = session(without_resource_nonces(), DpopAlgorithm::Es256);
+    let other_key = new_key(DpopAlgorithm::EdDsa);
     let other_token = Secret::new("at_some_other_token");
     let url = server.resource_url();
     let authorization = format!("DPoP {}", token.expose());
@@ -574,15 +598,11 @@ fn a_resource_proof_that_does_not_fit_the_token_or_the_request_is_refused() {
     assert_eq!(stats.resource_proofs, 1);
 }
 
-fn key_other() -> DpopKey {
-    key(DpopAlgorithm::EdDsa)
-}
-
 #[test]
 fn the_key_survives_its_pem_and_keeps_the_session() {
     let server = server(manual_nonces());
     let grant = server.sign_in(None);
-    let key = key(DpopAlgorithm::Es256);
+    let key = new_key(DpopAlgorithm::Es256);
     let mut nonces = NonceCache::new();
     let token = parse(
         &server,

@@ -82,6 +82,7 @@ use crate::keys::PublicKey;
 
 mod dpop;
 pub use dpop::{DpopConfig, DpopStats};
+pub mod signin;
 
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
@@ -333,6 +334,8 @@ pub struct Stats {
     pub second_origin_credentials: u64,
     /// The DPoP mode's counts (all zero when it is off).
     pub dpop: DpopStats,
+    /// Discovery, the device and code flows, revocation.
+    pub signin: signin::SignInStats,
 }
 
 /// The running server. Dropping it stops it.
@@ -449,6 +452,8 @@ struct ServerState {
     next_id: AtomicU64,
     /// The DPoP mode, when on.
     dpop: Option<dpop::DpopState>,
+    /// Discovery, the device and code flows, revocation (see [`signin`]).
+    signin: signin::SignIn,
 }
 
 #[derive(Default)]
@@ -561,9 +566,9 @@ impl AuthServer {
             keys,
             next_id: AtomicU64::new(1),
             dpop,
+            signin: signin::SignIn::default(),
         });
-        let auth_app = Router::new()
-            .route(TOKEN_PATH, post(token_endpoint))
+        let auth_app = signin::routes(Router::new().route(TOKEN_PATH, post(token_endpoint)))
             .with_state(state.clone());
         let auth = Arc::new(AuthOrigin::start(auth_addr, auth_app)?);
         let app = Router::new()
@@ -885,6 +890,7 @@ impl AuthServer {
             second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
             second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
             dpop: dpop::take_stats(&self.state),
+            signin: self.state.signin.take_stats(),
         }
     }
 
@@ -1145,6 +1151,9 @@ async fn token_endpoint(
     };
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    if let Some(answer) = signin::token_request(&state, &headers, &form) {
+        return answer;
+    }
     let grant_type = form.get("grant_type").map_or("", String::as_str);
     // The JWT bearer grant authenticates by its assertion; the client may add its own.
     let method = match authenticate(&state, &headers, &form, grant_type == JWT_BEARER) {

@@ -999,8 +999,10 @@ impl Checker {
                         Stored::Conflict(spec) => {
                             view.adopt = self.usable_token(&view, spec, now, None, true);
                             if view.adopt.is_some() {
-                                // The exchange on the wire, if any, is overtaken.
+                                // The exchange on the wire, if any, is overtaken; the
+                                // new token ends a hold-off (it was not rejected).
                                 view.refreshing = false;
+                                view.holdoff = None;
                                 // Its credential is the newest now: a refresh this step
                                 // starts sends it.
                                 view.refresh_token = spec.refresh.or(view.refresh_token);

@@ -18,6 +18,7 @@
 //!   arbitrary exchange context through
 //!   [`RefreshGrant::request_with`](silent_refresh_oauth2::RefreshGrant::request_with)
 //!   and the assertion builder: exact form, verified signatures and claims.
+//! - [`session`]: a multi-key session with the lineage checker (rule 13).
 //! - [`origin_policy`]: arbitrary allow-lists, excluded URLs and request URLs through
 //!   [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy): which requests get the token.
 //!
@@ -48,6 +49,27 @@ use crate::checker::Violation;
 pub fn state_machine(start: Instant, bytes: &[u8]) -> Result<(), Violation> {
     let (setup, ops) = crate::decode(bytes);
     crate::run(setup.config(), start, &ops)
+}
+
+/// Runs the bytes as a number of keys, a seed and [`LineageOp`](crate::lineage::LineageOp)s
+/// through a [`Session`](silent_refresh::Session) with the lineage checker
+/// ([`run_session`](crate::lineage::run_session)): rule 13 across keys.
+///
+/// # Errors
+///
+/// The first lineage rule broken, in words.
+pub fn session(bytes: &[u8]) -> Result<(), String> {
+    let mut input = Unstructured::new(bytes);
+    let keys = u8::arbitrary(&mut input).unwrap_or(2) % 5 + 1;
+    let seed = u64::arbitrary(&mut input).unwrap_or(0);
+    let mut ops = Vec::new();
+    while !input.is_empty() && ops.len() < 200 {
+        match crate::lineage::LineageOp::arbitrary(&mut input) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    crate::lineage::run_session(keys, seed, &ops)
 }
 
 /// A secret the fuzzer picks for the client secret or a refresh credential.

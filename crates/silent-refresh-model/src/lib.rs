@@ -40,6 +40,7 @@
 mod checker;
 pub mod fuzz;
 mod harness;
+pub mod lineage;
 mod op;
 pub mod processes;
 mod reference;

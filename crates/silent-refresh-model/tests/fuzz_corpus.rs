@@ -23,12 +23,13 @@ fn processes(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Every target, with the check its fuzz target runs.
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("state_machine", state_machine),
     ("oauth2_response", fuzz::oauth2_response),
     ("oauth2_request", fuzz::oauth2_request),
     ("origin_policy", fuzz::origin_policy),
     ("processes", processes),
+    ("session", fuzz::session),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -408,3 +408,48 @@ fn generated_runs_reach_every_case() {
     }
     assert!(!seen.contains_key("stale result adopted?!"), "{seen:#?}");
 }
+
+/// Cases the long runs (`PROPTEST_CASES=200000`) found, kept as plain tests so that
+/// every run replays them.
+#[test]
+fn cases_found_by_long_runs() {
+    use silent_refresh_model::Shape;
+    let small = Setup {
+        mode: RefreshMode::StaleWhileRefreshing,
+        shape: Shape::Small,
+        seed: 0,
+    };
+    // A hold-off of rule 14 runs when a save's conflict hands over the store's token,
+    // already in its window: the new token was never rejected, so its refresh starts.
+    let store_token_during_a_holdoff = [
+        Op::SignIn(CredentialsPick::Token {
+            expiry: ExpiryPick::Short(77),
+            refresh: true,
+        }),
+        Op::Request { deadline: None },
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: false,
+            expiry: ExpiryPick::Short(0),
+        },
+        Op::WakeUp,
+        Op::Rejected(GenerationPick::Current),
+        Op::Backwards(2064),
+        Op::RefreshOk {
+            attempt: AttemptPick::Latest,
+            rotate: false,
+            expiry: ExpiryPick::Short(0),
+        },
+        Op::Rejected(GenerationPick::Current),
+        Op::Persisted {
+            generation: GenerationPick::Current,
+            outcome: PersistPick::Conflict {
+                expiry: ExpiryPick::Short(42),
+                refresh: false,
+            },
+        },
+    ];
+    if let Err(violation) = run(small.config(), start(), &store_token_during_a_holdoff) {
+        panic!("{violation}");
+    }
+}

@@ -153,20 +153,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorization;
 mod classify;
 mod client;
+pub mod device;
+pub mod discovery;
 #[cfg(any(feature = "dpop", feature = "dpop-rustcrypto"))]
 pub mod dpop;
+mod endpoint;
 mod error;
 mod exchange;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod location;
 pub mod origin;
+pub mod pkce;
 mod request;
 mod response;
+pub mod revocation;
 
+pub use authorization::{
+    AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
+};
 pub use client::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, MAX_RESPONSE_BYTES, TransportError};
+pub use device::{
+    DEFAULT_DEVICE_INTERVAL, DEVICE_CODE_GRANT, DeviceAuthorization, DeviceAuthorizationRequest,
+    DevicePoll, SLOW_DOWN_STEP,
+};
+pub use discovery::{Discovery, Metadata, WellKnown};
 pub use error::Error;
 pub use exchange::{
     ExchangeContext, SubjectTokenSource, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TokenExchange,
@@ -177,6 +191,8 @@ pub use jwt::{
     SigningAlgorithm, SigningKey,
 };
 pub use location::redact_location;
+pub use pkce::Pkce;
+pub use revocation::{RevocationRequest, TokenTypeHint};
 
 use std::time::Duration;
 

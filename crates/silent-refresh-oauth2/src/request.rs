@@ -280,7 +280,10 @@ fn token_uri(token_url: &str) -> Result<Uri, RefreshFailure> {
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1), marked
 /// sensitive so that `http`'s `Debug` does not print it.
-fn basic_authorization(client_id: &str, secret: &Secret) -> Result<HeaderValue, RefreshFailure> {
+pub(super) fn basic_authorization(
+    client_id: &str,
+    secret: &Secret,
+) -> Result<HeaderValue, RefreshFailure> {
     // Both buffers are sized once (percent-encoding at most triples a byte; base64
     // makes 4 of every 3), so no reallocation leaves a copy behind; both are wiped.
     let mut pair = Zeroizing::new(String::with_capacity(

@@ -174,7 +174,7 @@ fn refusal(
 }
 
 /// A string field, if present and a string.
-fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields.0.get(name).and_then(Value::as_str)
 }
 
@@ -183,7 +183,7 @@ fn text<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
 /// `id_token`, an echoed credential in an `error_description`) do not linger in freed
 /// memory.
 #[derive(Default)]
-struct Fields(Map<String, Value>);
+pub(super) struct Fields(Map<String, Value>);
 
 impl Drop for Fields {
     fn drop(&mut self) {
@@ -256,7 +256,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
 /// The body's fields: JSON, or a form when the server says so (some servers answer
 /// `application/x-www-form-urlencoded` despite `Accept: application/json`).
-fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, &'static str> {
+pub(super) fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<Fields, &'static str> {
     let is_form = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

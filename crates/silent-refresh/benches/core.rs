@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use silent_refresh::{Action, Config, Credentials, Expiry, Token, TokenMachine};
+use silent_refresh::{Action, Config, Credentials, Expiry, KeyId, Session, Token, TokenMachine};
 
 fn fresh_machine(now: Instant) -> TokenMachine {
     let mut machine = TokenMachine::new(Config::default(), now, SystemTime::now());
@@ -90,5 +90,45 @@ fn release_parked(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, grant_fresh, release_parked);
+/// Issue 22: a session with 8 keys, every one holding a fresh token; a request for one
+/// key goes through the session to that key's machine.
+fn grant_fresh_8_keys(c: &mut Criterion) {
+    let now = Instant::now();
+    let mut session = Session::new(Config::default(), now, SystemTime::now());
+    let keys: Vec<KeyId> = std::iter::once(KeyId::DEFAULT)
+        .chain((1..8).map(|_| session.add_key()))
+        .collect();
+    session.handle_sign_in(
+        now,
+        SystemTime::now(),
+        Credentials::RefreshToken("rt".into()),
+    );
+    for &key in &keys {
+        let token = Token::bearer(
+            format!("at-{}", key.0),
+            Expiry::In(Duration::from_secs(3600)),
+        )
+        .with_refresh_token("rt");
+        session.handle_stored(now, SystemTime::now(), key, token);
+    }
+    while session.poll_action().is_some() {}
+    while session.poll_event().is_some() {}
+    let key = keys[5];
+    let mut group = c.benchmark_group("core");
+    group.bench_function("grant_fresh_8_keys", |b| {
+        b.iter(|| {
+            let id = session.handle_request(black_box(now), key, None);
+            match session.poll_action() {
+                Some((granted_key, Action::Grant { request, token })) => {
+                    debug_assert_eq!((granted_key, request), (key, id));
+                    black_box(token);
+                }
+                other => panic!("expected a grant, got {other:?}"),
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, grant_fresh, grant_fresh_8_keys, release_parked);
 criterion_main!(benches);

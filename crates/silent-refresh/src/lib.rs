@@ -121,6 +121,7 @@ mod parked;
 mod persist;
 mod schedule;
 mod secret;
+mod session;
 mod token;
 
 pub use action::{Action, WakeReason, Wakeup};
@@ -132,4 +133,5 @@ pub use ids::{AttemptId, RequestId};
 pub use machine::{Status, TokenMachine};
 pub use persist::Persisted;
 pub use secret::Secret;
+pub use session::{KeyId, Session};
 pub use token::{AccessToken, Credentials, Expiry, Generation, Token};

@@ -13,9 +13,10 @@
 //!   `cnf.jkt` of a JWT access token, kept here in a table). A public client's refresh
 //!   tokens are bound to the key that first presented them (each rotation inherits the
 //!   binding); a refresh token presented with another key is refused
-//!   (`invalid_grant`) and not spent. The JWT bearer and token-exchange grants still
-//!   answer `Bearer`, as a server that does not bind every grant would: their tokens
-//!   are bearer tokens.
+//!   (`invalid_grant`) and not spent. The JWT bearer and token-exchange grants, and the
+//!   sign-in flows' public client ([`signin`](super::signin)), still answer `Bearer`
+//!   (with a proof checked all the same), as a server that does not bind every grant
+//!   would: their tokens are bearer tokens.
 //! - **At the resource**: `Authorization: DPoP <token>` with a proof made by the key
 //!   the token is bound to; a bound token sent as `Bearer` is refused, and so is a
 //!   bearer token sent as `DPoP`. Refusals are `401` with a `DPoP` challenge.

@@ -1,7 +1,7 @@
 //! What the machine asks its driver to do, and when to wake it.
 
+use crate::time::Instant;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::error::Error;
 use crate::ids::{AttemptId, RequestId};

@@ -5,8 +5,8 @@
 //! actions. A driver that never drains them loses only the oldest (at most
 //! [`MAX_QUEUED_EVENTS`] wait), never memory.
 
+use crate::time::Instant;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::failure::FailureKind;
 use crate::ids::AttemptId;

@@ -122,6 +122,7 @@ mod persist;
 mod schedule;
 mod secret;
 mod session;
+pub mod time;
 mod token;
 
 pub use action::{Action, WakeReason, Wakeup};

@@ -5,7 +5,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+use crate::time::{Instant, SystemTime};
 
 use crate::action::{Action, WakeReason, Wakeup};
 use crate::config::{Config, RefreshMode, WaitPolicy};

@@ -1,8 +1,8 @@
 //! The queue of requests waiting for a token: FIFO, each with a deadline.
 
+use crate::time::Instant;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::time::Instant;
 
 use crate::ids::RequestId;
 

@@ -1,6 +1,8 @@
 //! When a token's refresh starts and when it stops being handed out.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use crate::config::Config;
 use crate::jitter::{self, Stream};

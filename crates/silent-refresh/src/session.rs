@@ -36,9 +36,9 @@
 //! # let _ = b;
 //! ```
 
+use crate::time::{Instant, SystemTime};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use crate::action::{Action, Wakeup};
 use crate::config::Config;

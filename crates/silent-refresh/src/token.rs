@@ -1,7 +1,9 @@
 //! Tokens: what a refresher returns, what the store keeps, and what a request is granted.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+use crate::time::{Instant, SystemTime};
 
 use zeroize::Zeroizing;
 

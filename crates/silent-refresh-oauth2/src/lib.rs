@@ -154,6 +154,7 @@
 #![warn(missing_docs)]
 
 pub mod authorization;
+pub mod challenge;
 mod classify;
 mod client;
 pub mod device;

@@ -87,7 +87,8 @@ mod key;
 mod nonce;
 mod proof;
 
-pub use challenge::{Challenge, resource_nonce_challenge, token_nonce_challenge};
+pub use crate::challenge::Challenge;
+pub use challenge::{resource_nonce_challenge, token_nonce_challenge};
 pub use key::{DpopAlgorithm, DpopKey, jwk_thumbprint};
 pub use nonce::{MAX_NONCE_LEN, NonceCache};
 pub use proof::{ProofInput, ath, htu};

@@ -11,6 +11,7 @@ use silent_refresh::Secret;
 use super::key::DpopKey;
 use super::nonce::is_valid_nonce;
 use crate::Error;
+use crate::challenge::is_tchar;
 use crate::origin::{Origin, parse_url};
 
 /// What one proof is made of, all of it given by the caller (the codec reads no clock
@@ -220,9 +221,6 @@ pub fn ath(access_token: &str) -> String {
 }
 
 /// `tchar` (RFC 9110 §5.6.2): the characters of a token, such as a method name.
-pub(super) fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
 
 /// Appends `text` as a JSON string.
 fn json_string(out: &mut Vec<u8>, text: &str) {

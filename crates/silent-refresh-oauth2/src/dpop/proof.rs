@@ -220,8 +220,6 @@ pub fn ath(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode((super::backend::DEFAULT.sha256)(access_token.as_bytes()))
 }
 
-/// `tchar` (RFC 9110 §5.6.2): the characters of a token, such as a method name.
-
 /// Appends `text` as a JSON string.
 fn json_string(out: &mut Vec<u8>, text: &str) {
     // Writing a &str into a Vec cannot fail.

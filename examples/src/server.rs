@@ -80,6 +80,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 use crate::keys::PublicKey;
 
+mod apis;
+pub use apis::{ApiServer, ApiStats};
 mod dpop;
 pub use dpop::{DpopConfig, DpopStats};
 pub mod signin;
@@ -325,6 +327,8 @@ pub struct Stats {
     pub resource_ok: u64,
     /// Resource requests answered `401`.
     pub resource_unauthorized: u64,
+    /// Resource requests with a token issued for another API (RFC 8707 audience).
+    pub wrong_audience: u64,
     /// TCP connections the [`SecondOrigin`] accepted (0 if it never started).
     pub second_origin_connections: u64,
     /// HTTP requests the [`SecondOrigin`] received.
@@ -429,6 +433,8 @@ struct ServerState {
     token_url: String,
     /// The rejecting API is on.
     rejects_all: AtomicBool,
+    /// The APIs registered with [`AuthServer::start_api`] (their audiences).
+    apis: Mutex<Vec<apis::Registered>>,
     /// When the first token was issued (since the last outage ended).
     first_issue: Mutex<Option<Instant>>,
     /// The key this server signs subject tokens with (a stand-in for a cluster's).
@@ -479,6 +485,7 @@ struct Counters {
     max_token_in_flight: AtomicU64,
     resource_ok: AtomicU64,
     resource_unauthorized: AtomicU64,
+    wrong_audience: AtomicU64,
 }
 
 #[derive(Default)]
@@ -514,6 +521,10 @@ struct AccessEntry {
     grant: u64,
     serial: u64,
     expires: Instant,
+    /// The API it is for (RFC 8707 `resource`; `None`: this server's own resource).
+    audience: Option<String>,
+    /// The scope it was issued with.
+    scope: Option<String>,
 }
 
 /// How many access tokens are kept before expired ones are swept out.
@@ -549,6 +560,7 @@ impl AuthServer {
         let state = Arc::new(ServerState {
             token_url,
             rejects_all: AtomicBool::new(config.resource_rejects_all),
+            apis: Mutex::new(Vec::new()),
             first_issue: Mutex::new(None),
             subject_key,
             latency_us: AtomicU64::new(micros(config.token_latency)),
@@ -886,6 +898,7 @@ impl AuthServer {
             max_token_in_flight: take(&c.max_token_in_flight),
             resource_ok: take(&c.resource_ok),
             resource_unauthorized: take(&c.resource_unauthorized),
+            wrong_audience: take(&c.wrong_audience),
             second_origin_connections: second.map_or(0, |o| take(&o.counts.connections)),
             second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
             second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
@@ -921,7 +934,7 @@ impl AuthServer {
     /// The OAuth error the token endpoint would answer, e.g. `invalid_grant: the
     /// refresh token was already used; the grant is revoked`.
     pub fn replay_refresh_token(&self, refresh_token: &str) -> Result<(), String> {
-        refresh(&self.state, refresh_token, None)
+        refresh(&self.state, refresh_token, None, None)
             .map(drop)
             .map_err(|refused| format!("{}: {}", refused.error, refused.description))
     }
@@ -1182,7 +1195,8 @@ async fn token_endpoint(
             if let Err(refused) = dpop::check_refresh_token(&state, presented, proven.as_ref()) {
                 return *refused;
             }
-            match refresh(&state, presented, requested_scope) {
+            let resource = form.get("resource").map(String::as_str);
+            match refresh(&state, presented, requested_scope, resource) {
                 Ok(issued) => {
                     // Rotated already: an answer lost on its way back spends the
                     // presented refresh token all the same.
@@ -1507,6 +1521,8 @@ fn issue_service(
             grant: grant_id,
             serial,
             expires: now + lifetime,
+            audience: None,
+            scope: scope.map(str::to_owned),
         },
     );
     drop(tables);
@@ -1588,7 +1604,17 @@ fn refresh(
     state: &ServerState,
     presented: &str,
     requested_scope: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<Issued, Refused> {
+    // RFC 8707: a token for one of the registered APIs, or for this server's own.
+    if let Some(resource) = resource
+        && !apis::is_registered(state, resource)
+    {
+        return Err(Refused {
+            error: "invalid_target",
+            description: "the resource is not an API this server issues tokens for",
+        });
+    }
     let counters = &state.counters;
     let new_access = state.random_token("at");
     let new_refresh = state.random_token("rt");
@@ -1672,6 +1698,8 @@ fn refresh(
             grant: grant_id,
             serial,
             expires: now + lifetime,
+            audience: resource.map(str::to_owned),
+            scope: scope.clone(),
         },
     );
     drop(tables);
@@ -1714,6 +1742,11 @@ async fn resource(
         let now = Instant::now();
         let mut tables = state.tables();
         let entry = tables.access.get(token).filter(|a| now < a.expires)?;
+        if entry.audience.is_some() {
+            // A token for another API (RFC 8707): not for this one.
+            state.counters.wrong_audience.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
         let (grant, serial) = (entry.grant, entry.serial);
         let state = tables.grants.get_mut(&grant).filter(|g| !g.revoked)?;
         let index = usize::try_from(serial.saturating_sub(1)).unwrap_or(usize::MAX);

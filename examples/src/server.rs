@@ -80,6 +80,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 use crate::keys::PublicKey;
 
+mod apis;
+pub use apis::{ApiServer, ApiStats};
+mod dpop;
+pub use dpop::{DpopConfig, DpopStats};
 pub mod signin;
 
 /// The path of the token endpoint.
@@ -144,6 +148,9 @@ pub struct ServerConfig {
     pub outage: Option<(Duration, Duration)>,
     /// The *rejecting API*: the resource answers `401` to every token.
     pub resource_rejects_all: bool,
+    /// The *DPoP mode* (RFC 9449, see [`DpopConfig`]): proofs on every token request,
+    /// DPoP-bound tokens, proofs at the resource, server nonces. Off by default.
+    pub dpop: Option<DpopConfig>,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +169,7 @@ impl Default for ServerConfig {
             jwt_bearer_issuer: None,
             outage: None,
             resource_rejects_all: false,
+            dpop: None,
         }
     }
 }
@@ -218,6 +226,7 @@ impl fmt::Debug for ServerConfig {
             )
             .field("outage", &self.outage)
             .field("resource_rejects_all", &self.resource_rejects_all)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -318,6 +327,8 @@ pub struct Stats {
     pub resource_ok: u64,
     /// Resource requests answered `401`.
     pub resource_unauthorized: u64,
+    /// Resource requests with a token issued for another API (RFC 8707 audience).
+    pub wrong_audience: u64,
     /// TCP connections the [`SecondOrigin`] accepted (0 if it never started).
     pub second_origin_connections: u64,
     /// HTTP requests the [`SecondOrigin`] received.
@@ -325,6 +336,8 @@ pub struct Stats {
     /// Requests the [`SecondOrigin`] received that carried a credential (a
     /// `refresh_token`, a `client_secret` or an `Authorization` header).
     pub second_origin_credentials: u64,
+    /// The DPoP mode's counts (all zero when it is off).
+    pub dpop: DpopStats,
     /// Discovery, the device and code flows, revocation.
     pub signin: signin::SignInStats,
 }
@@ -420,6 +433,8 @@ struct ServerState {
     token_url: String,
     /// The rejecting API is on.
     rejects_all: AtomicBool,
+    /// The APIs registered with [`AuthServer::start_api`] (their audiences).
+    apis: Mutex<Vec<apis::Registered>>,
     /// When the first token was issued (since the last outage ended).
     first_issue: Mutex<Option<Instant>>,
     /// The key this server signs subject tokens with (a stand-in for a cluster's).
@@ -441,6 +456,8 @@ struct ServerState {
     observer: Mutex<Option<Observer>>,
     keys: RandomState,
     next_id: AtomicU64,
+    /// The DPoP mode, when on.
+    dpop: Option<dpop::DpopState>,
     /// Discovery, the device and code flows, revocation (see [`signin`]).
     signin: signin::SignIn,
 }
@@ -468,6 +485,7 @@ struct Counters {
     max_token_in_flight: AtomicU64,
     resource_ok: AtomicU64,
     resource_unauthorized: AtomicU64,
+    wrong_audience: AtomicU64,
 }
 
 #[derive(Default)]
@@ -503,6 +521,10 @@ struct AccessEntry {
     grant: u64,
     serial: u64,
     expires: Instant,
+    /// The API it is for (RFC 8707 `resource`; `None`: this server's own resource).
+    audience: Option<String>,
+    /// The scope it was issued with.
+    scope: Option<String>,
 }
 
 /// How many access tokens are kept before expired ones are swept out.
@@ -530,9 +552,15 @@ impl AuthServer {
         let subject_key = (0u8..4)
             .flat_map(|i| keys.hash_one(("subject key", i)).to_le_bytes())
             .collect();
+        let token_url = format!("http://{auth_addr}{TOKEN_PATH}");
+        let dpop = config.dpop.clone().map(|mode| {
+            let public = config.client_secret.is_none();
+            dpop::DpopState::new(mode, &token_url, format!("http://{addr}"), public)
+        });
         let state = Arc::new(ServerState {
-            token_url: format!("http://{auth_addr}{TOKEN_PATH}"),
+            token_url,
             rejects_all: AtomicBool::new(config.resource_rejects_all),
+            apis: Mutex::new(Vec::new()),
             first_issue: Mutex::new(None),
             subject_key,
             latency_us: AtomicU64::new(micros(config.token_latency)),
@@ -549,6 +577,7 @@ impl AuthServer {
             observer: Mutex::new(None),
             keys,
             next_id: AtomicU64::new(1),
+            dpop,
             signin: signin::SignIn::default(),
         });
         let auth_app = signin::routes(Router::new().route(TOKEN_PATH, post(token_endpoint)))
@@ -869,9 +898,11 @@ impl AuthServer {
             max_token_in_flight: take(&c.max_token_in_flight),
             resource_ok: take(&c.resource_ok),
             resource_unauthorized: take(&c.resource_unauthorized),
+            wrong_audience: take(&c.wrong_audience),
             second_origin_connections: second.map_or(0, |o| take(&o.counts.connections)),
             second_origin_requests: second.map_or(0, |o| take(&o.counts.requests)),
             second_origin_credentials: second.map_or(0, |o| take(&o.counts.credentials)),
+            dpop: dpop::take_stats(&self.state),
             signin: self.state.signin.take_stats(),
         }
     }
@@ -903,7 +934,7 @@ impl AuthServer {
     /// The OAuth error the token endpoint would answer, e.g. `invalid_grant: the
     /// refresh token was already used; the grant is revoked`.
     pub fn replay_refresh_token(&self, refresh_token: &str) -> Result<(), String> {
-        refresh(&self.state, refresh_token, None)
+        refresh(&self.state, refresh_token, None, None)
             .map(drop)
             .map_err(|refused| format!("{}: {}", refused.error, refused.description))
     }
@@ -1126,6 +1157,11 @@ async fn token_endpoint(
     if state.failing.load(Ordering::SeqCst) || state.fails_this_one() {
         return state.unavailable();
     }
+    // The DPoP mode: a proof (and its nonce) before anything else is looked at.
+    let proven = match dpop::token_request(&state, &headers) {
+        Ok(proven) => proven,
+        Err(refused) => return *refused,
+    };
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     if let Some(answer) = signin::token_request(&state, &headers, &form) {
@@ -1156,27 +1192,34 @@ async fn token_endpoint(
                     "refresh_token is missing",
                 );
             };
-            match refresh(&state, presented, requested_scope) {
+            if let Err(refused) = dpop::check_refresh_token(&state, presented, proven.as_ref()) {
+                return *refused;
+            }
+            let resource = form.get("resource").map(String::as_str);
+            match refresh(&state, presented, requested_scope, resource) {
                 Ok(issued) => {
                     // Rotated already: an answer lost on its way back spends the
                     // presented refresh token all the same.
                     if !state.answer_latency.is_zero() {
                         tokio::time::sleep(state.answer_latency).await;
                     }
-                    issued.into_response()
+                    dpop::issue(&state, issued, proven.as_ref())
                 }
                 Err(refused) => {
                     oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description)
                 }
             }
         }
-        "client_credentials" => issue_service(
+        "client_credentials" => dpop::issue(
             &state,
-            "client_credentials",
-            requested_scope,
-            &counters.client_credentials_issued,
-        )
-        .into_response(),
+            issue_service(
+                &state,
+                "client_credentials",
+                requested_scope,
+                &counters.client_credentials_issued,
+            ),
+            proven.as_ref(),
+        ),
         JWT_BEARER => jwt_bearer(&state, &form, requested_scope),
         TOKEN_EXCHANGE => token_exchange(&state, &form, requested_scope),
         _ => oauth_error(
@@ -1478,6 +1521,8 @@ fn issue_service(
             grant: grant_id,
             serial,
             expires: now + lifetime,
+            audience: None,
+            scope: scope.map(str::to_owned),
         },
     );
     drop(tables);
@@ -1523,9 +1568,14 @@ struct Issued {
 
 impl Issued {
     fn into_response(self) -> Response {
+        self.into_response_as("Bearer")
+    }
+
+    /// The answer, with this `token_type`.
+    fn into_response_as(self, token_type: &str) -> Response {
         let mut body = serde_json::json!({
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": token_type,
             "expires_in": self.expires_in,
         });
         if let Some(refresh_token) = self.refresh_token {
@@ -1554,7 +1604,17 @@ fn refresh(
     state: &ServerState,
     presented: &str,
     requested_scope: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<Issued, Refused> {
+    // RFC 8707: a token for one of the registered APIs, or for this server's own.
+    if let Some(resource) = resource
+        && !apis::is_registered(state, resource)
+    {
+        return Err(Refused {
+            error: "invalid_target",
+            description: "the resource is not an API this server issues tokens for",
+        });
+    }
     let counters = &state.counters;
     let new_access = state.random_token("at");
     let new_refresh = state.random_token("rt");
@@ -1638,6 +1698,8 @@ fn refresh(
             grant: grant_id,
             serial,
             expires: now + lifetime,
+            audience: resource.map(str::to_owned),
+            scope: scope.clone(),
         },
     );
     drop(tables);
@@ -1656,18 +1718,35 @@ fn refresh(
     })
 }
 
-async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+async fn resource(
+    State(state): State<Arc<ServerState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    // The DPoP mode: a DPoP-bound token comes with its proof.
+    let proven = match dpop::resource_token(&state, &method, uri.path(), &headers) {
+        Ok(proven) => proven,
+        Err(refused) => return *refused,
+    };
+    let token = proven.as_deref().or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+    });
     let rejects_all = state.rejects_all.load(Ordering::SeqCst);
     let served = token.filter(|_| !rejects_all).and_then(|token| {
         let now = Instant::now();
         let mut tables = state.tables();
         let entry = tables.access.get(token).filter(|a| now < a.expires)?;
+        if entry.audience.is_some() {
+            // A token for another API (RFC 8707): not for this one.
+            state.counters.wrong_audience.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
         let (grant, serial) = (entry.grant, entry.serial);
         let state = tables.grants.get_mut(&grant).filter(|g| !g.revoked)?;
         let index = usize::try_from(serial.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -1682,7 +1761,10 @@ async fn resource(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> 
     match served {
         Some((grant, serial)) => {
             state.counters.resource_ok.fetch_add(1, Ordering::SeqCst);
-            axum::Json(serde_json::json!({ "grant": grant, "token": serial })).into_response()
+            let mut response =
+                axum::Json(serde_json::json!({ "grant": grant, "token": serial })).into_response();
+            dpop::stamp_resource(&state, &mut response);
+            response
         }
         None => {
             state

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
-use silent_refresh_oauth2::origin::{
-    self, OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins,
-};
+#[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+use silent_refresh_oauth2::origin::Route;
+use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder, UnlistedOrigins};
 
 use crate::BearerSource;
 
@@ -93,8 +93,16 @@ pub struct AuthorizedClient<S> {
     policy: Arc<OriginPolicy>,
     /// The unlisted origins a middleware sent a request to without the token (said
     /// once each).
+    #[cfg_attr(
+        not(any(feature = "tower", feature = "reqwest-middleware")),
+        allow(dead_code)
+    )]
     unlisted: Arc<UnlistedOrigins>,
     /// Refuse requests to unlisted origins instead of sending them without the token.
+    #[cfg_attr(
+        not(any(feature = "tower", feature = "reqwest-middleware")),
+        allow(dead_code)
+    )]
     strict: bool,
 }
 

@@ -16,8 +16,16 @@ const MAX_QUOTE: usize = 200;
 /// and redacted. A UUID (36) stays readable; real refresh credentials are longer.
 const TOKEN_LIKE: usize = 40;
 
-/// OAuth error codes that mean "try again later".
-const TRANSIENT_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
+/// OAuth error codes that mean "try again later". `use_dpop_nonce` (RFC 9449 §8)
+/// reaches classification only when it comes again right after the nonce it asked for
+/// was sent (the exchange resends the first one at once): the server's nonce moved on
+/// meanwhile, and the next attempt carries the newest one.
+const TRANSIENT_CODES: [&str; 4] = [
+    "temporarily_unavailable",
+    "server_error",
+    "slow_down",
+    "use_dpop_nonce",
+];
 
 /// OAuth error codes that mean "the credentials are dead": the refresh credential
 /// expired, was revoked or already used (`invalid_grant`, RFC 6749 §5.2; GitHub's
@@ -169,6 +177,11 @@ impl Refusal<'_> {
                         "the token endpoint found the refresh request malformed; check the token \
                      URL, the client authentication method and the extra parameters"
                     }
+                    Some("invalid_dpop_proof") => {
+                        "the token endpoint refused the DPoP proof; check the system clock \
+                     (a proof's iat must be close to the server's time) and that the server \
+                     accepts the DPoP key's algorithm"
+                    }
                     Some("invalid_target") => {
                         "the token endpoint refused the requested resource or audience; check \
                      the extra parameters"
@@ -191,6 +204,13 @@ impl Refusal<'_> {
             }
             FailureKind::Transient => match code {
                 429 => "the token endpoint is rate limiting refreshes; retrying later",
+                _ if self
+                    .error
+                    .is_some_and(|e| e.eq_ignore_ascii_case("use_dpop_nonce")) =>
+                {
+                    "the token endpoint asked again for a new DPoP nonce right after one was \
+                     sent; retrying with the newest nonce"
+                }
                 408 => "the token endpoint timed out reading the refresh request; retrying",
                 425 => "the token endpoint asked to retry the refresh later",
                 407 => {

@@ -69,6 +69,25 @@ pub enum Error {
         /// Why it was refused (never the key material).
         reason: &'static str,
     },
+    /// A DPoP key (feature `dpop` or `dpop-rustcrypto`) that cannot be made, loaded
+    /// or read: random bytes that are not a P-256 private key, a PEM that is not an
+    /// unencrypted PKCS#8 P-256 or Ed25519 key, a JWK without its members. The reason
+    /// says which, and never quotes the key.
+    #[error(
+        "the DPoP key is not usable ({reason}); give an unencrypted PKCS#8 PEM \
+         (`-----BEGIN PRIVATE KEY-----`) of a P-256 or Ed25519 key, or generate a new key"
+    )]
+    InvalidDpopKey {
+        /// Why it was refused (never the key material).
+        reason: &'static str,
+    },
+    /// A DPoP proof that cannot be made from the input given (an invalid method or
+    /// nonce); the reason names it. An invalid URL is [`Error::InvalidUrl`].
+    #[error("cannot make a DPoP proof: {reason}")]
+    DpopProof {
+        /// What is wrong with the input.
+        reason: &'static str,
+    },
     /// The authorization server's metadata (RFC 8414, OpenID Connect Discovery) could
     /// not be fetched: the server answered with an HTTP error or a redirect (never
     /// followed). `url` is the metadata URL (origin and path).

@@ -140,6 +140,12 @@
 //! that is a JWT whose `exp` has passed is never sent: the exchange fails as transient
 //! until its source holds a new one.
 //!
+//! # DPoP
+//!
+//! With feature `dpop` (or `dpop-rustcrypto`, pure Rust for wasm32), the [`dpop`]
+//! module makes the proofs of sender-constrained tokens (RFC 9449): the key, the
+//! proof JWTs, the server nonces and their challenges, sans-IO like the rest.
+//!
 //! # What is wiped
 //!
 //! See [`Secret`] for what the codec wipes from memory and what it cannot.
@@ -148,10 +154,13 @@
 #![warn(missing_docs)]
 
 pub mod authorization;
+pub mod challenge;
 mod classify;
 mod client;
 pub mod device;
 pub mod discovery;
+#[cfg(any(feature = "dpop", feature = "dpop-rustcrypto"))]
+pub mod dpop;
 mod endpoint;
 mod error;
 mod exchange;

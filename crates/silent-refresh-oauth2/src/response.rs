@@ -74,6 +74,17 @@ pub(super) fn classify(
     ))
 }
 
+/// The OAuth `error` code of an answer's body (JSON, or a form when the server says
+/// so), if it has one: the DPoP nonce challenge is read from it.
+#[cfg_attr(
+    not(any(feature = "dpop", feature = "dpop-rustcrypto")),
+    allow(dead_code)
+)]
+pub(super) fn oauth_error_code(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let fields = read_fields(headers, body).ok()?;
+    text(&fields, "error").map(str::to_owned)
+}
+
 /// A `2xx` without a usable token: transient (a proxy's page, a truncated answer).
 fn unusable(status: StatusCode, why: &str) -> RefreshFailure {
     RefreshFailure::transient(format!(
@@ -344,6 +355,9 @@ fn token(fields: &mut Fields) -> Result<Token, &'static str> {
     let token_type = match fields.remove("token_type") {
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(Value::String(value)) if value.is_empty() => "Bearer".to_owned(),
+        // A DPoP-bound token, whatever the case the server wrote: `DPoP` is the scheme
+        // it is sent with (RFC 9449 §7.1).
+        Some(Value::String(value)) if value.eq_ignore_ascii_case("DPoP") => "DPoP".to_owned(),
         Some(Value::String(value)) if value.bytes().all(|b| b.is_ascii_graphic()) => value,
         other => return Err(refuse(other, "token_type is not a single word")),
     };

@@ -123,8 +123,10 @@ impl AccessToken {
     /// ```
     #[must_use]
     pub fn authorization(&self) -> Zeroizing<String> {
-        let scheme = if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty()
-        {
+        let scheme = if self.is_dpop_bound() {
+            // Rule 15: a bound token is never sent as `Bearer` (whatever its case).
+            "DPoP"
+        } else if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty() {
             "Bearer"
         } else {
             self.token_type.as_str()
@@ -135,6 +137,14 @@ impl AccessToken {
         value.push(' ');
         value.push_str(secret);
         value
+    }
+
+    /// Whether the token is bound to a DPoP key (RFC 9449: `token_type` `DPoP`, in any
+    /// case): every request with it needs a proof of that key, and it is sent as
+    /// `Authorization: DPoP …`, never as `Bearer` (rule 15).
+    #[must_use]
+    pub fn is_dpop_bound(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("dpop")
     }
 
     /// Whether the machine may still hand this token out at `now`.
@@ -196,5 +206,12 @@ mod tests {
             ..token
         };
         assert_eq!(other.authorization().as_str(), "DPoP abc");
+        assert!(other.is_dpop_bound());
+        // A bound token in any case is sent as DPoP, never Bearer (rule 15).
+        let lower = AccessToken {
+            token_type: "dpop".into(),
+            ..other
+        };
+        assert_eq!(lower.authorization().as_str(), "DPoP abc");
     }
 }

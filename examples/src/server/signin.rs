@@ -556,7 +556,7 @@ pub(super) fn token_request(
         DEVICE_CODE => device_code(state, &client_id, form),
         "authorization_code" => authorization_code(state, &client_id, form),
         "refresh_token" => match form.get("refresh_token") {
-            Some(presented) => refresh(state, presented, requested_scope),
+            Some(presented) => refresh(state, presented, requested_scope, None),
             None => Err(refused("invalid_request", "refresh_token is missing")),
         },
         _ => Err(refused(
@@ -596,7 +596,7 @@ fn start_session(state: &ServerState, scope: Option<&str>) -> Result<Issued, Ref
         tables.refresh.insert(first.clone(), entry);
     }
     // The first refresh issues the session's first access token and refresh token.
-    refresh(state, &first, None)
+    refresh(state, &first, None, None)
 }
 
 /// The device code grant (RFC 8628 §3.4, §3.5).

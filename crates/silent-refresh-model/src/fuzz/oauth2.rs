@@ -516,6 +516,23 @@ fn check_token(status: StatusCode, token: &Token) -> Result<(), String> {
     if matches!(token.expiry, Expiry::At(_)) {
         return Err("a wall-clock expiry from a relative expires_in".to_owned());
     }
+    // Rule 15: a DPoP-bound token (token_type DPoP, in any case) is never sent as Bearer.
+    let granted = silent_refresh::AccessToken {
+        generation: silent_refresh::Generation(1),
+        secret: token.access_token.clone(),
+        token_type: token.token_type.clone(),
+        scope: token.scope.clone(),
+        usable_until: None,
+    };
+    let header = granted.authorization();
+    if token.token_type.eq_ignore_ascii_case("dpop") != header.starts_with("DPoP ")
+        || (granted.is_dpop_bound() && header.starts_with("Bearer"))
+    {
+        return Err(format!(
+            "a token of type {:?} is sent with the wrong scheme",
+            token.token_type
+        ));
+    }
     Ok(())
 }
 

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
 
+use crate::Error;
 use crate::kernel::{Kernel, Prepared, Start, StoreIo, Waiter};
 use crate::observe::Observer;
 use crate::runtime::{BlockingWork, Exchanger, Runtime};
@@ -43,6 +44,19 @@ const TURNS_PER_POLL: usize = 64;
 /// Why an exchange the driver cancelled has no answer.
 const CANCELLED: &str = "the refresh exchange was cancelled (superseded by new credentials, or \
      past its hard limit): its outcome is unknown";
+
+/// How a runtime runs a source's driver: a task of its own (tokio), a thread (threads).
+/// A trait apart from [`Runtime`], so that the seam's traits do not name the driver; a
+/// simulation that steps its drivers by hand needs none.
+pub trait Spawn: Runtime {
+    /// Spawns `driver`; it runs until it returns (the source's handles are gone and
+    /// nothing is left running).
+    ///
+    /// # Errors
+    ///
+    /// Why it could not be spawned: [`Error::NoRuntime`], [`Error::Spawn`].
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error>;
+}
 
 /// The driver of one token source on the runtime `Rt`: a future to spawn (or, in a
 /// simulation, to poll by hand).

@@ -6,8 +6,6 @@ use silent_refresh::Error as CoreError;
 use silent_refresh_oauth2::Error as OAuth2Error;
 use silent_refresh_oauth2::origin::Refusal;
 
-use crate::kernel::NoToken;
-
 /// What went wrong, and what to do about it. Never contains a token or a refresh
 /// credential, nor the text of a stored file, nor a request's path or query: URLs
 /// appear only as their origin.
@@ -216,17 +214,6 @@ impl From<CoreError> for Error {
     /// Wraps the core's error in `Error::Token`.
     fn from(error: CoreError) -> Self {
         Self::Token(error)
-    }
-}
-
-impl From<NoToken> for Error {
-    /// Why a caller got no token.
-    fn from(no_token: NoToken) -> Self {
-        match no_token {
-            NoToken::Token(error) => Self::Token(error),
-            NoToken::Reentrant => Self::Reentrant,
-            NoToken::Stopped => Self::DriverStopped,
-        }
     }
 }
 

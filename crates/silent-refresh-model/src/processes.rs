@@ -24,7 +24,7 @@
 //!   released by a holder's death, only by its expiry. Every lease has a fencing number.
 //! - Saves are compare-and-swap on the refresh credential `from` the token was refreshed
 //!   from (empty store, or the store holds `from`, or already this token: written;
-//!   otherwise [`Saved::Conflict`] with what it holds), as the file store does. A save
+//!   otherwise [`Saved::Conflict`](silent_refresh_driver::store::Saved::Conflict) with what it holds), as the file store does. A save
 //!   through a lock whose lease was taken by another holder never writes: it answers
 //!   `Conflict` when the store no longer holds `from` (there is a newer session to
 //!   adopt), and otherwise an error (`StoreLocked`: the save is retried). A save or a

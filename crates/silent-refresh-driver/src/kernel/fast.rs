@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use silent_refresh::AccessToken;
 
-use super::{Kernel, Waiter};
+use crate::clock::Clock;
 
 /// How late the driver's timer may fire before the fast path would hand out a token
 /// that is no longer usable.
@@ -64,19 +64,13 @@ impl Fresh {
             check_clock,
         }
     }
-}
 
-impl<W: Waiter> Kernel<W> {
-    /// The fast path: the published token while it may be handed out without asking
-    /// the machine. No lock, and no clock read unless the clock can jump.
+    /// The token, unless the clock must be read and says its time is over.
     #[inline]
-    #[must_use]
-    pub fn fresh_token(&self) -> Option<Arc<AccessToken>> {
-        let fresh = self.fresh.load();
-        let fresh = fresh.as_ref()?;
-        if fresh.check_clock && fresh.until.is_some_and(|until| self.clock.now() >= until) {
+    pub(super) fn hand_out(&self, clock: &dyn Clock) -> Option<Arc<AccessToken>> {
+        if self.check_clock && self.until.is_some_and(|until| clock.now() >= until) {
             return None;
         }
-        Some(fresh.token.clone())
+        Some(self.token.clone())
     }
 }

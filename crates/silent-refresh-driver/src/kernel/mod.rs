@@ -1,12 +1,12 @@
 //! The kernel: the machine behind a lock, and everything a driver does around it.
 //!
-//! Every input goes through one settle loop ([`settle`]): feed the machine, drain its
+//! Every input goes through one settle loop (`settle`): feed the machine, drain its
 //! actions (outcomes to the waiting callers, token changes to the callback, refreshes
 //! to start and cancel for the driver), drain its events (to the logs and the
 //! subscribers), apply the commands the callback issued meanwhile, publish the
 //! lock-free snapshots, and wake the driver when it has new work. Around that loop:
-//! the store between processes and its lock ([`coordination`]), the exchange on the wire
-//! ([`wire`]), the lock-free fast path ([`fast`]) and the log lines ([`log`]).
+//! the store between processes and its lock (`coordination`), the exchange on the wire
+//! (`wire`), the lock-free fast path (`fast`) and the log lines (`log`).
 //!
 //! A runtime brings only how a caller waits ([`Waiter`]), how its driver is woken
 //! ([`Wake`]), and how it runs an exchange and store I/O (the
@@ -14,8 +14,11 @@
 
 mod coordination;
 mod fast;
+mod io;
+mod locks;
 mod log;
 mod settle;
+mod state;
 mod wire;
 
 use std::collections::HashMap;
@@ -26,165 +29,28 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use silent_refresh::{
-    AccessToken, AttemptId, Credentials, Error as CoreError, Event, Generation, RefreshFailure,
-    RequestId, Secret, Status, Token, TokenMachine,
+    AccessToken, AttemptId, Credentials, Event, RefreshFailure, RequestId, Status, Token,
+    TokenMachine,
 };
 
 use crate::clock::Clock;
 use crate::store::TokenStore;
 use crate::wake::Wake;
 
-use self::coordination::{Load, Locks};
-use self::fast::Fresh;
-use self::settle::{Core, HELD, apply};
+use self::coordination::secrets_match;
+use self::locks::Locks;
+use self::settle::{HELD, apply};
+use self::state::{ClockMoved, Core, OWN_TIMEOUT_GRACE, UNBOUNDED_EXCHANGE_FACTOR};
 
-pub use self::coordination::{LockId, Prepared, Save, StoreIo};
-
-/// How often the driver reads the wall clock, to notice a suspend (the monotonic clock
-/// stops while the system sleeps; the wall clock does not).
-pub const WALL_CLOCK_CHECK: Duration = Duration::from_secs(2);
+pub use self::io::{
+    ChangeCallback, Command, Load, LockId, NoToken, Outcome, Prepared, Save, Snapshot, Start,
+    StoreIo, TokenChange, Waiter, Work,
+};
+pub use self::state::{Kernel, WALL_CLOCK_CHECK};
 
 /// How often a wait for [`Kernel::settled`] looks again between events (a queued save
 /// ends without one).
 pub const SETTLE_POLL: Duration = Duration::from_millis(20);
-
-/// Why a caller got no token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NoToken {
-    /// The machine's answer (deadline, sign-in required, misconfigured, …).
-    Token(CoreError),
-    /// Asked from inside the source's own token-change callback, which runs while the
-    /// source is locked: waiting there would deadlock.
-    Reentrant,
-    /// The driver is gone (its runtime shut down): nothing would answer.
-    Stopped,
-}
-
-/// What a waiting caller receives.
-pub type Outcome = Result<Arc<AccessToken>, NoToken>;
-
-/// How a caller waits for its outcome: a slot its task or thread waits on, ….
-pub trait Waiter: Send + 'static {
-    /// Delivers the outcome. Called once, under the kernel's lock: do not block.
-    fn resolve(self, outcome: Outcome);
-}
-
-/// A token change the program must store: the rotated refresh credential, or none.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum TokenChange {
-    /// A new token was adopted: store it (it holds the newest refresh credential and a
-    /// wall-clock expiry) before relying on it. No caller gets it before this returns.
-    Persist {
-        /// The generation the machine gave the token.
-        generation: Generation,
-        /// The token to store.
-        token: Token,
-    },
-    /// Signed out: delete the stored token.
-    Forget,
-}
-
-/// The token-change callback.
-pub type ChangeCallback = Box<dyn Fn(TokenChange) + Send + Sync>;
-
-/// An input that needs no answer.
-#[derive(Debug)]
-pub enum Command {
-    /// New credentials.
-    SignIn(Credentials),
-    /// Sign out.
-    SignOut,
-    /// A request with this generation's token was rejected (401).
-    Rejected(Generation),
-}
-
-/// A refresh exchange to start.
-#[derive(Debug)]
-pub struct Start {
-    /// Report its result with this attempt id.
-    pub attempt: AttemptId,
-    /// The refresh credential to send (`None` for grants that need none).
-    pub refresh_token: Option<Secret>,
-}
-
-/// What the driver is to do next.
-#[derive(Debug)]
-pub struct Work {
-    /// Exchanges to start.
-    pub starts: Vec<Start>,
-    /// Exchanges to cancel: superseded by new credentials, or past their hard limit
-    /// (an exchange that is only overdue runs on, see [`wire`]).
-    pub cancels: Vec<AttemptId>,
-    /// Store I/O to run off the callers and the async workers, one at a time, in order
-    /// ([`Kernel::store_io`]).
-    pub store: Vec<StoreIo>,
-    /// When to call [`Kernel::timeout`] next (`None`: only when woken).
-    pub next: Option<Instant>,
-}
-
-/// What the getters read, published after every input: no lock, so they never block or
-/// deadlock, not even inside the token-change callback.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    /// Where the session stands.
-    pub status: Status,
-    /// The generation of the newest token.
-    pub generation: Generation,
-    /// How many callers wait for a token.
-    pub waiting: usize,
-    /// The refresh exchange on the wire, if any.
-    pub refresh_in_flight: Option<AttemptId>,
-    /// The exchange on the wire passed the configuration's `refresh_timeout`: it runs on
-    /// until its own timeout ends it (rule 8), and no other starts meanwhile.
-    pub overdue: bool,
-    /// When the current backoff ends, if one runs.
-    pub backoff_until: Option<Instant>,
-    /// The last refresh failure since the last adopted token.
-    pub last_failure: Option<Arc<str>>,
-    /// The driver is gone.
-    pub stopped: bool,
-    /// The store confirmed the current token (always `false` without a token).
-    pub durable: bool,
-}
-
-/// Wakes the driver, and remembers that the clock moved without real time passing (a
-/// test clock): the next [`take_work`](Kernel::take_work) feeds the machine the time.
-struct ClockMoved {
-    moved: AtomicBool,
-    wake: Arc<dyn Wake>,
-}
-
-impl Wake for ClockMoved {
-    fn wake(&self) {
-        self.moved.store(true, Ordering::SeqCst);
-        self.wake.wake();
-    }
-}
-
-/// How long past `refresh_timeout` an exchange whose refresher has no timeout of its
-/// own may run before the driver cancels it: twice `refresh_timeout` in all.
-const UNBOUNDED_EXCHANGE_FACTOR: u32 = 2;
-
-/// How long past a refresher's own timeout the driver waits for it to end the
-/// exchange before cancelling it (a client that does not keep its timeout).
-const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
-
-/// The driver kernel, shared by every handle of a token source and its driver.
-pub struct Kernel<W: Waiter> {
-    core: Mutex<Core<W>>,
-    fresh: ArcSwapOption<Fresh>,
-    snapshot: ArcSwap<Snapshot>,
-    clock: Arc<dyn Clock>,
-    wake: Arc<dyn Wake>,
-    on_change: Option<ChangeCallback>,
-    store: Option<Arc<dyn TokenStore>>,
-    request_timeout: Duration,
-    refresh_timeout: Duration,
-    /// How long an exchange may run before the driver cancels it (see [`wire`]).
-    exchange_limit: Duration,
-    clock_moved: Arc<ClockMoved>,
-}
 
 impl<W: Waiter> Kernel<W> {
     /// A kernel around a new machine (created with `config` at the clock's now).
@@ -279,6 +145,14 @@ impl<W: Waiter> Kernel<W> {
         &*self.clock
     }
 
+    /// The fast path: the published token while it may be handed out without asking
+    /// the machine. No lock, and no clock read unless the clock can jump.
+    #[inline]
+    #[must_use]
+    pub fn fresh_token(&self) -> Option<Arc<AccessToken>> {
+        self.fresh.load().as_ref()?.hand_out(&*self.clock)
+    }
+
     /// Enters a request with its own deadline (`None`: the configuration's
     /// `request_timeout`); `waiter` receives its outcome, possibly before this returns.
     ///
@@ -359,9 +233,7 @@ impl<W: Waiter> Kernel<W> {
             core.feeding = Some(attempt);
             let adopted = core.adopting.take();
             core.from_store = match (&result, &adopted) {
-                (Ok(token), Some(access)) => {
-                    coordination::secrets_match(&token.access_token, access)
-                }
+                (Ok(token), Some(access)) => secrets_match(&token.access_token, access),
                 _ => false,
             };
             core.machine.handle_refresh_result(now, attempt, result);

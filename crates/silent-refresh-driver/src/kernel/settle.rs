@@ -3,99 +3,17 @@
 //! driver woken if it has new work.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use silent_refresh::{
-    AccessToken, Action, AttemptId, Event, Persisted, RequestId, Secret, TokenMachine,
-};
+use silent_refresh::{Action, Event, Persisted};
 
-use super::coordination::{LoadRetry, Locks};
 use super::fast::Fresh;
+use super::io::{Command, NoToken, Start, StoreIo, TokenChange, Waiter};
 use super::log::log;
+use super::state::{Core, Kernel, WALL_CLOCK_CHECK};
 use super::wire::Wire;
-use super::{
-    Command, Kernel, NoToken, Outcome, Snapshot, Start, TokenChange, WALL_CLOCK_CHECK, Waiter,
-};
-use crate::kernel::coordination::StoreIo;
-
-/// Everything behind the kernel's lock.
-pub(super) struct Core<W> {
-    pub(super) machine: TokenMachine,
-    /// The callers that entered the machine and have no outcome yet.
-    pub(super) waiters: HashMap<RequestId, W>,
-    pub(super) starts: Vec<Start>,
-    pub(super) cancels: Vec<AttemptId>,
-    pub(super) store_io: Vec<StoreIo>,
-    /// Saves are failing (logged at error level once per streak).
-    pub(super) save_failing: bool,
-    /// The store's locks between processes this source holds: they never leave the
-    /// kernel.
-    pub(super) locks: Locks,
-    /// The exchange whose result is being fed: the save of its token takes its lock.
-    pub(super) feeding: Option<AttemptId>,
-    /// The access token of the session `prepare_exchange` took from the store, until
-    /// its exchange result comes in.
-    pub(super) adopting: Option<Secret>,
-    /// The result being fed came from the store: its `Persist` is confirmed at once.
-    pub(super) from_store: bool,
-    /// The exchange on the wire, as the driver runs it.
-    pub(super) wire: Option<Wire>,
-    /// When the wall clock is read next.
-    pub(super) wall_check: Option<Instant>,
-    /// The generation signed in from the credentials given in code because the store
-    /// was empty at start: saved only if the store is still empty.
-    pub(super) seed: Option<silent_refresh::Generation>,
-    /// The store could not be reached at start: when to load again.
-    pub(super) load_retry: Option<LoadRetry>,
-    /// The wake-up the driver was last told.
-    pub(super) armed: Option<Instant>,
-    /// What the fast path holds, and until when.
-    pub(super) published: Option<(Arc<AccessToken>, Option<Instant>)>,
-    pub(super) stopped: bool,
-    /// [`Kernel::close`] was called: no refresh exchange starts any more.
-    pub(super) closing: bool,
-    pub(super) listeners: Vec<Listener>,
-    /// Outcomes decided in the current settle, delivered once the snapshots are
-    /// published (so a woken caller's getters already show what decided its outcome).
-    pub(super) answered: Vec<(W, Outcome)>,
-}
-
-/// A subscriber to the events: called with each event; returns whether it wants more
-/// (a receiver gone: `false`).
-pub(super) type Listener = Box<dyn Fn(&Event) -> bool + Send + Sync>;
-
-impl<W> Core<W> {
-    /// When the driver must wake: for the machine, to withdraw the fast path's token,
-    /// to read the wall clock, to load the store again, or to cancel an exchange past
-    /// its hard limit.
-    pub(super) fn next_wakeup(&self) -> Option<Instant> {
-        let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
-        let fast_path = self.published.as_ref().and_then(|(_, until)| *until);
-        let load = self.load_retry.as_ref().map(|retry| retry.at);
-        let limit = self.wire.as_ref().and_then(Wire::cancel_at);
-        [machine, fast_path, self.wall_check, load, limit]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    pub(super) fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            status: self.machine.status().clone(),
-            generation: self.machine.generation(),
-            waiting: self.machine.parked_len(),
-            refresh_in_flight: self.machine.refresh_in_flight(),
-            overdue: self.wire.as_ref().is_some_and(Wire::overdue),
-            backoff_until: self.machine.backoff_until(),
-            last_failure: self.machine.last_failure().map(Arc::from),
-            stopped: self.stopped,
-            durable: self.machine.is_durable(),
-        }
-    }
-}
 
 thread_local! {
     /// The kernels this thread holds locked (by address), innermost last, each with the

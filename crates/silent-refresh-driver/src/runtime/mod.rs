@@ -1,10 +1,11 @@
 //! The runtime seam: what a runtime must provide so that a token source, its builder
 //! and its exchange loop are written once ([`TokenSource`](crate::TokenSource),
-//! [`Driver`](crate::driver::Driver)).
+//! [`Driver`]).
 //!
 //! Two traits, as quinn's `Runtime` and hyper's `rt` module cut it:
-//! - [`Runtime`]: what the driver needs: spawn it, run an exchange, run store I/O off
-//!   the callers and the async workers, sleep, and which clock to read;
+//! - [`Runtime`]: what the driver needs: run an exchange, run store I/O off the callers
+//!   and the async workers, sleep, and which clock to read (and, in the driver's own
+//!   module, [`Spawn`](crate::driver::Spawn): how the driver itself is run);
 //! - [`Caller`]: what the source's callers get: whether a call is awaited or blocks,
 //!   and how events reach a subscriber.
 //!
@@ -26,10 +27,7 @@ use std::time::Duration;
 
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
-use crate::Error;
 use crate::clock::Clock;
-use crate::driver::Driver;
-use crate::kernel::Waiter;
 
 /// What a runtime must provide to run a token source's [`Driver`]: its exchange loop
 /// and timer.
@@ -53,14 +51,6 @@ pub trait Runtime: Clone + Unpin + 'static {
     /// cannot be cut short: a runtime of threads lets it end by itself (its refresher's
     /// own timeout bounds it), and the driver waits for its result whatever it asked.
     const CANCELS_EXCHANGES: bool;
-
-    /// Spawns the driver of a source; it runs until it returns (the source's handles
-    /// are gone and nothing is left running).
-    ///
-    /// # Errors
-    ///
-    /// Why it could not be spawned: [`Error::NoRuntime`], [`Error::Spawn`].
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error>;
 
     /// Runs `job`, which blocks (`work` says how), off the callers and the async
     /// workers (tokio: its blocking pool; threads: a thread of its own).

@@ -22,7 +22,7 @@ use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use super::{BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, no_refresher};
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
-use crate::driver::Driver;
+use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
 
 /// How long past its own deadline a blocked caller waits for the driver before giving
@@ -319,16 +319,6 @@ impl Runtime for Threads {
     type Sleep = ThreadSleep;
     const CANCELS_EXCHANGES: bool = false;
 
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
-        thread::Builder::new()
-            .name("silent-refresh-timer".into())
-            .spawn(move || block_on(driver))
-            .map(drop)
-            .map_err(|error| Error::Spawn {
-                reason: error.to_string(),
-            })
-    }
-
     fn run_blocking<T, F>(&self, _: BlockingWork, job: F) -> Handoff<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -345,6 +335,18 @@ impl Runtime for Threads {
 
     fn default_clock(&self) -> Arc<dyn Clock> {
         Arc::new(SystemClock)
+    }
+}
+
+impl Spawn for Threads {
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
+        thread::Builder::new()
+            .name("silent-refresh-timer".into())
+            .spawn(move || block_on(driver))
+            .map(drop)
+            .map_err(|error| Error::Spawn {
+                reason: error.to_string(),
+            })
     }
 }
 

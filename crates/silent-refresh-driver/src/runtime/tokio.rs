@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime};
 use crate::Error;
 use crate::clock::Clock;
-use crate::driver::Driver;
+use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
 use crate::source::TokenSource;
 
@@ -165,12 +165,6 @@ impl Runtime for Tokio {
     type Sleep = Pin<Box<tokio::time::Sleep>>;
     const CANCELS_EXCHANGES: bool = true;
 
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        runtime.spawn(driver);
-        Ok(())
-    }
-
     fn run_blocking<T, F>(&self, _: BlockingWork, job: F) -> OnBlockingPool<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -185,6 +179,14 @@ impl Runtime for Tokio {
 
     fn default_clock(&self) -> Arc<dyn Clock> {
         Arc::new(TokioClock)
+    }
+}
+
+impl Spawn for Tokio {
+    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        runtime.spawn(driver);
+        Ok(())
     }
 }
 

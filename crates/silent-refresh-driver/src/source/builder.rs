@@ -8,7 +8,7 @@ use silent_refresh::{Config, Credentials};
 use super::{Alive, TokenSource};
 use crate::Error;
 use crate::clock::Clock;
-use crate::driver::Driver;
+use crate::driver::{Driver, Spawn};
 use crate::kernel::{ChangeCallback, Kernel, TokenChange};
 use crate::observe::Observer;
 use crate::runtime::{Caller, Exchanger, NoRefresher, RunsRefresher};
@@ -126,7 +126,7 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
     /// ([`Error::NoRuntime`]), or no thread to be had ([`Error::Spawn`]).
     pub fn build(self) -> Result<TokenSource<Rt>, Error>
     where
-        Rt: RunsRefresher<R>,
+        Rt: RunsRefresher<R> + Spawn,
     {
         let refresher = Rt::hold(self.refresher);
         let bell = Arc::new(Doorbell::default());
@@ -150,7 +150,7 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
             bell.clone(),
             observer,
         );
-        self.runtime.spawn(driver)?;
+        Spawn::spawn(&self.runtime, driver)?;
         kernel.start(self.credentials);
         Ok(TokenSource {
             kernel,

@@ -22,6 +22,7 @@ use silent_refresh::{
 use silent_refresh_driver::clock::{Clock, ManualClock};
 use silent_refresh_driver::runtime::threads::{self, Threads};
 use silent_refresh_driver::runtime::tokio::{Tokio, TokioClock};
+use silent_refresh_driver::driver::Spawn;
 use silent_refresh_driver::runtime::{Caller, RunsRefresher, Runtime};
 use silent_refresh_driver::wake::Wake;
 use silent_refresh_driver::{Error, TokenSource, TokenSourceBuilder};
@@ -133,7 +134,7 @@ pub(crate) type Answers = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
 /// A runtime as the scenarios drive it.
 pub(crate) trait Harness: Clone + Send + Sync + Sized + 'static {
     /// The runtime.
-    type Rt: Caller + Default + RunsRefresher<Self::Fake>;
+    type Rt: Caller + Default + RunsRefresher<Self::Fake> + Spawn;
     /// Its fake refresher.
     type Fake;
     /// What its sources' `subscribe` returns.

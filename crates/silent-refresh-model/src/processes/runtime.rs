@@ -18,10 +18,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
-use silent_refresh_driver::Error;
 use silent_refresh_driver::clock::{Clock, ManualClock};
-use silent_refresh_driver::driver::Driver;
-use silent_refresh_driver::kernel::{Kernel, Waiter};
+use silent_refresh_driver::kernel::Kernel;
 use silent_refresh_driver::runtime::{BlockingWork, Exchanger, Runtime};
 
 use super::store::{SimStore, parse_rank};
@@ -197,14 +195,6 @@ impl Runtime for SimRuntime {
     type Blocking<T: Send + 'static> = SimBlocking<T>;
     type Sleep = SimSleep;
     const CANCELS_EXCHANGES: bool = true;
-
-    fn spawn<W: Waiter>(&self, driver: Driver<Self, W>) -> Result<(), Error> {
-        // The simulation steps its drivers by hand.
-        drop(driver);
-        Err(Error::Spawn {
-            reason: "the simulation steps its drivers by hand".to_owned(),
-        })
-    }
 
     fn run_blocking<T, F>(&self, work: BlockingWork, job: F) -> SimBlocking<T>
     where

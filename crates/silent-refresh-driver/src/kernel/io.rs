@@ -85,9 +85,9 @@ pub struct Work {
     /// (an exchange that is only overdue runs on, see `wire`).
     pub cancels: Vec<AttemptId>,
     /// Store I/O to run off the callers and the async workers, one at a time, in order
-    /// ([`Kernel::store_io`]).
+    /// ([`Kernel::store_io`](crate::kernel::Kernel::store_io)).
     pub store: Vec<StoreIo>,
-    /// When to call [`Kernel::timeout`] next (`None`: only when woken).
+    /// When to call [`Kernel::timeout`](crate::kernel::Kernel::timeout) next (`None`: only when woken).
     pub next: Option<Instant>,
 }
 
@@ -117,7 +117,7 @@ pub struct Snapshot {
 }
 
 /// Store I/O for the driver to run off the callers and the async workers (it may
-/// block), one at a time and in order: hand each to [`Kernel::store_io`].
+/// block), one at a time and in order: hand each to [`Kernel::store_io`](crate::kernel::Kernel::store_io).
 #[derive(Debug)]
 pub enum StoreIo {
     /// Load the stored session, then sign in with it (or with the credentials given in
@@ -183,7 +183,7 @@ impl fmt::Debug for Save {
 pub struct LockId(pub(super) u64);
 
 /// What to do before a refresh exchange, decided under the store's lock between
-/// processes ([`Kernel::prepare_exchange`]). The lock itself stays in the kernel.
+/// processes ([`Kernel::prepare_exchange`](crate::kernel::Kernel::prepare_exchange)). The lock itself stays in the kernel.
 pub enum Prepared {
     /// Run the exchange.
     Exchange,

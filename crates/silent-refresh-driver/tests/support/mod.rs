@@ -20,9 +20,9 @@ use silent_refresh::{
     AccessToken, Config, Event, Expiry, Generation, RefreshFailure, Secret, Token,
 };
 use silent_refresh_driver::clock::{Clock, ManualClock};
+use silent_refresh_driver::driver::Spawn;
 use silent_refresh_driver::runtime::threads::{self, Threads};
 use silent_refresh_driver::runtime::tokio::{Tokio, TokioClock};
-use silent_refresh_driver::driver::Spawn;
 use silent_refresh_driver::runtime::{Caller, RunsRefresher, Runtime};
 use silent_refresh_driver::wake::Wake;
 use silent_refresh_driver::{Error, TokenSource, TokenSourceBuilder};

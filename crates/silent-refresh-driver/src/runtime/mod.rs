@@ -1,6 +1,6 @@
 //! The runtime seam: what a runtime must provide so that a token source, its builder
 //! and its exchange loop are written once ([`TokenSource`](crate::TokenSource),
-//! [`Driver`]).
+//! [`Driver`](crate::driver::Driver)).
 //!
 //! Two traits, as quinn's `Runtime` and hyper's `rt` module cut it:
 //! - [`Runtime`]: what the driver needs: run an exchange, run store I/O off the callers
@@ -29,7 +29,7 @@ use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
 use crate::clock::Clock;
 
-/// What a runtime must provide to run a token source's [`Driver`]: its exchange loop
+/// What a runtime must provide to run a token source's [`Driver`](crate::driver::Driver): its exchange loop
 /// and timer.
 pub trait Runtime: Clone + Unpin + 'static {
     /// A refresher as this runtime holds it (type-erased, usually a `dyn` of its own

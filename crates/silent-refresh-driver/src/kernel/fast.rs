@@ -65,6 +65,16 @@ impl Fresh {
         }
     }
 
+    /// Whether the clock must be read on every call.
+    pub(super) fn check_clock(&self) -> bool {
+        self.check_clock
+    }
+
+    /// The token, to hand out as it is (no clock to read).
+    pub(super) fn into_token(self) -> Arc<AccessToken> {
+        self.token
+    }
+
     /// The token, unless the clock must be read and says its time is over.
     #[inline]
     pub(super) fn hand_out(&self, clock: &dyn Clock) -> Option<Arc<AccessToken>> {

@@ -265,9 +265,23 @@ impl<W: Waiter> Kernel<W> {
             _ => false,
         };
         if !unchanged {
-            self.fresh.store(fresh.as_ref().map(|(token, until)| {
-                Arc::new(Fresh::new(token.clone(), *until, self.clock.jumps()))
-            }));
+            let fresh_now = fresh
+                .as_ref()
+                .map(|(token, until)| Fresh::new(token.clone(), *until, self.clock.jumps()));
+            match fresh_now {
+                Some(fresh) if fresh.check_clock() => {
+                    self.fresh.store(None);
+                    self.fresh_checked.store(Some(Arc::new(fresh)));
+                }
+                Some(fresh) => {
+                    self.fresh_checked.store(None);
+                    self.fresh.store(Some(fresh.into_token()));
+                }
+                None => {
+                    self.fresh.store(None);
+                    self.fresh_checked.store(None);
+                }
+            }
             core.published = fresh;
         }
         let snapshot = core.snapshot();

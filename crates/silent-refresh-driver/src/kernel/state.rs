@@ -45,7 +45,11 @@ pub(super) const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// The driver kernel, shared by every handle of a token source and its driver.
 pub struct Kernel<W: Waiter> {
     pub(super) core: Mutex<Core<W>>,
-    pub(super) fresh: ArcSwapOption<Fresh>,
+    /// The fast path's token, handed out as it is (the driver's timer withdraws it).
+    pub(super) fresh: ArcSwapOption<AccessToken>,
+    /// The fast path's token when the clock must be read on every call (a clock that
+    /// jumps): handed out until its instant.
+    pub(super) fresh_checked: ArcSwapOption<Fresh>,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) wake: Arc<dyn Wake>,

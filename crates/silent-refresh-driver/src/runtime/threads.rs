@@ -290,6 +290,7 @@ impl Wake for Unpark {
 /// Runs `future` to its end on this thread, parking it between polls until a waker
 /// unparks it or the earliest [`ThreadSleep`] it polled is due. A future ready at once
 /// (a fresh token) costs one poll and nothing else.
+#[inline]
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     if let Poll::Ready(output) = future
@@ -298,6 +299,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     {
         return output;
     }
+    park_until_ready(future)
+}
+
+/// The rest of [`block_on`], out of the way of its first poll.
+#[cold]
+#[inline(never)]
+fn park_until_ready<F: Future>(mut future: Pin<&mut F>) -> F::Output {
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {

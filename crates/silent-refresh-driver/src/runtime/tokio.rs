@@ -195,6 +195,7 @@ impl Caller for Tokio {
     type Events = broadcast::Receiver<Event>;
     const LATE_GRACE: Option<Duration> = None;
 
+    #[inline(always)]
     fn wait<F: Future>(&self, future: F) -> F {
         future
     }

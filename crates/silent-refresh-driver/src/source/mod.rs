@@ -92,7 +92,7 @@ impl<Rt: Caller> TokenSource<Rt> {
     ///
     /// The core's reason ([`Error::Token`]), the driver gone ([`Error::DriverStopped`]),
     /// or a call from inside the token-change callback ([`Error::Reentrant`]).
-    #[inline]
+    #[inline(always)]
     pub fn token(&self) -> Rt::Wait<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
         self.runtime.wait(self.answer(Deadline::Default))
     }
@@ -128,18 +128,28 @@ impl<Rt: Caller> TokenSource<Rt> {
     /// The fast path, checked before any future is made: the future of a fresh token
     /// holds only the token; a wait for the machine's answer is boxed (a caller that
     /// waits can afford an allocation).
-    #[inline]
+    #[inline(always)]
     fn answer(
         &self,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + '_ {
         match self.kernel.fresh_token() {
             Some(token) => Answering::Fresh(Some(token)),
-            None => Answering::Waiting(Box::pin(async move {
-                let deadline = deadline.at(self.kernel.clock());
-                wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
-            })),
+            None => self.wait(deadline),
         }
+    }
+
+    /// The wait for the machine's answer, out of the fast path's way.
+    #[cold]
+    #[inline(never)]
+    fn wait(
+        &self,
+        deadline: Deadline,
+    ) -> Answering<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
+        Answering::Waiting(Box::pin(async move {
+            let deadline = deadline.at(self.kernel.clock());
+            wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
+        }))
     }
 
     /// Prepares the program's exit: starts no refresh exchange from now on, and waits,

@@ -52,14 +52,25 @@ pub(super) enum Answering<F> {
 impl<F: Future<Output = Result<Arc<AccessToken>, Error>>> Future for Answering<F> {
     type Output = Result<Arc<AccessToken>, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Answering::Fresh(token) => match token.take() {
-                Some(token) => Poll::Ready(Ok(token)),
-                None => panic!("a token answer polled after it was ready"),
-            },
+        let this = self.get_mut();
+        if let Answering::Fresh(token) = this
+            && let Some(token) = token.take()
+        {
+            return Poll::Ready(Ok(token));
+        }
+        this.poll_wait(cx)
+    }
+}
+
+impl<F: Future<Output = Result<Arc<AccessToken>, Error>>> Answering<F> {
+    /// The wait, out of the fast path's way.
+    #[inline(never)]
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<AccessToken>, Error>> {
+        match self {
             Answering::Waiting(wait) => wait.as_mut().poll(cx),
+            Answering::Fresh(_) => panic!("a token answer polled after it was ready"),
         }
     }
 }

@@ -120,6 +120,43 @@ fn build<H: Harness>(
     (source, events)
 }
 
+/// A session of `h` on a [`Flaky`] store in a directory of its own, started from
+/// `at-1`/`rt-1` (usable for an hour) and refreshed to `at-{100 + n}`.
+struct OnFlaky<H: Harness> {
+    path: std::path::PathBuf,
+    store: Arc<Flaky>,
+    calls: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+    source: TokenSource<H::Rt>,
+    events: H::Events,
+    /// Bind it (`_dir`, not `..`): the directory is deleted when it is dropped.
+    _dir: tempfile::TempDir,
+}
+
+/// [`OnFlaky`] with `config`, its store made to fail or panic by `prepare` before the
+/// source starts.
+fn on_flaky<H: Harness>(h: &H, config: Config, prepare: impl FnOnce(&Flaky)) -> OnFlaky<H> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let (store, calls) = Flaky::new(&path);
+    prepare(&store);
+    let (_, refresher) = fake(h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
+    let (source, events) = build(
+        h,
+        config,
+        Shared(store.clone()),
+        Some(Credentials::Token(rotated(1, HOUR))),
+        refresher,
+    );
+    OnFlaky {
+        path,
+        store,
+        calls,
+        source,
+        events,
+        _dir: dir,
+    }
+}
+
 fn is_refresh_started(event: &Event) -> bool {
     matches!(event, Event::RefreshStarted { .. })
 }
@@ -235,18 +272,14 @@ async fn a_stored_token_issued_long_ago_refreshes_at_once<H: Harness>(h: H) {
 }
 
 async fn a_failing_store_keeps_the_token_and_retries_until_durable<H: Harness>(h: H) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let (store, _calls) = Flaky::new(&path);
-    store.fail.store(2, Ordering::SeqCst);
-    let (_, refresher) = fake(&h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
-    let (source, mut events) = build(
-        &h,
-        config(),
-        Shared(store.clone()),
-        Some(Credentials::Token(rotated(1, HOUR))),
-        refresher,
-    );
+    let OnFlaky {
+        path,
+        store,
+        source,
+        mut events,
+        _dir,
+        ..
+    } = on_flaky(&h, config(), |store| store.fail.store(2, Ordering::SeqCst));
 
     let message = persist_failed::<H>(&source, &mut events).await;
     assert!(message.contains("disk is full"), "{message}");
@@ -268,18 +301,14 @@ async fn a_failing_store_keeps_the_token_and_retries_until_durable<H: Harness>(h
 }
 
 async fn a_panicking_store_is_a_failed_save_not_a_swallowed_success<H: Harness>(h: H) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let (store, _calls) = Flaky::new(&path);
-    store.panic.store(1, Ordering::SeqCst);
-    let (_, refresher) = fake(&h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
-    let (source, mut events) = build(
-        &h,
-        config(),
-        Shared(store.clone()),
-        Some(Credentials::Token(rotated(1, HOUR))),
-        refresher,
-    );
+    let OnFlaky {
+        path,
+        store,
+        source,
+        mut events,
+        _dir,
+        ..
+    } = on_flaky(&h, config(), |store| store.panic.store(1, Ordering::SeqCst));
 
     let message = persist_failed::<H>(&source, &mut events).await;
     assert!(message.contains("panicked"), "{message}");
@@ -297,23 +326,18 @@ async fn a_panicking_store_is_a_failed_save_not_a_swallowed_success<H: Harness>(
 }
 
 async fn strict_mode_grants_no_token_until_it_is_stored<H: Harness>(h: H) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let (store, _calls) = Flaky::new(&path);
-    store.fail.store(3, Ordering::SeqCst);
     let config = Config::builder()
         .strict_persistence(true)
         .request_timeout(support::BOUND)
         .build()
         .expect("config");
-    let (_, refresher) = fake(&h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
-    let (source, mut events) = build(
-        &h,
-        config,
-        Shared(store.clone()),
-        Some(Credentials::Token(rotated(1, HOUR))),
-        refresher,
-    );
+    let OnFlaky {
+        store,
+        source,
+        mut events,
+        _dir,
+        ..
+    } = on_flaky(&h, config, |store| store.fail.store(3, Ordering::SeqCst));
 
     persist_failed::<H>(&source, &mut events).await;
     let error = core_error(H::token_within(&source, millis(100)).await);
@@ -480,17 +504,14 @@ async fn a_corrupt_file_is_never_overwritten<H: Harness>(h: H) {
 }
 
 async fn sign_out_forgets_the_file<H: Harness>(h: H) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let (store, mut calls) = Flaky::new(&path);
-    let (_, refresher) = fake(&h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
-    let (source, mut events) = build(
-        &h,
-        config(),
-        Shared(store),
-        Some(Credentials::Token(rotated(1, HOUR))),
-        refresher,
-    );
+    let OnFlaky {
+        path,
+        mut calls,
+        source,
+        mut events,
+        _dir,
+        ..
+    } = on_flaky(&h, config(), |_| {});
     persisted::<H>(&source, &mut events).await;
     assert!(path.exists());
 
@@ -568,19 +589,15 @@ async fn after_a_suspend_the_old_token_is_not_handed_out<H: Harness>(h: H) {
 /// A program about to exit waits for its token to be stored: `until_durable` says
 /// whether it is, within the time given.
 async fn until_durable_waits_for_the_save_before_the_program_exits<H: Harness>(h: H) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let (store, _calls) = Flaky::new(&path);
     // Two failed saves: retried after 1 s, then 2 s.
-    store.fail.store(2, Ordering::SeqCst);
-    let (_, refresher) = fake(&h, |n| Answer::now(Ok(rotated(100 + n, HOUR))));
-    let (source, mut events) = build(
-        &h,
-        config(),
-        Shared(store.clone()),
-        Some(Credentials::Token(rotated(1, HOUR))),
-        refresher,
-    );
+    let OnFlaky {
+        path,
+        store,
+        source,
+        mut events,
+        _dir,
+        ..
+    } = on_flaky(&h, config(), |store| store.fail.store(2, Ordering::SeqCst));
 
     persist_failed::<H>(&source, &mut events).await;
     assert!(

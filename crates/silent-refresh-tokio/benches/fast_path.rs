@@ -45,7 +45,9 @@ fn source(credentials: Credentials) -> TokenSource {
         .expect("inside a runtime")
 }
 
-fn fast_path(c: &mut Criterion) {
+/// A current-thread runtime, and on it a source of a refreshable token and one of a
+/// token without a refresh credential, both fresh for an hour.
+fn sources() -> (tokio::runtime::Runtime, TokenSource, TokenSource) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -56,6 +58,11 @@ fn fast_path(c: &mut Criterion) {
             source(Credentials::Token(static_token())),
         )
     });
+    (runtime, refreshable, static_source)
+}
+
+fn fast_path(c: &mut Criterion) {
+    let (runtime, refreshable, static_source) = sources();
     let mut group = c.benchmark_group("fast_path");
 
     group.bench_function("token_fresh", |b| {
@@ -167,16 +174,8 @@ fn floor_once(swap: &ArcSwap<AccessToken>) {
 }
 
 fn contention(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (refreshable, static_source) = runtime.block_on(async {
-        (
-            source(Credentials::Token(hour_token())),
-            source(Credentials::Token(static_token())),
-        )
-    });
+    // The runtime runs the sources' drivers: kept until the end.
+    let (_runtime, refreshable, static_source) = sources();
     let swap = Arc::new(baseline_swap());
     let mut group = c.benchmark_group("contention");
     group.bench_function("token_fresh", |b| {
@@ -299,16 +298,8 @@ fn main() {
     stampede(&mut criterion);
     criterion.final_summary();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (refreshable, static_source) = runtime.block_on(async {
-        (
-            source(Credentials::Token(hour_token())),
-            source(Credentials::Token(static_token())),
-        )
-    });
+    // The runtime runs the sources' drivers: kept until the end.
+    let (_runtime, refreshable, static_source) = sources();
     let swap = baseline_swap();
     println!("\nThe fast path against the ArcSwap floor, interleaved (median of 300 batches):");
     for (threads, bound) in [(1, 1.5), (2, 1.2)] {

@@ -10,11 +10,13 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tokio")]
+mod on_tokio;
 mod store;
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use silent_refresh::{
     AccessToken, Config, Event, Expiry, Generation, RefreshFailure, Secret, Token,
@@ -22,11 +24,12 @@ use silent_refresh::{
 use silent_refresh_driver::clock::{Clock, ManualClock};
 use silent_refresh_driver::driver::Spawn;
 use silent_refresh_driver::runtime::threads::{self, Threads};
-use silent_refresh_driver::runtime::tokio::{Tokio, TokioClock};
 use silent_refresh_driver::runtime::{Caller, RunsRefresher, Runtime};
 use silent_refresh_driver::wake::Wake;
 use silent_refresh_driver::{Error, TokenSource, TokenSourceBuilder};
 
+#[cfg(feature = "tokio")]
+pub(crate) use self::on_tokio::TokioHarness;
 #[allow(unused_imports)] // each test binary uses some
 pub(crate) use self::store::{
     Flaky, Shared, Uncoordinated, assert_stored, load, refresh_of, stored,
@@ -257,123 +260,6 @@ pub(crate) async fn until_waiting<H: Harness>(h: &H, source: &TokenSource<H::Rt>
     until(h, || source.waiting() >= n, "the callers wait").await;
 }
 
-// ----- tokio ---------------------------------------------------------------------------
-
-/// tokio's paused clock, with a wall clock a test can move ahead alone (a suspend).
-#[derive(Clone, Default)]
-pub(crate) struct TokioHarness {
-    wall_ahead: Arc<Mutex<Duration>>,
-}
-
-impl Clock for TokioHarness {
-    fn now(&self) -> Instant {
-        TokioClock.now()
-    }
-
-    fn wall(&self) -> SystemTime {
-        SystemTime::now() + *lock(&self.wall_ahead)
-    }
-}
-
-/// The tokio fake: waits its answer's delay on tokio's clock.
-pub(crate) struct TokioFake {
-    calls: Arc<Calls>,
-    answers: Answers,
-}
-
-impl silent_refresh_driver::runtime::tokio::Refresher for TokioFake {
-    async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let n = self.calls.record(TokioClock.now(), refresh_token.as_ref());
-        let Answer { delay, result } = (self.answers)(n);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        result
-    }
-}
-
-impl Harness for TokioHarness {
-    type Rt = Tokio;
-    type Fake = TokioFake;
-    type Events = tokio::sync::broadcast::Receiver<Event>;
-
-    fn run<F: Future<Output = ()>>(scenario: impl FnOnce(Self) -> F) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-            .block_on(scenario(Self::default()));
-    }
-
-    fn on_clock(&self, builder: TokenSourceBuilder<Tokio>) -> TokenSourceBuilder<Tokio> {
-        builder.clock(self.clone())
-    }
-
-    fn fake(&self, calls: Arc<Calls>, answers: Answers) -> TokioFake {
-        TokioFake { calls, answers }
-    }
-
-    fn now(&self) -> Instant {
-        TokioClock.now()
-    }
-
-    async fn advance(&self, by: Duration) {
-        tokio::time::sleep(by).await;
-    }
-
-    fn suspend(&self, by: Duration) {
-        *lock(&self.wall_ahead) += by;
-    }
-
-    async fn token(source: &TokenSource<Tokio>) -> Result<Arc<AccessToken>, Error> {
-        source.token().await
-    }
-
-    async fn token_within(
-        source: &TokenSource<Tokio>,
-        limit: Duration,
-    ) -> Result<Arc<AccessToken>, Error> {
-        source.token_within(limit).await
-    }
-
-    async fn shutdown(source: &TokenSource<Tokio>, limit: Duration) -> bool {
-        source.shutdown(limit).await
-    }
-
-    async fn until_durable(source: &TokenSource<Tokio>, limit: Duration) -> bool {
-        source.until_durable(limit).await
-    }
-
-    fn subscribe(source: &TokenSource<Tokio>) -> Self::Events {
-        source.subscribe()
-    }
-
-    async fn next(events: &mut Self::Events) -> Option<Event> {
-        // Bounded on the paused clock: ten minutes pass at once when all else waits.
-        tokio::time::timeout(secs(600), events.recv())
-            .await
-            .ok()
-            .and_then(Result::ok)
-    }
-
-    fn sent(events: &mut Self::Events) -> Vec<Event> {
-        std::iter::from_fn(|| events.try_recv().ok()).collect()
-    }
-
-    fn spawn_token(
-        source: &TokenSource<Tokio>,
-    ) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + 'static {
-        let source = source.clone();
-        let caller = tokio::spawn(async move { source.token().await });
-        async move { caller.await.expect("the caller's task") }
-    }
-
-    async fn within<F: Future>(future: F) -> Option<F::Output> {
-        tokio::time::timeout(secs(600), future).await.ok()
-    }
-}
-
 // ----- threads -------------------------------------------------------------------------
 
 /// Threads on a [`ManualClock`].
@@ -527,6 +413,7 @@ impl Harness for ThreadsHarness {
 /// file declares `#[macro_use] mod support;`).
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "tokio")]
         mod on_tokio {
             $(
                 #[test]

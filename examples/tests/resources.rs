@@ -8,7 +8,10 @@ use std::time::Duration;
 use silent_refresh_examples::server::{AuthServer, ServerConfig};
 
 fn refresh(server: &AuthServer, refresh_token: &str, resource: Option<&str>) -> (String, String) {
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
     if let Some(resource) = resource {
         form.push(("resource", resource));
     }

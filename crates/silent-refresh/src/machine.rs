@@ -265,6 +265,20 @@ impl TokenMachine {
         self.exchange.as_ref().map(|e| e.attempt)
     }
 
+    /// The refresh credential the next refresh sends (the newest one), if any: for a
+    /// sign-out that revokes it at the server (RFC 7009) before forgetting it.
+    #[must_use]
+    pub fn refresh_credential(&self) -> Option<&Secret> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The access token in hand, usable or not (`None` after a sign-out, a dead
+    /// credential, or before the first): for a sign-out that revokes it too.
+    #[must_use]
+    pub fn current_token(&self) -> Option<&Arc<AccessToken>> {
+        self.current.as_ref().map(|c| &c.token)
+    }
+
     /// When the current backoff ends, if the machine is waiting one out.
     #[must_use]
     pub fn backoff_until(&self) -> Option<Instant> {

@@ -115,7 +115,9 @@ pub mod middleware {
 
 #[cfg(feature = "reqwest")]
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
-pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+pub use send::{
+    AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, TokenHeaders, authorization,
+};
 pub use silent_refresh;
 #[doc(inline)]
 pub use silent_refresh_driver::exports::*;

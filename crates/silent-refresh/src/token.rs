@@ -44,6 +44,12 @@ pub struct Token {
     /// storage always carry it.
     #[cfg_attr(feature = "serde", serde(default))]
     pub issued_at: Option<SystemTime>,
+    /// The private key of the session's DPoP binding (RFC 9449), as PKCS#8 PEM, when the
+    /// session is sender-constrained: the key is part of the session (rule 15), stored
+    /// and shared with its tokens, so that every process that adopts the session proves
+    /// with the same key. Never printed.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub dpop_key: Option<Secret>,
 }
 
 impl Token {
@@ -56,6 +62,7 @@ impl Token {
             refresh_token: None,
             scope: None,
             issued_at: None,
+            dpop_key: None,
         }
     }
 

@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use silent_refresh::{Expiry, Secret, Token};
 use zeroize::Zeroizing;
 
-/// The value of the `format` field this version writes and reads.
+/// The value of the `format` field of a session without a DPoP key: the first version,
+/// which this version still writes for such a session (so older versions still read it).
 pub const FORMAT: &str = "silent-refresh/token/1";
+/// The value of the `format` field of a session with a DPoP key (`dpop_key`): a new
+/// version, so that an older library refuses it rather than lose the key and prove
+/// with another (its refresh token would then be refused).
+pub const FORMAT_DPOP: &str = "silent-refresh/token/2";
 
 /// Why a token could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,8 @@ struct RecordOut<'a> {
     refresh_token: Option<&'a Secret>,
     expires_at: Option<i64>,
     issued_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<&'a Secret>,
     saved_at: i64,
 }
 
@@ -93,6 +100,8 @@ struct RecordIn {
     expires_at: Option<i64>,
     #[serde(default)]
     issued_at: Option<i64>,
+    #[serde(default)]
+    dpop_key: Option<Secret>,
 }
 
 /// Serialises `token` into a buffer sized once (no reallocation leaves a copy of the
@@ -109,13 +118,18 @@ pub fn encode(token: &Token) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         Expiry::In(_) => return Err(EncodeError::RelativeExpiry),
     };
     let record = RecordOut {
-        format: FORMAT,
+        format: if token.dpop_key.is_some() {
+            FORMAT_DPOP
+        } else {
+            FORMAT
+        },
         access_token: &token.access_token,
         token_type: &token.token_type,
         scope: token.scope.as_deref(),
         refresh_token: token.refresh_token.as_ref(),
         expires_at,
         issued_at: token.issued_at.map(to_millis),
+        dpop_key: token.dpop_key.as_ref(),
         saved_at: to_millis(SystemTime::now()),
     };
     let mut counter = Counter(0);
@@ -175,6 +189,7 @@ pub fn decode(bytes: &[u8]) -> Result<Token, String> {
     token.scope = record.scope;
     token.refresh_token = record.refresh_token;
     token.issued_at = issued_at;
+    token.dpop_key = record.dpop_key;
     Ok(token)
 }
 
@@ -212,7 +227,7 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
         Some(Kind::String { ours: true }) => {}
         Some(_) => {
             return Err(format!(
-                "its `format` is not `{FORMAT}`: another program, or a later version of \
+                "its `format` is neither `{FORMAT}` nor `{FORMAT_DPOP}`: another program, or a later version of \
                  this library, wrote it"
             ));
         }
@@ -229,6 +244,7 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
         ("scope", Expected::StringOrNull, false),
         ("refresh_token", Expected::StringOrNull, false),
         ("issued_at", Expected::MillisOrNull, false),
+        ("dpop_key", Expected::StringOrNull, false),
     ];
     for (name, expected, required) in expected {
         let Some(kind) = fields.get(name) else {
@@ -265,7 +281,7 @@ enum Kind {
     Integer,
     Number,
     String {
-        /// Whether the string is [`FORMAT`].
+        /// Whether the string is [`FORMAT`] or [`FORMAT_DPOP`].
         ours: bool,
     },
     Array,
@@ -323,7 +339,7 @@ impl<'de> de::Visitor<'de> for KindVisitor {
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Kind, E> {
         Ok(Kind::String {
-            ours: value == FORMAT,
+            ours: value == FORMAT || value == FORMAT_DPOP,
         })
     }
 
@@ -375,6 +391,36 @@ fn from_millis(millis: i64) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dpop_session_keeps_its_key_in_version_2_and_version_1_still_reads() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut token = Token::bearer("at-1", Expiry::At(wall)).with_refresh_token("rt-1");
+        token.token_type = "DPoP".to_owned();
+        token.dpop_key = Some(Secret::new(
+            "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n",
+        ));
+        let bytes = encode(&token).expect("encoded");
+        let text = std::str::from_utf8(&bytes).expect("UTF-8");
+        assert!(text.contains(FORMAT_DPOP), "{text}");
+        let read = decode(&bytes).expect("read back");
+        assert_eq!(read.dpop_key, token.dpop_key);
+        assert_eq!(read.token_type, "DPoP");
+        // Without a key: still version 1, which older versions read.
+        token.dpop_key = None;
+        let bytes = encode(&token).expect("encoded");
+        let text = std::str::from_utf8(&bytes).expect("UTF-8");
+        assert!(
+            text.contains(FORMAT) && !text.contains("dpop_key"),
+            "{text}"
+        );
+        let old = br#"{"format":"silent-refresh/token/1","access_token":"a","token_type":"Bearer","expires_at":null}"#;
+        assert_eq!(decode(old).expect("version 1 reads").dpop_key, None);
+        // The key never shows in an error about the record.
+        let bad = br#"{"format":"silent-refresh/token/2","access_token":"a","token_type":"Bearer","expires_at":null,"dpop_key":7}"#;
+        let error = decode(bad).expect_err("a number is no key");
+        assert!(error.contains("dpop_key"), "{error}");
+    }
 
     #[test]
     fn millis_round_down_both_sides_of_the_epoch() {

@@ -153,7 +153,10 @@ mod tests {
         let sent = form(&grant.for_target(&billing));
         assert!(sent.contains(&("scope".into(), "billing:read".into())));
         assert!(sent.contains(&("resource".into(), "https://billing.example.com/".into())));
-        assert!(sent.contains(&("audience".into(), "base".into())), "kept: {sent:?}");
+        assert!(
+            sent.contains(&("audience".into(), "base".into())),
+            "kept: {sent:?}"
+        );
         assert_eq!(sent.iter().filter(|(k, _)| k == "scope").count(), 1);
         // The default target is the grant itself.
         assert_eq!(form(&grant.for_target(&Target::default())), form(&grant));

@@ -334,12 +334,12 @@ fn a_corrupt_or_foreign_file_is_unreadable_and_never_overwritten() {
         (
             "format of another version",
             other_format.into_bytes(),
-            "`format` is not",
+            "`format` is none of",
         ),
         (
             "format not a string",
             br#"{"format": 1}"#.to_vec(),
-            "`format` is not",
+            "`format` is none of",
         ),
         (
             "missing field",

@@ -85,6 +85,8 @@
 #[cfg(feature = "reqwest")]
 mod oauth2_refresher;
 mod send;
+#[cfg(feature = "reqwest")]
+pub mod signin;
 
 /// A tower layer that attaches the access token (feature `tower`): the one of
 /// `silent-refresh-http`, over this crate's [`TokenSource`].
@@ -116,6 +118,8 @@ pub mod middleware {
 #[cfg(feature = "reqwest")]
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
 pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+#[cfg(feature = "reqwest")]
+pub use signin::Issuer;
 pub use silent_refresh;
 #[doc(inline)]
 pub use silent_refresh_driver::exports::*;

@@ -87,10 +87,12 @@ mod bearer;
 mod error;
 mod oauth2_refresher;
 mod replay;
+pub mod signin;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, UreqAgent};
+pub use signin::Issuer;
 pub use silent_refresh_driver::runtime::threads::{Refresher, Threads};
 pub use source::{TokenSource, TokenSourceBuilder};
 

@@ -1,0 +1,30 @@
+//! Starting and ending a session over reqwest (feature `reqwest`): the driver's flows
+//! (`silent_refresh_driver::signin`: discovery, the device flow, the browser sign-in
+//! with PKCE, a sign-out that revokes) with this crate's client, [`Reqwest`]. Every
+//! call returns a future to `.await`; dropping it cancels the flow.
+
+use silent_refresh_driver::signin;
+
+use crate::{Reqwest, Tokio};
+
+pub use silent_refresh_driver::signin::DEFAULT_REDIRECT_PATH;
+
+/// An authorization server, by its metadata, and the reqwest client to talk to it:
+/// `Issuer::discover(url).await?` (see `silent_refresh_driver::signin::Issuer`).
+pub type Issuer = signin::Issuer<Tokio, Reqwest>;
+
+/// Builds an [`Issuer`]: `Issuer::builder(url)`; its client settings are a
+/// [`reqwest::ClientBuilder`].
+pub type IssuerBuilder = signin::IssuerBuilder<Tokio, Reqwest>;
+
+/// A device sign-in to start: [`Issuer::device`].
+pub type DeviceFlow = signin::DeviceFlow<Tokio, Reqwest>;
+
+/// A device code to show the user: [`DeviceFlow::start`].
+pub type DeviceCode = signin::DeviceCode<Tokio, Reqwest>;
+
+/// A browser sign-in to start: [`Issuer::browser`].
+pub type BrowserFlow = signin::BrowserFlow<Tokio, Reqwest>;
+
+/// A browser sign-in with its listener open: [`BrowserFlow::start`].
+pub type BrowserSignIn = signin::BrowserSignIn<Tokio, Reqwest>;

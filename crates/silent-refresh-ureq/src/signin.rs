@@ -1,0 +1,30 @@
+//! Starting and ending a session over ureq: the driver's flows
+//! (`silent_refresh_driver::signin`: discovery, the device flow, the browser sign-in
+//! with PKCE, a sign-out that revokes) with this crate's client, [`UreqAgent`]. Every
+//! call blocks the calling thread; a flow's `cancel_handle()` ends it from another.
+
+use silent_refresh_driver::signin;
+
+use crate::{Threads, UreqAgent};
+
+pub use silent_refresh_driver::signin::DEFAULT_REDIRECT_PATH;
+
+/// An authorization server, by its metadata, and the ureq agent to talk to it:
+/// `Issuer::discover(url)?` (see `silent_refresh_driver::signin::Issuer`).
+pub type Issuer = signin::Issuer<Threads, UreqAgent>;
+
+/// Builds an [`Issuer`]: `Issuer::builder(url)`; its client settings are a ureq
+/// [`Agent`](ureq::Agent).
+pub type IssuerBuilder = signin::IssuerBuilder<Threads, UreqAgent>;
+
+/// A device sign-in to start: [`Issuer::device`].
+pub type DeviceFlow = signin::DeviceFlow<Threads, UreqAgent>;
+
+/// A device code to show the user: [`DeviceFlow::start`].
+pub type DeviceCode = signin::DeviceCode<Threads, UreqAgent>;
+
+/// A browser sign-in to start: [`Issuer::browser`].
+pub type BrowserFlow = signin::BrowserFlow<Threads, UreqAgent>;
+
+/// A browser sign-in with its listener open: [`BrowserFlow::start`].
+pub type BrowserSignIn = signin::BrowserSignIn<Threads, UreqAgent>;

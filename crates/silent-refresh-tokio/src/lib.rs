@@ -69,6 +69,16 @@
 //! with the codec, [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program
 //! builds ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
+//! # Signing in
+//!
+//! `Issuer` (feature `reqwest`, module `signin`) starts and ends a session: it reads an
+//! issuer's metadata, runs the device flow or the browser sign-in with PKCE (the token
+//! signs the source in and is saved to its store before it is used), and logs out by
+//! revoking the session at the server, each call a future to `.await`.
+//! [`TokenSource::ready`] says whether the store held a session already, so that a
+//! tool signs its user in once, then refreshes silently at every start. The README's
+//! "Sign in once, refresh silently, log out" tells the whole story.
+//!
 //! # Logs
 //!
 //! `tracing` events (target `silent_refresh_driver`): refresh started and token adopted

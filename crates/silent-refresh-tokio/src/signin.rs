@@ -2,6 +2,31 @@
 //! (`silent_refresh_driver::signin`: discovery, the device flow, the browser sign-in
 //! with PKCE, a sign-out that revokes) with this crate's client, [`Reqwest`]. Every
 //! call returns a future to `.await`; dropping it cancels the flow.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use silent_refresh_tokio::{Config, FileStore, Issuer, OAuth2Refresher, TokenSource};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = Issuer::discover("https://login.example.com").await?;
+//! let client = issuer.client("my-cli");
+//! let source = TokenSource::builder(Config::default())
+//!     .store(FileStore::new("session.json"))
+//!     .refresher(OAuth2Refresher::new(client.clone())?)
+//!     .build()?;
+//! if !source.ready().await?.is_signed_in() {
+//!     let sign_in = issuer.browser(&client).scope("openid offline_access").start(&source)?;
+//!     eprintln!("Opening {} in your browser", sign_in.url());
+//!     sign_in.sign_in().await?;
+//!     let _ = source.until_durable(Duration::from_secs(10)).await;
+//! }
+//! let token = source.token().await?;
+//! # let _ = token;
+//! // Logging out: revoked at the server, then forgotten in the store.
+//! issuer.sign_out(&source, &client).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 use silent_refresh_driver::signin;
 

@@ -284,7 +284,12 @@ impl<Rt: Caller> TokenSource<Rt> {
 
     /// Signs in with new credentials: replaces the token, forgets any failure, and
     /// releases the calls waiting for a token. An exchange on the wire is cancelled and
-    /// its answer dropped.
+    /// its answer dropped. With a store, the new token is handed to it before any call
+    /// gets it ([`until_durable`](Self::until_durable) says when it is stored).
+    ///
+    /// A program that signs its user in only when no session is stored asks
+    /// [`ready`](Self::ready) first (the store is read in the background). The flows of
+    /// [`signin`](crate::signin) (the device flow, the browser) end with this call.
     pub fn sign_in(&self, credentials: Credentials) {
         self.kernel.command(Command::SignIn(credentials));
     }

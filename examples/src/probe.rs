@@ -73,23 +73,29 @@ pub async fn tokio_get(
 ) -> Result<Answer, ProbeError> {
     let mut sends = 0u32;
     let sent = client
-        .send(url, |uri, authorization| {
+        .send(&reqwest::Method::GET, url, |uri, headers| {
             sends += 1;
-            let request = http
-                .get(uri.to_string())
-                .header(reqwest::header::AUTHORIZATION, authorization);
+            let mut request = http.get(uri.to_string());
+            request = request.header(reqwest::header::AUTHORIZATION, headers.authorization);
+            if let Some(proof) = headers.dpop {
+                request = request.header("dpop", proof);
+            }
             async move {
                 let response = request.send().await?;
-                let status = response.status();
-                // Read the body so the connection goes back to the pool.
+                // The status and the headers (challenges, DPoP nonces) are what the
+                // token rule reads; the body is read so the connection goes back to
+                // the pool.
+                let mut head = http::Response::new(());
+                *head.status_mut() = response.status();
+                *head.headers_mut() = response.headers().clone();
                 response.bytes().await?;
-                Ok::<_, reqwest::Error>(status)
+                Ok::<_, reqwest::Error>(head)
             }
         })
         .await;
     match sent {
-        Ok(status) => Ok(Answer {
-            status,
+        Ok(head) => Ok(Answer {
+            status: head.status(),
             retried_401: sends > 1,
         }),
         Err(error) => {

@@ -102,6 +102,36 @@ pub enum Error {
     /// The HTTP client failed to send the request or read the response.
     #[error("the request failed: {0}; retry it if it is safe to repeat")]
     Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The API refused the token for a scope it lacks (`insufficient_scope`, RFC 6750
+    /// §3). No refresh was started: refreshing gives the same scope.
+    #[error(
+        "the API requires a scope the token lacks{}; ask for it at sign-in (or for this API's token), a refresh gives the same scope",
+        scope.as_deref().map(|s| format!(" (`{s}`)")).unwrap_or_default()
+    )]
+    InsufficientScope {
+        /// The scope the API asked for, if it said.
+        scope: Option<String>,
+    },
+    /// The API asks for a stronger or more recent sign-in (RFC 9470
+    /// `insufficient_user_authentication`). No refresh was started: start a sign-in
+    /// asking for it.
+    #[error(
+        "the API requires a step-up sign-in{}{}; start a new sign-in asking for it",
+        acr_values.as_deref().map(|a| format!(" (acr_values `{a}`)")).unwrap_or_default(),
+        max_age.map(|m| format!(" (at most {m} s ago)")).unwrap_or_default()
+    )]
+    StepUpRequired {
+        /// The authentication context classes the API accepts, if it said.
+        acr_values: Option<String>,
+        /// How recent the sign-in must be, in seconds, if it said.
+        max_age: Option<u64>,
+    },
+    /// A DPoP resource server asked for a nonce, and the request's body cannot be sent
+    /// again (a stream): it was not resent. The nonce is kept: send the request again.
+    #[error(
+        "the API asked for a DPoP nonce, and the request's body cannot be sent again (a stream), so it was not resent; send it again: the next proof carries the nonce"
+    )]
+    NotReplayable,
     /// The codec (`silent-refresh-oauth2`) refused what it was given, such as a signing
     /// key. Its origin errors become this enum's own variants, and a setting it refuses
     /// becomes [`Error::Token`].

@@ -32,6 +32,8 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod driver;
 mod error;
 pub mod exports;

@@ -11,6 +11,8 @@ use silent_refresh::{RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, RefreshGrant};
 
 use crate::Error;
+#[cfg(feature = "dpop")]
+use silent_refresh_oauth2::dpop::DpopSession;
 
 /// An HTTP client an [`OAuth2Refresher`] sends its exchanges with: what an adapter
 /// brings.
@@ -88,6 +90,18 @@ pub struct OAuth2Refresher<C> {
     grant: RefreshGrant,
     client: C,
     timeout: Duration,
+    #[cfg(feature = "dpop")]
+    dpop: Option<DpopSession>,
+}
+
+/// What one answer of the token endpoint means for the exchange.
+enum Step {
+    /// A DPoP nonce challenge to the first request: send it again at once, with the
+    /// nonce (the same exchange, the same credential; rule 15).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    Resend,
+    /// The exchange is over.
+    Done(Result<Token, RefreshFailure>),
 }
 
 impl<C: HttpClient> OAuth2Refresher<C> {
@@ -98,6 +112,8 @@ impl<C: HttpClient> OAuth2Refresher<C> {
             client: None,
             allow_insecure_http: false,
             timeout: DEFAULT_EXCHANGE_TIMEOUT,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 
@@ -123,22 +139,92 @@ impl<C: HttpClient> OAuth2Refresher<C> {
         self.timeout
     }
 
-    /// The request of one exchange, and the reader of its answer.
+    /// The request of one try of the exchange (with a DPoP proof when the session is
+    /// sender-constrained), and the reader of its answer.
     fn start<'a>(
         &'a self,
         refresh_token: Option<&'a Secret>,
     ) -> Result<(http::Request<Vec<u8>>, Exchange<'a>), RefreshFailure> {
-        self.grant
-            .start_exchange(refresh_token, SystemTime::now(), random(), |path| {
-                std::fs::read(path)
-            })
+        #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
+        let (mut request, exchange) =
+            self.grant
+                .start_exchange(refresh_token, SystemTime::now(), random(), |path| {
+                    std::fs::read(path)
+                })?;
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.dpop {
+            crate::dpop::prove(dpop, &mut request, None)
+                .map_err(|e| RefreshFailure::misconfigured(format!("no DPoP proof: {e}")))?;
+        }
+        Ok((request, exchange))
     }
+
+    /// What the answer to a try means: a nonce challenge to the first try is sent again
+    /// (rule 15); anything else is read by the codec. With DPoP, every answer's nonce is
+    /// kept, a token carries the session's key (stored with it), and a dead credential
+    /// says which key the session proves with.
+    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+    fn answer(
+        &self,
+        first_try: bool,
+        exchange: &Exchange<'_>,
+        response: http::Response<Vec<u8>>,
+    ) -> Step {
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.dpop {
+            let url = self.grant.token_url();
+            dpop.observe(url, response.headers());
+            if first_try
+                && let Some(nonce) = silent_refresh_oauth2::dpop::token_nonce_challenge(
+                    response.status(),
+                    response.headers(),
+                    response.body(),
+                )
+            {
+                dpop.use_nonce(url, &nonce);
+                return Step::Resend;
+            }
+            let mut result = exchange.read_response(response);
+            match &mut result {
+                Ok(token) => token.dpop_key = dpop.key_pem().ok(),
+                Err(failure) if failure.is_terminal() => {
+                    failure.message.push_str(&format!(
+                        "; this session proves with the DPoP key {}, and a refresh token \
+                         bound to another key is refused",
+                        dpop.thumbprint()
+                    ));
+                }
+                Err(_) => {}
+            }
+            return Step::Done(result);
+        }
+        Step::Done(exchange.read_response(response))
+    }
+
+    /// The time left of the exchange's timeout, started at `started`.
+    fn left(&self, started: std::time::Instant) -> Duration {
+        self.timeout.saturating_sub(started.elapsed())
+    }
+}
+
+/// An exchange that ended with two nonce challenges in a row cannot happen (the second
+/// is read as any answer); this is its failure, for the type's sake.
+fn nonce_loop() -> RefreshFailure {
+    RefreshFailure::transient("the token endpoint asked for a DPoP nonce twice in a row")
 }
 
 impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresher<C> {
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let (request, exchange) = self.start(refresh_token.as_ref())?;
-        exchange.read_response(self.client.send(request, self.timeout)?)
+        let started = std::time::Instant::now();
+        for first_try in [true, false] {
+            let (request, exchange) = self.start(refresh_token.as_ref())?;
+            let response = self.client.send(request, self.left(started))?;
+            match self.answer(first_try, &exchange, response) {
+                Step::Resend => {}
+                Step::Done(result) => return result,
+            }
+        }
+        Err(nonce_loop())
     }
 
     fn token_endpoint(&self) -> Option<&str> {
@@ -147,14 +233,27 @@ impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresh
 
     fn exchange_timeout(&self) -> Option<Duration> {
         Some(self.timeout)
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&DpopSession> {
+        self.dpop.as_ref()
     }
 }
 
 #[cfg(feature = "tokio")]
 impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C> {
     async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let (request, exchange) = self.start(refresh_token.as_ref())?;
-        exchange.read_response(self.client.send(request, self.timeout).await?)
+        let started = std::time::Instant::now();
+        for first_try in [true, false] {
+            let (request, exchange) = self.start(refresh_token.as_ref())?;
+            let response = self.client.send(request, self.left(started)).await?;
+            match self.answer(first_try, &exchange, response) {
+                Step::Resend => {}
+                Step::Done(result) => return result,
+            }
+        }
+        Err(nonce_loop())
     }
 
     fn token_endpoint(&self) -> Option<&str> {
@@ -163,6 +262,11 @@ impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C>
 
     fn exchange_timeout(&self) -> Option<Duration> {
         Some(self.timeout)
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&DpopSession> {
+        self.dpop.as_ref()
     }
 }
 
@@ -182,6 +286,8 @@ pub struct OAuth2RefresherBuilder<C: HttpClient> {
     client: Option<C::Settings>,
     allow_insecure_http: bool,
     timeout: Duration,
+    #[cfg(feature = "dpop")]
+    dpop: Option<DpopSession>,
 }
 
 impl<C: HttpClient> OAuth2RefresherBuilder<C> {
@@ -213,6 +319,17 @@ impl<C: HttpClient> OAuth2RefresherBuilder<C> {
         self
     }
 
+    /// Sender-constrained tokens (DPoP, RFC 9449; feature `dpop`): every exchange
+    /// carries a proof of `session`'s key, a nonce challenge is answered by sending the
+    /// request once more with the nonce (the same exchange), every token carries the
+    /// key so that the store keeps it with the session, and the source adopts the key
+    /// of a session it loads or takes over from another process.
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, session: DpopSession) -> Self {
+        self.dpop = Some(session);
+        self
+    }
+
     /// Checks the settings and builds the refresher and its client.
     ///
     /// # Errors
@@ -227,6 +344,8 @@ impl<C: HttpClient> OAuth2RefresherBuilder<C> {
             client: C::build(self.client, self.timeout)?,
             grant: self.grant,
             timeout: self.timeout,
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
+use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 use silent_refresh_oauth2::origin::Route;
 use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder, UnlistedOrigins};
@@ -18,11 +19,22 @@ use crate::BearerSource;
 pub trait ResponseStatus {
     /// The HTTP status.
     fn status(&self) -> StatusCode;
+
+    /// The response's headers, if there are any to read: the `WWW-Authenticate`
+    /// challenges (what a `401` or `403` says about the token) and a DPoP server's
+    /// `DPoP-Nonce`. `None` (the default) reads a `401` as a plain rejection.
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        None
+    }
 }
 
 impl<B> ResponseStatus for http::Response<B> {
     fn status(&self) -> StatusCode {
         http::Response::status(self)
+    }
+
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        Some(http::Response::headers(self))
     }
 }
 
@@ -37,6 +49,40 @@ impl ResponseStatus for reqwest::Response {
     fn status(&self) -> StatusCode {
         reqwest::Response::status(self)
     }
+
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        Some(reqwest::Response::headers(self))
+    }
+}
+
+/// The headers a request carries its token in: `Authorization` (marked sensitive, so
+/// well-behaved clients do not log it) and, for a DPoP-bound token, the proof of the
+/// session's key for this one request (`DPoP`).
+#[derive(Clone, Debug)]
+pub struct TokenHeaders {
+    /// `Bearer …`, or `DPoP …` for a bound token.
+    pub authorization: HeaderValue,
+    /// The `DPoP` proof, for a bound token.
+    pub dpop: Option<HeaderValue>,
+}
+
+impl TokenHeaders {
+    /// Puts the headers into `headers` (replacing any of the same name).
+    pub fn apply(self, headers: &mut http::HeaderMap) {
+        headers.insert(http::header::AUTHORIZATION, self.authorization);
+        if let Some(proof) = self.dpop {
+            headers.insert(http::HeaderName::from_static("dpop"), proof);
+        }
+    }
+}
+
+/// A request as the token rule needs to know it: its method and URL (a DPoP proof
+/// names them; a nonce is kept per origin).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+pub(crate) struct Target<'a> {
+    pub(crate) method: &'a http::Method,
+    pub(crate) url: &'a str,
 }
 
 /// Attaches the token to requests for the origins you allow, and retries once after a
@@ -71,17 +117,18 @@ impl ResponseStatus for reqwest::Response {
 /// let client = AuthorizedClient::builder(source)
 ///     .allow_origin("https://api.example.com")
 ///     .build()?;
-/// // Any client: the closure gets the URL and the `Authorization` header value.
+/// // Any client: the closure gets the URL and the headers to set.
 /// let status = client
-///     .send("https://api.example.com/me", |_uri, authorization| async move {
-///         assert_eq!(authorization.to_str().unwrap_or_default(), "Bearer at");
+///     .send(&http::Method::GET, "https://api.example.com/me", |_uri, headers| async move {
+///         assert_eq!(headers.authorization.to_str().unwrap_or_default(), "Bearer at");
+///         assert!(headers.dpop.is_none());
 ///         Ok::<_, std::io::Error>(StatusCode::OK)
 ///     })
 ///     .await?;
 /// assert_eq!(status, StatusCode::OK);
 /// // Another origin never sees the token.
 /// let refused = client
-///     .send("https://elsewhere.example/", |_, _| async { Ok::<_, std::io::Error>(StatusCode::OK) })
+///     .send(&http::Method::GET, "https://elsewhere.example/", |_, _| async { Ok::<_, std::io::Error>(StatusCode::OK) })
 ///     .await;
 /// assert!(matches!(refused, Err(silent_refresh_tokio::Error::OriginNotAllowed { .. })));
 /// # Ok(())
@@ -135,13 +182,17 @@ impl<S: BearerSource> AuthorizedClient<S> {
         Ok(uri)
     }
 
-    /// Sends a request to `url` through `send`, with the token attached.
+    /// Sends a `method` request to `url` through `send`, with the token attached.
     ///
-    /// `send` gets the checked URL and the `Authorization` header value (marked
-    /// sensitive, so well-behaved clients do not log it) and sends the request. If the
-    /// answer is 401, the rejected token's generation is reported to the source, and
-    /// `send` is called once more with the new token; that second answer is returned
-    /// whatever its status.
+    /// `send` gets the checked URL and the token's headers ([`TokenHeaders`]: the
+    /// `Authorization` value, and for a DPoP-bound token its proof) and sends the
+    /// request. What a `401` or `403` says is read with the codec's one rule
+    /// ([`resource_verdict`](silent_refresh_oauth2::challenge::resource_verdict)): a
+    /// rejection is reported to the source and `send` is called once more with the new
+    /// token (that second answer is returned whatever its status); a DPoP nonce
+    /// challenge is answered by calling `send` once more with a proof carrying the
+    /// nonce, reporting nothing; a missing scope or a step-up is the source's typed
+    /// error, with no refresh.
     ///
     /// # Errors
     ///
@@ -153,16 +204,23 @@ impl<S: BearerSource> AuthorizedClient<S> {
     /// cut to its origin and path (no user, query or fragment, which may hold secrets),
     /// and the request's query removed wherever it still shows. A `reqwest::Error`
     /// (feature `reqwest`) loses its URL.
-    pub async fn send<F, Fut, T, E>(&self, url: &str, mut send: F) -> Result<T, S::Error>
+    pub async fn send<F, Fut, T, E>(
+        &self,
+        method: &http::Method,
+        url: &str,
+        mut send: F,
+    ) -> Result<T, S::Error>
     where
-        F: FnMut(Uri, HeaderValue) -> Fut,
+        F: FnMut(Uri, TokenHeaders) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         T: ResponseStatus,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let uri = self.check(url)?;
         let again = Some(uri.clone());
-        let sent = with_token(&self.source, uri.clone(), again, &mut send).await?;
+        let text = uri.to_string();
+        let target = Target { method, url: &text };
+        let sent = with_token(&self.source, target, uri.clone(), again, &mut send).await?;
         sent.map_err(|e| S::send_failed(send_error(e.into(), &uri)))
     }
 
@@ -183,8 +241,13 @@ impl<S: BearerSource> AuthorizedClient<S> {
     ) -> Result<reqwest::Response, S::Error> {
         self.check(request.url().as_str())?;
         let again = request.try_clone();
-        with_token(&self.source, request, again, |request, authorization| {
-            execute_with(client, request, authorization)
+        let (method, url) = (request.method().clone(), request.url().to_string());
+        let target = Target {
+            method: &method,
+            url: &url,
+        };
+        with_token(&self.source, target, request, again, |request, headers| {
+            execute_with(client, request, headers)
         })
         .await?
         .map_err(|e| S::send_failed(Box::new(e.without_url())))
@@ -226,69 +289,165 @@ impl<S: BearerSource> AuthorizedClient<S> {
     }
 }
 
-/// The 401 rule, written once for every way this crate sends: attach the token, send;
-/// on a 401, report the rejected token's generation to the source (only a rejection
-/// of the current generation starts a refresh, so a late 401 of an older token costs
-/// nothing) and, when there is a copy of the request (`again`), send it once more
-/// with the new token, reporting a second 401 too. The inner `Result` is `send`'s.
+/// The token rule, written once for every way this crate sends: attach the token (and
+/// a DPoP proof for a bound one), send, and read what the answer says about the token
+/// with the codec's one rule
+/// ([`resource_verdict`](silent_refresh_oauth2::challenge::resource_verdict)):
+/// - a rejection (`401`): report the token's generation to the source (only a rejection
+///   of the current generation starts a refresh, so a late 401 of an older token costs
+///   nothing) and, with a copy of the request (`again`), send it once more with the new
+///   token, reporting a second rejection too;
+/// - a DPoP nonce challenge: send the copy once more with a proof carrying the nonce,
+///   with no refresh and nothing reported (rule 15); without a copy, the source's
+///   `not_replayable` error;
+/// - a missing scope or a step-up: the source's typed error, with no refresh.
+///
+/// With DPoP, every answer's `DPoP-Nonce` is kept for its origin. The inner `Result` is
+/// `send`'s.
 ///
 /// # Errors
 ///
-/// The source's error when no token can be had, and [`BearerSource::invalid_token`].
+/// The source's error when no token can be had, [`BearerSource::invalid_token`], and
+/// the typed errors above.
 pub(crate) async fn with_token<S, R, F, Fut, T, E>(
     source: &S,
+    target: Target<'_>,
     request: R,
     again: Option<R>,
     mut send: F,
 ) -> Result<Result<T, E>, S::Error>
 where
     S: BearerSource,
-    F: FnMut(R, HeaderValue) -> Fut,
+    F: FnMut(R, TokenHeaders) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     T: ResponseStatus,
 {
     let token = source.token().await?;
-    let first = send(request, authorization::<S>(&token)?).await;
-    if !is_unauthorized(&first) {
-        return Ok(first);
-    }
-    tracing::info!(
-        generation = token.generation.0,
-        "the server rejected the access token (401)"
-    );
-    source.report_rejected(token.generation);
+    let first = send(request, token_headers(source, target, &token)?).await;
+    let next = verdict(source, target, &first, &token)?;
     let Some(request) = again else {
-        tracing::debug!("not sending the request again: it cannot be replayed");
-        return Ok(first);
+        return match next {
+            Verdict::Nonce => Err(S::not_replayable()),
+            Verdict::Rejected => {
+                tracing::debug!("not sending the request again: it cannot be replayed");
+                Ok(first)
+            }
+            Verdict::Done => Ok(first),
+        };
     };
-    drop(first);
-    let token = source.token().await?;
-    let second = send(request, authorization::<S>(&token)?).await;
-    if is_unauthorized(&second) {
+    let token = match next {
+        Verdict::Done => return Ok(first),
+        Verdict::Rejected => {
+            drop(first);
+            source.token().await?
+        }
+        Verdict::Nonce => {
+            drop(first);
+            token
+        }
+    };
+    let second = send(request, token_headers(source, target, &token)?).await;
+    if let Verdict::Rejected = verdict(source, target, &second, &token)? {
         tracing::warn!(
             generation = token.generation.0,
-            "the server rejected the new access token too (401)"
+            "the server rejected the access token again"
         );
-        source.report_rejected(token.generation);
     }
     Ok(second)
 }
 
-fn is_unauthorized<T: ResponseStatus, E>(answer: &Result<T, E>) -> bool {
-    answer
-        .as_ref()
-        .is_ok_and(|response| response.status() == StatusCode::UNAUTHORIZED)
+/// What an answer means for the request: done, or to be sent once more.
+enum Verdict {
+    Done,
+    /// Rejected (reported): send again with the next token.
+    Rejected,
+    /// A DPoP nonce challenge (the nonce kept): send again with the same token.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    Nonce,
+}
+
+/// Reads what `answer` says about `token` (see [`with_token`]); a rejection is reported
+/// here.
+fn verdict<S: BearerSource, T: ResponseStatus, E>(
+    source: &S,
+    target: Target<'_>,
+    answer: &Result<T, E>,
+    token: &AccessToken,
+) -> Result<Verdict, S::Error> {
+    let Ok(response) = answer else {
+        return Ok(Verdict::Done);
+    };
+    let empty = http::HeaderMap::new();
+    let headers = response.headers().unwrap_or(&empty);
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = source.dpop() {
+        dpop.observe(target.url, headers);
+    }
+    #[cfg(not(feature = "dpop"))]
+    let _ = target;
+    Ok(match resource_verdict(response.status(), headers) {
+        ResourceVerdict::Rejected => {
+            tracing::info!(
+                generation = token.generation.0,
+                "the server rejected the access token (401)"
+            );
+            source.report_rejected(token.generation);
+            Verdict::Rejected
+        }
+        ResourceVerdict::UseDpopNonce(nonce) => {
+            #[cfg(feature = "dpop")]
+            if let Some(dpop) = source.dpop() {
+                dpop.use_nonce(target.url, &nonce);
+                return Ok(Verdict::Nonce);
+            }
+            let _ = nonce;
+            Verdict::Done
+        }
+        ResourceVerdict::InsufficientScope { scope } => {
+            return Err(S::insufficient_scope(scope));
+        }
+        ResourceVerdict::StepUpRequired {
+            acr_values,
+            max_age,
+        } => return Err(S::step_up_required(acr_values, max_age)),
+        _ => Verdict::Done,
+    })
+}
+
+/// The headers of `token` for `target`: `Authorization`, and a proof for a bound token.
+fn token_headers<S: BearerSource>(
+    source: &S,
+    target: Target<'_>,
+    token: &AccessToken,
+) -> Result<TokenHeaders, S::Error> {
+    let authorization = authorization::<S>(token)?;
+    #[cfg(feature = "dpop")]
+    if token.is_dpop_bound() {
+        // Rule 15: a bound token never goes without its proof.
+        let Some(dpop) = source.dpop() else {
+            return Err(S::invalid_token());
+        };
+        let proof = crate::dpop::proof(dpop, target, token).map_err(|_| S::invalid_token())?;
+        return Ok(TokenHeaders {
+            authorization,
+            dpop: Some(proof),
+        });
+    }
+    #[cfg(not(feature = "dpop"))]
+    let _ = (source, target);
+    Ok(TokenHeaders {
+        authorization,
+        dpop: None,
+    })
 }
 
 #[cfg(feature = "reqwest")]
 async fn execute_with(
     client: &reqwest::Client,
     mut request: reqwest::Request,
-    authorization: HeaderValue,
+    headers: TokenHeaders,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, authorization);
+    headers.apply(request.headers_mut());
     client.execute(request).await
 }
 

@@ -28,12 +28,16 @@ use silent_refresh::{AccessToken, Generation};
 use silent_refresh_oauth2::origin::Refusal;
 
 mod client;
+#[cfg(feature = "dpop")]
+mod dpop;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use client::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+pub use client::{
+    AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, TokenHeaders, authorization,
+};
 
 /// What the send helpers need of a token source. The tokio adapter's `TokenSource`
 /// implements it; implement it for a source of your own (an `async` wrapper around a
@@ -66,4 +70,23 @@ pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The error for a request the HTTP client failed to send, or whose response it
     /// failed to read (with its URLs already cut to origin and path).
     fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Self::Error;
+
+    /// The error for a resource that answered `insufficient_scope` (RFC 6750 §3): no
+    /// refresh gives the token that scope; `scope` is the one the server asked for.
+    fn insufficient_scope(scope: Option<String>) -> Self::Error;
+
+    /// The error for a resource that asks for a stronger or fresher sign-in (RFC 9470
+    /// `insufficient_user_authentication`): the program must start a new sign-in.
+    fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> Self::Error;
+
+    /// The error for a DPoP nonce challenge to a request whose body cannot be sent
+    /// again: it was not resent.
+    fn not_replayable() -> Self::Error;
+
+    /// The session's DPoP state (feature `dpop`), if its tokens may be bound to a key:
+    /// a request with a bound token carries a proof of it (rule 15).
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        None
+    }
 }

@@ -2,13 +2,12 @@
 //! `reqwest-middleware`).
 
 use http::Extensions;
-use http::header::AUTHORIZATION;
 use http::{StatusCode, Uri};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::BearerSource;
-use crate::client::{AuthorizedClient, ResponseStatus, with_token};
+use crate::client::{AuthorizedClient, ResponseStatus, Target, with_token};
 
 /// A [`reqwest_middleware::Middleware`] that adds `Authorization: Bearer …` to
 /// requests for the origins an [`AuthorizedClient`] allows, with its rules: never to
@@ -89,13 +88,19 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         // Each send gets its own copy of the extensions; those of the answer returned
         // are handed back.
         let again = request.try_clone().map(|r| (r, extensions.clone()));
+        let (method, url) = (request.method().clone(), request.url().to_string());
+        let target = Target {
+            method: &method,
+            url: &url,
+        };
         let first = (request, extensions.clone());
         let sent = with_token(
             self.client.source(),
+            target,
             first,
             again,
-            |(mut request, mut copy): (Request, Extensions), authorization| {
-                request.headers_mut().insert(AUTHORIZATION, authorization);
+            |(mut request, mut copy): (Request, Extensions), headers| {
+                headers.apply(request.headers_mut());
                 let next = next.clone();
                 async move {
                     let response = next.run(request, &mut copy).await?;
@@ -123,5 +128,9 @@ struct Answer {
 impl ResponseStatus for Answer {
     fn status(&self) -> StatusCode {
         self.response.status()
+    }
+
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        Some(self.response.headers())
     }
 }

@@ -4,13 +4,12 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BearerSource;
-use crate::client::{AuthorizedClient, with_token};
+use crate::client::{AuthorizedClient, Target, with_token};
 
 /// The error of a [`BearerAuthService`]: the inner service's error, or the source's
 /// error ([`BearerSource::Error`], `silent_refresh_tokio::Error` for the tokio adapter)
@@ -203,16 +202,22 @@ where
         let mut first = Some(inner);
         Box::pin(async move {
             let again = replay(&request);
+            let (method, url) = (request.method().clone(), request.uri().to_string());
+            let target = Target {
+                method: &method,
+                url: &url,
+            };
             let sent = with_token(
                 client.source(),
+                target,
                 request,
                 again,
-                move |mut request: Request<B>, authorization| {
+                move |mut request: Request<B>, headers| {
                     let (mut inner, ready) = match first.take() {
                         Some(inner) => (inner, true),
                         None => (spare.clone(), false),
                     };
-                    request.headers_mut().insert(AUTHORIZATION, authorization);
+                    headers.apply(request.headers_mut());
                     async move {
                         if !ready {
                             poll_fn(|cx| inner.poll_ready(cx)).await?;

@@ -73,6 +73,8 @@ impl TokenSpec {
             refresh_token: self.refresh.map(Label::secret),
             scope: self.scope.clone(),
             issued_at: self.issued_at,
+            dpop_key: None,
+            keyed: Vec::new(),
         }
     }
 }

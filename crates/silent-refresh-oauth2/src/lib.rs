@@ -172,6 +172,7 @@ pub mod pkce;
 mod request;
 mod response;
 pub mod revocation;
+mod target;
 
 pub use authorization::{
     AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
@@ -194,6 +195,7 @@ pub use jwt::{
 pub use location::redact_location;
 pub use pkce::Pkce;
 pub use revocation::{RevocationRequest, TokenTypeHint};
+pub use target::Target;
 
 use std::time::Duration;
 

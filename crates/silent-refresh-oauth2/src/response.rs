@@ -396,6 +396,9 @@ fn token(fields: &mut Fields) -> Result<Token, &'static str> {
         scope,
         // The response does not say; the machine counts from when the request was sent.
         issued_at: None,
+        // The refresher adds the session's key when the exchange was DPoP.
+        dpop_key: None,
+        keyed: Vec::new(),
     })
 }
 

@@ -127,7 +127,9 @@ pub mod middleware {
 
 #[cfg(feature = "reqwest")]
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
-pub use send::{AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, authorization};
+pub use send::{
+    AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, TokenHeaders, authorization,
+};
 #[cfg(feature = "reqwest")]
 pub use signin::Issuer;
 pub use silent_refresh;

@@ -6,7 +6,7 @@ use silent_refresh::AccessToken;
 
 use crate::{Error, TokenSource};
 
-pub use silent_refresh_http::ResponseStatus;
+pub use silent_refresh_http::{ResponseStatus, TokenHeaders};
 
 /// Attaches the token to requests for the origins you allow, and retries once after a
 /// 401 with the new token: `silent_refresh_http::AuthorizedClient` over this crate's

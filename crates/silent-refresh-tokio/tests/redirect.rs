@@ -380,10 +380,10 @@ async fn send_errors_name_no_query() {
     // A reqwest error carries the URL: it is dropped.
     let http = reqwest::Client::new();
     let error = client
-        .send(&url, |uri: Uri, authorization| {
+        .send(&http::Method::GET, &url, |uri: Uri, headers| {
             let request = http
                 .get(uri.to_string())
-                .header(header::AUTHORIZATION, authorization);
+                .header(header::AUTHORIZATION, headers.authorization);
             async move { request.send().await }
         })
         .await
@@ -395,7 +395,7 @@ async fn send_errors_name_no_query() {
 
     // Any other error that prints the URL: cut to origin and path.
     let error = client
-        .send(&url, |uri: Uri, _| async move {
+        .send(&http::Method::GET, &url, |uri: Uri, _| async move {
             Err::<StatusCode, _>(std::io::Error::other(format!(
                 "GET {uri} failed; retry https://user:pw@mirror.example/v1/items?api_key={QUERY_SECRET}"
             )))

@@ -740,7 +740,8 @@ async fn the_send_helper_retries_once_after_a_401_with_the_new_token() {
         .expect("client");
     let resource = {
         let (valid, seen) = (valid.clone(), seen.clone());
-        move |uri: http::Uri, authorization: http::HeaderValue| {
+        move |uri: http::Uri, headers: silent_refresh_tokio::TokenHeaders| {
+            let authorization = headers.authorization;
             let valid = valid.clone();
             let seen = seen.clone();
             async move {
@@ -761,7 +762,11 @@ async fn the_send_helper_retries_once_after_a_401_with_the_new_token() {
     };
 
     let status = client
-        .send("https://api.example.com/v1/me", resource.clone())
+        .send(
+            &http::Method::GET,
+            "https://api.example.com/v1/me",
+            resource.clone(),
+        )
         .await
         .expect("sent");
     assert_eq!(status, StatusCode::OK);
@@ -775,7 +780,15 @@ async fn the_send_helper_retries_once_after_a_401_with_the_new_token() {
     for _ in 0..1_000 {
         let client = client.clone();
         let resource = resource.clone();
-        tasks.spawn(async move { client.send("https://api.example.com/v1/me", resource).await });
+        tasks.spawn(async move {
+            client
+                .send(
+                    &http::Method::GET,
+                    "https://api.example.com/v1/me",
+                    resource,
+                )
+                .await
+        });
     }
     for result in tasks.join_all().await {
         assert_eq!(result.expect("sent"), StatusCode::OK);
@@ -837,7 +850,7 @@ async fn the_send_helper_sends_the_token_only_where_allowed() {
         let client = client.clone();
         async move {
             client
-                .send(url, |_, _| {
+                .send(&http::Method::GET, url, |_, _| {
                     sent.fetch_add(1, Ordering::SeqCst);
                     async { Ok::<_, std::io::Error>(StatusCode::OK) }
                 })

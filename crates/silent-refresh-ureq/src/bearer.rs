@@ -7,6 +7,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
+use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
 use silent_refresh_oauth2::origin::{OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins};
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
@@ -172,39 +173,141 @@ impl Middleware for BearerAuth {
             .max_redirects(0)
             .build();
         let (mut parts, body) = request.into_parts();
-        set_authorization(&mut parts.headers, &token)?;
+        let url = parts.uri.to_string();
+        self.attach(&mut parts, &url, &token)?;
         tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
         let (first, again) = self.send_first(parts, body, next)?;
-        if !is_unauthorized(&first) {
-            return first;
-        }
-        tracing::info!(
-            generation = token.generation.0,
-            %origin,
-            "the server rejected the access token (401)"
-        );
-        self.source.report_rejected(token.generation);
+        let step = self.verdict(&first, &url, &token)?;
         let Some((mut parts, body)) = again else {
-            tracing::debug!("not sending the request again: its body cannot be replayed");
-            return first;
+            return match step {
+                Step::Nonce => Err(into_ureq(Error::NotReplayable)),
+                Step::Rejected => {
+                    tracing::debug!("not sending the request again: its body cannot be replayed");
+                    first
+                }
+                Step::Done => first,
+            };
         };
-        drop(first);
-        let token = self.source.token().map_err(into_ureq)?;
-        set_authorization(&mut parts.headers, &token)?;
+        let token = match step {
+            Step::Done => return first,
+            Step::Rejected => {
+                drop(first);
+                self.source.token().map_err(into_ureq)?
+            }
+            Step::Nonce => {
+                drop(first);
+                token
+            }
+        };
+        self.attach(&mut parts, &url, &token)?;
         tracing::debug!(
             generation = token.generation.0,
             "sending the request again with the new token"
         );
         let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
-        if is_unauthorized(&second) {
+        if let Step::Rejected = self.verdict(&second, &url, &token)? {
             tracing::warn!(
                 generation = token.generation.0,
-                "the server rejected the new access token too (401)"
+                "the server rejected the access token again"
             );
-            self.source.report_rejected(token.generation);
         }
         second
+    }
+}
+
+/// What an answer means for the request (the codec's one rule, as the other
+/// integrations read it): done, or to be sent once more.
+enum Step {
+    Done,
+    /// Rejected (reported): send again with the next token.
+    Rejected,
+    /// A DPoP nonce challenge (the nonce kept): send again with the same token.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    Nonce,
+}
+
+impl BearerAuth {
+    /// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
+    /// token a proof of the session's key (rule 15: never without it).
+    fn attach(&self, parts: &mut Parts, url: &str, token: &AccessToken) -> Result<(), ureq::Error> {
+        set_authorization(&mut parts.headers, token)?;
+        #[cfg(feature = "dpop")]
+        if token.is_dpop_bound() {
+            let Some(dpop) = self.source.dpop() else {
+                return Err(into_ureq(Error::InvalidToken));
+            };
+            let proof =
+                silent_refresh_driver::dpop::proof(dpop, &parts.method, url, Some(&token.secret))
+                    .map_err(|reason| {
+                    tracing::warn!(%reason, "no DPoP proof for the request");
+                    into_ureq(Error::InvalidToken)
+                })?;
+            parts
+                .headers
+                .insert(silent_refresh_oauth2::dpop::DPOP, proof);
+        }
+        #[cfg(not(feature = "dpop"))]
+        let _ = url;
+        Ok(())
+    }
+
+    /// Reads what `answer` says about `token` with the codec's rule
+    /// ([`resource_verdict`]): a rejection is reported here; a missing scope or a step-up
+    /// is the adapter's typed error, with no refresh.
+    fn verdict(
+        &self,
+        answer: &Result<Response<Body>, ureq::Error>,
+        url: &str,
+        token: &AccessToken,
+    ) -> Result<Step, ureq::Error> {
+        let empty = HeaderMap::new();
+        let (status, headers) = match answer {
+            Ok(response) => (response.status(), response.headers()),
+            Err(ureq::Error::StatusCode(code)) => (
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
+                &empty,
+            ),
+            Err(_) => return Ok(Step::Done),
+        };
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = self.source.dpop() {
+            dpop.observe(url, headers);
+        }
+        #[cfg(not(feature = "dpop"))]
+        let _ = url;
+        Ok(match resource_verdict(status, headers) {
+            ResourceVerdict::Rejected => {
+                tracing::info!(
+                    generation = token.generation.0,
+                    "the server rejected the access token (401)"
+                );
+                self.source.report_rejected(token.generation);
+                Step::Rejected
+            }
+            ResourceVerdict::UseDpopNonce(nonce) => {
+                #[cfg(feature = "dpop")]
+                if let Some(dpop) = self.source.dpop() {
+                    dpop.use_nonce(url, &nonce);
+                    return Ok(Step::Nonce);
+                }
+                let _ = nonce;
+                Step::Done
+            }
+            ResourceVerdict::InsufficientScope { scope } => {
+                return Err(into_ureq(Error::InsufficientScope { scope }));
+            }
+            ResourceVerdict::StepUpRequired {
+                acr_values,
+                max_age,
+            } => {
+                return Err(into_ureq(Error::StepUpRequired {
+                    acr_values,
+                    max_age,
+                }));
+            }
+            _ => Step::Done,
+        })
     }
 }
 
@@ -309,14 +412,6 @@ fn set_authorization(headers: &mut HeaderMap, token: &AccessToken) -> Result<(),
     value.set_sensitive(true);
     headers.insert(AUTHORIZATION, value);
     Ok(())
-}
-
-fn is_unauthorized(result: &Result<Response<Body>, ureq::Error>) -> bool {
-    match result {
-        Ok(response) => response.status() == StatusCode::UNAUTHORIZED,
-        Err(ureq::Error::StatusCode(status)) => *status == StatusCode::UNAUTHORIZED.as_u16(),
-        Err(_) => false,
-    }
 }
 
 fn into_ureq(error: Error) -> ureq::Error {

@@ -81,7 +81,10 @@ impl<W: Waiter> Kernel<W> {
         }));
         let outcome = match saved {
             Ok(Ok(Saved::Stored)) => Persisted::Stored,
-            Ok(Ok(Saved::Conflict(newer))) => Persisted::Conflict(newer),
+            Ok(Ok(Saved::Conflict(newer))) => {
+                self.stored(&newer);
+                Persisted::Conflict(newer)
+            }
             Ok(Err(error)) => Persisted::Failed(error.to_string()),
             // A panicking store is a failed save, never a swallowed success.
             Err(_panic) => Persisted::Failed("the token store panicked".to_owned()),
@@ -122,6 +125,7 @@ impl<W: Waiter> Kernel<W> {
         let (credentials, seed) = match loaded {
             Ok(Some(token)) if holds_a_session(&token, self.clock.wall()) => {
                 tracing::info!("session loaded from the token store");
+                self.stored(&token);
                 (Some(Credentials::Stored(token)), false)
             }
             Ok(_) => (given, true),
@@ -239,6 +243,7 @@ impl<W: Waiter> Kernel<W> {
                         != sent.map(Secret::expose)
                     && holds_a_session(&token, self.clock.wall()) =>
             {
+                self.stored(&token);
                 Prepared::Adopt(Box::new(token))
             }
             _ => Prepared::Exchange,

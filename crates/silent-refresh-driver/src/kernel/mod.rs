@@ -19,6 +19,8 @@ mod locks;
 mod log;
 mod settle;
 mod state;
+
+pub use state::StoredHook;
 mod wire;
 
 use std::collections::HashMap;
@@ -53,6 +55,19 @@ pub use self::state::{Kernel, WALL_CLOCK_CHECK};
 pub const SETTLE_POLL: Duration = Duration::from_millis(20);
 
 impl<W: Waiter> Kernel<W> {
+    /// Calls `hook` with every session the kernel adopts from the store from now on
+    /// (set once; later calls are ignored).
+    pub fn on_stored(&self, hook: state::StoredHook) {
+        let _ = self.on_stored.set(hook);
+    }
+
+    /// A session from the store is about to be adopted.
+    pub(super) fn stored(&self, token: &silent_refresh::Token) {
+        if let Some(hook) = self.on_stored.get() {
+            hook(token);
+        }
+    }
+
     /// A kernel around a new machine (created with `config` at the clock's now).
     /// `exchange_timeout` is the timeout the refresher puts on each exchange itself, if
     /// it has one: an overdue exchange is left to it (plus a second); without one the
@@ -117,6 +132,7 @@ impl<W: Waiter> Kernel<W> {
             refresh_timeout,
             exchange_limit,
             clock_moved,
+            on_stored: std::sync::OnceLock::new(),
         }
     }
 

@@ -60,7 +60,14 @@ pub struct Kernel<W: Waiter> {
     /// How long an exchange may run before the driver cancels it (see `wire`).
     pub(super) exchange_limit: Duration,
     pub(super) clock_moved: Arc<ClockMoved>,
+    /// Told of every session the kernel adopts from the store (loaded at start, a
+    /// save's conflict, a sibling's token read under the store's lock): the source's
+    /// DPoP state takes the session's key from it.
+    pub(super) on_stored: std::sync::OnceLock<StoredHook>,
 }
+
+/// What [`Kernel::on_stored`] calls.
+pub type StoredHook = Box<dyn Fn(&silent_refresh::Token) + Send + Sync>;
 
 /// Everything behind the kernel's lock.
 pub(super) struct Core<W> {

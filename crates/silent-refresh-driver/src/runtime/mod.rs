@@ -120,6 +120,12 @@ pub trait Exchanger<Exchange>: 'static {
     /// exchange past the configuration's `refresh_timeout` is left to it. Without one,
     /// the driver cancels an exchange at twice `refresh_timeout`.
     fn exchange_timeout(&self) -> Option<Duration>;
+
+    /// The session's DPoP state, if the refresher proves its exchanges (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        None
+    }
 }
 
 /// A refresher this runtime can run: an `async` one for tokio, a blocking one for

@@ -88,6 +88,14 @@ pub trait Refresher: Send + Sync + 'static {
     fn exchange_timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// The session's DPoP state, if this refresher proves its exchanges (feature
+    /// `dpop`): the source stores its key with the session and adopts a stored
+    /// session's key into it, and the integrations prove resource requests with it.
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        None
+    }
 }
 
 impl<F> Refresher for F
@@ -122,6 +130,11 @@ impl<R: Refresher> Exchanger<ThreadExchange> for OnThreads<R> {
 
     fn exchange_timeout(&self) -> Option<Duration> {
         self.0.exchange_timeout()
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        self.0.dpop()
     }
 }
 

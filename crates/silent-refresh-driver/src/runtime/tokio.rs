@@ -86,6 +86,14 @@ pub trait Refresher: Send + Sync + 'static {
     fn exchange_timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// The session's DPoP state, if this refresher proves its exchanges (feature
+    /// `dpop`): the source stores its key with the session and adopts a stored
+    /// session's key into it, and the integrations prove resource requests with it.
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        None
+    }
 }
 
 impl<F, Fut> Refresher for F
@@ -119,6 +127,11 @@ impl<R: Refresher> Exchanger<TokioExchange> for Async<R> {
 
     fn exchange_timeout(&self) -> Option<Duration> {
         self.0.exchange_timeout()
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        self.0.dpop()
     }
 }
 
@@ -253,5 +266,25 @@ impl BearerSource for TokenSource<Tokio> {
 
     fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
         Error::Send(error)
+    }
+
+    fn insufficient_scope(scope: Option<String>) -> Error {
+        Error::InsufficientScope { scope }
+    }
+
+    fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> Error {
+        Error::StepUpRequired {
+            acr_values,
+            max_age,
+        }
+    }
+
+    fn not_replayable() -> Error {
+        Error::NotReplayable
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        TokenSource::dpop(self)
     }
 }

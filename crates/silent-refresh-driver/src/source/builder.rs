@@ -139,6 +139,12 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
             self.store,
             refresher.exchange_timeout(),
         ));
+        #[cfg(feature = "dpop")]
+        let dpop = refresher.dpop().cloned();
+        #[cfg(feature = "dpop")]
+        if let Some(session) = dpop.clone() {
+            kernel.on_stored(Box::new(move |token| adopt_key(&session, token)));
+        }
         let observer = Observer::attach(&kernel);
         let token_endpoint = self
             .token_endpoint
@@ -158,6 +164,8 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
             alive: Arc::new(Alive {
                 bell,
                 token_endpoint,
+                #[cfg(feature = "dpop")]
+                dpop,
             }),
         })
     }
@@ -170,5 +178,25 @@ impl<Rt, R> fmt::Debug for TokenSourceBuilder<Rt, R> {
             .field("credentials", &self.credentials)
             .field("on_token_change", &self.on_change.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Rule 15: a stored session's DPoP key is the session's (its tokens are bound to it):
+/// adopted, so that every proof from now on is signed with it.
+#[cfg(feature = "dpop")]
+fn adopt_key(session: &silent_refresh_oauth2::dpop::DpopSession, token: &silent_refresh::Token) {
+    let Some(pem) = &token.dpop_key else {
+        return;
+    };
+    match session.adopt_pem(pem) {
+        Ok(true) => tracing::info!(
+            thumbprint = %session.thumbprint(),
+            "adopted the stored session's DPoP key"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            %error,
+            "the stored session's DPoP key cannot be read; proving with this source's own"
+        ),
     }
 }

@@ -56,6 +56,9 @@ pub struct TokenSource<Rt: Caller> {
 struct Alive {
     bell: Arc<Doorbell>,
     token_endpoint: Option<Arc<str>>,
+    /// The session's DPoP state, when its refresher proves its exchanges.
+    #[cfg(feature = "dpop")]
+    dpop: Option<silent_refresh_oauth2::dpop::DpopSession>,
 }
 
 impl Drop for Alive {
@@ -338,6 +341,14 @@ impl<Rt: Caller> TokenSource<Rt> {
     #[must_use]
     pub fn waiting(&self) -> usize {
         self.kernel.snapshot().waiting
+    }
+
+    /// The session's DPoP state (feature `dpop`), when its refresher proves its
+    /// exchanges: the integrations prove each request with a bound token with it.
+    #[cfg(feature = "dpop")]
+    #[must_use]
+    pub fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+        self.alive.dpop.as_ref()
     }
 
     /// The token endpoint, as the builder or the refresher named it: the send helpers

@@ -86,12 +86,14 @@ mod challenge;
 mod key;
 mod nonce;
 mod proof;
+mod session;
 
 pub use crate::challenge::Challenge;
 pub use challenge::{resource_nonce_challenge, token_nonce_challenge};
 pub use key::{DpopAlgorithm, DpopKey, jwk_thumbprint};
 pub use nonce::{MAX_NONCE_LEN, NonceCache};
 pub use proof::{ProofInput, ath, htu};
+pub use session::DpopSession;
 
 use http::HeaderName;
 

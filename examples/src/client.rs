@@ -57,9 +57,9 @@ resource, refreshing the access token with silent-refresh, and report one JSON l
 USAGE:
   OAUTH_CLIENT_SECRET=... OAUTH_REFRESH_TOKEN=... \\
   cargo run --release --example oauth2_client -- \\
-    --token-url URL --client-id ID --resource URL \\
+    (--token-url URL | --issuer URL) --client-id ID --resource URL \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \\
-    [--auth basic|post|private_key_jwt] [--private-key PATH] [--scope S] \\
+    [--auth basic|post|none|private_key_jwt] [--private-key PATH] [--scope S] \\
     [--grant refresh_token|client_credentials|jwt_bearer|token_exchange] \\
     [--subject-token-file PATH] [--time-scale F] [--refresh-timeout DUR] \\
     [--token-file PATH] [--timeline PATH]
@@ -69,8 +69,12 @@ USAGE:
     [--redirect 307|308] [--outage AFTER+LENGTH] [--api-rejects-all] \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N)
 
+  cargo run --example oauth2_client -- login|logout --help   (sign in, sign out)
+
 OPTIONS:
   --token-url URL        the authorization server's token endpoint
+  --issuer URL           instead of --token-url: the issuer, whose metadata names
+                         the token endpoint
   --client-id ID         the client's id
   --resource URL         the protected resource to GET with the bearer token
   --runtime RUNTIME      tokio (silent-refresh-tokio, reqwest) or blocking
@@ -79,7 +83,8 @@ OPTIONS:
   --duration SECS        run this long (seconds, may be fractional), or
   --requests N           send this many requests in all
   --auth METHOD          how the client authenticates: basic (client_secret_basic,
-                         default), post (client_secret_post) or private_key_jwt (an
+                         default), post (client_secret_post), none (a public client:
+                         its id in the body, no secret) or private_key_jwt (an
                          assertion signed with --private-key for each exchange)
   --grant GRANT          refresh_token (default: OAUTH_REFRESH_TOKEN or --token-file),
                          client_credentials, jwt_bearer (an assertion issued by the
@@ -1292,7 +1297,7 @@ fn session_store(options: &Options) -> Result<Option<SessionStore>, RunError> {
 }
 
 /// Where `--token-file` or `--redis-url` keeps the session.
-enum SessionStore {
+pub(crate) enum SessionStore {
     File(silent_refresh_tokio::FileStore),
     Redis(silent_refresh_redis::RedisStore),
 }
@@ -1448,6 +1453,17 @@ pub fn cli_main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
+    let args: Vec<String> = args.into_iter().collect();
+    if crate::login::is_subcommand(&args) {
+        return crate::login::main(args, env, stdout, stderr);
+    }
+    let args = match crate::login::resolve_issuer(args) {
+        Ok(args) => args,
+        Err(message) => {
+            let _ = writeln!(stderr, "oauth2_client: {message}");
+            return EXIT_USAGE;
+        }
+    };
     let mut token_file: Option<PathBuf> = None;
     let mut redis_key: Option<String> = None;
     let (result, server) = match parse(args, env) {

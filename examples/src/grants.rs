@@ -62,7 +62,8 @@ pub struct Service {
     pub subject_token_file: Option<PathBuf>,
 }
 
-/// `--auth basic|post|private_key_jwt`.
+/// `--auth basic|post|none|private_key_jwt` (`none`: a public client, its id in the
+/// body and no secret, even with `OAUTH_CLIENT_SECRET` set).
 ///
 /// # Errors
 ///
@@ -71,9 +72,10 @@ pub fn parse_auth(value: Option<&str>) -> Result<ClientAuth, String> {
     match value {
         None | Some("basic") => Ok(ClientAuth::Basic),
         Some("post") => Ok(ClientAuth::Post),
+        Some("none") => Ok(ClientAuth::None),
         Some("private_key_jwt") => Ok(ClientAuth::PrivateKeyJwt),
         Some(other) => Err(format!(
-            "--auth must be basic or post, or private_key_jwt, not `{other}`"
+            "--auth must be basic, post or none, or private_key_jwt, not `{other}`"
         )),
     }
 }

@@ -465,6 +465,13 @@ impl RefreshGrant {
         &self.token_url
     }
 
+    /// The client id the grant authenticates as (the `client_id` of a browser
+    /// sign-in's authorization URL, too).
+    #[must_use]
+    pub fn client_identifier(&self) -> &str {
+        &self.client_id
+    }
+
     /// The request of a grant that needs no [`ExchangeContext`] (no signed assertion,
     /// no subject token): for [`RefreshGrant::new`], `grant_type=refresh_token` with the
     /// credential, or `grant_type=client_credentials` when there is none. Other grants

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use silent_refresh::{AttemptId, RefreshFailure, Secret, Token};
+use silent_refresh::{AttemptId, KeyId, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::Target;
 
 use crate::Error;
 use crate::kernel::{Kernel, Prepared, Start, StoreIo, Waiter};
@@ -78,6 +79,8 @@ pub struct Driver<Rt: Runtime, W: Waiter> {
 
 /// One exchange of the exchange loop.
 struct Running<Rt: Runtime> {
+    key: KeyId,
+    target: Arc<Target>,
     attempt: AttemptId,
     refresh_token: Option<Secret>,
     span: tracing::Span,
@@ -132,8 +135,8 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
         let mut progress =
             !work.starts.is_empty() || !work.cancels.is_empty() || !work.store.is_empty();
         self.store_queue.extend(work.store);
-        for attempt in work.cancels {
-            self.cancel(attempt);
+        for (key, attempt) in work.cancels {
+            self.cancel(key, attempt);
         }
         for start in work.starts {
             self.start(start);
@@ -152,15 +155,30 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
     fn start(
         &mut self,
         Start {
+            key,
+            target,
             attempt,
             refresh_token,
         }: Start,
     ) {
         if self.stopping {
             // Nobody is left to use the token; nothing goes on the wire.
-            self.kernel.exchange_result(
+            self.kernel.exchange_result_for(
+                key,
                 attempt,
                 Err(RefreshFailure::transient("the token source is gone")),
+            );
+            return;
+        }
+        if !target.is_default() && !self.refresher.supports_targets() {
+            // Never the default token in its place: a caller of one API would get a
+            // token for another.
+            self.kernel.exchange_result_for(
+                key,
+                attempt,
+                Err(RefreshFailure::misconfigured(
+                    "this refresher cannot ask for a token for a resource, an audience or                      a scope of its own: use an OAuth2Refresher for `for_target`",
+                )),
             );
             return;
         }
@@ -168,13 +186,15 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
         let step = if self.kernel.store().is_some() {
             let (kernel, sent) = (self.kernel.clone(), refresh_token.clone());
             Step::Preparing(self.runtime.run_blocking(BlockingWork::StoreLock, move || {
-                kernel.prepare_exchange(attempt, sent.as_ref())
+                kernel.prepare_exchange_for(key, attempt, sent.as_ref())
             }))
         } else {
             let _entered = span.enter();
-            Step::OnWire(self.refresher.exchange(refresh_token.clone()))
+            Step::OnWire(exchange(&*self.refresher, refresh_token.clone(), &target))
         };
         self.exchanges.push(Running {
+            key,
+            target,
             attempt,
             refresh_token,
             span,
@@ -182,7 +202,7 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
         });
     }
 
-    fn cancel(&mut self, attempt: AttemptId) {
+    fn cancel(&mut self, key: KeyId, attempt: AttemptId) {
         if !Rt::CANCELS_EXCHANGES {
             // A blocking call cannot be cut short: the refresher's own timeout ends it,
             // and its result ends the exchange.
@@ -192,12 +212,19 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
             );
             return;
         }
-        if let Some(at) = self.exchanges.iter().position(|r| r.attempt == attempt) {
+        if let Some(at) = self
+            .exchanges
+            .iter()
+            .position(|r| (r.key, r.attempt) == (key, attempt))
+        {
             // Dropped: the exchange is cut short. A store job still preparing it runs
             // on, and the kernel releases the lock it takes.
             drop(self.exchanges.remove(at));
-            self.kernel
-                .exchange_result(attempt, Err(RefreshFailure::transient(CANCELLED)));
+            self.kernel.exchange_result_for(
+                key,
+                attempt,
+                Err(RefreshFailure::transient(CANCELLED)),
+            );
         }
     }
 
@@ -237,9 +264,21 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
                     Poll::Pending => None,
                     Poll::Ready(Some(Prepared::Exchange)) => {
                         let sent = running.refresh_token.take();
-                        running.step = Step::OnWire(self.refresher.exchange(sent));
+                        running.step =
+                            Step::OnWire(exchange(&*self.refresher, sent, &running.target));
                         progress = true;
                         // Polled right away, on the next round of this loop.
+                        continue;
+                    }
+                    // Another process rotated the credential: sent with the store's.
+                    Poll::Ready(Some(Prepared::ExchangeWith(credential))) => {
+                        running.refresh_token = None;
+                        running.step = Step::OnWire(exchange(
+                            &*self.refresher,
+                            Some(credential),
+                            &running.target,
+                        ));
+                        progress = true;
                         continue;
                     }
                     Poll::Ready(Some(Prepared::Adopt(token))) => Some(Ok(*token)),
@@ -255,7 +294,8 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
                 None => at += 1,
                 Some(result) => {
                     let running = self.exchanges.remove(at);
-                    self.kernel.exchange_result(running.attempt, result);
+                    self.kernel
+                        .exchange_result_for(running.key, running.attempt, result);
                     progress = true;
                 }
             }
@@ -282,6 +322,19 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
         self.armed = None;
         self.kernel.timeout();
         true
+    }
+}
+
+/// Starts the exchange on the wire, for the default token or another key's.
+fn exchange<Ex, R: Exchanger<Ex> + ?Sized>(
+    refresher: &R,
+    refresh_token: Option<Secret>,
+    target: &Target,
+) -> Ex {
+    if target.is_default() {
+        refresher.exchange(refresh_token)
+    } else {
+        refresher.exchange_for(refresh_token, target)
     }
 }
 

@@ -63,6 +63,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `for_target` on a source whose refresher cannot ask for a target.
+    #[error(
+        "this token source cannot get a token for the target `{target}`: its refresher asks \
+         for one kind of token only; build the source with an OAuth2Refresher (or a \
+         refresher that implements `refresh_for` and `supports_targets`)"
+    )]
+    TargetsUnsupported {
+        /// The target's name (its resource indicators, audiences and scope).
+        target: String,
+    },
     /// The client or middleware was built without any allowed origin, so it would never
     /// attach the token.
     #[error("no origin was allowed: call `allow_origin` with the origin of the API")]

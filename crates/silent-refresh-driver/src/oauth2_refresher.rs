@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use silent_refresh::{RefreshFailure, Secret, Token};
-use silent_refresh_oauth2::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, RefreshGrant};
+use silent_refresh_oauth2::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, RefreshGrant, Target};
 
 use crate::Error;
 #[cfg(feature = "dpop")]
@@ -143,14 +143,14 @@ impl<C: HttpClient> OAuth2Refresher<C> {
     /// sender-constrained), and the reader of its answer.
     fn start<'a>(
         &'a self,
+        grant: &'a RefreshGrant,
         refresh_token: Option<&'a Secret>,
     ) -> Result<(http::Request<Vec<u8>>, Exchange<'a>), RefreshFailure> {
         #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
         let (mut request, exchange) =
-            self.grant
-                .start_exchange(refresh_token, SystemTime::now(), random(), |path| {
-                    std::fs::read(path)
-                })?;
+            grant.start_exchange(refresh_token, SystemTime::now(), random(), |path| {
+                std::fs::read(path)
+            })?;
         #[cfg(feature = "dpop")]
         if let Some(dpop) = &self.dpop {
             crate::dpop::prove(dpop, &mut request, None)
@@ -213,11 +213,16 @@ fn nonce_loop() -> RefreshFailure {
     RefreshFailure::transient("the token endpoint asked for a DPoP nonce twice in a row")
 }
 
-impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresher<C> {
-    fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+impl<C: BlockingHttpClient> OAuth2Refresher<C> {
+    /// One exchange of `grant`'s request, blocking.
+    fn refresh_blocking(
+        &self,
+        grant: &RefreshGrant,
+        refresh_token: Option<&Secret>,
+    ) -> Result<Token, RefreshFailure> {
         let started = std::time::Instant::now();
         for first_try in [true, false] {
-            let (request, exchange) = self.start(refresh_token.as_ref())?;
+            let (request, exchange) = self.start(grant, refresh_token)?;
             let response = self.client.send(request, self.left(started))?;
             match self.answer(first_try, &exchange, response) {
                 Step::Resend => {}
@@ -225,6 +230,24 @@ impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresh
             }
         }
         Err(nonce_loop())
+    }
+}
+
+impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresher<C> {
+    fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+        self.refresh_blocking(&self.grant, refresh_token.as_ref())
+    }
+
+    fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
+        self.refresh_blocking(&self.grant.for_target(target), refresh_token.as_ref())
+    }
+
+    fn supports_targets(&self) -> bool {
+        true
     }
 
     fn token_endpoint(&self) -> Option<&str> {
@@ -242,11 +265,16 @@ impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresh
 }
 
 #[cfg(feature = "tokio")]
-impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C> {
-    async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+impl<C: AsyncHttpClient> OAuth2Refresher<C> {
+    /// One exchange of `grant`'s request.
+    async fn refresh_async(
+        &self,
+        grant: &RefreshGrant,
+        refresh_token: Option<&Secret>,
+    ) -> Result<Token, RefreshFailure> {
         let started = std::time::Instant::now();
         for first_try in [true, false] {
-            let (request, exchange) = self.start(refresh_token.as_ref())?;
+            let (request, exchange) = self.start(grant, refresh_token)?;
             let response = self.client.send(request, self.left(started)).await?;
             match self.answer(first_try, &exchange, response) {
                 Step::Resend => {}
@@ -254,6 +282,27 @@ impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C>
             }
         }
         Err(nonce_loop())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C> {
+    async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+        self.refresh_async(&self.grant, refresh_token.as_ref())
+            .await
+    }
+
+    async fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
+        let grant = self.grant.for_target(target);
+        self.refresh_async(&grant, refresh_token.as_ref()).await
+    }
+
+    fn supports_targets(&self) -> bool {
+        true
     }
 
     fn token_endpoint(&self) -> Option<&str> {

@@ -108,6 +108,7 @@ impl Process {
                 let sent = start.refresh_token.as_ref();
                 let result = match self.kernel.prepare_exchange(start.attempt, sent) {
                     Prepared::Exchange => self.server.refresh(sent),
+                    Prepared::ExchangeWith(credential) => self.server.refresh(Some(&credential)),
                     Prepared::Adopt(token) => Ok(*token),
                     Prepared::Failed(failure) => Err(failure),
                 };

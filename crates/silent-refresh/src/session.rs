@@ -151,6 +151,12 @@ impl Session {
         &self.keys[usize::from(key.0)]
     }
 
+    /// The session's time: the latest instant an input brought.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// The exchange on the wire for the lineage, and its key.
     #[must_use]
     pub fn refresh_in_flight(&self) -> Option<(KeyId, AttemptId)> {

@@ -13,9 +13,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use silent_refresh::{AttemptId, Credentials, Expiry, Persisted, RefreshFailure, Secret, Token};
+use silent_refresh::{
+    AttemptId, Credentials, Expiry, KeyId, Persisted, RefreshFailure, Secret, Token,
+};
 
 use super::io::{Command, LOAD_RETRY_MAX, Load, LoadRetry, Prepared, Save, StoreIo, Waiter};
+use super::keys::{placeholder, split, usable};
 use super::settle::{apply, later};
 use super::state::Kernel;
 use crate::Error;
@@ -67,6 +70,7 @@ impl<W: Waiter> Kernel<W> {
 
     fn save(&self, store: &dyn TokenStore, save: Save) {
         let Save {
+            key,
             generation,
             token,
             from,
@@ -96,9 +100,26 @@ impl<W: Waiter> Kernel<W> {
         let mut release = None;
         self.settle(|core, now| {
             if let (Some(id), Some(lock)) = (id, lock) {
-                release = core.locks.saved(id, lock, generation, stored);
+                release = core.locks.saved(id, lock, (key, generation), stored);
             }
-            core.machine.handle_persisted(now, generation, outcome);
+            // Another process saved a newer session: the key takes its own token from
+            // it (or, with none there, only its credential); the session hands the
+            // credential to every other key.
+            let outcome = match outcome {
+                Persisted::Conflict(newer) => {
+                    core.keys.read(&newer);
+                    let name = &core.keys.get(key).name;
+                    let own = split(&newer, name).unwrap_or_else(|| {
+                        let mut token = placeholder();
+                        token.refresh_token.clone_from(&newer.refresh_token);
+                        token.dpop_key.clone_from(&newer.dpop_key);
+                        token
+                    });
+                    Persisted::Conflict(Box::new(own))
+                }
+                outcome => outcome,
+            };
+            core.session.handle_persisted(now, key, generation, outcome);
         });
         // Released here, off the kernel's mutex.
         drop(release);
@@ -122,11 +143,14 @@ impl<W: Waiter> Kernel<W> {
                 Ok(None)
             }
         };
+        let mut record = None;
         let (credentials, seed) = match loaded {
             Ok(Some(token)) if holds_a_session(&token, self.clock.wall()) => {
                 tracing::info!("session loaded from the token store");
                 self.stored(&token);
-                (Some(Credentials::Stored(token)), false)
+                let default = split(&token, "").unwrap_or_else(placeholder);
+                record = Some(token);
+                (Some(Credentials::Stored(default)), false)
             }
             Ok(_) => (given, true),
             Err(error @ Error::StoreUnavailable { .. }) => {
@@ -161,8 +185,16 @@ impl<W: Waiter> Kernel<W> {
         self.settle(|core, now| {
             core.store_read = true;
             apply(core, Command::SignIn(credentials), now, wall);
+            // Every other key known here takes its own token from the stored session.
+            if let Some(record) = &record {
+                for (key, token) in core.keys.read(record) {
+                    if key != KeyId::DEFAULT {
+                        core.session.handle_stored(now, wall, key, token);
+                    }
+                }
+            }
             // The Persist of this sign-in, dispatched right after, is a seed.
-            core.seed = seed.then(|| core.machine.generation());
+            core.seed = seed.then(|| core.session.machine(KeyId::DEFAULT).generation());
         });
     }
 
@@ -175,6 +207,19 @@ impl<W: Waiter> Kernel<W> {
     /// between them. The lock stays in the kernel until the exchange's token is saved
     /// (or the exchange ends without one).
     pub fn prepare_exchange(&self, attempt: AttemptId, sent: Option<&Secret>) -> Prepared {
+        self.prepare_exchange_for(KeyId::DEFAULT, attempt, sent)
+    }
+
+    /// As [`prepare_exchange`](Self::prepare_exchange), for an exchange of `key`. If
+    /// another process rotated the session's credential, `key` adopts its own token
+    /// from the store when it is usable; otherwise the exchange is sent with the
+    /// store's credential ([`Prepared::ExchangeWith`]).
+    pub fn prepare_exchange_for(
+        &self,
+        key: KeyId,
+        attempt: AttemptId,
+        sent: Option<&Secret>,
+    ) -> Prepared {
         let Some(store) = self.store.as_ref() else {
             return Prepared::Exchange;
         };
@@ -222,8 +267,10 @@ impl<W: Waiter> Kernel<W> {
         // While this process's own save is pending or failing the store is older than
         // its token: then nothing is adopted from it. With no token of its own (signed
         // in with a refresh credential only) the store is never behind it.
-        let behind = self.lock().machine.awaits_save();
+        let behind = self.lock().awaits_save();
+        let wall = self.clock.wall();
         let stored = catch_unwind(AssertUnwindSafe(|| lock.load()));
+        let mut newer = None;
         let prepared = match stored {
             // The store cannot say whether a sibling rotated the credential: it is not
             // sent on a guess.
@@ -236,28 +283,41 @@ impl<W: Waiter> Kernel<W> {
             Ok(Err(error @ Error::StoreLost { .. })) => {
                 Prepared::Failed(RefreshFailure::terminal(error.to_string()))
             }
-            Ok(Ok(Some(token)))
+            Ok(Ok(Some(record)))
                 if !behind
                     && sent.is_some()
-                    && token.refresh_token.as_ref().map(Secret::expose)
+                    && record.refresh_token.as_ref().map(Secret::expose)
                         != sent.map(Secret::expose)
-                    && holds_a_session(&token, self.clock.wall()) =>
+                    && holds_a_session(&record, wall) =>
             {
-                self.stored(&token);
-                Prepared::Adopt(Box::new(token))
+                self.stored(&record);
+                let own = split(&record, &self.lock().keys.get(key).name);
+                let prepared = match (own, record.refresh_token.clone()) {
+                    (Some(token), _)
+                        if usable(&token, wall)
+                            || (key == KeyId::DEFAULT
+                                && !token.access_token.expose().is_empty()) =>
+                    {
+                        Prepared::Adopt(Box::new(token))
+                    }
+                    (_, Some(credential)) => Prepared::ExchangeWith(credential),
+                    (own, None) => Prepared::Adopt(Box::new(own.unwrap_or_else(placeholder))),
+                };
+                newer = Some(record);
+                prepared
             }
             _ => Prepared::Exchange,
         };
         let mut core = self.lock();
         // Its result came while it waited for the lock (cancelled, or the source shut
         // down): nothing goes on the wire.
-        let ended = core.machine.refresh_in_flight() != Some(attempt);
+        let ended = core.session.refresh_in_flight() != Some((key, attempt));
         let go = !ended && !matches!(prepared, Prepared::Failed(_));
         let unused = match kept {
             // A lock kept for an unsaved token stays kept for it.
-            Some(id) => core.locks.give_back(id, lock, go.then_some(attempt)),
+            Some(id) => core.locks.give_back(id, lock, go.then_some((key, attempt))),
             None if go => {
-                core.locks.insert(attempt, lock);
+                core.locks.insert((key, attempt), lock);
                 None
             }
             None => Some(lock),
@@ -269,11 +329,26 @@ impl<W: Waiter> Kernel<W> {
             drop(unused);
             return self.not_sent(prepared, ended);
         }
-        if let Prepared::Adopt(token) = &prepared {
-            tracing::info!("another process refreshed already: adopting its token from the store");
-            // Fed back through `exchange_result`: that token is the store's already,
-            // not one to save again.
-            core.adopting = Some(token.access_token.clone());
+        // The store's session is newer than this one: its tokens are the keys' newest.
+        if let Some(record) = &newer {
+            core.keys.read(record);
+        }
+        match &prepared {
+            Prepared::Adopt(token) => {
+                tracing::info!(
+                    "another process refreshed already: adopting its token from the store"
+                );
+                // Fed back through `exchange_result`: that token is the store's already,
+                // not one to save again.
+                core.adopting = Some(token.access_token.clone());
+            }
+            Prepared::ExchangeWith(credential) => {
+                tracing::info!(
+                    "another process rotated the refresh token: refreshing with the store's"
+                );
+                core.sent_with = Some(((key, attempt), credential.clone()));
+            }
+            _ => {}
         }
         prepared
     }

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use silent_refresh::AccessToken;
 
 use crate::clock::Clock;
@@ -82,5 +83,55 @@ impl Fresh {
             return None;
         }
         Some(self.token.clone())
+    }
+}
+
+/// One key's fast path: the token a caller of that key gets without asking the
+/// machine, while it is fresh (the kernel publishes it, its timer withdraws it).
+#[derive(Default)]
+pub struct KeySlot {
+    /// The token, handed out as it is.
+    fresh: ArcSwapOption<AccessToken>,
+    /// The token when the clock must be read on every call.
+    checked: ArcSwapOption<Fresh>,
+}
+
+impl KeySlot {
+    /// The published token while it may be handed out: no lock, and no clock read
+    /// unless the clock can jump.
+    #[inline]
+    #[must_use]
+    pub fn token(&self, clock: &dyn Clock) -> Option<Arc<AccessToken>> {
+        // As cheap as an `ArcSwap` gets: a load and a reference count.
+        if let Some(token) = self.fresh.load_full() {
+            return Some(token);
+        }
+        self.checked.load().as_ref()?.hand_out(clock)
+    }
+
+    /// Publishes `fresh` (`None`: withdraws the token).
+    pub(super) fn publish(&self, fresh: Option<Fresh>) {
+        match fresh {
+            Some(fresh) if fresh.check_clock() => {
+                self.fresh.store(None);
+                self.checked.store(Some(Arc::new(fresh)));
+            }
+            Some(fresh) => {
+                self.checked.store(None);
+                self.fresh.store(Some(fresh.into_token()));
+            }
+            None => {
+                self.fresh.store(None);
+                self.checked.store(None);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KeySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySlot")
+            .field("fresh", &self.fresh.load().is_some())
+            .finish_non_exhaustive()
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use silent_refresh::{
-    AccessToken, AttemptId, Credentials, Error as CoreError, Generation, RefreshFailure, Secret,
-    Status, Token,
+    AccessToken, AttemptId, Credentials, Error as CoreError, Generation, KeyId, RefreshFailure,
+    Secret, Status, Token,
 };
+use silent_refresh_oauth2::Target;
 
 use crate::Error;
 
@@ -63,8 +64,15 @@ pub enum Command {
     SignIn(Credentials),
     /// Sign out.
     SignOut,
-    /// A request with this generation's token was rejected (401).
+    /// A request with this generation's token of the default key was rejected (401).
     Rejected(Generation),
+    /// A request with this generation's token of `key` was rejected (401).
+    KeyRejected {
+        /// The key whose token was rejected.
+        key: KeyId,
+        /// Its generation.
+        generation: Generation,
+    },
 }
 
 /// What a sign-out can revoke at the authorization server (RFC 7009): the refresh
@@ -80,7 +88,8 @@ pub struct Revocable {
 
 impl Revocable {
     /// What `machine` holds.
-    pub(super) fn of(machine: &silent_refresh::TokenMachine) -> Self {
+    pub(super) fn of(session: &silent_refresh::Session) -> Self {
+        let machine = session.machine(KeyId::DEFAULT);
         Self {
             refresh_token: machine.refresh_credential().cloned(),
             access_token: machine.current_token().map(|token| token.secret.clone()),
@@ -91,6 +100,10 @@ impl Revocable {
 /// A refresh exchange to start.
 #[derive(Debug)]
 pub struct Start {
+    /// The key whose token it is for.
+    pub key: KeyId,
+    /// What that key's token is for: the exchange asks for it.
+    pub target: Arc<Target>,
     /// Report its result with this attempt id.
     pub attempt: AttemptId,
     /// The refresh credential to send (`None` for grants that need none).
@@ -104,7 +117,7 @@ pub struct Work {
     pub starts: Vec<Start>,
     /// Exchanges to cancel: superseded by new credentials, or past their hard limit
     /// (an exchange that is only overdue runs on, see `wire`).
-    pub cancels: Vec<AttemptId>,
+    pub cancels: Vec<(KeyId, AttemptId)>,
     /// Store I/O to run off the callers and the async workers, one at a time, in order
     /// ([`Kernel::store_io`](crate::kernel::Kernel::store_io)).
     pub store: Vec<StoreIo>,
@@ -118,8 +131,10 @@ pub struct Work {
 pub struct Snapshot {
     /// Where the session stands.
     pub status: Status,
-    /// The generation of the newest token.
+    /// The generation of the default key's newest token.
     pub generation: Generation,
+    /// The generation of each key's newest token (index: the key).
+    pub generations: Vec<Generation>,
     /// How many callers wait for a token.
     pub waiting: usize,
     /// The refresh exchange on the wire, if any.
@@ -183,6 +198,7 @@ pub(super) struct LoadRetry {
 
 /// A token to save in the store ([`StoreIo::Save`]).
 pub struct Save {
+    pub(super) key: KeyId,
     pub(super) generation: Generation,
     pub(super) token: Token,
     /// The refresh credential it was refreshed from (compare-and-swap).
@@ -216,6 +232,9 @@ pub enum Prepared {
     /// Another process refreshed already: this token, from the store, is the result;
     /// no exchange is needed.
     Adopt(Box<Token>),
+    /// Another process rotated the refresh credential, and the store holds no usable
+    /// token for this key: run the exchange with the store's credential instead.
+    ExchangeWith(Secret),
     /// The store's lock could not be taken (or the store read under it): the exchange
     /// fails with this.
     Failed(RefreshFailure),
@@ -226,6 +245,7 @@ impl fmt::Debug for Prepared {
         match self {
             Prepared::Exchange => f.write_str("Exchange"),
             Prepared::Adopt(..) => f.write_str("Adopt(..)"),
+            Prepared::ExchangeWith(..) => f.write_str("ExchangeWith(..)"),
             Prepared::Failed(failure) => write!(f, "Failed({failure})"),
         }
     }

@@ -1,7 +1,13 @@
 //! The store's locks between processes this source holds, and what needs each: they
 //! never leave the kernel, and one is released once nothing needs it.
 
-use silent_refresh::{AttemptId, Generation, Secret, Token};
+use silent_refresh::{AttemptId, Generation, KeyId, Secret, Token};
+
+/// An exchange: its key and attempt.
+pub(super) type Attempt = (KeyId, AttemptId);
+
+/// A token's save: its key and generation.
+pub(super) type SaveOf = (KeyId, Generation);
 
 use super::io::{LockId, Save, StoreIo};
 use crate::store::StoreLock;
@@ -13,10 +19,10 @@ struct Held {
     lock: Option<Box<dyn StoreLock>>,
     /// The exchange it was taken for, from before the exchange is sent until its
     /// result is in.
-    exchange: Option<AttemptId>,
+    exchange: Option<Attempt>,
     /// The generation whose save it is kept for: queued under it, or failed (then no
     /// sibling may re-read the credential the token replaced until it is saved).
-    save: Option<Generation>,
+    save: Option<SaveOf>,
     /// Lent to a store call.
     lent: bool,
     /// A [`StoreIo::Release`] for it is queued.
@@ -42,7 +48,7 @@ impl Locks {
     }
 
     /// Keeps `lock` for the exchange of `attempt`.
-    pub(super) fn insert(&mut self, attempt: AttemptId, lock: Box<dyn StoreLock>) {
+    pub(super) fn insert(&mut self, attempt: Attempt, lock: Box<dyn StoreLock>) {
         self.next += 1;
         self.held.push(Held {
             id: LockId(self.next),
@@ -80,7 +86,7 @@ impl Locks {
         &mut self,
         id: LockId,
         lock: Box<dyn StoreLock>,
-        attempt: Option<AttemptId>,
+        attempt: Option<Attempt>,
     ) -> Option<Box<dyn StoreLock>> {
         let Some(held) = self.find(id) else {
             return Some(lock);
@@ -114,8 +120,8 @@ impl Locks {
     /// exchange still needs it.
     pub(super) fn save_under(
         &mut self,
-        feeding: Option<AttemptId>,
-        generation: Generation,
+        feeding: Option<Attempt>,
+        save: SaveOf,
         token: Token,
         from: Option<Secret>,
         only_if_empty: bool,
@@ -128,9 +134,9 @@ impl Locks {
             }
             if feeding.is_some() && held.exchange == feeding {
                 held.exchange = None;
-                held.save = Some(generation);
+                held.save = Some(save);
                 lock = Some(held.id);
-            } else if held.save == Some(generation) && lock.is_none() {
+            } else if held.save == Some(save) && lock.is_none() {
                 lock = Some(held.id);
             } else if held.save.is_some() {
                 held.save = None;
@@ -140,7 +146,8 @@ impl Locks {
             }
         }
         Save {
-            generation,
+            key: save.0,
+            generation: save.1,
             token,
             from,
             lock,
@@ -150,7 +157,7 @@ impl Locks {
 
     /// The result of `attempt` is in: its lock is released, unless a save still needs
     /// it.
-    pub(super) fn exchange_over(&mut self, attempt: AttemptId, store_io: &mut Vec<StoreIo>) {
+    pub(super) fn exchange_over(&mut self, attempt: Attempt, store_io: &mut Vec<StoreIo>) {
         for held in &mut self.held {
             if held.exchange == Some(attempt) {
                 held.exchange = None;
@@ -178,12 +185,12 @@ impl Locks {
         &mut self,
         id: LockId,
         lock: Box<dyn StoreLock>,
-        generation: Generation,
+        save: SaveOf,
         stored: bool,
     ) -> Option<Box<dyn StoreLock>> {
         if let Some(held) = self.find(id)
             && stored
-            && held.save == Some(generation)
+            && held.save == Some(save)
         {
             held.save = None;
         }

@@ -15,6 +15,7 @@
 mod coordination;
 mod fast;
 mod io;
+mod keys;
 mod locks;
 mod log;
 mod settle;
@@ -29,20 +30,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use silent_refresh::{
-    AccessToken, AttemptId, Credentials, Event, RefreshFailure, RequestId, Status, Token,
-    TokenMachine,
+    AccessToken, AttemptId, Credentials, Event, KeyId, RefreshFailure, RequestId, Session, Token,
 };
+use silent_refresh_oauth2::Target;
 
 use crate::clock::Clock;
 use crate::store::TokenStore;
 use crate::wake::Wake;
 
 use self::coordination::secrets_match;
+use self::keys::Keys;
 use self::locks::Locks;
 use self::settle::{HELD, apply};
 use self::state::{ClockMoved, Core, OWN_TIMEOUT_GRACE, UNBOUNDED_EXCHANGE_FACTOR};
+
+pub use self::fast::KeySlot;
 
 pub use self::io::{
     ChangeCallback, Command, Load, LockId, NoToken, Outcome, Prepared, Revocable, Save, Snapshot,
@@ -86,7 +90,8 @@ impl<W: Waiter> Kernel<W> {
             Some(own) => own.saturating_add(OWN_TIMEOUT_GRACE),
             None => refresh_timeout.saturating_mul(UNBOUNDED_EXCHANGE_FACTOR),
         };
-        let machine = TokenMachine::new(config, clock.now(), clock.wall());
+        let session = Session::new(config, clock.now(), clock.wall());
+        let fresh = Arc::new(KeySlot::default());
         let clock_moved = Arc::new(ClockMoved {
             moved: AtomicBool::new(false),
             wake: wake.clone(),
@@ -94,7 +99,8 @@ impl<W: Waiter> Kernel<W> {
         let as_wake: Arc<dyn Wake> = clock_moved.clone();
         clock.on_advance(Arc::downgrade(&as_wake));
         let core = Core {
-            machine,
+            session,
+            keys: Keys::new(fresh.clone()),
             waiters: HashMap::new(),
             starts: Vec::new(),
             cancels: Vec::new(),
@@ -102,6 +108,8 @@ impl<W: Waiter> Kernel<W> {
             save_failing: false,
             locks: Locks::default(),
             feeding: None,
+            sent_with: None,
+            from_override: None,
             adopting: None,
             from_store: false,
             wire: None,
@@ -109,7 +117,6 @@ impl<W: Waiter> Kernel<W> {
             seed: None,
             load_retry: None,
             armed: None,
-            published: None,
             stopped: false,
             closing: false,
             listeners: Vec::new(),
@@ -121,8 +128,7 @@ impl<W: Waiter> Kernel<W> {
         let snapshot = core.snapshot();
         Self {
             core: Mutex::new(core),
-            fresh: ArcSwapOption::empty(),
-            fresh_checked: ArcSwapOption::empty(),
+            fresh,
             snapshot: ArcSwap::from_pointee(snapshot),
             clock,
             wake,
@@ -170,11 +176,46 @@ impl<W: Waiter> Kernel<W> {
     #[inline]
     #[must_use]
     pub fn fresh_token(&self) -> Option<Arc<AccessToken>> {
-        // As cheap as an `ArcSwap` gets: a load and a reference count.
-        if let Some(token) = self.fresh.load_full() {
-            return Some(token);
+        self.fresh.token(&*self.clock)
+    }
+
+    /// The default key's fast path.
+    #[must_use]
+    pub fn default_slot(&self) -> &Arc<KeySlot> {
+        &self.fresh
+    }
+
+    /// The key of `target` (the same key for the same target, [`KeyId::DEFAULT`] for
+    /// the default one), added to the session the first time, and its fast path. A
+    /// key added while a stored session is known takes its token from it.
+    ///
+    /// # Errors
+    ///
+    /// [`NoToken::Reentrant`] from inside the token-change callback,
+    /// [`NoToken::Stopped`] when the driver is gone.
+    pub fn register(&self, target: Target) -> Result<(KeyId, Arc<KeySlot>), NoToken> {
+        if self.held_by_this_thread() {
+            return Err(NoToken::Reentrant);
         }
-        self.fresh_checked.load().as_ref()?.hand_out(&*self.clock)
+        let wall = self.clock.wall();
+        self.settle(|core, now| {
+            if core.stopped {
+                return Err(NoToken::Stopped);
+            }
+            if let Some(key) = core.keys.find(&target) {
+                return Ok((key, core.keys.slot(key)));
+            }
+            let key = core.session.add_key();
+            let slot = core.keys.push(key, target);
+            let credential = core.credential().cloned();
+            if let Some(entry) = credential
+                .as_ref()
+                .and_then(|credential| core.keys.entry_read(key, Some(credential)))
+            {
+                core.session.handle_stored(now, wall, key, entry);
+            }
+            Ok((key, slot))
+        })
     }
 
     /// Enters a request with its own deadline (`None`: the configuration's
@@ -185,6 +226,22 @@ impl<W: Waiter> Kernel<W> {
     /// [`NoToken::Reentrant`] from inside the token-change callback,
     /// [`NoToken::Stopped`] when the driver is gone.
     pub fn enter(&self, deadline: Option<Instant>, waiter: W) -> Result<RequestId, NoToken> {
+        self.enter_key(KeyId::DEFAULT, deadline, waiter)
+    }
+
+    /// As [`enter`](Self::enter), for the token of `key` (from
+    /// [`register`](Self::register)): `waiter` is only ever answered with that key's
+    /// token.
+    ///
+    /// # Errors
+    ///
+    /// As [`enter`](Self::enter).
+    pub fn enter_key(
+        &self,
+        key: KeyId,
+        deadline: Option<Instant>,
+        waiter: W,
+    ) -> Result<RequestId, NoToken> {
         if self.held_by_this_thread() {
             return Err(NoToken::Reentrant);
         }
@@ -192,22 +249,27 @@ impl<W: Waiter> Kernel<W> {
             if core.stopped {
                 return Err(NoToken::Stopped);
             }
-            let request = core.machine.handle_request(now, deadline);
-            core.waiters.insert(request, waiter);
+            let request = core.session.handle_request(now, key, deadline);
+            core.waiters.insert((key, request), waiter);
             Ok(request)
         })
     }
 
     /// The caller gave up on `request`: it gets no outcome and leaves nothing behind.
     pub fn cancel(&self, request: RequestId) {
+        self.cancel_key(KeyId::DEFAULT, request);
+    }
+
+    /// As [`cancel`](Self::cancel), for a request of `key`.
+    pub fn cancel_key(&self, key: KeyId, request: RequestId) {
         if self.held_by_this_thread() {
             // A waiter dropped inside the callback: it is answered (harmlessly) or
             // rejected at its deadline.
             return;
         }
         self.settle(|core, now| {
-            core.waiters.remove(&request);
-            core.machine.handle_cancel(now, request);
+            core.waiters.remove(&(key, request));
+            core.session.handle_cancel(now, key, request);
         });
     }
 
@@ -241,7 +303,7 @@ impl<W: Waiter> Kernel<W> {
         if self.held_by_this_thread() {
             return Err(NoToken::Reentrant);
         }
-        Ok(Revocable::of(&self.lock().machine))
+        Ok(Revocable::of(&self.lock().session))
     }
 
     /// Signs out ([`Command::SignOut`]) and returns what was revocable at that instant,
@@ -257,7 +319,7 @@ impl<W: Waiter> Kernel<W> {
         }
         let wall = self.clock.wall();
         Ok(self.settle(|core, now| {
-            let revocable = Revocable::of(&core.machine);
+            let revocable = Revocable::of(&core.session);
             apply(core, Command::SignOut, now, wall);
             revocable
         }))
@@ -269,8 +331,8 @@ impl<W: Waiter> Kernel<W> {
     pub fn timeout(&self) {
         let wall = self.clock.wall();
         let load = self.settle(|core, now| {
-            core.machine.handle_wall_clock(now, wall);
-            core.machine.handle_timeout(now);
+            core.session.handle_wall_clock(now, wall);
+            core.session.handle_timeout(now);
             core.load_retry
                 .take_if(|retry| now >= retry.at)
                 .map(|retry| retry.load)
@@ -286,15 +348,36 @@ impl<W: Waiter> Kernel<W> {
     /// brings is saved under it, and it is released by the kernel's own store I/O
     /// ([`StoreIo::Release`]), never here (this may run on an async worker).
     pub fn exchange_result(&self, attempt: AttemptId, result: Result<Token, RefreshFailure>) {
+        self.exchange_result_for(KeyId::DEFAULT, attempt, result);
+    }
+
+    /// As [`exchange_result`](Self::exchange_result), for an exchange of `key`.
+    pub fn exchange_result_for(
+        &self,
+        key: KeyId,
+        attempt: AttemptId,
+        mut result: Result<Token, RefreshFailure>,
+    ) {
         self.settle(|core, now| {
-            core.feeding = Some(attempt);
+            core.feeding = Some((key, attempt));
             let adopted = core.adopting.take();
             core.from_store = match (&result, &adopted) {
                 (Ok(token), Some(access)) => secrets_match(&token.access_token, access),
                 _ => false,
             };
-            core.machine.handle_refresh_result(now, attempt, result);
-            core.wire.take_if(|wire| wire.attempt() == attempt);
+            // Sent with the store's newer credential: a token without a new one keeps
+            // that one, and its save compares the store with it.
+            if let Some((_, sent)) = core.sent_with.take_if(|(of, _)| *of == (key, attempt)) {
+                if let Ok(token) = &mut result
+                    && token.refresh_token.is_none()
+                {
+                    token.refresh_token = Some(sent.clone());
+                }
+                core.from_override = Some(sent);
+            }
+            core.session
+                .handle_refresh_result(now, key, attempt, result);
+            core.wire.take_if(|wire| wire.attempt() == (key, attempt));
         });
     }
 
@@ -311,7 +394,8 @@ impl<W: Waiter> Kernel<W> {
             let refused = std::mem::take(&mut core.starts);
             drop(core);
             for start in refused {
-                self.exchange_result(
+                self.exchange_result_for(
+                    start.key,
                     start.attempt,
                     Err(RefreshFailure::transient(
                         "the token source is shutting down: no refresh starts any more",
@@ -348,13 +432,8 @@ impl<W: Waiter> Kernel<W> {
     #[must_use]
     pub fn settled(&self) -> bool {
         let core = self.lock();
-        let saving = self.store.is_some()
-            && core.machine.awaits_save()
-            && matches!(
-                core.machine.status(),
-                Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
-            );
-        core.machine.refresh_in_flight().is_none()
+        let saving = self.store.is_some() && core.awaits_save() && core.keeps_saves();
+        core.session.refresh_in_flight().is_none()
             && !saving
             && core.store_io.is_empty()
             && !core.locks.releasing()
@@ -368,9 +447,10 @@ impl<W: Waiter> Kernel<W> {
         for (_, waiter) in core.waiters.drain() {
             waiter.resolve(Err(NoToken::Stopped));
         }
-        core.published = None;
-        self.fresh.store(None);
-        self.fresh_checked.store(None);
+        for (_, key) in core.keys.iter_mut() {
+            key.published = None;
+            key.slot.publish(None);
+        }
         self.snapshot.store(Arc::new(core.snapshot()));
         core.watchers.retain(|watcher| watcher());
     }

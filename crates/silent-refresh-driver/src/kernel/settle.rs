@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use silent_refresh::{Action, Event, Persisted};
+use silent_refresh::{Action, Event, KeyId, Persisted};
 
 use super::fast::Fresh;
 use super::io::{Command, NoToken, Start, StoreIo, TokenChange, Waiter};
@@ -36,18 +36,28 @@ impl Drop for Held {
 pub(super) fn apply<W>(core: &mut Core<W>, command: Command, now: Instant, wall: SystemTime) {
     match command {
         Command::SignIn(credentials) => {
-            core.machine.handle_sign_in(now, wall, credentials);
+            core.keys.reset();
+            core.session.handle_sign_in(now, wall, credentials);
             if let Some(wire) = core.wire.as_mut() {
                 wire.supersede();
             }
         }
         Command::SignOut => {
-            core.machine.handle_sign_out(now);
+            core.keys.reset();
+            core.session.handle_sign_out(now);
             if let Some(wire) = core.wire.as_mut() {
                 wire.supersede();
             }
         }
-        Command::Rejected(generation) => core.machine.handle_rejected(now, generation),
+        Command::Rejected(generation) => {
+            core.session
+                .handle_rejected(now, KeyId::DEFAULT, generation);
+        }
+        Command::KeyRejected { key, generation } => {
+            if usize::from(key.0) < core.session.key_count() {
+                core.session.handle_rejected(now, key, generation);
+            }
+        }
     }
 }
 
@@ -83,13 +93,13 @@ impl<W: Waiter> Kernel<W> {
         let out = input(&mut core, self.clock.now());
         let mut events = Vec::new();
         loop {
-            while let Some(action) = core.machine.poll_action() {
-                self.dispatch(&mut core, action);
+            while let Some((key, action)) = core.session.poll_action() {
+                self.dispatch(&mut core, key, action);
             }
-            while let Some(event) = core.machine.poll_event() {
-                log(&event, core.machine.now(), &mut core.save_failing);
+            while let Some((key, event)) = core.session.poll_event() {
+                log(&event, core.session.now(), &mut core.save_failing);
                 if let (Event::RefreshOverdue { attempt }, Some(wire)) = (&event, &mut core.wire)
-                    && wire.attempt() == *attempt
+                    && wire.attempt() == (key, *attempt)
                 {
                     wire.mark_overdue();
                 }
@@ -116,7 +126,8 @@ impl<W: Waiter> Kernel<W> {
             core.locks.exchange_over(attempt, &mut core.store_io);
         }
         core.from_store = false;
-        let now = core.machine.now();
+        core.from_override = None;
+        let now = core.session.now();
         if let Some(wire) = core.wire.as_mut()
             && let Some(attempt) = wire.due_cancel(now)
         {
@@ -136,7 +147,7 @@ impl<W: Waiter> Kernel<W> {
         }
         // While signed in, the wall clock is read every few seconds, so a suspend is
         // noticed whether the token is on the fast path, in its window, or refreshing.
-        let signed_in = core.machine.status().is_signed_in();
+        let signed_in = core.session.status().is_signed_in();
         core.wall_check = signed_in.then(|| {
             core.wall_check
                 .filter(|at| *at > now)
@@ -153,15 +164,17 @@ impl<W: Waiter> Kernel<W> {
         out
     }
 
-    fn dispatch(&self, core: &mut Core<W>, action: Action) {
+    fn dispatch(&self, core: &mut Core<W>, key: KeyId, action: Action) {
         match action {
             Action::StartRefresh {
                 attempt,
                 refresh_token,
             } => {
-                let now = core.machine.now();
-                core.wire = Some(Wire::new(attempt, later(now, self.exchange_limit)));
+                let now = core.session.now();
+                core.wire = Some(Wire::new(key, attempt, later(now, self.exchange_limit)));
                 core.starts.push(Start {
+                    key,
+                    target: core.keys.get(key).target.clone(),
                     attempt,
                     refresh_token,
                 });
@@ -179,28 +192,38 @@ impl<W: Waiter> Kernel<W> {
                 token,
                 from,
             } => {
+                // One record for the session: this key's token with every other's.
+                let record = core.keys.compose(key, *token);
+                // The result being fed was exchanged with the store's newer credential:
+                // the store is compared with that one.
+                let feeding_this = core.feeding.is_some_and(|(k, _)| k == key);
+                let from = match core.from_override.clone() {
+                    Some(sent) if feeding_this => Some(sent),
+                    _ => from,
+                };
                 let called = self.changed(TokenChange::Persist {
                     generation,
-                    token: (*token).clone(),
+                    token: record.clone(),
                 });
                 let now = self.clock.now();
                 if !called {
                     let failure = "the token-change callback panicked".to_owned();
-                    core.machine
-                        .handle_persisted(now, generation, Persisted::Failed(failure));
-                } else if core.from_store {
+                    core.session
+                        .handle_persisted(now, key, generation, Persisted::Failed(failure));
+                } else if core.from_store && feeding_this {
                     // The store holds this token already (another process saved it):
                     // saving it again could only fail, and a failure would make this
                     // source believe the store is behind it.
-                    core.machine
-                        .handle_persisted(now, generation, Persisted::Stored);
+                    core.session
+                        .handle_persisted(now, key, generation, Persisted::Stored);
                 } else if self.store.is_some() {
-                    let only_if_empty = from.is_none() && core.seed == Some(generation);
+                    let only_if_empty =
+                        from.is_none() && key == KeyId::DEFAULT && core.seed == Some(generation);
                     let feeding = core.feeding;
                     let save = core.locks.save_under(
-                        feeding,
-                        generation,
-                        *token,
+                        feeding.filter(|(k, _)| *k == key),
+                        (key, generation),
+                        record,
                         from,
                         only_if_empty,
                         &mut core.store_io,
@@ -209,10 +232,13 @@ impl<W: Waiter> Kernel<W> {
                 } else {
                     // No store: the callback is the store, and it returned.
                     let now = self.clock.now();
-                    core.machine
-                        .handle_persisted(now, generation, Persisted::Stored);
+                    core.session
+                        .handle_persisted(now, key, generation, Persisted::Stored);
                 }
             }
+            // Every key forgets when the session ends: the stored record is forgotten
+            // once, for the default key.
+            Action::Forget if key != KeyId::DEFAULT => {}
             Action::Forget => {
                 core.locks.release_unsaved(&mut core.store_io);
                 self.changed(TokenChange::Forget);
@@ -220,13 +246,14 @@ impl<W: Waiter> Kernel<W> {
                     core.store_io.push(StoreIo::Forget);
                 }
             }
+            // A waiter of one key is only ever answered with that key's token.
             Action::Grant { request, token } => {
-                if let Some(waiter) = core.waiters.remove(&request) {
+                if let Some(waiter) = core.waiters.remove(&(key, request)) {
                     core.answered.push((waiter, Ok(token)));
                 }
             }
             Action::Reject { request, error } => {
-                if let Some(waiter) = core.waiters.remove(&request) {
+                if let Some(waiter) = core.waiters.remove(&(key, request)) {
                     core.answered.push((waiter, Err(NoToken::Token(error))));
                 }
             }
@@ -253,40 +280,32 @@ impl<W: Waiter> Kernel<W> {
     /// Publishes the fast path's token (if it changed) and the getters' snapshot;
     /// whether the snapshot changed.
     fn publish(&self, core: &mut Core<W>) -> bool {
-        let now = core.machine.now();
-        let fresh = if core.stopped {
-            None
-        } else {
-            core.machine
-                .fresh_token()
-                .and_then(|(token, until)| Fresh::window(token, until, now))
-        };
-        let unchanged = match (&core.published, &fresh) {
-            (None, None) => true,
-            (Some((old, old_until)), Some((new, new_until))) => {
-                Arc::ptr_eq(old, new) && old_until == new_until
+        let now = core.session.now();
+        let (session, stopped) = (&core.session, core.stopped);
+        for (key, slot) in core.keys.iter_mut() {
+            let fresh = if stopped {
+                None
+            } else {
+                session
+                    .machine(key)
+                    .fresh_token()
+                    .and_then(|(token, until)| Fresh::window(token, until, now))
+            };
+            let unchanged = match (&slot.published, &fresh) {
+                (None, None) => true,
+                (Some((old, old_until)), Some((new, new_until))) => {
+                    Arc::ptr_eq(old, new) && old_until == new_until
+                }
+                _ => false,
+            };
+            if !unchanged {
+                slot.slot.publish(
+                    fresh.as_ref().map(|(token, until)| {
+                        Fresh::new(token.clone(), *until, self.clock.jumps())
+                    }),
+                );
+                slot.published = fresh;
             }
-            _ => false,
-        };
-        if !unchanged {
-            let fresh_now = fresh
-                .as_ref()
-                .map(|(token, until)| Fresh::new(token.clone(), *until, self.clock.jumps()));
-            match fresh_now {
-                Some(fresh) if fresh.check_clock() => {
-                    self.fresh.store(None);
-                    self.fresh_checked.store(Some(Arc::new(fresh)));
-                }
-                Some(fresh) => {
-                    self.fresh_checked.store(None);
-                    self.fresh.store(Some(fresh.into_token()));
-                }
-                None => {
-                    self.fresh.store(None);
-                    self.fresh_checked.store(None);
-                }
-            }
-            core.published = fresh;
         }
         let snapshot = core.snapshot();
         let changed = **self.snapshot.load() != snapshot;

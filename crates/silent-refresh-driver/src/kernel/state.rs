@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use silent_refresh::{AccessToken, AttemptId, Event, RequestId, Secret, TokenMachine};
+use arc_swap::ArcSwap;
+use silent_refresh::{AttemptId, Event, Generation, KeyId, RequestId, Secret, Session, Status};
 
-use super::fast::Fresh;
+use super::fast::KeySlot;
 use super::io::{ChangeCallback, LoadRetry, Outcome, Snapshot, Start, StoreIo, Waiter};
+use super::keys::Keys;
 use super::locks::Locks;
 use super::wire::Wire;
 use crate::clock::Clock;
@@ -45,11 +46,8 @@ pub(super) const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 /// The driver kernel, shared by every handle of a token source and its driver.
 pub struct Kernel<W: Waiter> {
     pub(super) core: Mutex<Core<W>>,
-    /// The fast path's token, handed out as it is (the driver's timer withdraws it).
-    pub(super) fresh: ArcSwapOption<AccessToken>,
-    /// The fast path's token when the clock must be read on every call (a clock that
-    /// jumps): handed out until its instant.
-    pub(super) fresh_checked: ArcSwapOption<Fresh>,
+    /// The default key's fast path (the driver's timer withdraws its token).
+    pub(super) fresh: Arc<KeySlot>,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) wake: Arc<dyn Wake>,
@@ -71,11 +69,14 @@ pub type StoredHook = Box<dyn Fn(&silent_refresh::Token) + Send + Sync>;
 
 /// Everything behind the kernel's lock.
 pub(super) struct Core<W> {
-    pub(super) machine: TokenMachine,
-    /// The callers that entered the machine and have no outcome yet.
-    pub(super) waiters: HashMap<RequestId, W>,
+    /// One machine per key, one refresh credential for all (rule 13).
+    pub(super) session: Session,
+    /// What each key's token is for, its fast path, and its newest token for the store.
+    pub(super) keys: Keys,
+    /// The callers that entered the machine and have no outcome yet, by key.
+    pub(super) waiters: HashMap<(KeyId, RequestId), W>,
     pub(super) starts: Vec<Start>,
-    pub(super) cancels: Vec<AttemptId>,
+    pub(super) cancels: Vec<(KeyId, AttemptId)>,
     pub(super) store_io: Vec<StoreIo>,
     /// Saves are failing (logged at error level once per streak).
     pub(super) save_failing: bool,
@@ -83,7 +84,14 @@ pub(super) struct Core<W> {
     /// kernel.
     pub(super) locks: Locks,
     /// The exchange whose result is being fed: the save of its token takes its lock.
-    pub(super) feeding: Option<AttemptId>,
+    pub(super) feeding: Option<(KeyId, AttemptId)>,
+    /// The exchange `prepare_exchange` sent with the store's newer credential instead
+    /// of the one the machine gave (another process rotated it): its result keeps that
+    /// credential if the server sends none, and its save compares with it.
+    pub(super) sent_with: Option<((KeyId, AttemptId), Secret)>,
+    /// The credential the save of the result being fed compares with, in place of the
+    /// machine's (see `sent_with`).
+    pub(super) from_override: Option<Secret>,
     /// The access token of the session `prepare_exchange` took from the store, until
     /// its exchange result comes in.
     pub(super) adopting: Option<Secret>,
@@ -95,13 +103,11 @@ pub(super) struct Core<W> {
     pub(super) wall_check: Option<Instant>,
     /// The generation signed in from the credentials given in code because the store
     /// was empty at start: saved only if the store is still empty.
-    pub(super) seed: Option<silent_refresh::Generation>,
+    pub(super) seed: Option<Generation>,
     /// The store could not be reached at start: when to load again.
     pub(super) load_retry: Option<LoadRetry>,
     /// The wake-up the driver was last told.
     pub(super) armed: Option<Instant>,
-    /// What the fast path holds, and until when.
-    pub(super) published: Option<(Arc<AccessToken>, Option<Instant>)>,
     pub(super) stopped: bool,
     /// [`Kernel::close`] was called: no refresh exchange starts any more.
     pub(super) closing: bool,
@@ -132,8 +138,8 @@ impl<W> Core<W> {
     /// to read the wall clock, to load the store again, or to cancel an exchange past
     /// its hard limit.
     pub(super) fn next_wakeup(&self) -> Option<Instant> {
-        let machine = self.machine.poll_timeout().map(|wakeup| wakeup.at);
-        let fast_path = self.published.as_ref().and_then(|(_, until)| *until);
+        let machine = self.session.poll_timeout().map(|wakeup| wakeup.at);
+        let fast_path = self.keys.fast_path_until();
         let load = self.load_retry.as_ref().map(|retry| retry.at);
         let limit = self.wire.as_ref().and_then(Wire::cancel_at);
         [machine, fast_path, self.wall_check, load, limit]
@@ -143,18 +149,51 @@ impl<W> Core<W> {
     }
 
     pub(super) fn snapshot(&self) -> Snapshot {
+        let session = &self.session;
+        let machines = || (0..session.key_count()).map(|at| session.machine(key_at(at)));
+        let default = session.machine(KeyId::DEFAULT);
+        let with_token = || machines().filter(|m| m.current_token().is_some());
         Snapshot {
-            status: self.machine.status().clone(),
-            generation: self.machine.generation(),
-            waiting: self.machine.parked_len(),
-            refresh_in_flight: self.machine.refresh_in_flight(),
+            status: session.status().clone(),
+            generation: default.generation(),
+            generations: machines().map(|m| m.generation()).collect(),
+            waiting: machines().map(|m| m.parked_len()).sum(),
+            refresh_in_flight: session.refresh_in_flight().map(|(_, attempt)| attempt),
             overdue: self.wire.as_ref().is_some_and(Wire::overdue),
-            backoff_until: self.machine.backoff_until(),
-            last_failure: self.machine.last_failure().map(Arc::from),
+            backoff_until: machines().filter_map(|m| m.backoff_until()).max(),
+            last_failure: default
+                .last_failure()
+                .or_else(|| machines().find_map(|m| m.last_failure()))
+                .map(Arc::from),
             stopped: self.stopped,
-            durable: self.machine.is_durable(),
+            durable: with_token().count() > 0 && with_token().all(|m| m.is_durable()),
             store_read: self.store_read,
             store_idle: self.store_io.is_empty() && self.store_running == 0,
         }
+    }
+}
+
+/// The key at index `at` of the session.
+pub(super) fn key_at(at: usize) -> KeyId {
+    KeyId(u16::try_from(at).unwrap_or(u16::MAX))
+}
+
+impl<W> Core<W> {
+    /// Whether the store is behind this process: some key's token awaits its save.
+    pub(super) fn awaits_save(&self) -> bool {
+        (0..self.session.key_count()).any(|at| self.session.machine(key_at(at)).awaits_save())
+    }
+
+    /// The lineage's refresh credential now (every key holds the same).
+    pub(super) fn credential(&self) -> Option<&Secret> {
+        self.session.machine(KeyId::DEFAULT).refresh_credential()
+    }
+
+    /// Whether the session is in a state whose token a save must keep.
+    pub(super) fn keeps_saves(&self) -> bool {
+        matches!(
+            self.session.status(),
+            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
+        )
     }
 }

@@ -13,11 +13,12 @@
 
 use std::time::Instant;
 
-use silent_refresh::AttemptId;
+use silent_refresh::{AttemptId, KeyId};
 
 /// The exchange on the wire.
 #[derive(Debug)]
 pub(super) struct Wire {
+    key: KeyId,
     attempt: AttemptId,
     /// When the driver cancels it if it has not ended.
     limit: Instant,
@@ -30,8 +31,9 @@ pub(super) struct Wire {
 }
 
 impl Wire {
-    pub(super) fn new(attempt: AttemptId, limit: Instant) -> Self {
+    pub(super) fn new(key: KeyId, attempt: AttemptId, limit: Instant) -> Self {
         Self {
+            key,
             attempt,
             limit,
             overdue: false,
@@ -40,8 +42,9 @@ impl Wire {
         }
     }
 
-    pub(super) fn attempt(&self) -> AttemptId {
-        self.attempt
+    /// Its key and attempt.
+    pub(super) fn attempt(&self) -> (KeyId, AttemptId) {
+        (self.key, self.attempt)
     }
 
     pub(super) fn overdue(&self) -> bool {
@@ -62,7 +65,7 @@ impl Wire {
     }
 
     /// The attempt to cancel now, once: superseded, or past its hard limit.
-    pub(super) fn due_cancel(&mut self, now: Instant) -> Option<AttemptId> {
+    pub(super) fn due_cancel(&mut self, now: Instant) -> Option<(KeyId, AttemptId)> {
         if self.cancelled {
             return None;
         }
@@ -75,7 +78,7 @@ impl Wire {
         }
         if self.superseded || now >= self.limit {
             self.cancelled = true;
-            return Some(self.attempt);
+            return Some((self.key, self.attempt));
         }
         None
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::Target;
 
 use crate::clock::Clock;
 
@@ -112,6 +113,22 @@ pub trait Exchanger<Exchange>: 'static {
     /// need none) for a new token.
     fn exchange(&self, refresh_token: Option<Secret>) -> Exchange;
 
+    /// Starts one exchange of `refresh_token` for a token for `target` (rule 13: a
+    /// key of the session other than the default). The driver calls it with a target
+    /// other than the default only when [`supports_targets`](Self::supports_targets)
+    /// says so; the default sends [`exchange`](Self::exchange)'s request.
+    fn exchange_for(&self, refresh_token: Option<Secret>, target: &Target) -> Exchange {
+        let _ = target;
+        self.exchange(refresh_token)
+    }
+
+    /// Whether [`exchange_for`](Self::exchange_for) asks the token endpoint for the
+    /// target it is given (an OAuth 2.0 refresher does): without it, a source has only
+    /// its default key.
+    fn supports_targets(&self) -> bool {
+        false
+    }
+
     /// The token endpoint's URL, if known: the send helpers never attach the access
     /// token to a request for it.
     fn token_endpoint(&self) -> Option<&str>;
@@ -174,5 +191,14 @@ pub struct NoRefresher;
 pub(crate) fn no_refresher() -> RefreshFailure {
     RefreshFailure::misconfigured(
         "no refresher configured; give one with `TokenSource::builder(..).refresher(..)`",
+    )
+}
+
+/// What a refresher that cannot ask for a target answers a refresh for one with.
+pub(crate) fn targets_unsupported() -> RefreshFailure {
+    RefreshFailure::misconfigured(
+        "this refresher cannot ask for a token for a resource, an audience or a scope of its \
+         own (rule 13): use an OAuth2Refresher, or implement `refresh_for` and \
+         `supports_targets`",
     )
 }

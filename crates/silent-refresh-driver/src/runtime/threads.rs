@@ -18,9 +18,11 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
+use silent_refresh_oauth2::Target;
 
 use super::{
     BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, SendsWith, no_refresher,
+    targets_unsupported,
 };
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
@@ -77,6 +79,29 @@ pub trait Refresher: Send + Sync + 'static {
     /// such as client credentials) for a new token.
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure>;
 
+    /// As [`refresh`](Self::refresh), for a token for `target` (another key of the
+    /// session: a resource, an audience, a scope). The default refuses every target
+    /// but the default one: override it with [`supports_targets`](Self::supports_targets).
+    ///
+    /// # Errors
+    ///
+    /// As [`refresh`](Self::refresh); by default, a misconfiguration for a target.
+    fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
+        if target.is_default() {
+            return self.refresh(refresh_token);
+        }
+        Err(targets_unsupported())
+    }
+
+    /// Whether [`refresh_for`](Self::refresh_for) asks for the target it is given.
+    fn supports_targets(&self) -> bool {
+        false
+    }
+
     /// The URL of the token endpoint, if known. The send helpers never attach the
     /// access token to a request for this URL.
     fn token_endpoint(&self) -> Option<&str> {
@@ -122,6 +147,16 @@ impl<R: Refresher> Exchanger<ThreadExchange> for OnThreads<R> {
         let refresher = self.0.clone();
         let refresh = move || refresher.refresh(refresh_token);
         ThreadExchange(on_a_thread("silent-refresh", refresh, NoThread::Fail))
+    }
+
+    fn exchange_for(&self, refresh_token: Option<Secret>, target: &Target) -> ThreadExchange {
+        let (refresher, target) = (self.0.clone(), target.clone());
+        let refresh = move || refresher.refresh_for(refresh_token, &target);
+        ThreadExchange(on_a_thread("silent-refresh", refresh, NoThread::Fail))
+    }
+
+    fn supports_targets(&self) -> bool {
+        self.0.supports_targets()
     }
 
     fn token_endpoint(&self) -> Option<&str> {

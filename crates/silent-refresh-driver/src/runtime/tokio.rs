@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use silent_refresh::{AccessToken, Event, Generation, RefreshFailure, Secret, Token};
 use silent_refresh_http::BearerSource;
+use silent_refresh_oauth2::Target;
 use tokio::sync::broadcast;
 
 use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime, SendsWith};
@@ -74,6 +75,29 @@ pub trait Refresher: Send + Sync + 'static {
         refresh_token: Option<Secret>,
     ) -> impl Future<Output = Result<Token, RefreshFailure>> + Send;
 
+    /// As [`refresh`](Self::refresh), for a token for `target` (another key of the
+    /// session: a resource, an audience, a scope). The default refuses every target
+    /// but the default one: override it with [`supports_targets`](Self::supports_targets).
+    fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> impl Future<Output = Result<Token, RefreshFailure>> + Send {
+        let default = target.is_default();
+        async move {
+            if default {
+                self.refresh(refresh_token).await
+            } else {
+                Err(super::targets_unsupported())
+            }
+        }
+    }
+
+    /// Whether [`refresh_for`](Self::refresh_for) asks for the target it is given.
+    fn supports_targets(&self) -> bool {
+        false
+    }
+
     /// The token endpoint's URL, if the refresher knows it: the send helpers never
     /// attach the access token to a request for it.
     fn token_endpoint(&self) -> Option<&str> {
@@ -119,6 +143,15 @@ impl<R: Refresher> Exchanger<TokioExchange> for Async<R> {
     fn exchange(&self, refresh_token: Option<Secret>) -> TokioExchange {
         let refresher = self.0.clone();
         Box::pin(async move { refresher.refresh(refresh_token).await })
+    }
+
+    fn exchange_for(&self, refresh_token: Option<Secret>, target: &Target) -> TokioExchange {
+        let (refresher, target) = (self.0.clone(), target.clone());
+        Box::pin(async move { refresher.refresh_for(refresh_token, &target).await })
+    }
+
+    fn supports_targets(&self) -> bool {
+        self.0.supports_targets()
     }
 
     fn token_endpoint(&self) -> Option<&str> {

@@ -149,6 +149,8 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
         let token_endpoint = self
             .token_endpoint
             .or_else(|| refresher.token_endpoint().map(Arc::from));
+        let supports_targets = refresher.supports_targets();
+        let slot = kernel.default_slot().clone();
         let driver = Driver::new(
             kernel.clone(),
             self.runtime.clone(),
@@ -161,9 +163,12 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
         Ok(TokenSource {
             kernel,
             runtime: self.runtime,
+            key: silent_refresh::KeyId::DEFAULT,
+            slot,
             alive: Arc::new(Alive {
                 bell,
                 token_endpoint,
+                supports_targets,
                 #[cfg(feature = "dpop")]
                 dpop,
             }),

@@ -14,10 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use silent_refresh::{AccessToken, Credentials, Generation, Status};
+use silent_refresh::{AccessToken, Credentials, Generation, KeyId, Status};
+use silent_refresh_oauth2::Target;
 
 use crate::Error;
-use crate::kernel::{Command, Kernel, SETTLE_POLL, Snapshot};
+use crate::kernel::{Command, Kernel, KeySlot, SETTLE_POLL, Snapshot};
 use crate::runtime::Caller;
 use crate::wake::Doorbell;
 
@@ -48,6 +49,10 @@ use self::wait::{Answering, Deadline, Signal, first_of};
 pub struct TokenSource<Rt: Caller> {
     kernel: Arc<Kernel<Answer>>,
     runtime: Rt,
+    /// The key of the session whose token this handle hands out (rule 13).
+    key: KeyId,
+    /// That key's fast path.
+    slot: Arc<KeySlot>,
     /// Shared by the clones: the driver ends when the last one drops.
     alive: Arc<Alive>,
 }
@@ -56,6 +61,8 @@ pub struct TokenSource<Rt: Caller> {
 struct Alive {
     bell: Arc<Doorbell>,
     token_endpoint: Option<Arc<str>>,
+    /// The refresher asks for the target it is given ([`TokenSource::for_target`]).
+    supports_targets: bool,
     /// The session's DPoP state, when its refresher proves its exchanges.
     #[cfg(feature = "dpop")]
     dpop: Option<silent_refresh_oauth2::dpop::DpopSession>,
@@ -72,6 +79,8 @@ impl<Rt: Caller> Clone for TokenSource<Rt> {
         Self {
             kernel: self.kernel.clone(),
             runtime: self.runtime.clone(),
+            key: self.key,
+            slot: self.slot.clone(),
             alive: self.alive.clone(),
         }
     }
@@ -136,7 +145,7 @@ impl<Rt: Caller> TokenSource<Rt> {
         &self,
         deadline: Deadline,
     ) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + '_ {
-        match self.kernel.fresh_token() {
+        match self.slot.token(self.kernel.clock()) {
             Some(token) => Answering::Fresh(Some(token)),
             None => self.wait(deadline),
         }
@@ -151,7 +160,7 @@ impl<Rt: Caller> TokenSource<Rt> {
     ) -> Answering<impl Future<Output = Result<Arc<AccessToken>, Error>> + '_> {
         Answering::Waiting(Box::pin(async move {
             let deadline = deadline.at(self.kernel.clock());
-            wait::wait_for_token(&self.kernel, &self.runtime, deadline).await
+            wait::wait_for_token(&self.kernel, &self.runtime, self.key, deadline).await
         }))
     }
 
@@ -282,7 +291,15 @@ impl<Rt: Caller> TokenSource<Rt> {
     /// one generation cause one refresh); an older generation causes nothing, since the
     /// current token is already newer.
     pub fn report_rejected(&self, generation: Generation) {
-        self.kernel.command(Command::Rejected(generation));
+        let command = if self.key == KeyId::DEFAULT {
+            Command::Rejected(generation)
+        } else {
+            Command::KeyRejected {
+                key: self.key,
+                generation,
+            }
+        };
+        self.kernel.command(command);
     }
 
     /// Signs in with new credentials: replaces the token, forgets any failure, and
@@ -323,10 +340,15 @@ impl<Rt: Caller> TokenSource<Rt> {
         self.kernel.snapshot().overdue
     }
 
-    /// The generation of the newest token (0 before the first).
+    /// The generation of this handle's key's newest token (0 before the first).
     #[must_use]
     pub fn generation(&self) -> Generation {
-        self.kernel.snapshot().generation
+        let snapshot = self.kernel.snapshot();
+        snapshot
+            .generations
+            .get(usize::from(self.key.0))
+            .copied()
+            .unwrap_or(snapshot.generation)
     }
 
     /// Whether the current token is known to be stored (always `true` without a store
@@ -360,6 +382,54 @@ impl<Rt: Caller> TokenSource<Rt> {
 }
 
 impl<Rt: Caller> TokenSource<Rt> {
+    /// A handle of the same session whose tokens are for `target` (rule 13): an API
+    /// named by a resource indicator (RFC 8707) or an audience, or a narrower scope.
+    /// It shares everything with this one (the sign-in, the refresh credential, the
+    /// store, the driver) but its access token, which it gets, refreshes and stores
+    /// under `target`'s name; it is only ever handed its own. The same target gives
+    /// the same key (and the default target this session's own token). Every exchange
+    /// of the session's keys goes on the wire one at a time, and a rotation by any of
+    /// them is every key's.
+    ///
+    /// ```
+    /// # fn demo(source: silent_refresh_driver::TokenSource<silent_refresh_driver::runtime::threads::Threads>)
+    /// #     -> Result<(), silent_refresh_driver::Error> {
+    /// use silent_refresh_oauth2::Target;
+    ///
+    /// let orders = source.for_target(Target::resource("https://orders.example.com/"))?;
+    /// let billing = source.for_target(Target::audience("billing").scope("billing:read"))?;
+    /// # let _ = (orders, billing);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TargetsUnsupported`] when the source's refresher cannot ask for a
+    /// target (only an OAuth 2.0 refresher can); [`Error::DriverStopped`] when the
+    /// driver is gone; [`Error::Reentrant`] from inside the token-change callback.
+    pub fn for_target(&self, target: Target) -> Result<Self, Error> {
+        if !target.is_default() && !self.alive.supports_targets {
+            return Err(Error::TargetsUnsupported {
+                target: target.name(),
+            });
+        }
+        let (key, slot) = self.kernel.register(target).map_err(Error::from)?;
+        Ok(Self {
+            kernel: self.kernel.clone(),
+            runtime: self.runtime.clone(),
+            key,
+            slot,
+            alive: self.alive.clone(),
+        })
+    }
+
+    /// The key of the session this handle's tokens are for ([`KeyId::DEFAULT`] unless
+    /// it came from [`for_target`](Self::for_target)).
+    #[must_use]
+    pub fn key(&self) -> KeyId {
+        self.key
+    }
+
     /// The kernel, for the sign-in flows.
     pub(crate) fn kernel(&self) -> &Arc<Kernel<Answer>> {
         &self.kernel
@@ -386,6 +456,7 @@ impl<Rt: Caller> fmt::Debug for TokenSource<Rt> {
         let snapshot = self.kernel.snapshot();
         f.debug_struct("TokenSource")
             .field("status", &snapshot.status)
+            .field("key", &self.key.0)
             .field("generation", &snapshot.generation)
             .field("waiting", &snapshot.waiting)
             .field("refresh_overdue", &snapshot.overdue)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use silent_refresh::{AccessToken, RequestId};
+use silent_refresh::{AccessToken, KeyId, RequestId};
 
 use crate::Error;
 use crate::clock::Clock;
@@ -123,13 +123,14 @@ impl Waiter for Answer {
 /// Removes a waiting request from the machine when its wait is dropped (or gives up).
 struct CancelOnDrop<'a> {
     kernel: &'a Kernel<Answer>,
+    key: KeyId,
     request: Option<RequestId>,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(request) = self.request.take() {
-            self.kernel.cancel(request);
+            self.kernel.cancel_key(self.key, request);
         }
     }
 }
@@ -139,14 +140,16 @@ impl Drop for CancelOnDrop<'_> {
 pub(super) async fn wait_for_token<Rt: Caller>(
     kernel: &Kernel<Answer>,
     runtime: &Rt,
+    key: KeyId,
     deadline: Option<Instant>,
 ) -> Result<Arc<AccessToken>, Error> {
     let answer = Answer::default();
     let request = kernel
-        .enter(deadline, answer.clone())
+        .enter_key(key, deadline, answer.clone())
         .map_err(Error::from)?;
     let mut cancel = CancelOnDrop {
         kernel,
+        key,
         request: Some(request),
     };
     let mut give_up = Rt::LATE_GRACE.map(|grace| {

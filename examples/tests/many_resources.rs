@@ -405,3 +405,154 @@ fn a_store_shared_by_two_sources_keeps_every_keys_token() {
     assert_eq!(after.issued, 0, "{after:?}");
     assert!(third.shutdown(Duration::from_secs(5)));
 }
+
+/// How long requests go through one client to the three APIs.
+const CLIENT_RUN: Duration = Duration::from_secs(4);
+
+/// One client for the three APIs: each request got its own API's token.
+fn assert_routed(apis: &Apis, ok: u64, failed: &[String]) {
+    let stats = apis.server.take_stats();
+    let (a, b) = (apis.a.take_stats(), apis.b.take_stats());
+    let context = format!(
+        "ok {ok}, failed {:?}, {stats:?}, a {a:?}, b {b:?}",
+        &failed[..failed.len().min(5)]
+    );
+    assert!(failed.is_empty(), "{context}");
+    assert!(
+        ok > 30 && a.ok > 10 && b.ok > 10 && stats.resource_ok > 10,
+        "{context}"
+    );
+    assert_eq!(
+        stats.wrong_audience + a.wrong_audience + b.wrong_audience,
+        0,
+        "{context}"
+    );
+    assert_eq!(stats.reuse_detected, 0, "{context}");
+    assert_eq!(stats.max_token_in_flight, 1, "{context}");
+}
+
+#[test]
+fn tokio_one_authorized_client_gives_each_api_its_own_token() {
+    use silent_refresh_tokio::{
+        AuthorizedClient, Config, Credentials, OAuth2Refresher, TokenSource,
+    };
+    let apis = Apis::start();
+    let signed = apis.server.sign_in(None);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (ok, failed) = runtime.block_on(async {
+        let source = TokenSource::builder(Config::default())
+            .credentials(Credentials::RefreshToken(
+                signed.refresh_token.as_str().into(),
+            ))
+            .refresher(OAuth2Refresher::new(apis.grant()).expect("a refresher"))
+            .build()
+            .expect("a source");
+        let for_api = |api: &ApiServer| {
+            source
+                .for_target(Target::resource(api.audience()))
+                .expect("a key")
+        };
+        let client = AuthorizedClient::builder(source.clone())
+            .allow_origin(apis.server.origin())
+            .allow_origin_for(apis.a.origin(), for_api(&apis.a))
+            .allow_url_for(apis.b.resource_url(), for_api(&apis.b))
+            .build()
+            .expect("a client");
+        let http = reqwest::Client::new();
+        let urls: Vec<String> = apis
+            .resources()
+            .into_iter()
+            .map(|(_, url, _)| url)
+            .collect();
+        let end = Instant::now() + CLIENT_RUN;
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..WORKERS {
+            let (client, http, urls) = (client.clone(), http.clone(), urls.clone());
+            tasks.spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                let mut turn = worker;
+                while Instant::now() < end {
+                    let url = &urls[turn % urls.len()];
+                    turn += 1;
+                    let request = http.get(url).build().expect("a request");
+                    match client.execute(&http, request).await {
+                        Ok(response) if response.status().is_success() => ok += 1,
+                        Ok(response) => failed.push(format!("{url}: {}", response.status())),
+                        Err(error) => failed.push(format!("{url}: {error}")),
+                    }
+                }
+                (ok, failed)
+            });
+        }
+        let mut all = (0, Vec::new());
+        for (ok, failed) in tasks.join_all().await {
+            all.0 += ok;
+            all.1.extend(failed);
+        }
+        assert!(source.shutdown(Duration::from_secs(5)).await);
+        all
+    });
+    assert_routed(&apis, ok, &failed);
+}
+
+#[test]
+fn blocking_one_agent_gives_each_api_its_own_token() {
+    use silent_refresh_ureq::{BearerAuth, Config, Credentials, OAuth2Refresher, TokenSource};
+    let apis = Apis::start();
+    let signed = apis.server.sign_in(None);
+    let source = TokenSource::builder(Config::default())
+        .credentials(Credentials::RefreshToken(
+            signed.refresh_token.as_str().into(),
+        ))
+        .refresher(OAuth2Refresher::new(apis.grant()).expect("a refresher"))
+        .build()
+        .expect("a source");
+    let for_api = |api: &ApiServer| {
+        source
+            .for_target(Target::resource(api.audience()))
+            .expect("a key")
+    };
+    let auth = BearerAuth::builder(source.clone())
+        .allow_origin(apis.server.origin())
+        .allow_origin_for(apis.a.origin(), for_api(&apis.a))
+        .allow_url_for(apis.b.resource_url(), for_api(&apis.b))
+        .build()
+        .expect("a middleware");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .middleware(auth)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let urls: Vec<String> = apis
+        .resources()
+        .into_iter()
+        .map(|(_, url, _)| url)
+        .collect();
+    let end = Instant::now() + CLIENT_RUN;
+    let results = Mutex::new((0, Vec::new()));
+    std::thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let (agent, urls, results) = (agent.clone(), &urls, &results);
+            scope.spawn(move || {
+                let mut turn = worker;
+                while Instant::now() < end {
+                    let url = &urls[turn % urls.len()];
+                    turn += 1;
+                    let outcome = match agent.get(url).call() {
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(format!("{url}: {}", response.status())),
+                        Err(error) => Err(format!("{url}: {error}")),
+                    };
+                    let mut results = results.lock().unwrap_or_else(PoisonError::into_inner);
+                    match outcome {
+                        Ok(()) => results.0 += 1,
+                        Err(failure) => results.1.push(failure),
+                    }
+                }
+            });
+        }
+    });
+    assert!(source.shutdown(Duration::from_secs(5)));
+    let (ok, failed) = results.into_inner().unwrap_or_else(PoisonError::into_inner);
+    assert_routed(&apis, ok, &failed);
+}

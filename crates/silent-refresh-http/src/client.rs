@@ -8,7 +8,10 @@ use silent_refresh::AccessToken;
 use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 use silent_refresh_oauth2::origin::Route;
-use silent_refresh_oauth2::origin::{self, OriginPolicy, OriginPolicyBuilder, UnlistedOrigins};
+use silent_refresh_oauth2::origin::{
+    self, Origin, OriginPolicy, OriginPolicyBuilder, Refusal, UnlistedOrigins,
+};
+use silent_refresh_oauth2::routes::Routes;
 
 use crate::BearerSource;
 
@@ -138,6 +141,8 @@ pub(crate) struct Target<'a> {
 pub struct AuthorizedClient<S> {
     source: S,
     policy: Arc<OriginPolicy>,
+    /// Which source's token each allowed origin or URL prefix gets (rule 13).
+    routes: Arc<Routes<S>>,
     /// The unlisted origins a middleware sent a request to without the token (said
     /// once each).
     #[cfg_attr(
@@ -159,11 +164,29 @@ impl<S: BearerSource> AuthorizedClient<S> {
         AuthorizedClientBuilder {
             source,
             policy: OriginPolicy::builder(),
+            routes: Routes::default(),
             strict: false,
         }
     }
 
-    /// The token source.
+    /// The source whose token a request for `uri` gets: the one of the longest origin
+    /// or URL prefix given to the builder that `uri` starts with (`None`: none).
+    #[must_use]
+    pub fn source_for(&self, uri: &Uri) -> Option<&S> {
+        self.routes.select(uri)
+    }
+
+    /// The source of an allowed `uri`, or the refusal of its origin.
+    fn routed(&self, uri: &Uri) -> Result<&S, S::Error> {
+        if let Some(source) = self.routes.select(uri) {
+            return Ok(source);
+        }
+        let origin = Origin::of(uri)?;
+        Err(Refusal::NotAllowed { origin }.into())
+    }
+
+    /// The token source the client was built with (see [`source_for`](Self::source_for)
+    /// for the one a request gets).
     #[must_use]
     pub fn source(&self) -> &S {
         &self.source
@@ -217,10 +240,11 @@ impl<S: BearerSource> AuthorizedClient<S> {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let uri = self.check(url)?;
+        let source = self.routed(&uri)?;
         let again = Some(uri.clone());
         let text = uri.to_string();
         let target = Target { method, url: &text };
-        let sent = with_token(&self.source, target, uri.clone(), again, &mut send).await?;
+        let sent = with_token(source, target, uri.clone(), again, &mut send).await?;
         sent.map_err(|e| S::send_failed(send_error(e.into(), &uri)))
     }
 
@@ -239,14 +263,15 @@ impl<S: BearerSource> AuthorizedClient<S> {
         client: &reqwest::Client,
         request: reqwest::Request,
     ) -> Result<reqwest::Response, S::Error> {
-        self.check(request.url().as_str())?;
+        let uri = self.check(request.url().as_str())?;
+        let source = self.routed(&uri)?;
         let again = request.try_clone();
         let (method, url) = (request.method().clone(), request.url().to_string());
         let target = Target {
             method: &method,
             url: &url,
         };
-        with_token(&self.source, target, request, again, |request, headers| {
+        with_token(source, target, request, again, |request, headers| {
             execute_with(client, request, headers)
         })
         .await?
@@ -265,13 +290,24 @@ impl<S: BearerSource> AuthorizedClient<S> {
     /// In strict mode, the source's error for a request to an unlisted origin
     /// (`OriginNotAllowed` in the tokio adapter).
     #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
-    pub(crate) fn attaches(&self, uri: &Uri, headers: &http::HeaderMap) -> Result<bool, S::Error> {
-        match self
+    pub(crate) fn attaches(
+        &self,
+        uri: &Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<&S>, S::Error> {
+        let route = match self
             .policy
             .route(uri, headers.contains_key(http::header::AUTHORIZATION))
         {
-            Route::Attach(_) => Ok(true),
-            Route::Untouched => Ok(false),
+            // An allowed origin outside every prefix given for it gets no token.
+            Route::Attach(origin) => match self.routes.select(uri) {
+                Some(source) => return Ok(Some(source)),
+                None => Route::Unlisted(origin),
+            },
+            other => other,
+        };
+        match route {
+            Route::Attach(_) | Route::Untouched => Ok(None),
             Route::Unlisted(origin) if self.strict => {
                 Err(origin::Refusal::NotAllowed { origin }.into())
             }
@@ -283,7 +319,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
                          (allow it if it is the API's, or turn on strict_origins to refuse such requests)"
                     );
                 }
-                Ok(false)
+                Ok(None)
             }
         }
     }
@@ -560,6 +596,7 @@ pub fn authorization<S: BearerSource>(token: &AccessToken) -> Result<HeaderValue
 pub struct AuthorizedClientBuilder<S> {
     source: S,
     policy: OriginPolicyBuilder,
+    routes: Routes<S>,
     strict: bool,
 }
 
@@ -568,8 +605,37 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
     /// (scheme, host and port, nothing else). A path, a query or a user is refused
     /// when the client is built: the token goes to every path of the origin.
     #[must_use]
-    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.policy = self.policy.allow_origin(&origin.into());
+    pub fn allow_origin(self, origin: impl Into<String>) -> Self {
+        let source = self.source.clone();
+        self.allow_origin_for(origin, source)
+    }
+
+    /// Allows sending a token to this origin, as [`allow_origin`](Self::allow_origin),
+    /// and the token is `source`'s: another key of the session for that API
+    /// (`source.for_target(..)`, rule 13). One client so serves several APIs, each
+    /// with its own token; a request gets the source of the longest origin or URL
+    /// prefix ([`allow_url_for`](Self::allow_url_for)) it starts with.
+    #[must_use]
+    pub fn allow_origin_for(mut self, origin: impl Into<String>, source: S) -> Self {
+        let origin = origin.into();
+        self.policy = self.policy.allow_origin(&origin);
+        // An invalid origin is the policy's error at `build`.
+        let _ = self.routes.add_origin(&origin, source);
+        self
+    }
+
+    /// Allows sending a token to the origin of `url`, and the requests whose URL
+    /// starts with `url` (its origin, then its path segment by segment) get `source`'s
+    /// token: another key of the session, for the API at that prefix (rule 13). The
+    /// longest prefix a request starts with wins; a request of that origin under no
+    /// prefix given gets no token, unless the whole origin was allowed too
+    /// ([`allow_origin`](Self::allow_origin), [`allow_url`](Self::allow_url)). The
+    /// URL's query and user information are dropped, and never shown in an error.
+    #[must_use]
+    pub fn allow_url_for(mut self, url: impl AsRef<str>, source: S) -> Self {
+        let url = url.as_ref();
+        self.policy = self.policy.allow_url(url);
+        let _ = self.routes.add_url(url, source);
         self
     }
 
@@ -579,7 +645,13 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
     /// path, query and user information are dropped, and never shown in an error.
     #[must_use]
     pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
-        self.policy = self.policy.allow_url(url.as_ref());
+        let url = url.as_ref();
+        self.policy = self.policy.allow_url(url);
+        if let Ok(origin) = origin::parse_url(url).and_then(|uri| Origin::of(&uri)) {
+            let _ = self
+                .routes
+                .add_origin(&origin.to_string(), self.source.clone());
+        }
         self
     }
 
@@ -614,11 +686,15 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
     /// [`allow_insecure_http`](Self::allow_insecure_http) (`InsecureHttp`).
     pub fn build(self) -> Result<AuthorizedClient<S>, S::Error> {
         let mut policy = self.policy;
-        if let Some(url) = self.source.token_endpoint() {
+        // Every source's token endpoint: a source given for a route may be another
+        // session's.
+        let endpoints = std::iter::once(&self.source).chain(self.routes.values());
+        for url in endpoints.filter_map(BearerSource::token_endpoint) {
             policy = policy.exclude(url);
         }
         Ok(AuthorizedClient {
             policy: Arc::new(policy.build()?),
+            routes: Arc::new(self.routes),
             source: self.source,
             unlisted: Arc::default(),
             strict: self.strict,

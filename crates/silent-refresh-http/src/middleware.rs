@@ -75,16 +75,17 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let attaches = match request.url().as_str().parse::<Uri>() {
+        // The source of the key this request's API needs (rule 13).
+        let source = match request.url().as_str().parse::<Uri>() {
             Ok(uri) => self
                 .client
                 .attaches(&uri, request.headers())
                 .map_err(reqwest_middleware::Error::middleware)?,
-            Err(_) => false,
+            Err(_) => None,
         };
-        if !attaches {
+        let Some(source) = source else {
             return next.run(request, extensions).await;
-        }
+        };
         // Each send gets its own copy of the extensions; those of the answer returned
         // are handed back.
         let again = request.try_clone().map(|r| (r, extensions.clone()));
@@ -95,7 +96,7 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         };
         let first = (request, extensions.clone());
         let sent = with_token(
-            self.client.source(),
+            source,
             target,
             first,
             again,

@@ -188,15 +188,15 @@ where
         // The inner service that was polled ready goes with the request; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        match self.client.attaches(request.uri(), request.headers()) {
-            Ok(true) => {}
-            Ok(false) => {
+        // The source of the key this request's API needs (rule 13).
+        let source = match self.client.attaches(request.uri(), request.headers()) {
+            Ok(Some(source)) => source.clone(),
+            Ok(None) => {
                 let sent = inner.call(request);
                 return Box::pin(async move { sent.await.map_err(Into::into) });
             }
             Err(refused) => return Box::pin(async move { Err(refused.into()) }),
-        }
-        let client = self.client.clone();
+        };
         // For a second send, a clone that is polled ready first.
         let spare = self.inner.clone();
         let mut first = Some(inner);
@@ -208,7 +208,7 @@ where
                 url: &url,
             };
             let sent = with_token(
-                client.source(),
+                &source,
                 target,
                 request,
                 again,

@@ -172,6 +172,7 @@ pub mod pkce;
 mod request;
 mod response;
 pub mod revocation;
+pub mod routes;
 mod target;
 
 pub use authorization::{

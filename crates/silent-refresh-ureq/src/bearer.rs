@@ -8,7 +8,10 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use silent_refresh::AccessToken;
 use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
-use silent_refresh_oauth2::origin::{OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins};
+use silent_refresh_oauth2::origin::{
+    Origin, OriginPolicy, OriginPolicyBuilder, Route, UnlistedOrigins, parse_url,
+};
+use silent_refresh_oauth2::routes::Routes;
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -73,8 +76,9 @@ pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 /// default connector and its own connection pool, and without the middleware that
 /// your agent runs after this one: install this middleware last.
 pub struct BearerAuth {
-    source: TokenSource,
     policy: OriginPolicy,
+    /// Which source's token each allowed origin or URL prefix gets (rule 13).
+    routes: Routes<TokenSource>,
     replay_limit: usize,
     retry_agent: Agent,
     /// Unlisted origins a request went to without the token (said once each).
@@ -89,6 +93,7 @@ impl BearerAuth {
         BearerAuthBuilder {
             source,
             policy: OriginPolicy::builder(),
+            routes: Routes::default(),
             replay_limit: DEFAULT_REPLAY_LIMIT,
             strict: false,
         }
@@ -97,7 +102,14 @@ impl BearerAuth {
     /// Whether a request for `uri` gets the token.
     #[must_use]
     pub fn authorizes(&self, uri: &http::Uri) -> bool {
-        self.policy.authorizes(uri)
+        self.policy.authorizes(uri) && self.routes.select(uri).is_some()
+    }
+
+    /// The source whose token a request for `uri` gets: the one of the longest origin
+    /// or URL prefix given to the builder that `uri` starts with (`None`: none).
+    #[must_use]
+    pub fn source_for(&self, uri: &http::Uri) -> Option<&TokenSource> {
+        self.routes.select(uri)
     }
 }
 
@@ -144,10 +156,17 @@ impl Middleware for BearerAuth {
         request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        let origin = match self
+        let route = match self
             .policy
             .route(request.uri(), request.headers().contains_key(AUTHORIZATION))
         {
+            // An allowed origin outside every prefix given for it gets no token.
+            Route::Attach(origin) if self.routes.select(request.uri()).is_none() => {
+                Route::Unlisted(origin)
+            }
+            route => route,
+        };
+        let origin = match route {
             Route::Attach(origin) => origin,
             Route::Untouched => return next.handle(request),
             Route::Unlisted(origin) if self.strict => {
@@ -166,7 +185,11 @@ impl Middleware for BearerAuth {
                 return next.handle(request);
             }
         };
-        let token = self.source.token().map_err(into_ureq)?;
+        // The source of the key this request's API needs (rule 13).
+        let Some(source) = self.routes.select(request.uri()) else {
+            return next.handle(request);
+        };
+        let token = source.token().map_err(into_ureq)?;
         let request = request
             .middleware_config()
             .ok_or_else(|| into_ureq(Error::NotInAgent))?
@@ -174,11 +197,11 @@ impl Middleware for BearerAuth {
             .build();
         let (mut parts, body) = request.into_parts();
         let url = parts.uri.to_string();
-        self.attach(&mut parts, &url, &token)?;
+        attach(source, &mut parts, &url, &token)?;
         tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
         let (first, again) = self.send_first(parts, body, next)?;
-        let step = self.verdict(&first, &url, &token)?;
+        let step = verdict(source, &first, &url, &token)?;
         let Some((mut parts, body)) = again else {
             return match step {
                 Step::Nonce => Err(into_ureq(Error::NotReplayable)),
@@ -193,20 +216,20 @@ impl Middleware for BearerAuth {
             Step::Done => return first,
             Step::Rejected => {
                 drop(first);
-                self.source.token().map_err(into_ureq)?
+                source.token().map_err(into_ureq)?
             }
             Step::Nonce => {
                 drop(first);
                 token
             }
         };
-        self.attach(&mut parts, &url, &token)?;
+        attach(source, &mut parts, &url, &token)?;
         tracing::debug!(
             generation = token.generation.0,
             "sending the request again with the new token"
         );
         let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
-        if let Step::Rejected = self.verdict(&second, &url, &token)? {
+        if let Step::Rejected = verdict(source, &second, &url, &token)? {
             tracing::warn!(
                 generation = token.generation.0,
                 "the server rejected the access token again"
@@ -227,88 +250,92 @@ enum Step {
     Nonce,
 }
 
-impl BearerAuth {
-    /// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
-    /// token a proof of the session's key (rule 15: never without it).
-    fn attach(&self, parts: &mut Parts, url: &str, token: &AccessToken) -> Result<(), ureq::Error> {
-        set_authorization(&mut parts.headers, token)?;
-        #[cfg(feature = "dpop")]
-        if token.is_dpop_bound() {
-            let Some(dpop) = self.source.dpop() else {
-                return Err(into_ureq(Error::InvalidToken));
-            };
-            let proof =
-                silent_refresh_driver::dpop::proof(dpop, &parts.method, url, Some(&token.secret))
-                    .map_err(|reason| {
+/// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
+/// token a proof of the session's key (rule 15: never without it).
+#[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+fn attach(
+    source: &TokenSource,
+    parts: &mut Parts,
+    url: &str,
+    token: &AccessToken,
+) -> Result<(), ureq::Error> {
+    set_authorization(&mut parts.headers, token)?;
+    #[cfg(feature = "dpop")]
+    if token.is_dpop_bound() {
+        let Some(dpop) = source.dpop() else {
+            return Err(into_ureq(Error::InvalidToken));
+        };
+        let proof =
+            silent_refresh_driver::dpop::proof(dpop, &parts.method, url, Some(&token.secret))
+                .map_err(|reason| {
                     tracing::warn!(%reason, "no DPoP proof for the request");
                     into_ureq(Error::InvalidToken)
                 })?;
-            parts
-                .headers
-                .insert(silent_refresh_oauth2::dpop::DPOP, proof);
-        }
-        #[cfg(not(feature = "dpop"))]
-        let _ = url;
-        Ok(())
+        parts
+            .headers
+            .insert(silent_refresh_oauth2::dpop::DPOP, proof);
     }
+    #[cfg(not(feature = "dpop"))]
+    let _ = url;
+    Ok(())
+}
 
-    /// Reads what `answer` says about `token` with the codec's rule
-    /// ([`resource_verdict`]): a rejection is reported here; a missing scope or a step-up
-    /// is the adapter's typed error, with no refresh.
-    fn verdict(
-        &self,
-        answer: &Result<Response<Body>, ureq::Error>,
-        url: &str,
-        token: &AccessToken,
-    ) -> Result<Step, ureq::Error> {
-        let empty = HeaderMap::new();
-        let (status, headers) = match answer {
-            Ok(response) => (response.status(), response.headers()),
-            Err(ureq::Error::StatusCode(code)) => (
-                StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
-                &empty,
-            ),
-            Err(_) => return Ok(Step::Done),
-        };
-        #[cfg(feature = "dpop")]
-        if let Some(dpop) = self.source.dpop() {
-            dpop.observe(url, headers);
+/// Reads what `answer` says about `token` with the codec's rule
+/// ([`resource_verdict`]): a rejection is reported here; a missing scope or a step-up
+/// is the adapter's typed error, with no refresh.
+fn verdict(
+    source: &TokenSource,
+    answer: &Result<Response<Body>, ureq::Error>,
+    url: &str,
+    token: &AccessToken,
+) -> Result<Step, ureq::Error> {
+    let empty = HeaderMap::new();
+    let (status, headers) = match answer {
+        Ok(response) => (response.status(), response.headers()),
+        Err(ureq::Error::StatusCode(code)) => (
+            StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
+            &empty,
+        ),
+        Err(_) => return Ok(Step::Done),
+    };
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = source.dpop() {
+        dpop.observe(url, headers);
+    }
+    #[cfg(not(feature = "dpop"))]
+    let _ = url;
+    Ok(match resource_verdict(status, headers) {
+        ResourceVerdict::Rejected => {
+            tracing::info!(
+                generation = token.generation.0,
+                "the server rejected the access token (401)"
+            );
+            source.report_rejected(token.generation);
+            Step::Rejected
         }
-        #[cfg(not(feature = "dpop"))]
-        let _ = url;
-        Ok(match resource_verdict(status, headers) {
-            ResourceVerdict::Rejected => {
-                tracing::info!(
-                    generation = token.generation.0,
-                    "the server rejected the access token (401)"
-                );
-                self.source.report_rejected(token.generation);
-                Step::Rejected
+        ResourceVerdict::UseDpopNonce(nonce) => {
+            #[cfg(feature = "dpop")]
+            if let Some(dpop) = source.dpop() {
+                dpop.use_nonce(url, &nonce);
+                return Ok(Step::Nonce);
             }
-            ResourceVerdict::UseDpopNonce(nonce) => {
-                #[cfg(feature = "dpop")]
-                if let Some(dpop) = self.source.dpop() {
-                    dpop.use_nonce(url, &nonce);
-                    return Ok(Step::Nonce);
-                }
-                let _ = nonce;
-                Step::Done
-            }
-            ResourceVerdict::InsufficientScope { scope } => {
-                return Err(into_ureq(Error::InsufficientScope { scope }));
-            }
-            ResourceVerdict::StepUpRequired {
+            let _ = nonce;
+            Step::Done
+        }
+        ResourceVerdict::InsufficientScope { scope } => {
+            return Err(into_ureq(Error::InsufficientScope { scope }));
+        }
+        ResourceVerdict::StepUpRequired {
+            acr_values,
+            max_age,
+        } => {
+            return Err(into_ureq(Error::StepUpRequired {
                 acr_values,
                 max_age,
-            } => {
-                return Err(into_ureq(Error::StepUpRequired {
-                    acr_values,
-                    max_age,
-                }));
-            }
-            _ => Step::Done,
-        })
-    }
+            }));
+        }
+        _ => Step::Done,
+    })
 }
 
 impl fmt::Debug for BearerAuth {
@@ -326,6 +353,7 @@ impl fmt::Debug for BearerAuth {
 pub struct BearerAuthBuilder {
     source: TokenSource,
     policy: OriginPolicyBuilder,
+    routes: Routes<TokenSource>,
     replay_limit: usize,
     strict: bool,
 }
@@ -333,8 +361,35 @@ pub struct BearerAuthBuilder {
 impl BearerAuthBuilder {
     /// Attach the token to requests for this origin: `https://host` or
     /// `https://host:port` (no path, query or user). Call once per origin.
-    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.policy = self.policy.allow_origin(&origin.into());
+    pub fn allow_origin(self, origin: impl Into<String>) -> Self {
+        let source = self.source.clone();
+        self.allow_origin_for(origin, source)
+    }
+
+    /// Attach a token to requests for this origin, as
+    /// [`allow_origin`](Self::allow_origin), and the token is `source`'s: another key
+    /// of the session for that API (`source.for_target(..)`, rule 13). One agent so
+    /// serves several APIs, each with its own token; a request gets the source of the
+    /// longest origin or URL prefix ([`allow_url_for`](Self::allow_url_for)) it
+    /// starts with.
+    pub fn allow_origin_for(mut self, origin: impl Into<String>, source: TokenSource) -> Self {
+        let origin = origin.into();
+        self.policy = self.policy.allow_origin(&origin);
+        // An invalid origin is the policy's error at `build`.
+        let _ = self.routes.add_origin(&origin, source);
+        self
+    }
+
+    /// Attach a token to requests for the origin of `url`, and the requests whose URL
+    /// starts with `url` (its origin, then its path segment by segment) get `source`'s
+    /// token: another key of the session, for the API at that prefix (rule 13). The
+    /// longest prefix a request starts with wins; a request of that origin under no
+    /// prefix given gets no token, unless the whole origin was allowed too. The URL's
+    /// query and user information are dropped, and never shown in an error.
+    pub fn allow_url_for(mut self, url: impl AsRef<str>, source: TokenSource) -> Self {
+        let url = url.as_ref();
+        self.policy = self.policy.allow_url(url);
+        let _ = self.routes.add_url(url, source);
         self
     }
 
@@ -353,7 +408,13 @@ impl BearerAuthBuilder {
     /// `https://api.example.com`, and the token goes to every path of it. The URL's
     /// path, query and user information are dropped, and never shown in an error.
     pub fn allow_url(mut self, url: impl AsRef<str>) -> Self {
-        self.policy = self.policy.allow_url(url.as_ref());
+        let url = url.as_ref();
+        self.policy = self.policy.allow_url(url);
+        if let Ok(origin) = parse_url(url).and_then(|uri| Origin::of(&uri)) {
+            let _ = self
+                .routes
+                .add_origin(&origin.to_string(), self.source.clone());
+        }
         self
     }
 
@@ -392,12 +453,15 @@ impl BearerAuthBuilder {
     /// [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<BearerAuth, Error> {
         let mut policy = self.policy;
-        if let Some(url) = self.source.token_endpoint() {
+        // Every source's token endpoint: a source given for a route may be another
+        // session's.
+        let endpoints = std::iter::once(&self.source).chain(self.routes.values());
+        for url in endpoints.filter_map(TokenSource::token_endpoint) {
             policy = policy.exclude(url);
         }
         Ok(BearerAuth {
             policy: policy.build()?,
-            source: self.source,
+            routes: self.routes,
             replay_limit: self.replay_limit,
             retry_agent: Agent::new_with_defaults(),
             unlisted: UnlistedOrigins::default(),

@@ -23,6 +23,7 @@ use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 use crate::grants::{self, GrantChoice, Service};
 use crate::measure::{self, Histogram, Mark, Percentiles, Timeline};
 use crate::probe::{self, Count401, ProbeError};
+use crate::resources::{Resource, Rotation};
 use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 
 /// The environment variable holding the client secret (optional: without it the
@@ -76,7 +77,12 @@ OPTIONS:
   --issuer URL           instead of --token-url: the issuer, whose metadata names
                          the token endpoint
   --client-id ID         the client's id
-  --resource URL         the protected resource to GET with the bearer token
+  --resource URL         the protected resource to GET with the bearer token;
+                         repeat it for several APIs of one session (requests go to
+                         each in turn)
+  --indicator URI        the RFC 8707 resource indicator of the --resource before it:
+                         its requests get a token asked for that resource (without
+                         one, a resource gets the session's default token)
   --runtime RUNTIME      tokio (silent-refresh-tokio, reqwest) or blocking
                          (silent-refresh-ureq, one thread per request in flight)
   --concurrency N        requests in flight at once (1 to 10000)
@@ -234,6 +240,9 @@ pub struct Options {
     pub refresh_token: Option<Secret>,
     /// The resource to `GET`.
     pub resource: String,
+    /// Every `--resource` in order, with its `--indicator` (rule 13: one session, a
+    /// token per API); empty: `resource` alone, with the default token.
+    pub resources: Vec<Resource>,
     /// Which adapter.
     pub runtime: Runtime,
     /// Requests in flight at once.
@@ -257,6 +266,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// The resources requests go to in turn, each with its indicator (see
+    /// [`resources`](Self::resources)).
+    #[must_use]
+    pub fn targets(&self) -> Vec<Resource> {
+        if self.resources.is_empty() {
+            vec![Resource::new(self.resource.as_str())]
+        } else {
+            self.resources.clone()
+        }
+    }
+
     /// Whether the session is kept (in a file or in Redis) between runs.
     #[must_use]
     pub fn keeps_session(&self) -> bool {
@@ -395,6 +415,7 @@ pub fn parse(
     let mut values: HashMap<&'static str, String> = HashMap::new();
     let mut embedded = false;
     let mut rejects_all = false;
+    let (args, resources) = crate::resources::extract(args)?;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -431,6 +452,9 @@ pub fn parse(
         if values.insert(key, value).is_some() {
             return Err(format!("{name} is given twice"));
         }
+    }
+    if let Some(first) = resources.first() {
+        values.insert("--resource", first.url.clone());
     }
     if embedded {
         if let Some(name) = SERVER_NAMING.iter().find(|n| values.contains_key(*n)) {
@@ -622,6 +646,7 @@ pub fn parse(
         client_secret: env(ENV_CLIENT_SECRET).map(Secret::new),
         refresh_token,
         resource,
+        resources,
         runtime,
         concurrency,
         limit,
@@ -1019,7 +1044,7 @@ async fn tokio_load(
     options: Options,
     service: &Service,
 ) -> Result<(Report, Option<String>), RunError> {
-    use silent_refresh_tokio::{AuthorizedClient, OAuth2Refresher, TokenChange, TokenSource};
+    use silent_refresh_tokio::{OAuth2Refresher, TokenChange, TokenSource};
 
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
     let http = reqwest::Client::builder()
@@ -1065,11 +1090,9 @@ async fn tokio_load(
             }
         }
     });
-    let client = AuthorizedClient::builder(source)
-        .allow_origin(probe::origin_of(&options.resource).map_err(|e| setup(&e))?)
-        .build()
-        .map_err(|e| setup(&e))?;
-    let url: Arc<str> = options.resource.as_str().into();
+    let client =
+        crate::resources::tokio_client(source, &options.targets()).map_err(|e| setup(&e))?;
+    let urls = Arc::new(Rotation::new(&options.targets()));
     let started = Instant::now();
     let end = match options.limit {
         Limit::Duration(d) => started + d,
@@ -1077,12 +1100,13 @@ async fn tokio_load(
     };
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.concurrency {
-        let (client, http, url, tally) = (client.clone(), http.clone(), url.clone(), tally.clone());
+        let (client, http, urls, tally) =
+            (client.clone(), http.clone(), urls.clone(), tally.clone());
         let limit = options.limit;
         workers.spawn(async move {
             while tally.claim(limit, end) {
                 let sent = Instant::now();
-                let result = probe::tokio_get(&client, &http, &url).await;
+                let result = probe::tokio_get(&client, &http, &urls.next()).await;
                 let took = sent.elapsed();
                 match result {
                     Ok(answer) => tally.answer(
@@ -1181,9 +1205,9 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
             }
         })
         .map_err(|e| setup(&e))?;
-    let agent = probe::ureq_agent(source, &options.resource, REQUEST_TIMEOUT, retries.clone())
-        .map_err(|e| setup(&e))?;
-    let url: Arc<str> = options.resource.as_str().into();
+    let auth = crate::resources::ureq_auth(source, &options.targets()).map_err(|e| setup(&e))?;
+    let agent = probe::ureq_agent_with(auth, REQUEST_TIMEOUT, retries.clone());
+    let urls = Arc::new(Rotation::new(&options.targets()));
     let started = Instant::now();
     let end = match options.limit {
         Limit::Duration(d) => started + d,
@@ -1193,9 +1217,9 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     let (done, finished) = mpsc::channel::<Option<Stop>>();
     let mut spawned = 0;
     for i in 0..options.concurrency {
-        let (agent, url, tally, stopped, done) = (
+        let (agent, urls, tally, stopped, done) = (
             agent.clone(),
-            url.clone(),
+            urls.clone(),
             tally.clone(),
             stop.clone(),
             done.clone(),
@@ -1205,7 +1229,7 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
             let mut terminal = None;
             while !stopped.load(Ordering::SeqCst) && tally.claim(limit, end) {
                 let sent = Instant::now();
-                let result = probe::ureq_get(&agent, &url);
+                let result = probe::ureq_get(&agent, &urls.next());
                 let took = sent.elapsed();
                 match result {
                     Ok(status) => tally.answer(took, status.is_success(), false, status.as_u16()),
@@ -1391,6 +1415,7 @@ pub fn run_embedded(options: EmbeddedOptions) -> Result<EmbeddedOutcome, RunErro
             client_secret: config.client_secret.clone().map(Secret::new),
             refresh_token: Some(Secret::new(grant.refresh_token.as_str())),
             resource: server.resource_url(),
+            resources: Vec::new(),
             runtime: options.runtime,
             concurrency: options.concurrency,
             limit: options.limit,

@@ -16,6 +16,8 @@
 //! - [`shell_words`]: `--browser-command` split into words as a shell would.
 //! - [`keys`]: RS256 and ES256 key pairs made at run time, for the signed assertions.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
+//! - [`resources`]: `oauth2_client --resource URL [--indicator URI]`, repeated: one
+//!   session, a token per API.
 //! - [`timeline`]: timestamped lines for the demo.
 
 pub mod client;
@@ -26,6 +28,7 @@ pub mod keys;
 pub mod login;
 pub mod measure;
 pub mod probe;
+pub mod resources;
 pub mod serve;
 pub mod server;
 pub mod shell_words;

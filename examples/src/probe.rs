@@ -159,13 +159,24 @@ pub fn ureq_agent(
         .allow_origin(origin)
         .build()
         .map_err(|e| e.to_string())?;
-    Ok(ureq::Agent::config_builder()
+    Ok(ureq_agent_with(auth, timeout, retries))
+}
+
+/// As [`ureq_agent`], with the middleware `auth` (one that routes several APIs to
+/// their keys' sources, say).
+#[must_use]
+pub fn ureq_agent_with(
+    auth: silent_refresh_ureq::BearerAuth,
+    timeout: Duration,
+    retries: Count401,
+) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .middleware(auth)
         .middleware(retries)
         .build()
-        .new_agent())
+        .new_agent()
 }
 
 /// `GET url` through `agent` (see [`ureq_agent`]); retries after a 401 show in the

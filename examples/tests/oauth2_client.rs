@@ -30,6 +30,7 @@ fn options(server: &AuthServer, refresh_token: &str, runtime: Runtime, limit: Li
         client_secret: config.client_secret.clone().map(Secret::new),
         refresh_token: Some(Secret::new(refresh_token)),
         resource: server.resource_url(),
+        resources: Vec::new(),
         runtime,
         concurrency: 16,
         limit,

@@ -329,4 +329,58 @@ mod tests {
             Some("rt-new")
         );
     }
+
+    proptest::proptest! {
+        /// Whatever order the keys save in, the record gives every key its own newest
+        /// token back, never another key's, with the newest credential; and the
+        /// entries of names this process does not know come through untouched.
+        #[test]
+        fn every_key_gets_its_own_newest_token_back(
+            saves in proptest::collection::vec((0usize..5, 0u64..1000), 1..40),
+            foreign in proptest::collection::btree_set(0u8..3, 0..3),
+        ) {
+            let targets: Vec<Target> =
+                (1..5).map(|i| Target::resource(format!("https://api-{i}.example/"))).collect();
+            let mut keys = keys_with(&targets);
+            let mut stored = Token::bearer("at-start", at(1)).with_refresh_token("rt-start");
+            stored.keyed = foreign
+                .iter()
+                .map(|f| KeyedToken {
+                    key: format!("audience=other-{f}"),
+                    token: Token::bearer(format!("at-other-{f}"), at(2)),
+                })
+                .collect();
+            keys.read(&stored);
+            let mut newest: Vec<Option<String>> = vec![None; 5];
+            newest[0] = Some("at-start".to_owned());
+            let mut record = stored.clone();
+            for (step, (key, n)) in saves.iter().enumerate() {
+                let access = format!("at-{key}-{n}-{step}");
+                let credential = format!("rt-{step}");
+                let token = Token::bearer(access.as_str(), at(1000 + *n))
+                    .with_refresh_token(credential.as_str());
+                record = keys.compose(KeyId(u16::try_from(*key).unwrap()), token);
+                newest[*key] = Some(access);
+                proptest::prop_assert_eq!(
+                    record.refresh_token.as_ref().map(Secret::expose),
+                    Some(credential.as_str())
+                );
+            }
+            for (key, expected) in newest.iter().enumerate() {
+                let name = if key == 0 { String::new() } else { targets[key - 1].name() };
+                let back = split(&record, &name).map(|t| t.access_token.expose().to_owned());
+                proptest::prop_assert_eq!(&back, expected, "key {}", key);
+            }
+            for f in &foreign {
+                let name = format!("audience=other-{f}");
+                let back = split(&record, &name).map(|t| t.access_token.expose().to_owned());
+                proptest::prop_assert_eq!(back, Some(format!("at-other-{f}")));
+            }
+            let names: Vec<&str> = record.keyed.iter().map(|e| e.key.as_str()).collect();
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            proptest::prop_assert_eq!(unique.len(), names.len(), "one entry per name");
+        }
+    }
 }

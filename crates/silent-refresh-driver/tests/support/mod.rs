@@ -27,6 +27,7 @@ use silent_refresh_driver::runtime::threads::{self, Threads};
 use silent_refresh_driver::runtime::{Caller, RunsRefresher, Runtime};
 use silent_refresh_driver::wake::Wake;
 use silent_refresh_driver::{Error, TokenSource, TokenSourceBuilder};
+use silent_refresh_oauth2::Target;
 
 #[cfg(feature = "tokio")]
 pub(crate) use self::on_tokio::TokioHarness;
@@ -91,6 +92,8 @@ pub(crate) struct Calls {
     at: Mutex<Vec<Instant>>,
     /// The refresh credential each call was given.
     credentials: Mutex<Vec<Option<String>>>,
+    /// The target each call asked for, by name (empty: the default).
+    targets: Mutex<Vec<String>>,
 }
 
 impl Calls {
@@ -106,8 +109,18 @@ impl Calls {
         lock(&self.credentials).clone()
     }
 
+    pub(crate) fn targets(&self) -> Vec<String> {
+        lock(&self.targets).clone()
+    }
+
     /// Records a call; its number (1-based).
     fn record(&self, at: Instant, refresh_token: Option<&Secret>) -> usize {
+        self.record_for(at, refresh_token, &Target::default())
+    }
+
+    /// Records a call for `target`; its number (1-based).
+    fn record_for(&self, at: Instant, refresh_token: Option<&Secret>, target: &Target) -> usize {
+        lock(&self.targets).push(target.name());
         lock(&self.credentials).push(refresh_token.map(|s| s.expose().to_owned()));
         let mut times = lock(&self.at);
         times.push(at);
@@ -311,14 +324,35 @@ pub(crate) struct ThreadsFake {
 
 impl threads::Refresher for ThreadsFake {
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+        self.refresh_for(refresh_token, &Target::default())
+    }
+
+    fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
         let start = self.harness.clock.now();
-        let n = self.calls.record(start, refresh_token.as_ref());
+        let n = self.calls.record_for(start, refresh_token.as_ref(), target);
         let Answer { delay, result } = (self.answers)(n);
         if !delay.is_zero() {
             self.harness.wait_until(start + delay);
         }
-        result
+        result.map(|token| for_target(token, target))
     }
+
+    fn supports_targets(&self) -> bool {
+        true
+    }
+}
+
+/// A fake's token for `target`: its access token named after the target
+/// (`{name}|at-{n}`; the default's as it is), so a test sees whose token a caller got.
+pub(crate) fn for_target(mut token: Token, target: &Target) -> Token {
+    if !target.is_default() {
+        token.access_token = format!("{}|{}", target.name(), token.access_token.expose()).into();
+    }
+    token
 }
 
 impl Harness for ThreadsHarness {

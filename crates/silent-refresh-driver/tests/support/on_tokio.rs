@@ -10,7 +10,9 @@ use silent_refresh_driver::clock::Clock;
 use silent_refresh_driver::runtime::tokio::{Tokio, TokioClock};
 use silent_refresh_driver::{Error, TokenSource, TokenSourceBuilder};
 
-use super::{Answer, Answers, Calls, Harness, lock, secs};
+use silent_refresh_oauth2::Target;
+
+use super::{Answer, Answers, Calls, Harness, for_target, lock, secs};
 
 /// tokio's paused clock, with a wall clock a test can move ahead alone (a suspend).
 #[derive(Clone, Default)]
@@ -36,12 +38,26 @@ pub(crate) struct TokioFake {
 
 impl silent_refresh_driver::runtime::tokio::Refresher for TokioFake {
     async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        let n = self.calls.record(TokioClock.now(), refresh_token.as_ref());
+        self.refresh_for(refresh_token, &Target::default()).await
+    }
+
+    async fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
+        let n = self
+            .calls
+            .record_for(TokioClock.now(), refresh_token.as_ref(), target);
         let Answer { delay, result } = (self.answers)(n);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        result
+        result.map(|token| for_target(token, target))
+    }
+
+    fn supports_targets(&self) -> bool {
+        true
     }
 }
 

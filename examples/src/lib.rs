@@ -11,6 +11,7 @@
 //!   login and refresh API, and a closure refresher for each adapter.
 //! - [`grants`]: `oauth2_client`'s `--grant`, `--auth private_key_jwt`,
 //!   `--private-key` and `--subject-token-file`.
+//! - [`dpop_key`]: `oauth2_client`'s `--dpop` and `--dpop-key PATH`.
 //! - [`login`]: `oauth2_client login` and `logout` (the device flow, the browser
 //!   sign-in, a logout that revokes), and `--issuer` for the load run.
 //! - [`shell_words`]: `--browser-command` split into words as a shell would.
@@ -21,6 +22,7 @@
 pub mod client;
 pub mod custom;
 pub mod demo;
+pub mod dpop_key;
 pub mod grants;
 pub mod keys;
 pub mod login;

@@ -433,7 +433,7 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
                 base.clone()
             }
         });
-    axum::Json(serde_json::json!({
+    let mut metadata = serde_json::json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
         "token_endpoint": state.token_url,
@@ -454,8 +454,14 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
         ],
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": ["openid", "offline_access", "read", "write"],
-    }))
-    .into_response()
+    });
+    // RFC 9449 §5.1: the proofs' algorithms, in DPoP mode only (the ones its
+    // proof check accepts).
+    if state.dpop.is_some() {
+        metadata["dpop_signing_alg_values_supported"] =
+            serde_json::json!(["ES256", "ES384", "EdDSA", "PS256", "RS256"]);
+    }
+    axum::Json(metadata).into_response()
 }
 
 /// The client of a device, token or revocation request: the public client (its id

@@ -144,8 +144,8 @@ fn field(line: &str, name: &str) -> u64 {
 }
 
 /// `login`, a silent run with only the issuer and the file, then `logout`; with
-/// `dpop`, against the server's DPoP mode and with `--dpop` on the first two (the
-/// run proves with the key the login stored, not the new one `--dpop` makes).
+/// `dpop`, against the server's DPoP mode and with `login --dpop`: the run, told
+/// nothing of DPoP, proves with the key the login stored with the session.
 fn login_run_logout(runtime: &str, dpop: bool) {
     let server = server_with(dpop.then(DpopConfig::default));
     let dpop_arg: &[&str] = if dpop { &["--dpop"] } else { &[] };
@@ -203,27 +203,23 @@ fn login_run_logout(runtime: &str, dpop: bool) {
     // Only the issuer and the file: no refresh token given, the session refreshes.
     let (code, out, err) = cli(
         &[
-            &[
-                "--issuer",
-                &issuer,
-                "--client-id",
-                &client_id,
-                "--auth",
-                "none",
-                "--resource",
-                &server.resource_url(),
-                "--runtime",
-                runtime,
-                "--concurrency",
-                "2",
-                "--duration",
-                "1.5",
-                "--token-file",
-                &file,
-            ],
-            dpop_arg,
-        ]
-        .concat(),
+            "--issuer",
+            &issuer,
+            "--client-id",
+            &client_id,
+            "--auth",
+            "none",
+            "--resource",
+            &server.resource_url(),
+            "--runtime",
+            runtime,
+            "--concurrency",
+            "2",
+            "--duration",
+            "1.5",
+            "--token-file",
+            &file,
+        ],
         nobody,
     );
     assert_eq!(code, 0, "{out}{err}");

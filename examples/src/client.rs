@@ -123,7 +123,8 @@ OPTIONS:
                          with --embedded-server its DPoP mode is turned on too
   --dpop-key PATH        as --dpop, with the key in PATH (PKCS#8 PEM), made there
                          (0600) when the file does not exist; a stored session's
-                         key still wins
+                         key still wins. Without either, a kept session bound to a
+                         key (login --dpop) is proven with its stored key
   --timeline PATH        write a CSV timeline to PATH: one line per 100 ms with
                          t_ms,ok,failed,refreshes_started,refreshes_succeeded
   (a worker whose request failed without an HTTP answer pauses 10 ms before its
@@ -1050,14 +1051,15 @@ async fn tokio_load(
     let exit_wait = config.refresh_timeout() + SAVE_WAIT;
     // The refresher's own HTTP client, built by the library (no redirect followed
     // with the credential), and the exchange's timeout the configuration's.
+    let store = session_store(&options)?;
     let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
         .timeout(config.refresh_timeout());
-    if let Some(dpop) = service.dpop.session().map_err(RunError::Setup)? {
+    if let Some(dpop) = dpop_session(service, store.as_ref())? {
         refresher = refresher.dpop(dpop);
     }
     let refresher = refresher.build().map_err(|e| setup(&e))?;
     let mut builder = TokenSource::builder(config);
-    if let Some(store) = session_store(&options)? {
+    if let Some(store) = store {
         builder = builder.store(store);
     }
     if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
@@ -1168,14 +1170,15 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     let refreshes = tally.clone();
     let config = config(options.tuning).map_err(|e| setup(&e))?;
     let exit_wait = config.refresh_timeout() + SAVE_WAIT;
+    let store = session_store(&options)?;
     let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
         .timeout(config.refresh_timeout());
-    if let Some(dpop) = service.dpop.session().map_err(RunError::Setup)? {
+    if let Some(dpop) = dpop_session(service, store.as_ref())? {
         refresher = refresher.dpop(dpop);
     }
     let refresher = refresher.build().map_err(|e| setup(&e))?;
     let mut builder = TokenSource::builder(config);
-    if let Some(store) = session_store(&options)? {
+    if let Some(store) = store {
         builder = builder.store(store);
     }
     if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
@@ -1316,6 +1319,27 @@ fn session_store(options: &Options) -> Result<Option<SessionStore>, RunError> {
         ))),
         Err(error) => Err(RunError::Setup(error.to_string())),
     }
+}
+
+/// The DPoP session of a run: `--dpop` or `--dpop-key`; without them, a new key when
+/// the kept session is bound to one (the stored key then replaces it), so a session
+/// signed in with `login --dpop` goes on being proven by runs that do not say `--dpop`.
+fn dpop_session(
+    service: &Service,
+    store: Option<&SessionStore>,
+) -> Result<Option<silent_refresh_oauth2::dpop::DpopSession>, RunError> {
+    use silent_refresh_tokio::TokenStore;
+    let bound = || {
+        store
+            .and_then(|store| store.load().ok().flatten())
+            .is_some_and(|token| token.dpop_key.is_some())
+    };
+    let choice = if !service.dpop.is_on() && bound() {
+        &DpopChoice::NewKey
+    } else {
+        &service.dpop
+    };
+    choice.session().map_err(RunError::Setup)
 }
 
 /// Where `--token-file` or `--redis-url` keeps the session.

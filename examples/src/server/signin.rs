@@ -550,6 +550,7 @@ pub(super) fn token_request(
     state: &ServerState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    proven: Option<&super::dpop::Proven>,
 ) -> Option<Response> {
     let grant_type = form.get("grant_type").map_or("", String::as_str);
     let public = state.signin.config().public_client_id;
@@ -566,7 +567,12 @@ pub(super) fn token_request(
         DEVICE_CODE => device_code(state, &client_id, form),
         "authorization_code" => authorization_code(state, &client_id, form),
         "refresh_token" => match form.get("refresh_token") {
-            Some(presented) => refresh(state, presented, requested_scope, None),
+            Some(presented) => {
+                if let Err(refused) = super::dpop::check_refresh_token(state, presented, proven) {
+                    return Some(*refused);
+                }
+                refresh(state, presented, requested_scope, None)
+            }
             None => Err(refused("invalid_request", "refresh_token is missing")),
         },
         _ => Err(refused(
@@ -574,8 +580,9 @@ pub(super) fn token_request(
             "the public client may use the device, authorization code and refresh grants only",
         )),
     };
+    // In DPoP mode a proven request gets tokens bound to its key, whatever the grant.
     Some(match answer {
-        Ok(issued) => issued.into_response(),
+        Ok(issued) => super::dpop::issue(state, issued, proven),
         Err(refused) => oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description),
     })
 }

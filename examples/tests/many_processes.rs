@@ -161,7 +161,7 @@ fn four_processes_share_one_redis() {
 }
 
 /// DPoP (issue 20): four processes on one `--token-file` against the server's DPoP mode
-/// (refresh tokens bound to the key, nonces at both ends, rotated every 700 ms). Two
+/// (refresh tokens bound to the key, nonces at both ends, rotated every 2 s). Two
 /// name one key file that does not exist yet (`--dpop-key`: one of them makes it, the
 /// other reads it); two make keys of their own (`--dpop`), which the stored session's
 /// key replaces. Every request proven, no proof refused, nothing spent twice.
@@ -173,7 +173,7 @@ fn four_processes_with_dpop_share_one_token_file_and_its_key() {
     let stats = four_processes_share(
         ServerConfig {
             dpop: Some(DpopConfig {
-                nonce_period: Some(Duration::from_millis(700)),
+                nonce_period: Some(Duration::from_secs(2)),
                 ..DpopConfig::default()
             }),
             ..ServerConfig::default()

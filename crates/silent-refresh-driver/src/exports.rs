@@ -14,4 +14,5 @@ pub use crate::Error;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::kernel::TokenChange;
 pub use crate::runtime::NoRefresher;
+pub use crate::signin::{Browser, CancelSignIn, SignedOut};
 pub use crate::store::{FileStore, Saved, TokenStore};

@@ -173,12 +173,18 @@ impl Middleware for BearerAuth {
             .max_redirects(0)
             .build();
         let (mut parts, body) = request.into_parts();
-        let url = parts.uri.to_string();
-        self.attach(&mut parts, &url, &token)?;
+        // A DPoP proof names the URL and a nonce is kept for it: written out only for a
+        // source with a DPoP key (fixed when it is built), the one that needs it.
+        #[cfg(feature = "dpop")]
+        let url = self.source.dpop().map(|_| parts.uri.to_string());
+        #[cfg(not(feature = "dpop"))]
+        let url: Option<String> = None;
+        let url = url.as_deref();
+        self.attach(&mut parts, url, &token)?;
         tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
         let (first, again) = self.send_first(parts, body, next)?;
-        let step = self.verdict(&first, &url, &token)?;
+        let step = self.verdict(&first, url, &token)?;
         let Some((mut parts, body)) = again else {
             return match step {
                 Step::Nonce => Err(into_ureq(Error::NotReplayable)),
@@ -200,13 +206,13 @@ impl Middleware for BearerAuth {
                 token
             }
         };
-        self.attach(&mut parts, &url, &token)?;
+        self.attach(&mut parts, url, &token)?;
         tracing::debug!(
             generation = token.generation.0,
             "sending the request again with the new token"
         );
         let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
-        if let Step::Rejected = self.verdict(&second, &url, &token)? {
+        if let Step::Rejected = self.verdict(&second, url, &token)? {
             tracing::warn!(
                 generation = token.generation.0,
                 "the server rejected the access token again"
@@ -230,11 +236,16 @@ enum Step {
 impl BearerAuth {
     /// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
     /// token a proof of the session's key (rule 15: never without it).
-    fn attach(&self, parts: &mut Parts, url: &str, token: &AccessToken) -> Result<(), ureq::Error> {
+    fn attach(
+        &self,
+        parts: &mut Parts,
+        url: Option<&str>,
+        token: &AccessToken,
+    ) -> Result<(), ureq::Error> {
         set_authorization(&mut parts.headers, token)?;
         #[cfg(feature = "dpop")]
         if token.is_dpop_bound() {
-            let Some(dpop) = self.source.dpop() else {
+            let (Some(dpop), Some(url)) = (self.source.dpop(), url) else {
                 return Err(into_ureq(Error::InvalidToken));
             };
             let proof =
@@ -258,7 +269,7 @@ impl BearerAuth {
     fn verdict(
         &self,
         answer: &Result<Response<Body>, ureq::Error>,
-        url: &str,
+        url: Option<&str>,
         token: &AccessToken,
     ) -> Result<Step, ureq::Error> {
         let empty = HeaderMap::new();
@@ -271,7 +282,7 @@ impl BearerAuth {
             Err(_) => return Ok(Step::Done),
         };
         #[cfg(feature = "dpop")]
-        if let Some(dpop) = self.source.dpop() {
+        if let (Some(dpop), Some(url)) = (self.source.dpop(), url) {
             dpop.observe(url, headers);
         }
         #[cfg(not(feature = "dpop"))]
@@ -287,7 +298,7 @@ impl BearerAuth {
             }
             ResourceVerdict::UseDpopNonce(nonce) => {
                 #[cfg(feature = "dpop")]
-                if let Some(dpop) = self.source.dpop() {
+                if let (Some(dpop), Some(url)) = (self.source.dpop(), url) {
                     dpop.use_nonce(url, &nonce);
                     return Ok(Step::Nonce);
                 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use silent_refresh::{Config, Secret, Status};
 use silent_refresh_driver::driver::Spawn;
 use silent_refresh_driver::oauth2_refresher::{HttpClient, OAuth2Refresher};
+
+use crate::dpop_key::DpopChoice;
 use silent_refresh_driver::runtime::{Caller, RunsRefresher, SendsWith};
 use silent_refresh_driver::{Error, TokenSource, signin};
 use silent_refresh_oauth2::{ClientAuth, Metadata, RefreshGrant};
@@ -35,7 +37,7 @@ USAGE:
   cargo run --example oauth2_client -- login --issuer URL --client-id ID \\
     (--device | --browser [--browser-command CMD] [--redirect-path PATH]) \\
     [--scope S] [--auth none|basic|post] [--runtime tokio|blocking] \\
-    (--token-file PATH | --redis-url URL [--redis-key KEY])
+    [--dpop | --dpop-key PATH] (--token-file PATH | --redis-url URL [--redis-key KEY])
 
   cargo run --example oauth2_client -- logout --issuer URL --client-id ID \\
     [--auth none|basic|post] [--runtime tokio|blocking] \\
@@ -63,6 +65,11 @@ OPTIONS:
   --redis-url URL        keep the session in Redis instead
   --redis-key KEY        its key (default derived from the token endpoint and the
                          client id, as the load run's)
+  --dpop                 bind the session to a new P-256 key (DPoP, RFC 9449) from
+                         its first token; the key is saved with the session, and
+                         the load run proves with it (give it --dpop too)
+  --dpop-key PATH        as --dpop, with the key in PATH (PKCS#8 PEM, made there
+                         0600 when missing)
 
 ENVIRONMENT:
   OAUTH_CLIENT_SECRET    the client secret of a confidential client (optional)
@@ -114,6 +121,8 @@ pub struct SessionOptions {
     pub token_file: Option<PathBuf>,
     /// `--redis-url`, and `--redis-key` if given.
     pub redis: Option<(String, Option<String>)>,
+    /// `--dpop` or `--dpop-key PATH`: the session bound to a key from its first token.
+    pub dpop: DpopChoice,
 }
 
 impl SessionOptions {
@@ -181,6 +190,7 @@ const VALUED: &[&str] = &[
     "--token-file",
     "--redis-url",
     "--redis-key",
+    crate::dpop_key::KEY_OPTION,
 ];
 
 /// Parses `login …` or `logout …` (the subcommand first) and reads the client secret
@@ -200,12 +210,13 @@ pub fn parse(
         _ => return Err("expected `login` or `logout`".to_owned()),
     };
     let mut values = std::collections::HashMap::new();
-    let (mut device, mut browser) = (false, false);
+    let (mut device, mut browser, mut dpop) = (false, false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--device" if login => device = true,
             "--browser" if login => browser = true,
+            crate::dpop_key::FLAG => dpop = true,
             _ => {
                 let (name, inline) = match arg.split_once('=') {
                     Some((name, value)) if name.starts_with("--") => (name, Some(value)),
@@ -308,6 +319,7 @@ pub fn parse(
         flow,
         token_file,
         redis,
+        dpop: DpopChoice::from_args(dpop, take(crate::dpop_key::KEY_OPTION)),
     })))
 }
 
@@ -526,9 +538,13 @@ where
     C: HttpClient,
 {
     let (store, name) = options.store(metadata).map_err(Failure::Setup)?;
+    let mut refresher = OAuth2Refresher::<C>::builder(client.clone());
+    if let Some(dpop) = options.dpop.session().map_err(Failure::Setup)? {
+        refresher = refresher.dpop(dpop);
+    }
     let source = TokenSource::<Rt>::builder(Config::default())
         .store(store)
-        .refresher(OAuth2Refresher::<C>::new(client.clone()).map_err(setup)?)
+        .refresher(refresher.build().map_err(setup)?)
         .build()
         .map_err(setup)?;
     Ok((source, name))

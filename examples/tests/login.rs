@@ -26,7 +26,8 @@ use silent_refresh_driver::signin::{
 };
 use silent_refresh_driver::store::{FileStore, TokenStore};
 use silent_refresh_driver::{Error, TokenSource};
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig};
+use silent_refresh_oauth2::dpop::{DpopAlgorithm, DpopKey, DpopSession};
 use silent_refresh_oauth2::{
     Error as OAuth2Error, RefreshGrant, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
 };
@@ -42,6 +43,13 @@ trait Side {
     fn discover(&self, issuer: &str) -> Result<Issuer<Self::Rt, Self::C>, Error>;
     /// A source of `client`, with `store` if given.
     fn source(&self, client: &RefreshGrant, store: Option<FileStore>) -> TokenSource<Self::Rt>;
+    /// A source of `client` proving with `dpop`, keeping its session in `store`.
+    fn dpop_source(
+        &self,
+        client: &RefreshGrant,
+        store: FileStore,
+        dpop: DpopSession,
+    ) -> TokenSource<Self::Rt>;
     fn ready(&self, source: &TokenSource<Self::Rt>) -> Result<Status, Error>;
     fn start_device(
         &self,
@@ -92,6 +100,23 @@ impl Side for OnTokio {
             None => builder,
         };
         builder.refresher(refresher).build().expect("a source")
+    }
+    fn dpop_source(
+        &self,
+        client: &RefreshGrant,
+        store: FileStore,
+        dpop: DpopSession,
+    ) -> TokenSource<Self::Rt> {
+        let _entered = self.0.enter();
+        let refresher = silent_refresh_tokio::OAuth2Refresher::builder(client.clone())
+            .dpop(dpop)
+            .build()
+            .expect("a refresher");
+        silent_refresh_tokio::TokenSource::builder(Config::default())
+            .store(store)
+            .refresher(refresher)
+            .build()
+            .expect("a source")
     }
     fn ready(&self, source: &TokenSource<Self::Rt>) -> Result<Status, Error> {
         self.0.block_on(source.ready_within(BOUND))
@@ -144,6 +169,22 @@ impl Side for OnThreads {
         };
         builder.refresher(refresher).build().expect("a source")
     }
+    fn dpop_source(
+        &self,
+        client: &RefreshGrant,
+        store: FileStore,
+        dpop: DpopSession,
+    ) -> TokenSource<Self::Rt> {
+        let refresher = silent_refresh_ureq::OAuth2Refresher::builder(client.clone())
+            .dpop(dpop)
+            .build()
+            .expect("a refresher");
+        silent_refresh_ureq::TokenSource::builder(Config::default())
+            .store(store)
+            .refresher(refresher)
+            .build()
+            .expect("a source")
+    }
     fn ready(&self, source: &TokenSource<Self::Rt>) -> Result<Status, Error> {
         source.ready_within(BOUND)
     }
@@ -191,6 +232,7 @@ macro_rules! both {
 both!(
     discovery_reads_the_issuer_and_refuses_an_impostor,
     device_sign_in_signs_in_and_is_saved_before_use,
+    sign_in_with_dpop_starts_a_session_bound_to_the_key,
     device_sign_in_denied_or_expired_signs_nothing_in,
     device_sign_in_slows_down_by_five_seconds,
     device_sign_in_is_cancelled_by_its_handle,
@@ -290,6 +332,55 @@ fn device_sign_in_signs_in_and_is_saved_before_use<S: Side>(side: &S) {
     let stats = server.take_stats().signin;
     assert_eq!((stats.device_sessions, stats.device_polls), (1, 1));
     assert!(stats.public_client_requests >= 2, "{stats:?}");
+}
+
+/// DPoP (RFC 9449) from the first token on: against the server's DPoP mode (nonces
+/// demanded), the device flow's token request and the browser sign-in's code exchange
+/// carry a proof of the source's key, are sent again once with the server's nonce, and
+/// start a session bound to that key, stored with it.
+fn sign_in_with_dpop_starts_a_session_bound_to_the_key<S: Side>(side: &S) {
+    let server = AuthServer::start(ServerConfig {
+        token_lifetime: Duration::from_secs(30),
+        token_latency: Duration::ZERO,
+        dpop: Some(DpopConfig::default()),
+        ..ServerConfig::default()
+    })
+    .expect("the embedded server starts");
+    let issuer = side.discover(&server.issuer()).expect("metadata");
+    let client = issuer.client(server.signin_config().public_client_id);
+    for flow in ["device", "browser"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dpop =
+            DpopSession::new(DpopKey::generate_with_os_rng(DpopAlgorithm::Es256).expect("a key"));
+        let thumbprint = dpop.thumbprint();
+        let source = side.dpop_source(&client, file_store(&dir), dpop);
+        if flow == "device" {
+            let started = issuer.device(&client).scope("read offline_access");
+            let code = side.start_device(started, &source).expect("a code");
+            assert!(server.approve_device(code.user_code()));
+            side.finish_device(code).expect("signed in");
+        } else {
+            let (browser, _seen) = following_browser(|location| location);
+            let started = issuer
+                .browser(&client)
+                .scope("read offline_access")
+                .browser(browser)
+                .start(&source)
+                .expect("listening");
+            side.finish_browser(started).expect("signed in");
+        }
+        assert!(side.until_durable(&source), "{flow}: saved");
+        let token = side.token(&source).expect("a token");
+        assert!(token.is_dpop_bound(), "{flow}: {token:?}");
+        let kept = stored(&dir).expect("a stored session");
+        let key = kept.dpop_key.expect("the key is stored with the session");
+        let reread = DpopSession::new(DpopKey::from_pkcs8_pem(key.expose()).expect("a key"));
+        assert_eq!(reread.thumbprint(), thumbprint, "{flow}");
+        let stats = server.take_stats().dpop;
+        assert_eq!(stats.refused(), 0, "{flow}: {stats:?}");
+        assert!(stats.bound_issued >= 1, "{flow}: {stats:?}");
+        assert!(stats.token_nonce_challenges >= 1, "{flow}: {stats:?}");
+    }
 }
 
 fn device_sign_in_denied_or_expired_signs_nothing_in<S: Side>(side: &S) {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use silent_refresh::{FailureKind, Secret};
 use silent_refresh_examples::client::{self, EXIT_USAGE};
 use silent_refresh_examples::login::EXIT_NOT_DONE;
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig};
 use silent_refresh_oauth2::RefreshGrant;
 use silent_refresh_tokio::{FileStore, TokenStore};
 
@@ -92,10 +92,16 @@ fn nobody(lines: Receiver<String>) {
 
 /// Short-lived tokens, so that a load run of a second and a half refreshes.
 fn server() -> Arc<AuthServer> {
+    server_with(None)
+}
+
+/// [`server`], in DPoP mode when `dpop` is given.
+fn server_with(dpop: Option<DpopConfig>) -> Arc<AuthServer> {
     Arc::new(
         AuthServer::start(ServerConfig {
             token_lifetime: Duration::from_secs(1),
             token_latency: Duration::ZERO,
+            dpop,
             ..ServerConfig::default()
         })
         .expect("the embedded server starts"),
@@ -137,8 +143,12 @@ fn field(line: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in {line}"))
 }
 
-fn login_run_logout(runtime: &str) {
-    let server = server();
+/// `login`, a silent run with only the issuer and the file, then `logout`; with
+/// `dpop`, against the server's DPoP mode and with `login --dpop`: the run, told
+/// nothing of DPoP, proves with the key the login stored with the session.
+fn login_run_logout(runtime: &str, dpop: bool) {
+    let server = server_with(dpop.then(DpopConfig::default));
+    let dpop_arg: &[&str] = if dpop { &["--dpop"] } else { &[] };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("session.json");
     let file = path.display().to_string();
@@ -148,19 +158,23 @@ fn login_run_logout(runtime: &str) {
 
     let (code, out, err) = cli(
         &[
-            "login",
-            "--issuer",
-            &issuer,
-            "--client-id",
-            &client_id,
-            "--device",
-            "--scope",
-            "read offline_access",
-            "--runtime",
-            runtime,
-            "--token-file",
-            &file,
-        ],
+            &[
+                "login",
+                "--issuer",
+                &issuer,
+                "--client-id",
+                &client_id,
+                "--device",
+                "--scope",
+                "read offline_access",
+                "--runtime",
+                runtime,
+                "--token-file",
+                &file,
+            ],
+            dpop_arg,
+        ]
+        .concat(),
         user_who(move |code| assert!(approver.approve_device(code), "{code} pending")),
     );
     assert_eq!(code, 0, "{err}");
@@ -215,7 +229,16 @@ fn login_run_logout(runtime: &str) {
     let rotated = stored_refresh(&path);
     assert_ne!(rotated, first, "the newest refresh token is saved");
     assert_eq!(server.grant_of(&rotated), Some(grant));
-    assert_eq!(server.take_stats().reuse_detected, 0);
+    let stats = server.take_stats();
+    assert_eq!(stats.reuse_detected, 0);
+    if dpop {
+        // Bound from the sign-in on: every token issued to the key, every request
+        // proven, none refused.
+        assert_eq!(stats.dpop.refused(), 0, "{stats:?}");
+        assert_eq!(stats.dpop.bearer_refused, 0, "{stats:?}");
+        assert!(stats.dpop.bound_issued >= 2, "{stats:?}");
+        assert!(stats.dpop.resource_proofs >= field(&out, "ok"), "{stats:?}");
+    }
 
     let (code, _, err) = cli(
         &[
@@ -241,17 +264,31 @@ fn login_run_logout(runtime: &str) {
         "no session left in the file"
     );
     assert!(server.is_revoked(grant));
-    assert_eq!(refresh_kind(&server, &rotated), Some(FailureKind::Terminal));
+    if !dpop {
+        // (In DPoP mode a request without a proof is refused before the grant is
+        // looked at: the revocation shows in `is_revoked` alone.)
+        assert_eq!(refresh_kind(&server, &rotated), Some(FailureKind::Terminal));
+    }
 }
 
 #[test]
 fn login_then_a_silent_run_then_logout_on_tokio() {
-    login_run_logout("tokio");
+    login_run_logout("tokio", false);
+}
+
+#[test]
+fn login_with_dpop_then_a_silent_run_then_logout_on_tokio() {
+    login_run_logout("tokio", true);
+}
+
+#[test]
+fn login_with_dpop_then_a_silent_run_then_logout_blocking() {
+    login_run_logout("blocking", true);
 }
 
 #[test]
 fn login_then_a_silent_run_then_logout_blocking() {
-    login_run_logout("blocking");
+    login_run_logout("blocking", false);
 }
 
 fn denied(runtime: &str) {

@@ -292,6 +292,12 @@ pub enum Error {
         /// Why: the operating system's error, or the command's exit status.
         reason: String,
     },
+    /// A DPoP proof could not be made for a sign-in's token request (feature `dpop`).
+    #[error("could not make a DPoP proof for the token request ({reason}); check the DPoP key")]
+    DpopProof {
+        /// Why (never the key).
+        reason: String,
+    },
     /// The operating system's random generator failed: a browser sign-in needs it for
     /// its `state` and PKCE verifier.
     #[error(

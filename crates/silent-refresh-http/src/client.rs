@@ -85,7 +85,24 @@ impl TokenHeaders {
 #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
 pub(crate) struct Target<'a> {
     pub(crate) method: &'a http::Method,
-    pub(crate) url: &'a str,
+    /// The URL, from [`dpop_url`]: only for a source with a DPoP key.
+    pub(crate) url: Option<&'a str>,
+}
+
+/// The request's URL for its [`Target`], written out only when `source` has a DPoP
+/// key (which is fixed when the source is built): no other request needs it, so no
+/// other request pays for a copy of it.
+pub(crate) fn dpop_url<S: BearerSource>(
+    source: &S,
+    url: impl FnOnce() -> String,
+) -> Option<String> {
+    #[cfg(feature = "dpop")]
+    if source.dpop().is_some() {
+        return Some(url());
+    }
+    #[cfg(not(feature = "dpop"))]
+    let _ = (source, url);
+    None
 }
 
 /// Attaches the token to requests for the origins you allow, and retries once after a
@@ -242,8 +259,11 @@ impl<S: BearerSource> AuthorizedClient<S> {
         let uri = self.check(url)?;
         let source = self.routed(&uri)?;
         let again = Some(uri.clone());
-        let text = uri.to_string();
-        let target = Target { method, url: &text };
+        let text = dpop_url(source, || uri.to_string());
+        let target = Target {
+            method,
+            url: text.as_deref(),
+        };
         let sent = with_token(source, target, uri.clone(), again, &mut send).await?;
         sent.map_err(|e| S::send_failed(send_error(e.into(), &uri)))
     }
@@ -266,10 +286,11 @@ impl<S: BearerSource> AuthorizedClient<S> {
         let uri = self.check(request.url().as_str())?;
         let source = self.routed(&uri)?;
         let again = request.try_clone();
-        let (method, url) = (request.method().clone(), request.url().to_string());
+        let method = request.method().clone();
+        let url = dpop_url(source, || request.url().to_string());
         let target = Target {
             method: &method,
-            url: &url,
+            url: url.as_deref(),
         };
         with_token(source, target, request, again, |request, headers| {
             execute_with(client, request, headers)
@@ -416,8 +437,8 @@ fn verdict<S: BearerSource, T: ResponseStatus, E>(
     let empty = http::HeaderMap::new();
     let headers = response.headers().unwrap_or(&empty);
     #[cfg(feature = "dpop")]
-    if let Some(dpop) = source.dpop() {
-        dpop.observe(target.url, headers);
+    if let (Some(dpop), Some(url)) = (source.dpop(), target.url) {
+        dpop.observe(url, headers);
     }
     #[cfg(not(feature = "dpop"))]
     let _ = target;
@@ -432,8 +453,8 @@ fn verdict<S: BearerSource, T: ResponseStatus, E>(
         }
         ResourceVerdict::UseDpopNonce(nonce) => {
             #[cfg(feature = "dpop")]
-            if let Some(dpop) = source.dpop() {
-                dpop.use_nonce(target.url, &nonce);
+            if let (Some(dpop), Some(url)) = (source.dpop(), target.url) {
+                dpop.use_nonce(url, &nonce);
                 return Ok(Verdict::Nonce);
             }
             let _ = nonce;

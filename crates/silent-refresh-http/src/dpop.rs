@@ -20,16 +20,12 @@ pub(crate) fn proof(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    // The URL is there for a source with a DPoP key, the only one that proves.
+    let url = target.url.ok_or(())?;
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(|_| ())?;
     let proof = session
-        .proof(
-            target.method.as_str(),
-            target.url,
-            Some(&token.secret),
-            now,
-            jti,
-        )
+        .proof(target.method.as_str(), url, Some(&token.secret), now, jti)
         .map_err(|error| tracing::warn!(%error, "no DPoP proof for the request"))?;
     HeaderValue::from_str(&proof).map_err(|_| ())
 }

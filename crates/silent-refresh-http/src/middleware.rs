@@ -7,7 +7,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::BearerSource;
-use crate::client::{AuthorizedClient, ResponseStatus, Target, with_token};
+use crate::client::{AuthorizedClient, ResponseStatus, Target, dpop_url, with_token};
 
 /// A [`reqwest_middleware::Middleware`] that adds `Authorization: Bearer …` to
 /// requests for the origins an [`AuthorizedClient`] allows, with its rules: never to
@@ -89,10 +89,11 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         // Each send gets its own copy of the extensions; those of the answer returned
         // are handed back.
         let again = request.try_clone().map(|r| (r, extensions.clone()));
-        let (method, url) = (request.method().clone(), request.url().to_string());
+        let method = request.method().clone();
+        let url = dpop_url(source, || request.url().to_string());
         let target = Target {
             method: &method,
-            url: &url,
+            url: url.as_deref(),
         };
         let first = (request, extensions.clone());
         let sent = with_token(

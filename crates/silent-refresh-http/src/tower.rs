@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BearerSource;
-use crate::client::{AuthorizedClient, Target, with_token};
+use crate::client::{AuthorizedClient, Target, dpop_url, with_token};
 
 /// The error of a [`BearerAuthService`]: the inner service's error, or the source's
 /// error ([`BearerSource::Error`], `silent_refresh_tokio::Error` for the tokio adapter)
@@ -197,32 +197,37 @@ where
             }
             Err(refused) => return Box::pin(async move { Err(refused.into()) }),
         };
-        // For a second send, a clone that is polled ready first.
-        let spare = self.inner.clone();
-        let mut first = Some(inner);
         Box::pin(async move {
             let again = replay(&request);
-            let (method, url) = (request.method().clone(), request.uri().to_string());
+            let method = request.method().clone();
+            let url = dpop_url(&source, || request.uri().to_string());
             let target = Target {
                 method: &method,
-                url: &url,
+                url: url.as_deref(),
             };
+            // The first send goes to the service that was polled ready; a second one
+            // (after a 401) to a clone of it, polled ready first: only a retry clones.
+            let mut first = true;
             let sent = with_token(
                 &source,
                 target,
                 request,
                 again,
                 move |mut request: Request<B>, headers| {
-                    let (mut inner, ready) = match first.take() {
-                        Some(inner) => (inner, true),
-                        None => (spare.clone(), false),
-                    };
                     headers.apply(request.headers_mut());
+                    let send = if std::mem::take(&mut first) {
+                        Ok(inner.call(request))
+                    } else {
+                        Err((inner.clone(), request))
+                    };
                     async move {
-                        if !ready {
-                            poll_fn(|cx| inner.poll_ready(cx)).await?;
+                        match send {
+                            Ok(sent) => sent.await,
+                            Err((mut again, request)) => {
+                                poll_fn(|cx| again.poll_ready(cx)).await?;
+                                again.call(request).await
+                            }
                         }
-                        inner.call(request).await
                     }
                 },
             )

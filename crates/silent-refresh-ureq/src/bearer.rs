@@ -196,12 +196,18 @@ impl Middleware for BearerAuth {
             .max_redirects(0)
             .build();
         let (mut parts, body) = request.into_parts();
-        let url = parts.uri.to_string();
-        attach(source, &mut parts, &url, &token)?;
+        // A DPoP proof names the URL and a nonce is kept for it: written out only for a
+        // source with a DPoP key (fixed when it is built), the one that needs it.
+        #[cfg(feature = "dpop")]
+        let url = source.dpop().map(|_| parts.uri.to_string());
+        #[cfg(not(feature = "dpop"))]
+        let url: Option<String> = None;
+        let url = url.as_deref();
+        self.attach(source, &mut parts, url, &token)?;
         tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
 
         let (first, again) = self.send_first(parts, body, next)?;
-        let step = verdict(source, &first, &url, &token)?;
+        let step = self.verdict(source, &first, url, &token)?;
         let Some((mut parts, body)) = again else {
             return match step {
                 Step::Nonce => Err(into_ureq(Error::NotReplayable)),
@@ -223,13 +229,13 @@ impl Middleware for BearerAuth {
                 token
             }
         };
-        attach(source, &mut parts, &url, &token)?;
+        self.attach(source, &mut parts, url, &token)?;
         tracing::debug!(
             generation = token.generation.0,
             "sending the request again with the new token"
         );
         let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
-        if let Step::Rejected = verdict(source, &second, &url, &token)? {
+        if let Step::Rejected = self.verdict(source, &second, url, &token)? {
             tracing::warn!(
                 generation = token.generation.0,
                 "the server rejected the access token again"
@@ -250,92 +256,95 @@ enum Step {
     Nonce,
 }
 
-/// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
-/// token a proof of the session's key (rule 15: never without it).
-#[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
-fn attach(
-    source: &TokenSource,
-    parts: &mut Parts,
-    url: &str,
-    token: &AccessToken,
-) -> Result<(), ureq::Error> {
-    set_authorization(&mut parts.headers, token)?;
-    #[cfg(feature = "dpop")]
-    if token.is_dpop_bound() {
-        let Some(dpop) = source.dpop() else {
-            return Err(into_ureq(Error::InvalidToken));
-        };
-        let proof =
-            silent_refresh_driver::dpop::proof(dpop, &parts.method, url, Some(&token.secret))
-                .map_err(|reason| {
+impl BearerAuth {
+    /// Puts `token` in the request's headers: `Authorization`, and for a DPoP-bound
+    /// token a proof of the session's key (rule 15: never without it).
+    fn attach(
+        &self,
+        source: &TokenSource,
+        parts: &mut Parts,
+        url: Option<&str>,
+        token: &AccessToken,
+    ) -> Result<(), ureq::Error> {
+        set_authorization(&mut parts.headers, token)?;
+        #[cfg(feature = "dpop")]
+        if token.is_dpop_bound() {
+            let (Some(dpop), Some(url)) = (source.dpop(), url) else {
+                return Err(into_ureq(Error::InvalidToken));
+            };
+            let proof =
+                silent_refresh_driver::dpop::proof(dpop, &parts.method, url, Some(&token.secret))
+                    .map_err(|reason| {
                     tracing::warn!(%reason, "no DPoP proof for the request");
                     into_ureq(Error::InvalidToken)
                 })?;
-        parts
-            .headers
-            .insert(silent_refresh_oauth2::dpop::DPOP, proof);
+            parts
+                .headers
+                .insert(silent_refresh_oauth2::dpop::DPOP, proof);
+        }
+        #[cfg(not(feature = "dpop"))]
+        let _ = url;
+        Ok(())
     }
-    #[cfg(not(feature = "dpop"))]
-    let _ = url;
-    Ok(())
-}
 
-/// Reads what `answer` says about `token` with the codec's rule
-/// ([`resource_verdict`]): a rejection is reported here; a missing scope or a step-up
-/// is the adapter's typed error, with no refresh.
-fn verdict(
-    source: &TokenSource,
-    answer: &Result<Response<Body>, ureq::Error>,
-    url: &str,
-    token: &AccessToken,
-) -> Result<Step, ureq::Error> {
-    let empty = HeaderMap::new();
-    let (status, headers) = match answer {
-        Ok(response) => (response.status(), response.headers()),
-        Err(ureq::Error::StatusCode(code)) => (
-            StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
-            &empty,
-        ),
-        Err(_) => return Ok(Step::Done),
-    };
-    #[cfg(feature = "dpop")]
-    if let Some(dpop) = source.dpop() {
-        dpop.observe(url, headers);
-    }
-    #[cfg(not(feature = "dpop"))]
-    let _ = url;
-    Ok(match resource_verdict(status, headers) {
-        ResourceVerdict::Rejected => {
-            tracing::info!(
-                generation = token.generation.0,
-                "the server rejected the access token (401)"
-            );
-            source.report_rejected(token.generation);
-            Step::Rejected
+    /// Reads what `answer` says about `token` with the codec's rule
+    /// ([`resource_verdict`]): a rejection is reported here; a missing scope or a step-up
+    /// is the adapter's typed error, with no refresh.
+    fn verdict(
+        &self,
+        source: &TokenSource,
+        answer: &Result<Response<Body>, ureq::Error>,
+        url: Option<&str>,
+        token: &AccessToken,
+    ) -> Result<Step, ureq::Error> {
+        let empty = HeaderMap::new();
+        let (status, headers) = match answer {
+            Ok(response) => (response.status(), response.headers()),
+            Err(ureq::Error::StatusCode(code)) => (
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::OK),
+                &empty,
+            ),
+            Err(_) => return Ok(Step::Done),
+        };
+        #[cfg(feature = "dpop")]
+        if let (Some(dpop), Some(url)) = (source.dpop(), url) {
+            dpop.observe(url, headers);
         }
-        ResourceVerdict::UseDpopNonce(nonce) => {
-            #[cfg(feature = "dpop")]
-            if let Some(dpop) = source.dpop() {
-                dpop.use_nonce(url, &nonce);
-                return Ok(Step::Nonce);
+        #[cfg(not(feature = "dpop"))]
+        let _ = url;
+        Ok(match resource_verdict(status, headers) {
+            ResourceVerdict::Rejected => {
+                tracing::info!(
+                    generation = token.generation.0,
+                    "the server rejected the access token (401)"
+                );
+                source.report_rejected(token.generation);
+                Step::Rejected
             }
-            let _ = nonce;
-            Step::Done
-        }
-        ResourceVerdict::InsufficientScope { scope } => {
-            return Err(into_ureq(Error::InsufficientScope { scope }));
-        }
-        ResourceVerdict::StepUpRequired {
-            acr_values,
-            max_age,
-        } => {
-            return Err(into_ureq(Error::StepUpRequired {
+            ResourceVerdict::UseDpopNonce(nonce) => {
+                #[cfg(feature = "dpop")]
+                if let (Some(dpop), Some(url)) = (source.dpop(), url) {
+                    dpop.use_nonce(url, &nonce);
+                    return Ok(Step::Nonce);
+                }
+                let _ = nonce;
+                Step::Done
+            }
+            ResourceVerdict::InsufficientScope { scope } => {
+                return Err(into_ureq(Error::InsufficientScope { scope }));
+            }
+            ResourceVerdict::StepUpRequired {
                 acr_values,
                 max_age,
-            }));
-        }
-        _ => Step::Done,
-    })
+            } => {
+                return Err(into_ureq(Error::StepUpRequired {
+                    acr_values,
+                    max_age,
+                }));
+            }
+            _ => Step::Done,
+        })
+    }
 }
 
 impl fmt::Debug for BearerAuth {

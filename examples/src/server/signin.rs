@@ -433,7 +433,7 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
                 base.clone()
             }
         });
-    axum::Json(serde_json::json!({
+    let mut metadata = serde_json::json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
         "token_endpoint": state.token_url,
@@ -454,8 +454,14 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
         ],
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": ["openid", "offline_access", "read", "write"],
-    }))
-    .into_response()
+    });
+    // RFC 9449 §5.1: the proofs' algorithms, in DPoP mode only (the ones its
+    // proof check accepts).
+    if state.dpop.is_some() {
+        metadata["dpop_signing_alg_values_supported"] =
+            serde_json::json!(["ES256", "ES384", "EdDSA", "PS256", "RS256"]);
+    }
+    axum::Json(metadata).into_response()
 }
 
 /// The client of a device, token or revocation request: the public client (its id
@@ -544,6 +550,7 @@ pub(super) fn token_request(
     state: &ServerState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    proven: Option<&super::dpop::Proven>,
 ) -> Option<Response> {
     let grant_type = form.get("grant_type").map_or("", String::as_str);
     let public = state.signin.config().public_client_id;
@@ -560,7 +567,12 @@ pub(super) fn token_request(
         DEVICE_CODE => device_code(state, &client_id, form),
         "authorization_code" => authorization_code(state, &client_id, form),
         "refresh_token" => match form.get("refresh_token") {
-            Some(presented) => refresh(state, presented, requested_scope, None),
+            Some(presented) => {
+                if let Err(refused) = super::dpop::check_refresh_token(state, presented, proven) {
+                    return Some(*refused);
+                }
+                refresh(state, presented, requested_scope, None)
+            }
             None => Err(refused("invalid_request", "refresh_token is missing")),
         },
         _ => Err(refused(
@@ -568,8 +580,9 @@ pub(super) fn token_request(
             "the public client may use the device, authorization code and refresh grants only",
         )),
     };
+    // In DPoP mode a proven request gets tokens bound to its key, whatever the grant.
     Some(match answer {
-        Ok(issued) => issued.into_response(),
+        Ok(issued) => super::dpop::issue(state, issued, proven),
         Err(refused) => oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description),
     })
 }

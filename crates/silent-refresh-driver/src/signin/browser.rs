@@ -450,11 +450,12 @@ where
     async fn exchange(&self, target: &str) -> Result<(), Error> {
         let code = self.request.read_redirect(target)?;
         let asked = self.request.token_request(&self.client, &code)?;
-        let sent = self.issuer.send("the token endpoint", asked);
+        let sent = self.issuer.send_token_request(&self.source, asked);
         let answer = self.cancel.or_cancelled(sent).await?;
         let token = self
             .request
             .read_token_response(&self.client, &code, &answer)?;
+        let token = super::with_session_key(&self.source, token);
         self.source.sign_in(Credentials::Token(token));
         Ok(())
     }

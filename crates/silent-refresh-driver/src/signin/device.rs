@@ -218,10 +218,11 @@ where
                 let Some(request) = poll.poll_request(clock.now())? else {
                     continue;
                 };
-                let sent = issuer.send("the token endpoint", request);
+                let sent = issuer.send_token_request(&source, request);
                 match cancel.or_cancelled(sent).await {
                     Ok(answer) => {
                         if let Some(token) = poll.handle_response(clock.now(), &answer)? {
+                            let token = super::with_session_key(&source, token);
                             source.sign_in(Credentials::Token(token));
                             return Ok(());
                         }

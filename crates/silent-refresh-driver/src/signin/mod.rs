@@ -42,10 +42,9 @@ use silent_refresh_oauth2::origin::Origin;
 use silent_refresh_oauth2::{DEFAULT_EXCHANGE_TIMEOUT, Discovery, Metadata, RefreshGrant};
 
 use crate::Error;
+use crate::TokenSource;
 use crate::oauth2_refresher::HttpClient;
-use crate::runtime::SendsWith;
-#[cfg(doc)]
-use crate::{TokenSource, runtime::Caller};
+use crate::runtime::{Caller, SendsWith};
 
 pub use self::browser::{Browser, BrowserFlow, BrowserSignIn, DEFAULT_REDIRECT_PATH};
 pub use self::cancel::CancelSignIn;
@@ -146,6 +145,39 @@ where
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, Error> {
         self.http.send(endpoint, request).await
+    }
+
+    /// Sends a flow's token request (the device code's poll, the authorization code's
+    /// exchange). When the source's refresher proves with a DPoP key (feature `dpop`),
+    /// the request carries a proof, so the session starts bound to that key as every
+    /// refresh after it will be: a `use_dpop_nonce` refusal is sent again once, at
+    /// once, with the server's nonce (rule 15), and every answer's nonce is kept.
+    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+    pub(crate) async fn send_token_request(
+        &self,
+        source: &TokenSource<Rt>,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        const ENDPOINT: &str = "the token endpoint";
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = source.dpop() {
+            let url = request.uri().to_string();
+            let again = copy_request(&request);
+            let answer = self.send(ENDPOINT, proven(dpop, request)?).await?;
+            dpop.observe(&url, answer.headers());
+            let Some(nonce) = silent_refresh_oauth2::dpop::token_nonce_challenge(
+                answer.status(),
+                answer.headers(),
+                answer.body(),
+            ) else {
+                return Ok(answer);
+            };
+            dpop.use_nonce(&url, &nonce);
+            let answer = self.send(ENDPOINT, proven(dpop, again)?).await?;
+            dpop.observe(&url, answer.headers());
+            return Ok(answer);
+        }
+        self.send(ENDPOINT, request).await
     }
 
     /// Whether plain `http` is allowed beyond loopback.
@@ -323,4 +355,38 @@ fn no_answer(endpoint: &'static str, origin: String, failure: &RefreshFailure) -
         reason,
         unreachable: failure.unreachable,
     }
+}
+
+/// `request` with a DPoP proof of `dpop`'s key.
+#[cfg(feature = "dpop")]
+fn proven(
+    dpop: &silent_refresh_oauth2::dpop::DpopSession,
+    mut request: http::Request<Vec<u8>>,
+) -> Result<http::Request<Vec<u8>>, Error> {
+    crate::dpop::prove(dpop, &mut request, None).map_err(|reason| Error::DpopProof { reason })?;
+    Ok(request)
+}
+
+/// A copy of `request` (method, URL, headers, body), to send again with a new proof.
+#[cfg(feature = "dpop")]
+fn copy_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// The token a flow brought, carrying the source's DPoP key when it proves with one
+/// (stored with the session, as a refreshed token carries it).
+#[cfg_attr(not(feature = "dpop"), allow(unused_variables, unused_mut))]
+pub(crate) fn with_session_key<Rt: Caller>(
+    source: &TokenSource<Rt>,
+    mut token: silent_refresh::Token,
+) -> silent_refresh::Token {
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = source.dpop() {
+        token.dpop_key = dpop.key_pem().ok();
+    }
+    token
 }

@@ -14,4 +14,6 @@ pub use crate::Error;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::kernel::TokenChange;
 pub use crate::runtime::NoRefresher;
-pub use crate::store::{FileStore, Saved, TokenStore};
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::store::FileStore;
+pub use crate::store::{Saved, TokenStore};

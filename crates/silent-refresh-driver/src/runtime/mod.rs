@@ -17,9 +17,13 @@
 //! another thread must be `Send`: a store job ([`Runtime::run_blocking`]), whose stores
 //! are `Send + Sync` anyway.
 
+// No threads on wasm32-unknown-unknown; the browser has its own runtime (feature `wasm`).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod threads;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+pub mod wasm;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use std::time::Duration;
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
 use crate::clock::Clock;
+use crate::store::TokenStore;
 
 /// What a runtime must provide to run a token source's [`Driver`](crate::driver::Driver): its exchange loop
 /// and timer.
@@ -58,6 +63,24 @@ pub trait Runtime: Clone + Unpin + 'static {
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static;
+
+    /// Runs `job`, a call of `store` (`work` says which), as
+    /// [`run_blocking`](Self::run_blocking) does. A runtime without threads first awaits
+    /// what the store needs to answer at once ([`TokenStore::ready`]), then runs the
+    /// call inline. The default: any blocking job.
+    fn run_store<T, F>(
+        &self,
+        store: &Arc<dyn TokenStore>,
+        work: BlockingWork,
+        job: F,
+    ) -> Self::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _ = store;
+        self.run_blocking(work, job)
+    }
 
     /// A timer that fires after `duration` on the runtime's own time (tokio's clock,
     /// paused in tests; the system's monotonic clock for threads).

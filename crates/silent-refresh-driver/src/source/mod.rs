@@ -9,10 +9,11 @@
 mod builder;
 mod wait;
 
+use silent_refresh::time::Instant;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use silent_refresh::{AccessToken, Credentials, Generation, Status};
 

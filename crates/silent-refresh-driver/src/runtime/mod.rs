@@ -25,6 +25,63 @@ pub mod tokio;
 #[cfg(all(feature = "wasm", target_arch = "wasm32"))]
 pub mod wasm;
 
+/// `BearerSource` (what the HTTP integrations attach tokens from) for the sources of
+/// an async runtime `$runtime`: each method is the source's own.
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+macro_rules! bearer_source {
+    ($runtime:ty) => {
+        impl silent_refresh_http::BearerSource for crate::source::TokenSource<$runtime> {
+            type Error = crate::Error;
+
+            fn token(
+                &self,
+            ) -> impl std::future::Future<
+                Output = Result<std::sync::Arc<silent_refresh::AccessToken>, crate::Error>,
+            > + Send {
+                crate::source::TokenSource::token(self)
+            }
+
+            fn report_rejected(&self, generation: silent_refresh::Generation) {
+                crate::source::TokenSource::report_rejected(self, generation);
+            }
+
+            fn token_endpoint(&self) -> Option<&str> {
+                crate::source::TokenSource::token_endpoint(self)
+            }
+
+            fn invalid_token() -> crate::Error {
+                crate::Error::InvalidToken
+            }
+
+            fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> crate::Error {
+                crate::Error::Send(error)
+            }
+
+            fn insufficient_scope(scope: Option<String>) -> crate::Error {
+                crate::Error::InsufficientScope { scope }
+            }
+
+            fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> crate::Error {
+                crate::Error::StepUpRequired {
+                    acr_values,
+                    max_age,
+                }
+            }
+
+            fn not_replayable() -> crate::Error {
+                crate::Error::NotReplayable
+            }
+
+            #[cfg(feature = "dpop")]
+            fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+                crate::source::TokenSource::dpop(self)
+            }
+        }
+    };
+}
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+use bearer_source;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,8 +8,8 @@
 //! between tabs and reads the shared session into memory first). The same kernel, the
 //! same driver, the same rules as on the other runtimes.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -154,18 +154,22 @@ fn inline<T>(job: impl FnOnce() -> T) -> Option<T> {
     catch_unwind(AssertUnwindSafe(job)).ok()
 }
 
-/// A timer of the page: `setTimeout`, cleared when dropped.
+/// A timer of the page: `setTimeout`, cleared when dropped. The JS side of each armed
+/// timer lives in this thread's table ([`ARMED`]), so the timer itself is `Send`, and so
+/// is a future that holds one (a `token()` call's, which the HTTP integrations require
+/// to be `Send`); on wasm32 nothing ever moves it to another thread.
 pub struct Timeout {
     /// When it is due (`None`: too far to name, never).
     until: Option<Instant>,
-    armed: Option<Armed>,
+    /// Its entry in [`ARMED`], while a `setTimeout` is on the way.
+    armed: Option<u64>,
+    fired: Arc<Mutex<Fired>>,
 }
 
-/// A `setTimeout` on the way, and what its callback tells the timer.
+/// A `setTimeout` on the way: its handle, and its callback, kept alive until the timer
+/// is cleared or re-armed.
 struct Armed {
     handle: JsValue,
-    fired: Rc<RefCell<Fired>>,
-    /// Kept alive until the timer is cleared or has fired.
     _callback: Closure<dyn FnMut()>,
 }
 
@@ -175,30 +179,44 @@ struct Fired {
     waker: Option<Waker>,
 }
 
-impl Drop for Armed {
-    fn drop(&mut self) {
-        if !self.fired.borrow().fired {
-            clear_timeout(&self.handle);
-        }
-    }
+thread_local! {
+    /// The `setTimeout`s of this thread's timers, by number.
+    static ARMED: RefCell<HashMap<u64, Armed>> = RefCell::new(HashMap::new());
+    /// The number of the next one.
+    static NEXT_TIMER: Cell<u64> = const { Cell::new(0) };
 }
 
 impl Timeout {
-    fn arm(until: Instant, now: Instant, waker: &Waker) -> Armed {
+    fn fired(&self) -> MutexGuard<'_, Fired> {
+        self.fired.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Clears the `setTimeout` on the way, if any.
+    fn disarm(&mut self) {
+        if let Some(id) = self.armed.take() {
+            let armed = ARMED.with(|armed| armed.borrow_mut().remove(&id));
+            if let Some(armed) = armed {
+                clear_timeout(&armed.handle);
+            }
+        }
+    }
+
+    /// Arms a `setTimeout` for `until`, which wakes `waker`.
+    fn arm(&mut self, until: Instant, now: Instant, waker: &Waker) {
+        self.disarm();
         let left = until.saturating_duration_since(now);
         // Rounded up: a timer never fires before its instant.
-        let millis = left.as_micros().div_ceil(1000);
-        let millis = u32::try_from(millis)
+        let millis = u32::try_from(left.as_micros().div_ceil(1000))
             .unwrap_or(LONGEST_TIMEOUT_MS)
             .min(LONGEST_TIMEOUT_MS);
-        let fired = Rc::new(RefCell::new(Fired {
+        *self.fired() = Fired {
             fired: false,
             waker: Some(waker.clone()),
-        }));
-        let on_fire = fired.clone();
+        };
+        let on_fire = self.fired.clone();
         let callback = Closure::<dyn FnMut()>::new(move || {
             let waker = {
-                let mut fired = on_fire.borrow_mut();
+                let mut fired = on_fire.lock().unwrap_or_else(PoisonError::into_inner);
                 fired.fired = true;
                 fired.waker.take()
             };
@@ -207,11 +225,23 @@ impl Timeout {
             }
         });
         let handle = set_timeout(&callback, millis);
-        Armed {
+        let id = NEXT_TIMER.with(|next| {
+            let id = next.get();
+            next.set(id.wrapping_add(1));
+            id
+        });
+        let entry = Armed {
             handle,
-            fired,
             _callback: callback,
-        }
+        };
+        ARMED.with(|armed| armed.borrow_mut().insert(id, entry));
+        self.armed = Some(id);
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 
@@ -225,18 +255,20 @@ impl Future for Timeout {
         };
         let now = Instant::now();
         if now >= until {
-            this.armed = None;
+            this.disarm();
             return Poll::Ready(());
         }
-        match &this.armed {
-            // Still on the way: wake this task when it fires.
-            Some(armed) if !armed.fired.borrow().fired => {
-                armed.fired.borrow_mut().waker = Some(cx.waker().clone());
+        if this.armed.is_some() {
+            let mut fired = this.fired();
+            if !fired.fired {
+                // Still on the way: wake this task when it fires.
+                fired.waker = Some(cx.waker().clone());
+                return Poll::Pending;
             }
-            // Not armed yet, or fired early (a step of a long timer, or a clock that
-            // reads a little behind): armed for what is left.
-            _ => this.armed = Some(Timeout::arm(until, now, cx.waker())),
         }
+        // Not armed yet, or fired early (a step of a long timer, or a clock that reads
+        // a little behind): armed for what is left.
+        this.arm(until, now, cx.waker());
         Poll::Pending
     }
 }
@@ -287,6 +319,7 @@ impl Runtime for Wasm {
         Timeout {
             until: Instant::now().checked_add(duration),
             armed: None,
+            fired: Arc::default(),
         }
     }
 
@@ -396,3 +429,7 @@ impl Caller for Wasm {
         (listener, Events(queue))
     }
 }
+
+// The browser's sources are what the HTTP integrations attach tokens from (the
+// browser adapter's `fetch` wrapper goes through `AuthorizedClient`), as tokio's are.
+super::bearer_source!(Wasm);

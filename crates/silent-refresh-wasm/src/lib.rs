@@ -72,7 +72,9 @@ mod browser {
     pub use silent_refresh;
     #[doc(inline)]
     pub use silent_refresh_driver::exports::*;
+    pub use silent_refresh_driver::oauth2_refresher::LocalHttpClient;
     pub use silent_refresh_driver::runtime::wasm::{Events, Refresher, Wasm};
+    pub use silent_refresh_driver::runtime::{BlockingWork, Runtime};
     pub use silent_refresh_http::{ResponseStatus, TokenHeaders};
     pub use silent_refresh_oauth2 as oauth2;
 

@@ -201,6 +201,23 @@ impl TabsStore {
         &self.inner.name
     }
 
+    /// The session as the tabs share it now, read under the lock (to tell, before a
+    /// source is built, whether some tab holds a session or this one must sign in).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreUnavailable`] when the lock or IndexedDB cannot be had.
+    pub async fn stored(&self) -> Result<Option<Token>, Error> {
+        let guard = TokenStore::ready(self, BlockingWork::StoreIo);
+        let guard = match guard {
+            Some(ready) => Some(ready.await),
+            None => None,
+        };
+        let stored = self.inner.load();
+        drop(guard);
+        stored
+    }
+
     /// Calls `adopt` with each newer session another tab announces on the channel (a
     /// refreshed token, before this tab's own refresh window opens). Sessions are
     /// numbered: one older than what this tab has seen is never handed out.

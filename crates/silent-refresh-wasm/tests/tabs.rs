@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::future::join;
 use silent_refresh_driver::runtime::{BlockingWork, Runtime};
 use silent_refresh_driver::store::{Saved, TokenStore};
+use silent_refresh_wasm::silent_refresh::time::SystemTime;
 use silent_refresh_wasm::silent_refresh::{Config, Credentials, Expiry, Secret, Token};
 use silent_refresh_wasm::{TabsStore, TokenSource, Wasm};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -21,6 +22,14 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 fn rotated(n: usize, lifetime: Duration) -> Token {
     Token::bearer(format!("at-{n}"), Expiry::In(lifetime)).with_refresh_token(format!("rt-{n}"))
+}
+
+/// As a store holds tokens: with a wall-clock expiry, `lifetime` from now.
+fn stored(n: usize, lifetime: Duration) -> Token {
+    Token {
+        expiry: Expiry::At(SystemTime::now() + lifetime),
+        ..rotated(n, lifetime)
+    }
 }
 
 /// Two "tabs" of one session: stores of the same name, in a database of this test's
@@ -63,7 +72,7 @@ async fn a_session_saved_under_the_lock_in_one_tab_is_read_in_the_other() {
     let (first, second) = two_tabs("handover");
     assert_stored(
         under_lock(&first, |store| {
-            store.save(&rotated(1, Duration::from_secs(60)), None)
+            store.save(&stored(1, Duration::from_secs(60)), None)
         })
         .await,
     );
@@ -87,7 +96,7 @@ async fn a_save_from_a_spent_credential_is_a_conflict_with_the_other_tabs_sessio
     let (first, second) = two_tabs("conflict");
     assert_stored(
         under_lock(&first, |store| {
-            store.save(&rotated(1, Duration::from_secs(60)), None)
+            store.save(&stored(1, Duration::from_secs(60)), None)
         })
         .await,
     );
@@ -95,13 +104,13 @@ async fn a_save_from_a_spent_credential_is_a_conflict_with_the_other_tabs_sessio
     let rt1 = Secret::from("rt-1");
     assert_stored(
         under_lock(&first, |store| {
-            store.save(&rotated(2, Duration::from_secs(60)), Some(&rt1))
+            store.save(&stored(2, Duration::from_secs(60)), Some(&rt1))
         })
         .await,
     );
     // ...and the second, having refreshed rt-1 as well, is told so and given rt-2.
     let saved = under_lock(&second, |store| {
-        store.save(&rotated(9, Duration::from_secs(60)), Some(&rt1))
+        store.save(&stored(9, Duration::from_secs(60)), Some(&rt1))
     })
     .await
     .expect("answered");
@@ -149,7 +158,7 @@ async fn the_web_lock_lets_one_tab_in_at_a_time() {
             for _ in 0..5 {
                 Wasm.sleep(Duration::from_millis(10)).await;
             }
-            assert_stored(first.save(&rotated(1, Duration::from_secs(60)), None));
+            assert_stored(first.save(&stored(1, Duration::from_secs(60)), None));
             order.borrow_mut().push("first out");
             drop(held);
         }

@@ -68,6 +68,7 @@ fn page_folder() -> PathBuf {
         .map_or_else(|| root.join("target"), PathBuf::from)
         .join("browser-example-build");
     let output = Command::new(root.join("examples/browser/build.sh"))
+        .arg("--dev")
         .env("CARGO_TARGET_DIR", &target)
         .stderr(Stdio::inherit())
         .output()

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use silent_refresh::{Config, Secret, Token};
 use silent_refresh_oauth2::{ClientAuth, RefreshGrant};
 
+use crate::dpop_key::{self, DpopChoice};
 use crate::grants::{self, GrantChoice, Service};
 use crate::measure::{self, Histogram, Mark, Percentiles, Timeline};
 use crate::probe::{self, Count401, ProbeError};
@@ -57,20 +58,24 @@ resource, refreshing the access token with silent-refresh, and report one JSON l
 USAGE:
   OAUTH_CLIENT_SECRET=... OAUTH_REFRESH_TOKEN=... \\
   cargo run --release --example oauth2_client -- \\
-    --token-url URL --client-id ID --resource URL \\
+    (--token-url URL | --issuer URL) --client-id ID --resource URL \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N) \\
-    [--auth basic|post|private_key_jwt] [--private-key PATH] [--scope S] \\
+    [--auth basic|post|none|private_key_jwt] [--private-key PATH] [--scope S] \\
     [--grant refresh_token|client_credentials|jwt_bearer|token_exchange] \\
     [--subject-token-file PATH] [--time-scale F] [--refresh-timeout DUR] \\
-    [--token-file PATH] [--timeline PATH]
+    [--token-file PATH] [--timeline PATH] [--dpop | --dpop-key PATH]
 
   cargo run --release --example oauth2_client -- --embedded-server \\
     [--token-lifetime DUR] [--token-delay DUR] [--failure-rate F] [--fault-seed N] \\
-    [--redirect 307|308] [--outage AFTER+LENGTH] [--api-rejects-all] \\
+    [--redirect 307|308] [--outage AFTER+LENGTH] [--api-rejects-all] [--dpop] \\
     --runtime tokio|blocking --concurrency N (--duration SECS | --requests N)
+
+  cargo run --example oauth2_client -- login|logout --help   (sign in, sign out)
 
 OPTIONS:
   --token-url URL        the authorization server's token endpoint
+  --issuer URL           instead of --token-url: the issuer, whose metadata names
+                         the token endpoint
   --client-id ID         the client's id
   --resource URL         the protected resource to GET with the bearer token
   --runtime RUNTIME      tokio (silent-refresh-tokio, reqwest) or blocking
@@ -79,7 +84,8 @@ OPTIONS:
   --duration SECS        run this long (seconds, may be fractional), or
   --requests N           send this many requests in all
   --auth METHOD          how the client authenticates: basic (client_secret_basic,
-                         default), post (client_secret_post) or private_key_jwt (an
+                         default), post (client_secret_post), none (a public client:
+                         its id in the body, no secret) or private_key_jwt (an
                          assertion signed with --private-key for each exchange)
   --grant GRANT          refresh_token (default: OAUTH_REFRESH_TOKEN or --token-file),
                          client_credentials, jwt_bearer (an assertion issued by the
@@ -111,6 +117,14 @@ OPTIONS:
                          under a lease in Redis, and adopt each other's tokens
   --redis-key KEY        the Redis key of the session (default derived from the
                          token URL and the client id)
+  --dpop                 bind the session to a key (DPoP, RFC 9449): a proof on
+                         every token and API request, `Authorization: DPoP`; a new
+                         P-256 key, or the stored session's (--token-file, Redis);
+                         with --embedded-server its DPoP mode is turned on too
+  --dpop-key PATH        as --dpop, with the key in PATH (PKCS#8 PEM), made there
+                         (0600) when the file does not exist; a stored session's
+                         key still wins. Without either, a kept session bound to a
+                         key (login --dpop) is proven with its stored key
   --timeline PATH        write a CSV timeline to PATH: one line per 100 ms with
                          t_ms,ok,failed,refreshes_started,refreshes_succeeded
   (a worker whose request failed without an HTTP answer pauses 10 ms before its
@@ -352,6 +366,7 @@ const VALUED: &[&str] = &[
     "--redis-key",
     "--timeline",
     "--outage",
+    dpop_key::KEY_OPTION,
     grants::OPTIONS[0],
     grants::OPTIONS[1],
     grants::OPTIONS[2],
@@ -390,6 +405,7 @@ pub fn parse(
     let mut values: HashMap<&'static str, String> = HashMap::new();
     let mut embedded = false;
     let mut rejects_all = false;
+    let mut dpop_flag = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -401,6 +417,10 @@ pub fn parse(
         }
         if arg == "--api-rejects-all" {
             rejects_all = true;
+            continue;
+        }
+        if arg == dpop_key::FLAG {
+            dpop_flag = true;
             continue;
         }
         let (name, inline) = match arg.split_once('=') {
@@ -484,13 +504,14 @@ pub fn parse(
         ),
     };
     let auth = grants::parse_auth(take("--auth").as_deref())?;
-    let service = Service::parse(
+    let mut service = Service::parse(
         take("--grant").as_deref(),
         auth,
         take("--private-key").as_deref(),
         take("--subject-token-file").as_deref(),
         embedded,
     )?;
+    service.dpop = DpopChoice::from_args(dpop_flag, take(dpop_key::KEY_OPTION));
     let scope = take("--scope");
     let timeline = take("--timeline").map(PathBuf::from);
     let mut tuning = Tuning::default();
@@ -628,7 +649,10 @@ pub fn parse(
         timeline,
     });
     Ok(
-        if service.grant == GrantChoice::RefreshToken && auth != ClientAuth::PrivateKeyJwt {
+        if service.grant == GrantChoice::RefreshToken
+            && auth != ClientAuth::PrivateKeyJwt
+            && !service.dpop.is_on()
+        {
             Command::Run(options)
         } else {
             Command::RunService(options, Box::new(service))
@@ -1027,12 +1051,15 @@ async fn tokio_load(
     let exit_wait = config.refresh_timeout() + SAVE_WAIT;
     // The refresher's own HTTP client, built by the library (no redirect followed
     // with the credential), and the exchange's timeout the configuration's.
-    let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
-        .timeout(config.refresh_timeout())
-        .build()
-        .map_err(|e| setup(&e))?;
+    let store = session_store(&options)?;
+    let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
+        .timeout(config.refresh_timeout());
+    if let Some(dpop) = dpop_session(service, store.as_ref())? {
+        refresher = refresher.dpop(dpop);
+    }
+    let refresher = refresher.build().map_err(|e| setup(&e))?;
     let mut builder = TokenSource::builder(config);
-    if let Some(store) = session_store(&options)? {
+    if let Some(store) = store {
         builder = builder.store(store);
     }
     if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
@@ -1143,12 +1170,15 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     let refreshes = tally.clone();
     let config = config(options.tuning).map_err(|e| setup(&e))?;
     let exit_wait = config.refresh_timeout() + SAVE_WAIT;
-    let refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
-        .timeout(config.refresh_timeout())
-        .build()
-        .map_err(|e| setup(&e))?;
+    let store = session_store(&options)?;
+    let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
+        .timeout(config.refresh_timeout());
+    if let Some(dpop) = dpop_session(service, store.as_ref())? {
+        refresher = refresher.dpop(dpop);
+    }
+    let refresher = refresher.build().map_err(|e| setup(&e))?;
     let mut builder = TokenSource::builder(config);
-    if let Some(store) = session_store(&options)? {
+    if let Some(store) = store {
         builder = builder.store(store);
     }
     if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
@@ -1291,8 +1321,29 @@ fn session_store(options: &Options) -> Result<Option<SessionStore>, RunError> {
     }
 }
 
+/// The DPoP session of a run: `--dpop` or `--dpop-key`; without them, a new key when
+/// the kept session is bound to one (the stored key then replaces it), so a session
+/// signed in with `login --dpop` goes on being proven by runs that do not say `--dpop`.
+fn dpop_session(
+    service: &Service,
+    store: Option<&SessionStore>,
+) -> Result<Option<silent_refresh_oauth2::dpop::DpopSession>, RunError> {
+    use silent_refresh_tokio::TokenStore;
+    let bound = || {
+        store
+            .and_then(|store| store.load().ok().flatten())
+            .is_some_and(|token| token.dpop_key.is_some())
+    };
+    let choice = if !service.dpop.is_on() && bound() {
+        &DpopChoice::NewKey
+    } else {
+        &service.dpop
+    };
+    choice.session().map_err(RunError::Setup)
+}
+
 /// Where `--token-file` or `--redis-url` keeps the session.
-enum SessionStore {
+pub(crate) enum SessionStore {
     File(silent_refresh_tokio::FileStore),
     Redis(silent_refresh_redis::RedisStore),
 }
@@ -1448,6 +1499,17 @@ pub fn cli_main(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
+    let args: Vec<String> = args.into_iter().collect();
+    if crate::login::is_subcommand(&args) {
+        return crate::login::main(args, env, stdout, stderr);
+    }
+    let args = match crate::login::resolve_issuer(args) {
+        Ok(args) => args,
+        Err(message) => {
+            let _ = writeln!(stderr, "oauth2_client: {message}");
+            return EXIT_USAGE;
+        }
+    };
     let mut token_file: Option<PathBuf> = None;
     let mut redis_key: Option<String> = None;
     let (result, server) = match parse(args, env) {
@@ -1460,7 +1522,11 @@ pub fn cli_main(
             redis_key = options.redis.as_ref().map(|(_, key)| key.clone());
             (run(*options), None)
         }
-        Ok(Command::RunService(options, service)) => (run_with(*options, &service), None),
+        Ok(Command::RunService(options, service)) => {
+            token_file.clone_from(&options.token_file);
+            redis_key = options.redis.as_ref().map(|(_, key)| key.clone());
+            (run_with(*options, &service), None)
+        }
         Ok(Command::Embedded(options)) => match run_embedded(*options) {
             Ok(outcome) => (outcome.result, Some(outcome.server)),
             Err(error) => (Err(error), None),

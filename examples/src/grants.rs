@@ -14,6 +14,7 @@ use silent_refresh_oauth2::{
     ClientAuth, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource, TokenExchange,
 };
 
+use crate::dpop_key::DpopChoice;
 use crate::keys::{self, PublicKey};
 use crate::server::{AuthServer, ServerConfig};
 
@@ -60,9 +61,12 @@ pub struct Service {
     pub public_key: Option<PublicKey>,
     /// The subject token file of a token exchange.
     pub subject_token_file: Option<PathBuf>,
+    /// Whether and with which key requests are proven (`--dpop`, `--dpop-key`).
+    pub dpop: DpopChoice,
 }
 
-/// `--auth basic|post|private_key_jwt`.
+/// `--auth basic|post|none|private_key_jwt` (`none`: a public client, its id in the
+/// body and no secret, even with `OAUTH_CLIENT_SECRET` set).
 ///
 /// # Errors
 ///
@@ -71,9 +75,10 @@ pub fn parse_auth(value: Option<&str>) -> Result<ClientAuth, String> {
     match value {
         None | Some("basic") => Ok(ClientAuth::Basic),
         Some("post") => Ok(ClientAuth::Post),
+        Some("none") => Ok(ClientAuth::None),
         Some("private_key_jwt") => Ok(ClientAuth::PrivateKeyJwt),
         Some(other) => Err(format!(
-            "--auth must be basic or post, or private_key_jwt, not `{other}`"
+            "--auth must be basic, post or none, or private_key_jwt, not `{other}`"
         )),
     }
 }
@@ -150,6 +155,7 @@ impl Service {
             key,
             public_key,
             subject_token_file,
+            dpop: DpopChoice::Off,
         })
     }
 
@@ -232,9 +238,10 @@ impl Service {
         }
     }
 
-    /// The embedded server's settings for this service: the client's public key, and
-    /// the client id as the JWT bearer grant's trusted issuer.
+    /// The embedded server's settings for this service: the client's public key, the
+    /// client id as the JWT bearer grant's trusted issuer, and DPoP mode with `--dpop`.
     pub fn configure_server(&self, server: &mut ServerConfig) {
+        self.dpop.configure_server(server);
         if let Some(public) = &self.public_key {
             server.client_public_key = Some(public.clone());
             server.jwt_bearer_issuer = Some((server.client_id.clone(), public.clone()));

@@ -11,6 +11,10 @@
 //!   login and refresh API, and a closure refresher for each adapter.
 //! - [`grants`]: `oauth2_client`'s `--grant`, `--auth private_key_jwt`,
 //!   `--private-key` and `--subject-token-file`.
+//! - [`dpop_key`]: `oauth2_client`'s `--dpop` and `--dpop-key PATH`.
+//! - [`login`]: `oauth2_client login` and `logout` (the device flow, the browser
+//!   sign-in, a logout that revokes), and `--issuer` for the load run.
+//! - [`shell_words`]: `--browser-command` split into words as a shell would.
 //! - [`keys`]: RS256 and ES256 key pairs made at run time, for the signed assertions.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
 //! - [`timeline`]: timestamped lines for the demo.
@@ -18,12 +22,15 @@
 pub mod client;
 pub mod custom;
 pub mod demo;
+pub mod dpop_key;
 pub mod grants;
 pub mod keys;
+pub mod login;
 pub mod measure;
 pub mod probe;
 pub mod serve;
 pub mod server;
+pub mod shell_words;
 pub mod timeline;
 
 /// The README's code, compiled as doctests so its quick starts stay true.

@@ -1171,7 +1171,7 @@ async fn token_endpoint(
     };
 
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    if let Some(answer) = signin::token_request(&state, &headers, &form) {
+    if let Some(answer) = signin::token_request(&state, &headers, &form, proven.as_ref()) {
         return answer;
     }
     let grant_type = form.get("grant_type").map_or("", String::as_str);

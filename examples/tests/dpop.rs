@@ -622,3 +622,21 @@ fn the_key_survives_its_pem_and_keeps_the_session() {
     assert_eq!(answer.status, 200);
     assert_eq!(server.take_stats().dpop.refused(), 0);
 }
+
+/// RFC 9449 §5.1: in DPoP mode the server's metadata lists the proofs' algorithms, and
+/// discovery (here the blocking adapter's) reads them; without DPoP there is no list.
+#[test]
+fn discovery_names_the_dpop_algorithms_in_dpop_mode_only() {
+    let with = server(DpopConfig::default());
+    let issuer = silent_refresh_ureq::Issuer::discover(&with.issuer()).expect("discovered");
+    let algs = issuer.metadata().dpop_signing_alg_values_supported();
+    assert!(algs.iter().any(|alg| alg == "ES256"), "{algs:?}");
+    let without = AuthServer::start(ServerConfig::default()).expect("the server starts");
+    let issuer = silent_refresh_ureq::Issuer::discover(&without.issuer()).expect("discovered");
+    assert!(
+        issuer
+            .metadata()
+            .dpop_signing_alg_values_supported()
+            .is_empty()
+    );
+}

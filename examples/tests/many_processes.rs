@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use silent_refresh_examples::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN};
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig, Stats};
 use silent_refresh_redis::testing::RedisServer;
 
 const CHILD_ENV: &str = "OAUTH2_CLIENT_MANY_PROCESSES_CHILD_ARGS";
@@ -26,10 +26,21 @@ fn many_processes_child() {
 /// Starts the four processes at once with `shared` naming the session's place, waits
 /// for them, and checks their reports and the server's counts.
 fn four_processes_share_one_session(shared: &[String], saved_in: &str) {
+    four_processes_share(ServerConfig::default(), shared, |_| Vec::new(), saved_in);
+}
+
+/// [`four_processes_share_one_session`] with the server's mode and each process's own
+/// arguments (`own(n)` for process `n`); returns the server's counts.
+fn four_processes_share(
+    server: ServerConfig,
+    shared: &[String],
+    own: impl Fn(usize) -> Vec<String>,
+    saved_in: &str,
+) -> Stats {
     let server = AuthServer::start(ServerConfig {
         token_lifetime: LIFETIME,
         token_latency: Duration::from_millis(20),
-        ..ServerConfig::default()
+        ..server
     })
     .expect("the embedded server starts");
     let grant = server.sign_in(None);
@@ -55,6 +66,7 @@ fn four_processes_share_one_session(shared: &[String], saved_in: &str) {
             .map(|s| (*s).to_owned())
             .collect();
             args.extend(shared.iter().cloned());
+            args.extend(own(n));
             let mut command = Command::new(&exe);
             command
                 .args([
@@ -113,6 +125,7 @@ fn four_processes_share_one_session(shared: &[String], saved_in: &str) {
         "{} refreshes in {periods} refresh periods: the processes did not share them ({stats:?})",
         stats.issued
     );
+    stats
 }
 
 #[test]
@@ -138,6 +151,49 @@ fn four_processes_share_one_redis() {
             "test:many-processes".to_owned(),
         ],
         "saved in Redis under `test:many-processes`",
+    );
+}
+
+/// DPoP (issue 20): four processes on one `--token-file` against the server's DPoP mode
+/// (refresh tokens bound to the key, nonces at both ends, rotated every 700 ms). Two
+/// name one key file that does not exist yet (`--dpop-key`: one of them makes it, the
+/// other reads it); two make keys of their own (`--dpop`), which the stored session's
+/// key replaces. Every request proven, no proof refused, nothing spent twice.
+#[test]
+fn four_processes_with_dpop_share_one_token_file_and_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let key = display(&dir.path().join("dpop.pem"));
+    let stats = four_processes_share(
+        ServerConfig {
+            dpop: Some(DpopConfig {
+                nonce_period: Some(Duration::from_millis(700)),
+                ..DpopConfig::default()
+            }),
+            ..ServerConfig::default()
+        },
+        &["--token-file".to_owned(), display(&path)],
+        |n| {
+            if n < 2 {
+                vec!["--dpop-key".to_owned(), key.clone()]
+            } else {
+                vec!["--dpop".to_owned()]
+            }
+        },
+        "the newest session is saved in",
+    );
+    let dpop = &stats.dpop;
+    assert_eq!(dpop.refused(), 0, "no proof refused: {stats:?}");
+    assert_eq!(
+        dpop.bearer_refused, 0,
+        "no bound token sent as Bearer: {stats:?}"
+    );
+    assert!(dpop.bound_issued >= 1, "{stats:?}");
+    assert!(dpop.resource_proofs > 0, "{stats:?}");
+    let stored = std::fs::read_to_string(&path).expect("the session file");
+    assert!(
+        stored.contains("silent-refresh/token/2"),
+        "the key is stored with the session"
     );
 }
 

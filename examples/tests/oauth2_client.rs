@@ -383,7 +383,7 @@ fn cli_refuses_bad_usage_and_secrets_on_the_command_line() {
         (
             cli_args(&urls, &[&run[..], &["--auth", "jwt"]].concat()),
             &env,
-            "--auth must be basic or post",
+            "--auth must be basic, post or none, or private_key_jwt",
         ),
         (
             cli_args(

@@ -210,6 +210,103 @@ pub enum Error {
         /// The version the store holds now (0: none at all).
         found: u64,
     },
+    /// The token store was not read within the time a program gave
+    /// [`TokenSource::ready_within`](crate::TokenSource::ready_within) (or
+    /// `request_timeout` for `ready`): it could not be reached, and the source keeps
+    /// trying. Whether a session is stored is not known yet: do not start a sign-in
+    /// on this answer.
+    #[error(
+        "the token store was not read within {waited:?} (it could not be reached; the source keeps trying), so whether a session is stored is not known yet; check that the store is reachable, then ask again"
+    )]
+    StoreNotRead {
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+    /// A request of a sign-in or sign-out step (discovery, the device flow, the code
+    /// exchange, revocation) got no answer: the server could not be reached, the
+    /// connection broke, or the request's timeout passed. Nothing was changed here.
+    #[error("the request to {origin} failed: {reason}")]
+    NoAnswer {
+        /// The origin the request went to (scheme, host, port).
+        origin: String,
+        /// What happened, naming the endpoint (never a secret).
+        reason: String,
+        /// No connection could be made at all (refused, DNS, connect timeout).
+        unreachable: bool,
+    },
+    /// The authorization server's metadata names no endpoint for this flow: it does
+    /// not offer it (or not to this issuer).
+    #[error(
+        "the authorization server {issuer} has no {endpoint} in its metadata, so it does not offer {flow}; {hint}"
+    )]
+    NoEndpoint {
+        /// The issuer.
+        issuer: String,
+        /// The metadata field (`device_authorization_endpoint`, `authorization_endpoint`).
+        endpoint: &'static str,
+        /// The flow that needs it.
+        flow: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The program cancelled the sign-in (its [`CancelSignIn`](crate::signin::CancelSignIn)
+    /// handle). Nothing was signed in.
+    #[error("the sign-in was cancelled; start it again to sign in")]
+    SignInCancelled,
+    /// The browser sign-in's time limit passed before the browser came back to the
+    /// loopback redirect URI. Nothing was signed in, and the listener is closed.
+    #[error(
+        "no answer from the browser within {waited:?}: the sign-in page was not completed in time; start the sign-in again (and finish it in the browser that opens), or give a longer time limit"
+    )]
+    SignInTimedOut {
+        /// The time limit.
+        waited: std::time::Duration,
+    },
+    /// The loopback listener of the browser sign-in could not be opened on
+    /// `127.0.0.1`.
+    #[error(
+        "could not listen on 127.0.0.1 for the sign-in redirect: {reason}; check that loopback connections are allowed here, or sign in with the device flow"
+    )]
+    Loopback {
+        /// The operating system's error.
+        reason: String,
+    },
+    /// The command that opens the browser could not be started, or said it failed.
+    /// Nothing was signed in, and the listener is closed.
+    #[error(
+        "the browser could not be opened with `{command}`: {reason}; give the command that opens a URL here, or sign in with the device flow"
+    )]
+    BrowserNotOpened {
+        /// The command (its program, as given; never the URL).
+        command: String,
+        /// Why: the operating system's error, or the command's exit status.
+        reason: String,
+    },
+    /// A DPoP proof could not be made for a sign-in's token request (feature `dpop`).
+    #[error("could not make a DPoP proof for the token request ({reason}); check the DPoP key")]
+    DpopProof {
+        /// Why (never the key).
+        reason: String,
+    },
+    /// The operating system's random generator failed: a browser sign-in needs it for
+    /// its `state` and PKCE verifier.
+    #[error(
+        "the operating system's random generator failed ({reason}); the sign-in needs it for its state and PKCE verifier"
+    )]
+    Random {
+        /// The operating system's error.
+        reason: String,
+    },
+    /// A sign-out could not revoke the session at the authorization server (RFC 7009):
+    /// the session was forgotten here all the same (no token is held, none is
+    /// stored), but the server may accept its refresh token until it expires.
+    #[error(
+        "signed out here, but the authorization server did not confirm the revocation: {reason}; the refresh token may stay valid at the server until it expires (revoke the session in the server's account page if that matters)"
+    )]
+    NotRevoked {
+        /// What the revocation endpoint answered, or why it could not be asked.
+        reason: String,
+    },
     /// The token to store has a relative expiry ([`Expiry::In`](silent_refresh::Expiry::In)),
     /// which means nothing once the process ends. Nothing was written.
     #[error(

@@ -10,6 +10,8 @@
 //! - [`kernel`]: the machine behind one lock, the waiting callers, the lock-free fast
 //!   path, and the store's lock between processes;
 //! - [`oauth2_refresher`]: the OAuth 2.0 refresher, over the adapter's HTTP client;
+//! - [`signin`]: starting and ending a session (discovery, the device flow, the
+//!   browser sign-in with PKCE, a sign-out that revokes), over the same client;
 //! - [`store`]: token stores that survive restarts; [`clock`]: the clocks, injectable;
 //!   [`observe`]: spans and metrics.
 //!
@@ -41,6 +43,7 @@ pub mod kernel;
 pub mod oauth2_refresher;
 pub mod observe;
 pub mod runtime;
+pub mod signin;
 pub mod source;
 pub mod store;
 pub mod wake;

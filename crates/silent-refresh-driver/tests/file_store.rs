@@ -303,7 +303,7 @@ fn a_corrupt_or_foreign_file_is_unreadable_and_never_overwritten() {
     let truncated = whole[..whole.len() / 2].to_vec();
     let other_format = String::from_utf8(whole.clone())
         .expect("UTF-8")
-        .replace("silent-refresh/token/1", "silent-refresh/token/2");
+        .replace("silent-refresh/token/1", "silent-refresh/token/9");
     let without_access = r#"{"format": "silent-refresh/token/1", "token_type": "Bearer",
         "expires_at": null, "refresh_token": "SECRET-RT-x"}"#;
     let wrong_type = r#"{"format": "silent-refresh/token/1", "access_token": "SECRET-AT-x",
@@ -334,12 +334,12 @@ fn a_corrupt_or_foreign_file_is_unreadable_and_never_overwritten() {
         (
             "format of another version",
             other_format.into_bytes(),
-            "`format` is not",
+            "`format` is none of",
         ),
         (
             "format not a string",
             br#"{"format": 1}"#.to_vec(),
-            "`format` is not",
+            "`format` is none of",
         ),
         (
             "missing field",

@@ -117,17 +117,18 @@ pub(crate) struct Target<'a> {
 /// let client = AuthorizedClient::builder(source)
 ///     .allow_origin("https://api.example.com")
 ///     .build()?;
-/// // Any client: the closure gets the URL and the `Authorization` header value.
+/// // Any client: the closure gets the URL and the headers to set.
 /// let status = client
-///     .send("https://api.example.com/me", |_uri, authorization| async move {
-///         assert_eq!(authorization.to_str().unwrap_or_default(), "Bearer at");
+///     .send(&http::Method::GET, "https://api.example.com/me", |_uri, headers| async move {
+///         assert_eq!(headers.authorization.to_str().unwrap_or_default(), "Bearer at");
+///         assert!(headers.dpop.is_none());
 ///         Ok::<_, std::io::Error>(StatusCode::OK)
 ///     })
 ///     .await?;
 /// assert_eq!(status, StatusCode::OK);
 /// // Another origin never sees the token.
 /// let refused = client
-///     .send("https://elsewhere.example/", |_, _| async { Ok::<_, std::io::Error>(StatusCode::OK) })
+///     .send(&http::Method::GET, "https://elsewhere.example/", |_, _| async { Ok::<_, std::io::Error>(StatusCode::OK) })
 ///     .await;
 /// assert!(matches!(refused, Err(silent_refresh_tokio::Error::OriginNotAllowed { .. })));
 /// # Ok(())

@@ -46,6 +46,17 @@ pub enum LineageOp {
         /// The key.
         key: u8,
     },
+    /// The key's last `Persist` finds another process's session in the store: with a
+    /// credential of its own (or none), and an access token for this key that is
+    /// usable or already expired.
+    Conflict {
+        /// The key.
+        key: u8,
+        /// The stored session holds a refresh credential.
+        credential: bool,
+        /// Its access token is still usable.
+        usable: bool,
+    },
     /// The clock moves forward.
     Advance {
         /// By this many milliseconds.
@@ -206,6 +217,13 @@ impl Run {
         self.lineage.observe(&actions)
     }
 
+    fn credential_of(&self, key: KeyId) -> Option<String> {
+        self.session
+            .machine(key)
+            .refresh_credential()
+            .map(|secret| secret.expose().to_owned())
+    }
+
     fn wall_now(&self) -> SystemTime {
         self.wall + (self.now - self.start)
     }
@@ -286,6 +304,61 @@ impl Run {
                 if let Some(&generation) = self.lineage.persisting.get(&key) {
                     self.session
                         .handle_persisted(self.now, key, generation, Persisted::Stored);
+                }
+            }
+            LineageOp::Conflict {
+                key,
+                credential,
+                usable,
+            } => {
+                let key = key_of(key);
+                let Some(&generation) = self.lineage.persisting.get(&key) else {
+                    return Ok(());
+                };
+                let access = self.secret(&format!("sibling-at{}", key.0));
+                let wall = self.wall_now();
+                let expiry = if usable {
+                    Expiry::At(wall + Duration::from_secs(30))
+                } else {
+                    Expiry::At(wall - Duration::from_secs(1))
+                };
+                let mut stored = Token::bearer(access.as_str(), expiry);
+                let sibling = credential.then(|| self.secret("sibling-rt"));
+                if let Some(rt) = &sibling {
+                    stored = stored.with_refresh_token(rt.as_str());
+                }
+                let before = self.credential_of(key);
+                let generation_before = self.session.machine(key).generation();
+                self.session.handle_persisted(
+                    self.now,
+                    key,
+                    generation,
+                    Persisted::Conflict(Box::new(stored)),
+                );
+                // Whether the key took the stored session is the machine's call (a
+                // save of a token it no longer holds is ignored): it took its token
+                // (a new generation), or only its credential (the token was not
+                // usable). A stored token taken brings its credential, if it has one
+                // (like a refresh answer: none keeps the credential in hand); a stored
+                // session taken without its token brings its credential or none.
+                // Either way that is the lineage's newest, for every key, and a stored
+                // token taken is one issued for this key.
+                let adopted_token = self.session.machine(key).generation() > generation_before;
+                let after = self.credential_of(key);
+                if adopted_token {
+                    // Rule 8: this key's exchange on the wire was overtaken by the
+                    // stored token; its result is dropped.
+                    if let Some(on_wire) = self.lineage.on_wire.as_mut()
+                        && on_wire.0 == key
+                    {
+                        on_wire.3 = true;
+                    }
+                    if sibling.is_some() {
+                        self.lineage.newest.clone_from(&sibling);
+                    }
+                    self.lineage.issued.entry(key).or_default().insert(access);
+                } else if after != before {
+                    self.lineage.newest.clone_from(&sibling);
                 }
             }
             LineageOp::Advance { ms } => self.now += Duration::from_millis(u64::from(ms)),

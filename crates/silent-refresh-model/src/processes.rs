@@ -108,7 +108,7 @@ use self::store::{ProcStore, SimStore, StoreState};
 
 pub use self::script::{AnswerPick, LockKind, MAX_OPS, ProcOp, ProcSetup, Script, decode_script};
 pub use self::server::Server;
-pub use self::verdict::{Known, ProcViolation, ProcViolationKind, RunReport};
+pub use self::verdict::{ProcViolation, ProcViolationKind, RunReport};
 
 /// The fuzz target `processes`: bytes → a script, run with every invariant checked.
 ///
@@ -116,7 +116,7 @@ pub use self::verdict::{Known, ProcViolation, ProcViolationKind, RunReport};
 ///
 /// The first invariant broken.
 pub fn fuzz_processes(bytes: &[u8]) -> Result<RunReport, ProcViolation> {
-    run_script_with(&decode_script(bytes), Known::Strict)
+    run_script(&decode_script(bytes))
 }
 
 // ----- the processes ------------------------------------------------------------------
@@ -168,7 +168,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How the refresher marks a K4 occurrence in the trail (see [`Known`]).
+/// How the refresher marks a K4 occurrence in the trail (see [`RunReport`]).
 const K4_MARK: &str = "[known bug K4";
 
 /// Turns of the driver loops before they count as spinning.
@@ -187,19 +187,17 @@ struct Sim {
     requests: Vec<(usize, bool)>,
     /// Outcomes already checked.
     seen_outcomes: usize,
-    /// Credentials excused from the reuse check (their lease was lost on the wire, or,
-    /// tolerated, K3).
+    /// Credentials excused from the reuse check (their lease was lost on the wire).
     excused: HashSet<String>,
     report: RunReport,
     violation: Option<(ProcViolationKind, String)>,
     log: Vec<String>,
     /// Whether the current step is an unknown outcome (may lose the session).
     excusable: bool,
-    known: Known,
 }
 
 impl Sim {
-    fn new(setup: ProcSetup, known: Known) -> Self {
+    fn new(setup: ProcSetup) -> Self {
         let clock = ManualClock::new();
         let store = Arc::new(SimStore {
             state: Mutex::new(StoreState::default()),
@@ -227,7 +225,6 @@ impl Sim {
             violation: None,
             log: Vec::new(),
             excusable: false,
-            known,
         };
         for index in 0..count {
             sim.spawn(index);
@@ -690,15 +687,10 @@ impl Sim {
                 && active
                 && persisted.as_deref() != Some(rotated.as_str())
             {
-                // Known bug K1 (see `Known`): the answer's access token was unusable on
+                // Known bug K1 (see `RunReport`): the answer's access token was unusable on
                 // arrival, so the machine kept the rotated credential in memory only.
                 self.report.known_k1 += 1;
                 known = format!(" [known bug K1: {rotated} kept in memory, never saved]");
-                if self.known == Known::Tolerated
-                    && let Some((grant, _)) = self.server.rank(&rotated)
-                {
-                    self.server.grants[grant].orphaned = true;
-                }
             }
         }
         format!(
@@ -716,16 +708,7 @@ impl Sim {
 ///
 /// The first invariant broken (see the module's documentation).
 pub fn run_script(script: &Script) -> Result<RunReport, ProcViolation> {
-    run_script_with(script, Known::Strict)
-}
-
-/// [`run_script`], with the known bugs strict or tolerated (see [`Known`]).
-///
-/// # Errors
-///
-/// The first invariant broken.
-pub fn run_script_with(script: &Script, known: Known) -> Result<RunReport, ProcViolation> {
-    let mut sim = Sim::new(script.setup, known);
+    let mut sim = Sim::new(script.setup);
     sim.pump_all();
     sim.check();
     let mut step = 0;

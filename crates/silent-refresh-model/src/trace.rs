@@ -74,6 +74,7 @@ impl TokenSpec {
             scope: self.scope.clone(),
             issued_at: self.issued_at,
             dpop_key: None,
+            keyed: Vec::new(),
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 use silent_refresh_model::processes::{
-    AnswerPick, Known, LockKind, ProcOp, ProcSetup, RunReport, Script, run_script, run_script_with,
+    AnswerPick, LockKind, ProcOp, ProcSetup, RunReport, Script, run_script,
 };
 
 fn setup() -> impl Strategy<Value = ProcSetup> {
@@ -70,7 +70,7 @@ proptest! {
 
     #[test]
     fn processes_sharing_a_store_keep_every_invariant(script in script()) {
-        if let Err(violation) = run_script_with(&script, Known::Strict) {
+        if let Err(violation) = run_script(&script) {
             prop_assert!(false, "{violation}\nsetup: {:?}", script.setup);
         }
     }

@@ -20,7 +20,9 @@ fn op(keys: u8) -> impl Strategy<Value = Op> {
         8 => key.clone().prop_map(|key| Op::Request { key }),
         8 => (key.clone(), answer).prop_map(|(key, answer)| Op::Result { key, answer }),
         3 => key.clone().prop_map(|key| Op::Rejected { key }),
-        2 => key.prop_map(|key| Op::Saved { key }),
+        2 => key.clone().prop_map(|key| Op::Saved { key }),
+        1 => (key, any::<bool>(), any::<bool>())
+            .prop_map(|(key, credential, usable)| Op::Conflict { key, credential, usable }),
         4 => (0u16..3000).prop_map(|ms| Op::Advance { ms }),
         6 => Just(Op::WakeUp),
         1 => Just(Op::SignIn),
@@ -39,6 +41,50 @@ proptest! {
             prop_assert!(false, "{violation}");
         }
     }
+}
+
+/// Another process's session found by one key's save is every key's: the next key to
+/// refresh sends the stored credential, not the one the stored session replaced; a
+/// stored session without one ends the other keys.
+#[test]
+fn a_conflict_found_by_one_key_brings_the_stored_credential_to_every_key() {
+    let token = |rotate| Answer::Token { rotate, secs: 5 };
+    let ops = [
+        Op::Request { key: 0 },
+        Op::Result {
+            key: 0,
+            answer: token(true),
+        },
+        Op::Conflict {
+            key: 0,
+            credential: true,
+            usable: true,
+        },
+        Op::Request { key: 1 },
+        Op::Result {
+            key: 1,
+            answer: token(false),
+        },
+        Op::Request { key: 1 },
+        Op::Request { key: 0 },
+    ];
+    run(2, 3, &ops).expect("the stored credential is sent");
+    let ops = [
+        Op::Request { key: 0 },
+        Op::Result {
+            key: 0,
+            answer: token(true),
+        },
+        Op::Conflict {
+            key: 0,
+            credential: false,
+            usable: true,
+        },
+        Op::Request { key: 1 },
+        Op::Advance { ms: 2000 },
+        Op::WakeUp,
+    ];
+    run(2, 3, &ops).expect("no key sends the replaced credential");
 }
 
 /// The lineage checker is not vacuous: two keys each needing a token start their

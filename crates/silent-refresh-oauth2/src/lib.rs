@@ -172,6 +172,7 @@ pub mod pkce;
 mod request;
 mod response;
 pub mod revocation;
+mod target;
 
 pub use authorization::{
     AuthorizationCode, AuthorizationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
@@ -194,6 +195,7 @@ pub use jwt::{
 pub use location::redact_location;
 pub use pkce::Pkce;
 pub use revocation::{RevocationRequest, TokenTypeHint};
+pub use target::Target;
 
 use std::time::Duration;
 
@@ -461,6 +463,13 @@ impl RefreshGrant {
     #[must_use]
     pub fn token_url(&self) -> &str {
         &self.token_url
+    }
+
+    /// The client id the grant authenticates as (the `client_id` of a browser
+    /// sign-in's authorization URL, too).
+    #[must_use]
+    pub fn client_identifier(&self) -> &str {
+        &self.client_id
     }
 
     /// The request of a grant that needs no [`ExchangeContext`] (no signed assertion,

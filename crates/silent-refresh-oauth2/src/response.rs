@@ -398,6 +398,7 @@ fn token(fields: &mut Fields) -> Result<Token, &'static str> {
         issued_at: None,
         // The refresher adds the session's key when the exchange was DPoP.
         dpop_key: None,
+        keyed: Vec::new(),
     })
 }
 

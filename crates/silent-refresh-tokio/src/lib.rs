@@ -69,6 +69,16 @@
 //! with the codec, [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program
 //! builds ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
+//! # Signing in
+//!
+//! `Issuer` (feature `reqwest`, module `signin`) starts and ends a session: it reads an
+//! issuer's metadata, runs the device flow or the browser sign-in with PKCE (the token
+//! signs the source in and is saved to its store before it is used), and logs out by
+//! revoking the session at the server, each call a future to `.await`.
+//! [`TokenSource::ready`] says whether the store held a session already, so that a
+//! tool signs its user in once, then refreshes silently at every start. The README's
+//! "Sign in once, refresh silently, log out" tells the whole story.
+//!
 //! # Logs
 //!
 //! `tracing` events (target `silent_refresh_driver`): refresh started and token adopted
@@ -85,6 +95,8 @@
 #[cfg(feature = "reqwest")]
 mod oauth2_refresher;
 mod send;
+#[cfg(feature = "reqwest")]
+pub mod signin;
 
 /// A tower layer that attaches the access token (feature `tower`): the one of
 /// `silent-refresh-http`, over this crate's [`TokenSource`].
@@ -118,6 +130,8 @@ pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, Reqwest};
 pub use send::{
     AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, TokenHeaders, authorization,
 };
+#[cfg(feature = "reqwest")]
+pub use signin::Issuer;
 pub use silent_refresh;
 #[doc(inline)]
 pub use silent_refresh_driver::exports::*;

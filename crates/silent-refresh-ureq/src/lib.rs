@@ -70,6 +70,16 @@
 //! [`oauth2`] (the `silent-refresh-oauth2` crate); the grant a program builds
 //! ([`RefreshGrant`], [`ClientAuth`]…) is also at this crate's root.
 //!
+//! # Signing in
+//!
+//! [`Issuer`] starts and ends a session (module [`signin`]): it reads an issuer's
+//! metadata, runs the device flow or the browser sign-in with PKCE (the token signs
+//! the source in and is saved to its store before it is used), and logs out by
+//! revoking the session at the server. [`TokenSource::ready`] says whether the store
+//! held a session already, so that a tool signs its user in once, then refreshes
+//! silently at every start. The README's "Sign in once, refresh silently, log out"
+//! tells the whole story.
+//!
 //! # Logs
 //!
 //! `tracing` events (target `silent_refresh_driver`; the middleware's: this crate's):
@@ -87,10 +97,12 @@ mod bearer;
 mod error;
 mod oauth2_refresher;
 mod replay;
+pub mod signin;
 mod source;
 
 pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, UreqAgent};
+pub use signin::Issuer;
 pub use silent_refresh_driver::runtime::threads::{Refresher, Threads};
 pub use source::{TokenSource, TokenSourceBuilder};
 

@@ -100,4 +100,15 @@ mod browser {
 
     /// Builds an [`AuthorizedClient`].
     pub type AuthorizedClientBuilder = silent_refresh_http::AuthorizedClientBuilder<TokenSource>;
+
+    /// An authorization server, by its discovered metadata, talked to with `fetch`: the
+    /// device flow starts here (a page's own sign-in redirects to itself with the
+    /// codec's `AuthorizationRequest`, as `examples/browser` does).
+    pub type Issuer = silent_refresh_driver::signin::Issuer<Wasm, FetchClient>;
+
+    /// Builds an [`Issuer`].
+    pub type IssuerBuilder = silent_refresh_driver::signin::IssuerBuilder<Wasm, FetchClient>;
+
+    /// The device authorization grant (RFC 8628) from the page.
+    pub type DeviceFlow = silent_refresh_driver::signin::DeviceFlow<Wasm, FetchClient>;
 }

@@ -135,4 +135,4 @@ pub use machine::{Status, TokenMachine};
 pub use persist::Persisted;
 pub use secret::Secret;
 pub use session::{KeyId, Session};
-pub use token::{AccessToken, Credentials, Expiry, Generation, Token};
+pub use token::{AccessToken, Credentials, Expiry, Generation, KeyedToken, Token};

@@ -279,6 +279,12 @@ impl TokenMachine {
         self.current.as_ref().map(|c| &c.token)
     }
 
+    /// Whether its refresher authenticates by itself (client credentials, assertions):
+    /// it needs no refresh credential.
+    pub(crate) fn is_self_authenticating(&self) -> bool {
+        self.self_authenticating
+    }
+
     /// When the current backoff ends, if the machine is waiting one out.
     #[must_use]
     pub fn backoff_until(&self) -> Option<Instant> {

@@ -193,7 +193,12 @@ impl Session {
         self.touched(key);
     }
 
-    /// What became of a `Persist` of `key`.
+    /// What became of a `Persist` of `key`. A conflict whose stored session the key
+    /// adopts brings the lineage's credential with it (another process refreshed): it
+    /// becomes every key's, as a rotation does; a stored session with no credential
+    /// leaves the lineage nothing to refresh with, so every other key ends as on a dead
+    /// credential (the key itself fails at its next refresh, see
+    /// [`TokenMachine::handle_persisted`]).
     pub fn handle_persisted(
         &mut self,
         now: Instant,
@@ -202,8 +207,35 @@ impl Session {
         outcome: Persisted,
     ) {
         self.tick(now);
-        self.key_mut(key).handle_persisted(now, generation, outcome);
+        let conflict = matches!(outcome, Persisted::Conflict(_));
+        let machine = self.key_mut(key);
+        let before = machine.refresh_credential().cloned();
+        let self_authenticating = machine.is_self_authenticating();
+        machine.handle_persisted(now, generation, outcome);
+        let after = machine.refresh_credential().cloned();
         self.touched(key);
+        if !conflict || before.as_ref().map(Secret::expose) == after.as_ref().map(Secret::expose) {
+            return;
+        }
+        match after {
+            Some(credential) => {
+                self.lineage = Some(Lineage::Credential(credential.clone()));
+                self.for_others(key, |machine, now| {
+                    machine.handle_rotated(now, credential.clone());
+                });
+            }
+            None if !self_authenticating => {
+                self.lineage = None;
+                let reason: Arc<str> =
+                    "another process's stored session, which replaced this one, \
+                                        has no refresh token: sign in again"
+                        .into();
+                self.for_others(key, |machine, now| {
+                    machine.handle_lineage_dead(now, reason.clone());
+                });
+            }
+            None => {}
+        }
     }
 
     /// The result of `key`'s exchange. The lineage is free again once the exchange on
@@ -411,7 +443,9 @@ impl Session {
         }
     }
 
-    /// Feeds every key but `key`.
+    /// Feeds every key but `key`. A key that starts an exchange on the input (a
+    /// credential arrived while the lineage was free) takes the lineage, and the keys
+    /// fed after it find it busy.
     fn for_others(&mut self, key: KeyId, mut input: impl FnMut(&mut TokenMachine, Instant)) {
         let now = self.now;
         for index in 0..self.keys.len() {
@@ -419,7 +453,7 @@ impl Session {
                 continue;
             }
             input(&mut self.keys[index], now);
-            self.list(KeyId(u16::try_from(index).unwrap_or(u16::MAX)));
+            self.touched(KeyId(u16::try_from(index).unwrap_or(u16::MAX)));
         }
     }
 

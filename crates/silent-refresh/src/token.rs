@@ -50,6 +50,28 @@ pub struct Token {
     /// with the same key. Never printed.
     #[cfg_attr(feature = "serde", serde(default))]
     pub dpop_key: Option<Secret>,
+    /// The access tokens of the session's other keys (rule 13: one refresh credential,
+    /// a token per resource or scope), stored with it so that every process sharing
+    /// the session shares all of its tokens. Empty for a session with one key. A
+    /// [`TokenMachine`](crate::TokenMachine) runs one key and ignores it; the driver
+    /// fills it in before a save and hands each key its own on a load.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub keyed: Vec<KeyedToken>,
+}
+
+/// Another key's access token in a stored session ([`Token::keyed`]).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct KeyedToken {
+    /// The key's name, the same in every process that shares the session (the OAuth
+    /// codec's `Target::name`).
+    pub key: String,
+    /// The key's token. Its refresh credential is the session's (the one on the
+    /// [`Token`] that holds it); its own is not stored.
+    pub token: Token,
 }
 
 impl Token {
@@ -63,6 +85,7 @@ impl Token {
             scope: None,
             issued_at: None,
             dpop_key: None,
+            keyed: Vec::new(),
         }
     }
 

@@ -13,8 +13,9 @@
 //!   `device_code` grant at the token endpoint, which answers `authorization_pending`
 //!   until a test calls [`AuthServer::approve_device`] or [`AuthServer::deny_device`]
 //!   with the user code (`access_denied` then), `slow_down` to a poll that comes
-//!   sooner than the interval after the previous one, and `expired_token` once the
-//!   code's lifetime passed (or [`AuthServer::expire_device`]).
+//!   sooner than the interval after the previous one (or after
+//!   [`AuthServer::slow_down_device`]), and `expired_token` once the code's lifetime
+//!   passed (or [`AuthServer::expire_device`]).
 //! - **Authorization code with PKCE**: `GET /oauth/authorize` checks the client, the
 //!   redirect URI (the registered loopback one, `http://127.0.0.1/callback`, with any
 //!   port, RFC 8252 §7.3), `response_type=code` and an `S256` challenge; its test user
@@ -169,6 +170,9 @@ struct Device {
     expires: Instant,
     interval: Duration,
     last_poll: Option<Instant>,
+    /// The next poll is answered `slow_down`, however late it comes
+    /// ([`AuthServer::slow_down_device`]).
+    slow_down_next: bool,
     decision: Decision,
 }
 
@@ -248,18 +252,17 @@ impl SignIn {
 
     /// Sets the decision on the pending device code with `user_code`.
     fn decide(&self, user_code: &str, decision: Decision) -> bool {
+        self.pending_device(user_code, |device| device.decision = decision)
+    }
+
+    /// Changes the pending device code with `user_code`; whether there is one.
+    fn pending_device(&self, user_code: &str, change: impl FnOnce(&mut Device)) -> bool {
         let mut tables = self.tables();
         let pending = tables
             .devices
             .values_mut()
             .find(|d| d.user_code == user_code && d.decision == Decision::Pending);
-        match pending {
-            Some(device) => {
-                device.decision = decision;
-                true
-            }
-            None => false,
-        }
+        pending.map(change).is_some()
     }
 }
 
@@ -374,21 +377,21 @@ impl AuthServer {
         self.state.signin.decide(user_code, Decision::Denied)
     }
 
+    /// The next poll of the pending device code `user_code` is answered `slow_down`
+    /// (as if it came too soon), whatever its decision: a client must then wait 5 s
+    /// more between polls (RFC 8628 §3.5). Returns whether such a code was pending.
+    pub fn slow_down_device(&self, user_code: &str) -> bool {
+        self.state
+            .signin
+            .pending_device(user_code, |device| device.slow_down_next = true)
+    }
+
     /// The device code `user_code` expires now: its next poll gets `expired_token`.
     /// Returns whether such a code was pending.
     pub fn expire_device(&self, user_code: &str) -> bool {
-        let mut tables = self.state.signin.tables();
-        let pending = tables
-            .devices
-            .values_mut()
-            .find(|d| d.user_code == user_code && d.decision == Decision::Pending);
-        match pending {
-            Some(device) => {
-                device.expires = Instant::now();
-                true
-            }
-            None => false,
-        }
+        self.state
+            .signin
+            .pending_device(user_code, |device| device.expires = Instant::now())
     }
 
     /// The grant a refresh token this server issued belongs to.
@@ -430,7 +433,7 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
                 base.clone()
             }
         });
-    axum::Json(serde_json::json!({
+    let mut metadata = serde_json::json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
         "token_endpoint": state.token_url,
@@ -451,8 +454,14 @@ async fn metadata(State(state): State<Arc<ServerState>>, tenant: bool) -> Respon
         ],
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": ["openid", "offline_access", "read", "write"],
-    }))
-    .into_response()
+    });
+    // RFC 9449 §5.1: the proofs' algorithms, in DPoP mode only (the ones its
+    // proof check accepts).
+    if state.dpop.is_some() {
+        metadata["dpop_signing_alg_values_supported"] =
+            serde_json::json!(["ES256", "ES384", "EdDSA", "PS256", "RS256"]);
+    }
+    axum::Json(metadata).into_response()
 }
 
 /// The client of a device, token or revocation request: the public client (its id
@@ -500,6 +509,7 @@ async fn device_authorization(
             expires: Instant::now() + config.device_code_lifetime,
             interval,
             last_poll: None,
+            slow_down_next: false,
             decision: Decision::Pending,
         },
     );
@@ -540,6 +550,7 @@ pub(super) fn token_request(
     state: &ServerState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    proven: Option<&super::dpop::Proven>,
 ) -> Option<Response> {
     let grant_type = form.get("grant_type").map_or("", String::as_str);
     let public = state.signin.config().public_client_id;
@@ -556,7 +567,12 @@ pub(super) fn token_request(
         DEVICE_CODE => device_code(state, &client_id, form),
         "authorization_code" => authorization_code(state, &client_id, form),
         "refresh_token" => match form.get("refresh_token") {
-            Some(presented) => refresh(state, presented, requested_scope, None),
+            Some(presented) => {
+                if let Err(refused) = super::dpop::check_refresh_token(state, presented, proven) {
+                    return Some(*refused);
+                }
+                refresh(state, presented, requested_scope, None)
+            }
             None => Err(refused("invalid_request", "refresh_token is missing")),
         },
         _ => Err(refused(
@@ -564,8 +580,9 @@ pub(super) fn token_request(
             "the public client may use the device, authorization code and refresh grants only",
         )),
     };
+    // In DPoP mode a proven request gets tokens bound to its key, whatever the grant.
     Some(match answer {
-        Ok(issued) => issued.into_response(),
+        Ok(issued) => super::dpop::issue(state, issued, proven),
         Err(refused) => oauth_error(StatusCode::BAD_REQUEST, refused.error, refused.description),
     })
 }
@@ -626,7 +643,8 @@ fn device_code(
     }
     let too_soon = device
         .last_poll
-        .is_some_and(|last| now + POLL_TOLERANCE < last + device.interval);
+        .is_some_and(|last| now + POLL_TOLERANCE < last + device.interval)
+        || std::mem::take(&mut device.slow_down_next);
     device.last_poll = Some(now);
     if too_soon {
         count(&counts.slow_down);

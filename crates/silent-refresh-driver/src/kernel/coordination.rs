@@ -41,6 +41,8 @@ impl<W: Waiter> Kernel<W> {
     /// Runs one piece of store I/O and feeds its outcome to the machine. It blocks
     /// (file or network I/O): call it off the callers and the async workers.
     pub fn store_io(&self, io: StoreIo) {
+        // However it ends: one less piece of store I/O running (`Snapshot::store_idle`).
+        let _done = StoreIoDone(self);
         let Some(store) = self.store.clone() else {
             return;
         };
@@ -151,10 +153,13 @@ impl<W: Waiter> Kernel<W> {
             }
         };
         let Some(credentials) = credentials else {
+            // Read, and nothing to sign in with: `ready` says so.
+            self.settle(|core, _| core.store_read = true);
             return;
         };
         let wall = self.clock.wall();
         self.settle(|core, now| {
+            core.store_read = true;
             apply(core, Command::SignIn(credentials), now, wall);
             // The Persist of this sign-in, dispatched right after, is a seed.
             core.seed = seed.then(|| core.machine.generation());
@@ -280,5 +285,16 @@ impl<W: Waiter> Kernel<W> {
             ));
         }
         prepared
+    }
+}
+
+/// Counts a piece of store I/O as finished when dropped, also when it panicked.
+struct StoreIoDone<'a, W: Waiter>(&'a Kernel<W>);
+
+impl<W: Waiter> Drop for StoreIoDone<'_, W> {
+    fn drop(&mut self) {
+        self.0.settle(|core, _| {
+            core.store_running = core.store_running.saturating_sub(1);
+        });
     }
 }

@@ -68,6 +68,27 @@ pub enum Command {
     Rejected(Generation),
 }
 
+/// What a sign-out can revoke at the authorization server (RFC 7009): the refresh
+/// credential the next refresh would send, and the access token in hand. `Debug`
+/// prints `[redacted]` for both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revocable {
+    /// The newest refresh credential, if any.
+    pub refresh_token: Option<Secret>,
+    /// The current access token, usable or not, if any.
+    pub access_token: Option<Secret>,
+}
+
+impl Revocable {
+    /// What `machine` holds.
+    pub(super) fn of(machine: &silent_refresh::TokenMachine) -> Self {
+        Self {
+            refresh_token: machine.refresh_credential().cloned(),
+            access_token: machine.current_token().map(|token| token.secret.clone()),
+        }
+    }
+}
+
 /// A refresh exchange to start.
 #[derive(Debug)]
 pub struct Start {
@@ -115,6 +136,11 @@ pub struct Snapshot {
     pub stopped: bool,
     /// The store confirmed the current token (always `false` without a token).
     pub durable: bool,
+    /// The stored session was read at start (always `true` without a store): until
+    /// then the status says "awaiting sign-in" whatever the store holds.
+    pub store_read: bool,
+    /// No store I/O is queued or running (a save, a forget, a load).
+    pub store_idle: bool,
 }
 
 /// Store I/O for the driver to run off the callers and the async workers (it may

@@ -46,8 +46,8 @@ use self::settle::{HELD, apply};
 use self::state::{ClockMoved, Core, OWN_TIMEOUT_GRACE, UNBOUNDED_EXCHANGE_FACTOR};
 
 pub use self::io::{
-    ChangeCallback, Command, Load, LockId, NoToken, Outcome, Prepared, Save, Snapshot, Start,
-    StoreIo, TokenChange, Waiter, Work,
+    ChangeCallback, Command, Load, LockId, NoToken, Outcome, Prepared, Revocable, Save, Snapshot,
+    Start, StoreIo, TokenChange, Waiter, Work,
 };
 pub use self::state::{Kernel, WALL_CLOCK_CHECK};
 
@@ -114,6 +114,9 @@ impl<W: Waiter> Kernel<W> {
             stopped: false,
             closing: false,
             listeners: Vec::new(),
+            watchers: Vec::new(),
+            store_read: store.is_none(),
+            store_running: 0,
             answered: Vec::new(),
         };
         let snapshot = core.snapshot();
@@ -228,6 +231,39 @@ impl<W: Waiter> Kernel<W> {
         }
     }
 
+    /// What a sign-out would revoke at the server now: the newest refresh credential
+    /// and the access token in hand.
+    ///
+    /// # Errors
+    ///
+    /// [`NoToken::Reentrant`] from inside the token-change callback (the source is
+    /// locked there).
+    pub fn revocable(&self) -> Result<Revocable, NoToken> {
+        if self.held_by_this_thread() {
+            return Err(NoToken::Reentrant);
+        }
+        Ok(Revocable::of(&self.lock().machine))
+    }
+
+    /// Signs out ([`Command::SignOut`]) and returns what was revocable at that instant,
+    /// under one lock: no refresh rotates the credential in between.
+    ///
+    /// # Errors
+    ///
+    /// [`NoToken::Reentrant`] from inside the token-change callback (use
+    /// [`command`](Self::command) there).
+    pub fn sign_out_taking(&self) -> Result<Revocable, NoToken> {
+        if self.held_by_this_thread() {
+            return Err(NoToken::Reentrant);
+        }
+        let wall = self.clock.wall();
+        Ok(self.settle(|core, now| {
+            let revocable = Revocable::of(&core.machine);
+            apply(core, Command::SignOut, now, wall);
+            revocable
+        }))
+    }
+
     /// Time passed: the driver's timer fired (early, late or twice is harmless). Also
     /// reads the wall clock, so that a suspend is noticed within
     /// [`WALL_CLOCK_CHECK`] of waking.
@@ -287,6 +323,8 @@ impl<W: Waiter> Kernel<W> {
         }
         let next = core.next_wakeup();
         core.armed = next;
+        // Counted until `store_io` says each is done (the snapshot's `store_idle`).
+        core.store_running += core.store_io.len();
         Work {
             starts: std::mem::take(&mut core.starts),
             cancels: std::mem::take(&mut core.cancels),
@@ -335,6 +373,7 @@ impl<W: Waiter> Kernel<W> {
         self.fresh.store(None);
         self.fresh_checked.store(None);
         self.snapshot.store(Arc::new(core.snapshot()));
+        core.watchers.retain(|watcher| watcher());
     }
 
     /// Calls `listener` with every event from now on (under the lock: keep it short and
@@ -342,6 +381,14 @@ impl<W: Waiter> Kernel<W> {
     /// gone): then it is dropped, so subscribers that come and go leave nothing behind.
     pub fn subscribe(&self, listener: impl Fn(&Event) -> bool + Send + Sync + 'static) {
         self.lock().listeners.push(Box::new(listener));
+    }
+
+    /// Calls `watcher` after every change of the published [`Snapshot`] from now on
+    /// (under the lock: keep it short and non-blocking, such as waking a task), until
+    /// it returns `false`: for a wait on what the getters say (the store read, the
+    /// store idle), which no event announces.
+    pub fn watch(&self, watcher: impl Fn() -> bool + Send + Sync + 'static) {
+        self.lock().watchers.push(Box::new(watcher));
     }
 
     /// What the getters read: no lock, never blocks.

@@ -123,7 +123,7 @@ impl<W: Waiter> Kernel<W> {
         {
             core.cancels.push(attempt);
         }
-        self.publish(&mut core);
+        let changed = self.publish(&mut core);
         // After publishing: a caller woken by its outcome, or a subscriber by an event,
         // reads getters that show it.
         for (waiter, outcome) in std::mem::take(&mut core.answered) {
@@ -131,6 +131,9 @@ impl<W: Waiter> Kernel<W> {
         }
         for event in &events {
             core.listeners.retain(|listener| listener(event));
+        }
+        if changed {
+            core.watchers.retain(|watcher| watcher());
         }
         // While signed in, the wall clock is read every few seconds, so a suspend is
         // noticed whether the token is on the fast path, in its window, or refreshing.
@@ -248,8 +251,9 @@ impl<W: Waiter> Kernel<W> {
         true
     }
 
-    /// Publishes the fast path's token (if it changed) and the getters' snapshot.
-    fn publish(&self, core: &mut Core<W>) {
+    /// Publishes the fast path's token (if it changed) and the getters' snapshot;
+    /// whether the snapshot changed.
+    fn publish(&self, core: &mut Core<W>) -> bool {
         let now = core.machine.now();
         let fresh = if core.stopped {
             None
@@ -286,8 +290,10 @@ impl<W: Waiter> Kernel<W> {
             core.published = fresh;
         }
         let snapshot = core.snapshot();
-        if **self.snapshot.load() != snapshot {
+        let changed = **self.snapshot.load() != snapshot;
+        if changed {
             self.snapshot.store(Arc::new(snapshot));
         }
+        changed
     }
 }

@@ -107,6 +107,14 @@ pub(super) struct Core<W> {
     /// [`Kernel::close`] was called: no refresh exchange starts any more.
     pub(super) closing: bool,
     pub(super) listeners: Vec<Listener>,
+    /// Called whenever the published snapshot changes (a wait that looks at the
+    /// getters: the store read, the store idle), until one returns `false`.
+    pub(super) watchers: Vec<Watcher>,
+    /// The stored session was read at start (or there is no store): what the source
+    /// says about its session is no longer a guess.
+    pub(super) store_read: bool,
+    /// Store I/O handed to the driver ([`Kernel::take_work`]) and not finished yet.
+    pub(super) store_running: usize,
     /// Outcomes decided in the current settle, delivered once the snapshots are
     /// published (so a woken caller's getters already show what decided its outcome).
     pub(super) answered: Vec<(W, Outcome)>,
@@ -115,6 +123,10 @@ pub(super) struct Core<W> {
 /// A subscriber to the events: called with each event; returns whether it wants more
 /// (a receiver gone: `false`).
 pub(super) type Listener = Box<dyn Fn(&Event) -> bool + Send + Sync>;
+
+/// A watcher of the published snapshot: called after each change; returns whether it
+/// wants more (its waiter gone: `false`).
+pub(super) type Watcher = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<W> Core<W> {
     /// When the driver must wake: for the machine, to withdraw the fast path's token,
@@ -142,6 +154,8 @@ impl<W> Core<W> {
             last_failure: self.machine.last_failure().map(Arc::from),
             stopped: self.stopped,
             durable: self.machine.is_durable(),
+            store_read: self.store_read,
+            store_idle: self.store_io.is_empty() && self.store_running == 0,
         }
     }
 }

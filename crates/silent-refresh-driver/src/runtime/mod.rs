@@ -220,6 +220,30 @@ pub trait RunsRefresher<R>: Runtime {
     fn hold(refresher: R) -> Arc<Self::Refresher>;
 }
 
+/// A runtime that sends the requests of a sign-in or sign-out step (discovery, the
+/// device flow, the code exchange, revocation) with the adapter's HTTP client `C`: an
+/// async client's future on tokio, a blocking client's call on a thread of its own on
+/// threads (so that a cancel or a time limit need not wait for it). The flows of
+/// [`signin`](crate::signin) are written once over it.
+#[diagnostic::on_unimplemented(
+    message = "this runtime cannot send requests with `{C}`",
+    label = "no HTTP client of this runtime",
+    note = "the tokio runtime sends with an async client (the tokio adapter's `Reqwest`), threads with a blocking one (the ureq adapter's `UreqAgent`)"
+)]
+pub trait SendsWith<C>: Caller {
+    /// One request on the wire.
+    type Sending: Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>> + Unpin;
+
+    /// Sends `request` with `client` and reads the whole answer, within `timeout`; a
+    /// redirect is returned, never followed (the client's own rule).
+    fn send(
+        &self,
+        client: &Arc<C>,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Self::Sending;
+}
+
 /// The refresher of a builder that was given none. A blocking runtime builds a source
 /// with it all the same (its refreshes fail as misconfigured, saying to give one);
 /// an async one refuses to build.

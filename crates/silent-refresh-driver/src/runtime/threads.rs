@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 
-use super::{BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, no_refresher};
+use super::{
+    BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, SendsWith, no_refresher,
+};
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
+use crate::oauth2_refresher::BlockingHttpClient;
 
 /// How long past its own deadline a blocked caller waits for the driver before giving
 /// up by itself (the driver answers at the deadline; this only bounds a late one, or a
@@ -189,10 +192,21 @@ impl<T> Future for Handoff<T> {
 
 /// The sending half of a [`Handoff`]: delivers once, or, dropped without delivering
 /// (the job panicked, or its thread never started), says so.
-struct Deliver<T>(Arc<Mutex<HandoffState<T>>>);
+pub(crate) struct Deliver<T>(Arc<Mutex<HandoffState<T>>>);
+
+/// A handoff between threads: what the one side delivers, the other awaits.
+pub(crate) fn handoff<T>() -> (Deliver<T>, Handoff<T>) {
+    let state = Arc::new(Mutex::new(HandoffState {
+        value: None,
+        done: false,
+        waker: None,
+    }));
+    (Deliver(state.clone()), Handoff(state))
+}
 
 impl<T> Deliver<T> {
-    fn finish(&self, value: Option<T>) {
+    /// Delivers `value` (`None`: nothing came), once; later calls change nothing.
+    pub(crate) fn finish(&self, value: Option<T>) {
         let waker = {
             let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             if state.done {
@@ -216,7 +230,7 @@ impl<T> Drop for Deliver<T> {
 
 /// What to do with a job when no thread can be started for it.
 #[derive(Clone, Copy)]
-enum NoThread {
+pub(crate) enum NoThread {
     /// Run it on the calling thread rather than lose it (store I/O).
     RunHere,
     /// Report it as not run (an exchange: a transient failure, tried again later).
@@ -224,18 +238,14 @@ enum NoThread {
 }
 
 /// Runs `job` on a new thread named `name`; its result comes through the handoff.
-fn on_a_thread<T, F>(name: &str, job: F, no_thread: NoThread) -> Handoff<T>
+pub(crate) fn on_a_thread<T, F>(name: &str, job: F, no_thread: NoThread) -> Handoff<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let state = Arc::new(Mutex::new(HandoffState {
-        value: None,
-        done: false,
-        waker: None,
-    }));
+    let (deliver, handoff) = handoff();
     // The thread takes the job and its delivery; if no thread starts, they are here.
-    let parcel = Arc::new(Mutex::new(Some((job, Deliver(state.clone())))));
+    let parcel = Arc::new(Mutex::new(Some((job, deliver))));
     let on_thread = parcel.clone();
     let spawned = thread::Builder::new().name(name.into()).spawn(move || {
         let parcel = on_thread
@@ -253,7 +263,7 @@ where
             deliver.finish(catch_unwind(AssertUnwindSafe(job)).ok());
         }
     }
-    Handoff(state)
+    handoff
 }
 
 thread_local! {
@@ -368,6 +378,43 @@ impl Spawn for Threads {
             .map_err(|error| Error::Spawn {
                 reason: error.to_string(),
             })
+    }
+}
+
+/// A request of a sign-in step on threads: the blocking client's call on a thread of
+/// its own, its answer once it returns.
+pub struct ThreadSending(Handoff<Result<http::Response<Vec<u8>>, RefreshFailure>>);
+
+impl Future for ThreadSending {
+    type Output = Result<http::Response<Vec<u8>>, RefreshFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(|result| {
+            result.unwrap_or_else(|| {
+                Err(RefreshFailure::transient(
+                    "the HTTP client panicked while sending the request",
+                ))
+            })
+        })
+    }
+}
+
+impl<C: BlockingHttpClient> SendsWith<C> for Threads {
+    type Sending = ThreadSending;
+
+    fn send(
+        &self,
+        client: &Arc<C>,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> ThreadSending {
+        let client = client.clone();
+        let send = move || client.send(request, timeout);
+        ThreadSending(on_a_thread(
+            "silent-refresh-signin",
+            send,
+            NoThread::RunHere,
+        ))
     }
 }
 

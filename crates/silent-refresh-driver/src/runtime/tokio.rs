@@ -14,11 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use tokio::sync::broadcast;
 
-use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime};
+use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime, SendsWith};
 use crate::Error;
 use crate::clock::Clock;
 use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
+use crate::oauth2_refresher::AsyncHttpClient;
 
 /// How many events a subscriber may lag behind before it misses the oldest (it is told
 /// how many it missed).
@@ -221,6 +222,24 @@ impl Caller for Tokio {
         // An error means the receiver is gone: the kernel forgets this listener.
         let listener = move |event: &Event| sender.send(event.clone()).is_ok();
         (listener, receiver)
+    }
+}
+
+/// A request of a sign-in step on tokio: the async client's future, boxed.
+pub type TokioSending =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>> + Send>>;
+
+impl<C: AsyncHttpClient> SendsWith<C> for Tokio {
+    type Sending = TokioSending;
+
+    fn send(
+        &self,
+        client: &Arc<C>,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> TokioSending {
+        let client = client.clone();
+        Box::pin(async move { client.send(request, timeout).await })
     }
 }
 

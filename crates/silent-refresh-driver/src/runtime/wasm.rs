@@ -23,11 +23,14 @@ use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::{Closure, wasm_bindgen};
 
-use super::{BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, no_refresher};
+use super::{
+    BlockingWork, Caller, Exchanger, NoRefresher, RunsRefresher, Runtime, SendsWith, no_refresher,
+};
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
+use crate::oauth2_refresher::LocalHttpClient;
 use crate::store::TokenStore;
 
 /// How many events a subscriber may lag behind; past that the oldest are dropped for it
@@ -427,6 +430,25 @@ impl Caller for Wasm {
             true
         };
         (listener, Events(queue))
+    }
+}
+
+/// A request of a sign-in step in the browser (discovery, the device flow): the
+/// client's future, boxed.
+pub type WasmSending =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>>>>;
+
+impl<C: LocalHttpClient> SendsWith<C> for Wasm {
+    type Sending = WasmSending;
+
+    fn send(
+        &self,
+        client: &Arc<C>,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> WasmSending {
+        let client = client.clone();
+        Box::pin(async move { client.send(request, timeout).await })
     }
 }
 

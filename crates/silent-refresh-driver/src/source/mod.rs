@@ -18,7 +18,7 @@ use std::time::Duration;
 use silent_refresh::{AccessToken, Credentials, Generation, Status};
 
 use crate::Error;
-use crate::kernel::{Command, Kernel, SETTLE_POLL};
+use crate::kernel::{Command, Kernel, SETTLE_POLL, Snapshot};
 use crate::runtime::Caller;
 use crate::wake::Doorbell;
 
@@ -187,21 +187,81 @@ impl<Rt: Caller> TokenSource<Rt> {
     /// at most `limit` (on the runtime's time); `true` if it is. A save still queued
     /// when the program exits is lost, and with a rotating refresh token the next start
     /// would present a spent one: [`shutdown`](Self::shutdown) waits for it too.
+    ///
+    /// After a sign-in ([`sign_in`](Self::sign_in), or a sign-in flow of
+    /// [`signin`](crate::signin)) this is how a program knows the new session is
+    /// saved, so that the next start finds it.
     #[must_use]
     pub fn until_durable(&self, limit: Duration) -> Rt::Wait<impl Future<Output = bool> + '_> {
         self.runtime.wait(async move {
-            let events = Signal::subscribe(&self.kernel);
-            let mut deadline = self.runtime.sleep(limit);
-            loop {
-                if self.is_durable() {
-                    return true;
-                }
-                let mut never = std::future::pending::<()>();
-                if first_of(&events, &mut never, &mut deadline).await {
-                    return self.is_durable();
-                }
-            }
+            let durable = |snapshot: &Snapshot| snapshot.durable.then_some(());
+            wait::until(&self.kernel, &self.runtime, limit, durable)
+                .await
+                .is_some()
         })
+    }
+
+    /// Waits until the source knows whether it holds a session, and says where it
+    /// stands: [`Status::SignedIn`] when the store given to the builder held one (or
+    /// credentials were given in code), [`Status::AwaitingSignIn`] when there is none
+    /// to continue. Waits at most the configuration's `request_timeout`
+    /// ([`ready_within`](Self::ready_within) takes a limit of its own).
+    ///
+    /// The stored session is read in the background (store calls never run on a
+    /// caller's thread), so right after `build()` the status is "awaiting sign-in"
+    /// even when the store holds a session: a program that signs in when there is no
+    /// session asks `ready` first, or it would sign the user in at every start.
+    /// Without a store it answers at once.
+    ///
+    /// ```
+    /// use silent_refresh::Config;
+    /// use silent_refresh_driver::store::FileStore;
+    /// use silent_refresh_driver::{TokenSource, runtime::threads::Threads};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let source = TokenSource::<Threads>::builder(Config::default())
+    ///     .store(FileStore::new(dir.path().join("session.json")))
+    ///     .build()?;
+    /// // Blocks on threads (`.await` on tokio) until the store has been read.
+    /// if !source.ready()?.is_signed_in() {
+    ///     // No stored session: sign in (a device code, the browser).
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreNotRead`] when the store could not be read in time (unreachable:
+    /// the source keeps trying, and whether a session is stored is not known yet),
+    /// [`Error::DriverStopped`] when the driver is gone.
+    pub fn ready(&self) -> Rt::Wait<impl Future<Output = Result<Status, Error>> + '_> {
+        self.ready_within(self.kernel.request_timeout())
+    }
+
+    /// As [`ready`](Self::ready), waiting at most `limit` (on the runtime's time).
+    ///
+    /// # Errors
+    ///
+    /// As [`ready`](Self::ready).
+    pub fn ready_within(
+        &self,
+        limit: Duration,
+    ) -> Rt::Wait<impl Future<Output = Result<Status, Error>> + '_> {
+        self.runtime.wait(self.store_read_within(limit))
+    }
+
+    /// [`ready_within`](Self::ready_within)'s wait, to await on any runtime.
+    pub(crate) async fn store_read_within(&self, limit: Duration) -> Result<Status, Error> {
+        let read = |snapshot: &Snapshot| {
+            if snapshot.stopped {
+                Some(Err(Error::DriverStopped))
+            } else {
+                snapshot.store_read.then(|| Ok(snapshot.status.clone()))
+            }
+        };
+        wait::until(&self.kernel, &self.runtime, limit, read)
+            .await
+            .unwrap_or(Err(Error::StoreNotRead { waited: limit }))
     }
 
     /// A receiver of everything that happens from now on: refreshes started (with their
@@ -228,14 +288,21 @@ impl<Rt: Caller> TokenSource<Rt> {
 
     /// Signs in with new credentials: replaces the token, forgets any failure, and
     /// releases the calls waiting for a token. An exchange on the wire is cancelled and
-    /// its answer dropped.
+    /// its answer dropped. With a store, the new token is handed to it before any call
+    /// gets it ([`until_durable`](Self::until_durable) says when it is stored).
+    ///
+    /// A program that signs its user in only when no session is stored asks
+    /// [`ready`](Self::ready) first (the store is read in the background). The flows of
+    /// [`signin`](crate::signin) (the device flow, the browser) end with this call.
     pub fn sign_in(&self, credentials: Credentials) {
         self.kernel.command(Command::SignIn(credentials));
     }
 
     /// Signs out: clears the token, fails every waiting call, and reports
     /// [`TokenChange::Forget`](crate::kernel::TokenChange::Forget) so the program deletes
-    /// its stored token (a store given to the builder forgets it by itself).
+    /// its stored token (a store given to the builder forgets it by itself). Nothing is
+    /// revoked at the server: [`Issuer::sign_out`](crate::signin::Issuer::sign_out)
+    /// revokes the session there first (RFC 7009).
     pub fn sign_out(&self) {
         self.kernel.command(Command::SignOut);
     }
@@ -290,6 +357,28 @@ impl<Rt: Caller> TokenSource<Rt> {
     #[must_use]
     pub fn token_endpoint(&self) -> Option<&str> {
         self.alive.token_endpoint.as_deref()
+    }
+}
+
+impl<Rt: Caller> TokenSource<Rt> {
+    /// The kernel, for the sign-in flows.
+    pub(crate) fn kernel(&self) -> &Arc<Kernel<Answer>> {
+        &self.kernel
+    }
+
+    /// The runtime, for the sign-in flows.
+    pub(crate) fn runtime(&self) -> &Rt {
+        &self.runtime
+    }
+
+    /// Waits, at most `limit`, until no store I/O is queued or running (a sign-out's
+    /// forget has run); whether none is. (Not on wasm32, which has no sign-out yet.)
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) async fn store_idle_within(&self, limit: Duration) -> bool {
+        let idle = |snapshot: &Snapshot| snapshot.store_idle.then_some(());
+        wait::until(&self.kernel, &self.runtime, limit, idle)
+            .await
+            .is_some()
     }
 }
 

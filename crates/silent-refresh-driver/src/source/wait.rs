@@ -13,7 +13,7 @@ use silent_refresh::{AccessToken, RequestId};
 
 use crate::Error;
 use crate::clock::Clock;
-use crate::kernel::{Kernel, NoToken, Outcome, Waiter};
+use crate::kernel::{Kernel, NoToken, Outcome, Snapshot, Waiter};
 use crate::runtime::Caller;
 
 /// Where a call that has to wait gives up.
@@ -194,10 +194,12 @@ pub(super) struct Signal(Arc<Mutex<(bool, Option<Waker>)>>);
 impl Signal {
     /// Raised by every event of `kernel` from now on; the kernel forgets it once it is
     /// dropped.
+    /// Also raised by every change of the getters' snapshot (the store read, the store
+    /// idle, which no event announces).
     pub(super) fn subscribe(kernel: &Kernel<Answer>) -> Self {
         let state = Arc::new(Mutex::new((false, None::<Waker>)));
         let weak: Weak<Mutex<(bool, Option<Waker>)>> = Arc::downgrade(&state);
-        kernel.subscribe(move |_| {
+        let raise = move || {
             let Some(state) = weak.upgrade() else {
                 return false;
             };
@@ -210,7 +212,10 @@ impl Signal {
                 waker.wake();
             }
             true
-        });
+        };
+        let on_event = raise.clone();
+        kernel.subscribe(move |_| on_event());
+        kernel.watch(raise);
         Self(state)
     }
 
@@ -221,6 +226,28 @@ impl Signal {
         }
         state.1 = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// Waits, at most `limit` on `runtime`'s time, until `check` finds what it looks for
+/// in the getters' snapshot (looked at again after every event and every change of
+/// the snapshot); `None` when the time is up first.
+pub(crate) async fn until<Rt: Caller, T>(
+    kernel: &Kernel<Answer>,
+    runtime: &Rt,
+    limit: Duration,
+    check: impl Fn(&Snapshot) -> Option<T>,
+) -> Option<T> {
+    let events = Signal::subscribe(kernel);
+    let mut deadline = runtime.sleep(limit);
+    loop {
+        if let Some(found) = check(&kernel.snapshot()) {
+            return Some(found);
+        }
+        let mut never = std::future::pending::<()>();
+        if first_of(&events, &mut never, &mut deadline).await {
+            return check(&kernel.snapshot());
+        }
     }
 }
 

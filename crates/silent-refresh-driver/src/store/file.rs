@@ -84,7 +84,13 @@ const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);
 ///   is written with `"format": "silent-refresh/token/2"`, so that an older version
 ///   refuses it instead of dropping the key; a session without a key is still written
 ///   as version 1, and both are read.
-/// - Unknown fields are ignored, so that a later version may add some.
+/// - A session with tokens for several keys (rule 13: other resources or scopes, one
+///   refresh token) also keeps `tokens`, a list of objects with the key's name (`key`)
+///   and its token's `access_token`, `token_type`, `scope`, `expires_at` and
+///   `issued_at` (the refresh token is the session's), and is written with
+///   `"format": "silent-refresh/token/3"`, so that an older version refuses it rather
+///   than mix the keys' tokens up.
+/// - Unknown fields at the top level are ignored, so that a later version may add some.
 ///
 /// The file holds the secrets in clear: it is created `0600` (and its folder, when the
 /// store creates it, `0700`) on unix, and the store warns (once per store) when it

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use silent_refresh::time::SystemTime;
-use silent_refresh::{Expiry, Secret, Token};
+use silent_refresh::{Expiry, KeyedToken, Secret, Token};
 use zeroize::Zeroizing;
 
 /// The wall clock's epoch, as web-time's `SystemTime` (std's own on native targets)
@@ -25,6 +25,10 @@ pub const FORMAT: &str = "silent-refresh/token/1";
 /// version, so that an older library refuses it rather than lose the key and prove
 /// with another (its refresh token would then be refused).
 pub const FORMAT_DPOP: &str = "silent-refresh/token/2";
+/// The value of the `format` field of a session with tokens for several keys (rule 13:
+/// `tokens`, one per resource or scope besides the session's own): a new version, so
+/// that an older library refuses it rather than hand one API's token to another.
+pub const FORMAT_KEYED: &str = "silent-refresh/token/3";
 
 /// Why a token could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +94,34 @@ struct RecordOut<'a> {
     issued_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dpop_key: Option<&'a Secret>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tokens: Vec<KeyedOut<'a>>,
     saved_at: i64,
+}
+
+/// Another key's token, as written (its refresh credential is the session's).
+#[derive(Serialize)]
+struct KeyedOut<'a> {
+    key: &'a str,
+    access_token: &'a Secret,
+    token_type: &'a str,
+    scope: Option<&'a str>,
+    expires_at: Option<i64>,
+    issued_at: Option<i64>,
+}
+
+/// Another key's token, as read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyedIn {
+    key: String,
+    access_token: Secret,
+    token_type: String,
+    #[serde(default)]
+    scope: Option<String>,
+    expires_at: Option<i64>,
+    #[serde(default)]
+    issued_at: Option<i64>,
 }
 
 /// The file as read, once [`check_fields`] accepted its shape.
@@ -107,6 +138,15 @@ struct RecordIn {
     issued_at: Option<i64>,
     #[serde(default)]
     dpop_key: Option<Secret>,
+    #[serde(default)]
+    tokens: Vec<KeyedIn>,
+}
+
+/// The shape of the other keys' tokens, read without their values.
+#[derive(Deserialize)]
+struct TokensShape {
+    #[serde(default)]
+    tokens: Vec<BTreeMap<String, Kind>>,
 }
 
 /// Serialises `token` into a buffer sized once (no reallocation leaves a copy of the
@@ -117,13 +157,25 @@ struct RecordIn {
 /// [`EncodeError::RelativeExpiry`] for an [`Expiry::In`] token (a store keeps
 /// wall-clock expiries only).
 pub fn encode(token: &Token) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
-    let expires_at = match token.expiry {
-        Expiry::Never => None,
-        Expiry::At(at) => Some(to_millis(at)),
-        Expiry::In(_) => return Err(EncodeError::RelativeExpiry),
-    };
+    let expires_at = stored_expiry(token.expiry)?;
+    let tokens = token
+        .keyed
+        .iter()
+        .map(|keyed| {
+            Ok(KeyedOut {
+                key: &keyed.key,
+                access_token: &keyed.token.access_token,
+                token_type: &keyed.token.token_type,
+                scope: keyed.token.scope.as_deref(),
+                expires_at: stored_expiry(keyed.token.expiry)?,
+                issued_at: keyed.token.issued_at.map(to_millis),
+            })
+        })
+        .collect::<Result<Vec<_>, EncodeError>>()?;
     let record = RecordOut {
-        format: if token.dpop_key.is_some() {
+        format: if !tokens.is_empty() {
+            FORMAT_KEYED
+        } else if token.dpop_key.is_some() {
             FORMAT_DPOP
         } else {
             FORMAT
@@ -135,6 +187,7 @@ pub fn encode(token: &Token) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         expires_at,
         issued_at: token.issued_at.map(to_millis),
         dpop_key: token.dpop_key.as_ref(),
+        tokens,
         saved_at: to_millis(SystemTime::now()),
     };
     let mut counter = Counter(0);
@@ -144,6 +197,15 @@ pub fn encode(token: &Token) -> Result<Zeroizing<Vec<u8>>, EncodeError> {
         .map_err(EncodeError::Json)?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// An expiry as a store keeps it: milliseconds since the epoch, or none.
+fn stored_expiry(expiry: Expiry) -> Result<Option<i64>, EncodeError> {
+    match expiry {
+        Expiry::Never => Ok(None),
+        Expiry::At(at) => Ok(Some(to_millis(at))),
+        Expiry::In(_) => Err(EncodeError::RelativeExpiry),
+    }
 }
 
 /// Counts the bytes written to it.
@@ -173,21 +235,19 @@ pub fn decode(bytes: &[u8]) -> Result<Token, String> {
     let fields: BTreeMap<String, Kind> =
         serde_json::from_slice(bytes).map_err(|error| json_problem(&error))?;
     check_fields(&fields)?;
+    if fields.contains_key("tokens") {
+        let shape: TokensShape = serde_json::from_slice(bytes)
+            .map_err(|_| "field `tokens` is not a list of objects".to_owned())?;
+        for (index, entry) in shape.tokens.iter().enumerate() {
+            check_keyed_fields(entry)
+                .map_err(|reason| format!("entry {index} of `tokens`: {reason}"))?;
+        }
+    }
     let record: RecordIn = serde_json::from_slice(bytes).map_err(|_| {
         "a field appears more than once, or holds a value this version cannot read".to_owned()
     })?;
-    let expiry = match record.expires_at {
-        None => Expiry::Never,
-        Some(millis) => Expiry::At(
-            from_millis(millis).ok_or_else(|| "field `expires_at` is out of range".to_owned())?,
-        ),
-    };
-    let issued_at = record
-        .issued_at
-        .map(|millis| {
-            from_millis(millis).ok_or_else(|| "field `issued_at` is out of range".to_owned())
-        })
-        .transpose()?;
+    let expiry = read_expiry(record.expires_at, "expires_at")?;
+    let issued_at = read_time(record.issued_at, "issued_at")?;
     // Built field by field, so that a new field of `Token` keeps its default here.
     let mut token = Token::bearer(record.access_token, expiry);
     token.token_type = record.token_type;
@@ -195,7 +255,35 @@ pub fn decode(bytes: &[u8]) -> Result<Token, String> {
     token.refresh_token = record.refresh_token;
     token.issued_at = issued_at;
     token.dpop_key = record.dpop_key;
+    for entry in record.tokens {
+        let mut keyed = Token::bearer(
+            entry.access_token,
+            read_expiry(entry.expires_at, "tokens.expires_at")?,
+        );
+        keyed.token_type = entry.token_type;
+        keyed.scope = entry.scope;
+        keyed.issued_at = read_time(entry.issued_at, "tokens.issued_at")?;
+        token.keyed.push(KeyedToken {
+            key: entry.key,
+            token: keyed,
+        });
+    }
     Ok(token)
+}
+
+/// A stored expiry: milliseconds since the epoch, or none (never expires).
+fn read_expiry(millis: Option<i64>, field: &str) -> Result<Expiry, String> {
+    Ok(match read_time(millis, field)? {
+        None => Expiry::Never,
+        Some(at) => Expiry::At(at),
+    })
+}
+
+/// A stored wall-clock time, if any.
+fn read_time(millis: Option<i64>, field: &str) -> Result<Option<SystemTime>, String> {
+    millis
+        .map(|millis| from_millis(millis).ok_or_else(|| format!("field `{field}` is out of range")))
+        .transpose()
 }
 
 /// Why the file did not parse as a JSON object, without its content (serde's own
@@ -223,6 +311,7 @@ enum Expected {
     String,
     StringOrNull,
     MillisOrNull,
+    Array,
 }
 
 /// Checks that the object is a stored session: our format, every required field, each
@@ -232,8 +321,8 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
         Some(Kind::String { ours: true }) => {}
         Some(_) => {
             return Err(format!(
-                "its `format` is neither `{FORMAT}` nor `{FORMAT_DPOP}`: another program, or a later version of \
-                 this library, wrote it"
+                "its `format` is none of `{FORMAT}`, `{FORMAT_DPOP}` and `{FORMAT_KEYED}`: another program, or a later \
+                 version of this library, wrote it"
             ));
         }
         None => {
@@ -242,16 +331,53 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
             );
         }
     }
-    let expected = [
-        ("access_token", Expected::String, true),
-        ("token_type", Expected::String, true),
-        ("expires_at", Expected::MillisOrNull, true),
-        ("scope", Expected::StringOrNull, false),
-        ("refresh_token", Expected::StringOrNull, false),
-        ("issued_at", Expected::MillisOrNull, false),
-        ("dpop_key", Expected::StringOrNull, false),
+    check_kinds(
+        fields,
+        &[
+            ("access_token", Expected::String, true),
+            ("token_type", Expected::String, true),
+            ("expires_at", Expected::MillisOrNull, true),
+            ("scope", Expected::StringOrNull, false),
+            ("refresh_token", Expected::StringOrNull, false),
+            ("issued_at", Expected::MillisOrNull, false),
+            ("dpop_key", Expected::StringOrNull, false),
+            ("tokens", Expected::Array, false),
+        ],
+    )
+}
+
+/// Checks one entry of `tokens`: every field it needs, of the right type, and no other.
+fn check_keyed_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
+    const KNOWN: [&str; 6] = [
+        "key",
+        "access_token",
+        "token_type",
+        "scope",
+        "expires_at",
+        "issued_at",
     ];
-    for (name, expected, required) in expected {
+    if let Some(unknown) = fields.keys().find(|name| !KNOWN.contains(&name.as_str())) {
+        return Err(format!("field `{unknown}` is not one this version reads"));
+    }
+    check_kinds(
+        fields,
+        &[
+            ("key", Expected::String, true),
+            ("access_token", Expected::String, true),
+            ("token_type", Expected::String, true),
+            ("expires_at", Expected::MillisOrNull, true),
+            ("scope", Expected::StringOrNull, false),
+            ("issued_at", Expected::MillisOrNull, false),
+        ],
+    )
+}
+
+/// Checks that each named field is there when required, and of the expected type.
+fn check_kinds(
+    fields: &BTreeMap<String, Kind>,
+    expected: &[(&str, Expected, bool)],
+) -> Result<(), String> {
+    for &(name, expected, required) in expected {
         let Some(kind) = fields.get(name) else {
             if required {
                 return Err(format!("field `{name}` is missing"));
@@ -259,9 +385,12 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
             continue;
         };
         let fits = match (expected, kind) {
-            (_, Kind::String { .. }) => !matches!(expected, Expected::MillisOrNull),
+            (_, Kind::String { .. }) => {
+                !matches!(expected, Expected::MillisOrNull | Expected::Array)
+            }
             (Expected::StringOrNull | Expected::MillisOrNull, Kind::Null) => true,
             (Expected::MillisOrNull, Kind::Integer) => true,
+            (Expected::Array, Kind::Array) => true,
             _ => false,
         };
         if !fits {
@@ -269,6 +398,7 @@ fn check_fields(fields: &BTreeMap<String, Kind>) -> Result<(), String> {
                 Expected::String => "a string",
                 Expected::StringOrNull => "a string or null",
                 Expected::MillisOrNull => "a whole number of milliseconds or null",
+                Expected::Array => "an array",
             };
             return Err(format!(
                 "field `{name}` is {}, not {wanted}",
@@ -286,7 +416,7 @@ enum Kind {
     Integer,
     Number,
     String {
-        /// Whether the string is [`FORMAT`] or [`FORMAT_DPOP`].
+        /// Whether the string is [`FORMAT`], [`FORMAT_DPOP`] or [`FORMAT_KEYED`].
         ours: bool,
     },
     Array,
@@ -344,7 +474,7 @@ impl<'de> de::Visitor<'de> for KindVisitor {
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Kind, E> {
         Ok(Kind::String {
-            ours: value == FORMAT || value == FORMAT_DPOP,
+            ours: value == FORMAT || value == FORMAT_DPOP || value == FORMAT_KEYED,
         })
     }
 
@@ -425,6 +555,55 @@ mod tests {
         let bad = br#"{"format":"silent-refresh/token/2","access_token":"a","token_type":"Bearer","expires_at":null,"dpop_key":7}"#;
         let error = decode(bad).expect_err("a number is no key");
         assert!(error.contains("dpop_key"), "{error}");
+    }
+
+    #[test]
+    fn a_session_with_several_keys_keeps_each_token_under_its_key_in_version_3() {
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut token = Token::bearer("at-default", Expiry::At(wall)).with_refresh_token("rt-1");
+        let mut orders = Token::bearer("at-orders", Expiry::At(wall + Duration::from_secs(60)));
+        orders.scope = Some("orders:read".to_owned());
+        orders.issued_at = Some(wall);
+        token.keyed.push(KeyedToken {
+            key: "resource=https%3A%2F%2Forders.example%2F".to_owned(),
+            token: orders,
+        });
+        token.keyed.push(KeyedToken {
+            key: "audience=billing".to_owned(),
+            token: Token::bearer("at-billing", Expiry::Never),
+        });
+        let bytes = encode(&token).expect("encoded");
+        let text = std::str::from_utf8(&bytes).expect("UTF-8");
+        assert!(text.contains(FORMAT_KEYED), "{text}");
+        let read = decode(&bytes).expect("read back");
+        assert_eq!(read, token);
+        // One key: the version older libraries read.
+        token.keyed.clear();
+        let text = String::from_utf8(encode(&token).expect("encoded").to_vec()).expect("UTF-8");
+        assert!(text.contains(FORMAT) && !text.contains("tokens"), "{text}");
+        // A malformed entry is named, its values never shown.
+        let bad = br#"{"format":"silent-refresh/token/3","access_token":"a","token_type":"Bearer","expires_at":null,"tokens":[{"key":"k","access_token":"secret-at","token_type":"Bearer","expires_at":"soon"}]}"#;
+        let error = decode(bad).expect_err("a string is no time");
+        assert!(
+            error.contains("entry 0") && error.contains("expires_at"),
+            "{error}"
+        );
+        assert!(!error.contains("secret-at"), "{error}");
+        let extra = br#"{"format":"silent-refresh/token/3","access_token":"a","token_type":"Bearer","expires_at":null,"tokens":[{"key":"k","access_token":"x","token_type":"Bearer","expires_at":null,"refresh_token":"rt"}]}"#;
+        let error = decode(extra).expect_err("a key's own refresh token is not stored");
+        assert!(error.contains("refresh_token"), "{error}");
+        let relative = {
+            let mut token = Token::bearer("a", Expiry::Never);
+            token.keyed.push(KeyedToken {
+                key: "k".to_owned(),
+                token: Token::bearer("b", Expiry::In(Duration::from_secs(5))),
+            });
+            token
+        };
+        assert!(matches!(
+            encode(&relative),
+            Err(EncodeError::RelativeExpiry)
+        ));
     }
 
     #[test]

@@ -85,6 +85,14 @@ impl Sim {
             ));
             self.excused.insert(from);
         }
+        let released = std::mem::take(&mut self.store.lock().released_unsaved);
+        if released > 0 {
+            self.report.known_k3 += released;
+            self.log.push(
+                "  [known bug K3: a lock let go while its last save had failed: the store still holds the spent credential]"
+                    .to_owned(),
+            );
+        }
         let behind = std::mem::take(&mut self.store.lock().behind);
         for from in behind {
             self.report.known_k2 += 1;

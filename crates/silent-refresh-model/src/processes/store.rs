@@ -38,8 +38,10 @@ pub(super) struct StoreState {
     pub(super) conflicts: usize,
     /// Saves answered with a conflict by a store older than their `from` (K2).
     pub(super) behind: Vec<String>,
-    /// The `from` of saves under the lock that failed (K3).
+    /// The `from` of saves under a lease that failed (see `checks`).
     pub(super) unsaved_under_lock: Vec<String>,
+    /// Locks let go by a live process while their last save had failed (K3).
+    pub(super) released_unsaved: usize,
 }
 
 /// The (grant, position) a credential's name says (`rt-<grant>-<position>`).
@@ -266,6 +268,7 @@ impl TokenStore for ProcStore {
             shared: self.shared.clone(),
             me: self.me,
             id,
+            unsaved: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 }
@@ -275,6 +278,8 @@ pub(super) struct SimLock {
     pub(super) shared: Arc<SimStore>,
     pub(super) me: usize,
     pub(super) id: u64,
+    /// Whether the last save under this lock failed (K3 if it is let go so).
+    pub(super) unsaved: std::sync::atomic::AtomicBool,
 }
 
 impl StoreLock for SimLock {
@@ -304,6 +309,10 @@ impl SimLock {
         // Fenced: another holder took the lease after ours expired.
         let fenced = state.lease.as_ref().is_some_and(|l| l.id != self.id);
         let saved = self.shared.cas(&mut state, self.me, token, from, fenced);
+        self.unsaved.store(
+            saved.is_err() && !fenced,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // K3 (fixed): after a failed save the kernel keeps this lock for the retried
         // save, so no sibling re-reads the spent credential meanwhile. A lease, though,
         // may expire before the retry succeeds (Redis down longer than the lease): then
@@ -329,6 +338,9 @@ impl Drop for SimLock {
             .is_some_and(|l| l.id == self.id && !l.owner_dead)
         {
             state.lease = None;
+            if self.unsaved.load(std::sync::atomic::Ordering::Relaxed) {
+                state.released_unsaved += 1;
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The browser pattern, ported: an application's own JSON login and refresh API (not
-//! OAuth 2.0), and a closure refresher for each adapter that calls it, reading failures
-//! with the public classifier [`silent_refresh_oauth2::classify`].
+//! The application side of `custom_refresh` (the browser pattern, ported): an
+//! application's own JSON login and refresh API (not OAuth 2.0), and the counts of a
+//! run. The client side, what a reader copies (a closure refresher for each adapter that
+//! reads failures with [`silent_refresh_oauth2::classify`], the adapters' integrations,
+//! the workers), is all in `examples/custom_refresh.rs`.
 //!
 //! The system this library generalises is an axios interceptor that calls the app's
 //! `POST /auth/refresh` when a token runs out. Here:
@@ -12,11 +14,9 @@
 //!   answers `401` to a token that is expired, unknown or revoked. It counts refreshes,
 //!   the most refresh requests in flight at once, reuses, and refresh requests that
 //!   carried an access token (none should).
-//! - [`tokio_refresher`] and [`blocking_refresher`]: the closures, one per adapter.
-//! - [`TokioClient`] and [`BlockingClient`]: sign in, then `GET /api/me` through
-//!   `AuthorizedClient` (reqwest) or the `BearerAuth` ureq middleware.
-//! - [`run`]: many tasks or threads call `GET /api/me` across several expiries and
-//!   the [`Report`] says what the client and the server saw.
+//! - [`Scenario`]: how many workers call `GET /api/me`, for how long, against which
+//!   server settings.
+//! - [`Tally`] and [`Report`]: what the workers and the server saw.
 //!
 //! The tokio refresher in a dozen lines (the README's), here against the embedded API
 //! with a refresh token it never issued, so the session is over at once:
@@ -81,8 +81,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
-use silent_refresh_oauth2::classify;
+use silent_refresh::Config;
 
 pub use crate::client::Runtime;
 
@@ -440,126 +439,7 @@ async fn me(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response 
 }
 
 // ---------------------------------------------------------------------------------
-// The refreshers
-// ---------------------------------------------------------------------------------
-
-/// Reads the answer of `POST /auth/refresh` (or `/auth/login`): a token set, or the
-/// failure for the token machine.
-///
-/// For this API a bare `401` means the session is over, so it is terminal (sign-in
-/// required); the classifier would call it transient. Everything else that is not a
-/// success is classified by [`classify`]: `5xx` and `429` transient, a redirect or
-/// `404` misconfigured, … `sent` is the refresh token the request carried, kept out
-/// of every message.
-///
-/// # Errors
-///
-/// The failure the answer stands for.
-pub fn read_answer(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    sent: &Secret,
-) -> Result<Token, RefreshFailure> {
-    if status == StatusCode::UNAUTHORIZED {
-        return Err(RefreshFailure::terminal(
-            "the session has ended; sign in again",
-        ));
-    }
-    classify(status, headers, body, &[sent])?;
-    let unusable = || RefreshFailure::transient("the refresh answer holds no token");
-    let body: serde_json::Value = serde_json::from_slice(body).map_err(|_| unusable())?;
-    let access = body["accessToken"].as_str().ok_or_else(unusable)?;
-    let expires_in = body["expiresIn"].as_u64().ok_or_else(unusable)?;
-    let token = Token::bearer(access, Expiry::In(Duration::from_secs(expires_in)));
-    Ok(match body["refreshToken"].as_str() {
-        Some(refresh) => token.with_refresh_token(refresh),
-        None => token,
-    })
-}
-
-/// The JSON body `{"refreshToken": …}`.
-fn refresh_body(refresh_token: &Secret) -> Vec<u8> {
-    serde_json::json!({ "refreshToken": refresh_token.expose() })
-        .to_string()
-        .into_bytes()
-}
-
-fn signed_out() -> RefreshFailure {
-    RefreshFailure::terminal("no refresh token: sign in first")
-}
-
-/// The tokio adapter's refresher: a closure that POSTs `refresh_url` with `http` (a
-/// client that follows no redirect and has a timeout) and reads the answer with
-/// [`read_answer`].
-pub fn tokio_refresher(
-    http: reqwest::Client,
-    refresh_url: String,
-) -> impl silent_refresh_tokio::Refresher {
-    move |refresh_token: Option<Secret>| {
-        let (http, url) = (http.clone(), refresh_url.clone());
-        async move {
-            let sent = refresh_token.ok_or_else(signed_out)?;
-            let network =
-                |e: reqwest::Error| RefreshFailure::transient(e.without_url().to_string());
-            let answer = http
-                .post(url)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(refresh_body(&sent))
-                .send()
-                .await
-                .map_err(network)?;
-            let (status, headers) = (answer.status(), answer.headers().clone());
-            let body = answer.bytes().await.map_err(network)?;
-            read_answer(status, &headers, &body, &sent)
-        }
-    }
-}
-
-/// The blocking adapter's refresher: a closure that POSTs `refresh_url` with `agent`
-/// (one that hands error statuses back as answers, follows no redirect and has a
-/// timeout) and reads the answer with [`read_answer`].
-pub fn blocking_refresher(
-    agent: ureq::Agent,
-    refresh_url: String,
-) -> impl Fn(Option<Secret>) -> Result<Token, RefreshFailure> + Send + Sync + 'static {
-    move |refresh_token: Option<Secret>| {
-        let sent = refresh_token.ok_or_else(signed_out)?;
-        let network = |e: ureq::Error| RefreshFailure::transient(e.to_string());
-        let mut answer = agent
-            .post(&refresh_url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .send(&refresh_body(&sent)[..])
-            .map_err(network)?;
-        let (status, headers) = (answer.status(), answer.headers().clone());
-        let body = answer.body_mut().read_to_vec().map_err(network)?;
-        read_answer(status, &headers, &body, &sent)
-    }
-}
-
-/// A refresher that names its token endpoint, so that `AuthorizedClient` never sends
-/// the access token there. A closure cannot name it, and the tokio adapter's
-/// `AuthorizedClientBuilder` has no `exclude` (the ureq `BearerAuthBuilder` has).
-struct NamedEndpoint<R> {
-    refresher: R,
-    endpoint: String,
-}
-
-impl<R: silent_refresh_tokio::Refresher> silent_refresh_tokio::Refresher for NamedEndpoint<R> {
-    fn refresh(
-        &self,
-        refresh_token: Option<Secret>,
-    ) -> impl Future<Output = Result<Token, RefreshFailure>> + Send {
-        self.refresher.refresh(refresh_token)
-    }
-
-    fn token_endpoint(&self) -> Option<&str> {
-        Some(&self.endpoint)
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// The clients
+// The counts
 // ---------------------------------------------------------------------------------
 
 /// Why a call got no answer.
@@ -572,11 +452,17 @@ pub struct CallError {
 }
 
 impl CallError {
-    fn other(message: impl fmt::Display) -> Self {
+    /// A failure that says whether the user must sign in again.
+    pub fn new(sign_in_required: bool, message: impl fmt::Display) -> Self {
         Self {
-            sign_in_required: false,
+            sign_in_required,
             message: message.to_string(),
         }
+    }
+
+    /// Any other failure (the network, a body that could not be read).
+    pub fn other(message: impl fmt::Display) -> Self {
+        Self::new(false, message)
     }
 }
 
@@ -587,231 +473,6 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
-
-/// The body of `POST /auth/login`.
-fn login_body() -> Vec<u8> {
-    serde_json::json!({ "username": USERNAME, "password": PASSWORD })
-        .to_string()
-        .into_bytes()
-}
-
-/// A login answer as the credentials to sign in with: its lifetime counts from when
-/// the login was sent, so the client never believes the token lives longer than the
-/// server does.
-fn login_credentials(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    sent_at: Instant,
-) -> Result<Credentials, CallError> {
-    if status == StatusCode::UNAUTHORIZED {
-        return Err(CallError::other(
-            "login failed: invalid username or password",
-        ));
-    }
-    let mut token = read_answer(status, headers, body, &Secret::new(PASSWORD))
-        .map_err(|failure| CallError::other(format!("login failed: {}", failure.message)))?;
-    if let Expiry::In(lifetime) = token.expiry {
-        token.expiry = Expiry::In(lifetime.saturating_sub(sent_at.elapsed()));
-    }
-    Ok(Credentials::Token(token))
-}
-
-/// A session in the tokio adapter: an `AuthorizedClient` over reqwest.
-#[derive(Clone, Debug)]
-pub struct TokioClient {
-    client: silent_refresh_tokio::AuthorizedClient,
-    http: reqwest::Client,
-    me_url: String,
-}
-
-impl TokioClient {
-    /// Logs in at `origin` and starts a token source whose refresher calls the
-    /// refresh route; the refresh route is the refresher's named endpoint, so the
-    /// client refuses to send the access token there.
-    ///
-    /// # Errors
-    ///
-    /// When the login fails, or the source or client cannot be built.
-    pub async fn sign_in(origin: &str, config: Config) -> Result<Self, CallError> {
-        let refresh_http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.refresh_timeout())
-            .build()
-            .map_err(CallError::other)?;
-        let sent_at = Instant::now();
-        let answer = refresh_http
-            .post(format!("{origin}{LOGIN_PATH}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(login_body())
-            .send()
-            .await
-            .map_err(|e| CallError::other(e.without_url()))?;
-        let (status, headers) = (answer.status(), answer.headers().clone());
-        let body = answer
-            .bytes()
-            .await
-            .map_err(|e| CallError::other(e.without_url()))?;
-        let credentials = login_credentials(status, &headers, &body, sent_at)?;
-
-        let refresh_url = format!("{origin}{REFRESH_PATH}");
-        let source = silent_refresh_tokio::TokenSource::builder(config)
-            .credentials(credentials)
-            .refresher(NamedEndpoint {
-                refresher: tokio_refresher(refresh_http, refresh_url.clone()),
-                endpoint: refresh_url,
-            })
-            .build()
-            .map_err(CallError::other)?;
-        let client = silent_refresh_tokio::AuthorizedClient::builder(source)
-            .allow_origin(origin)
-            .build()
-            .map_err(CallError::other)?;
-        Ok(Self {
-            client,
-            http: reqwest::Client::new(),
-            me_url: format!("{origin}{ME_PATH}"),
-        })
-    }
-
-    /// The authorized client (its token source, its origin checks).
-    #[must_use]
-    pub fn authorized(&self) -> &silent_refresh_tokio::AuthorizedClient {
-        &self.client
-    }
-
-    /// `GET /api/me` with the token; a `401` is reported and the request sent once
-    /// more with a new token.
-    ///
-    /// # Errors
-    ///
-    /// When no token can be had (`sign_in_required` when the session is over) or the
-    /// request fails.
-    pub async fn get_me(&self) -> Result<StatusCode, CallError> {
-        let request = self
-            .http
-            .get(&self.me_url)
-            .build()
-            .map_err(|e| CallError::other(e.without_url()))?;
-        match self.client.execute(&self.http, request).await {
-            Ok(response) => {
-                let status = response.status();
-                // Read the body so the connection goes back to the pool.
-                response
-                    .bytes()
-                    .await
-                    .map_err(|e| CallError::other(e.without_url()))?;
-                Ok(status)
-            }
-            Err(error) => Err(CallError {
-                sign_in_required: error.needs_sign_in(),
-                message: error.to_string(),
-            }),
-        }
-    }
-}
-
-/// A session in the blocking adapter: a ureq agent with the `BearerAuth` middleware.
-#[derive(Debug)]
-pub struct BlockingClient {
-    source: silent_refresh_ureq::TokenSource,
-    agent: ureq::Agent,
-    me_url: String,
-}
-
-impl BlockingClient {
-    /// Logs in at `origin` and starts a token source whose refresher calls the
-    /// refresh route, which the middleware excludes: it never gets the access token.
-    ///
-    /// # Errors
-    ///
-    /// When the login fails, or the source or middleware cannot be built.
-    pub fn sign_in(origin: &str, config: Config) -> Result<Self, CallError> {
-        let refresh_agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(config.refresh_timeout()))
-            .build()
-            .into();
-        let sent_at = Instant::now();
-        let mut answer = refresh_agent
-            .post(format!("{origin}{LOGIN_PATH}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .send(&login_body()[..])
-            .map_err(CallError::other)?;
-        let (status, headers) = (answer.status(), answer.headers().clone());
-        let body = answer.body_mut().read_to_vec().map_err(CallError::other)?;
-        let credentials = login_credentials(status, &headers, &body, sent_at)?;
-
-        let refresh_url = format!("{origin}{REFRESH_PATH}");
-        let request_timeout = config.request_timeout();
-        let source = silent_refresh_ureq::TokenSource::builder(config)
-            .credentials(credentials)
-            .refresher(blocking_refresher(refresh_agent, refresh_url.clone()))
-            .build()
-            .map_err(CallError::other)?;
-        let auth = silent_refresh_ureq::BearerAuth::builder(source.clone())
-            .allow_origin(origin)
-            .exclude(refresh_url)
-            .build()
-            .map_err(CallError::other)?;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(request_timeout))
-            .middleware(auth)
-            .build()
-            .into();
-        Ok(Self {
-            source,
-            agent,
-            me_url: format!("{origin}{ME_PATH}"),
-        })
-    }
-
-    /// The token source.
-    #[must_use]
-    pub fn source(&self) -> &silent_refresh_ureq::TokenSource {
-        &self.source
-    }
-
-    /// The agent with the middleware: requests to the API's origin get the token,
-    /// except those to the refresh route.
-    #[must_use]
-    pub fn agent(&self) -> &ureq::Agent {
-        &self.agent
-    }
-
-    /// `GET /api/me` with the token; a `401` is reported and the request sent once
-    /// more with a new token.
-    ///
-    /// # Errors
-    ///
-    /// When no token can be had (`sign_in_required` when the session is over) or the
-    /// request fails.
-    pub fn get_me(&self) -> Result<StatusCode, CallError> {
-        match self.agent.get(&self.me_url).call() {
-            Ok(mut response) => {
-                let status = response.status();
-                // Read the body so the connection goes back to the pool.
-                response
-                    .body_mut()
-                    .read_to_vec()
-                    .map_err(CallError::other)?;
-                Ok(status)
-            }
-            Err(ureq::Error::Other(error)) => {
-                match error.downcast_ref::<silent_refresh_ureq::Error>() {
-                    Some(error) => Err(CallError {
-                        sign_in_required: error.needs_sign_in(),
-                        message: error.to_string(),
-                    }),
-                    None => Err(CallError::other(error)),
-                }
-            }
-            Err(error) => Err(CallError::other(error)),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // The scenario
@@ -844,6 +505,18 @@ impl Scenario {
             pause: Duration::from_millis(10),
             server: ApiConfig::default(),
         }
+    }
+
+    /// One line for people: what the run does.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} workers call GET {ME_PATH} for {:?}, with {:?} access tokens",
+            self.runtime.name(),
+            self.workers,
+            self.duration,
+            self.server.token_lifetime,
+        )
     }
 
     /// The client's configuration: the library's defaults (a token is refreshed
@@ -929,16 +602,17 @@ impl Report {
     }
 }
 
-/// What the workers counted.
-#[derive(Default)]
-struct Tally {
+/// What the workers counted: shared by them, then turned into a [`Report`].
+#[derive(Debug, Default)]
+pub struct Tally {
     requests: AtomicU64,
     ok: AtomicU64,
     first_failure: Mutex<Option<String>>,
 }
 
 impl Tally {
-    fn record(&self, result: Result<StatusCode, CallError>) {
+    /// Counts one call of `GET /api/me` and its answer.
+    pub fn record(&self, result: Result<StatusCode, CallError>) {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let failure = match result {
             Ok(StatusCode::OK) => {
@@ -954,7 +628,9 @@ impl Tally {
             .get_or_insert(failure);
     }
 
-    fn report(&self, runtime: Runtime, server: ApiStats) -> Report {
+    /// The report of a run: the calls counted here and what the server counted.
+    #[must_use]
+    pub fn report(&self, runtime: Runtime, server: ApiStats) -> Report {
         let requests = self.requests.load(Ordering::SeqCst);
         let ok = self.ok.load(Ordering::SeqCst);
         Report {
@@ -970,64 +646,4 @@ impl Tally {
             server,
         }
     }
-}
-
-/// Starts an [`ApiServer`], signs in, and has the scenario's workers call
-/// `GET /api/me` until its time is up.
-///
-/// # Errors
-///
-/// When the server cannot start, or signing in fails.
-pub fn run(scenario: &Scenario) -> io::Result<Report> {
-    let server = ApiServer::start(scenario.server.clone())?;
-    let tally = Arc::new(Tally::default());
-    match scenario.runtime {
-        Runtime::Tokio => run_tokio(scenario, &server, &tally)?,
-        Runtime::Blocking => run_blocking(scenario, &server, &tally)?,
-    }
-    Ok(tally.report(scenario.runtime, server.stats()))
-}
-
-fn run_tokio(scenario: &Scenario, server: &ApiServer, tally: &Arc<Tally>) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let client = TokioClient::sign_in(&server.origin(), scenario.config())
-            .await
-            .map_err(io::Error::other)?;
-        let end = tokio::time::Instant::now() + scenario.duration;
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..scenario.workers {
-            let (client, tally, pause) = (client.clone(), tally.clone(), scenario.pause);
-            workers.spawn(async move {
-                while tokio::time::Instant::now() < end {
-                    tally.record(client.get_me().await);
-                    tokio::time::sleep(pause).await;
-                }
-            });
-        }
-        while let Some(joined) = workers.join_next().await {
-            joined.map_err(io::Error::other)?;
-        }
-        Ok(())
-    })
-}
-
-fn run_blocking(scenario: &Scenario, server: &ApiServer, tally: &Tally) -> io::Result<()> {
-    let client =
-        BlockingClient::sign_in(&server.origin(), scenario.config()).map_err(io::Error::other)?;
-    let end = Instant::now() + scenario.duration;
-    std::thread::scope(|scope| {
-        for _ in 0..scenario.workers {
-            scope.spawn(|| {
-                while Instant::now() < end {
-                    tally.record(client.get_me());
-                    std::thread::sleep(scenario.pause);
-                }
-            });
-        }
-    });
-    Ok(())
 }

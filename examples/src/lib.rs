@@ -7,8 +7,9 @@
 //!   token endpoint, and a second origin that counts what reaches it).
 //! - [`demo`]: the acts of `cargo run --example demo`.
 //! - [`client`]: `oauth2_client`, a load and smoke tool for any OAuth 2.0 server.
-//! - [`custom`]: `custom_refresh`, the browser pattern ported: an app's own JSON
-//!   login and refresh API, and a closure refresher for each adapter.
+//! - [`custom`]: the application side of `custom_refresh` (the browser pattern
+//!   ported): an app's own JSON login and refresh API, and the run's counts; the
+//!   client side is all in `examples/custom_refresh.rs`.
 //! - [`grants`]: `oauth2_client`'s `--grant`, `--auth private_key_jwt`,
 //!   `--private-key` and `--subject-token-file`.
 //! - [`dpop_key`]: `oauth2_client`'s `--dpop` and `--dpop-key PATH`.

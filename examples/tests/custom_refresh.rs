@@ -1,14 +1,20 @@
 //! `custom_refresh` (issue 14, "the browser pattern, ported"): a closure refresher
 //! over the app's own JSON `/auth/refresh`, in both runtimes, against the embedded
 //! API on `127.0.0.1`. Every assertion is on a count or an error, never on a timing.
+//! The code under test is the example's own (`examples/custom_refresh.rs`, included
+//! here as a module): what a reader copies is what is checked.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use silent_refresh::{Config, FailureKind, Secret};
-use silent_refresh_examples::custom::{
-    self, ApiConfig, ApiServer, BlockingClient, Report, Runtime, Scenario, TokioClient,
-};
+use silent_refresh_examples::custom::{ApiConfig, ApiServer, Report, Runtime, Scenario};
+
+/// The example, as a module: its `main` is not called here, and what it makes `pub`
+/// is for this file.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../custom_refresh.rs"]
+mod example;
 
 /// A short run: 8 workers for 2 s with 1-second tokens, so the token is refreshed
 /// about every half second (the login's token, then at least two more).
@@ -46,13 +52,13 @@ fn assert_kept(report: &Report) {
 
 #[test]
 fn tokio_keeps_the_session_across_expiries() {
-    let report = custom::run(&short(Runtime::Tokio)).expect("the run starts");
+    let report = example::run(&short(Runtime::Tokio)).expect("the run starts");
     assert_kept(&report);
 }
 
 #[test]
 fn blocking_keeps_the_session_across_expiries() {
-    let report = custom::run(&short(Runtime::Blocking)).expect("the run starts");
+    let report = example::run(&short(Runtime::Blocking)).expect("the run starts");
     assert_kept(&report);
 }
 
@@ -68,13 +74,15 @@ fn long_lived() -> ApiServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_a_dead_session_fails_fast_with_sign_in_required() {
     let server = long_lived();
-    let client = TokioClient::sign_in(&server.origin(), Config::default())
+    let client = example::tokio_client(&server.origin(), Config::default())
         .await
         .expect("signed in");
-    assert_eq!(client.get_me().await, Ok(StatusCode::OK));
-    // The refresh route is the refresher's endpoint: the client never sends the
+    let (http, me) = (reqwest::Client::new(), server.me_url());
+    let get_me = || example::tokio_get(&client, &http, &me);
+    assert_eq!(get_me().await, Ok(StatusCode::OK));
+    // The refresh route is the source's token endpoint: the client never sends the
     // access token there.
-    let refused = client.authorized().check(&server.refresh_url());
+    let refused = client.check(&server.refresh_url());
     assert!(
         matches!(
             refused,
@@ -84,7 +92,7 @@ async fn tokio_a_dead_session_fails_fast_with_sign_in_required() {
     );
 
     server.revoke_sessions();
-    let first = client.get_me().await.expect_err("the session is over");
+    let first = get_me().await.expect_err("the session is over");
     assert!(first.sign_in_required, "{first}");
     let after_first = server.stats();
     assert_eq!(after_first.refresh_requests, 1, "{after_first:?}");
@@ -92,7 +100,7 @@ async fn tokio_a_dead_session_fails_fast_with_sign_in_required() {
     assert_eq!(after_first.me_unauthorized, 1, "{after_first:?}");
 
     // Fast: the next call fails without a refresh and without reaching the API.
-    let second = client.get_me().await.expect_err("still over");
+    let second = get_me().await.expect_err("still over");
     assert!(second.sign_in_required, "{second}");
     assert_eq!(server.stats(), after_first);
     assert_eq!(after_first.tokens_at_refresh, 0);
@@ -101,11 +109,11 @@ async fn tokio_a_dead_session_fails_fast_with_sign_in_required() {
 #[test]
 fn blocking_a_dead_session_fails_fast_with_sign_in_required() {
     let server = long_lived();
-    let client = BlockingClient::sign_in(&server.origin(), Config::default()).expect("signed in");
-    assert_eq!(client.get_me(), Ok(StatusCode::OK));
+    let agent = example::blocking_agent(&server.origin(), Config::default()).expect("signed in");
+    let get_me = || example::blocking_get(&agent, &server.me_url());
+    assert_eq!(get_me(), Ok(StatusCode::OK));
     // The middleware passes a request to the refresh route through without the token.
-    let mut probe = client
-        .agent()
+    let mut probe = agent
         .post(server.refresh_url())
         .send("{}")
         .expect("an answer");
@@ -116,13 +124,13 @@ fn blocking_a_dead_session_fails_fast_with_sign_in_required() {
     assert_eq!(probed.tokens_at_refresh, 0, "{probed:?}");
 
     server.revoke_sessions();
-    let first = client.get_me().expect_err("the session is over");
+    let first = get_me().expect_err("the session is over");
     assert!(first.sign_in_required, "{first}");
     let after_first = server.stats();
     assert_eq!(after_first.refresh_requests, 2, "{after_first:?}");
     assert_eq!(after_first.me_unauthorized, 1, "{after_first:?}");
 
-    let second = client.get_me().expect_err("still over");
+    let second = get_me().expect_err("still over");
     assert!(second.sign_in_required, "{second}");
     assert_eq!(server.stats(), after_first);
     assert_eq!(after_first.tokens_at_refresh, 0);
@@ -135,8 +143,11 @@ fn refresh_answers_are_classified() {
     use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
     let sent = Secret::new("rt_0123456789abcdef0123456789abcdef");
     let none = HeaderMap::new();
+    let read = |status: StatusCode, headers: &HeaderMap, body: &[u8], sent: &Secret| {
+        example::read_answer(&(status, headers.clone(), body.to_vec()), sent)
+    };
 
-    let token = custom::read_answer(
+    let token = read(
         StatusCode::OK,
         &none,
         br#"{"accessToken":"at-1","refreshToken":"rt-2","expiresIn":2}"#,
@@ -153,7 +164,7 @@ fn refresh_answers_are_classified() {
         silent_refresh::Expiry::In(Duration::from_secs(2))
     );
 
-    let expired = custom::read_answer(
+    let expired = read(
         StatusCode::UNAUTHORIZED,
         &none,
         br#"{"message":"session expired"}"#,
@@ -164,19 +175,18 @@ fn refresh_answers_are_classified() {
 
     let mut busy = HeaderMap::new();
     busy.insert(RETRY_AFTER, HeaderValue::from_static("3"));
-    let unavailable = custom::read_answer(StatusCode::SERVICE_UNAVAILABLE, &busy, b"", &sent)
-        .expect_err("refused");
+    let unavailable =
+        read(StatusCode::SERVICE_UNAVAILABLE, &busy, b"", &sent).expect_err("refused");
     assert_eq!(unavailable.kind, FailureKind::Transient);
     assert_eq!(unavailable.retry_after, Some(Duration::from_secs(3)));
 
-    let missing =
-        custom::read_answer(StatusCode::NOT_FOUND, &none, b"not found", &sent).expect_err("404");
+    let missing = read(StatusCode::NOT_FOUND, &none, b"not found", &sent).expect_err("404");
     assert_eq!(missing.kind, FailureKind::Misconfigured);
 
-    let garbled = custom::read_answer(StatusCode::OK, &none, b"<html>", &sent).expect_err("html");
+    let garbled = read(StatusCode::OK, &none, b"<html>", &sent).expect_err("html");
     assert_eq!(garbled.kind, FailureKind::Transient);
 
-    let echo = custom::read_answer(
+    let echo = read(
         StatusCode::BAD_REQUEST,
         &none,
         br#"{"message":"bad token rt_0123456789abcdef0123456789abcdef"}"#,

@@ -52,10 +52,7 @@
 #![warn(missing_docs)]
 // The crate's items exist on wasm32 only: elsewhere the links above name nothing
 // (document it with `--target wasm32-unknown-unknown`).
-#![cfg_attr(
-    not(target_arch = "wasm32"),
-    allow(rustdoc::broken_intra_doc_links)
-)]
+#![cfg_attr(not(target_arch = "wasm32"), allow(rustdoc::broken_intra_doc_links))]
 
 #[cfg(target_arch = "wasm32")]
 mod fetch;

@@ -1,11 +1,14 @@
 //! Small helpers over the JS global scope (a window, a worker, or Node): what this
-//! crate reads there, through `js_sys::Reflect`, so that it runs wherever the API is.
+//! crate reads there, through `js_sys::Reflect`, so that it runs wherever the API is;
+//! promises and IndexedDB requests as futures.
 
 use std::future::Future;
 
 use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbRequest;
 
 /// `target[name]`, `undefined` when absent.
 pub(crate) fn get(target: &JsValue, name: &str) -> JsValue {
@@ -42,4 +45,26 @@ pub(crate) fn describe(error: &JsValue) -> String {
 pub(crate) fn settle(promise: Promise) -> impl Future<Output = Result<JsValue, String>> {
     let future = JsFuture::from(promise);
     async move { future.await.map_err(|error| describe(&error)) }
+}
+
+/// An IndexedDB request's result, once it succeeded.
+pub(crate) async fn request_done(request: &IdbRequest) -> Result<JsValue, String> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let succeeded = request.clone();
+        let on_success = Closure::once_into_js(move || {
+            let _ = resolve.call1(&JsValue::UNDEFINED, &succeeded.result().unwrap_or_default());
+        });
+        let failed = request.clone();
+        let on_error = Closure::once_into_js(move || {
+            let error = failed
+                .error()
+                .ok()
+                .flatten()
+                .map_or(JsValue::UNDEFINED, JsValue::from);
+            let _ = reject.call1(&JsValue::UNDEFINED, &error);
+        });
+        request.set_onsuccess(Some(on_success.unchecked_ref()));
+        request.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    settle(promise).await
 }

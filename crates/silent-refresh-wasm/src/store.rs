@@ -36,7 +36,7 @@ use silent_refresh_driver::store::{Saved, StoreLock, StoreReady, TokenStore};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{BroadcastChannel, IdbDatabase, IdbFactory, IdbRequest, IdbTransactionMode};
+use web_sys::{BroadcastChannel, IdbDatabase, IdbFactory, IdbTransactionMode};
 
 use crate::js;
 
@@ -458,7 +458,7 @@ impl Inner {
             }
         });
         open.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
-        let opened = request_done(&open).await;
+        let opened = js::request_done(&open).await;
         open.set_onupgradeneeded(None);
         drop(on_upgrade);
         let database: IdbDatabase = opened?.unchecked_into();
@@ -478,7 +478,7 @@ impl Inner {
         let request = store
             .get(&JsValue::from_str(&self.name))
             .map_err(|e| js::describe(&e))?;
-        let value = request_done(&request).await?;
+        let value = js::request_done(&request).await?;
         if value.is_undefined() || value.is_null() {
             return Ok(None);
         }
@@ -714,28 +714,6 @@ fn decode(value: &JsValue) -> Result<(u64, Option<Token>), String> {
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((version as u64, token))
-}
-
-/// An IndexedDB request's result, once it succeeded.
-async fn request_done(request: &IdbRequest) -> Result<JsValue, String> {
-    let promise = Promise::new(&mut |resolve, reject| {
-        let succeeded = request.clone();
-        let on_success = Closure::once_into_js(move || {
-            let _ = resolve.call1(&JsValue::UNDEFINED, &succeeded.result().unwrap_or_default());
-        });
-        let failed = request.clone();
-        let on_error = Closure::once_into_js(move || {
-            let error = failed
-                .error()
-                .ok()
-                .flatten()
-                .map_or(JsValue::UNDEFINED, JsValue::from);
-            let _ = reject.call1(&JsValue::UNDEFINED, &error);
-        });
-        request.set_onsuccess(Some(on_success.unchecked_ref()));
-        request.set_onerror(Some(on_error.unchecked_ref()));
-    });
-    js::settle(promise).await
 }
 
 impl TokenStore for TabsStore {

@@ -85,6 +85,7 @@ pub use apis::{ApiServer, ApiStats};
 mod dpop;
 pub use dpop::{DpopConfig, DpopStats};
 pub mod signin;
+mod web;
 
 /// The path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth/token";
@@ -460,6 +461,8 @@ struct ServerState {
     dpop: Option<dpop::DpopState>,
     /// Discovery, the device and code flows, revocation (see [`signin`]).
     signin: signin::SignIn,
+    /// The folder of static files served on the resource's origin, if any.
+    folder: Mutex<Option<std::path::PathBuf>>,
 }
 
 #[derive(Default)]
@@ -579,12 +582,16 @@ impl AuthServer {
             next_id: AtomicU64::new(1),
             dpop,
             signin: signin::SignIn::default(),
+            folder: Mutex::new(None),
         });
         let auth_app = signin::routes(Router::new().route(TOKEN_PATH, post(token_endpoint)))
+            .layer(axum::middleware::from_fn(web::cors))
             .with_state(state.clone());
         let auth = Arc::new(AuthOrigin::start(auth_addr, auth_app)?);
         let app = Router::new()
             .route(RESOURCE_PATH, any(resource))
+            .fallback(web::static_file)
+            .layer(axum::middleware::from_fn(web::cors))
             .with_state(state.clone());
         let served = Served::start("embedded OAuth server", listener, app)?;
         let server = Self {

@@ -222,6 +222,8 @@ fn drive_tokio(setup: &Setup, seen: &Seen) {
             }
         });
         futures::future::join_all(callers).await;
+        // No exchange left on the wire when the test reads the server's counts.
+        assert!(source.shutdown(Duration::from_secs(10)).await, "stopped");
     });
 }
 
@@ -269,6 +271,8 @@ fn drive_blocking(setup: &Setup, seen: &Seen) {
             });
         }
     });
+    // No exchange left on the wire when the test reads the server's counts.
+    assert!(source.shutdown(Duration::from_secs(10)), "stopped");
 }
 
 /// Runs `case` in `runtime` and checks the server's own counts.

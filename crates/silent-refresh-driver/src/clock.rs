@@ -1,7 +1,8 @@
 //! The one place the drivers read time: a monotonic and a wall clock, injectable.
 
+use silent_refresh::time::{Instant, SystemTime};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use crate::wake::Wake;
 

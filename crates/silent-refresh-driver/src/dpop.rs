@@ -2,7 +2,7 @@
 //! wall clock and fresh random bytes, which the codec takes as arguments; they are read
 //! here.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use silent_refresh::time::SystemTime;
 
 use http::HeaderValue;
 use silent_refresh::Secret;
@@ -22,7 +22,7 @@ pub fn proof(
     access_token: Option<&Secret>,
 ) -> Result<HeaderValue, String> {
     let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+        .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(|e| format!("the random generator failed: {e}"))?;

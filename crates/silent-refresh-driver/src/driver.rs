@@ -20,6 +20,7 @@
 //! down and drops it), the kernel is stopped, so no caller waits for an answer that
 //! cannot come.
 
+use silent_refresh::time::Instant;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -27,7 +28,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use silent_refresh::{AttemptId, KeyId, RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::Target;
@@ -177,17 +177,21 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
                 key,
                 attempt,
                 Err(RefreshFailure::misconfigured(
-                    "this refresher cannot ask for a token for a resource, an audience or                      a scope of its own: use an OAuth2Refresher for `for_target`",
+                    "this refresher cannot ask for a token for a resource, an audience or \
+                     a scope of its own: use an OAuth2Refresher for `for_target`",
                 )),
             );
             return;
         }
         let span = self.observer.exchange_span(attempt);
-        let step = if self.kernel.store().is_some() {
+        let step = if let Some(store) = self.kernel.store() {
             let (kernel, sent) = (self.kernel.clone(), refresh_token.clone());
-            Step::Preparing(self.runtime.run_blocking(BlockingWork::StoreLock, move || {
-                kernel.prepare_exchange_for(key, attempt, sent.as_ref())
-            }))
+            Step::Preparing(
+                self.runtime
+                    .run_store(store, BlockingWork::StoreLock, move || {
+                        kernel.prepare_exchange_for(key, attempt, sent.as_ref())
+                    }),
+            )
         } else {
             let _entered = span.enter();
             Step::OnWire(exchange(&*self.refresher, refresh_token.clone(), &target))
@@ -238,7 +242,10 @@ impl<Rt: Runtime, W: Waiter> Driver<Rt, W> {
                 };
                 let kernel = self.kernel.clone();
                 let job = move || kernel.store_io(io);
-                self.store_job = Some(self.runtime.run_blocking(BlockingWork::StoreIo, job));
+                self.store_job = Some(match self.kernel.store() {
+                    Some(store) => self.runtime.run_store(store, BlockingWork::StoreIo, job),
+                    None => self.runtime.run_blocking(BlockingWork::StoreIo, job),
+                });
             }
             let Some(job) = self.store_job.as_mut() else {
                 return progress;

@@ -14,5 +14,9 @@ pub use crate::Error;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::kernel::TokenChange;
 pub use crate::runtime::NoRefresher;
-pub use crate::signin::{Browser, CancelSignIn, SignedOut};
-pub use crate::store::{FileStore, Saved, TokenStore};
+pub use crate::signin::CancelSignIn;
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::signin::{Browser, SignedOut};
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::store::FileStore;
+pub use crate::store::{Saved, TokenStore};

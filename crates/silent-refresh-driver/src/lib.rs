@@ -30,6 +30,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// On wasm32 without the `wasm` runtime no runtime runs the refresher: its parts are unused.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "wasm")), allow(dead_code))]
 
 pub mod clock;
 #[cfg(feature = "dpop")]

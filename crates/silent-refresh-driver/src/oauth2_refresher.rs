@@ -2,10 +2,11 @@
 //! brings a [`HttpClient`] (reqwest for tokio, a ureq agent for threads) and names
 //! `OAuth2Refresher<ItsClient>` as its own `OAuth2Refresher`.
 
+use silent_refresh::time::{Instant, SystemTime};
 use std::fmt;
-#[cfg(feature = "tokio")]
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use silent_refresh::{RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::{DEFAULT_EXCHANGE_TIMEOUT, Exchange, RefreshGrant, Target};
@@ -57,6 +58,18 @@ pub trait AsyncHttpClient: HttpClient {
         request: http::Request<Vec<u8>>,
         timeout: Duration,
     ) -> impl Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>> + Send;
+}
+
+/// A client that sends one exchange from the browser's event loop (feature `wasm`, on
+/// wasm32): `fetch`. Its futures are not `Send`: nothing there runs on another thread.
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+pub trait LocalHttpClient: HttpClient {
+    /// As [`BlockingHttpClient::send`], as a future of this thread.
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>>;
 }
 
 /// Refreshes against an OAuth 2.0 token endpoint (RFC 6749 §6), sending with the
@@ -147,10 +160,12 @@ impl<C: HttpClient> OAuth2Refresher<C> {
         refresh_token: Option<&'a Secret>,
     ) -> Result<(http::Request<Vec<u8>>, Exchange<'a>), RefreshFailure> {
         #[cfg_attr(not(feature = "dpop"), allow(unused_mut))]
-        let (mut request, exchange) =
-            grant.start_exchange(refresh_token, SystemTime::now(), random(), |path| {
-                std::fs::read(path)
-            })?;
+        let (mut request, exchange) = grant.start_exchange(
+            refresh_token,
+            std_wall(SystemTime::now()),
+            random(),
+            |path| std::fs::read(path),
+        )?;
         #[cfg(feature = "dpop")]
         if let Some(dpop) = &self.dpop {
             crate::dpop::prove(dpop, &mut request, None)
@@ -202,7 +217,7 @@ impl<C: HttpClient> OAuth2Refresher<C> {
     }
 
     /// The time left of the exchange's timeout, started at `started`.
-    fn left(&self, started: std::time::Instant) -> Duration {
+    fn left(&self, started: Instant) -> Duration {
         self.timeout.saturating_sub(started.elapsed())
     }
 }
@@ -213,6 +228,7 @@ fn nonce_loop() -> RefreshFailure {
     RefreshFailure::transient("the token endpoint asked for a DPoP nonce twice in a row")
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl<C: BlockingHttpClient> OAuth2Refresher<C> {
     /// One exchange of `grant`'s request, blocking.
     fn refresh_blocking(
@@ -220,7 +236,7 @@ impl<C: BlockingHttpClient> OAuth2Refresher<C> {
         grant: &RefreshGrant,
         refresh_token: Option<&Secret>,
     ) -> Result<Token, RefreshFailure> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         for first_try in [true, false] {
             let (request, exchange) = self.start(grant, refresh_token)?;
             let response = self.client.send(request, self.left(started))?;
@@ -233,6 +249,7 @@ impl<C: BlockingHttpClient> OAuth2Refresher<C> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresher<C> {
     fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
         self.refresh_blocking(&self.grant, refresh_token.as_ref())
@@ -264,18 +281,24 @@ impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresh
     }
 }
 
-#[cfg(feature = "tokio")]
-impl<C: AsyncHttpClient> OAuth2Refresher<C> {
-    /// One exchange of `grant`'s request.
-    async fn refresh_async(
+impl<C: HttpClient> OAuth2Refresher<C> {
+    /// One exchange whose tries `send` sends asynchronously (the tokio and the browser
+    /// runtimes).
+    #[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+    async fn refresh_with<S, F>(
         &self,
         grant: &RefreshGrant,
-        refresh_token: Option<&Secret>,
-    ) -> Result<Token, RefreshFailure> {
-        let started = std::time::Instant::now();
+        refresh_token: Option<Secret>,
+        send: S,
+    ) -> Result<Token, RefreshFailure>
+    where
+        S: Fn(http::Request<Vec<u8>>, Duration) -> F,
+        F: Future<Output = Result<http::Response<Vec<u8>>, RefreshFailure>>,
+    {
+        let started = Instant::now();
         for first_try in [true, false] {
-            let (request, exchange) = self.start(grant, refresh_token)?;
-            let response = self.client.send(request, self.left(started)).await?;
+            let (request, exchange) = self.start(grant, refresh_token.as_ref())?;
+            let response = send(request, self.left(started)).await?;
             match self.answer(first_try, &exchange, response) {
                 Step::Resend => {}
                 Step::Done(result) => return result,
@@ -288,8 +311,8 @@ impl<C: AsyncHttpClient> OAuth2Refresher<C> {
 #[cfg(feature = "tokio")]
 impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C> {
     async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
-        self.refresh_async(&self.grant, refresh_token.as_ref())
-            .await
+        let send = |request, timeout| AsyncHttpClient::send(&self.client, request, timeout);
+        self.refresh_with(&self.grant, refresh_token, send).await
     }
 
     async fn refresh_for(
@@ -298,7 +321,44 @@ impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C>
         target: &Target,
     ) -> Result<Token, RefreshFailure> {
         let grant = self.grant.for_target(target);
-        self.refresh_async(&grant, refresh_token.as_ref()).await
+        let send = |request, timeout| AsyncHttpClient::send(&self.client, request, timeout);
+        self.refresh_with(&grant, refresh_token, send).await
+    }
+
+    fn supports_targets(&self) -> bool {
+        true
+    }
+
+    fn token_endpoint(&self) -> Option<&str> {
+        Some(self.grant.token_url())
+    }
+
+    fn exchange_timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop(&self) -> Option<&DpopSession> {
+        self.dpop.as_ref()
+    }
+}
+
+/// The browser's refresher: as tokio's, but its future stays on the page's thread.
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+impl<C: LocalHttpClient> crate::runtime::wasm::Refresher for OAuth2Refresher<C> {
+    async fn refresh(&self, refresh_token: Option<Secret>) -> Result<Token, RefreshFailure> {
+        let send = |request, timeout| LocalHttpClient::send(&self.client, request, timeout);
+        self.refresh_with(&self.grant, refresh_token, send).await
+    }
+
+    async fn refresh_for(
+        &self,
+        refresh_token: Option<Secret>,
+        target: &Target,
+    ) -> Result<Token, RefreshFailure> {
+        let grant = self.grant.for_target(target);
+        let send = |request, timeout| LocalHttpClient::send(&self.client, request, timeout);
+        self.refresh_with(&grant, refresh_token, send).await
     }
 
     fn supports_targets(&self) -> bool {
@@ -408,6 +468,15 @@ impl<C: HttpClient> fmt::Debug for OAuth2RefresherBuilder<C> {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// `wall` as std's `SystemTime`, which the codec takes: the same value on native targets;
+/// on wasm32, where std's cannot be read, the browser's wall clock carried over.
+fn std_wall(wall: SystemTime) -> std::time::SystemTime {
+    let since_epoch = wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::time::UNIX_EPOCH + since_epoch
 }
 
 /// 32 bytes of the operating system's random generator: each signed assertion's `jti`.

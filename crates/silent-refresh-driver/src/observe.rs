@@ -19,10 +19,10 @@
 //! No span field and no metric label carries a secret: attempt ids, triggers and
 //! outcomes only, from fixed sets of names.
 
+use silent_refresh::time::Instant;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use silent_refresh::{AttemptId, Event, FailureKind, Status, Trigger};
 

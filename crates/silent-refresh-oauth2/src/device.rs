@@ -61,9 +61,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
+use silent_refresh::time::Instant;
 use silent_refresh::{FailureKind, RefreshFailure, Secret, Token};
 
 use crate::client::TransportError;

@@ -26,7 +26,7 @@ use crate::store::{Saved, TokenStore};
 
 /// Whether a stored token still holds a session: a refresh credential, or an access
 /// token whose wall-clock expiry has not passed.
-fn holds_a_session(token: &Token, wall_now: std::time::SystemTime) -> bool {
+fn holds_a_session(token: &Token, wall_now: silent_refresh::time::SystemTime) -> bool {
     token.refresh_token.is_some()
         || match token.expiry {
             Expiry::Never => true,

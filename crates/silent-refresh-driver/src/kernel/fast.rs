@@ -10,8 +10,9 @@
 //! can jump ahead by hand ([`Clock::jumps`](crate::clock::Clock::jumps)) is read on
 //! every call: after a jump no timer could have withdrawn the token in time.
 
+use silent_refresh::time::Instant;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use silent_refresh::AccessToken;

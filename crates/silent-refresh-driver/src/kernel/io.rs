@@ -1,9 +1,10 @@
 //! The kernel's inputs and outputs: what callers, the driver and the stores exchange
 //! with it.
 
+use silent_refresh::time::Instant;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use silent_refresh::{
     AccessToken, AttemptId, Credentials, Error as CoreError, Generation, KeyId, RefreshFailure,

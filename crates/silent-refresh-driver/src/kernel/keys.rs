@@ -11,7 +11,8 @@
 //! session use them.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use silent_refresh::time::{Instant, SystemTime};
 
 use silent_refresh::{AccessToken, Expiry, KeyId, KeyedToken, Secret, Token};
 use silent_refresh_oauth2::Target;
@@ -21,7 +22,7 @@ use super::fast::KeySlot;
 /// The access token of a default key that has none: expired, so no process adopts it;
 /// the record carries the lineage's credential all the same.
 pub(crate) fn placeholder() -> Token {
-    Token::bearer("", Expiry::At(UNIX_EPOCH))
+    Token::bearer("", Expiry::At(SystemTime::UNIX_EPOCH))
 }
 
 /// Whether a stored access token may still be handed out (a wall-clock expiry not
@@ -230,7 +231,7 @@ mod tests {
     use std::time::Duration;
 
     fn at(secs: u64) -> Expiry {
-        Expiry::At(UNIX_EPOCH + Duration::from_secs(secs))
+        Expiry::At(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
     }
 
     fn keys_with(targets: &[Target]) -> Keys {
@@ -251,7 +252,7 @@ mod tests {
         let token_a = Token::bearer("at-a", at(100)).with_refresh_token("rt-1");
         let first = keys.compose(KeyId(1), token_a);
         // No default token yet: the placeholder carries the credential.
-        assert!(!usable(&first, UNIX_EPOCH));
+        assert!(!usable(&first, SystemTime::UNIX_EPOCH));
         assert_eq!(
             first.refresh_token.as_ref().map(Secret::expose),
             Some("rt-1")

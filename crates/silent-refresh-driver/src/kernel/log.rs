@@ -1,6 +1,6 @@
 //! The log lines: one per event of the machine, with its ids, never a secret.
 
-use std::time::Instant;
+use silent_refresh::time::Instant;
 
 use silent_refresh::{Event, FailureKind};
 

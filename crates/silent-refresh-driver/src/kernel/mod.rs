@@ -24,11 +24,12 @@ mod state;
 pub use state::StoredHook;
 mod wire;
 
+use silent_refresh::time::Instant;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use silent_refresh::{

@@ -2,10 +2,11 @@
 //! leaves the machine drained, the callers answered, the snapshots published and the
 //! driver woken if it has new work.
 
+use silent_refresh::time::{Instant, SystemTime};
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use silent_refresh::{Action, Event, KeyId, Persisted};
 

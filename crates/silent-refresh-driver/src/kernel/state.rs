@@ -1,9 +1,10 @@
 //! What the kernel is made of: the lock-free snapshots, and the state behind its lock.
 
+use silent_refresh::time::Instant;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use silent_refresh::{AttemptId, Event, Generation, KeyId, RequestId, Secret, Session, Status};

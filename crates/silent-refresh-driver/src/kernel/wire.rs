@@ -11,7 +11,7 @@
 //! superseded one at once. A runtime that cannot cancel (a blocking call) lets either
 //! end by itself.
 
-use std::time::Instant;
+use silent_refresh::time::Instant;
 
 use silent_refresh::{AttemptId, KeyId};
 

@@ -17,9 +17,70 @@
 //! another thread must be `Send`: a store job ([`Runtime::run_blocking`]), whose stores
 //! are `Send + Sync` anyway.
 
+// No threads on wasm32-unknown-unknown; the browser has its own runtime (feature `wasm`).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod threads;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(all(feature = "wasm", target_arch = "wasm32"))]
+pub mod wasm;
+
+/// `BearerSource` (what the HTTP integrations attach tokens from) for the sources of
+/// an async runtime `$runtime`: each method is the source's own.
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+macro_rules! bearer_source {
+    ($runtime:ty) => {
+        impl silent_refresh_http::BearerSource for crate::source::TokenSource<$runtime> {
+            type Error = crate::Error;
+
+            fn token(
+                &self,
+            ) -> impl std::future::Future<
+                Output = Result<std::sync::Arc<silent_refresh::AccessToken>, crate::Error>,
+            > + Send {
+                crate::source::TokenSource::token(self)
+            }
+
+            fn report_rejected(&self, generation: silent_refresh::Generation) {
+                crate::source::TokenSource::report_rejected(self, generation);
+            }
+
+            fn token_endpoint(&self) -> Option<&str> {
+                crate::source::TokenSource::token_endpoint(self)
+            }
+
+            fn invalid_token() -> crate::Error {
+                crate::Error::InvalidToken
+            }
+
+            fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> crate::Error {
+                crate::Error::Send(error)
+            }
+
+            fn insufficient_scope(scope: Option<String>) -> crate::Error {
+                crate::Error::InsufficientScope { scope }
+            }
+
+            fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> crate::Error {
+                crate::Error::StepUpRequired {
+                    acr_values,
+                    max_age,
+                }
+            }
+
+            fn not_replayable() -> crate::Error {
+                crate::Error::NotReplayable
+            }
+
+            #[cfg(feature = "dpop")]
+            fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
+                crate::source::TokenSource::dpop(self)
+            }
+        }
+    };
+}
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+use bearer_source;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +90,7 @@ use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::Target;
 
 use crate::clock::Clock;
+use crate::store::TokenStore;
 
 /// What a runtime must provide to run a token source's [`Driver`](crate::driver::Driver): its exchange loop
 /// and timer.
@@ -59,6 +121,24 @@ pub trait Runtime: Clone + Unpin + 'static {
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static;
+
+    /// Runs `job`, a call of `store` (`work` says which), as
+    /// [`run_blocking`](Self::run_blocking) does. A runtime without threads first awaits
+    /// what the store needs to answer at once ([`TokenStore::ready`]), then runs the
+    /// call inline. The default: any blocking job.
+    fn run_store<T, F>(
+        &self,
+        store: &Arc<dyn TokenStore>,
+        work: BlockingWork,
+        job: F,
+    ) -> Self::Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _ = store;
+        self.run_blocking(work, job)
+    }
 
     /// A timer that fires after `duration` on the runtime's own time (tokio's clock,
     /// paused in tests; the system's monotonic clock for threads).

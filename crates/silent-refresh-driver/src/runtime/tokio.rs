@@ -2,7 +2,7 @@
 //! future it polls, store I/O runs on the blocking pool, timers and the default clock
 //! are tokio's (so tests on paused time need no real sleeping), and callers `.await`.
 //! Its sources are what the HTTP integrations of `silent-refresh-http` attach tokens
-//! from ([`BearerSource`]).
+//! from ([`BearerSource`](silent_refresh_http::BearerSource)).
 
 use std::fmt;
 use std::future::Future;
@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use silent_refresh::{AccessToken, Event, Generation, RefreshFailure, Secret, Token};
-use silent_refresh_http::BearerSource;
+use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::Target;
 use tokio::sync::broadcast;
 
@@ -22,7 +21,6 @@ use crate::clock::Clock;
 use crate::driver::{Driver, Spawn};
 use crate::kernel::Waiter;
 use crate::oauth2_refresher::AsyncHttpClient;
-use crate::source::TokenSource;
 
 /// How many events a subscriber may lag behind before it misses the oldest (it is told
 /// how many it missed).
@@ -278,46 +276,5 @@ impl<C: AsyncHttpClient> SendsWith<C> for Tokio {
     }
 }
 
-impl BearerSource for TokenSource<Tokio> {
-    type Error = Error;
-
-    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, Error>> + Send {
-        TokenSource::token(self)
-    }
-
-    fn report_rejected(&self, generation: Generation) {
-        TokenSource::report_rejected(self, generation);
-    }
-
-    fn token_endpoint(&self) -> Option<&str> {
-        TokenSource::token_endpoint(self)
-    }
-
-    fn invalid_token() -> Error {
-        Error::InvalidToken
-    }
-
-    fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
-        Error::Send(error)
-    }
-
-    fn insufficient_scope(scope: Option<String>) -> Error {
-        Error::InsufficientScope { scope }
-    }
-
-    fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> Error {
-        Error::StepUpRequired {
-            acr_values,
-            max_age,
-        }
-    }
-
-    fn not_replayable() -> Error {
-        Error::NotReplayable
-    }
-
-    #[cfg(feature = "dpop")]
-    fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
-        TokenSource::dpop(self)
-    }
-}
+// What the HTTP integrations attach tokens from.
+super::bearer_source!(Tokio);

@@ -1,12 +1,12 @@
 //! How a sign-in flow waits: until an instant of the source's clock, or for a request
 //! on the wire, and in either case for the program's cancel.
 
+use silent_refresh::time::Instant;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use crate::Error;
 use crate::clock::Clock;

@@ -26,10 +26,16 @@
 //! 5. **Log out**: [`Issuer::sign_out`] revokes the refresh token (and the access
 //!    token) at the server, then forgets the session in the store.
 
+// The loopback listener's thread, and a store's forget run on a thread of its own:
+// not on wasm32 (no threads, no listening socket; a page signs in by redirecting to
+// itself, as `examples/browser` does).
+#[cfg(not(target_arch = "wasm32"))]
 mod browser;
 mod cancel;
 mod device;
+#[cfg(not(target_arch = "wasm32"))]
 mod loopback;
+#[cfg(not(target_arch = "wasm32"))]
 mod sign_out;
 
 use std::fmt;
@@ -46,9 +52,11 @@ use crate::TokenSource;
 use crate::oauth2_refresher::HttpClient;
 use crate::runtime::{Caller, SendsWith};
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use self::browser::{Browser, BrowserFlow, BrowserSignIn, DEFAULT_REDIRECT_PATH};
 pub use self::cancel::CancelSignIn;
 pub use self::device::{DeviceCode, DeviceFlow};
+#[cfg(not(target_arch = "wasm32"))]
 pub use self::sign_out::SignedOut;
 
 /// An authorization server, known by its metadata, and the HTTP client this program
@@ -191,6 +199,7 @@ where
     }
 
     /// The timeout of one request.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn timeout(&self) -> Duration {
         self.http.timeout
     }

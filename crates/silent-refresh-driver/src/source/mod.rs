@@ -9,10 +9,11 @@
 mod builder;
 mod wait;
 
+use silent_refresh::time::Instant;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use silent_refresh::{AccessToken, Credentials, Generation, KeyId, Status};
 use silent_refresh_oauth2::Target;
@@ -441,7 +442,8 @@ impl<Rt: Caller> TokenSource<Rt> {
     }
 
     /// Waits, at most `limit`, until no store I/O is queued or running (a sign-out's
-    /// forget has run); whether none is.
+    /// forget has run); whether none is. (Not on wasm32, which has no sign-out yet.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) async fn store_idle_within(&self, limit: Duration) -> bool {
         let idle = |snapshot: &Snapshot| snapshot.store_idle.then_some(());
         wait::until(&self.kernel, &self.runtime, limit, idle)

@@ -2,11 +2,12 @@
 //! events a wait looks again at. Written as futures; a blocking runtime runs them on
 //! the caller's thread.
 
+use silent_refresh::time::Instant;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use silent_refresh::{AccessToken, KeyId, RequestId};
 

@@ -11,16 +11,29 @@
 //! locked between processes; [`FileLock`] holds that lock across a refresh, so that
 //! processes sharing the file refresh one at a time.
 
+// A file and a thread that waits for its lock: not on wasm32 (the browser has neither).
+#[cfg(not(target_arch = "wasm32"))]
 mod file;
 pub mod record;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use file::{FileLock, FileStore};
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use silent_refresh::{Secret, Token};
 
 use crate::error::Error;
+use crate::runtime::BlockingWork;
+
+/// What a store whose I/O is asynchronous must do before one of its calls can answer at
+/// once ([`TokenStore::ready`]): a future that resolves to a guard, dropped once that
+/// call has returned. Not `Send`: it runs where its store's I/O lives (the browser's
+/// event loop).
+pub type StoreReady = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
 
 /// The outcome of a [`TokenStore::save`].
 #[derive(Debug)]
@@ -94,6 +107,17 @@ pub trait TokenStore: Send + Sync + 'static {
     fn lock_for_refresh(&self, timeout: Duration) -> Result<Option<Box<dyn StoreLock>>, Error> {
         let _ = timeout;
         Ok(None)
+    }
+
+    /// For a store whose I/O cannot block (the browser's: IndexedDB, Web Locks): what
+    /// must happen before its next call of `work` can answer at once, such as taking
+    /// the lock between tabs and reading the shared session into memory. A runtime
+    /// without threads (`runtime::wasm`) awaits it, then makes the call inline, then
+    /// drops the guard it resolved to; the runtimes with threads never ask. `None`
+    /// (the default): nothing to do first.
+    fn ready(&self, work: BlockingWork) -> Option<StoreReady> {
+        let _ = work;
+        None
     }
 }
 

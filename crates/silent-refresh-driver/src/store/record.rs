@@ -6,12 +6,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::de::{self, IgnoredAny};
 use serde::{Deserialize, Serialize};
+use silent_refresh::time::SystemTime;
 use silent_refresh::{Expiry, KeyedToken, Secret, Token};
 use zeroize::Zeroizing;
+
+/// The wall clock's epoch, as web-time's `SystemTime` (std's own on native targets)
+/// spells it.
+const UNIX_EPOCH: SystemTime = SystemTime::UNIX_EPOCH;
 
 /// The value of the `format` field of a session without a DPoP key: the first version,
 /// which this version still writes for such a session (so older versions still read it).

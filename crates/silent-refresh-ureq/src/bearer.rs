@@ -283,7 +283,7 @@ impl BearerAuth {
                 .insert(silent_refresh_oauth2::dpop::DPOP, proof);
         }
         #[cfg(not(feature = "dpop"))]
-        let _ = url;
+        let _ = (source, url);
         Ok(())
     }
 

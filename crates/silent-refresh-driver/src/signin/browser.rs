@@ -30,9 +30,14 @@ pub const DEFAULT_REDIRECT_PATH: &str = "/callback";
 /// How long the browser has to come back, by default.
 const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(300);
 
-/// How long the flow waits for its page to reach the browser, and for its listener to
-/// close, before it returns all the same.
+/// How long the flow waits for its page to reach the browser before it returns all
+/// the same.
 const WRAP_UP: Duration = Duration::from_secs(2);
+
+/// How long the flow waits for its listener's thread to close the socket before it
+/// returns all the same. Closing takes microseconds; the bound only matters on a
+/// starved machine, where a shorter one would return with the port still open.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// How a browser sign-in opens the authorization URL: the platform's command
 /// ([`system`](Self::system), the default), a command of the program's
@@ -384,7 +389,7 @@ where
             let mut this = self;
             let outcome = this.complete().await;
             if let Some(closed) = this.listener.close() {
-                within(this.issuer.runtime(), WRAP_UP, closed).await;
+                within(this.issuer.runtime(), CLOSE_WAIT, closed).await;
             }
             outcome
         })

@@ -1,11 +1,11 @@
-#![cfg(feature = "dpop")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Rule 15 at the token endpoint, as a property of the OAuth 2.0 refresher: whatever the
 //! token endpoint answers, one exchange sends at most two requests, both presenting the
 //! same refresh credential, each with a proof of the session's key; the second only
 //! after a `use_dpop_nonce` answer to the first, and carrying that nonce. A second
 //! challenge in a row is read as any answer (transient, never "sign in again"). Every
 //! token carries the session's key, to be stored with it.
+#![cfg(feature = "dpop")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -17,8 +17,10 @@
 //! of proofs, many times over; the median batch of each), so that a machine whose load
 //! changes during the run does not tilt the ratio.
 
+#[cfg(any(feature = "dpop", feature = "dpop-rustcrypto"))]
 use std::hint::black_box;
 use std::path::PathBuf;
+#[cfg(any(feature = "dpop", feature = "dpop-rustcrypto"))]
 use std::time::Instant;
 
 use criterion::Criterion;

@@ -15,9 +15,9 @@ use http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use reqwest::Client;
 use serde_json::{Value, json};
 use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
-use silent_refresh_examples::custom::{ApiServer, CallError, PASSWORD, Report, Runtime};
-use silent_refresh_examples::custom::{Scenario, Tally, USERNAME};
 use silent_refresh_oauth2::classify;
+use silent_refresh_testkit::app::{ApiServer, CallError, PASSWORD, Report, Runtime};
+use silent_refresh_testkit::app::{Scenario, Tally, USERNAME};
 use silent_refresh_tokio::AuthorizedClient;
 use silent_refresh_ureq::BearerAuth;
 

@@ -23,7 +23,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let code = silent_refresh_examples::client::cli_main(
+    let code = silent_refresh_tool::client::cli_main(
         std::env::args().skip(1),
         |name| std::env::var(name).ok(),
         &mut std::io::stdout().lock(),

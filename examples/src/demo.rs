@@ -25,9 +25,9 @@ use silent_refresh_oauth2::RefreshGrant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::probe::{self, Count401, ProbeError};
-use crate::server::{AuthServer, ServerConfig, ServerEvent, Stats};
 use crate::timeline::Timeline;
+use silent_refresh_testkit::server::{AuthServer, ServerConfig, ServerEvent, Stats};
+use silent_refresh_tool::probe::{self, Count401, ProbeError};
 
 /// The demo's settings.
 #[derive(Clone, Debug)]
@@ -418,7 +418,7 @@ struct TokioClient {
 impl TokioClient {
     fn new(
         server: &AuthServer,
-        grant: &crate::server::Grant,
+        grant: &silent_refresh_testkit::server::Grant,
         config: Config,
         timeline: &Timeline,
         signals: &Arc<Signals>,

@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use silent_refresh_examples::server::signin::SignInConfig;
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_testkit::server::signin::SignInConfig;
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
 
 /// How long the tabs run on one session.
 const RUN: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use silent_refresh::{Config, FailureKind, Secret};
-use silent_refresh_examples::custom::{ApiConfig, ApiServer, Report, Runtime, Scenario};
+use silent_refresh_testkit::app::{ApiConfig, ApiServer, Report, Runtime, Scenario};
 
 /// The example, as a module: its `main` is not called here, and what it makes `pub`
 /// is for this file.

@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http;
 use silent_refresh::{FailureKind, Secret, Token};
-use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig};
 use silent_refresh_oauth2::RefreshGrant;
 use silent_refresh_oauth2::dpop::{
     self, DpopAlgorithm, DpopKey, NonceCache, ProofInput, resource_nonce_challenge,
     token_nonce_challenge,
 };
+use silent_refresh_testkit::server::{AuthServer, DpopConfig, ServerConfig};
 
 /// A public client's server in DPoP mode, nonces demanded at both ends and rotated
 /// only when a test says.

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig, Stats};
 use silent_refresh_oauth2::RefreshGrant;
 use silent_refresh_oauth2::dpop::{DpopAlgorithm, DpopKey, DpopSession};
+use silent_refresh_testkit::server::{AuthServer, DpopConfig, ServerConfig, Stats};
 
 const RUN: Duration = Duration::from_secs(4);
 

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use silent_refresh_examples::client::{
+use silent_refresh_testkit::server::RedirectStatus;
+use silent_refresh_tool::client::{
     self, EXIT_MISCONFIGURED, EmbeddedOptions, Limit, Report, RunError, Runtime, ServerReport,
 };
-use silent_refresh_examples::server::RedirectStatus;
 
 /// The scenarios' clock runs ten times faster than the issue's.
 const TIME_SCALE: f64 = 0.1;

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use silent_refresh::{Config, Credentials, Secret};
-use silent_refresh_examples::keys::{self, KeyPair};
-use silent_refresh_examples::server::{AuthServer, ServerConfig, Stats};
 use silent_refresh_oauth2::{
     ClientAuth, ExchangeContext, JwtAssertion, RefreshGrant, SigningKey, SubjectTokenSource,
     TokenExchange,
 };
+use silent_refresh_testkit::keys::{self, KeyPair};
+use silent_refresh_testkit::server::{AuthServer, ServerConfig, Stats};
 
 /// Tokens live a second: the callers run until the source has adopted this many.
 const GENERATIONS: u64 = 4;

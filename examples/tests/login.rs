@@ -26,11 +26,11 @@ use silent_refresh_driver::signin::{
 };
 use silent_refresh_driver::store::{FileStore, TokenStore};
 use silent_refresh_driver::{Error, TokenSource};
-use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig};
 use silent_refresh_oauth2::dpop::{DpopAlgorithm, DpopKey, DpopSession};
 use silent_refresh_oauth2::{
     Error as OAuth2Error, RefreshGrant, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE,
 };
+use silent_refresh_testkit::server::{AuthServer, DpopConfig, ServerConfig};
 
 /// Far above what any step takes; reached only when something is broken.
 const BOUND: Duration = Duration::from_secs(10);

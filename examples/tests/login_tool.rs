@@ -17,11 +17,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use silent_refresh::{FailureKind, Secret};
-use silent_refresh_examples::client::{self, EXIT_USAGE};
-use silent_refresh_examples::login::EXIT_NOT_DONE;
-use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig};
 use silent_refresh_oauth2::RefreshGrant;
+use silent_refresh_testkit::server::{AuthServer, DpopConfig, ServerConfig};
 use silent_refresh_tokio::{FileStore, TokenStore};
+use silent_refresh_tool::client::{self, EXIT_USAGE};
+use silent_refresh_tool::login::EXIT_NOT_DONE;
 
 /// What the tool writes, a line at a time, to a channel (and kept whole).
 struct Lines {

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use silent_refresh_examples::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN};
-use silent_refresh_examples::server::{AuthServer, DpopConfig, ServerConfig, Stats};
 use silent_refresh_redis::testing::RedisServer;
+use silent_refresh_testkit::server::{AuthServer, DpopConfig, ServerConfig, Stats};
+use silent_refresh_tool::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN};
 
 const CHILD_ENV: &str = "OAUTH2_CLIENT_MANY_PROCESSES_CHILD_ARGS";
 const PROCESSES: usize = 4;

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use silent_refresh_examples::server::{ApiServer, AuthServer, ServerConfig, Stats};
 use silent_refresh_oauth2::{RefreshGrant, Target};
+use silent_refresh_testkit::server::{ApiServer, AuthServer, ServerConfig, Stats};
 
 /// How long an access token lives, and how long requests run: four expiries.
 const LIFETIME: Duration = Duration::from_secs(2);

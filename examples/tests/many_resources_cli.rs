@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use silent_refresh_examples::client;
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
+use silent_refresh_tool::client;
 
 /// The tool as a program: arguments, environment, output and exit status.
 fn cli(args: &[String], env: &HashMap<&str, String>) -> (i32, String, String) {

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use silent_refresh::Secret;
-use silent_refresh_examples::client::{
+use silent_refresh_oauth2::ClientAuth;
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
+use silent_refresh_tool::client::{
     self, EXIT_SIGN_IN, EXIT_USAGE, Limit, Options, Report, RunError, Runtime, Tuning,
 };
-use silent_refresh_examples::measure::Percentiles;
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
-use silent_refresh_oauth2::ClientAuth;
+use silent_refresh_tool::measure::Percentiles;
 
 /// A server whose tokens live one second, so a few seconds cover many expiries.
 fn fast_server() -> AuthServer {

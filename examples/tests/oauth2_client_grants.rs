@@ -2,8 +2,8 @@
 //! and the command line's refusals (keys that do not parse, missing files, secrets
 //! on the command line). The JSON line keeps its shape.
 
-use silent_refresh_examples::client::{self, EXIT_USAGE};
-use silent_refresh_examples::keys;
+use silent_refresh_testkit::keys;
+use silent_refresh_tool::client::{self, EXIT_USAGE};
 
 /// Runs the tool with `args` and no environment: its exit status, stdout and stderr.
 fn cli(args: &[&str]) -> (i32, String, String) {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
 
 fn refresh(server: &AuthServer, refresh_token: &str, resource: Option<&str>) -> (String, String) {
     let mut form = vec![

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use axum::http;
 use silent_refresh::{FailureKind, Secret, Token};
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
 use silent_refresh_oauth2::{
     AuthorizationRequest, ClientAuth, DeviceAuthorizationRequest, DevicePoll, Discovery, Error,
     Metadata, RefreshGrant, RevocationRequest, SIGN_IN_FAILED_PAGE, SIGNED_IN_PAGE, TokenTypeHint,
     WellKnown,
 };
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
 
 fn server() -> AuthServer {
     AuthServer::start(ServerConfig {

@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use silent_refresh_examples::client::{self, EmbeddedOptions, Limit, Runtime};
+use silent_refresh_tool::client::{self, EmbeddedOptions, Limit, Runtime};
 
 /// One load at a time: the two cores are the scenario's.
 fn one_at_a_time() -> MutexGuard<'static, ()> {

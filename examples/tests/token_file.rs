@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use silent_refresh_examples::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN, EXIT_USAGE};
-use silent_refresh_examples::server::{AuthServer, ServerConfig};
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
 use silent_refresh_tokio::{FileStore, Token, TokenStore};
+use silent_refresh_tool::client::{self, ENV_CLIENT_SECRET, ENV_REFRESH_TOKEN, EXIT_USAGE};
 
 /// A server whose tokens live one second (refreshed about every half second), with a
 /// token endpoint slow enough that a kill can fall inside an exchange.
@@ -333,7 +333,7 @@ fn killed_clients_leave_a_whole_file_with_an_issued_token() {
     use std::process::{Command, Stdio};
     use std::sync::mpsc;
 
-    use silent_refresh_examples::server::ServerEvent;
+    use silent_refresh_testkit::server::ServerEvent;
 
     let server = server();
     let (issued, issues) = mpsc::channel();

@@ -676,11 +676,12 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         self
     }
 
-    /// Allows plain `http` origins beyond loopback: the token then crosses the network
-    /// unencrypted. Only for trusted networks.
+    /// Allow plain `http` origins that are not the loopback interface (refused by
+    /// default: the token would cross the network in clear text). Only for trusted
+    /// networks.
     #[must_use]
-    pub fn allow_insecure_http(mut self) -> Self {
-        self.policy = self.policy.allow_plain_http(true);
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.policy = self.policy.allow_insecure_http(allow);
         self
     }
 

@@ -17,7 +17,7 @@
 //!   doubt the request is excluded: not sending the token is the safe failure;
 //! - an allowed origin over plain `http` is refused when the policy is built, unless its
 //!   host is loopback (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`) or the user
-//!   opted in with [`OriginPolicyBuilder::allow_plain_http`].
+//!   opted in with [`OriginPolicyBuilder::allow_insecure_http`].
 //!
 //! Pure string and URI logic: no I/O, no DNS, no clock. Loopback means what the host
 //! *says*, not what a resolver would answer.
@@ -558,7 +558,7 @@ impl OriginPolicyBuilder {
 
     /// Allow plain `http` origins whose host is not loopback: the token then crosses
     /// the network unencrypted. Refused by default.
-    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_plain_http = allow;
         self
     }
@@ -571,7 +571,7 @@ impl OriginPolicyBuilder {
     /// or [`Error::InvalidUrl`] (from [`exclude`](Self::exclude)), in the order they
     /// were given; then [`Error::NoOrigin`] when no origin was allowed; then
     /// [`Error::InsecureHttp`] for the first plain-`http` origin whose host is not
-    /// loopback, unless [`allow_plain_http`](Self::allow_plain_http).
+    /// loopback, unless [`allow_insecure_http`](Self::allow_insecure_http).
     pub fn build(self) -> Result<OriginPolicy, Error> {
         if let Some(error) = self.error {
             return Err(error);
@@ -921,7 +921,7 @@ mod tests {
         ] {
             let built = OriginPolicy::builder()
                 .allow_origin(origin)
-                .allow_plain_http(allow_plain_http)
+                .allow_insecure_http(allow_plain_http)
                 .build();
             match (built, accepted) {
                 (Ok(_), true) => {}

@@ -828,7 +828,7 @@ async fn the_send_helper_sends_the_token_only_where_allowed() {
             builder = builder.allow_origin(*origin);
         }
         if insecure {
-            builder = builder.allow_insecure_http();
+            builder = builder.allow_insecure_http(true);
         }
         builder.build()
     };

@@ -430,7 +430,7 @@ impl BearerAuthBuilder {
     /// Allow plain `http` origins that are not the loopback interface (refused by
     /// default: the token would cross the network in clear text).
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.policy = self.policy.allow_plain_http(allow);
+        self.policy = self.policy.allow_insecure_http(allow);
         self
     }
 

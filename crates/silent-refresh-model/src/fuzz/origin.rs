@@ -676,7 +676,7 @@ fn check_origin_case(case: &OriginCase) -> Result<(), String> {
         });
     // Loopback as the docs define it, for the origins built from parts.
     let mut known: HashMap<String, bool> = HashMap::new();
-    let mut builder = OriginPolicy::builder().allow_plain_http(case.allow_plain_http);
+    let mut builder = OriginPolicy::builder().allow_insecure_http(case.allow_plain_http);
     let mut bad_entry = false;
     for url in &case.allowed {
         builder = builder.allow_origin(&url.text());
@@ -1059,7 +1059,7 @@ mod tests {
                     builder = builder.allow_origin(&origin);
                 }
             }
-            let Ok(policy) = builder.allow_plain_http(case.allow_plain_http).build() else {
+            let Ok(policy) = builder.allow_insecure_http(case.allow_plain_http).build() else {
                 continue;
             };
             for request in case.requests.iter().filter_map(|url| url.resolve(&case)) {

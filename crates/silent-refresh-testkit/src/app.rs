@@ -27,7 +27,7 @@
 //! use silent_refresh_oauth2::classify;
 //! use silent_refresh::{Config, Credentials, Expiry, RefreshFailure, Secret, Token};
 //! use silent_refresh_tokio::TokenSource;
-//! # use silent_refresh_examples::custom::{ApiConfig, ApiServer};
+//! # use silent_refresh_testkit::app::{ApiConfig, ApiServer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -83,7 +83,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use silent_refresh::Config;
 
-pub use crate::client::Runtime;
+pub use crate::Runtime;
 
 /// The login route.
 pub const LOGIN_PATH: &str = "/auth/login";

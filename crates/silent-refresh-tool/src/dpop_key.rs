@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use silent_refresh_oauth2::dpop::{DpopAlgorithm, DpopKey, DpopSession};
 
-use crate::server::{DpopConfig, ServerConfig};
+use silent_refresh_testkit::server::{DpopConfig, ServerConfig};
 
 /// The options this module reads: `--dpop` (a flag) and `--dpop-key PATH`.
 pub const FLAG: &str = "--dpop";

@@ -15,8 +15,8 @@ use silent_refresh_oauth2::{
 };
 
 use crate::dpop_key::DpopChoice;
-use crate::keys::{self, PublicKey};
-use crate::server::{AuthServer, ServerConfig};
+use silent_refresh_testkit::keys::{self, PublicKey};
+use silent_refresh_testkit::server::{AuthServer, ServerConfig};
 
 /// The options this module reads from the command line (each takes a value).
 pub const OPTIONS: [&str; 3] = ["--grant", "--private-key", "--subject-token-file"];

@@ -5,7 +5,7 @@
 //! The example's `main` is [`cli_main`]; tests call it, or [`run`] and
 //! [`run_embedded`], directly.
 //!
-//! With `--embedded-server` it starts the [embedded server](crate::server) itself, in
+//! With `--embedded-server` it starts the [embedded server](silent_refresh_testkit::server) itself, in
 //! the mode asked for (slow, faulty, redirecting), and adds the server's own counts
 //! to the JSON line: the way to reproduce a scenario by hand.
 
@@ -25,7 +25,7 @@ use crate::grants::{self, GrantChoice, Service};
 use crate::measure::{self, Histogram, Mark, Percentiles, Timeline};
 use crate::probe::{self, Count401, ProbeError};
 use crate::resources::{Resource, Rotation};
-use crate::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
+use silent_refresh_testkit::server::{AuthServer, RedirectStatus, ServerConfig, Stats};
 
 /// The environment variable holding the client secret (optional: without it the
 /// client is a public client).
@@ -187,25 +187,7 @@ EXIT STATUS:
      is still good; the tool stops at once
 ";
 
-/// Which adapter drives the requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runtime {
-    /// `silent-refresh-tokio` with reqwest, one task per request in flight.
-    Tokio,
-    /// `silent-refresh-ureq`, one thread per request in flight.
-    Blocking,
-}
-
-impl Runtime {
-    /// The name on the command line and in the report.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tokio => "tokio",
-            Self::Blocking => "blocking",
-        }
-    }
-}
+pub use silent_refresh_testkit::Runtime;
 
 /// When the run ends.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -218,7 +218,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
     /// `TokenEndpoint` in the tokio adapter).
     pub fn check(&self, url: &str) -> Result<Uri, S::Error> {
         let uri = origin::parse_url(url)?;
-        self.policy.check(&uri)?;
+        self.policy.permits(&uri)?;
         Ok(uri)
     }
 
@@ -316,10 +316,15 @@ impl<S: BearerSource> AuthorizedClient<S> {
         uri: &Uri,
         headers: &http::HeaderMap,
     ) -> Result<Option<&S>, S::Error> {
-        let route = match self
-            .policy
-            .route(uri, headers.contains_key(http::header::AUTHORIZATION))
+        let has_authorization = headers.contains_key(http::header::AUTHORIZATION);
+        // The common case, read without building the origin.
+        if !has_authorization
+            && self.policy.permits(uri).is_ok()
+            && let Some(source) = self.routes.select(uri)
         {
+            return Ok(Some(source));
+        }
+        let route = match self.policy.route(uri, has_authorization) {
             // An allowed origin outside every prefix given for it gets no token.
             Route::Attach(origin) => match self.routes.select(uri) {
                 Some(source) => return Ok(Some(source)),

@@ -99,11 +99,10 @@ impl<T> Routes<T> {
     /// segment by segment); `None` when none matches.
     #[must_use]
     pub fn select(&self, uri: &Uri) -> Option<&T> {
-        let origin = Origin::of(uri).ok()?;
         let path = uri.path();
         self.routes
             .iter()
-            .filter(|r| r.origin == origin && under(path, &r.prefix))
+            .filter(|r| r.origin.contains(uri) && under(path, &r.prefix))
             .max_by_key(|r| r.prefix.len())
             .map(|r| &r.value)
     }

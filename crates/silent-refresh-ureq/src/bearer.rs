@@ -113,6 +113,40 @@ impl BearerAuth {
     }
 }
 
+impl BearerAuth {
+    /// The source for a request the fast path did not route: `None` when it goes out
+    /// untouched (its own `Authorization` header, the token endpoint, an origin not
+    /// allowed, said once per origin), the refusal in strict mode.
+    fn unrouted(
+        &self,
+        uri: &http::Uri,
+        has_authorization: bool,
+    ) -> Result<Option<&TokenSource>, ureq::Error> {
+        let origin = match self.policy.route(uri, has_authorization) {
+            Route::Attach(origin) => match self.routes.select(uri) {
+                Some(source) => return Ok(Some(source)),
+                // An allowed origin outside every prefix given for it gets no token.
+                None => origin,
+            },
+            Route::Untouched => return Ok(None),
+            Route::Unlisted(origin) => origin,
+        };
+        if self.strict {
+            return Err(into_ureq(Error::OriginNotAllowed {
+                origin: origin.to_string(),
+            }));
+        }
+        if self.unlisted.first_time(&origin) {
+            tracing::warn!(
+                %origin,
+                "a request went out without the access token: its origin is not allowed \
+                 (allow it if it is the API's, or turn on strict_origins to refuse such requests)"
+            );
+        }
+        Ok(None)
+    }
+}
+
 /// The first response, and the request head and body to send again, if the body
 /// could be kept.
 type FirstSend = (Result<Response<Body>, ureq::Error>, Option<(Parts, Replay)>);
@@ -156,38 +190,18 @@ impl Middleware for BearerAuth {
         request: Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<Response<Body>, ureq::Error> {
-        let route = match self
-            .policy
-            .route(request.uri(), request.headers().contains_key(AUTHORIZATION))
-        {
-            // An allowed origin outside every prefix given for it gets no token.
-            Route::Attach(origin) if self.routes.select(request.uri()).is_none() => {
-                Route::Unlisted(origin)
-            }
-            route => route,
-        };
-        let origin = match route {
-            Route::Attach(origin) => origin,
-            Route::Untouched => return next.handle(request),
-            Route::Unlisted(origin) if self.strict => {
-                return Err(into_ureq(Error::OriginNotAllowed {
-                    origin: origin.to_string(),
-                }));
-            }
-            Route::Unlisted(origin) => {
-                if self.unlisted.first_time(&origin) {
-                    tracing::warn!(
-                        %origin,
-                        "a request went out without the access token: its origin is not allowed \
-                         (allow it if it is the API's, or turn on strict_origins to refuse such requests)"
-                    );
-                }
-                return next.handle(request);
-            }
-        };
-        // The source of the key this request's API needs (rule 13).
-        let Some(source) = self.routes.select(request.uri()) else {
-            return next.handle(request);
+        let has_authorization = request.headers().contains_key(AUTHORIZATION);
+        // The common case, read without building the origin; the others by the policy's
+        // route.
+        let fast = (!has_authorization && self.policy.permits(request.uri()).is_ok())
+            .then(|| self.routes.select(request.uri()))
+            .flatten();
+        let source = match fast {
+            Some(source) => source,
+            None => match self.unrouted(request.uri(), has_authorization)? {
+                Some(source) => source,
+                None => return next.handle(request),
+            },
         };
         let token = source.token().map_err(into_ureq)?;
         let request = request
@@ -204,7 +218,11 @@ impl Middleware for BearerAuth {
         let url: Option<String> = None;
         let url = url.as_deref();
         self.attach(source, &mut parts, url, &token)?;
-        tracing::debug!(generation = token.generation.0, %origin, "attaching the access token");
+        tracing::debug!(
+            generation = token.generation.0,
+            host = parts.uri.host().unwrap_or_default(),
+            "attaching the access token"
+        );
 
         let (first, again) = self.send_first(parts, body, next)?;
         let step = self.verdict(source, &first, url, &token)?;

@@ -804,8 +804,16 @@ fn check_request(
     raw_marks: bool,
 ) -> Result<Result<Origin, Refusal>, String> {
     let verdict = policy.check(uri);
+    // `authorizes` is `permits`, read in place (no origin built): it must agree.
     if policy.authorizes(uri) != verdict.is_ok() {
         return Err("authorizes and check disagree".to_owned());
+    }
+    if let Some(allowed) = policy
+        .allowed()
+        .iter()
+        .find(|o| o.contains(uri) != Origin::of(uri).is_ok_and(|of| &of == *o))
+    {
+        return Err(format!("{allowed}.contains disagrees with Origin::of"));
     }
     if !raw_marks && let Err(refusal) = &verdict {
         unprinted(&format!("{refusal:?}"), "a refusal", true)?;

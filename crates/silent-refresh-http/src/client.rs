@@ -6,14 +6,15 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode, Uri};
 use silent_refresh::AccessToken;
 use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
-#[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+#[cfg(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq"))]
 use silent_refresh_oauth2::origin::Route;
 use silent_refresh_oauth2::origin::{
     self, Origin, OriginPolicy, OriginPolicyBuilder, Refusal, UnlistedOrigins,
 };
 use silent_refresh_oauth2::routes::Routes;
 
-use crate::BearerSource;
+use crate::redact::send_error;
+use crate::{BearerSession, BearerSource};
 
 /// A response whose status the send helper can read, to spot a 401.
 ///
@@ -38,6 +39,16 @@ impl<B> ResponseStatus for http::Response<B> {
 
     fn headers(&self) -> Option<&http::HeaderMap> {
         Some(http::Response::headers(self))
+    }
+}
+
+impl<T: ResponseStatus + ?Sized> ResponseStatus for &T {
+    fn status(&self) -> StatusCode {
+        (**self).status()
+    }
+
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        (**self).headers()
     }
 }
 
@@ -92,7 +103,7 @@ pub(crate) struct Target<'a> {
 /// The request's URL for its [`Target`], written out only when `source` has a DPoP
 /// key (which is fixed when the source is built): no other request needs it, so no
 /// other request pays for a copy of it.
-pub(crate) fn dpop_url<S: BearerSource>(
+pub(crate) fn dpop_url<S: BearerSession>(
     source: &S,
     url: impl FnOnce() -> String,
 ) -> Option<String> {
@@ -117,7 +128,7 @@ pub(crate) fn dpop_url<S: BearerSource>(
 ///
 /// The rule is the codec's [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy),
 /// shared with the blocking adapter. Every error is the source's
-/// ([`BearerSource::Error`]; `silent_refresh_tokio::Error` for the tokio adapter).
+/// ([`BearerSession::Error`]; `silent_refresh_tokio::Error` for the tokio adapter).
 ///
 /// ```
 /// use std::time::Duration;
@@ -163,19 +174,19 @@ pub struct AuthorizedClient<S> {
     /// The unlisted origins a middleware sent a request to without the token (said
     /// once each).
     #[cfg_attr(
-        not(any(feature = "tower", feature = "reqwest-middleware")),
+        not(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq")),
         allow(dead_code)
     )]
     unlisted: Arc<UnlistedOrigins>,
     /// Refuse requests to unlisted origins instead of sending them without the token.
     #[cfg_attr(
-        not(any(feature = "tower", feature = "reqwest-middleware")),
+        not(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq")),
         allow(dead_code)
     )]
     strict: bool,
 }
 
-impl<S: BearerSource> AuthorizedClient<S> {
+impl<S: BearerSession> AuthorizedClient<S> {
     /// A builder for a client that takes its tokens from `source`.
     pub fn builder(source: S) -> AuthorizedClientBuilder<S> {
         AuthorizedClientBuilder {
@@ -222,6 +233,12 @@ impl<S: BearerSource> AuthorizedClient<S> {
         Ok(uri)
     }
 
+    /// As [`check`](Self::check), for a parsed URL.
+    #[cfg_attr(not(feature = "ureq"), allow(dead_code))]
+    pub(crate) fn check_uri(&self, uri: &Uri) -> Result<(), Refusal> {
+        self.policy.permits(uri)
+    }
+
     /// Sends a `method` request to `url` through `send`, with the token attached.
     ///
     /// `send` gets the checked URL and the token's headers ([`TokenHeaders`]: the
@@ -237,7 +254,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
     /// # Errors
     ///
     /// The checks of [`check`](Self::check), the source's error when no token can be
-    /// had, [`BearerSource::invalid_token`], and [`BearerSource::send_failed`] with
+    /// had, [`BearerSession::invalid_token`], and [`BearerSession::send_failed`] with
     /// `send`'s error.
     /// That error is passed on as it is when its text (`Display` of it and its sources,
     /// and `Debug`) names no URL; otherwise it is replaced by that text with every URL
@@ -251,6 +268,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
         mut send: F,
     ) -> Result<T, S::Error>
     where
+        S: BearerSource,
         F: FnMut(Uri, TokenHeaders) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         T: ResponseStatus,
@@ -282,7 +300,10 @@ impl<S: BearerSource> AuthorizedClient<S> {
         &self,
         client: &reqwest::Client,
         request: reqwest::Request,
-    ) -> Result<reqwest::Response, S::Error> {
+    ) -> Result<reqwest::Response, S::Error>
+    where
+        S: BearerSource,
+    {
         let uri = self.check(request.url().as_str())?;
         let source = self.routed(&uri)?;
         let again = request.try_clone();
@@ -310,7 +331,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
     ///
     /// In strict mode, the source's error for a request to an unlisted origin
     /// (`OriginNotAllowed` in the tokio adapter).
-    #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+    #[cfg(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq"))]
     pub(crate) fn attaches(
         &self,
         uri: &Uri,
@@ -369,7 +390,7 @@ impl<S: BearerSource> AuthorizedClient<S> {
 ///
 /// # Errors
 ///
-/// The source's error when no token can be had, [`BearerSource::invalid_token`], and
+/// The source's error when no token can be had, [`BearerSession::invalid_token`], and
 /// the typed errors above.
 pub(crate) async fn with_token<S, R, F, Fut, T, E>(
     source: &S,
@@ -419,7 +440,7 @@ where
 }
 
 /// What an answer means for the request: done, or to be sent once more.
-enum Verdict {
+pub(crate) enum Verdict {
     Done,
     /// Rejected (reported): send again with the next token.
     Rejected,
@@ -430,7 +451,7 @@ enum Verdict {
 
 /// Reads what `answer` says about `token` (see [`with_token`]); a rejection is reported
 /// here.
-fn verdict<S: BearerSource, T: ResponseStatus, E>(
+pub(crate) fn verdict<S: BearerSession, T: ResponseStatus, E>(
     source: &S,
     target: Target<'_>,
     answer: &Result<T, E>,
@@ -477,7 +498,7 @@ fn verdict<S: BearerSource, T: ResponseStatus, E>(
 }
 
 /// The headers of `token` for `target`: `Authorization`, and a proof for a bound token.
-fn token_headers<S: BearerSource>(
+pub(crate) fn token_headers<S: BearerSession>(
     source: &S,
     target: Target<'_>,
     token: &AccessToken,
@@ -513,104 +534,12 @@ async fn execute_with(
     client.execute(request).await
 }
 
-/// The caller's error, with no URL's query, fragment or user in its text (see
-/// [`AuthorizedClient::send`]).
-fn send_error(
-    error: Box<dyn std::error::Error + Send + Sync>,
-    uri: &Uri,
-) -> Box<dyn std::error::Error + Send + Sync> {
-    #[cfg(feature = "reqwest")]
-    let error: Box<dyn std::error::Error + Send + Sync> = match error.downcast::<reqwest::Error>() {
-        Ok(error) => Box::new(error.without_url()),
-        Err(other) => other,
-    };
-    let query = uri.query().filter(|q| !q.is_empty());
-    let text = chain(&*error);
-    let debug = format!("{error:?}");
-    let redacted = redact_urls(&text, query);
-    if redacted == text && redact_urls(&debug, query) == debug {
-        return error;
-    }
-    Box::new(Redacted(redacted))
-}
-
-/// An error's text and its sources', joined with `: `.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `text` with every `http://` or `https://` URL in it cut to its origin and path, and
-/// `query` (the request's) replaced by `[redacted]` wherever it still shows.
-fn redact_urls(text: &str, query: Option<&str>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = find_url(rest) {
-        out.push_str(&rest[..start]);
-        let url = &rest[start..];
-        let end = url
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')'))
-            .unwrap_or(url.len());
-        out.push_str(&origin_and_path(&url[..end]));
-        rest = &url[end..];
-    }
-    out.push_str(rest);
-    match query {
-        Some(query) => out.replace(query, "[redacted]"),
-        None => out,
-    }
-}
-
-/// Where the first `http://` or `https://` (in any case) starts in `text`.
-fn find_url(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    [lower.find("http://"), lower.find("https://")]
-        .into_iter()
-        .flatten()
-        .min()
-}
-
-/// An absolute URL without its user, query and fragment.
-fn origin_and_path(url: &str) -> String {
-    let url = &url[..url.find(['?', '#']).unwrap_or(url.len())];
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    format!("{scheme}://{host}{path}")
-}
-
-/// The caller's error, as text with its URLs cut to origin and path: its type and
-/// sources are gone, since they could print the full URL.
-struct Redacted(String);
-
-impl std::fmt::Display for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Redacted").field(&self.0).finish()
-    }
-}
-
-impl std::error::Error for Redacted {}
-
 /// The `Authorization` header value for `token`, marked sensitive.
 ///
 /// # Errors
 ///
-/// [`BearerSource::invalid_token`] if the token holds characters a header may not.
-pub fn authorization<S: BearerSource>(token: &AccessToken) -> Result<HeaderValue, S::Error> {
+/// [`BearerSession::invalid_token`] if the token holds characters a header may not.
+pub fn authorization<S: BearerSession>(token: &AccessToken) -> Result<HeaderValue, S::Error> {
     let mut value =
         HeaderValue::from_str(&token.authorization()).map_err(|_| S::invalid_token())?;
     value.set_sensitive(true);
@@ -626,7 +555,7 @@ pub struct AuthorizedClientBuilder<S> {
     strict: bool,
 }
 
-impl<S: BearerSource> AuthorizedClientBuilder<S> {
+impl<S: BearerSession> AuthorizedClientBuilder<S> {
     /// Allows sending the token to this origin: `https://host` or `https://host:port`
     /// (scheme, host and port, nothing else). A path, a query or a user is refused
     /// when the client is built: the token goes to every path of the origin.
@@ -681,6 +610,17 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         self
     }
 
+    /// Never attaches the token to requests for this URL: same origin and any spelling
+    /// of its path a server could route to it, whatever the query and the fragment (the
+    /// full rule, with how paths are normalised, is in the
+    /// [`origin`](silent_refresh_oauth2::origin) module docs of `silent-refresh-oauth2`).
+    /// The source's token endpoint is always excluded.
+    #[must_use]
+    pub fn exclude(mut self, url: impl AsRef<str>) -> Self {
+        self.policy = self.policy.exclude(url.as_ref());
+        self
+    }
+
     /// Allow plain `http` origins that are not the loopback interface (refused by
     /// default: the token would cross the network in clear text). Only for trusted
     /// networks.
@@ -690,7 +630,7 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         self
     }
 
-    /// Strict mode for the tower layer and the reqwest middleware: a request for an
+    /// Strict mode for the middlewares (tower, reqwest-middleware, ureq): a request for an
     /// origin that is not allowed fails (`OriginNotAllowed` in the tokio adapter)
     /// instead of going out without the token. Off by default: such a request goes out
     /// untouched, and a warning names its origin, once. ([`AuthorizedClient::send`] and
@@ -716,7 +656,7 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
         // Every source's token endpoint: a source given for a route may be another
         // session's.
         let endpoints = std::iter::once(&self.source).chain(self.routes.values());
-        for url in endpoints.filter_map(BearerSource::token_endpoint) {
+        for url in endpoints.filter_map(S::token_endpoint) {
             policy = policy.exclude(url);
         }
         Ok(AuthorizedClient {
@@ -726,51 +666,5 @@ impl<S: BearerSource> AuthorizedClientBuilder<S> {
             unlisted: Arc::default(),
             strict: self.strict,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_in_error_text_keep_origin_and_path_only() {
-        let text = "GET https://alice:pw@API.example.com:8443/v1/me?api_key=k3y#f failed \
-                    (redirect to http://other.example/x?code=c0de); body: \"api_key=k3y\"";
-        assert_eq!(
-            redact_urls(text, Some("api_key=k3y")),
-            "GET https://API.example.com:8443/v1/me failed (redirect to \
-             http://other.example/x); body: \"[redacted]\""
-        );
-        assert_eq!(redact_urls("no url here", None), "no url here");
-        assert_eq!(redact_urls("HTTPS://h/p?q", None), "HTTPS://h/p");
-    }
-
-    #[derive(Debug)]
-    struct Failed(String);
-
-    impl std::fmt::Display for Failed {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "could not send to {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Failed {}
-
-    #[test]
-    fn a_callers_error_naming_the_url_is_redacted_and_one_without_is_kept() {
-        let uri: Uri = "https://api.example.com/v1/me?token=s3cret"
-            .parse()
-            .expect("a URL");
-        let error = send_error(Box::new(Failed(uri.to_string())), &uri);
-        let text = format!("{error} {error:?}");
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("https://api.example.com/v1/me"), "{text}");
-
-        let inner = send_error(Box::new(std::io::Error::other("connection reset")), &uri);
-        assert!(
-            inner.downcast_ref::<std::io::Error>().is_some(),
-            "kept as it was"
-        );
     }
 }

@@ -6,17 +6,22 @@
 //!   `reqwest` feature);
 //! - [`tower::BearerAuthLayer`] (feature `tower`) wraps any `tower` service;
 //! - [`middleware::BearerAuth`] (feature `reqwest-middleware`) plugs into
-//!   reqwest-middleware.
+//!   reqwest-middleware;
+//! - [`ureq::BearerAuth`] (feature `ureq`) is a ureq 3 middleware, for blocking threads.
 //!
-//! They are generic over a [`BearerSource`]: what they need of a token source (a token,
-//! a way to report a 401, the token endpoint to keep the token from). The tokio adapter
+//! They are generic over a [`BearerSource`] (the ureq middleware: a
+//! [`BlockingBearerSource`]): what they need of a token source (a token, a way to
+//! report a 401, the token endpoint to keep the token from). The tokio adapter
 //! (`silent-refresh-tokio`) implements it for its `TokenSource` and re-exports all of
 //! this crate under its own names (`silent_refresh_tokio::AuthorizedClient`, its
-//! `tower` and `reqwest-middleware` features), so most programs never name this crate.
+//! `tower` and `reqwest-middleware` features); the blocking adapter
+//! (`silent-refresh-ureq`) does the same for the ureq middleware, so most programs
+//! never name this crate.
 //!
-//! The rule of which request gets the token is the codec's
+//! Every integration reads which request gets the token with the codec's
 //! [`OriginPolicy`](silent_refresh_oauth2::origin::OriginPolicy) (crate
-//! `silent-refresh-oauth2`), shared with the blocking adapter's ureq middleware.
+//! `silent-refresh-oauth2`), and what an answer says about the token with one rule
+//! (attach, send, read the answer, send once more after a 401), written once here.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,17 +37,21 @@ mod client;
 mod dpop;
 #[cfg(feature = "reqwest-middleware")]
 pub mod middleware;
+mod redact;
 #[cfg(feature = "tower")]
 pub mod tower;
+#[cfg(feature = "ureq")]
+pub mod ureq;
 
 pub use client::{
     AuthorizedClient, AuthorizedClientBuilder, ResponseStatus, TokenHeaders, authorization,
 };
 
-/// What the send helpers need of a token source. The tokio adapter's `TokenSource`
-/// implements it; implement it for a source of your own (an `async` wrapper around a
-/// blocking one, a fixed token in tests).
-pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
+/// What the integrations need of a token source besides its token: where its token
+/// endpoint is, how to report a rejected token, its DPoP key, and its error. A source
+/// implements it and one of [`BearerSource`] (its token is awaited) or
+/// [`BlockingBearerSource`] (its token blocks the thread).
+pub trait BearerSession: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The source's error: every failure of the helpers is one, so that a program
     /// matches on one error type. It is built from the origin policy's refusals and
     /// errors (crate `silent-refresh-oauth2`), and from
@@ -53,9 +62,6 @@ pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
         + Send
         + Sync
         + 'static;
-
-    /// The access token to send now (waiting for a refresh if need be).
-    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, Self::Error>> + Send;
 
     /// A request sent with the token of `generation` was rejected (401).
     fn report_rejected(&self, generation: Generation);
@@ -89,4 +95,28 @@ pub trait BearerSource: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
         None
     }
+}
+
+/// A token source whose token is awaited: what [`AuthorizedClient`], the tower layer
+/// and the reqwest middleware take tokens from. The tokio adapter's `TokenSource`
+/// implements it; implement it for a source of your own (an `async` wrapper around a
+/// blocking one, a fixed token in tests).
+pub trait BearerSource: BearerSession {
+    /// The access token to send now (waiting for a refresh if need be).
+    fn token(&self) -> impl Future<Output = Result<Arc<AccessToken>, Self::Error>> + Send;
+}
+
+/// A token source whose token blocks the calling thread: what the ureq middleware
+/// ([`ureq::BearerAuth`], feature `ureq`) takes tokens from. The blocking adapter's
+/// `TokenSource` implements it.
+pub trait BlockingBearerSource: BearerSession {
+    /// The access token to send now (blocking until a refresh ends if need be).
+    ///
+    /// # Errors
+    ///
+    /// The source's error when no token can be had.
+    fn token(&self) -> Result<Arc<AccessToken>, Self::Error>;
+
+    /// The error for a ureq middleware called by something other than a ureq agent.
+    fn not_in_agent() -> Self::Error;
 }

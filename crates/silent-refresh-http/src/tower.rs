@@ -12,7 +12,7 @@ use crate::BearerSource;
 use crate::client::{AuthorizedClient, Target, dpop_url, with_token};
 
 /// The error of a [`BearerAuthService`]: the inner service's error, or the source's
-/// error ([`BearerSource::Error`], `silent_refresh_tokio::Error` for the tokio adapter)
+/// error ([`BearerSession::Error`](crate::BearerSession::Error), `silent_refresh_tokio::Error` for the tokio adapter)
 /// when no token could be had (downcast it to see why).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

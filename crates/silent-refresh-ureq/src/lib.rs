@@ -82,7 +82,7 @@
 //!
 //! # Logs
 //!
-//! `tracing` events (target `silent_refresh_driver`; the middleware's: this crate's):
+//! `tracing` events (target `silent_refresh_driver`; the middleware's: `silent_refresh_http::ureq`):
 //! refresh started, succeeded, failed (with the failure's message), overdue, backing
 //! off; token adopted; saves; 401s. They carry generations, attempt ids and durations,
 //! never a token or a refresh credential.
@@ -93,14 +93,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bearer;
-mod error;
 mod oauth2_refresher;
-mod replay;
 pub mod signin;
 mod source;
 
-pub use bearer::{BearerAuth, BearerAuthBuilder, DEFAULT_REPLAY_LIMIT};
+pub use silent_refresh_http::ureq::DEFAULT_REPLAY_LIMIT;
+
+/// A ureq 3 middleware that adds the source's token to requests for the origins you
+/// allowed, never to the token endpoint nor across a redirect, and sends a request once
+/// more after a 401 with the new token when its body allows: the HTTP integrations'
+/// [`silent_refresh_http::ureq::BearerAuth`] (read its docs for every rule), over this
+/// crate's [`TokenSource`]. Build it with `BearerAuth::builder(source)`.
+pub type BearerAuth = silent_refresh_http::ureq::BearerAuth<TokenSource>;
+
+/// Builds a [`BearerAuth`]: [`silent_refresh_http::ureq::BearerAuthBuilder`] over this
+/// crate's [`TokenSource`].
+pub type BearerAuthBuilder = silent_refresh_http::ureq::BearerAuthBuilder<TokenSource>;
 pub use oauth2_refresher::{OAuth2Refresher, OAuth2RefresherBuilder, UreqAgent};
 pub use signin::Issuer;
 pub use silent_refresh_driver::runtime::threads::{Refresher, Threads};

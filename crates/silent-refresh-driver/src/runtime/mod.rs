@@ -25,21 +25,14 @@ pub mod tokio;
 #[cfg(all(feature = "wasm", target_arch = "wasm32"))]
 pub mod wasm;
 
-/// `BearerSource` (what the HTTP integrations attach tokens from) for the sources of
-/// an async runtime `$runtime`: each method is the source's own.
-#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
-macro_rules! bearer_source {
+/// `BearerSession` (what the HTTP integrations need of a source besides its token) for
+/// the sources of runtime `$runtime`: each method is the source's own. The runtime's
+/// module adds how the token is had: `BearerSource` (awaited) or `BlockingBearerSource`.
+#[cfg(feature = "http")]
+macro_rules! bearer_session {
     ($runtime:ty) => {
-        impl silent_refresh_http::BearerSource for crate::source::TokenSource<$runtime> {
+        impl silent_refresh_http::BearerSession for crate::source::TokenSource<$runtime> {
             type Error = crate::Error;
-
-            fn token(
-                &self,
-            ) -> impl std::future::Future<
-                Output = Result<std::sync::Arc<silent_refresh::AccessToken>, crate::Error>,
-            > + Send {
-                crate::source::TokenSource::token(self)
-            }
 
             fn report_rejected(&self, generation: silent_refresh::Generation) {
                 crate::source::TokenSource::report_rejected(self, generation);
@@ -75,6 +68,27 @@ macro_rules! bearer_source {
             #[cfg(feature = "dpop")]
             fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
                 crate::source::TokenSource::dpop(self)
+            }
+        }
+    };
+}
+#[cfg(feature = "http")]
+use bearer_session;
+
+/// `BearerSource` (the integrations' awaited token) for the sources of an async runtime
+/// `$runtime`, with its `BearerSession`.
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+macro_rules! bearer_source {
+    ($runtime:ty) => {
+        super::bearer_session!($runtime);
+
+        impl silent_refresh_http::BearerSource for crate::source::TokenSource<$runtime> {
+            fn token(
+                &self,
+            ) -> impl std::future::Future<
+                Output = Result<std::sync::Arc<silent_refresh::AccessToken>, crate::Error>,
+            > + Send {
+                crate::source::TokenSource::token(self)
             }
         }
     };

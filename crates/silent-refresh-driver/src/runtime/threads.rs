@@ -479,3 +479,19 @@ impl Caller for Threads {
         (listener, receiver)
     }
 }
+
+#[cfg(feature = "http")]
+super::bearer_session!(Threads);
+
+/// The ureq middleware's (`silent-refresh-http`, feature `ureq`) token: the source's,
+/// blocking the thread.
+#[cfg(feature = "http")]
+impl silent_refresh_http::BlockingBearerSource for crate::source::TokenSource<Threads> {
+    fn token(&self) -> Result<Arc<silent_refresh::AccessToken>, Error> {
+        crate::source::TokenSource::token(self)
+    }
+
+    fn not_in_agent() -> Error {
+        Error::NotInAgent
+    }
+}

@@ -1,6 +1,6 @@
-//! DPoP for the driver and the blocking middleware (feature `dpop`): a proof needs the
-//! wall clock and fresh random bytes, which the codec takes as arguments; they are read
-//! here.
+//! DPoP for the driver's own requests (feature `dpop`): the token and sign-in requests'
+//! proofs. A proof needs the wall clock and fresh random bytes, which the codec takes
+//! as arguments; they are read here.
 
 use silent_refresh::time::SystemTime;
 

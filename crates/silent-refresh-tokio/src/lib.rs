@@ -1,6 +1,67 @@
 //! Fresh OAuth access tokens for tokio programs: one call gets a valid token, and ten
 //! thousand tasks asking at once cost one refresh.
 //!
+//! The recipe: an OAuth 2.0 refresher, a file that keeps the session (each rotated
+//! refresh token is saved before the new access token is used), a client that attaches
+//! the token to your API's origin only, and a shutdown that lets the last refresh be
+//! saved. Here it runs against the test kit's server on 127.0.0.1; give it your
+//! provider's token URL, client and refresh token.
+//!
+#![cfg_attr(feature = "reqwest", doc = "```")]
+#![cfg_attr(not(feature = "reqwest"), doc = "```ignore")]
+//! use std::time::Duration;
+//! use silent_refresh_tokio::{
+//!     AuthorizedClient, Config, Credentials, FileStore, OAuth2Refresher, RefreshGrant, TokenSource,
+//! };
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! #   let server = silent_refresh_testkit::server::AuthServer::start(Default::default())?;
+//! #   let (token_url, api, me) = (server.token_url(), server.origin(), server.resource_url());
+//! #   let (client_secret, refresh_token) = ("demo-client-secret", server.sign_in(None).refresh_token);
+//! #   let dir = tempfile::tempdir()?;
+//! #   let session_file = dir.path().join("session.json");
+//!     let grant = RefreshGrant::new(token_url, "demo-client").client_secret(client_secret);
+//!     let source = TokenSource::builder(Config::default())
+//!         // The stored session wins; the refresh token is needed only the first time.
+//!         .store(FileStore::new(session_file))
+//!         .credentials(Credentials::RefreshToken(refresh_token.into()))
+//!         .refresher(OAuth2Refresher::builder(grant).build()?)
+//!         .build()?;
+//!     // Attaches the token to this origin only, and sends once more after a 401.
+//!     let client = AuthorizedClient::builder(source.clone()).allow_origin(api).build()?;
+//!     let http = reqwest::Client::new();
+//!     let response = client.execute(&http, http.get(me).build()?).await?;
+//!     assert!(response.status().is_success());
+//!     // Before exiting: let a refresh on the wire end and its rotated token be saved.
+//!     source.shutdown(Duration::from_secs(35)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `reqwest` | `OAuth2Refresher` over reqwest (rustls), `AuthorizedClient::execute` for reqwest requests, the sign-in flows (`Issuer`, module `signin`) |
+//! | `tower` | `tower::BearerAuthLayer`, for any tower service (hyper, axum clients) |
+//! | `reqwest-middleware` | `middleware::BearerAuth`, for `reqwest_middleware::ClientWithMiddleware` (turns `reqwest` on) |
+//! | `jwt` | signed client assertions (`private_key_jwt`, `client_secret_jwt`) and the JWT bearer grant (turns `reqwest` on) |
+//! | `dpop` | DPoP-bound sessions (RFC 9449): the key stored with the session, a proof on every request with a bound token |
+//! | `metrics` | refresh durations, refreshes by trigger, callers waiting and failed saves, through the `metrics` facade |
+//!
+//! Keeping the session: give the builder a [`TokenStore`] ([`FileStore`], or
+//! `silent-refresh-redis` for many hosts) and call [`TokenSource::shutdown`] before the
+//! program exits. The token-change callback ([`TokenChange`]), `Credentials::Stored`
+//! and [`TokenSource::until_durable`] are for programs that keep the session
+//! themselves.
+//!
+//! # A refresher of your own
+//!
+//! Any `async` closure from the refresh credential to a [`Token`] is a refresher: call
+//! your own refresh endpoint there (read its failures with
+//! [`oauth2::classify`]).
+//!
 //! ```
 //! use std::time::Duration;
 //! use silent_refresh_tokio::{

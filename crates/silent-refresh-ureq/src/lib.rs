@@ -1,6 +1,62 @@
 //! Keeps an OAuth access token fresh for blocking threads, with ureq 3 as the HTTP
 //! client: for CLI tools, build scripts and synchronous services.
 //!
+//! The recipe: an OAuth 2.0 refresher, a file that keeps the session (each rotated
+//! refresh token is saved before the new access token is used), a ureq middleware that
+//! attaches the token to your API's origin only, and a shutdown that lets the last
+//! refresh be saved. Here it runs against the test kit's server on 127.0.0.1; give it
+//! your provider's token URL, client and refresh token.
+//!
+//! ```
+//! use std::time::Duration;
+//! use silent_refresh_ureq::{
+//!     BearerAuth, Config, Credentials, FileStore, OAuth2Refresher, RefreshGrant, TokenSource,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! #   let server = silent_refresh_testkit::server::AuthServer::start(Default::default())?;
+//! #   let (token_url, api, me) = (server.token_url(), server.origin(), server.resource_url());
+//! #   let (client_secret, refresh_token) = ("demo-client-secret", server.sign_in(None).refresh_token);
+//! #   let dir = tempfile::tempdir()?;
+//! #   let session_file = dir.path().join("session.json");
+//! let grant = RefreshGrant::new(token_url, "demo-client").client_secret(client_secret);
+//! let source = TokenSource::builder(Config::default())
+//!     // The stored session wins; the refresh token is needed only the first time.
+//!     .store(FileStore::new(session_file))
+//!     .credentials(Credentials::RefreshToken(refresh_token.into()))
+//!     .refresher(OAuth2Refresher::builder(grant).build()?)
+//!     .build()?;
+//! // Attaches the token to this origin only, and sends once more after a 401.
+//! let auth = BearerAuth::builder(source.clone()).allow_origin(api).build()?;
+//! let agent: ureq::Agent = ureq::Agent::config_builder().middleware(auth).build().into();
+//! // Share `agent` between threads (it is cheap to clone).
+//! let response = agent.get(me).call()?;
+//! assert!(response.status().is_success());
+//! // Before exiting: let a refresh on the wire end and its rotated token be saved.
+//! source.shutdown(Duration::from_secs(35));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `jwt` | signed client assertions (`private_key_jwt`, `client_secret_jwt`) and the JWT bearer grant |
+//! | `dpop` | DPoP-bound sessions (RFC 9449): the key stored with the session, a proof on every request with a bound token |
+//! | `metrics` | refresh durations, refreshes by trigger, callers waiting and failed saves, through the `metrics` facade |
+//!
+//! Keeping the session: give the builder a [`TokenStore`] ([`FileStore`], or
+//! `silent-refresh-redis` for many hosts) and call [`TokenSource::shutdown`] before the
+//! program exits. The token-change callback ([`TokenChange`]), `Credentials::Stored`
+//! and [`TokenSource::until_durable`] are for programs that keep the session
+//! themselves.
+//!
+//! # A refresher of your own
+//!
+//! Any closure from the refresh credential to a [`Token`] is a refresher: call your own
+//! refresh endpoint there (read its failures with [`oauth2::classify`]).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicUsize, Ordering};

@@ -267,6 +267,10 @@ impl<C: BlockingHttpClient> crate::runtime::threads::Refresher for OAuth2Refresh
         true
     }
 
+    fn authenticates_itself(&self) -> bool {
+        !self.grant().uses_refresh_token()
+    }
+
     fn token_endpoint(&self) -> Option<&str> {
         Some(self.grant.token_url())
     }
@@ -329,6 +333,10 @@ impl<C: AsyncHttpClient> crate::runtime::tokio::Refresher for OAuth2Refresher<C>
         true
     }
 
+    fn authenticates_itself(&self) -> bool {
+        !self.grant().uses_refresh_token()
+    }
+
     fn token_endpoint(&self) -> Option<&str> {
         Some(self.grant.token_url())
     }
@@ -363,6 +371,10 @@ impl<C: LocalHttpClient> crate::runtime::wasm::Refresher for OAuth2Refresher<C> 
 
     fn supports_targets(&self) -> bool {
         true
+    }
+
+    fn authenticates_itself(&self) -> bool {
+        !self.grant().uses_refresh_token()
     }
 
     fn token_endpoint(&self) -> Option<&str> {

@@ -149,6 +149,7 @@ on_both!(
     the_default_timeout_is_thirty_seconds_and_zero_is_refused,
     the_timeout_ends_an_exchange_with_a_hung_server_as_a_transient_failure,
     client_credentials_sends_scope_resource_and_audience_and_keeps_no_refresh_credential,
+    a_grant_that_needs_no_refresh_credential_implies_its_credentials,
     token_exchange_rereads_the_subject_token_file_on_every_exchange,
     a_grant_that_can_never_work_is_refused_when_the_refresher_is_built,
     private_key_jwt_signs_a_new_assertion_for_every_exchange,
@@ -561,6 +562,25 @@ async fn client_credentials_sends_scope_resource_and_audience_and_keeps_no_refre
         vec![false],
         "one save, with no refresh credential"
     );
+}
+
+/// A source given a client-credentials refresher and no credentials starts as if given
+/// `Credentials::ClientCredentials { token: None }`: its first call gets a token at
+/// once, instead of waiting its whole deadline for a sign-in.
+async fn a_grant_that_needs_no_refresh_credential_implies_its_credentials<A: Adapter>() {
+    let server = issuing();
+    let grant = RefreshGrant::client_credentials(server.url("/token"), "svc")
+        .client_secret("s3cret")
+        .auth(ClientAuth::Post);
+    let source = TokenSource::<A::Rt>::builder(Config::default())
+        .refresher(refresher_of::<A>(grant))
+        .build()
+        .expect("the source starts");
+    let token = A::token(&source)
+        .await
+        .expect("a token, with no credentials given");
+    assert_eq!(token.secret.expose(), "at-1");
+    assert_eq!(server.requests().len(), 1, "one exchange");
 }
 
 async fn token_exchange_rereads_the_subject_token_file_on_every_exchange<A: Adapter>() {

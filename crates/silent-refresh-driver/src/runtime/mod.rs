@@ -223,6 +223,13 @@ pub trait Exchanger<Exchange>: 'static {
         false
     }
 
+    /// Whether this refresher gets a token with no refresh credential (a
+    /// client-credentials, JWT bearer or token-exchange grant): a source built without
+    /// credentials then starts as with `Credentials::ClientCredentials { token: None }`.
+    fn authenticates_itself(&self) -> bool {
+        false
+    }
+
     /// The token endpoint's URL, if known: the send helpers never attach the access
     /// token to a request for it.
     fn token_endpoint(&self) -> Option<&str>;

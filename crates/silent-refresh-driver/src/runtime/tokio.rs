@@ -96,6 +96,13 @@ pub trait Refresher: Send + Sync + 'static {
         false
     }
 
+    /// Whether this refresher gets a token with no refresh credential (a
+    /// client-credentials, JWT bearer or token-exchange grant): a source built without
+    /// credentials then starts as with `Credentials::ClientCredentials { token: None }`.
+    fn authenticates_itself(&self) -> bool {
+        false
+    }
+
     /// The token endpoint's URL, if the refresher knows it: the send helpers never
     /// attach the access token to a request for it.
     fn token_endpoint(&self) -> Option<&str> {
@@ -150,6 +157,10 @@ impl<R: Refresher> Exchanger<TokioExchange> for Async<R> {
 
     fn supports_targets(&self) -> bool {
         self.0.supports_targets()
+    }
+
+    fn authenticates_itself(&self) -> bool {
+        self.0.authenticates_itself()
     }
 
     fn token_endpoint(&self) -> Option<&str> {

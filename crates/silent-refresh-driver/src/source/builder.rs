@@ -150,6 +150,7 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
             .token_endpoint
             .or_else(|| refresher.token_endpoint().map(Arc::from));
         let supports_targets = refresher.supports_targets();
+        let authenticates_itself = refresher.authenticates_itself();
         let slot = kernel.default_slot().clone();
         let driver = Driver::new(
             kernel.clone(),
@@ -159,7 +160,11 @@ impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
             observer,
         );
         Spawn::spawn(&self.runtime, driver)?;
-        kernel.start(self.credentials);
+        // A grant that needs no refresh credential implies its credentials.
+        let credentials = self.credentials.or_else(|| {
+            authenticates_itself.then_some(Credentials::ClientCredentials { token: None })
+        });
+        kernel.start(credentials);
         Ok(TokenSource {
             kernel,
             runtime: self.runtime,

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use silent_refresh_testkit::scripted::{Recorded, Reply, TestServer};
+use silent_refresh_testkit::server as kit;
 use silent_refresh_ureq::{Config, ConfigBuilder, TokenSource};
 
 /// The core's error inside a failed `token()` call; any other outcome fails the test.
@@ -43,8 +44,37 @@ pub fn until_waiting(source: &TokenSource, n: usize) {
     }
 }
 
-/// The client secret the stand-in authorization server expects.
+/// The client secret the stand-in authorization server and the test kit's server
+/// expect.
 pub const CLIENT_SECRET: &str = "cs-SECRET-7f3a9c";
+/// The client id the test kit's server expects.
+pub const CLIENT_ID: &str = "test-client";
+
+/// The test kit's OAuth 2.0 server (rotating refresh tokens, reuse revocation): tokens
+/// living `lifetime` (stated exactly in `expires_in`, sub-second lifetimes included),
+/// answering at once, for this crate's client; and a user's grant on it.
+pub fn kit_server(lifetime: Duration) -> (kit::AuthServer, kit::Grant) {
+    let server = kit::AuthServer::start(kit::ServerConfig {
+        token_lifetime: lifetime,
+        exact_expires_in: true,
+        token_latency: Duration::ZERO,
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: Some(CLIENT_SECRET.to_owned()),
+        ..kit::ServerConfig::default()
+    })
+    .expect("the test kit's server starts on 127.0.0.1");
+    let grant = server.sign_in(None);
+    (server, grant)
+}
+
+/// A refresher for the test kit's server (client secret in HTTP Basic).
+pub fn kit_refresher(server: &kit::AuthServer) -> silent_refresh_ureq::OAuth2Refresher {
+    let grant = silent_refresh_ureq::RefreshGrant::new(server.token_url(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET);
+    silent_refresh_ureq::OAuth2Refresher::builder(grant)
+        .build()
+        .expect("a loopback token endpoint is allowed")
+}
 
 /// State of the stand-in authorization server.
 #[derive(Debug)]
@@ -108,7 +138,7 @@ impl AuthServer {
     }
 
     pub fn grant(&self) -> silent_refresh_ureq::RefreshGrant {
-        silent_refresh_ureq::RefreshGrant::new(self.token_url(), "test-client")
+        silent_refresh_ureq::RefreshGrant::new(self.token_url(), CLIENT_ID)
             .client_secret(CLIENT_SECRET)
     }
 

@@ -11,6 +11,9 @@
 //!   server side of `examples/custom_refresh.rs`, and the counts of a run.
 //! - [`keys`]: RS256 and ES256 key pairs made at run time, for signed assertions.
 //! - [`serve`]: an axum app on a bound listener, on a runtime and thread of its own.
+//! - [`scripted`]: a scripted HTTP/1.1 server on plain `std` threads that records each
+//!   request and answers what a handler says, and a server that counts connections (or
+//!   never answers).
 //!
 //! ```
 //! use silent_refresh_testkit::server::{AuthServer, ServerConfig};
@@ -24,6 +27,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod scripted;
 pub mod serve;
 pub mod server;
 

@@ -109,8 +109,13 @@ const LEEWAY_SECS: u64 = 5;
 #[derive(Clone)]
 pub struct ServerConfig {
     /// How long an access token lives. `expires_in` says it in whole seconds
-    /// (rounded down), so a client never believes a token lives longer than it does.
+    /// (rounded down), so a client never believes a token lives longer than it does,
+    /// unless [`exact_expires_in`](Self::exact_expires_in) is on.
     pub token_lifetime: Duration,
+    /// `expires_in` says the lifetime exactly, in fractional seconds (`0.2` for
+    /// 200 ms), for tests that run several expiries within a second. RFC 6749 says an
+    /// integer; the client library reads any non-negative number. Off by default.
+    pub exact_expires_in: bool,
     /// How long the token endpoint takes to answer (so that refreshes overlap
     /// requests, as over a real network). The *slow mode* is this set high (a
     /// 12 s identity provider): the request counts as in flight all along, and the
@@ -158,6 +163,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             token_lifetime: Duration::from_secs(3),
+            exact_expires_in: false,
             token_latency: Duration::from_millis(100),
             answer_latency: Duration::ZERO,
             client_id: "demo-client".to_owned(),
@@ -209,6 +215,7 @@ impl fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerConfig")
             .field("token_lifetime", &self.token_lifetime)
+            .field("exact_expires_in", &self.exact_expires_in)
             .field("token_latency", &self.token_latency)
             .field("answer_latency", &self.answer_latency)
             .field("client_id", &self.client_id)
@@ -957,6 +964,18 @@ impl AuthServer {
         Some(grant.serial.saturating_sub(entry.serial))
     }
 
+    /// When the access token `access_token`, issued here, expires by the server's
+    /// clock; `None` for a token this server never issued, or one revoked since (by
+    /// [`revoke_access_tokens`](Self::revoke_access_tokens) or reuse detection).
+    #[must_use]
+    pub fn access_token_expiry(&self, access_token: &str) -> Option<Instant> {
+        self.state
+            .tables()
+            .access
+            .get(access_token)
+            .map(|entry| entry.expires)
+    }
+
     /// Whether the grant was revoked (by reuse detection).
     #[must_use]
     pub fn is_revoked(&self, grant: u64) -> bool {
@@ -1544,6 +1563,7 @@ fn issue_service(
         access_token,
         refresh_token: None,
         expires_in: lifetime.as_secs(),
+        exact_lifetime: state.config.exact_expires_in.then_some(lifetime),
         scope: scope.map(str::to_owned),
         issued_token_type: None,
     }
@@ -1568,6 +1588,8 @@ struct Issued {
     /// None for the grants that keep no refresh token.
     refresh_token: Option<String>,
     expires_in: u64,
+    /// The lifetime `expires_in` states exactly ([`ServerConfig::exact_expires_in`]).
+    exact_lifetime: Option<Duration>,
     scope: Option<String>,
     /// Token exchange's `issued_token_type`.
     issued_token_type: Option<&'static str>,
@@ -1583,7 +1605,10 @@ impl Issued {
         let mut body = serde_json::json!({
             "access_token": self.access_token,
             "token_type": token_type,
-            "expires_in": self.expires_in,
+            "expires_in": self.exact_lifetime.map_or_else(
+                || serde_json::Value::from(self.expires_in),
+                |lifetime| serde_json::Value::from(lifetime.as_secs_f64()),
+            ),
         });
         if let Some(refresh_token) = self.refresh_token {
             body["refresh_token"] = serde_json::Value::String(refresh_token);
@@ -1720,6 +1745,7 @@ fn refresh(
         access_token: new_access,
         refresh_token: Some(new_refresh),
         expires_in: lifetime.as_secs(),
+        exact_lifetime: state.config.exact_expires_in.then_some(lifetime),
         scope,
         issued_token_type: None,
     })
@@ -1958,5 +1984,71 @@ fn serve_connection(mut stream: TcpStream, counts: &OriginCounts) {
         if stream.write_all(answer.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refresh over plain HTTP/1.1 (Basic client authentication): the answer's body.
+    fn refresh_over_http(server: &AuthServer, refresh_token: &str) -> serde_json::Value {
+        let config = server.config();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            config.client_id,
+            config.client_secret.as_deref().unwrap_or_default()
+        ));
+        let body = format!("grant_type=refresh_token&refresh_token={refresh_token}");
+        let auth_addr = server
+            .auth_origin()
+            .trim_start_matches("http://")
+            .to_owned();
+        let mut stream = TcpStream::connect(&auth_addr).expect("connect to the token endpoint");
+        write!(
+            stream,
+            "POST {TOKEN_PATH} HTTP/1.1\r\nHost: {auth_addr}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send the request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read the answer");
+        let (_, json) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        serde_json::from_str(json).expect("a JSON body")
+    }
+
+    #[test]
+    fn exact_expires_in_states_a_sub_second_lifetime_and_the_expiry_is_known() {
+        let server = AuthServer::start(ServerConfig {
+            token_lifetime: Duration::from_millis(200),
+            token_latency: Duration::ZERO,
+            exact_expires_in: true,
+            ..ServerConfig::default()
+        })
+        .expect("start");
+        let grant = server.sign_in(None);
+        let asked_at = Instant::now();
+        let answer = refresh_over_http(&server, &grant.refresh_token);
+        assert_eq!(answer["expires_in"].as_f64(), Some(0.2), "{answer}");
+        let access = answer["access_token"].as_str().expect("an access token");
+        let expiry = server.access_token_expiry(access).expect("issued here");
+        assert!(asked_at + Duration::from_millis(200) <= expiry);
+        assert!(expiry <= Instant::now() + Duration::from_millis(200));
+        assert_eq!(server.access_token_expiry("at_unknown"), None);
+        server.revoke_access_tokens();
+        assert_eq!(server.access_token_expiry(access), None, "revoked");
+    }
+
+    #[test]
+    fn expires_in_is_whole_seconds_by_default() {
+        let server = AuthServer::start(ServerConfig {
+            token_lifetime: Duration::from_millis(2500),
+            token_latency: Duration::ZERO,
+            ..ServerConfig::default()
+        })
+        .expect("start");
+        let grant = server.sign_in(None);
+        let answer = refresh_over_http(&server, &grant.refresh_token);
+        assert_eq!(answer["expires_in"].as_u64(), Some(2), "{answer}");
     }
 }

@@ -8,7 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use silent_refresh_ureq::{BearerAuth, Config, Credentials, Error, Expiry, Token, TokenSource};
-use support::{Adoptions, AuthServer, Recorded, Reply, TestServer, api_server};
+use support::{
+    Adoptions, AuthServer, Recorded, Reply, TestServer, api_server, kit_refresher, kit_server,
+};
 use ureq::Agent;
 
 fn agent_with(auth: BearerAuth) -> Agent {
@@ -361,47 +363,52 @@ fn invalid_origins_and_urls_are_refused_without_echoing_a_password_a_path_or_a_q
 #[test]
 fn many_threads_across_several_expiries_always_present_a_valid_token() {
     const LIFETIME: Duration = Duration::from_millis(300);
-    let auth = AuthServer::start("rt-SECRET-1", LIFETIME);
-    let api = api_server(&auth);
+    // The test kit's server: its resource answers 200 to a token it issued that has
+    // not expired, 401 otherwise.
+    let (auth, grant) = kit_server(LIFETIME);
     let elsewhere = TestServer::start(|_| Reply::text(200, "elsewhere"));
     let (persist, adoptions) = Adoptions::new();
     let source = TokenSource::builder(Config::default())
-        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-        .refresher(auth.refresher())
+        .credentials(Credentials::RefreshToken(
+            grant.refresh_token.clone().into(),
+        ))
+        .refresher(kit_refresher(&auth))
         .on_token_change(move |change| persist(&change))
         .build()
         .expect("source");
     let agent = agent_with(
         BearerAuth::builder(source.clone())
-            .allow_origin(api.origin())
+            .allow_origin(auth.origin())
             .build()
             .expect("valid"),
     );
+    let resource = auth.resource_url();
 
     thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
                 while source.generation().0 < 4 {
-                    let mut response = agent.get(api.url("/data")).call().expect("200");
-                    assert_eq!(
-                        response.body_mut().read_to_string().expect("body"),
-                        "ok 0 bytes"
-                    );
+                    let mut response = agent.get(&resource).call().expect("200");
+                    let served: serde_json::Value =
+                        serde_json::from_str(&response.body_mut().read_to_string().expect("body"))
+                            .expect("the resource's JSON");
+                    assert_eq!(served["grant"], grant.id, "served by the grant's token");
                     agent.get(elsewhere.url("/x")).call().expect("elsewhere");
                 }
             });
         }
     });
-    let refreshes = auth.state().refreshes;
-    adoptions.wait_for(refreshes);
-    let state = auth.state();
+    let before = auth.take_stats();
+    adoptions.wait_for(before.issued);
+    let after = auth.take_stats();
     assert_eq!(
-        state.reuses, 0,
+        before.reuse_detected + after.reuse_detected,
+        0,
         "a rotated refresh credential was never reused"
     );
-    assert!(!state.revoked);
+    assert!(!auth.is_revoked(grant.id));
     assert_eq!(
-        state.refreshes,
+        before.issued + after.issued,
         source.generation().0,
         "one refresh per token"
     );

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use silent_refresh_ureq::{
     Config, Credentials, Refresher, Secret, Status, TokenChange, TokenSource,
 };
-use support::{Adoptions, AuthServer, Reply, core_error, short_config};
+use support::{Adoptions, AuthServer, Reply, core_error, kit_refresher, kit_server, short_config};
 
 #[test]
 fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_token() {
     const LIFETIME: Duration = Duration::from_millis(200);
-    let auth = AuthServer::start("rt-SECRET-1", LIFETIME);
+    let (auth, grant) = kit_server(LIFETIME);
     let stored = Arc::new(Mutex::new(None::<String>));
     let (persist, adoptions) = Adoptions::new();
     let source = TokenSource::builder(
@@ -27,8 +27,10 @@ fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_toke
             .build()
             .expect("config"),
     )
-    .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-    .refresher(auth.refresher())
+    .credentials(Credentials::RefreshToken(
+        grant.refresh_token.clone().into(),
+    ))
+    .refresher(kit_refresher(&auth))
     .on_token_change({
         let stored = stored.clone();
         move |change| {
@@ -52,8 +54,7 @@ fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_toke
                     calls.fetch_add(1, Ordering::Relaxed);
                     let usable_until = token.usable_until.expect("the server gave an expiry");
                     let expires_at = auth
-                        .state()
-                        .expiry_of(token.secret.expose())
+                        .access_token_expiry(token.secret.expose())
                         .expect("the server issued it");
                     assert!(asked_at < usable_until, "granted before its usable_until");
                     assert!(
@@ -68,19 +69,20 @@ fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_toke
             });
         }
     });
-    let refreshes = auth.state().refreshes;
-    adoptions.wait_for(refreshes);
-    let state = auth.state();
-    assert_eq!(state.reuses, 0);
-    assert!(!state.revoked);
+    let before = auth.take_stats();
+    adoptions.wait_for(before.issued);
+    let after = auth.take_stats();
+    assert_eq!(before.reuse_detected + after.reuse_detected, 0);
+    assert!(!auth.is_revoked(grant.id));
     assert_eq!(
-        state.refreshes,
+        before.issued + after.issued,
         source.generation().0,
         "one refresh per token"
     );
+    let stored = stored.lock().expect("store").clone().expect("stored");
     assert_eq!(
-        stored.lock().expect("store").as_deref(),
-        Some(state.current_refresh.as_str()),
+        auth.refresh_tokens_since(&stored),
+        Some(0),
         "the stored credential is the one the server will accept next"
     );
     assert!(calls.load(Ordering::Relaxed) >= 64 * 4);
@@ -88,7 +90,7 @@ fn sixty_four_threads_across_several_expiries_never_reuse_a_rotated_refresh_toke
 
 #[test]
 fn a_reused_refresh_token_revokes_the_family_and_both_holders_must_sign_in() {
-    let auth = AuthServer::start("rt-SECRET-1", Duration::from_secs(3600));
+    let (auth, grant) = kit_server(Duration::from_secs(3600));
     // Two processes hold the same credential: the first rotates it, the second reuses it.
     let patient = || {
         short_config()
@@ -97,24 +99,31 @@ fn a_reused_refresh_token_revokes_the_family_and_both_holders_must_sign_in() {
             .expect("config")
     };
     let first = TokenSource::builder(patient())
-        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-        .refresher(auth.refresher())
+        .credentials(Credentials::RefreshToken(
+            grant.refresh_token.clone().into(),
+        ))
+        .refresher(kit_refresher(&auth))
         .build()
         .expect("source");
     let second = TokenSource::builder(patient())
-        .credentials(Credentials::RefreshToken("rt-SECRET-1".into()))
-        .refresher(auth.refresher())
+        .credentials(Credentials::RefreshToken(
+            grant.refresh_token.clone().into(),
+        ))
+        .refresher(kit_refresher(&auth))
         .build()
         .expect("source");
 
     let token = first.token().expect("the first holder refreshes");
     match core_error(second.token()) {
         silent_refresh::Error::SignInRequired { reason } => {
-            assert!(reason.contains("reused"), "{reason}");
+            // The server's reason: "the refresh token was already used; the grant is
+            // revoked".
+            assert!(reason.contains("already used"), "{reason}");
         }
         other => panic!("expected SignInRequired, got {other:?}"),
     }
-    assert_eq!(auth.state().reuses, 1);
+    assert_eq!(auth.take_stats().reuse_detected, 1);
+    assert!(auth.is_revoked(grant.id));
 
     // The family is revoked: the first holder's next refresh fails for good too.
     first.report_rejected(token.generation);

@@ -1,256 +1,16 @@
-//! Shared test helpers: a small HTTP/1.1 server on 127.0.0.1 port 0, refresher
-//! stand-ins, and a configuration with short deadlines.
+//! Shared test helpers: the test kit's scripted HTTP/1.1 server, a stand-in
+//! authorization server and API on it, refresher stand-ins, and a configuration with
+//! short deadlines.
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
+pub use silent_refresh_testkit::scripted::{Recorded, Reply, TestServer};
+use silent_refresh_testkit::server as kit;
 use silent_refresh_ureq::{Config, ConfigBuilder, TokenSource};
-
-/// One request the server received.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    /// Path and query.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
-    }
-
-    /// The form body as pairs (for token requests).
-    pub fn form(&self) -> Vec<(String, String)> {
-        String::from_utf8_lossy(&self.body)
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(k), decode(v))
-            })
-            .collect()
-    }
-
-    pub fn form_value(&self, name: &str) -> Option<String> {
-        self.form()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    }
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// What the server answers.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        Self {
-            status,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: value.to_string().into_bytes(),
-        }
-    }
-
-    pub fn text(status: u16, text: &str) -> Self {
-        Self {
-            status,
-            headers: vec![("Content-Type".into(), "text/plain".into())],
-            body: text.as_bytes().to_vec(),
-        }
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-}
-
-type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
-
-/// A real HTTP/1.1 server on 127.0.0.1, port 0, answering each request on its own
-/// connection (`Connection: close`) with the handler's reply.
-pub struct TestServer {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl TestServer {
-    pub fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let accept = {
-            let requests = requests.clone();
-            let stop = stop.clone();
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let requests = requests.clone();
-                    let handler = handler.clone();
-                    thread::spawn(move || serve(stream, &*handler, &requests));
-                }
-            })
-        };
-        Self {
-            addr,
-            requests,
-            stop,
-            accept: Some(accept),
-        }
-    }
-
-    /// `http://127.0.0.1:port`
-    pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.origin())
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("requests").clone()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Recorded>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let Some(request) = read_request(&mut reader) else {
-        return;
-    };
-    requests.lock().expect("requests").push(request.clone());
-    let reply = handler(&request);
-    let mut out = format!("HTTP/1.1 {} Status\r\n", reply.status);
-    for (name, value) in &reply.headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.body.len()
-    ));
-    let mut stream = stream;
-    let _ = stream.write_all(out.as_bytes());
-    let _ = stream.write_all(&reply.body);
-    let _ = stream.flush();
-}
-
-fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut words = line.split_whitespace();
-    let method = words.next()?.to_owned();
-    let target = words.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(len) = find("content-length") {
-        let len: usize = len.parse().ok()?;
-        body.resize(len, 0);
-        reader.read_exact(&mut body).ok()?;
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim(), 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
-    Some(Recorded {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
 
 /// The core's error inside a failed `token()` call; any other outcome fails the test.
 pub fn core_error(
@@ -284,8 +44,37 @@ pub fn until_waiting(source: &TokenSource, n: usize) {
     }
 }
 
-/// The client secret the stand-in authorization server expects.
+/// The client secret the stand-in authorization server and the test kit's server
+/// expect.
 pub const CLIENT_SECRET: &str = "cs-SECRET-7f3a9c";
+/// The client id the test kit's server expects.
+pub const CLIENT_ID: &str = "test-client";
+
+/// The test kit's OAuth 2.0 server (rotating refresh tokens, reuse revocation): tokens
+/// living `lifetime` (stated exactly in `expires_in`, sub-second lifetimes included),
+/// answering at once, for this crate's client; and a user's grant on it.
+pub fn kit_server(lifetime: Duration) -> (kit::AuthServer, kit::Grant) {
+    let server = kit::AuthServer::start(kit::ServerConfig {
+        token_lifetime: lifetime,
+        exact_expires_in: true,
+        token_latency: Duration::ZERO,
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: Some(CLIENT_SECRET.to_owned()),
+        ..kit::ServerConfig::default()
+    })
+    .expect("the test kit's server starts on 127.0.0.1");
+    let grant = server.sign_in(None);
+    (server, grant)
+}
+
+/// A refresher for the test kit's server (client secret in HTTP Basic).
+pub fn kit_refresher(server: &kit::AuthServer) -> silent_refresh_ureq::OAuth2Refresher {
+    let grant = silent_refresh_ureq::RefreshGrant::new(server.token_url(), CLIENT_ID)
+        .client_secret(CLIENT_SECRET);
+    silent_refresh_ureq::OAuth2Refresher::builder(grant)
+        .build()
+        .expect("a loopback token endpoint is allowed")
+}
 
 /// State of the stand-in authorization server.
 #[derive(Debug)]
@@ -349,7 +138,7 @@ impl AuthServer {
     }
 
     pub fn grant(&self) -> silent_refresh_ureq::RefreshGrant {
-        silent_refresh_ureq::RefreshGrant::new(self.token_url(), "test-client")
+        silent_refresh_ureq::RefreshGrant::new(self.token_url(), CLIENT_ID)
             .client_secret(CLIENT_SECRET)
     }
 
@@ -422,8 +211,8 @@ pub fn api_server(auth: &AuthServer) -> TestServer {
     let state = auth.state.clone();
     TestServer::start(move |request| {
         if request.path() == "/redirect" {
-            let to = request.target.split_once("to=").map(|(_, to)| decode(to));
-            return Reply::status(302).header("Location", &to.unwrap_or_default());
+            let to = request.query_value("to").unwrap_or_default();
+            return Reply::status(302).header("Location", &to);
         }
         let bearer = request
             .header("authorization")
@@ -471,95 +260,5 @@ impl Adoptions {
                 return;
             }
         }
-    }
-}
-
-/// A server on 127.0.0.1, port 0, that counts the connections it accepts (not only the
-/// requests it reads): for a host that must receive nothing. With an answer, it reads
-/// each request and gives that answer; without one, it holds each connection open and
-/// never answers (a hung server, for timeouts) until it is dropped.
-pub struct CountingServer {
-    addr: SocketAddr,
-    connections: Arc<std::sync::atomic::AtomicUsize>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl CountingServer {
-    /// Starts it: `answer` for every request, or `None` never to answer.
-    pub fn start(answer: Option<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let (connections, requests, held, stop) = (
-                connections.clone(),
-                requests.clone(),
-                held.clone(),
-                stop.clone(),
-            );
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    match answer.clone() {
-                        None => held.lock().expect("held").push(stream),
-                        Some(reply) => {
-                            let requests = requests.clone();
-                            thread::spawn(move || {
-                                serve(stream, &move |_: &Recorded| reply.clone(), &requests)
-                            });
-                        }
-                    }
-                }
-            })
-        };
-        Self {
-            addr,
-            connections,
-            requests,
-            held,
-            stop,
-            accept: Some(accept),
-        }
-    }
-
-    /// `http://127.0.0.1:port{path}`
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// `http://127.0.0.1:port`
-    pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// The requests read so far (only when it answers).
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("requests").clone()
-    }
-}
-
-impl Drop for CountingServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        self.held.lock().expect("held").clear();
     }
 }

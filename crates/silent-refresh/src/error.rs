@@ -8,7 +8,10 @@ use std::sync::Arc;
 pub enum Error {
     /// The credentials are dead (terminal refresh failure, or an expired token with no
     /// way to refresh it).
-    #[error("sign-in required: {reason}; sign in again with new credentials")]
+    #[error(
+        "sign-in required: {}",
+        Advised(reason, "sign in", "sign in again with new credentials")
+    )]
     SignInRequired {
         /// Why a sign-in is needed.
         reason: Arc<str>,
@@ -18,7 +21,8 @@ pub enum Error {
     /// left. The refresh credential is kept: the session resumes once a refresh
     /// succeeds (tried again after `backoff_max`, or at the next sign-in).
     #[error(
-        "the token endpoint refused the client's configuration: {reason}; fix what it names (client id or secret, authentication method, token URL or scope): the session is kept and resumes with the next successful refresh"
+        "{}; the session is kept and resumes with the next successful refresh",
+        Refused(reason)
     )]
     Misconfigured {
         /// What the token endpoint said, naming what to fix.
@@ -92,6 +96,39 @@ pub enum Error {
 /// A delay for people: milliseconds under a second, seconds above.
 struct HumanDelay(std::time::Duration);
 
+/// A reason, then `advice` unless the reason already gives it (names `marker`), so
+/// that a message never says the same thing twice.
+struct Advised<'a>(&'a str, &'static str, &'static str);
+
+impl std::fmt::Display for Advised<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self(reason, marker, advice) = *self;
+        if reason.to_ascii_lowercase().contains(marker) {
+            f.write_str(reason)
+        } else {
+            write!(f, "{reason}; {advice}")
+        }
+    }
+}
+
+/// What the token endpoint refused, said once: a reason that names the token endpoint
+/// itself (the codec's do) stands alone; another is introduced, with what to fix.
+struct Refused<'a>(&'a str);
+
+impl std::fmt::Display for Refused<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.starts_with("the token endpoint") {
+            f.write_str(self.0)
+        } else {
+            write!(
+                f,
+                "the token endpoint refused the client's configuration: {}; fix what it names (client id or secret, authentication method, token URL or scope)",
+                self.0
+            )
+        }
+    }
+}
+
 impl std::fmt::Display for HumanDelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.0.as_millis();
@@ -100,5 +137,52 @@ impl std::fmt::Display for HumanDelay {
         } else {
             write!(f, "{} s", self.0.as_secs())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_is_given_once() {
+        let dead = |reason: &str| {
+            Error::SignInRequired {
+                reason: reason.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            dead("the refresh token was revoked or was already used; sign in again"),
+            "sign-in required: the refresh token was revoked or was already used; sign in again"
+        );
+        assert_eq!(
+            dead("signed out by another process"),
+            "sign-in required: signed out by another process; sign in again with new credentials"
+        );
+
+        let refused = |reason: &str| {
+            Error::Misconfigured {
+                reason: reason.into(),
+            }
+            .to_string()
+        };
+        let by_codec =
+            refused("the token endpoint refused the client authentication; check the client id");
+        assert_eq!(
+            by_codec.matches("the token endpoint").count(),
+            1,
+            "{by_codec}"
+        );
+        assert!(
+            by_codec.ends_with("resumes with the next successful refresh"),
+            "{by_codec}"
+        );
+        let own = refused("no DPoP proof: the key is gone");
+        assert!(
+            own.starts_with("the token endpoint refused the client's configuration: no DPoP proof"),
+            "{own}"
+        );
+        assert!(own.contains("fix what it names"), "{own}");
     }
 }

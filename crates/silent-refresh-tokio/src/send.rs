@@ -1,5 +1,6 @@
 //! The HTTP integrations of `silent-refresh-http`, for this crate's [`TokenSource`]:
-//! the same types under this crate's names, so a program needs no other crate.
+//! the same types under this crate's names, so a program names no `silent-refresh-http` type (it still
+//! depends on the HTTP client it sends with: reqwest, or the tower service it wraps).
 
 use http::HeaderValue;
 use silent_refresh::AccessToken;

@@ -335,7 +335,9 @@ impl Error {
     pub fn needs_sign_in(&self) -> bool {
         matches!(
             self,
-            Self::Token(CoreError::SignInRequired { .. } | CoreError::SignedOut)
+            Self::Token(
+                CoreError::SignInRequired { .. } | CoreError::SignedOut | CoreError::AwaitingSignIn
+            )
         )
     }
 

@@ -534,15 +534,17 @@ async fn sign_out_forgets_the_file<H: Harness>(h: H) {
         "{error:?}"
     );
 
-    // A restart finds no session.
+    // A restart finds no session, and its callers are told so (not that the server
+    // may be down).
     drop(source);
     let (calls, refresher) = fake(&h, |n| Answer::now(Ok(rotated(n, HOUR))));
     let (restarted, _) = build(&h, config(), FileStore::new(&path), None, refresher);
     let error = core_error(H::token_within(&restarted, millis(50)).await);
     assert!(
-        matches!(error, silent_refresh::Error::DeadlineExceeded { .. }),
+        matches!(error, silent_refresh::Error::AwaitingSignIn),
         "{error:?}"
     );
+    assert!(error.to_string().starts_with("no credentials"), "{error}");
     assert_eq!(calls.count(), 0);
 }
 

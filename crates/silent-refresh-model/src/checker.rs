@@ -1795,7 +1795,12 @@ fn failures_classified(before: &Checker, view: &View<'_>, after: &Checker) -> Ch
         let is_new = view.new_request == Some(*request);
         let deadline = view.deadline(*request);
         let caused = match error {
-            Error::DeadlineExceeded { .. } => deadline.is_some_and(|d| d <= now),
+            Error::DeadlineExceeded { .. } => {
+                deadline.is_some_and(|d| d <= now) && view.session != Session::AwaitingSignIn
+            }
+            Error::AwaitingSignIn => {
+                deadline.is_some_and(|d| d <= now) && view.session == Session::AwaitingSignIn
+            }
             Error::Overloaded { limit } => {
                 is_new && *limit == config.max_parked() && parked >= config.max_parked()
             }

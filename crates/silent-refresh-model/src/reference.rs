@@ -678,11 +678,14 @@ impl Model {
         expired.sort();
         self.parked.retain(|(_, deadline)| *deadline > now);
         for (_, request) in expired {
-            let last_failure = self.last_failure.as_deref().map(Into::into);
-            self.out.push(Act::Reject {
-                request,
-                error: Error::DeadlineExceeded { last_failure },
-            });
+            // Never given credentials: the error says so.
+            let error = if self.status == Status::AwaitingSignIn {
+                Error::AwaitingSignIn
+            } else {
+                let last_failure = self.last_failure.as_deref().map(Into::into);
+                Error::DeadlineExceeded { last_failure }
+            };
+            self.out.push(Act::Reject { request, error });
         }
     }
 

@@ -182,13 +182,20 @@ fn deadlines_and_unanswered_requests_are_caught() {
     ];
     let (h, ix) = scenario(setup(RefreshMode::WaitForFresh), &ops);
     check(&h, h.trace()).expect("the unbroken trace passes");
+    // Never signed in: the deadline's error says so.
     assert!(matches!(
         h.trace()[1].actions[..],
         [Act::Reject {
-            error: Error::DeadlineExceeded { .. },
+            error: Error::AwaitingSignIn,
             ..
         }]
     ));
+    // 7: a source never signed in, rejected as if the server were down.
+    expect_caught(&h, &ix, 2, Rule::FailuresClassified, |s| {
+        if let Some(Act::Reject { error, .. }) = s.actions.first_mut() {
+            *error = Error::DeadlineExceeded { last_failure: None };
+        }
+    });
     // 10: a request left waiting past its deadline.
     expect_caught(&h, &ix, 2, Rule::Bounded, |s| s.actions.clear());
     // 2: a run that ends with a request never answered.

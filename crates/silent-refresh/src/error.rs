@@ -74,6 +74,12 @@ pub enum Error {
     /// The program signed out.
     #[error("signed out: sign in before asking for a token")]
     SignedOut,
+    /// The request waited until its deadline for a sign-in: the source was never given
+    /// credentials (no `Credentials`, no stored session) and nothing signed it in.
+    #[error(
+        "no credentials: the request waited until its deadline for a sign-in; give the source credentials or a store holding a session, or sign in (a client-credentials grant needs `Credentials::ClientCredentials`)"
+    )]
+    AwaitingSignIn,
     /// The request waited until its deadline without getting a token.
     #[error("no token before the request's deadline{}; the authorization server may be unreachable, retry later", last_failure.as_deref().map(|f| format!(" (last refresh failure: {f})")).unwrap_or_default())]
     DeadlineExceeded {

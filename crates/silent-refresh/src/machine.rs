@@ -822,8 +822,13 @@ impl TokenMachine {
             }
         }
         while let Some(request) = self.parked.pop_expired(now) {
-            let error = Error::DeadlineExceeded {
-                last_failure: self.last_failure.clone(),
+            // Never given credentials: say so, not that the server may be down.
+            let error = if self.status == Status::AwaitingSignIn {
+                Error::AwaitingSignIn
+            } else {
+                Error::DeadlineExceeded {
+                    last_failure: self.last_failure.clone(),
+                }
             };
             self.actions.push_back(Action::Reject { request, error });
         }

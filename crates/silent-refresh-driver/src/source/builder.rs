@@ -47,8 +47,10 @@ impl<Rt: Caller + Default> TokenSource<Rt> {
 }
 
 impl<Rt: Caller, R> TokenSourceBuilder<Rt, R> {
-    /// The credentials to start with. Without them, `token` calls wait (until their
-    /// deadline) for [`TokenSource::sign_in`].
+    /// The credentials to start with. Without them (and without a stored session, or a
+    /// refresher that needs no refresh credential), `token` calls wait for
+    /// [`TokenSource::sign_in`] until their deadline, then fail with
+    /// `silent_refresh::Error::AwaitingSignIn`.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self

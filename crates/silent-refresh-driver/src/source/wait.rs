@@ -182,9 +182,16 @@ pub(super) async fn wait_for_token<Rt: Caller>(
             // The driver is late: give up, unless the answer came meanwhile.
             drop(cancel);
             answer.take().unwrap_or_else(|| {
-                Err(NoToken::Token(silent_refresh::Error::DeadlineExceeded {
-                    last_failure: kernel.snapshot().last_failure.clone(),
-                }))
+                let snapshot = kernel.snapshot();
+                Err(NoToken::Token(
+                    if snapshot.status == silent_refresh::Status::AwaitingSignIn {
+                        silent_refresh::Error::AwaitingSignIn
+                    } else {
+                        silent_refresh::Error::DeadlineExceeded {
+                            last_failure: snapshot.last_failure.clone(),
+                        }
+                    },
+                ))
             })
         }
     };

@@ -227,7 +227,11 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 }
 
 /// RFC 3986 §6.2.2.1 and §6.2.2.2: percent-encoded unreserved characters decoded, the
-/// hex digits of the other percent-encodings in upper case.
+/// hex digits of the other percent-encodings in upper case. A `%` that starts no
+/// percent-encoding (invalid in a URI, but let through by parsers) is written `%25`, so
+/// that what decoding leaves beside it never reads as a percent-encoding: normalising
+/// an `htu` again changes nothing (`/%a%30` is `/%25a0`, not `/%a0`, which a second
+/// pass would make `/%A0`).
 fn normalise_percent(path: &str) -> Zeroizing<String> {
     let bytes = path.as_bytes();
     let mut out = Zeroizing::new(String::with_capacity(path.len()));
@@ -249,7 +253,11 @@ fn normalise_percent(path: &str) -> Zeroizing<String> {
                 continue;
             }
         }
-        out.push(char::from(byte));
+        if byte == b'%' {
+            out.push_str("%25");
+        } else {
+            out.push(char::from(byte));
+        }
         at += 1;
     }
     out

@@ -398,6 +398,9 @@ fn htu_is_normalised_as_rfc_9449_has_servers_compare_it() {
             "https://a.example/%7euser/%2fdoc%2F",
             "https://a.example/~user/%2Fdoc%2F",
         ),
+        // A `%` that starts no percent-encoding is encoded, so a second pass keeps it.
+        ("https://a.example/%a%30", "https://a.example/%25a0"),
+        ("https://a.example/50%", "https://a.example/50%25"),
         ("https://a.example/%2E%2E/x", "https://a.example/x"),
         ("https://a.example/a%20b", "https://a.example/a%20b"),
         ("https://a.example/%41%62", "https://a.example/Ab"),
@@ -758,10 +761,11 @@ proptest::proptest! {
         path in "(/[a-zA-Z0-9%._~-]{0,6}){0,4}",
         query in "[a-z=&]{0,8}",
     ) {
-        let url = format!("https://{user}:pw@host.example{path}?{query}#frag");
+        // The password holds a `!`, which the paths drawn here never do.
+        let url = format!("https://{user}:pw!@host.example{path}?{query}#frag");
         let htu = htu(&url).expect("a URL");
         proptest::prop_assert!(htu.starts_with("https://host.example/"), "{}", htu);
-        proptest::prop_assert!(!htu.contains('?') && !htu.contains('#') && !htu.contains("pw"), "{}", htu);
+        proptest::prop_assert!(!htu.contains('?') && !htu.contains('#') && !htu.contains("pw!"), "{}", htu);
         proptest::prop_assert_eq!(super::htu(&htu).expect("still a URL"), htu.clone());
     }
 }

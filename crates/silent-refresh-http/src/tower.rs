@@ -2,6 +2,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -66,14 +67,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// the inner service's caller (hyper-util's client does not follow them).
 #[derive(Clone, Debug)]
 pub struct BearerAuthLayer<Src> {
-    client: AuthorizedClient<Src>,
+    /// Shared by every service the layer makes: cloning a service (as a tower caller
+    /// does for each request) counts one reference up, not each of the client's.
+    client: Arc<AuthorizedClient<Src>>,
 }
 
 impl<Src: BearerSource> BearerAuthLayer<Src> {
     /// A layer applying `client`'s allow-list and token source.
     #[must_use]
     pub fn new(client: AuthorizedClient<Src>) -> Self {
-        Self { client }
+        Self {
+            client: Arc::new(client),
+        }
     }
 }
 
@@ -91,7 +96,7 @@ impl<Src: BearerSource, S> Layer<S> for BearerAuthLayer<Src> {
 /// The service of a [`BearerAuthLayer`]: see there.
 #[derive(Clone, Debug)]
 pub struct BearerAuthService<Src, S> {
-    client: AuthorizedClient<Src>,
+    client: Arc<AuthorizedClient<Src>>,
     inner: S,
 }
 
@@ -188,19 +193,25 @@ where
         // The inner service that was polled ready goes with the request; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        // The source of the key this request's API needs (rule 13).
-        let source = match self.client.attaches(request.uri(), request.headers()) {
-            Ok(Some(source)) => source.clone(),
+        match self.client.attaches(request.uri(), request.headers()) {
+            Ok(Some(_)) => {}
             Ok(None) => {
                 let sent = inner.call(request);
                 return Box::pin(async move { sent.await.map_err(Into::into) });
             }
             Err(refused) => return Box::pin(async move { Err(refused.into()) }),
-        };
+        }
+        // One reference to the client goes with the request, not a clone of its source.
+        let client = Arc::clone(&self.client);
         Box::pin(async move {
+            // The source of the key this request's API needs (rule 13): the one
+            // `attaches` found (the routes never change).
+            let Some(source) = client.source_for(request.uri()) else {
+                return inner.call(request).await.map_err(Into::into);
+            };
             let again = replay(&request);
             let method = request.method().clone();
-            let url = dpop_url(&source, || request.uri().to_string());
+            let url = dpop_url(source, || request.uri().to_string());
             let target = Target {
                 method: &method,
                 url: url.as_deref(),
@@ -209,7 +220,7 @@ where
             // (after a 401) to a clone of it, polled ready first: only a retry clones.
             let mut first = true;
             let sent = with_token(
-                &source,
+                source,
                 target,
                 request,
                 again,

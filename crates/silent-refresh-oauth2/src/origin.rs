@@ -105,20 +105,7 @@ impl Origin {
     /// [`Error::InvalidUrl`] when `uri` is not absolute, its scheme is neither `http`
     /// nor `https`, or it has no host.
     pub fn of(uri: &Uri) -> Result<Self, Error> {
-        let https = match uri.scheme_str() {
-            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
-            Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
-            Some(_) => {
-                return Err(Error::InvalidUrl {
-                    reason: "its scheme is neither http nor https",
-                });
-            }
-            None => {
-                return Err(Error::InvalidUrl {
-                    reason: "it is not absolute (no scheme)",
-                });
-            }
-        };
+        let https = scheme_of(uri).map_err(|reason| Error::InvalidUrl { reason })?;
         let no_host = Error::InvalidUrl {
             reason: "it has no host",
         };
@@ -127,7 +114,7 @@ impl Origin {
         if host.is_empty() {
             return Err(no_host);
         }
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let port = port_of(authority, https);
         Ok(Self { https, host, port })
     }
 
@@ -136,17 +123,12 @@ impl Origin {
     /// authorized request makes).
     #[must_use]
     pub fn contains(&self, uri: &Uri) -> bool {
-        let https = match uri.scheme_str() {
-            Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
-            Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
-            _ => return false,
-        };
-        let Some(authority) = uri.authority() else {
+        let (Ok(https), Some(authority)) = (scheme_of(uri), uri.authority()) else {
             return false;
         };
         https == self.https
             && authority.host().eq_ignore_ascii_case(&self.host)
-            && authority.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+            && port_of(authority, https) == self.port
     }
 
     /// Whether the scheme is `https`.
@@ -239,6 +221,22 @@ impl fmt::Debug for Endpoint {
 /// Whether two origins name the same server for the exclusion: same scheme, same
 /// port, same host once trailing dots are removed (`auth.example.com.` is the fully
 /// qualified spelling of `auth.example.com`, and most servers answer both).
+/// Whether `uri`'s scheme is `https` (`false`: `http`), or why it is neither: what
+/// [`Origin::of`] and [`Origin::contains`] read alike.
+fn scheme_of(uri: &Uri) -> Result<bool, &'static str> {
+    match uri.scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Ok(true),
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(false),
+        Some(_) => Err("its scheme is neither http nor https"),
+        None => Err("it is not absolute (no scheme)"),
+    }
+}
+
+/// The authority's port, or the scheme's default (443, 80).
+fn port_of(authority: &http::uri::Authority, https: bool) -> u16 {
+    authority.port_u16().unwrap_or(if https { 443 } else { 80 })
+}
+
 fn same_server(a: &Origin, b: &Origin) -> bool {
     a.https == b.https
         && a.port == b.port

@@ -9,7 +9,7 @@ use silent_refresh_oauth2::challenge::{ResourceVerdict, resource_verdict};
 #[cfg(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq"))]
 use silent_refresh_oauth2::origin::Route;
 use silent_refresh_oauth2::origin::{
-    self, Origin, OriginPolicy, OriginPolicyBuilder, Refusal, UnlistedOrigins,
+    self, Origin, OriginPolicy, OriginPolicyBuilder, Refusal, RequestUrl, UnlistedOrigins,
 };
 use silent_refresh_oauth2::routes::Routes;
 
@@ -204,13 +204,24 @@ impl<S: BearerSession> AuthorizedClient<S> {
         self.routes.select(uri)
     }
 
-    /// The source of an allowed `uri`, or the refusal of its origin.
-    fn routed(&self, uri: &Uri) -> Result<&S, S::Error> {
-        if let Some(source) = self.routes.select(uri) {
-            return Ok(source);
+    /// The source whose token a request for `url` gets, or why it gets none: the
+    /// policy's refusal, or an allowed origin outside every prefix given for it.
+    fn authorize(&self, url: &RequestUrl<'_>) -> Result<&S, S::Error> {
+        self.policy.permits_url(url)?;
+        match self.routes.select_url(url) {
+            Some(source) => Ok(source),
+            None => Err(Refusal::NotAllowed {
+                origin: url.origin(),
+            }
+            .into()),
         }
-        let origin = Origin::of(uri)?;
-        Err(Refusal::NotAllowed { origin }.into())
+    }
+
+    /// The source kept at `at` by the routes (an index [`attaches`](Self::attaches)
+    /// gave).
+    #[cfg(feature = "tower")]
+    pub(crate) fn route_source(&self, at: usize) -> Option<&S> {
+        self.routes.get(at)
     }
 
     /// The token source the client was built with (see [`source_for`](Self::source_for)
@@ -274,8 +285,8 @@ impl<S: BearerSession> AuthorizedClient<S> {
         T: ResponseStatus,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let uri = self.check(url)?;
-        let source = self.routed(&uri)?;
+        let uri = origin::parse_url(url)?;
+        let source = self.authorize(&RequestUrl::of(&uri)?)?;
         let again = Some(uri.clone());
         let text = dpop_url(source, || uri.to_string());
         let target = Target {
@@ -304,8 +315,8 @@ impl<S: BearerSession> AuthorizedClient<S> {
     where
         S: BearerSource,
     {
-        let uri = self.check(request.url().as_str())?;
-        let source = self.routed(&uri)?;
+        // Read in place: the URL is not written out and parsed again.
+        let source = self.authorize(&RequestUrl::of_url(request.url())?)?;
         let again = request.try_clone();
         let method = request.method().clone();
         let url = dpop_url(source, || request.url().to_string());
@@ -320,11 +331,13 @@ impl<S: BearerSession> AuthorizedClient<S> {
         .map_err(|e| S::send_failed(Box::new(e.without_url())))
     }
 
-    /// Whether a request for `uri` with these headers gets the token (`Ok(true)`): its
-    /// origin is allowed, it is not for the token endpoint, and it carries no
-    /// `Authorization` header of its own. The rule of the tower layer and the reqwest
-    /// middleware: other requests pass untouched (`Ok(false)`), except one for an origin
-    /// not on the allow-list, which is said once per origin (a warning) and, with
+    /// Whether a request for `url` (`None`: not an absolute http(s) URL) with these
+    /// headers gets the token: its origin is allowed, it is not for the token endpoint,
+    /// and it carries no `Authorization` header of its own. Then the route it takes:
+    /// its index (for [`route_source`](Self::route_source)) and the source of the key
+    /// its API needs (rule 13). The rule of the tower layer and the middlewares: other
+    /// requests pass untouched (`Ok(None)`), except one for an origin not on the
+    /// allow-list, which is said once per origin (a warning) and, with
     /// [`strict_origins`](AuthorizedClientBuilder::strict_origins), refused.
     ///
     /// # Errors
@@ -334,21 +347,29 @@ impl<S: BearerSession> AuthorizedClient<S> {
     #[cfg(any(feature = "tower", feature = "reqwest-middleware", feature = "ureq"))]
     pub(crate) fn attaches(
         &self,
-        uri: &Uri,
+        url: Option<&RequestUrl<'_>>,
         headers: &http::HeaderMap,
-    ) -> Result<Option<&S>, S::Error> {
+    ) -> Result<Option<(usize, &S)>, S::Error> {
+        // Not an http(s) URL: the HTTP client says so.
+        let Some(url) = url else {
+            return Ok(None);
+        };
         let has_authorization = headers.contains_key(http::header::AUTHORIZATION);
+        let routed = || {
+            let at = self.routes.position(url)?;
+            Some((at, self.routes.get(at)?))
+        };
         // The common case, read without building the origin.
         if !has_authorization
-            && self.policy.permits(uri).is_ok()
-            && let Some(source) = self.routes.select(uri)
+            && self.policy.permits_url(url).is_ok()
+            && let Some(route) = routed()
         {
-            return Ok(Some(source));
+            return Ok(Some(route));
         }
-        let route = match self.policy.route(uri, has_authorization) {
+        let route = match self.policy.route_url(url, has_authorization) {
             // An allowed origin outside every prefix given for it gets no token.
-            Route::Attach(origin) => match self.routes.select(uri) {
-                Some(source) => return Ok(Some(source)),
+            Route::Attach(origin) => match routed() {
+                Some(route) => return Ok(Some(route)),
                 None => Route::Unlisted(origin),
             },
             other => other,

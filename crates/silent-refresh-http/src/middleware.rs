@@ -2,9 +2,10 @@
 //! `reqwest-middleware`).
 
 use http::Extensions;
-use http::{StatusCode, Uri};
+use http::StatusCode;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
+use silent_refresh_oauth2::origin::RequestUrl;
 
 use crate::BearerSource;
 use crate::client::{AuthorizedClient, ResponseStatus, Target, dpop_url, with_token};
@@ -76,14 +77,13 @@ impl<S: BearerSource> Middleware for BearerAuth<S> {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         // The source of the key this request's API needs (rule 13).
-        let source = match request.url().as_str().parse::<Uri>() {
-            Ok(uri) => self
-                .client
-                .attaches(&uri, request.headers())
-                .map_err(reqwest_middleware::Error::middleware)?,
-            Err(_) => None,
-        };
-        let Some(source) = source else {
+        // The URL read in place: not written out and parsed again.
+        let url = RequestUrl::of_url(request.url()).ok();
+        let source = self
+            .client
+            .attaches(url.as_ref(), request.headers())
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let Some((_, source)) = source else {
             return next.run(request, extensions).await;
         };
         // Each send gets its own copy of the extensions; those of the answer returned

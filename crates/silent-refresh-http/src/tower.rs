@@ -10,6 +10,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::BearerSource;
+use silent_refresh_oauth2::origin::RequestUrl;
+
 use crate::client::{AuthorizedClient, Target, dpop_url, with_token};
 
 /// The error of a [`BearerAuthService`]: the inner service's error, or the source's
@@ -193,20 +195,22 @@ where
         // The inner service that was polled ready goes with the request; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        match self.client.attaches(request.uri(), request.headers()) {
-            Ok(Some(_)) => {}
+        let url = RequestUrl::of(request.uri()).ok();
+        // The route of the key this request's API needs (rule 13), kept as an index: the
+        // future holds the client, not a borrow of it.
+        let at = match self.client.attaches(url.as_ref(), request.headers()) {
+            Ok(Some((at, _))) => at,
             Ok(None) => {
                 let sent = inner.call(request);
                 return Box::pin(async move { sent.await.map_err(Into::into) });
             }
             Err(refused) => return Box::pin(async move { Err(refused.into()) }),
-        }
+        };
         // One reference to the client goes with the request, not a clone of its source.
         let client = Arc::clone(&self.client);
         Box::pin(async move {
-            // The source of the key this request's API needs (rule 13): the one
-            // `attaches` found (the routes never change).
-            let Some(source) = client.source_for(request.uri()) else {
+            // The routes never change: the index `attaches` found is the source's.
+            let Some(source) = client.route_source(at) else {
                 return inner.call(request).await.map_err(Into::into);
             };
             let again = replay(&request);

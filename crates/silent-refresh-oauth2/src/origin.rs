@@ -105,30 +105,23 @@ impl Origin {
     /// [`Error::InvalidUrl`] when `uri` is not absolute, its scheme is neither `http`
     /// nor `https`, or it has no host.
     pub fn of(uri: &Uri) -> Result<Self, Error> {
-        let https = scheme_of(uri).map_err(|reason| Error::InvalidUrl { reason })?;
-        let no_host = Error::InvalidUrl {
-            reason: "it has no host",
-        };
-        let authority = uri.authority().ok_or_else(|| no_host.clone())?;
-        let host = authority.host().to_ascii_lowercase();
-        if host.is_empty() {
-            return Err(no_host);
-        }
-        let port = port_of(authority, https);
-        Ok(Self { https, host, port })
+        RequestUrl::of(uri).map(|url| url.origin())
     }
 
     /// Whether `uri` is of this origin: the same as `Origin::of(uri) == Ok(self)`, read
-    /// in place, without building an origin (no allocation: the check every
-    /// authorized request makes).
+    /// in place, without building an origin (no allocation).
     #[must_use]
     pub fn contains(&self, uri: &Uri) -> bool {
-        let (Ok(https), Some(authority)) = (scheme_of(uri), uri.authority()) else {
-            return false;
-        };
-        https == self.https
-            && authority.host().eq_ignore_ascii_case(&self.host)
-            && port_of(authority, https) == self.port
+        RequestUrl::of(uri).is_ok_and(|url| self.matches(&url))
+    }
+
+    /// Whether `url` is of this origin: [`contains`](Self::contains) for a URL already
+    /// read (the check every authorized request makes).
+    #[must_use]
+    pub fn matches(&self, url: &RequestUrl<'_>) -> bool {
+        url.https == self.https
+            && url.port == self.port
+            && url.host.eq_ignore_ascii_case(&self.host)
     }
 
     /// Whether the scheme is `https`.
@@ -218,25 +211,162 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-/// Whether two origins name the same server for the exclusion: same scheme, same
-/// port, same host once trailing dots are removed (`auth.example.com.` is the fully
-/// qualified spelling of `auth.example.com`, and most servers answer both).
-/// Whether `uri`'s scheme is `https` (`false`: `http`), or why it is neither: what
-/// [`Origin::of`] and [`Origin::contains`] read alike.
-fn scheme_of(uri: &Uri) -> Result<bool, &'static str> {
-    match uri.scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => Ok(true),
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => Ok(false),
-        Some(_) => Err("its scheme is neither http nor https"),
-        None => Err("it is not absolute (no scheme)"),
+/// A request's URL as the policy and the routes read it: whether it is `https`, its
+/// host, its port (the scheme's default made explicit) and its path, borrowed from the
+/// URL it was read from. An integration reads it once per request and asks the policy
+/// ([`OriginPolicy::permits_url`]) and the routes
+/// ([`Routes::select_url`](crate::routes::Routes::select_url)) with it, without
+/// parsing the URL again or allocating.
+///
+/// Read it from an [`http::Uri`] ([`RequestUrl::of`]), from a `url::Url` (feature
+/// `url`, [`RequestUrl::of_url`]: what reqwest's requests hold), or from the parts of
+/// any other URL type ([`RequestUrl::from_parts`]). Its `Debug` shows the path, never
+/// a query or user information.
+///
+/// ```
+/// use silent_refresh_oauth2::origin::RequestUrl;
+///
+/// let uri: http::Uri = "HTTPS://API.example.com/v1/me?page=2".parse().unwrap();
+/// let url = RequestUrl::of(&uri)?;
+/// assert_eq!((url.is_https(), url.port(), url.path()), (true, 443, "/v1/me"));
+/// assert_eq!(url, RequestUrl::from_parts("https", "API.example.com", None, "/v1/me")?);
+/// # Ok::<(), silent_refresh_oauth2::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestUrl<'a> {
+    https: bool,
+    host: &'a str,
+    port: u16,
+    path: &'a str,
+}
+
+impl<'a> RequestUrl<'a> {
+    /// Reads a parsed URL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when `uri` is not absolute, its scheme is neither `http`
+    /// nor `https`, or it has no host.
+    pub fn of(uri: &'a Uri) -> Result<Self, Error> {
+        let (host, port) = uri
+            .authority()
+            .map_or(("", None), |authority| host_and_port(authority.as_str()));
+        Self::from_parts(uri.scheme_str().unwrap_or(""), host, port, uri.path())
+    }
+
+    /// Reads a URL parsed by the `url` crate (reqwest's `Url`), as [`of`](Self::of)
+    /// reads the same URL written out and parsed as an [`http::Uri`].
+    ///
+    /// # Errors
+    ///
+    /// As [`of`](Self::of).
+    #[cfg(feature = "url")]
+    pub fn of_url(url: &'a url::Url) -> Result<Self, Error> {
+        Self::from_parts(
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port(),
+            url.path(),
+        )
+    }
+
+    /// The URL of these parts: `scheme` (`""`: none), `host` as the URL's authority
+    /// writes it (IPv6 in brackets; `""`: none), `port` (`None`: the scheme's
+    /// default) and `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] when there is no scheme, it is neither `http` nor `https`,
+    /// or there is no host.
+    pub fn from_parts(
+        scheme: &str,
+        host: &'a str,
+        port: Option<u16>,
+        path: &'a str,
+    ) -> Result<Self, Error> {
+        let https = match scheme {
+            "" => Err("it is not absolute (no scheme)"),
+            s if s.eq_ignore_ascii_case("https") => Ok(true),
+            s if s.eq_ignore_ascii_case("http") => Ok(false),
+            _ => Err("its scheme is neither http nor https"),
+        }
+        .map_err(|reason| Error::InvalidUrl { reason })?;
+        if host.is_empty() {
+            return Err(Error::InvalidUrl {
+                reason: "it has no host",
+            });
+        }
+        let port = port.unwrap_or(if https { 443 } else { 80 });
+        Ok(Self {
+            https,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// Whether the scheme is `https` (`false`: `http`).
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The host, as the URL writes it (IPv6 in brackets, case kept).
+    #[must_use]
+    pub fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The port, the scheme's default made explicit.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path.
+    #[must_use]
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The URL's origin (allocates its host).
+    #[must_use]
+    pub fn origin(&self) -> Origin {
+        Origin {
+            https: self.https,
+            host: self.host.to_ascii_lowercase(),
+            port: self.port,
+        }
     }
 }
 
-/// The authority's port, or the scheme's default (443, 80).
-fn port_of(authority: &http::uri::Authority, https: bool) -> u16 {
-    authority.port_u16().unwrap_or(if https { 443 } else { 80 })
+/// The host and the port of an authority (`user@host:port`), as
+/// [`Authority::host`](http::uri::Authority::host) and
+/// [`Authority::port_u16`](http::uri::Authority::port_u16) read them, in one pass over
+/// its bytes (half their time: every authorized request reads them).
+fn host_and_port(authority: &str) -> (&str, Option<u16>) {
+    let bytes = authority.as_bytes();
+    let start = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let host_port = &authority[start..];
+    let host_end = if host_port.starts_with('[') {
+        host_port.bytes().position(|b| b == b']').map(|end| end + 1)
+    } else {
+        host_port.bytes().position(|b| b == b':')
+    };
+    let host = &host_port[..host_end.unwrap_or(host_port.len())];
+    let port = bytes
+        .iter()
+        .rposition(|&b| b == b':')
+        .and_then(|colon| authority[colon + 1..].parse().ok());
+    (host, port)
 }
 
+/// Whether two origins name the same server for the exclusion: same scheme, same
+/// port, same host once trailing dots are removed (`auth.example.com.` is the fully
+/// qualified spelling of `auth.example.com`, and most servers answer both).
 fn same_server(a: &Origin, b: &Origin) -> bool {
     a.https == b.https
         && a.port == b.port
@@ -393,6 +523,18 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The refusal of a URL that could not be read.
+    fn of_invalid(error: Error) -> Self {
+        Self::InvalidUrl {
+            reason: match error {
+                Error::InvalidUrl { reason } => reason,
+                _ => "it is not an absolute http or https URL",
+            },
+        }
+    }
+}
+
 /// How a middleware routes a request ([`OriginPolicy::route`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -461,17 +603,21 @@ impl OriginPolicy {
     ///
     /// The [`Refusal`].
     pub fn check(&self, uri: &Uri) -> Result<Origin, Refusal> {
-        let origin = Origin::of(uri).map_err(|error| Refusal::InvalidUrl {
-            reason: match error {
-                Error::InvalidUrl { reason } => reason,
-                _ => "it is not an absolute http or https URL",
-            },
-        })?;
+        self.check_url(&RequestUrl::of(uri).map_err(Refusal::of_invalid)?)
+    }
+
+    /// [`check`](Self::check) for a URL already read.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`].
+    pub fn check_url(&self, url: &RequestUrl<'_>) -> Result<Origin, Refusal> {
+        let origin = url.origin();
         // The path is read only when an excluded URL is on the request's server.
         let mut path = None;
         if self.excluded.iter().any(|e| {
             same_server(&e.origin, &origin)
-                && e.reached_by(path.get_or_insert_with(|| PathReadings::of(uri.path())))
+                && e.reached_by(path.get_or_insert_with(|| PathReadings::of(url.path)))
         }) {
             return Err(Refusal::Excluded { origin });
         }
@@ -488,17 +634,27 @@ impl OriginPolicy {
     ///
     /// The [`Refusal`], as [`check`](Self::check) gives it.
     pub fn permits(&self, uri: &Uri) -> Result<(), Refusal> {
-        if let Some(origin) = self.allowed.iter().find(|o| o.contains(uri)) {
+        self.permits_url(&RequestUrl::of(uri).map_err(Refusal::of_invalid)?)
+    }
+
+    /// [`permits`](Self::permits) for a URL already read: what an integration asks of
+    /// every request.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`], as [`check`](Self::check) gives it.
+    pub fn permits_url(&self, url: &RequestUrl<'_>) -> Result<(), Refusal> {
+        if let Some(origin) = self.allowed.iter().find(|o| o.matches(url)) {
             // `origin` equals the request's: the exclusions read as in `check`.
             let mut path = None;
             if !self.excluded.iter().any(|e| {
                 same_server(&e.origin, origin)
-                    && e.reached_by(path.get_or_insert_with(|| PathReadings::of(uri.path())))
+                    && e.reached_by(path.get_or_insert_with(|| PathReadings::of(url.path)))
             }) {
                 return Ok(());
             }
         }
-        self.check(uri).map(|_| ())
+        self.check_url(url).map(|_| ())
     }
 
     /// Whether a request for `uri` gets the token.
@@ -514,10 +670,19 @@ impl OriginPolicy {
     /// in strict mode, refuses.
     #[must_use]
     pub fn route(&self, uri: &Uri, has_authorization: bool) -> Route {
+        match RequestUrl::of(uri) {
+            Ok(url) => self.route_url(&url, has_authorization),
+            Err(_) => Route::Untouched,
+        }
+    }
+
+    /// [`route`](Self::route) for a URL already read.
+    #[must_use]
+    pub fn route_url(&self, url: &RequestUrl<'_>, has_authorization: bool) -> Route {
         if has_authorization {
             return Route::Untouched;
         }
-        match self.check(uri) {
+        match self.check_url(url) {
             Ok(origin) => Route::Attach(origin),
             Err(Refusal::NotAllowed { origin }) => Route::Unlisted(origin),
             Err(Refusal::Excluded { .. } | Refusal::InvalidUrl { .. }) => Route::Untouched,

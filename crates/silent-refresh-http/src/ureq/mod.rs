@@ -10,6 +10,7 @@ use std::io::{Cursor, Read};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use silent_refresh::AccessToken;
+use silent_refresh_oauth2::origin::RequestUrl;
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, Body, RequestExt, SendBody};
 
@@ -119,7 +120,8 @@ impl<S: BlockingBearerSource> BearerAuth<S> {
         next: MiddlewareNext<'_>,
     ) -> Result<FirstSend, ureq::Error> {
         if !replay::worth_buffering(&parts.headers, self.replay_limit) {
-            return Ok((next.handle(Request::from_parts(parts, body)), None));
+            let request = without_redirects::<S>(Request::from_parts(parts, body))?;
+            return Ok((next.handle(request), None));
         }
         let mut reader = body.into_reader();
         let mut read = Vec::new();
@@ -132,12 +134,18 @@ impl<S: BlockingBearerSource> BearerAuth<S> {
             .map_err(ureq::Error::Io)?;
         if read.len() > self.replay_limit {
             let mut rest = Cursor::new(read).chain(reader);
-            let first = next.handle(Request::from_parts(parts, SendBody::from_reader(&mut rest)));
+            let body = SendBody::from_reader(&mut rest);
+            let first = next.handle(without_redirects::<S>(Request::from_parts(parts, body))?);
             return Ok((first, None));
         }
         let body = Replay::new(&parts.method, read, &mut parts.headers);
+        // Copied before the request gets its own configuration: the copy is cheaper to
+        // make and to drop, and a retry configures it again.
         let copy = parts.clone();
-        let first = body.send(|b| next.handle(Request::from_parts(parts, b)));
+        let first = body.send(|b| {
+            without_redirects::<S>(Request::from_parts(parts, b))
+                .map(|request| next.handle(request))
+        })?;
         Ok((first, Some((copy, body))))
     }
 }
@@ -151,16 +159,12 @@ impl<S: BlockingBearerSource> Middleware for BearerAuth<S> {
         // The source of the key this request's API needs (rule 13), or none: the request
         // goes out untouched (its own `Authorization`, the token endpoint, an origin not
         // allowed, said once), unless strict mode refuses it.
-        let attaches = self.client.attaches(request.uri(), request.headers());
-        let Some(source) = attaches.map_err(into_ureq)? else {
+        let url = RequestUrl::of(request.uri()).ok();
+        let attaches = self.client.attaches(url.as_ref(), request.headers());
+        let Some((_, source)) = attaches.map_err(into_ureq)? else {
             return next.handle(request);
         };
         let token = source.token().map_err(into_ureq)?;
-        let request = request
-            .middleware_config()
-            .ok_or_else(|| into_ureq(S::not_in_agent()))?
-            .max_redirects(0)
-            .build();
         let (mut parts, body) = request.into_parts();
         // A DPoP proof names the URL and a nonce is kept for it: written out only for a
         // source with a DPoP key (fixed when it is built), the one that needs it.
@@ -205,7 +209,10 @@ impl<S: BlockingBearerSource> Middleware for BearerAuth<S> {
             generation = token.generation.0,
             "sending the request again with the new token"
         );
-        let second = body.send(|b| self.retry_agent.run(Request::from_parts(parts, b)));
+        let second = body.send(|b| {
+            without_redirects::<S>(Request::from_parts(parts, b))
+                .and_then(|request| self.retry_agent.run(request))
+        });
         if let Verdict::Rejected = read(source, target, &second, &token)? {
             tracing::warn!(
                 generation = token.generation.0,
@@ -346,6 +353,19 @@ impl<S: BlockingBearerSource> BearerAuthBuilder<S> {
             retry_agent: Agent::new_with_defaults(),
         })
     }
+}
+
+/// The request, configured not to follow redirects: ureq follows them inside the
+/// transport, out of the middleware's sight (see [`BearerAuth`]). The rest of its
+/// configuration is its agent's, or what the caller set for this request.
+fn without_redirects<S: BlockingBearerSource>(
+    request: Request<SendBody<'_>>,
+) -> Result<Request<SendBody<'_>>, ureq::Error> {
+    let config = request.middleware_config();
+    Ok(config
+        .ok_or_else(|| into_ureq(S::not_in_agent()))?
+        .max_redirects(0)
+        .build())
 }
 
 /// The source's error as ureq carries a middleware's.

@@ -8,7 +8,7 @@ use http::Uri;
 
 use super::Unstructured;
 use silent_refresh_oauth2::Error;
-use silent_refresh_oauth2::origin::{Origin, OriginPolicy, Refusal, parse_url};
+use silent_refresh_oauth2::origin::{self, Origin, OriginPolicy, Refusal, parse_url};
 
 /// Hosts the built URLs draw from, with whether each is loopback as the policy's
 /// docs define it (literal forms only): look-alikes of one another, so that allowed
@@ -795,6 +795,50 @@ fn check_origin_case(case: &OriginCase) -> Result<(), String> {
     Ok(())
 }
 
+/// A reqwest request holds its URL as a `url::Url`, which the integrations read in place
+/// ([`origin::RequestUrl::of_url`]): the policy must answer it as it answers the same URL
+/// written out and parsed as a `Uri` (the `url` crate may normalise it, so the verdict
+/// is compared with that of its own serialization, not of `uri`).
+fn as_reqwest_reads_it(policy: &OriginPolicy, uri: &Uri) -> Result<(), String> {
+    // The authority is read in one pass, as `http` reads it in two.
+    if let (Ok(url), Some(authority)) = (origin::RequestUrl::of(uri), uri.authority()) {
+        let default = if url.is_https() { 443 } else { 80 };
+        let http_reads = (authority.host(), authority.port_u16().unwrap_or(default));
+        if (url.host(), url.port()) != http_reads {
+            return Err(format!(
+                "RequestUrl reads host and port {:?}, http {http_reads:?}",
+                (url.host(), url.port())
+            ));
+        }
+    }
+    let Ok(parsed) = url::Url::parse(&uri.to_string()) else {
+        return Ok(());
+    };
+    let Ok(written) = parse_url(parsed.as_str()) else {
+        return Ok(());
+    };
+    let in_place = origin::RequestUrl::of_url(&parsed);
+    if in_place.as_ref().ok() != origin::RequestUrl::of(&written).as_ref().ok() {
+        return Err("a url::Url read in place differs from its serialization".to_owned());
+    }
+    let in_place = in_place.map_or_else(
+        |_| policy.check(&written).map(|_| ()),
+        |url| policy.check_url(&url).map(|_| ()),
+    );
+    let by_uri = policy.check(&written).map(|_| ());
+    if in_place != by_uri {
+        return Err(format!(
+            "a url::Url read in place gets {in_place:?}, its serialization {by_uri:?}"
+        ));
+    }
+    if let Ok(url) = origin::RequestUrl::of_url(&parsed)
+        && policy.permits_url(&url).is_ok() != by_uri.is_ok()
+    {
+        return Err("permits_url and check disagree on a url::Url".to_owned());
+    }
+    Ok(())
+}
+
 /// Checks one request's verdict against its origin and path, read independently.
 fn check_request(
     policy: &OriginPolicy,
@@ -818,6 +862,7 @@ fn check_request(
     if !raw_marks && let Err(refusal) = &verdict {
         unprinted(&format!("{refusal:?}"), "a refusal", true)?;
     }
+    as_reqwest_reads_it(policy, uri)?;
     let origin = Origin::of(uri);
     // Whether the request goes to an excluded URL: `None` when not known.
     let goes_to_excluded = || -> Option<bool> {

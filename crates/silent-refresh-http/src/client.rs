@@ -557,12 +557,25 @@ async fn execute_with(
 
 /// The `Authorization` header value for `token`, marked sensitive.
 ///
+/// Written once, straight into the buffer the header value keeps (no intermediate
+/// copy of the secret is left behind to wipe).
+///
 /// # Errors
 ///
 /// [`BearerSession::invalid_token`] if the token holds characters a header may not.
 pub fn authorization<S: BearerSession>(token: &AccessToken) -> Result<HeaderValue, S::Error> {
-    let mut value =
-        HeaderValue::from_str(&token.authorization()).map_err(|_| S::invalid_token())?;
+    let scheme = token.scheme();
+    let secret = token.secret.expose();
+    let mut bytes = Vec::with_capacity(scheme.len() + 1 + secret.len());
+    bytes.extend_from_slice(scheme.as_bytes());
+    bytes.push(b' ');
+    bytes.extend_from_slice(secret.as_bytes());
+    // Visible ASCII only, as `HeaderValue::from_str` takes: the value refuses control
+    // characters, and would take bytes past ASCII as opaque.
+    if !bytes.is_ascii() {
+        return Err(S::invalid_token());
+    }
+    let mut value = HeaderValue::try_from(bytes).map_err(|_| S::invalid_token())?;
     value.set_sensitive(true);
     Ok(value)
 }

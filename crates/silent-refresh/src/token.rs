@@ -153,20 +153,29 @@ impl AccessToken {
     /// ```
     #[must_use]
     pub fn authorization(&self) -> Zeroizing<String> {
-        let scheme = if self.is_dpop_bound() {
-            // Rule 15: a bound token is never sent as `Bearer` (whatever its case).
-            "DPoP"
-        } else if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty() {
-            "Bearer"
-        } else {
-            self.token_type.as_str()
-        };
+        let scheme = self.scheme();
         let secret = self.secret.expose();
         let mut value = Zeroizing::new(String::with_capacity(scheme.len() + 1 + secret.len()));
         value.push_str(scheme);
         value.push(' ');
         value.push_str(secret);
         value
+    }
+
+    /// The scheme of the `Authorization` header for this token: `DPoP` for a token
+    /// bound to a key (rule 15: never `Bearer`, whatever the case the server sent),
+    /// `Bearer` for a bearer token (in any case, or no type given), otherwise the
+    /// type the server sent. [`authorization`](Self::authorization) writes it before
+    /// the secret.
+    #[must_use]
+    pub fn scheme(&self) -> &str {
+        if self.is_dpop_bound() {
+            "DPoP"
+        } else if self.token_type.eq_ignore_ascii_case("bearer") || self.token_type.is_empty() {
+            "Bearer"
+        } else {
+            self.token_type.as_str()
+        }
     }
 
     /// Whether the token is bound to a DPoP key (RFC 9449: `token_type` `DPoP`, in any

@@ -111,15 +111,20 @@ impl<S: BlockingBearerSource> BearerAuth<S> {
 type FirstSend = (Result<Response<Body>, ureq::Error>, Option<(Parts, Replay)>);
 
 impl<S: BlockingBearerSource> BearerAuth<S> {
-    /// Sends the authorized request down the chain, keeping its body in memory when
-    /// it is small enough to be sent again (see [`replay`]).
+    /// Sends the authorized request down the chain (`attach` puts the token in it),
+    /// keeping its body in memory when it is small enough to be sent again (see
+    /// [`replay`]), and a copy of its head, made before the token and the request's own
+    /// configuration are put in: cheaper to make and to drop, and a retry puts both in
+    /// again.
     fn send_first(
         &self,
         mut parts: Parts,
         body: SendBody<'_>,
         next: MiddlewareNext<'_>,
+        attach: impl FnOnce(&mut Parts) -> Result<(), ureq::Error>,
     ) -> Result<FirstSend, ureq::Error> {
         if !replay::worth_buffering(&parts.headers, self.replay_limit) {
+            attach(&mut parts)?;
             let request = without_redirects::<S>(Request::from_parts(parts, body))?;
             return Ok((next.handle(request), None));
         }
@@ -133,15 +138,15 @@ impl<S: BlockingBearerSource> BearerAuth<S> {
             .read_to_end(&mut read)
             .map_err(ureq::Error::Io)?;
         if read.len() > self.replay_limit {
+            attach(&mut parts)?;
             let mut rest = Cursor::new(read).chain(reader);
             let body = SendBody::from_reader(&mut rest);
             let first = next.handle(without_redirects::<S>(Request::from_parts(parts, body))?);
             return Ok((first, None));
         }
         let body = Replay::new(&parts.method, read, &mut parts.headers);
-        // Copied before the request gets its own configuration: the copy is cheaper to
-        // make and to drop, and a retry configures it again.
         let copy = parts.clone();
+        attach(&mut parts)?;
         let first = body.send(|b| {
             without_redirects::<S>(Request::from_parts(parts, b))
                 .map(|request| next.handle(request))
@@ -165,7 +170,7 @@ impl<S: BlockingBearerSource> Middleware for BearerAuth<S> {
             return next.handle(request);
         };
         let token = source.token().map_err(into_ureq)?;
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         // A DPoP proof names the URL and a nonce is kept for it: written out only for a
         // source with a DPoP key (fixed when it is built), the one that needs it.
         let url = dpop_url(source, || parts.uri.to_string());
@@ -174,14 +179,14 @@ impl<S: BlockingBearerSource> Middleware for BearerAuth<S> {
             method: &method,
             url: url.as_deref(),
         };
-        attach(source, target, &mut parts, &token)?;
         tracing::debug!(
             generation = token.generation.0,
             host = parts.uri.host().unwrap_or_default(),
             "attaching the access token"
         );
-
-        let (first, again) = self.send_first(parts, body, next)?;
+        let (first, again) = self.send_first(parts, body, next, |parts| {
+            attach(source, target, parts, &token)
+        })?;
         let step = read(source, target, &first, &token)?;
         let Some((mut parts, body)) = again else {
             return match step {

@@ -127,8 +127,8 @@ pub fn blocking_agent(origin: &str, config: Config) -> Result<ureq::Agent, BoxEr
             read_answer(&post_blocking(&http, &refresh_url, body)?, &rt)
         })
         .build()?;
-    let auth = BearerAuth::builder(source).allow_origin(origin).build()?;
-    Ok(agent(timeout).middleware(auth).build().into())
+    let auth = BearerAuth::builder(source).allow_origin(origin);
+    Ok(auth.build_agent(agent(timeout))?)
 }
 
 /// Blocking: `GET url` with the token (a 401 is reported and the request sent once more).

@@ -481,8 +481,15 @@ pub(crate) fn verdict<S: BearerSession, T: ResponseStatus, E>(
     let Ok(response) = answer else {
         return Ok(Verdict::Done);
     };
-    let empty = http::HeaderMap::new();
-    let headers = response.headers().unwrap_or(&empty);
+    // An answer without headers reads as one with none (made only then).
+    let empty;
+    let headers = match response.headers() {
+        Some(headers) => headers,
+        None => {
+            empty = http::HeaderMap::new();
+            &empty
+        }
+    };
     #[cfg(feature = "dpop")]
     if let (Some(dpop), Some(url)) = (source.dpop(), target.url) {
         dpop.observe(url, headers);

@@ -27,8 +27,10 @@
 //!     .refresher(OAuth2Refresher::builder(grant).build()?)
 //!     .build()?;
 //! // Attaches the token to this origin only, and sends once more after a 401.
-//! let auth = BearerAuth::builder(source.clone()).allow_origin(api).build()?;
-//! let agent: ureq::Agent = ureq::Agent::config_builder().middleware(auth).build().into();
+//! // The agent for it: the middleware installed last, no redirect followed.
+//! let agent = BearerAuth::builder(source.clone())
+//!     .allow_origin(api)
+//!     .build_agent(ureq::Agent::config_builder())?;
 //! // Share `agent` between threads (it is cheap to clone).
 //! let response = agent.get(me).call()?;
 //! assert!(response.status().is_success());

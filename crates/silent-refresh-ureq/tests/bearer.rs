@@ -87,6 +87,14 @@ fn the_token_reaches_only_the_allowed_origin() {
     );
 }
 
+/// How a test sends a `GET`: as most programs do, or with a configuration of its own
+/// that asks to follow redirects (which the middleware must override).
+#[derive(Clone, Copy, Debug)]
+enum Send {
+    Plain,
+    ConfiguredToFollow,
+}
+
 #[test]
 fn the_token_never_follows_a_redirect() {
     let target = TestServer::start(|_| Reply::text(200, "landed"));
@@ -97,26 +105,40 @@ fn the_token_never_follows_a_redirect() {
         .refresher(auth.refresher())
         .build()
         .expect("source");
-    let agent = agent_with(
-        BearerAuth::builder(source)
-            .allow_origin(api.origin())
-            .build()
-            .expect("valid"),
-    );
+    let auth_for = || BearerAuth::builder(source.clone()).allow_origin(api.origin());
+    // The middleware on an agent that follows redirects, and on the agent it builds
+    // (which follows none, so a plain request needs no configuration of its own).
+    let agents = [
+        ("installed", agent_with(auth_for().build().expect("valid"))),
+        (
+            "build_agent",
+            auth_for()
+                .build_agent(Agent::config_builder())
+                .expect("valid"),
+        ),
+    ];
 
-    for to in [target.url("/landing"), api.url("/data")] {
-        let response = agent
-            .get(api.url(&format!("/redirect?to={to}")))
-            .call()
-            .expect("the 302 comes back");
-        assert_eq!(response.status(), 302);
-        assert_eq!(
-            response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok()),
-            Some(to.as_str())
-        );
+    let mut sent = 0;
+    for (name, agent) in &agents {
+        for how in [Send::Plain, Send::ConfiguredToFollow] {
+            for to in [target.url("/landing"), api.url("/data")] {
+                let request = agent.get(api.url(&format!("/redirect?to={to}")));
+                let response = match how {
+                    Send::Plain => request.call(),
+                    Send::ConfiguredToFollow => request.config().max_redirects(5).build().call(),
+                };
+                let response = response.expect("the 302 comes back");
+                sent += 1;
+                assert_eq!(response.status(), 302, "{name} {how:?}");
+                assert_eq!(
+                    response
+                        .headers()
+                        .get("location")
+                        .and_then(|v| v.to_str().ok()),
+                    Some(to.as_str())
+                );
+            }
+        }
     }
     assert!(
         target.requests().is_empty(),
@@ -124,7 +146,7 @@ fn the_token_never_follows_a_redirect() {
     );
     // Not even the same-origin redirect was followed: the caller decides.
     let at_api = api.requests();
-    assert_eq!(at_api.len(), 2);
+    assert_eq!(at_api.len(), sent);
     assert!(
         at_api
             .iter()

@@ -158,6 +158,20 @@ impl Origin {
     }
 }
 
+/// Where a request's URL meets its origin: kept here, so that `request_url` needs
+/// nothing of this module.
+impl RequestUrl<'_> {
+    /// The URL's origin (allocates its host).
+    #[must_use]
+    pub fn origin(&self) -> Origin {
+        Origin {
+            https: self.https,
+            host: self.host.to_ascii_lowercase(),
+            port: self.port,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.https { "https" } else { "http" };

@@ -2,13 +2,12 @@
 
 use http::Uri;
 
-use super::Origin;
 use crate::Error;
 
 /// A request's URL as the policy and the routes read it: whether it is `https`, its
 /// host, its port (the scheme's default made explicit) and its path, borrowed from the
 /// URL it was read from. An integration reads it once per request and asks the policy
-/// ([`OriginPolicy::permits_url`](super::OriginPolicy::permits_url)) and the routes
+/// ([`OriginPolicy::permits_url`](crate::origin::OriginPolicy::permits_url)) and the routes
 /// ([`Routes::select_url`](crate::routes::Routes::select_url)) with it, without
 /// parsing the URL again or allocating.
 ///
@@ -121,16 +120,6 @@ impl<'a> RequestUrl<'a> {
     #[must_use]
     pub fn path(&self) -> &'a str {
         self.path
-    }
-
-    /// The URL's origin (allocates its host).
-    #[must_use]
-    pub fn origin(&self) -> Origin {
-        Origin {
-            https: self.https,
-            host: self.host.to_ascii_lowercase(),
-            port: self.port,
-        }
     }
 }
 

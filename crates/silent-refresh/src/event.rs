@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::failure::FailureKind;
 use crate::ids::AttemptId;
-use crate::machine::Status;
+use crate::status::Status;
 use crate::token::Generation;
 
 /// At most this many events wait to be drained; older ones are dropped first.

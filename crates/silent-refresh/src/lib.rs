@@ -122,6 +122,7 @@ mod persist;
 mod schedule;
 mod secret;
 mod session;
+mod status;
 pub mod time;
 mod token;
 
@@ -131,8 +132,9 @@ pub use error::Error;
 pub use event::{Event, MAX_QUEUED_EVENTS, Trigger};
 pub use failure::{FailureKind, RefreshFailure};
 pub use ids::{AttemptId, RequestId};
-pub use machine::{Status, TokenMachine};
+pub use machine::TokenMachine;
 pub use persist::Persisted;
 pub use secret::Secret;
 pub use session::{KeyId, Session};
+pub use status::Status;
 pub use token::{AccessToken, Credentials, Expiry, Generation, KeyedToken, Token};

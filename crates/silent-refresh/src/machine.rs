@@ -20,6 +20,7 @@ use crate::parked::Parked;
 use crate::persist::Persisted;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
+use crate::status::Status;
 use crate::token::{AccessToken, Credentials, Expiry, Generation, Token};
 
 /// The failure recorded when an exchange passes its deadline (`refresh_timeout`).
@@ -36,51 +37,6 @@ const UNKNOWN_OUTCOME: &str = "an earlier refresh exchange passed its deadline, 
 const WALL_CLOCK_TOLERANCE: Duration = Duration::from_secs(1);
 /// Why a request fails fast when the token is unusable and cannot be refreshed.
 const NO_WAY_TO_REFRESH: &str = "the token is no longer usable and there is no refresh credential";
-
-/// Where the machine stands with the user's credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// No credentials yet: requests wait (until their deadline) for a sign-in.
-    AwaitingSignIn,
-    /// Credentials present: tokens are granted and refreshed.
-    SignedIn,
-    /// Credentials present, but the last refresh was refused for a configuration reason
-    /// (client id or secret, authentication method, token URL, scope). A usable token is
-    /// still granted; requests that need a refresh fail fast until `backoff_max` has
-    /// passed, then the next refresh tries again. The refresh credential is kept.
-    Misconfigured(Arc<str>),
-    /// Credentials present, but the token endpoint could not be reached at the last
-    /// refresh (connection refused, no DNS answer, connect timeout). A usable token is
-    /// still granted. A request that needs a refresh probes the endpoint again from
-    /// `retry_at` on (about a second after the failure, however long the endpoint has
-    /// been down, so the session resumes within a second of its return); before that
-    /// it fails fast with [`Error::Unreachable`] (unless
-    /// [`fail_fast_unreachable`](crate::ConfigBuilder::fail_fast_unreachable) is off).
-    /// With nobody asking, the next refresh waits for the usual, growing backoff.
-    Unreachable {
-        /// Why the last connection failed (no secret).
-        reason: Arc<str>,
-        /// When a request may probe the endpoint again (past while it runs).
-        retry_at: Instant,
-    },
-    /// A terminal refresh failure (the credentials are dead): requests fail fast until
-    /// the next sign-in.
-    SignInRequired(Arc<str>),
-    /// Signed out: requests fail fast until the next sign-in.
-    SignedOut,
-}
-
-impl Status {
-    /// Signed in (possibly misconfigured, or with the token endpoint unreachable):
-    /// tokens may be granted and refreshed.
-    #[must_use]
-    pub fn is_signed_in(&self) -> bool {
-        matches!(
-            self,
-            Status::SignedIn | Status::Misconfigured(_) | Status::Unreachable { .. }
-        )
-    }
-}
 
 /// The refresh exchange the driver is running (rule 1: at most one, on the wire). It
 /// ends only when its result comes in, whatever happened meanwhile.

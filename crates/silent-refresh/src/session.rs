@@ -45,9 +45,10 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::failure::RefreshFailure;
 use crate::ids::{AttemptId, RequestId};
-use crate::machine::{Status, TokenMachine};
+use crate::machine::TokenMachine;
 use crate::persist::Persisted;
 use crate::secret::Secret;
+use crate::status::Status;
 use crate::token::{Credentials, Generation, Token};
 
 /// Which access token of a session: the index [`Session::add_key`] gave it. The driver

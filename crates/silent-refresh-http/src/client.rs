@@ -538,7 +538,8 @@ pub(crate) fn token_headers<S: BearerSession>(
         let Some(dpop) = source.dpop() else {
             return Err(S::invalid_token());
         };
-        let proof = crate::dpop::proof(dpop, target, token).map_err(|_| S::invalid_token())?;
+        let proof = crate::dpop::proof(dpop, target.method, target.url, token)
+            .map_err(|_| S::invalid_token())?;
         return Ok(TokenHeaders {
             authorization,
             dpop: Some(proof),

@@ -7,25 +7,25 @@ use http::HeaderValue;
 use silent_refresh::AccessToken;
 use silent_refresh_oauth2::dpop::DpopSession;
 
-use crate::client::Target;
-
-/// A proof of `session`'s key for `target`, carrying `token`'s hash (`ath`), signed
-/// now with a fresh `jti`; `None` when it cannot be made (no random bytes, a URL or
-/// key the codec refuses), in which case the request is not sent.
+/// A proof of `session`'s key for a `method` request to `url`, carrying `token`'s hash
+/// (`ath`), signed now with a fresh `jti`; `Err` when it cannot be made (no URL, no
+/// random bytes, a URL or key the codec refuses), in which case the request is not
+/// sent.
 pub(crate) fn proof(
     session: &DpopSession,
-    target: Target<'_>,
+    method: &http::Method,
+    url: Option<&str>,
     token: &AccessToken,
 ) -> Result<HeaderValue, ()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     // The URL is there for a source with a DPoP key, the only one that proves.
-    let url = target.url.ok_or(())?;
+    let url = url.ok_or(())?;
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(|_| ())?;
     let proof = session
-        .proof(target.method.as_str(), url, Some(&token.secret), now, jti)
+        .proof(method.as_str(), url, Some(&token.secret), now, jti)
         .map_err(|error| tracing::warn!(%error, "no DPoP proof for the request"))?;
     HeaderValue::from_str(&proof).map_err(|_| ())
 }

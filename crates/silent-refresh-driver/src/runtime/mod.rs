@@ -25,77 +25,6 @@ pub mod tokio;
 #[cfg(all(feature = "wasm", target_arch = "wasm32"))]
 pub mod wasm;
 
-/// `BearerSession` (what the HTTP integrations need of a source besides its token) for
-/// the sources of runtime `$runtime`: each method is the source's own. The runtime's
-/// module adds how the token is had: `BearerSource` (awaited) or `BlockingBearerSource`.
-#[cfg(feature = "http")]
-macro_rules! bearer_session {
-    ($runtime:ty) => {
-        impl silent_refresh_http::BearerSession for crate::source::TokenSource<$runtime> {
-            type Error = crate::Error;
-
-            fn report_rejected(&self, generation: silent_refresh::Generation) {
-                crate::source::TokenSource::report_rejected(self, generation);
-            }
-
-            fn token_endpoint(&self) -> Option<&str> {
-                crate::source::TokenSource::token_endpoint(self)
-            }
-
-            fn invalid_token() -> crate::Error {
-                crate::Error::InvalidToken
-            }
-
-            fn send_failed(error: Box<dyn std::error::Error + Send + Sync>) -> crate::Error {
-                crate::Error::Send(error)
-            }
-
-            fn insufficient_scope(scope: Option<String>) -> crate::Error {
-                crate::Error::InsufficientScope { scope }
-            }
-
-            fn step_up_required(acr_values: Option<String>, max_age: Option<u64>) -> crate::Error {
-                crate::Error::StepUpRequired {
-                    acr_values,
-                    max_age,
-                }
-            }
-
-            fn not_replayable() -> crate::Error {
-                crate::Error::NotReplayable
-            }
-
-            #[cfg(feature = "dpop")]
-            fn dpop(&self) -> Option<&silent_refresh_oauth2::dpop::DpopSession> {
-                crate::source::TokenSource::dpop(self)
-            }
-        }
-    };
-}
-#[cfg(feature = "http")]
-use bearer_session;
-
-/// `BearerSource` (the integrations' awaited token) for the sources of an async runtime
-/// `$runtime`, with its `BearerSession`.
-#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
-macro_rules! bearer_source {
-    ($runtime:ty) => {
-        super::bearer_session!($runtime);
-
-        impl silent_refresh_http::BearerSource for crate::source::TokenSource<$runtime> {
-            fn token(
-                &self,
-            ) -> impl std::future::Future<
-                Output = Result<std::sync::Arc<silent_refresh::AccessToken>, crate::Error>,
-            > + Send {
-                crate::source::TokenSource::token(self)
-            }
-        }
-    };
-}
-#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
-use bearer_source;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +33,7 @@ use silent_refresh::{Event, RefreshFailure, Secret, Token};
 use silent_refresh_oauth2::Target;
 
 use crate::clock::Clock;
+pub use crate::store::BlockingWork;
 use crate::store::TokenStore;
 
 /// What a runtime must provide to run a token source's [`Driver`](crate::driver::Driver): its exchange loop
@@ -160,16 +90,6 @@ pub trait Runtime: Clone + Unpin + 'static {
 
     /// The clock a source reads when its builder was given none.
     fn default_clock(&self) -> Arc<dyn Clock>;
-}
-
-/// What a blocking job does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockingWork {
-    /// A store call: load, save, forget, or the release of the store's lock.
-    StoreIo,
-    /// Takes the store's lock between processes before an exchange, and re-reads the
-    /// store under it: it may wait, up to `refresh_timeout`, for another process.
-    StoreLock,
 }
 
 /// What the callers of a source get on this runtime: whether a call is awaited or

@@ -492,7 +492,7 @@ impl Caller for Threads {
 }
 
 #[cfg(feature = "http")]
-super::bearer_session!(Threads);
+crate::source::bearer_session!(Threads);
 
 /// The ureq middleware's (`silent-refresh-http`, feature `ureq`) token: the source's,
 /// blocking the thread.

@@ -288,4 +288,4 @@ impl<C: AsyncHttpClient> SendsWith<C> for Tokio {
 }
 
 // What the HTTP integrations attach tokens from.
-super::bearer_source!(Tokio);
+crate::source::bearer_source!(Tokio);

@@ -501,4 +501,4 @@ impl<C: LocalHttpClient> SendsWith<C> for Wasm {
 
 // The browser's sources are what the HTTP integrations attach tokens from (the
 // browser adapter's `fetch` wrapper goes through `AuthorizedClient`), as tokio's are.
-super::bearer_source!(Wasm);
+crate::source::bearer_source!(Wasm);

@@ -6,6 +6,7 @@
 //! Where a call waits, the runtime's [`Caller::Wait`] decides how: an async runtime
 //! returns a future to `.await`, a blocking one blocks the calling thread.
 
+mod bearer;
 mod builder;
 mod wait;
 
@@ -23,6 +24,10 @@ use crate::kernel::{Command, Kernel, KeySlot, SETTLE_POLL, Snapshot};
 use crate::runtime::Caller;
 use crate::wake::Doorbell;
 
+#[cfg(feature = "http")]
+pub(crate) use self::bearer::bearer_session;
+#[cfg(any(feature = "tokio", all(feature = "wasm", target_arch = "wasm32")))]
+pub(crate) use self::bearer::bearer_source;
 pub use self::builder::TokenSourceBuilder;
 pub use self::wait::Answer;
 

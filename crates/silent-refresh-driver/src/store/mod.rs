@@ -27,7 +27,6 @@ use std::time::Duration;
 use silent_refresh::{Secret, Token};
 
 use crate::error::Error;
-use crate::runtime::BlockingWork;
 
 /// What a store whose I/O is asynchronous must do before one of its calls can answer at
 /// once ([`TokenStore::ready`]): a future that resolves to a guard, dropped once that
@@ -144,4 +143,16 @@ pub trait StoreLock: Send + 'static {
     fn still_held(&self) -> bool {
         true
     }
+}
+
+/// What a blocking job does: the store work a runtime runs off the callers
+/// ([`Runtime::run_blocking`](crate::runtime::Runtime::run_blocking)), and what a store
+/// that must first get ready is asked for ([`TokenStore::ready`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingWork {
+    /// A store call: load, save, forget, or the release of the store's lock.
+    StoreIo,
+    /// Takes the store's lock between processes before an exchange, and re-reads the
+    /// store under it: it may wait, up to `refresh_timeout`, for another process.
+    StoreLock,
 }

@@ -39,6 +39,7 @@ pub mod dpop;
 pub mod driver;
 mod error;
 pub mod exports;
+mod http_client;
 pub mod kernel;
 pub mod oauth2_refresher;
 pub mod observe;

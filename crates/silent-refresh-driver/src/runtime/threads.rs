@@ -27,8 +27,8 @@ use super::{
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, Spawn};
+use crate::http_client::BlockingHttpClient;
 use crate::kernel::Waiter;
-use crate::oauth2_refresher::BlockingHttpClient;
 
 /// How long past its own deadline a blocked caller waits for the driver before giving
 /// up by itself (the driver answers at the deadline; this only bounds a late one, or a

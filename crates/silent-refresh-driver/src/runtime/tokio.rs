@@ -19,8 +19,8 @@ use super::{BlockingWork, Caller, Exchanger, RunsRefresher, Runtime, SendsWith};
 use crate::Error;
 use crate::clock::Clock;
 use crate::driver::{Driver, Spawn};
+use crate::http_client::AsyncHttpClient;
 use crate::kernel::Waiter;
-use crate::oauth2_refresher::AsyncHttpClient;
 
 /// How many events a subscriber may lag behind before it misses the oldest (it is told
 /// how many it missed).

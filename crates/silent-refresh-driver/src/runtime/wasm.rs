@@ -29,8 +29,8 @@ use super::{
 use crate::Error;
 use crate::clock::{Clock, SystemClock};
 use crate::driver::{Driver, Spawn};
+use crate::http_client::LocalHttpClient;
 use crate::kernel::Waiter;
-use crate::oauth2_refresher::LocalHttpClient;
 use crate::store::TokenStore;
 
 /// How many events a subscriber may lag behind; past that the oldest are dropped for it

@@ -2,7 +2,9 @@
 //! and sign-in tool for any OAuth 2.0 server, kept in a library so that tests can run
 //! it (not published).
 //!
-//! - [`client`]: the command line, the load run and its report.
+//! - [`cli`]: the command line, its usage and exit codes, parsed into a command.
+//! - [`client`]: the load run and its report (and the command line's names, again).
+//! - [`session_store`]: `--token-file` or `--redis-url`, as one store.
 //! - [`grants`]: `--grant`, `--auth private_key_jwt`, `--private-key` and
 //!   `--subject-token-file`.
 //! - [`dpop_key`]: `--dpop` and `--dpop-key PATH`.
@@ -12,6 +14,7 @@
 //!   token per API.
 //! - [`probe`]: one authorized `GET` through either adapter's 401-retry helper.
 //! - [`measure`]: the counts and latencies of a run.
+//! - [`report`]: what a run reports (its JSON line) and why it stopped.
 //! - [`shell_words`]: `--browser-command` split into words as a shell would.
 //!
 //! ```
@@ -24,11 +27,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod client;
 pub mod dpop_key;
 pub mod grants;
 pub mod login;
 pub mod measure;
 pub mod probe;
+pub mod report;
 pub mod resources;
+pub mod session_store;
 pub mod shell_words;

@@ -19,7 +19,8 @@ use silent_refresh_driver::{Error, TokenSource, signin};
 use silent_refresh_oauth2::{ClientAuth, Metadata, RefreshGrant};
 use silent_refresh_tokio::{Browser, SignedOut};
 
-use crate::client::{ENV_CLIENT_SECRET, EXIT_USAGE, Runtime, SessionStore};
+use crate::cli::{ENV_CLIENT_SECRET, EXIT_USAGE, Runtime};
+use crate::session_store::SessionStore;
 use crate::{grants, shell_words};
 
 /// Exit status: the sign-in did not complete (denied, expired, timed out, a wrong

@@ -17,7 +17,13 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use silent_refresh::{Config, Secret};
+use silent_refresh_driver::driver::Spawn;
+use silent_refresh_driver::exports::TokenChange;
+use silent_refresh_driver::oauth2_refresher::{HttpClient, OAuth2Refresher};
+use silent_refresh_driver::runtime::{Caller, RunsRefresher};
 use silent_refresh_oauth2::RefreshGrant;
+use silent_refresh_tokio::{Reqwest, Tokio};
+use silent_refresh_ureq::{Threads, UreqAgent};
 
 use crate::dpop_key::DpopChoice;
 use crate::grants::{self, GrantChoice, Service};
@@ -122,42 +128,13 @@ async fn tokio_load(
     options: Options,
     service: &Service,
 ) -> Result<(Report, Option<String>), RunError> {
-    use silent_refresh_tokio::{OAuth2Refresher, TokenChange, TokenSource};
-
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| setup(&e))?;
     let tally = Arc::new(Tally::default());
-    let refreshes = tally.clone();
-    let config = config(options.tuning).map_err(|e| setup(&e))?;
-    let exit_wait = config.refresh_timeout() + SAVE_WAIT;
-    // The refresher's own HTTP client, built by the library (no redirect followed
-    // with the credential), and the exchange's timeout the configuration's.
-    let store = session_store(&options)?;
-    let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
-        .timeout(config.refresh_timeout());
-    if let Some(dpop) = dpop_session(service, store.as_ref())? {
-        refresher = refresher.dpop(dpop);
-    }
-    let refresher = refresher.build().map_err(|e| setup(&e))?;
-    let mut builder = TokenSource::builder(config);
-    if let Some(store) = store {
-        builder = builder.store(store);
-    }
-    if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
-        builder = builder.credentials(credentials);
-    }
-    let source = builder
-        .refresher(refresher)
-        .on_token_change(move |change| {
-            if let TokenChange::Persist { .. } = change {
-                refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .map_err(|e| setup(&e))?;
+    let (source, exit_wait) = run_source::<Tokio, Reqwest>(&options, service, &tally)?;
     let session = source.clone();
     let mut events = source.subscribe();
     let marks = tally.clone();
@@ -246,36 +223,9 @@ async fn tokio_load(
 const SAVE_WAIT: Duration = Duration::from_secs(3);
 
 fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<String>), RunError> {
-    use silent_refresh_ureq::{OAuth2Refresher, TokenChange, TokenSource};
-
     let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
     let tally = Arc::new(Tally::default());
-    let refreshes = tally.clone();
-    let config = config(options.tuning).map_err(|e| setup(&e))?;
-    let exit_wait = config.refresh_timeout() + SAVE_WAIT;
-    let store = session_store(&options)?;
-    let mut refresher = OAuth2Refresher::builder(service_grant(&options, service)?)
-        .timeout(config.refresh_timeout());
-    if let Some(dpop) = dpop_session(service, store.as_ref())? {
-        refresher = refresher.dpop(dpop);
-    }
-    let refresher = refresher.build().map_err(|e| setup(&e))?;
-    let mut builder = TokenSource::builder(config);
-    if let Some(store) = store {
-        builder = builder.store(store);
-    }
-    if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
-        builder = builder.credentials(credentials);
-    }
-    let source = builder
-        .refresher(refresher)
-        .on_token_change(move |change| {
-            if let TokenChange::Persist { .. } = change {
-                refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-        .build()
-        .map_err(|e| setup(&e))?;
+    let (source, exit_wait) = run_source::<Threads, UreqAgent>(&options, service, &tally)?;
     let retries = Count401::default();
     let session = source.clone();
     let events = source.subscribe();
@@ -372,6 +322,50 @@ fn run_blocking(options: Options, service: &Service) -> Result<(Report, Option<S
     }
     tally.keep_timeline(options.timeline.as_deref());
     Ok((report, tally.first_error()))
+}
+
+/// The run's token source on runtime `Rt`, the same for both runtimes: the OAuth
+/// refresher over the adapter's client `C` (built by the library: no redirect followed
+/// with the credential; the exchange's timeout the configuration's), the session's
+/// store and DPoP key, the credentials given, and a count of the tokens it persists.
+/// With it, how long the run waits at exit for a refresh on the wire and its save.
+fn run_source<Rt, C>(
+    options: &Options,
+    service: &Service,
+    tally: &Arc<Tally>,
+) -> Result<(silent_refresh_driver::TokenSource<Rt>, Duration), RunError>
+where
+    Rt: Caller + Default + Spawn + RunsRefresher<OAuth2Refresher<C>>,
+    C: HttpClient,
+{
+    let setup = |e: &dyn fmt::Display| RunError::Setup(e.to_string());
+    let config = config(options.tuning).map_err(|e| setup(&e))?;
+    let exit_wait = config.refresh_timeout() + SAVE_WAIT;
+    let store = session_store(options)?;
+    let mut refresher = OAuth2Refresher::<C>::builder(service_grant(options, service)?)
+        .timeout(config.refresh_timeout());
+    if let Some(dpop) = dpop_session(service, store.as_ref())? {
+        refresher = refresher.dpop(dpop);
+    }
+    let refresher = refresher.build().map_err(|e| setup(&e))?;
+    let mut builder = silent_refresh_driver::TokenSource::<Rt>::builder(config);
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    if let Some(credentials) = service.credentials(options.refresh_token.as_ref()) {
+        builder = builder.credentials(credentials);
+    }
+    let refreshes = tally.clone();
+    let source = builder
+        .refresher(refresher)
+        .on_token_change(move |change| {
+            if let TokenChange::Persist { .. } = change {
+                refreshes.refreshes.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .map_err(|e| setup(&e))?;
+    Ok((source, exit_wait))
 }
 
 /// The store of `--token-file` or `--redis-url`, once it is known to hold a session

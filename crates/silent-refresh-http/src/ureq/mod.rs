@@ -224,7 +224,9 @@ impl<S: BlockingBearerSource> Middleware for BearerAuth<S> {
             "sending the request again with the new token"
         );
         let second = body.send(|b| {
-            without_redirects::<S>(Request::from_parts(parts, b))
+            // The retry goes through a private agent that would follow redirects: always
+            // configured.
+            configured_without_redirects::<S>(Request::from_parts(parts, b))
                 .and_then(|request| self.retry_agent.run(request))
         });
         if let Verdict::Rejected = read(source, target, &second, &token)? {
@@ -403,7 +405,7 @@ impl<S: BlockingBearerSource> BearerAuthBuilder<S> {
 }
 
 impl<S: BlockingBearerSource> BearerAuth<S> {
-    /// The request, set not to follow redirects ([`without_redirects`]), unless it
+    /// The request, set not to follow redirects ([`configured_without_redirects`]), unless it
     /// follows none already: in an agent that follows none
     /// ([`BearerAuthBuilder::build_agent`]), a request that carries nothing but its
     /// agent (`extensions().len() == 1`: ureq puts the agent in every request it runs
@@ -416,14 +418,14 @@ impl<S: BlockingBearerSource> BearerAuth<S> {
         if self.in_agent_without_redirects && request.extensions().len() == 1 {
             return Ok(request);
         }
-        without_redirects::<S>(request)
+        configured_without_redirects::<S>(request)
     }
 }
 
 /// The request, configured not to follow redirects: ureq follows them inside the
 /// transport, out of the middleware's sight (see [`BearerAuth`]). The rest of its
 /// configuration is its agent's, or what the caller set for this request.
-fn without_redirects<S: BlockingBearerSource>(
+fn configured_without_redirects<S: BlockingBearerSource>(
     request: Request<SendBody<'_>>,
 ) -> Result<Request<SendBody<'_>>, ureq::Error> {
     let config = request.middleware_config();

@@ -390,8 +390,7 @@ impl Drop for OutageThread {
 }
 
 impl AuthOrigin {
-    fn start(addr: SocketAddr, app: Router) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+    fn start(listener: TcpListener, app: Router) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let served = Served::start("embedded token endpoint", listener, app.clone())?;
@@ -553,9 +552,10 @@ impl AuthServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         // The token endpoint's own origin (found first, so its URL can be the `aud`).
+        // Kept bound until it serves: a port let go here could be taken by another
+        // test's server before it is bound again (AddrInUse, seen in CI).
         let auth_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let auth_addr = auth_listener.local_addr()?;
-        drop(auth_listener);
         let redirect = config.token_redirect;
         let outage = config.outage;
         let keys = RandomState::new();
@@ -594,7 +594,7 @@ impl AuthServer {
         let auth_app = signin::routes(Router::new().route(TOKEN_PATH, post(token_endpoint)))
             .layer(axum::middleware::from_fn(web::cors))
             .with_state(state.clone());
-        let auth = Arc::new(AuthOrigin::start(auth_addr, auth_app)?);
+        let auth = Arc::new(AuthOrigin::start(auth_listener, auth_app)?);
         let app = Router::new()
             .route(RESOURCE_PATH, any(resource))
             .fallback(web::static_file)
